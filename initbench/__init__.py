@@ -1,0 +1,3 @@
+"""initbench: compare how initial weights decide how a network trains."""
+
+__version__ = "0.1.0"

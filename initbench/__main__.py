@@ -1,0 +1,3 @@
+from initbench.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""The command line: thin Typer commands that parse options and delegate.
+
+An InitbenchError becomes a one-paragraph message on stderr and exit status 1,
+with no traceback unless --debug is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+import initbench
+from initbench.errors import InitbenchError
+
+app = typer.Typer(
+    help="Train the same network from different initial weights on real FashionMNIST and compare how they learn.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+
+@contextmanager
+def _errors_to_exit(debug: bool) -> Iterator[None]:
+    err = Console(stderr=True)
+    try:
+        yield
+    except InitbenchError as e:
+        if debug:
+            raise
+        err.print(Text("Error: ", style="bold red") + Text(str(e)))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("Interrupted: no result files were written.")
+        raise typer.Exit(130) from None
+    except Exception as e:
+        if debug:
+            raise
+        err.print(Text("Unexpected error: ", style="bold red") + Text(f"{type(e).__name__}: {e}. "
+                  "Run again with --debug for the traceback."))
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"initbench {initbench.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Train the same network from different initial weights on real FashionMNIST and compare how they learn."""
+
+
+def _opt(*names: str, help: str, default: str | None = None) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, show_default=default or False)
+
+
+@app.command()
+def compare(
+    schemes: Annotated[Optional[list[str]], typer.Argument(
+        help="Initialization schemes to compare.", show_default="zeros ones uniform rule normal default")] = None,
+    config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below.")] = None,
+    epochs: Annotated[Optional[int], _opt(help="Training epochs per model.", default="2")] = None,
+    seeds: Annotated[Optional[int], _opt(help="Train each scheme with seeds 0..K-1.", default="1")] = None,
+    seed_list: Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".')] = None,
+    lr: Annotated[Optional[float], _opt(help="Adam learning rate.", default="0.001")] = None,
+    batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default="100")] = None,
+    hidden: Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
+                                          default="256,128")] = None,
+    dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.", default="0.2")] = None,
+    train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
+                                                 default="all 48,000")] = None,
+    split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.", default="0")] = None,
+    plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.", default="100")] = None,
+    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="auto")] = None,
+    data_dir: Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
+                                             default="$INITBENCH_DATA_DIR or ~/.cache/initbench")] = None,
+    out: Annotated[Optional[Path], _opt("--out", "-o", help="Output folder.",
+                                        default="results/<timestamp>-<schemes>")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages; only the table.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train the lesson's MLP once per scheme and seed; write accuracy.csv, runs.csv, losses.csv,
+    loss curves and run.json, and print the validation-accuracy table."""
+    with _errors_to_exit(debug):
+        from initbench import config as config_mod, runner
+
+        if seeds is not None and seed_list is not None:
+            raise InitbenchError("Give either --seeds or --seed-list, not both.")
+        options = {
+            "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
+            "lr": lr, "batch_size": batch_size, "hidden": hidden, "dropout": dropout,
+            "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
+            "device": device, "data_dir": data_dir, "out": out,
+        }
+        resolved = config_mod.resolve(config, {k: v for k, v in options.items() if v is not None})
+        runner.compare(resolved, Console(), quiet=quiet)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,182 @@
+"""The run configuration: defaults, then a TOML file, then command-line options.
+
+Both sources use the same flat keys (``epochs``, ``batch_size``, ...) and go
+through the same parsers, so a bad value gets the same message whether it was
+typed or read from a file; only the place named in the message differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from initbench import schemes as scheme_registry
+from initbench.data import default_data_dir
+from initbench.engine import Job, TrainSettings
+from initbench.errors import InitbenchError
+
+LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    schemes: tuple[str, ...] = LESSON_SCHEMES
+    seeds: tuple[int, ...] = (0,)
+    train: TrainSettings = TrainSettings()
+    train_samples: int | None = None  # None: the whole training split
+    split_seed: int = 0
+    plot_batches: int = 100
+    device: str = "auto"
+    data_dir: Path = field(default_factory=default_data_dir)
+    out: Path | None = None  # None: results/<timestamp>-<schemes>
+
+    def jobs(self) -> list[Job]:
+        """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
+        return [Job(scheme, seed, self.train) for seed in self.seeds for scheme in self.schemes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat, JSON-ready form: the same keys a config file uses."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k != "train"}
+        flat.update(dataclasses.asdict(self.train))
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for k, v in flat.items()}
+
+
+# --- parsers: each takes a raw value (from TOML or the CLI) and returns it checked, or raises ValueError
+
+
+def _whole(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
+def _number(low: float, high: float, describe: str) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+            raise ValueError(f"must be a number {describe}")
+        return float(value)
+    return parse
+
+
+def _int_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        try:
+            return [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("must be whole numbers separated by commas") from None
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    """A count K (seeds 0..K-1) or an explicit list of seeds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return tuple(range(_whole(1)(value)))
+    seeds = tuple(_whole(0)(s) for s in _int_list(value))
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError("must be a count, or a list of distinct seeds that are whole numbers ≥ 0")
+    return seeds
+
+
+def _hidden(value: Any) -> tuple[int, ...]:
+    """Hidden layer sizes: [256, 128], "256,128", or "256x10" for ten layers of 256."""
+    if isinstance(value, str):
+        sizes: list[Any] = []
+        for part in value.split(","):
+            size, _, count = part.strip().partition("x")
+            try:
+                sizes += [int(size)] * (int(count) if count else 1)
+            except ValueError:
+                raise ValueError('must be sizes like "256,128" or "256x10"') from None
+    else:
+        sizes = _int_list(value)
+    if not sizes:
+        raise ValueError("must name at least one hidden layer")
+    return tuple(_whole(1)(s) for s in sizes)
+
+
+def _schemes(value: Any) -> tuple[str, ...]:
+    names = value.split(",") if isinstance(value, str) else list(value)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ValueError("must be a list of scheme names")
+    for name in names:
+        scheme_registry.get(name)  # raises with the valid names and the closest match
+    if len(set(names)) != len(names):
+        raise ValueError(f"names a scheme twice: {', '.join(names)}")
+    return tuple(names)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _path(value: Any) -> Path:
+    return Path(value if isinstance(value, Path) else _text(value)).expanduser()
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else parse(value)
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "schemes": _schemes,
+    "seeds": _seeds,
+    "epochs": _whole(1),
+    "lr": _number(1e-300, float("inf"), "greater than 0"),
+    "batch_size": _whole(1),
+    "hidden": _hidden,
+    "dropout": _number(0.0, 1.0, "from 0 up to (not including) 1"),
+    "train_samples": _optional(_whole(1)),
+    "split_seed": _whole(0),
+    "plot_batches": _whole(1),
+    "device": _text,
+    "data_dir": _path,
+    "out": _optional(_path),
+}
+CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InitbenchError(f"Config file {path} does not exist.") from None
+    except OSError as e:
+        raise InitbenchError(f"Cannot read config file {path}: {e.strerror}.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InitbenchError(f"Config file {path} is not valid TOML: {e}.") from None
+
+
+def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[str], str]) -> None:
+    for key, raw in source.items():
+        if key not in PARSERS:
+            close = difflib.get_close_matches(key, PARSERS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InitbenchError(f"Unknown setting {where(key)}.{hint} Valid keys: {', '.join(PARSERS)}.")
+        try:
+            values[key] = PARSERS[key](raw)
+        except ValueError as e:
+            raise InitbenchError(f"Invalid {where(key)}: {e}; got {raw!r}.") from None
+
+
+def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None = None) -> RunConfig:
+    """Defaults, overridden by ``config_file``, overridden by command-line ``options``."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        _apply(values, read_toml(config_file), lambda key: f"{key!r} in {config_file}")
+    _apply(values, options or {}, lambda key: CLI_NAMES.get(key, "--" + key.replace("_", "-")))
+    train = {k: values.pop(k) for k in TRAIN_KEYS & values.keys()}
+    return RunConfig(**values, train=TrainSettings(**train))

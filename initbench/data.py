@@ -1,0 +1,164 @@
+"""FashionMNIST: find it, verify it, load it once into tensors, split it.
+
+Where the data comes from, in order: the data folder if it already holds the
+four IDX files; a system copy of the four ``.gz`` files (Debian's package
+``dataset-fashion-mnist``), decompressed into the data folder; torchvision's
+own download. Every IDX file is checked against the SHA-256 of the real data
+before use, so a truncated or corrupted copy is an error, never a silently
+wrong result.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from initbench.errors import InitbenchError
+
+DATA_DIR_ENV = "INITBENCH_DATA_DIR"
+SYSTEM_DIR_ENV = "INITBENCH_SYSTEM_DATA"
+DEFAULT_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+VALIDATION_FRACTION = 0.2
+
+# SHA-256 of the decompressed IDX files of the real FashionMNIST (Xiao et al. 2017).
+SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+HOW_TO_GET = (
+    "Get it one of two ways: on Debian, `apt-get update && apt-get install -y dataset-fashion-mnist` "
+    f"(installs the files in {DEFAULT_SYSTEM_DIR}; set {SYSTEM_DIR_ENV} to use another folder holding the "
+    "four .gz files); or run once on a machine with internet access, which downloads it through torchvision."
+)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Images as float32 rows of 784 pixels in [0, 1], labels as int64."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+    def to(self, device: torch.device) -> Splits:
+        return Splits(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def default_data_dir() -> Path:
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "initbench"
+
+
+def raw_dir(data_dir: Path) -> Path:
+    """Where torchvision looks for the decompressed files."""
+    return data_dir / "FashionMNIST" / "raw"
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify(raw: Path) -> None:
+    """Check each IDX file against the real data's SHA-256; name the first bad one."""
+    for name, expected in SHA256.items():
+        path = raw / name
+        if not path.is_file():
+            raise InitbenchError(f"FashionMNIST file {path} is missing. {HOW_TO_GET}")
+        if _sha256(path) != expected:
+            raise InitbenchError(
+                f"FashionMNIST file {path} is corrupted or truncated (its SHA-256 is not the real data's). "
+                "Delete it and run again: initbench restores it from the system copy or downloads it."
+            )
+
+
+def _from_system_copy(system: Path, raw: Path, log: Callable[[str], None]) -> None:
+    log(f"Decompressing FashionMNIST from {system} into {raw}")
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in SHA256:
+        source, target = system / f"{name}.gz", raw / name
+        tmp = target.with_name(f".{name}.tmp")
+        try:
+            with gzip.open(source, "rb") as src, tmp.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError) as e:
+            tmp.unlink(missing_ok=True)
+            raise InitbenchError(f"Cannot decompress {source}: {e}. Reinstall the system copy. {HOW_TO_GET}")
+        tmp.replace(target)
+
+
+def _download(data_dir: Path, log: Callable[[str], None]) -> None:
+    from torchvision import datasets
+
+    log(f"Downloading FashionMNIST into {data_dir}")
+    try:
+        for train in (True, False):
+            datasets.FashionMNIST(str(data_dir), train=train, download=True)
+    except Exception as e:  # torchvision raises bare RuntimeError/URLError on every network failure
+        raise InitbenchError(
+            f"FashionMNIST is not in {raw_dir(data_dir)}, there is no system copy in "
+            f"{os.environ.get(SYSTEM_DIR_ENV) or DEFAULT_SYSTEM_DIR}, and downloading it failed "
+            f"({str(e).splitlines()[0]}). {HOW_TO_GET}"
+        ) from e
+
+
+def ensure(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Path:
+    """Make sure ``data_dir`` holds the verified IDX files; return their folder."""
+    raw = raw_dir(data_dir)
+    if not all((raw / name).is_file() for name in SHA256):
+        system = Path(os.environ.get(SYSTEM_DIR_ENV) or DEFAULT_SYSTEM_DIR)
+        try:
+            if all((system / f"{name}.gz").is_file() for name in SHA256):
+                _from_system_copy(system, raw, log)
+            else:
+                _download(data_dir, log)
+        except PermissionError as e:
+            raise InitbenchError(f"Cannot write the data folder {data_dir}: {e.strerror}. Use --data-dir.") from e
+    verify(raw)
+    return raw
+
+
+def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
+         log: Callable[[str], None] = lambda _: None) -> Splits:
+    """The verified data as tensors: a seeded 80/20 train/validation split of the 60,000
+    training images (the same split for every scheme of a run), and the 10,000 test images.
+
+    ``train_samples`` keeps a seeded subset of the training part (for smoke runs).
+    """
+    from torchvision import datasets
+
+    ensure(data_dir, log)
+
+    def tensors(train: bool) -> tuple[Tensor, Tensor]:
+        ds = datasets.FashionMNIST(str(data_dir), train=train, download=False)
+        return ds.data.reshape(len(ds.data), -1).float().div_(255.0), ds.targets.long()
+
+    x, y = tensors(train=True)
+    x_test, y_test = tensors(train=False)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
+    n_val = int(len(y) * VALIDATION_FRACTION)
+    val, train = order[:n_val], order[n_val:]
+    if train_samples is not None:
+        if train_samples > len(train):
+            raise InitbenchError(f"train_samples is {train_samples}, but the training split has only {len(train)} images.")
+        train = train[:train_samples]
+    return Splits(x[train], y[train], x[val], y[val], x_test, y_test)

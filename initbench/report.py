@@ -1,0 +1,99 @@
+"""What a person sees: the progress bar, the table, the loss-curve pictures.
+
+matplotlib is imported inside the plotting functions: it costs start-up time
+that a run only pays once it has results to draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+@contextmanager
+def progress(total: int, description: str, console: Console, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar over ``total`` batches; yields the function that advances it."""
+    if not enabled:
+        yield lambda n: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _pct(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+
+
+def table(summary: pd.DataFrame, epochs: int) -> Table:
+    """The lesson's "After 2 Epochs" table, best validation accuracy first."""
+    seeds = int(summary["seeds"].max())
+    title = f"After {epochs} epoch{'s' * (epochs != 1)}" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
+    columns = ["Scheme", "Validation accuracy", "Test accuracy", "Training loss", "Mean loss, last epoch"]
+    any_diverged = summary["diverged"].any()
+    t = Table(*columns, *(["Diverged"] if any_diverged else []), title=title)
+    for column in t.columns[1:]:
+        column.justify = "right"
+    for row in summary.itertuples():
+        t.add_row(row.scheme, _pct(row.val_acc_mean, row.val_acc_std), _pct(row.test_acc_mean, math.nan),
+                  f"{row.final_batch_loss_mean:.3f}", f"{row.train_loss_mean:.3f}",
+                  *([f"{row.diverged}/{row.seeds}"] if any_diverged else []))
+    return t
+
+
+def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
+    """Per scheme and global batch number: mean, min and max of the loss over seeds."""
+    steps = losses.assign(step=(losses["epoch"] - 1) * n_batches + losses["batch"])
+    return steps.groupby(["scheme", "step"], sort=False)["loss"].agg(["mean", "min", "max"]).reset_index()
+
+
+OFF_SCALE = 10.0  # a curve peaking this many times above the lowest peak is left off the linear scale
+
+
+def plot_losses(losses: pd.DataFrame, path: Path, n_batches: int, first: int | None, title: str) -> None:
+    """One line per scheme (mean over seeds, band from min to max when seeds > 1).
+
+    ``first`` batches on a linear axis, as in the lesson; a scheme whose loss is
+    far above the others' (``ones`` reaches the thousands) would flatten every
+    other curve, so the axis is fitted to the rest and the legend gives its peak.
+    With ``first=None``, the whole run on a log axis with epoch boundaries marked.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = _curves(losses, n_batches)
+    if first is not None:
+        curves = curves[curves["step"] <= first]
+    several_seeds = losses.groupby("scheme")["seed"].nunique().max() > 1
+    peaks = curves.groupby("scheme", sort=False)["mean"].max()
+    off_scale = peaks > OFF_SCALE * peaks.min() if first is not None else peaks < 0
+    fig, ax = plt.subplots(figsize=(10, 6))
+    for scheme, c in curves.groupby("scheme", sort=False):
+        label = f"{scheme} (off scale, peak {peaks[scheme]:,.0f})" if off_scale[scheme] else scheme
+        (line,) = ax.plot(c["step"], c["mean"], label=label, linewidth=1.2 if first else 0.8)
+        if several_seeds:
+            ax.fill_between(c["step"], c["min"], c["max"], color=line.get_color(), alpha=0.2, linewidth=0)
+    if first is None:
+        ax.set_yscale("log")
+        for epoch_end in range(n_batches, int(curves["step"].max()), n_batches):
+            ax.axvline(epoch_end + 0.5, color="grey", linestyle=":", linewidth=1)
+    elif off_scale.any():
+        on_scale = curves[curves["scheme"].isin(peaks.index[~off_scale])]
+        ax.set_ylim(0, 1.05 * on_scale["max"].max())
+    ax.set(title=title, xlabel="Batch", ylabel="Training loss (cross-entropy)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)

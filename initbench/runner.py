@@ -1,0 +1,64 @@
+"""``compare``: from a resolved configuration to result files and a table."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from initbench import data, engine, report, results
+from initbench.config import RunConfig
+
+MAX_NAME_SCHEMES = 8
+
+
+def default_out(config: RunConfig, now: datetime) -> Path:
+    """results/<timestamp>-<schemes>, e.g. results/20261123-181500-zeros-ones-rule."""
+    names = "-".join(config.schemes[:MAX_NAME_SCHEMES]) + ("-etc" if len(config.schemes) > MAX_NAME_SCHEMES else "")
+    return Path("results") / f"{now:%Y%m%d-%H%M%S}-{names}"
+
+
+def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
+    """Train every (scheme, seed) job of ``config``, write the run's files, print its table."""
+    started = datetime.now().astimezone()
+    device = engine.resolve_device(config.device)
+    log = (lambda _: None) if quiet else (lambda msg: console.print(msg, style="dim"))
+    with results.output_dir(config.out or default_out(config, started)) as out:
+        splits = data.load(config.data_dir, config.split_seed, config.train_samples, log).to(device)
+        jobs = config.jobs()
+        n_batches = engine.batches_per_epoch(len(splits.y_train), config.train.batch_size)
+        log(f"Training {len(jobs)} models ({len(config.schemes)} schemes x {len(config.seeds)} seeds) "
+            f"on {splits.sizes()['train']} images, {config.train.epochs} epochs, device {device}")
+        tic = time.perf_counter()
+        show_bar = not quiet and console.is_terminal
+        with report.progress(len(jobs) * config.train.epochs * n_batches, "Training", console, show_bar) as advance:
+            trained = engine.train_sequential(jobs, splits, device, advance)
+        train_seconds = time.perf_counter() - tic
+
+        runs = results.runs_frame(trained)
+        summary = results.summary_frame(runs)
+        losses = results.losses_frame(trained)
+        run_info = {
+            "config": config.to_dict() | {"out": str(out), "data_dir": str(config.data_dir)},
+            **results.environment(device),
+            "data": splits.sizes(),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "train_seconds": round(train_seconds, 3),
+        }
+        first = config.plot_batches
+        results.write_files(out, {
+            "accuracy.csv": results.csv_writer(summary),
+            "runs.csv": results.csv_writer(runs),
+            "losses.csv": results.csv_writer(losses),
+            "loss_curves.png": lambda p: report.plot_losses(
+                losses, p, n_batches, first, f"Training loss over the first {first} batches"),
+            "loss_full.png": lambda p: report.plot_losses(
+                losses, p, n_batches, None, f"Training loss over {config.train.epochs} epochs (log scale)"),
+            "run.json": results.json_writer(run_info),
+        })
+    console.print(report.table(summary, config.train.epochs))
+    console.print(f"Results in {out}")
+    return out

@@ -1,0 +1,40 @@
+"""Shared fixtures. Every test runs on the real FashionMNIST, taken from the system
+copy that Debian's `dataset-fashion-mnist` installs (CI installs it)."""
+
+from pathlib import Path
+
+import pytest
+
+from initbench import data
+from initbench.data import Splits
+
+ROOT = Path(__file__).resolve().parent.parent
+# A proxy on a closed local port: torchvision's download fails at once, as on a machine
+# without internet, wherever the tests run.
+NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+              "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder filled from the system copy, shared by the whole session."""
+    folder = tmp_path_factory.mktemp("data")
+    data.ensure(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small(data_dir: Path) -> Splits:
+    """2,000 training images (and the full validation and test sets)."""
+    return data.load(data_dir, split_seed=0, train_samples=2000)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No network and no system copy: returns an empty data folder."""
+    for key, value in NO_NETWORK.items():
+        monkeypatch.setenv(key, value)
+    empty_system = tmp_path / "no-system-copy"
+    empty_system.mkdir()
+    monkeypatch.setenv(data.SYSTEM_DIR_ENV, str(empty_system))
+    return tmp_path / "empty-data"

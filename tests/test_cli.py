@@ -1,0 +1,113 @@
+"""The command line as a user meets it, through Typer's CliRunner, on real data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from initbench.cli import app
+
+from .conftest import ROOT
+
+runner = CliRunner()
+
+
+def compare(*args: str, env: dict | None = None):
+    return runner.invoke(app, ["compare", *args], env=env)
+
+
+def assert_clean_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "Error:" in result.output
+    for fragment in fragments:
+        assert fragment in " ".join(result.output.split()), result.output
+
+
+def test_smoke_run_end_to_end(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    result = compare("--config", str(ROOT / "configs" / "smoke.toml"), "--data-dir", str(data_dir),
+                     "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "After 1 epoch" in result.output and f"Results in {out}" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "accuracy.csv", "loss_curves.png", "loss_full.png", "losses.csv", "run.json", "runs.csv"]
+
+    acc = pd.read_csv(out / "accuracy.csv").set_index("scheme")
+    assert list(acc.columns) == ["seeds", "val_acc_mean", "val_acc_std", "test_acc_mean",
+                                 "train_loss_mean", "final_batch_loss_mean", "diverged"]
+    assert set(acc.index) == {"zeros", "ones", "uniform", "rule", "default"} and (acc["seeds"] == 2).all()
+    assert acc.loc["rule", "val_acc_mean"] > acc.loc["zeros", "val_acc_mean"] + 0.4
+    assert abs(acc.loc["zeros", "val_acc_mean"] - 0.1) < 0.03  # chance
+    assert acc["val_acc_mean"].is_monotonic_decreasing  # best first
+
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 10 and set(runs["seed"]) == {0, 1}
+    rule = runs[runs.scheme == "rule"]
+    assert acc.loc["rule", "val_acc_std"] == pytest.approx(rule["val_acc"].std(), rel=1e-4)
+
+    losses = pd.read_csv(out / "losses.csv")
+    assert len(losses) == 10 * 60  # 6,000 images in batches of 100
+    assert list(losses.columns) == ["scheme", "seed", "epoch", "batch", "loss"]
+    last = losses[(losses.scheme == "rule") & (losses.batch == 60)]["loss"].mean()
+    assert acc.loc["rule", "final_batch_loss_mean"] == pytest.approx(last, rel=1e-4)
+
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["epochs"] == 1 and info["config"]["train_samples"] == 6000
+    assert {"python", "torch", "torchvision", "initbench"} <= set(info["versions"])
+    assert info["data"] == {"train": 6000, "val": 12000, "test": 10000} and info["train_seconds"] > 0
+    for png in ("loss_curves.png", "loss_full.png"):
+        content = (out / png).read_bytes()
+        assert content.startswith(b"\x89PNG") and len(content) > 20_000
+
+
+def test_divergence_is_a_result_not_a_crash(data_dir: Path, tmp_path: Path) -> None:
+    result = compare("rule", "uniform", "--lr", "1e30", "--epochs", "1", "--train-samples", "1000",
+                     "--data-dir", str(data_dir), "--out", str(tmp_path / "d"), "--quiet")
+    assert result.exit_code == 0, result.output
+    acc = pd.read_csv(tmp_path / "d" / "accuracy.csv").set_index("scheme")
+    assert (acc["diverged"] == 1).all()
+    runs = pd.read_csv(tmp_path / "d" / "runs.csv")
+    assert runs["diverged_at_batch"].between(2, 10).all()
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["rul"], ["Unknown scheme 'rul'", "Did you mean 'rule'?", "zeros, ones"]),
+    (["rule", "--epochs", "0"], ["Invalid --epochs: must be at least 1; got 0."]),
+    (["rule", "--epochs", "-2"], ["Invalid --epochs: must be at least 1; got -2."]),
+    (["rule", "--seeds", "2", "--seed-list", "1,2"], ["either --seeds or --seed-list"]),
+    (["rule", "--config", "missing.toml"], ["Config file missing.toml does not exist."]),
+    (["rule", "--device", "cuda:3"], ["is not available here"]),
+    (["rule", "--device", "gpu"], ["Unknown device 'gpu'"]),
+])
+def test_bad_input_is_one_clean_paragraph(tmp_path: Path, args, fragments) -> None:
+    out = tmp_path / "out"
+    assert_clean_error(compare(*args, "--out", str(out)), *fragments)
+    assert not out.exists()
+
+
+def test_unwritable_output_folder(tmp_path: Path, data_dir: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = compare("rule", "--data-dir", str(data_dir), "--out", str(blocker / "out"))
+    assert_clean_error(result, "Cannot write to the output folder", "Choose another with --out")
+
+
+def test_no_data_and_no_network_leaves_nothing_behind(offline: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = compare("rule", "--data-dir", str(offline), "--out", str(out))
+    assert_clean_error(result, "apt-get install -y dataset-fashion-mnist")
+    assert not out.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = compare("rul", "--debug", "--out", str(tmp_path / "o"))
+    assert result.exit_code != 0 and type(result.exception).__name__ == "InitbenchError"
+
+
+def test_module_entry_point_and_version() -> None:
+    done = subprocess.run([sys.executable, "-m", "initbench", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("initbench ")

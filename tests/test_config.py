@@ -1,0 +1,88 @@
+"""Defaults, config files and command-line options, and the errors for bad ones."""
+
+from pathlib import Path
+
+import pytest
+
+from initbench import config
+from initbench.engine import TrainSettings
+from initbench.errors import InitbenchError
+
+from .conftest import ROOT
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_lessons() -> None:
+    c = config.resolve()
+    assert c.schemes == ("zeros", "ones", "uniform", "rule", "normal", "default")
+    assert c.train == TrainSettings(hidden=(256, 128), dropout=0.2, lr=0.001, batch_size=100, epochs=2)
+    assert c.seeds == (0,) and len(c.jobs()) == 6
+
+
+def test_options_override_the_file_which_overrides_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, 'schemes = ["rule", "zeros"]\nepochs = 5\nlr = 0.01\nseeds = [3, 9]\n')
+    c = config.resolve(path, {"epochs": 1, "seeds": 2})
+    assert c.train.epochs == 1 and c.train.lr == 0.01 and c.seeds == (0, 1) and c.schemes == ("rule", "zeros")
+    assert [(j.scheme, j.seed) for j in c.jobs()] == [("rule", 0), ("zeros", 0), ("rule", 1), ("zeros", 1)]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("256,128", (256, 128)), ("256x10", (256,) * 10), ("512, 64x2", (512, 64, 64)), ([32], (32,)),
+])
+def test_hidden_sizes(text, expected) -> None:
+    assert config.resolve(options={"hidden": text}).train.hidden == expected
+
+
+def test_seed_list_from_the_command_line() -> None:
+    assert config.resolve(options={"seeds": "0,7,42"}).seeds == (0, 7, 42)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"epochs": 0}, "Invalid --epochs: must be at least 1; got 0."),
+    ({"epochs": -3}, "Invalid --epochs: must be at least 1"),
+    ({"lr": 0.0}, "Invalid --lr: must be a number greater than 0"),
+    ({"dropout": 1.0}, "Invalid --dropout"),
+    ({"hidden": "256,abc"}, "Invalid --hidden"),
+    ({"seeds": "1,1"}, "Invalid --seeds/--seed-list"),
+    ({"schemes": ["rule", "rule"]}, "names a scheme twice"),
+    ({"schemes": ["xavier"]}, "Unknown scheme 'xavier'"),
+])
+def test_bad_options_name_the_option(options, message) -> None:
+    with pytest.raises(InitbenchError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        config.resolve(options=options)
+
+
+def test_bad_file_key_names_the_key_and_the_closest_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "epoch = 3\n")
+    with pytest.raises(InitbenchError, match=r"Unknown setting 'epoch' in .*run.toml\. Did you mean 'epochs'\?"):
+        config.resolve(path)
+
+
+def test_bad_file_value_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(InitbenchError, match=r"Invalid 'batch_size' in .*: must be a whole number; got '100'"):
+        config.resolve(write(tmp_path, 'batch_size = "100"\n'))
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(InitbenchError, match="does not exist"):
+        config.resolve(tmp_path / "nope.toml")
+    with pytest.raises(InitbenchError, match="is not valid TOML"):
+        config.resolve(write(tmp_path, "epochs = = 2\n"))
+    with pytest.raises(InitbenchError, match="Cannot read config file"):
+        config.resolve(tmp_path)  # a folder
+
+
+@pytest.mark.parametrize("name", ["lesson.toml", "smoke.toml"])
+def test_shipped_configs_resolve(name: str) -> None:
+    c = config.resolve(ROOT / "configs" / name)
+    assert "rule" in c.schemes and "zeros" in c.schemes
+
+
+def test_to_dict_round_trips_through_resolve() -> None:
+    c = config.resolve(options={"hidden": "64x2", "seeds": 2, "out": "x"})
+    assert config.resolve(options=c.to_dict()) == c
