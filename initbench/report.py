@@ -30,6 +30,10 @@ def progress(total: int, description: str, console: Console, enabled: bool) -> I
         yield lambda n: bar.advance(task, n)
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
 def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
 
@@ -37,7 +41,7 @@ def _pct(mean: float, std: float) -> str:
 def table(summary: pd.DataFrame, epochs: int) -> Table:
     """The lesson's "After 2 Epochs" table, best validation accuracy first."""
     seeds = int(summary["seeds"].max())
-    title = f"After {epochs} epoch{'s' * (epochs != 1)}" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
+    title = f"After {plural(epochs, 'epoch')}" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
     columns = ["Scheme", "Validation accuracy", "Test accuracy", "Training loss", "Mean loss, last epoch"]
     any_diverged = summary["diverged"].any()
     t = Table(*columns, *(["Diverged"] if any_diverged else []), title=title)

@@ -29,8 +29,9 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
         splits = data.load(config.data_dir, config.split_seed, config.train_samples, log).to(device)
         jobs = config.jobs()
         n_batches = engine.batches_per_epoch(len(splits.y_train), config.train.batch_size)
-        log(f"Training {len(jobs)} models ({len(config.schemes)} schemes x {len(config.seeds)} seeds) "
-            f"on {splits.sizes()['train']} images, {config.train.epochs} epochs, device {device}")
+        log(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(config.schemes), 'scheme')} x "
+            f"{report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train)} images, "
+            f"{report.plural(config.train.epochs, 'epoch')}, device {device}")
         tic = time.perf_counter()
         show_bar = not quiet and console.is_terminal
         with report.progress(len(jobs) * config.train.epochs * n_batches, "Training", console, show_bar) as advance:
