@@ -86,6 +86,12 @@ def compare(
     split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.", default="0")] = None,
     plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.", default="100")] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="auto")] = None,
+    engine: Annotated[Optional[str], _opt(
+        help="batched: all models in one step; sequential: one plain model after another.",
+        default="batched")] = None,
+    max_batch_models: Annotated[Optional[int], _opt(
+        help="At most this many models per batched step; more are trained in chunks.",
+        default="what fits in half the free memory")] = None,
     data_dir: Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
                                              default="$INITBENCH_DATA_DIR or ~/.cache/initbench")] = None,
     out: Annotated[Optional[Path], _opt("--out", "-o", help="Output folder.",
@@ -104,10 +110,33 @@ def compare(
             "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
             "lr": lr, "batch_size": batch_size, "hidden": hidden, "dropout": dropout,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
-            "device": device, "data_dir": data_dir, "out": out,
+            "device": device, "engine": engine, "max_batch_models": max_batch_models,
+            "data_dir": data_dir, "out": out,
         }
         resolved = config_mod.resolve(config, {k: v for k, v in options.items() if v is not None})
         runner.compare(resolved, Console(), quiet=quiet)
+
+
+@app.command()
+def bench(
+    seeds: Annotated[int, typer.Option(help="Batched engine: train the lesson's 6 schemes x this many seeds.",
+                                       min=1)] = 3,
+    repeats: Annotated[int, typer.Option(help="Repeat each measurement; the median is reported.", min=1)] = 3,
+    whole_process: Annotated[bool, typer.Option(
+        help="Also time whole processes: initbench compare against the lesson's pipeline (about 2 minutes).")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
+    data_dir: Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
+                                             default="$INITBENCH_DATA_DIR or ~/.cache/initbench")] = None,
+    out: Annotated[Optional[Path], _opt("--out", "-o", help="JSON file for the results.",
+                                        default="results/bench-<timestamp>.json")] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Time the batched and sequential engines, the lesson's DataLoader pipeline and the bare
+    matrix products (the floor) per model-epoch; print the ratios and write them to JSON."""
+    with _errors_to_exit(debug):
+        from initbench import runner
+
+        runner.bench(seeds, repeats, whole_process, device, data_dir, out, Console())
 
 
 def main() -> None:

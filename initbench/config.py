@@ -17,7 +17,8 @@ from typing import Any
 
 from initbench import schemes as scheme_registry
 from initbench.data import default_data_dir
-from initbench.engine import Job, TrainSettings
+from initbench.engine import ENGINES
+from initbench.jobs import Job, TrainSettings
 from initbench.errors import InitbenchError
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
@@ -32,6 +33,8 @@ class RunConfig:
     split_seed: int = 0
     plot_batches: int = 100
     device: str = "auto"
+    engine: str = "batched"
+    max_batch_models: int | None = None  # None: as many as fit in half the free memory
     data_dir: Path = field(default_factory=default_data_dir)
     out: Path | None = None  # None: results/<timestamp>-<schemes>
 
@@ -121,6 +124,14 @@ def _text(value: Any) -> str:
     return value
 
 
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+    return parse
+
+
 def _path(value: Any) -> Path:
     return Path(value if isinstance(value, Path) else _text(value)).expanduser()
 
@@ -141,6 +152,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "split_seed": _whole(0),
     "plot_batches": _whole(1),
     "device": _text,
+    "engine": _choice(*ENGINES),
+    "max_batch_models": _optional(_whole(1)),
     "data_dir": _path,
     "out": _optional(_path),
 }

@@ -1,4 +1,5 @@
-"""The lesson's network: an MLP of Linear layers with ReLU and dropout between them."""
+"""The lesson's network: an MLP of Linear layers with ReLU and dropout between them,
+and the dropout masks each model draws from its own generator."""
 
 from __future__ import annotations
 
@@ -12,37 +13,63 @@ from initbench.schemes import Scheme, init_linear
 
 N_INPUTS = 28 * 28
 N_CLASSES = 10
-
-
-def dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
-    """Inverted dropout like ``F.dropout``, but with masks from the model's own generator
-    (``F.dropout`` only draws from the global one, which every model would share)."""
-    keep = 1.0 - p
-    return x * torch.empty_like(x).bernoulli_(keep, generator=generator).div_(keep)
+MASK_BLOCK = 16  # training steps of dropout masks drawn per generator call
 
 
 class MLP(nn.Module):
     """784 -> hidden... -> 10, ReLU after each hidden layer, then dropout."""
 
-    def __init__(self, hidden: tuple[int, ...], p_dropout: float) -> None:
+    def __init__(self, hidden: tuple[int, ...]) -> None:
         super().__init__()
         sizes = (N_INPUTS, *hidden, N_CLASSES)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
-        self.p_dropout = p_dropout
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forward(self, x: Tensor, masks: list[Tensor] | None = None) -> Tensor:
+        """``masks``: one dropout mask per hidden layer (values 0 or 1/(1-p)), or None."""
         *hidden, last = self.layers
-        for layer in hidden:
+        for i, layer in enumerate(hidden):
             x = F.relu(layer(x))
-            if self.training and self.p_dropout > 0:
-                x = dropout(x, self.p_dropout, generator)
+            if masks is not None:
+                x = x * masks[i][..., :len(x), :]
         return last(x)
 
 
-def build(hidden: tuple[int, ...], p_dropout: float, scheme: Scheme, generator: torch.Generator) -> MLP:
+def build(hidden: tuple[int, ...], scheme: Scheme, generator: torch.Generator) -> MLP:
     """A fresh model on the CPU, every layer initialized by ``scheme`` from ``generator``
     (drawn on the CPU, so the initial weights are the same whatever the training device)."""
-    model = MLP(hidden, p_dropout)
+    model = MLP(hidden)
     for layer in model.layers:
         init_linear(layer, scheme, generator)
     return model
+
+
+class DropoutMasks:
+    """Dropout masks for a group of models, drawn from each model's own generator.
+
+    Every MASK_BLOCK steps, each model refills its block of masks ([steps, batch,
+    units] per hidden layer, layer after layer) from its generator, so a model's
+    masks depend on nothing but its generator and settings: the same in either
+    engine and whatever models share its group. Values are 0 or 1/(1-p), like
+    F.dropout's. Random draws are the cost here, so each 64-bit draw makes four
+    masks from four 15-bit fields (random_() fills 63 bits): a unit is dropped
+    when its field is below round(p * 2^15), so p is honoured to within 2^-16.
+    """
+
+    def __init__(self, p: float, hidden: tuple[int, ...], batch_size: int, n_batches: int,
+                 generators: list[torch.Generator], device: torch.device) -> None:
+        self.n_batches, self.generators = n_batches, generators
+        self.threshold, self.scale = round(p * 2**15), 1.0 / (1.0 - p)
+        self.blocks = [torch.empty(len(generators), MASK_BLOCK, batch_size, units, device=device) for units in hidden]
+        self.bits = [torch.empty(-(-block[0].numel() // 4), dtype=torch.int64, device=device) for block in self.blocks]
+
+    def at(self, step: int) -> list[Tensor]:
+        """The masks of batch ``step`` of an epoch: per hidden layer, [models, batch, units]."""
+        t = step % MASK_BLOCK
+        if t == 0:
+            steps = min(MASK_BLOCK, self.n_batches - step)
+            for i, generator in enumerate(self.generators):
+                for block, bits in zip(self.blocks, self.bits):
+                    out = block[i, :steps]
+                    fields = bits.random_(generator=generator).view(torch.int16)[:out.numel()].view(out.shape)
+                    torch.ge(fields.bitwise_and_(0x7FFF), self.threshold, out=out).mul_(self.scale)
+        return [block[:, t] for block in self.blocks]

@@ -54,6 +54,28 @@ def table(summary: pd.DataFrame, epochs: int) -> Table:
     return t
 
 
+def bench_table(numbers: dict) -> Table:
+    """Seconds per model-epoch of each way of training, and the ratios the targets use."""
+    per = numbers["seconds_per_model_epoch"]
+    t = Table("Training", "s per model-epoch", "x GEMM floor", "speed-up over lesson",
+              title=f"Benchmark: one epoch, batch 100, {numbers['device_name']}")
+    names = {"floor": "GEMM floor (matrix products alone)",
+             "batched": f"batched engine ({numbers['models_in_batched_step']} models per step)",
+             "sequential": "sequential engine", "lesson": "lesson pipeline (DataLoader, ToTensor)"}
+    for key, label in names.items():
+        if key in per:
+            speedup = f"{per['lesson'] / per[key]:.1f}x" if "lesson" in per else ""
+            t.add_row(label, f"{per[key]:.3f}", f"{per[key] / per['floor']:.2f}", speedup)
+    if whole := numbers.get("whole_process"):
+        t.add_section()
+        t.add_row(f"whole process, {whole['model_epochs']} model-epochs: initbench compare",
+                  f"{whole['compare_seconds']:.1f} s in all", "", f"{whole['speedup']:.1f}x")
+        t.add_row("whole process: lesson pipeline", f"{whole['lesson_seconds']:.1f} s in all", "", "1.0x")
+    for column in t.columns[1:]:
+        column.justify = "right"
+    return t
+
+
 def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
     """Per scheme and global batch number: mean, min and max of the loss over seeds."""
     steps = losses.assign(step=(losses["epoch"] - 1) * n_batches + losses["batch"])

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 import initbench
-from initbench.engine import JobResult
+from initbench.jobs import JobResult
 from initbench.errors import InitbenchError
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from initbench import data, engine, report, results
+from initbench.jobs import batches_per_epoch
 from initbench.config import RunConfig
 
 MAX_NAME_SCHEMES = 8
@@ -28,14 +30,14 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
     with results.output_dir(config.out or default_out(config, started)) as out:
         splits = data.load(config.data_dir, config.split_seed, config.train_samples, log).to(device)
         jobs = config.jobs()
-        n_batches = engine.batches_per_epoch(len(splits.y_train), config.train.batch_size)
+        n_batches = batches_per_epoch(len(splits.y_train), config.train.batch_size)
         log(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(config.schemes), 'scheme')} x "
             f"{report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train)} images, "
-            f"{report.plural(config.train.epochs, 'epoch')}, device {device}")
+            f"{report.plural(config.train.epochs, 'epoch')}, {config.engine} engine on {device}")
         tic = time.perf_counter()
         show_bar = not quiet and console.is_terminal
         with report.progress(len(jobs) * config.train.epochs * n_batches, "Training", console, show_bar) as advance:
-            trained = engine.train_sequential(jobs, splits, device, advance)
+            trained = engine.train(jobs, splits, device, config.engine, config.max_batch_models, advance)
         train_seconds = time.perf_counter() - tic
 
         runs = results.runs_frame(trained)
@@ -63,3 +65,22 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
     console.print(report.table(summary, config.train.epochs))
     console.print(f"Results in {out}")
     return out
+
+
+def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
+          out: Path | None, console: Console) -> dict[str, Any]:
+    """Run the benchmark, print its table, write its JSON (with the machine it ran on)."""
+    from initbench import bench as benchmark
+
+    started = datetime.now().astimezone()
+    device = engine.resolve_device(device_name)
+    out = out or Path("results") / f"bench-{started:%Y%m%d-%H%M%S}.json"
+    with results.output_dir(out.parent):
+        config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
+                                       data_dir=data_dir or data.default_data_dir())
+        numbers = benchmark.run(config, lambda msg: console.print(msg, style="dim"))
+        numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
+        results.write_files(out.parent, {out.name: results.json_writer(numbers)})
+    console.print(report.bench_table(numbers))
+    console.print(f"Results in {out}")
+    return numbers

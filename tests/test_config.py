@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from initbench import config
-from initbench.engine import TrainSettings
+from initbench.jobs import TrainSettings
 from initbench.errors import InitbenchError
 
 from .conftest import ROOT

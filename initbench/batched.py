@@ -1,0 +1,207 @@
+"""The batched engine: one step advances every model of a group at once.
+
+The parameters of M models (same settings, any schemes and seeds) are stacked
+along a leading model axis: weights [M, in, out], biases [M, 1, out]. A step
+gathers each model's batch ([M, B, 784]; models of one seed get the same rows),
+runs the layers as batched matrix products, and backpropagates the sum of the
+per-model mean losses, so every model receives exactly its own gradient. Adam
+is element-wise, so one Adam over the stacked tensors would equal one Adam per
+model but for rounding: the fused kernel takes vector or scalar paths by an
+element's position in the tensor. So the optimizer is given each model's slices
+(views into the stacked parameters, gradients and moments) as tensors of their
+own, and every model's update is computed exactly as if it were alone. Initial
+weights, batch orders and dropout masks come from each
+model's own generators (see jobs.py), so a model's numbers do not depend on the
+others in its group.
+
+On the GPU nothing in the loop waits for the device: losses go into a
+preallocated device tensor and come back once per epoch, and divergence is
+handled with masks rather than branches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from itertools import pairwise
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from initbench.data import Splits
+from initbench.jobs import (Job, JobResult, TrainSettings, batch_orders, batches_per_epoch, correct,
+                            dropout_generator, initial_model, result)
+from initbench.model import MASK_BLOCK, N_CLASSES, N_INPUTS, DropoutMasks
+
+EVAL_CHUNK = 2_000
+MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
+
+
+class Population:
+    """M models' parameters stacked along a leading model axis, trained by hand-written
+    forward and backward passes into preallocated buffers (no autograd, no allocation
+    in the loop), and Adam over each model's slices of them."""
+
+    def __init__(self, jobs: Sequence[Job], device: torch.device, lr: float) -> None:
+        models = [initial_model(job) for job in jobs]
+        layers = [list(group) for group in zip(*(m.layers for m in models))]
+        self.m = len(jobs)
+        self.weights = [torch.stack([l.weight.detach().T for l in ls]).to(device) for ls in layers]
+        self.biases = [torch.stack([l.bias.detach()[None] for l in ls]).to(device) for ls in layers]
+        self.grads = [torch.zeros_like(p) for p in self.parameters()]
+        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.parameters()]
+        # The optimizer sees each model's slices as leaves of their own (sharing the stacked
+        # storage), with gradients and moments that are views into the stacked buffers too.
+        views = []
+        state = {}
+        for p, g, (exp_avg, exp_avg_sq) in zip(self.parameters(), self.grads, self.moments):
+            for i in range(self.m):
+                v = p[i].detach().requires_grad_()
+                v.grad = g[i]
+                views.append(v)
+                state[v] = {"step": torch.zeros((), device=device), "exp_avg": exp_avg[i], "exp_avg_sq": exp_avg_sq[i]}
+        self.optimizer = torch.optim.Adam(views, lr=lr, fused=device.type in ("cpu", "cuda"))
+        self.optimizer.state.update(state)
+        self._buffers: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+
+    def parameters(self) -> list[Tensor]:
+        return [*self.weights, *self.biases]
+
+    def _buffer(self, name: str, *shape: int) -> Tensor:
+        """A preallocated tensor, made on first use and reused by every later step."""
+        if (name, shape) not in self._buffers:
+            self._buffers[name, shape] = self.weights[0].new_empty(shape)
+        return self._buffers[name, shape]
+
+    def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[Tensor]:
+        """x: [M, B, 784] -> every layer's output, the last being the logits [M, B, 10].
+        Hidden outputs are kept after ReLU and dropout (0 where either cut a unit)."""
+        outputs = []
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w, out=self._buffer(f"out{i}", self.m, x.shape[1], w.shape[2]))
+            if i < len(self.weights) - 1:
+                x.relu_()
+                if masks is not None:
+                    x.mul_(masks[i][:, :x.shape[1]])
+            outputs.append(x)
+        return outputs
+
+    def train_step(self, x_train: Tensor, y_train: Tensor, idx: Tensor, masks: list[Tensor] | None,
+                   alive: Tensor) -> Tensor:
+        """One step on the rows ``idx`` ([M, B]) of every model; returns the per-model mean
+        cross-entropy [M]. A model whose loss is not finite is marked dead in ``alive``
+        (in place), and dead models are left exactly as they are."""
+        rows = idx.shape[1]
+        x = self._buffer("x", self.m, rows, x_train.shape[1])
+        torch.index_select(x_train, 0, idx.view(-1), out=x.view(-1, x_train.shape[1]))
+        y = y_train[idx].unsqueeze(-1)
+        *hidden, logits = self.forward(x, masks)
+        logp = torch.log_softmax(logits, dim=-1)
+        loss = logp.gather(-1, y).mean((1, 2)).neg_()
+        # d(mean cross-entropy)/d(logits) = (softmax - onehot(y)) / B
+        delta = logp.exp_().scatter_add_(-1, y, torch.full(y.shape, -1.0, device=y.device)).div_(rows)
+        inputs = [x, *hidden]
+        n = len(self.weights)
+        for i in reversed(range(n)):
+            torch.bmm(inputs[i].transpose(1, 2), delta, out=self.grads[i])
+            torch.sum(delta, 1, keepdim=True, out=self.grads[n + i])
+            if i:  # back through layer i's input: the ReLU and dropout output of layer i - 1
+                w = self.weights[i]
+                delta = torch.bmm(delta, w.transpose(1, 2), out=self._buffer(f"delta{i}", self.m, rows, w.shape[1]))
+                if masks is not None:
+                    delta.mul_(masks[i - 1][:, :rows])
+                torch.ops.aten.threshold_backward.grad_input(delta, inputs[i], 0, grad_input=delta)
+        alive &= torch.isfinite(loss)
+        # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
+        if alive.device.type != "cpu" or not bool(alive.all()):
+            self._freeze(~alive)
+        self.optimizer.step()
+        return loss
+
+    @torch.no_grad()
+    def _freeze(self, dead: Tensor) -> None:
+        """Zero dead models' gradients and moments, so that their update is 0 / (0 + eps) = 0."""
+        for g, moments in zip(self.grads, self.moments):
+            mask = dead.view(-1, *(1,) * (g.dim() - 1))
+            for t in (g, *moments):
+                t.masked_fill_(mask, 0.0)
+
+    @torch.no_grad()
+    def accuracy(self, x: Tensor, y: Tensor) -> Tensor:
+        """Each model's fraction classified right, [M]."""
+        hits = sum(correct(self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), None)[-1], y[i:i + EVAL_CHUNK])
+                   for i in range(0, len(y), EVAL_CHUNK))
+        return hits.double() / len(y)
+
+
+def bytes_per_model(s: TrainSettings) -> int:
+    """A generous estimate of one model's memory in a group: parameters, gradients and
+    Adam's two moments, activations and their gradients, a block of dropout masks,
+    the evaluation activations."""
+    sizes = (N_INPUTS, *s.hidden, N_CLASSES)
+    params = sum(a * b + b for a, b in pairwise(sizes))
+    activations = 3 * s.batch_size * sum(sizes)
+    masks = MASK_BLOCK * s.batch_size * sum(s.hidden)
+    evaluation = 2 * EVAL_CHUNK * sum(sizes[1:])
+    return 4 * (4 * params + activations + masks + evaluation)
+
+
+def free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30  # unknown: assume 4 GiB
+
+
+def default_max_models(s: TrainSettings, device: torch.device) -> int:
+    return max(1, int(MEMORY_SHARE * free_memory(device)) // bytes_per_model(s))
+
+
+def train(jobs: Sequence[Job], data: Splits, device: torch.device,
+          advance: Callable[[int], None] = lambda n: None, max_models: int | None = None) -> list[JobResult]:
+    """Train ``jobs`` in groups of equal settings, each split into chunks of at most
+    ``max_models`` (default: what fits in half the free memory)."""
+    done: dict[Job, JobResult] = {}
+    by_settings: dict[TrainSettings, list[Job]] = {}
+    for job in jobs:
+        by_settings.setdefault(job.settings, []).append(job)
+    for settings, group in by_settings.items():
+        size = max_models or default_max_models(settings, device)
+        for start in range(0, len(group), size):
+            chunk = group[start:start + size]
+            done.update(zip(chunk, _train_chunk(chunk, data, device, advance)))
+    return [done[job] for job in jobs]
+
+
+def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device,
+                 advance: Callable[[int], None]) -> list[JobResult]:
+    s, m = jobs[0].settings, len(jobs)
+    population = Population(jobs, device, s.lr)
+    seeds = sorted({job.seed for job in jobs})
+    seed_row = torch.tensor([seeds.index(job.seed) for job in jobs], device=device)
+    orders = [batch_orders(seed, len(data.y_train)) for seed in seeds]
+    n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
+    dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches,
+                           [dropout_generator(job, device) for job in jobs], device)
+    losses = torch.full((m, s.epochs, n_batches), math.nan, device=device)
+    alive = torch.ones(m, dtype=torch.bool, device=device)
+    diverged_at = torch.zeros(m, dtype=torch.long, device=device)  # 0: not diverged
+    val_acc = []
+    for epoch in range(s.epochs):
+        order = torch.stack([next(o) for o in orders]).to(device)
+        for b in range(n_batches):
+            idx = order[:, b * s.batch_size:(b + 1) * s.batch_size][seed_row]
+            loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if s.dropout else None, alive)
+            losses[:, epoch, b] = loss
+            diverged_at.masked_fill_(~torch.isfinite(loss) & (diverged_at == 0), epoch * n_batches + b + 1)
+            advance(m)
+        val_acc.append(population.accuracy(data.x_val, data.y_val).tolist())
+    test_acc = population.accuracy(data.x_test, data.y_test).tolist()
+    return [result(job, losses[i], [acc[i] for acc in val_acc], test_acc[i], int(diverged_at[i]) or None)
+            for i, job in enumerate(jobs)]

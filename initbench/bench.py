@@ -1,0 +1,136 @@
+"""``initbench bench``: how fast the engines train, against the lesson's pipeline and
+against the matrix products alone.
+
+Everything is measured in one process on one machine, each measurement repeated
+and interleaved with the others, and reported as the median; the ratios are
+what the targets are stated in. This machine's timings are noisy (shared
+cores), so a ratio from one run is better evidence than any absolute second.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from initbench import batched, data, lesson, sequential
+from initbench.config import LESSON_SCHEMES
+from initbench.jobs import Job, TrainSettings, batches_per_epoch
+from initbench.model import N_CLASSES, N_INPUTS
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    schemes: tuple[str, ...] = LESSON_SCHEMES
+    seeds: int = 3  # batched engine: schemes x seeds models
+    repeats: int = 3
+    whole_process: bool = True
+    device: torch.device = torch.device("cpu")
+    data_dir: Path = data.default_data_dir()
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - tic
+
+
+def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: torch.device) -> Callable[[], None]:
+    """One model-epoch of the matrix products the engines must do, and nothing else: per
+    batch the forward product of every layer, the weight gradient of every layer and the
+    input gradient of every layer but the first; then the forward products of
+    evaluating the validation set (and the test set, once per run: here its share of
+    one epoch when ``s.epochs`` is 1)."""
+    sizes = (N_INPUTS, *s.hidden, N_CLASSES)
+    b = s.batch_size
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, device=device)
+
+    layers = [(rand(b, i), rand(i, o), rand(b, o), rand(b, i), rand(i, o)) for i, o in pairwise(sizes)]
+    chunk = batched.EVAL_CHUNK
+    eval_layers = [(rand(chunk, i), rand(i, o), rand(chunk, o)) for i, o in pairwise(sizes)]
+    n_batches = batches_per_epoch(n_train, b)
+    eval_chunks = -(-(n_val + n_test // s.epochs) // chunk)
+
+    def run() -> None:
+        for _ in range(n_batches):
+            for k, (x, w, y, dx, dw) in enumerate(layers):
+                torch.mm(x, w, out=y)  # forward
+                torch.mm(x.t(), y, out=dw)  # weight gradient
+                if k:
+                    torch.mm(y, w.t(), out=dx)  # input gradient
+        for _ in range(eval_chunks):
+            for x, w, y in eval_layers:
+                torch.mm(x, w, out=y)
+
+    return run
+
+
+def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure, and return the numbers the bench command prints and writes."""
+    splits = data.load(config.data_dir, log=log).to(config.device)
+    settings = TrainSettings(epochs=1)
+    population = [Job(s, seed, settings) for seed in range(config.seeds) for s in config.schemes]
+    reference = [Job(s, 0, settings) for s in config.schemes[:2]]
+    lesson_loaders = lesson.loaders(config.data_dir)
+    cases: dict[str, tuple[int, Callable[[], Any]]] = {  # name: (model-epochs, work)
+        "floor": (1, gemm_floor(settings, *splits.sizes().values(), config.device)),
+        "batched": (len(population), lambda: batched.train(population, splits, config.device)),
+        "sequential": (len(reference), lambda: sequential.train(reference, splits, config.device)),
+        "lesson": (1, lambda: lesson.train_model(lesson.lesson_model("rule"), *lesson_loaders, epochs=1)),
+    }
+    if config.device.type != "cpu":
+        del cases["lesson"]  # the lesson's pipeline runs on the CPU only
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(config.repeats):
+        for name, (model_epochs, work) in cases.items():
+            samples[name].append(_seconds(work) / model_epochs)
+            log(f"repeat {r + 1}/{config.repeats}: {name} {samples[name][-1]:.3f} s per model-epoch")
+    per_model_epoch = {name: statistics.median(v) for name, v in samples.items()}
+    report: dict[str, Any] = {
+        "seconds_per_model_epoch": per_model_epoch,
+        "samples": samples,
+        "models_in_batched_step": len(population),
+        "ratios": {
+            "batched_over_floor": per_model_epoch["batched"] / per_model_epoch["floor"],
+            "sequential_over_batched": per_model_epoch["sequential"] / per_model_epoch["batched"],
+        },
+    }
+    if "lesson" in per_model_epoch:
+        report["ratios"]["lesson_over_batched"] = per_model_epoch["lesson"] / per_model_epoch["batched"]
+    if config.whole_process:
+        report["whole_process"] = whole_process(config, log)
+    return report
+
+
+def whole_process(config: BenchConfig, log: Callable[[str], None]) -> dict[str, float]:
+    """Seconds for two whole processes doing the same model-epochs (the schemes, 2 epochs,
+    one seed), start-up and data loading included: ``initbench compare`` and the
+    lesson-style pipeline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = {
+            "compare": [sys.executable, "-m", "initbench", "compare", *config.schemes, "--epochs", "2", "--quiet",
+                        "--device", str(config.device), "--data-dir", str(config.data_dir), "--out", tmp + "/out"],
+            "lesson": [sys.executable, "-m", "initbench.lesson", *config.schemes, "--epochs", "2",
+                       "--data-dir", str(config.data_dir)],
+        }
+        seconds = {}
+        for name, command in commands.items():
+            seconds[name] = _seconds(lambda: subprocess.run(command, check=True, capture_output=True))
+            log(f"whole process: {name} {seconds[name]:.1f} s")
+    return {"compare_seconds": seconds["compare"], "lesson_seconds": seconds["lesson"],
+            "model_epochs": 2 * len(config.schemes), "speedup": seconds["lesson"] / seconds["compare"]}

@@ -1,0 +1,92 @@
+"""What engines train and return: jobs (scheme, seed, settings) and their results,
+and the random streams that make each model's numbers its own.
+
+Each model draws from its own generators, never from torch's global one:
+initial weights and dropout masks from streams keyed by (seed, scheme), the
+batch order from a stream keyed by the seed alone, so that within a seed every
+scheme sees the same batches in the same order, and a model's numbers do not
+depend on which other models are trained beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from initbench import schemes
+from initbench.model import MLP, build
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything about a model and its training except its scheme and seed."""
+
+    hidden: tuple[int, ...] = (256, 128)
+    dropout: float = 0.2
+    lr: float = 1e-3
+    batch_size: int = 100
+    epochs: int = 2
+
+
+@dataclass(frozen=True)
+class Job:
+    scheme: str
+    seed: int
+    settings: TrainSettings
+
+
+@dataclass
+class JobResult:
+    job: Job
+    losses: Tensor  # [epochs, batches per epoch], float32 on the CPU; NaN where no batch was trained
+    val_acc: list[float]  # after each epoch
+    test_acc: float
+    diverged_at: int | None  # 1-based number of the batch whose loss was NaN/inf, if any
+
+
+def stream_seed(seed: int, purpose: str, scheme: str = "") -> int:
+    """A 63-bit seed for one purpose of one model, stable across runs, machines and versions."""
+    digest = hashlib.sha256(f"initbench/{purpose}/{seed}/{scheme}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def generator(seed: int, purpose: str, scheme: str = "", device: torch.device | str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(stream_seed(seed, purpose, scheme))
+
+
+def initial_model(job: Job) -> MLP:
+    return build(job.settings.hidden, schemes.get(job.scheme), generator(job.seed, "init", job.scheme))
+
+
+def dropout_generator(job: Job, device: torch.device) -> torch.Generator:
+    return generator(job.seed, "dropout", job.scheme, device)
+
+
+def batch_orders(seed: int, n: int) -> Iterator[Tensor]:
+    """Each epoch's order of the ``n`` training images for ``seed`` (on the CPU)."""
+    order_gen = generator(seed, "order")
+    while True:
+        yield torch.randperm(n, generator=order_gen)
+
+
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    return math.ceil(n_train / batch_size)
+
+
+def correct(logits: Tensor, y: Tensor) -> Tensor:
+    """How many rows are classified right (over the last two dims); a row with a
+    non-finite output counts as wrong."""
+    return ((logits.argmax(-1) == y) & torch.isfinite(logits).all(-1)).sum(-1)
+
+
+def result(job: Job, losses: Tensor, val_acc: list[float], test_acc: float, diverged_at: int | None) -> JobResult:
+    """A JobResult whose losses are NaN after the batch where the model diverged."""
+    losses = losses.cpu().clone()
+    if diverged_at is not None:
+        losses.view(-1)[diverged_at:] = math.nan
+    return JobResult(job, losses, val_acc, test_acc, diverged_at)

@@ -1,0 +1,62 @@
+"""The reference engine: one plain nn.Module and torch.optim.Adam per job, trained
+one after another, the way a person would write it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from initbench.data import Splits
+from initbench.jobs import (Job, JobResult, batch_orders, batches_per_epoch, correct, dropout_generator,
+                            initial_model, result)
+from initbench.model import DropoutMasks
+
+EVAL_CHUNK = 10_000
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    model.eval()
+    hits = sum(int(correct(model(x[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK])) for i in range(0, len(y), EVAL_CHUNK))
+    return hits / len(y)
+
+
+def train(jobs: Sequence[Job], data: Splits, device: torch.device,
+          advance: Callable[[int], None] = lambda n: None) -> list[JobResult]:
+    return [_train_one(job, data, device, advance) for job in jobs]
+
+
+def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[int], None]) -> JobResult:
+    s = job.settings
+    model = initial_model(job).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    orders = batch_orders(job.seed, len(data.y_train))
+    n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
+    dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches, [dropout_generator(job, device)], device)
+    losses = torch.full((s.epochs, n_batches), math.nan, device=device)
+    val_acc: list[float] = []
+    diverged_at = None
+    for epoch in range(s.epochs):
+        if diverged_at is None:
+            model.train()
+            order = next(orders).to(device)
+            for b in range(n_batches):
+                idx = order[b * s.batch_size:(b + 1) * s.batch_size]
+                masks = [m[0] for m in dropout.at(b)] if s.dropout else None
+                loss = F.cross_entropy(model(data.x_train[idx], masks), data.y_train[idx])
+                losses[epoch, b] = loss.detach()
+                if not torch.isfinite(loss):
+                    # Divergence is a result: keep the model as it stands and stop training it.
+                    diverged_at = epoch * n_batches + b + 1
+                    advance((s.epochs - epoch) * n_batches - b)
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                advance(1)
+        val_acc.append(accuracy(model, data.x_val, data.y_val))
+    return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test), diverged_at)
