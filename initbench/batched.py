@@ -41,7 +41,7 @@ MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
 class Population:
     """M models' parameters stacked along a leading model axis, trained by hand-written
     forward and backward passes into preallocated buffers (no autograd, no allocation
-    in the loop), and Adam over each model's slices of them."""
+    in the loop), and Adam (torch.optim.Adam's defaults) over each model's slices."""
 
     def __init__(self, jobs: Sequence[Job], device: torch.device, lr: float) -> None:
         models = [initial_model(job) for job in jobs]
@@ -51,18 +51,15 @@ class Population:
         self.biases = [torch.stack([l.bias.detach()[None] for l in ls]).to(device) for ls in layers]
         self.grads = [torch.zeros_like(p) for p in self.parameters()]
         self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.parameters()]
-        # The optimizer sees each model's slices as leaves of their own (sharing the stacked
-        # storage), with gradients and moments that are views into the stacked buffers too.
-        views = []
-        state = {}
-        for p, g, (exp_avg, exp_avg_sq) in zip(self.parameters(), self.grads, self.moments):
-            for i in range(self.m):
-                v = p[i].detach().requires_grad_()
-                v.grad = g[i]
-                views.append(v)
-                state[v] = {"step": torch.zeros((), device=device), "exp_avg": exp_avg[i], "exp_avg_sq": exp_avg_sq[i]}
-        self.optimizer = torch.optim.Adam(views, lr=lr, fused=device.type in ("cpu", "cuda"))
-        self.optimizer.state.update(state)
+        # Adam's fused kernel (the one torch.optim.Adam(fused=True) runs) is given every
+        # model's slice of each tensor as a tensor of its own: it takes vector or scalar
+        # paths by an element's position, so only then is each update computed exactly as
+        # if the model were alone. Calling it directly also spares the optimizer's per-step
+        # Python work and its import of torch._dynamo (a second of start-up).
+        tensors = (self.parameters(), self.grads, *zip(*self.moments))
+        self._adam_lists = [[t[i] for t in group for i in range(self.m)] for group in tensors]
+        self.lr = lr
+        self.step = torch.zeros((), device=device)
         self._buffers: dict[tuple[str, tuple[int, ...]], Tensor] = {}
 
     def parameters(self) -> list[Tensor]:
@@ -116,7 +113,10 @@ class Population:
         # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
         if alive.device.type != "cpu" or not bool(alive.all()):
             self._freeze(~alive)
-        self.optimizer.step()
+        self.step += 1
+        params, grads, exp_avgs, exp_avg_sqs = self._adam_lists
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [self.step] * len(params), lr=self.lr,
+                           beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
         return loss
 
     @torch.no_grad()
@@ -191,7 +191,6 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device,
                            [dropout_generator(job, device) for job in jobs], device)
     losses = torch.full((m, s.epochs, n_batches), math.nan, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)
-    diverged_at = torch.zeros(m, dtype=torch.long, device=device)  # 0: not diverged
     val_acc = []
     for epoch in range(s.epochs):
         order = torch.stack([next(o) for o in orders]).to(device)
@@ -199,9 +198,12 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device,
             idx = order[:, b * s.batch_size:(b + 1) * s.batch_size][seed_row]
             loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if s.dropout else None, alive)
             losses[:, epoch, b] = loss
-            diverged_at.masked_fill_(~torch.isfinite(loss) & (diverged_at == 0), epoch * n_batches + b + 1)
             advance(m)
         val_acc.append(population.accuracy(data.x_val, data.y_val).tolist())
     test_acc = population.accuracy(data.x_test, data.y_test).tolist()
-    return [result(job, losses[i], [acc[i] for acc in val_acc], test_acc[i], int(diverged_at[i]) or None)
+    # A model diverged at its first non-finite loss (it was frozen from that batch on).
+    flat = losses.view(m, -1)
+    first_bad = (~torch.isfinite(flat)).int().argmax(1).tolist()
+    return [result(job, flat[i].view(s.epochs, -1), [acc[i] for acc in val_acc], test_acc[i],
+                   None if bool(alive[i]) else first_bad[i] + 1)
             for i, job in enumerate(jobs)]

@@ -120,7 +120,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, An
 def whole_process(config: BenchConfig, log: Callable[[str], None]) -> dict[str, float]:
     """Seconds for two whole processes doing the same model-epochs (the schemes, 2 epochs,
     one seed), start-up and data loading included: ``initbench compare`` and the
-    lesson-style pipeline."""
+    lesson-style pipeline, each the median of ``repeats`` runs, interleaved."""
     with tempfile.TemporaryDirectory() as tmp:
         commands = {
             "compare": [sys.executable, "-m", "initbench", "compare", *config.schemes, "--epochs", "2", "--quiet",
@@ -128,9 +128,11 @@ def whole_process(config: BenchConfig, log: Callable[[str], None]) -> dict[str, 
             "lesson": [sys.executable, "-m", "initbench.lesson", *config.schemes, "--epochs", "2",
                        "--data-dir", str(config.data_dir)],
         }
-        seconds = {}
-        for name, command in commands.items():
-            seconds[name] = _seconds(lambda: subprocess.run(command, check=True, capture_output=True))
-            log(f"whole process: {name} {seconds[name]:.1f} s")
-    return {"compare_seconds": seconds["compare"], "lesson_seconds": seconds["lesson"],
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for r in range(config.repeats):
+            for name, command in commands.items():
+                samples[name].append(_seconds(lambda: subprocess.run(command, check=True, capture_output=True)))
+                log(f"repeat {r + 1}/{config.repeats}: whole process {name} {samples[name][-1]:.1f} s")
+    seconds = {name: statistics.median(v) for name, v in samples.items()}
+    return {"compare_seconds": seconds["compare"], "lesson_seconds": seconds["lesson"], "samples": samples,
             "model_epochs": 2 * len(config.schemes), "speedup": seconds["lesson"] / seconds["compare"]}

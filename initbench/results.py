@@ -7,6 +7,7 @@ never leaves a half-written result behind.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -82,8 +83,6 @@ def losses_frame(results: Sequence[JobResult]) -> pd.DataFrame:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """The versions and hardware a run ran with."""
-    import torchvision
-
     if device.type == "cuda":
         device_name = torch.cuda.get_device_name(device)
     elif device.type == "mps":
@@ -94,7 +93,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": importlib.metadata.version("torchvision"),
             "initbench": initbench.__version__,
             "numpy": np.__version__,
             "pandas": pd.__version__,

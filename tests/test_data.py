@@ -18,6 +18,16 @@ def test_system_copy_is_decompressed_and_verified(data_dir: Path) -> None:
     data.verify(raw)
 
 
+def test_idx_reader_matches_torchvision(data_dir: Path) -> None:
+    from torchvision import datasets
+
+    for train, prefix in ((True, "train"), (False, "t10k")):
+        reference = datasets.FashionMNIST(str(data_dir), train=train, download=False)
+        raw = data.raw_dir(data_dir)
+        assert torch.equal(data.read_idx(raw / f"{prefix}-images-idx3-ubyte"), reference.data)
+        assert torch.equal(data.read_idx(raw / f"{prefix}-labels-idx1-ubyte").long(), reference.targets)
+
+
 def test_split_sizes_ranges_and_classes(data_dir: Path) -> None:
     s = data.load(data_dir, split_seed=0)
     assert s.sizes() == {"train": 48_000, "val": 12_000, "test": 10_000}
