@@ -74,6 +74,29 @@ def test_divergence_is_a_result_not_a_crash(data_dir: Path, tmp_path: Path) -> N
     assert runs["diverged_at_batch"].between(2, 10).all()
 
 
+def test_sequential_engine_and_chunks_give_the_same_table_shape(data_dir: Path, tmp_path: Path) -> None:
+    for name, extra in (("seq", ["--engine", "sequential"]), ("chunked", ["--max-batch-models", "2"])):
+        result = compare("zeros", "rule", "default", "--epochs", "1", "--train-samples", "1000", "--data-dir",
+                         str(data_dir), "--out", str(tmp_path / name), "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+        acc = pd.read_csv(tmp_path / name / "accuracy.csv").set_index("scheme")
+        assert acc.loc["rule", "val_acc_mean"] > 0.5 and acc.loc["zeros", "val_acc_mean"] < 0.15
+    info = json.loads((tmp_path / "seq" / "run.json").read_text())
+    assert info["config"]["engine"] == "sequential"
+
+
+def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "--seeds", "1", "--repeats", "1", "--no-whole-process",
+                                 "--data-dir", str(data_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    per = numbers["seconds_per_model_epoch"]
+    assert set(per) == {"floor", "batched", "sequential", "lesson"} and all(v > 0 for v in per.values())
+    assert numbers["ratios"]["batched_over_floor"] == pytest.approx(per["batched"] / per["floor"])
+    assert numbers["models_in_batched_step"] == 6 and "GEMM floor" in result.output
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["rul"], ["Unknown scheme 'rul'", "Did you mean 'rule'?", "zeros, ones"]),
     (["rule", "--epochs", "0"], ["Invalid --epochs: must be at least 1; got 0."]),
@@ -82,6 +105,8 @@ def test_divergence_is_a_result_not_a_crash(data_dir: Path, tmp_path: Path) -> N
     (["rule", "--config", "missing.toml"], ["Config file missing.toml does not exist."]),
     (["rule", "--device", "cuda:3"], ["is not available here"]),
     (["rule", "--device", "gpu"], ["Unknown device 'gpu'"]),
+    (["rule", "--engine", "fast"], ["Invalid --engine: must be one of batched, sequential"]),
+    (["rule", "--max-batch-models", "0"], ["Invalid --max-batch-models: must be at least 1"]),
 ])
 def test_bad_input_is_one_clean_paragraph(tmp_path: Path, args, fragments) -> None:
     out = tmp_path / "out"
