@@ -30,11 +30,28 @@ import torch
 from torch import Tensor
 
 from initbench.data import Splits
-from initbench.jobs import (Job, JobResult, TrainSettings, batch_orders, batches_per_epoch, correct,
+from initbench.jobs import (EpochHook, Job, JobResult, TrainSettings, batch_orders, batches_per_epoch, correct,
                             dropout_generator, initial_model, result)
-from initbench.model import MASK_BLOCK, N_CLASSES, N_INPUTS, DropoutMasks
+from initbench.model import MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, DropoutMasks
 
 EVAL_CHUNK = 2_000
+SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
+aten = torch.ops.aten
+# Each activation as (forward into `out`, gradient w.r.t. its input from the gradient
+# w.r.t. its output, in place), from z = its input and y = its output.
+ACTIVATION_OPS = {
+    "relu": (lambda z, out: torch.clamp_min(z, 0.0, out=out),
+             lambda g, z, y: aten.threshold_backward.grad_input(g, z, 0, grad_input=g)),
+    "tanh": (lambda z, out: torch.tanh(z, out=out),
+             lambda g, z, y: aten.tanh_backward.grad_input(g, y, grad_input=g)),
+    "sigmoid": (lambda z, out: torch.sigmoid(z, out=out),
+                lambda g, z, y: aten.sigmoid_backward.grad_input(g, y, grad_input=g)),
+    "gelu": (lambda z, out: aten.gelu.out(z, out=out),
+             lambda g, z, y: aten.gelu_backward.grad_input(g, z, grad_input=g)),
+    "selu": (lambda z, out: aten.elu.out(z, **SELU, out=out),
+             lambda g, z, y: aten.elu_backward.grad_input(g, **SELU, is_result=False, self_or_result=z,
+                                                          grad_input=g)),
+}
 MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
 
 
@@ -43,8 +60,10 @@ class Population:
     forward and backward passes into preallocated buffers (no autograd, no allocation
     in the loop), and Adam (torch.optim.Adam's defaults) over each model's slices."""
 
-    def __init__(self, jobs: Sequence[Job], device: torch.device, lr: float) -> None:
-        models = [initial_model(job) for job in jobs]
+    def __init__(self, jobs: Sequence[Job], x_train: Tensor, device: torch.device) -> None:
+        models = [initial_model(job, x_train) for job in jobs]
+        self.activation_name = jobs[0].settings.activation
+        self.activation, self.activation_grad = ACTIVATION_OPS[self.activation_name]
         layers = [list(group) for group in zip(*(m.layers for m in models))]
         self.m = len(jobs)
         self.weights = [torch.stack([l.weight.detach().T for l in ls]).to(device) for ls in layers]
@@ -58,12 +77,21 @@ class Population:
         # Python work and its import of torch._dynamo (a second of start-up).
         tensors = (self.parameters(), self.grads, *zip(*self.moments))
         self._adam_lists = [[t[i] for t in group for i in range(self.m)] for group in tensors]
-        self.lr = lr
+        self.lr = jobs[0].settings.lr
         self.step = torch.zeros((), device=device)
         self._buffers: dict[tuple[str, tuple[int, ...]], Tensor] = {}
 
     def parameters(self) -> list[Tensor]:
         return [*self.weights, *self.biases]
+
+    def model(self, i: int) -> MLP:
+        """Model ``i`` as a plain MLP on the CPU (a copy of its parameters as they stand)."""
+        model = MLP(tuple(w.shape[2] for w in self.weights[:-1]), self.activation_name)
+        with torch.no_grad():
+            for layer, w, b in zip(model.layers, self.weights, self.biases):
+                layer.weight.copy_(w[i].T)
+                layer.bias.copy_(b[i, 0])
+        return model
 
     def _buffer(self, name: str, *shape: int) -> Tensor:
         """A preallocated tensor, made on first use and reused by every later step."""
@@ -71,17 +99,18 @@ class Population:
             self._buffers[name, shape] = self.weights[0].new_empty(shape)
         return self._buffers[name, shape]
 
-    def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[Tensor]:
-        """x: [M, B, 784] -> every layer's output, the last being the logits [M, B, 10].
-        Hidden outputs are kept after ReLU and dropout (0 where either cut a unit)."""
+    def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """x: [M, B, 784] -> for every layer (z, y, h): its linear output, its activation
+        and that after dropout (the next layer's input); for the last, all three are the logits."""
         outputs = []
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w, out=self._buffer(f"out{i}", self.m, x.shape[1], w.shape[2]))
+            shape = (self.m, x.shape[1], w.shape[2])
+            z = y = x = torch.baddbmm(b, x, w, out=self._buffer(f"z{i}", *shape))
             if i < len(self.weights) - 1:
-                x.relu_()
+                y = x = self.activation(z, self._buffer(f"y{i}", *shape))
                 if masks is not None:
-                    x.mul_(masks[i][:, :x.shape[1]])
-            outputs.append(x)
+                    x = torch.mul(y, masks[i][:, :shape[1]], out=self._buffer(f"h{i}", *shape))
+            outputs.append((z, y, x))
         return outputs
 
     def train_step(self, x_train: Tensor, y_train: Tensor, idx: Tensor, masks: list[Tensor] | None,
@@ -93,22 +122,22 @@ class Population:
         x = self._buffer("x", self.m, rows, x_train.shape[1])
         torch.index_select(x_train, 0, idx.view(-1), out=x.view(-1, x_train.shape[1]))
         y = y_train[idx].unsqueeze(-1)
-        *hidden, logits = self.forward(x, masks)
+        *hidden, (logits, _, _) = self.forward(x, masks)
         logp = torch.log_softmax(logits, dim=-1)
         loss = logp.gather(-1, y).mean((1, 2)).neg_()
         # d(mean cross-entropy)/d(logits) = (softmax - onehot(y)) / B
         delta = logp.exp_().scatter_add_(-1, y, torch.full(y.shape, -1.0, device=y.device)).div_(rows)
-        inputs = [x, *hidden]
+        inputs = [x, *(h for _, _, h in hidden)]
         n = len(self.weights)
         for i in reversed(range(n)):
             torch.bmm(inputs[i].transpose(1, 2), delta, out=self.grads[i])
             torch.sum(delta, 1, keepdim=True, out=self.grads[n + i])
-            if i:  # back through layer i's input: the ReLU and dropout output of layer i - 1
+            if i:  # back through layer i's input: the activation and dropout of layer i - 1
                 w = self.weights[i]
                 delta = torch.bmm(delta, w.transpose(1, 2), out=self._buffer(f"delta{i}", self.m, rows, w.shape[1]))
                 if masks is not None:
                     delta.mul_(masks[i - 1][:, :rows])
-                torch.ops.aten.threshold_backward.grad_input(delta, inputs[i], 0, grad_input=delta)
+                self.activation_grad(delta, *hidden[i - 1][:2])
         alive &= torch.isfinite(loss)
         # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
         if alive.device.type != "cpu" or not bool(alive.all()):
@@ -130,7 +159,7 @@ class Population:
     @torch.no_grad()
     def accuracy(self, x: Tensor, y: Tensor) -> Tensor:
         """Each model's fraction classified right, [M]."""
-        hits = sum(correct(self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), None)[-1], y[i:i + EVAL_CHUNK])
+        hits = sum(correct(self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), None)[-1][0], y[i:i + EVAL_CHUNK])
                    for i in range(0, len(y), EVAL_CHUNK))
         return hits.double() / len(y)
 
@@ -141,7 +170,7 @@ def bytes_per_model(s: TrainSettings) -> int:
     the evaluation activations."""
     sizes = (N_INPUTS, *s.hidden, N_CLASSES)
     params = sum(a * b + b for a, b in pairwise(sizes))
-    activations = 3 * s.batch_size * sum(sizes)
+    activations = 4 * s.batch_size * sum(sizes)
     masks = MASK_BLOCK * s.batch_size * sum(s.hidden)
     evaluation = 2 * EVAL_CHUNK * sum(sizes[1:])
     return 4 * (4 * params + activations + masks + evaluation)
@@ -164,7 +193,8 @@ def default_max_models(s: TrainSettings, device: torch.device) -> int:
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device,
-          advance: Callable[[int], None] = lambda n: None, max_models: int | None = None) -> list[JobResult]:
+          advance: Callable[[int], None] = lambda n: None, max_models: int | None = None,
+          on_epoch: EpochHook | None = None) -> list[JobResult]:
     """Train ``jobs`` in groups of equal settings, each split into chunks of at most
     ``max_models`` (default: what fits in half the free memory)."""
     done: dict[Job, JobResult] = {}
@@ -175,14 +205,14 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device,
         size = max_models or default_max_models(settings, device)
         for start in range(0, len(group), size):
             chunk = group[start:start + size]
-            done.update(zip(chunk, _train_chunk(chunk, data, device, advance)))
+            done.update(zip(chunk, _train_chunk(chunk, data, device, advance, on_epoch)))
     return [done[job] for job in jobs]
 
 
-def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device,
-                 advance: Callable[[int], None]) -> list[JobResult]:
+def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advance: Callable[[int], None],
+                 on_epoch: EpochHook | None) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
-    population = Population(jobs, device, s.lr)
+    population = Population(jobs, data.x_train, device)
     seeds = sorted({job.seed for job in jobs})
     seed_row = torch.tensor([seeds.index(job.seed) for job in jobs], device=device)
     orders = [batch_orders(seed, len(data.y_train)) for seed in seeds]
@@ -192,6 +222,13 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device,
     losses = torch.full((m, s.epochs, n_batches), math.nan, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)
     val_acc = []
+
+    def report(epoch: int) -> None:
+        if on_epoch is not None:
+            for i, job in enumerate(jobs):
+                on_epoch(job, epoch, population.model(i))
+
+    report(0)
     for epoch in range(s.epochs):
         order = torch.stack([next(o) for o in orders]).to(device)
         for b in range(n_batches):
@@ -200,6 +237,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device,
             losses[:, epoch, b] = loss
             advance(m)
         val_acc.append(population.accuracy(data.x_val, data.y_val).tolist())
+        report(epoch + 1)
     test_acc = population.accuracy(data.x_test, data.y_test).tolist()
     # A model diverged at its first non-finite loss (it was frozen from that batch on).
     flat = losses.view(m, -1)

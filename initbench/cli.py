@@ -6,6 +6,7 @@ with no traceback unless --debug is given.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,10 +82,17 @@ def compare(
     hidden: Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
                                           default="256,128")] = None,
     dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.", default="0.2")] = None,
+    activation: Annotated[Optional[str], _opt(help="relu, tanh, sigmoid, gelu or selu.", default="relu")] = None,
+    bias: Annotated[Optional[str], _opt(
+        help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
+        default="scheme")] = None,
     train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
                                                  default="all 48,000")] = None,
     split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.", default="0")] = None,
     plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.", default="100")] = None,
+    track_stats: Annotated[Optional[bool], typer.Option(
+        "--track-stats", help="Record per-layer statistics at init and after every epoch (layer_stats.csv).",
+        show_default=False)] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="auto")] = None,
     engine: Annotated[Optional[str], _opt(
         help="batched: all models in one step; sequential: one plain model after another.",
@@ -109,12 +117,55 @@ def compare(
         options = {
             "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
             "lr": lr, "batch_size": batch_size, "hidden": hidden, "dropout": dropout,
+            "activation": activation, "bias": bias, "track_stats": track_stats,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
             "device": device, "engine": engine, "max_batch_models": max_batch_models,
             "data_dir": data_dir, "out": out,
         }
         resolved = config_mod.resolve(config, {k: v for k, v in options.items() if v is not None})
         runner.compare(resolved, Console(), quiet=quiet)
+
+
+@app.command()
+def schemes(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
+) -> None:
+    """List every initialization scheme and alias with its formula and reference."""
+    from initbench import schemes as registry
+
+    rows = registry.catalogue()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        from initbench import report
+
+        Console().print(report.schemes_table(rows))
+
+
+@app.command()
+def inspect(
+    schemes: Annotated[Optional[list[str]], typer.Argument(
+        help="Schemes to inspect.", show_default="zeros ones uniform rule normal default")] = None,
+    hidden: Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
+                                          default="256,128")] = None,
+    activation: Annotated[Optional[str], _opt(help="relu, tanh, sigmoid, gelu or selu.", default="relu")] = None,
+    bias: Annotated[Optional[str], _opt(help="scheme, zeros or default.", default="scheme")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights.", min=0)] = 0,
+    data_dir: Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
+                                             default="$INITBENCH_DATA_DIR or ~/.cache/initbench")] = None,
+    out: Annotated[Optional[Path], _opt("--out", "-o", help="Output folder.",
+                                        default="results/<timestamp>-inspect")] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Build each scheme's model, run one forward and backward pass on 500 real images, and
+    report per layer: weights, outputs, dead units, gradient norm, distinct units; flag
+    symmetry, vanishing and exploding; write inspect.csv, weights_hist.png, activations.png."""
+    with _errors_to_exit(debug):
+        from initbench import config as config_mod, runner
+
+        options = {"schemes": schemes or None, "hidden": hidden, "activation": activation, "bias": bias,
+                   "seeds": [seed], "data_dir": data_dir, "out": out}
+        runner.inspect(config_mod.resolve(None, {k: v for k, v in options.items() if v is not None}), Console())
 
 
 @app.command()

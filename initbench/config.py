@@ -18,6 +18,8 @@ from typing import Any
 from initbench import schemes as scheme_registry
 from initbench.data import default_data_dir
 from initbench.engine import ENGINES
+from initbench.model import ACTIVATIONS
+from initbench.schemes import BIAS_POLICIES
 from initbench.jobs import Job, TrainSettings
 from initbench.errors import InitbenchError
 
@@ -32,6 +34,7 @@ class RunConfig:
     train_samples: int | None = None  # None: the whole training split
     split_seed: int = 0
     plot_batches: int = 100
+    track_stats: bool = False  # per-layer statistics after every epoch (layer_stats.csv)
     device: str = "auto"
     engine: str = "batched"
     max_batch_models: int | None = None  # None: as many as fit in half the free memory
@@ -132,6 +135,12 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
 def _path(value: Any) -> Path:
     return Path(value if isinstance(value, Path) else _text(value)).expanduser()
 
@@ -151,6 +160,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "train_samples": _optional(_whole(1)),
     "split_seed": _whole(0),
     "plot_batches": _whole(1),
+    "activation": _choice(*ACTIVATIONS),
+    "bias": _choice(*BIAS_POLICIES),
+    "track_stats": _flag,
     "device": _text,
     "engine": _choice(*ENGINES),
     "max_batch_models": _optional(_whole(1)),

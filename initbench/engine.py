@@ -13,7 +13,7 @@ import torch
 from initbench import batched, sequential
 from initbench.data import Splits
 from initbench.errors import InitbenchError
-from initbench.jobs import Job, JobResult
+from initbench.jobs import EpochHook, Job, JobResult
 
 ENGINES = ("batched", "sequential")
 
@@ -41,8 +41,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
-          max_models: int | None = None, advance: Callable[[int], None] = lambda n: None) -> list[JobResult]:
-    """One JobResult per job, in the order of ``jobs``."""
+          max_models: int | None = None, advance: Callable[[int], None] = lambda n: None,
+          on_epoch: EpochHook | None = None) -> list[JobResult]:
+    """One JobResult per job, in the order of ``jobs``; ``on_epoch`` sees each model at
+    init (epoch 0) and after every epoch."""
     if engine == "sequential":
-        return sequential.train(jobs, data, device, advance)
-    return batched.train(jobs, data, device, advance, max_models)
+        return sequential.train(jobs, data, device, advance, on_epoch)
+    return batched.train(jobs, data, device, advance, max_models, on_epoch)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +31,8 @@ class TrainSettings:
     lr: float = 1e-3
     batch_size: int = 100
     epochs: int = 2
+    activation: str = "relu"
+    bias: str = "scheme"  # the scheme's own bias, or "zeros", or "default" (PyTorch's)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class Job:
     scheme: str
     seed: int
     settings: TrainSettings
+
+
+EpochHook = Callable[[Job, int, MLP], None]  # (job, epoch: 0 at init, model as it stands)
 
 
 @dataclass
@@ -59,12 +64,23 @@ def generator(seed: int, purpose: str, scheme: str = "", device: torch.device | 
     return torch.Generator(device=device).manual_seed(stream_seed(seed, purpose, scheme))
 
 
-def initial_model(job: Job) -> MLP:
-    return build(job.settings.hidden, schemes.get(job.scheme), generator(job.seed, "init", job.scheme))
+INIT_BATCH = 500  # training images a data-dependent scheme (LSUV) is fitted on
+
+
+def initial_model(job: Job, x_train: Tensor) -> MLP:
+    """The job's model as initialized: its scheme under its canonical name (so an alias
+    gives the same numbers), from its own generator; LSUV fitted on INIT_BATCH training
+    images drawn from the seed."""
+    s, scheme = job.settings, schemes.get(job.scheme)
+    batch = None
+    if scheme.data_dependent:
+        rows = torch.randperm(len(x_train), generator=generator(job.seed, "init-batch"))[:INIT_BATCH]
+        batch = x_train[rows.to(x_train.device)].cpu()
+    return build(s.hidden, scheme, generator(job.seed, "init", scheme.name), s.activation, s.bias, batch)
 
 
 def dropout_generator(job: Job, device: torch.device) -> torch.Generator:
-    return generator(job.seed, "dropout", job.scheme, device)
+    return generator(job.seed, "dropout", schemes.get(job.scheme).name, device)
 
 
 def batch_orders(seed: int, n: int) -> Iterator[Tensor]:

@@ -1,5 +1,5 @@
-"""The lesson's network: an MLP of Linear layers with ReLU and dropout between them,
-and the dropout masks each model draws from its own generator."""
+"""The lesson's network: an MLP of Linear layers with an activation (ReLU by default)
+and dropout between them, and the dropout masks each model draws from its own generator."""
 
 from __future__ import annotations
 
@@ -9,37 +9,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initbench.schemes import Scheme, init_linear
+from initbench.schemes import Scheme, init_linear, lsuv_
 
 N_INPUTS = 28 * 28
 N_CLASSES = 10
 MASK_BLOCK = 16  # training steps of dropout masks drawn per generator call
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "selu": F.selu}
 
 
 class MLP(nn.Module):
-    """784 -> hidden... -> 10, ReLU after each hidden layer, then dropout."""
+    """784 -> hidden... -> 10, the activation after each hidden layer, then dropout."""
 
-    def __init__(self, hidden: tuple[int, ...]) -> None:
+    def __init__(self, hidden: tuple[int, ...], activation: str = "relu") -> None:
         super().__init__()
         sizes = (N_INPUTS, *hidden, N_CLASSES)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
+        self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: Tensor, masks: list[Tensor] | None = None) -> Tensor:
         """``masks``: one dropout mask per hidden layer (values 0 or 1/(1-p)), or None."""
         *hidden, last = self.layers
         for i, layer in enumerate(hidden):
-            x = F.relu(layer(x))
+            x = self.activation(layer(x))
             if masks is not None:
                 x = x * masks[i][..., :len(x), :]
         return last(x)
 
 
-def build(hidden: tuple[int, ...], scheme: Scheme, generator: torch.Generator) -> MLP:
+def build(hidden: tuple[int, ...], scheme: Scheme, generator: torch.Generator, activation: str = "relu",
+          bias: str = "scheme", batch: Tensor | None = None) -> MLP:
     """A fresh model on the CPU, every layer initialized by ``scheme`` from ``generator``
-    (drawn on the CPU, so the initial weights are the same whatever the training device)."""
-    model = MLP(hidden)
+    (drawn on the CPU, so the initial weights are the same whatever the training device),
+    then, for a data-dependent scheme, rescaled on ``batch`` (real training images)."""
+    model = MLP(hidden, activation)
     for layer in model.layers:
-        init_linear(layer, scheme, generator)
+        init_linear(layer, scheme, generator, activation, bias)
+    if scheme.data_dependent:
+        lsuv_(model.layers, model.activation, batch)
     return model
 
 

@@ -76,6 +76,88 @@ def bench_table(numbers: dict) -> Table:
     return t
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    _pyplot().close(fig)
+
+
+def schemes_table(rows: list[dict[str, str]]) -> Table:
+    t = Table("Scheme", "Aliases", "Formula", "Reference", title="Initialization schemes", show_lines=True)
+    for column in t.columns:
+        column.overflow = "fold"
+    for row in rows:
+        t.add_row(row["usage"], ", ".join(row["aliases"]), row["formula"], row["reference"])
+    return t
+
+
+def inspect_table(scheme: str, rows: list[dict[str, float]], found: list[str]) -> Table:
+    """One scheme's per-layer statistics at init, with what they mean in the caption."""
+    t = Table("Layer", "Units", "W mean", "W std", "Out mean", "Out std", "Dead", "Grad norm", "Distinct",
+              title=f"{scheme} at init",
+              caption="\n".join(found) if found else "nothing wrong found", caption_justify="left")
+    for r in rows:
+        t.add_row(str(r["layer"]), str(r["units"]), f"{r['weight_mean']:.2g}", f"{r['weight_std']:.2g}",
+                  f"{r['act_mean']:.2g}", f"{r['act_std']:.2g}", f"{100 * r['dead_fraction']:.0f}%",
+                  f"{r['grad_norm']:.2g}", str(r["distinct_units"]))
+    return t
+
+
+def plot_weight_histograms(weights: dict[str, list], path: Path) -> None:
+    """The initial weights of each layer (columns) for each scheme (rows)."""
+    plt = _pyplot()
+    n_layers = max(len(w) for w in weights.values())
+    fig, axes = plt.subplots(len(weights), n_layers, figsize=(2.6 * n_layers + 1, 2.0 * len(weights) + 0.6),
+                             squeeze=False)
+    for row, (scheme, layers) in zip(axes, weights.items()):
+        for i, (ax, w) in enumerate(zip(row, layers)):
+            ax.hist(w.flatten().numpy(), bins=50, color="tab:blue")
+            ax.set_yticks([])
+            ax.tick_params(labelsize=7)
+            ax.set_title(f"{scheme}, layer {i + 1}", fontsize=8)
+    fig.suptitle("Initial weights per layer")
+    _save(fig, path)
+
+
+def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> None:
+    """Output std and weight-gradient norm per layer, one line per scheme (mean over seeds);
+    with an ``epoch`` column, dashed at init and solid after the last epoch."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    epochs = sorted(stats["epoch"].unique()) if "epoch" in stats else [None]
+    shown = [epochs[0], epochs[-1]] if len(epochs) > 1 else epochs
+    for column, ax, label in zip(("act_std", "grad_norm"), axes, ("Output std", "Weight-gradient norm")):
+        for k, (scheme, s) in enumerate(stats.groupby("scheme", sort=False)):
+            for epoch in shown:
+                part = s if epoch is None else s[s["epoch"] == epoch]
+                mean = part.groupby("layer")[column].mean()
+                style = "--" if epoch == 0 and len(shown) > 1 else "-"
+                name = scheme if epoch is None else f"{scheme}, {'init' if epoch == 0 else f'epoch {epoch}'}"
+                ax.plot(mean.index, mean.values, style, marker="o", markersize=3, color=f"C{k}", label=name)
+        ax.set_yscale("symlog", linthresh=1e-6)
+        ax.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))
+        ax.set(xlabel="Layer", ylabel=label + " (symlog: 0 is drawn at 0)", title=label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
 def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
     """Per scheme and global batch number: mean, min and max of the loss over seeds."""
     steps = losses.assign(step=(losses["epoch"] - 1) * n_batches + losses["batch"])
@@ -93,11 +175,7 @@ def plot_losses(losses: pd.DataFrame, path: Path, n_batches: int, first: int | N
     other curve, so the axis is fitted to the rest and the legend gives its peak.
     With ``first=None``, the whole run on a log axis with epoch boundaries marked.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     curves = _curves(losses, n_batches)
     if first is not None:
         curves = curves[curves["step"] <= first]
@@ -120,6 +198,4 @@ def plot_losses(losses: pd.DataFrame, path: Path, n_batches: int, first: int | N
     ax.set(title=title, xlabel="Batch", ylabel="Training loss (cross-entropy)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+    _save(fig, path)

@@ -7,10 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
 from rich.console import Console
 
-from initbench import data, engine, report, results
-from initbench.jobs import batches_per_epoch
+from initbench import data, diagnostics, engine, report, results, schemes
+from initbench.jobs import Job, batches_per_epoch, initial_model
 from initbench.config import RunConfig
 
 MAX_NAME_SCHEMES = 8
@@ -34,10 +36,19 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
         log(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(config.schemes), 'scheme')} x "
             f"{report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train)} images, "
             f"{report.plural(config.train.epochs, 'epoch')}, {config.engine} engine on {device}")
+        stats: list[dict] = []
+        if config.track_stats:
+            x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
+
+            def track(job: Job, epoch: int, model) -> None:
+                stats.extend({"scheme": job.scheme, "seed": job.seed, "epoch": epoch, **row}
+                             for row in diagnostics.layer_stats(model, x_stats, y_stats))
+
         tic = time.perf_counter()
         show_bar = not quiet and console.is_terminal
         with report.progress(len(jobs) * config.train.epochs * n_batches, "Training", console, show_bar) as advance:
-            trained = engine.train(jobs, splits, device, config.engine, config.max_batch_models, advance)
+            trained = engine.train(jobs, splits, device, config.engine, config.max_batch_models, advance,
+                                   track if config.track_stats else None)
         train_seconds = time.perf_counter() - tic
 
         runs = results.runs_frame(trained)
@@ -52,6 +63,13 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             "train_seconds": round(train_seconds, 3),
         }
         first = config.plot_batches
+        if stats:
+            stats_frame = pd.DataFrame(stats)
+            extra = {"layer_stats.csv": results.csv_writer(stats_frame),
+                     "layer_stats.png": lambda p: report.plot_layer_profile(
+                         stats_frame, p, "Per layer at init (dashed) and after the last epoch (solid)")}
+        else:
+            extra = {}
         results.write_files(out, {
             "accuracy.csv": results.csv_writer(summary),
             "runs.csv": results.csv_writer(runs),
@@ -61,6 +79,7 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             "loss_full.png": lambda p: report.plot_losses(
                 losses, p, n_batches, None, f"Training loss over {config.train.epochs} epochs (log scale)"),
             "run.json": results.json_writer(run_info),
+            **extra,
         })
     console.print(report.table(summary, config.train.epochs))
     console.print(f"Results in {out}")
@@ -84,3 +103,32 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
     console.print(report.bench_table(numbers))
     console.print(f"Results in {out}")
     return numbers
+
+
+def inspect(config: RunConfig, console: Console) -> Path:
+    """Build each scheme's model (seed ``config.seeds[0]``), run one forward and backward
+    pass on real images, print and write its per-layer statistics, flags and pictures."""
+    started = datetime.now().astimezone()
+    out = config.out or Path("results") / f"{started:%Y%m%d-%H%M%S}-inspect"
+    with results.output_dir(out):
+        splits = data.load(config.data_dir, config.split_seed, log=lambda msg: console.print(msg, style="dim"))
+        x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
+        rows, found, weights = [], {}, {}
+        for scheme in config.schemes:
+            model = initial_model(Job(scheme, config.seeds[0], config.train), splits.x_train)
+            layer_rows = diagnostics.layer_stats(model, x_stats, y_stats)
+            found[scheme] = diagnostics.flags(layer_rows)
+            weights[scheme] = [layer.weight.detach() for layer in model.layers]
+            rows += [{"scheme": scheme, **row} for row in layer_rows]
+            console.print(report.inspect_table(scheme, layer_rows, found[scheme]))
+        frame = pd.DataFrame(rows)
+        results.write_files(out, {
+            "inspect.csv": results.csv_writer(frame),
+            "inspect.json": results.json_writer({"config": config.to_dict() | {"out": str(out)}, "flags": found,
+                                                 **results.environment(torch.device("cpu"))}),
+            "weights_hist.png": lambda p: report.plot_weight_histograms(weights, p),
+            "activations.png": lambda p: report.plot_layer_profile(
+                frame, p, f"At init, on {diagnostics.STATS_BATCH} validation images ({config.train.activation})"),
+        })
+    console.print(f"Results in {out}")
+    return out

@@ -1,11 +1,17 @@
 """The scheme registry: a name -> a function that initializes one Linear layer.
 
-Every scheme is a plain in-place function ``fn(weight, bias, generator)``
+Every scheme is a plain in-place function ``fn(weight, bias, generator, ...)``
 (named like ``torch.nn.init``'s functions, with a trailing underscore) whose
 docstring states its formula and a reference on lines that begin with
 ``Formula:`` and ``Reference:``; ``register`` reads them from there, so the
 docstring is the one place they are written. Adding a scheme is one decorated
 function.
+
+Keyword parameters after ``generator`` are the scheme's own, set from its name:
+``uniform:-0.1,0.1`` calls ``uniform_(..., low=-0.1, high=0.1)``. A parameter
+called ``activation_gain`` is not set that way: it receives the gain of the
+network's activation (``torch.nn.init.calculate_gain``; GELU, which it does not
+know, gets ReLU's). Aliases (the names Keras users type) map to names.
 
 All randomness comes from the ``generator`` argument, never from torch's
 global generator, so a model's initial weights depend only on its own seed.
@@ -16,7 +22,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,22 +30,37 @@ from torch import Tensor, nn
 
 from initbench.errors import InitbenchError
 
-InitFn = Callable[[Tensor, Tensor, torch.Generator | None], None]
+InitFn = Callable[..., None]
+GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3, "sigmoid": 1.0, "gelu": math.sqrt(2.0), "selu": 0.75}
+BIAS_POLICIES = ("scheme", "zeros", "default")
+ALIASES = {
+    "glorot_uniform": "xavier_uniform",
+    "glorot_normal": "xavier_normal",
+    "he_uniform": "kaiming_uniform",
+    "he_normal": "kaiming_normal",
+    "zero": "zeros",
+    "one": "ones",
+    "random_uniform": "uniform:-0.05,0.05",  # Keras's RandomUniform defaults
+    "random_normal": "normal:0.05",  # Keras's RandomNormal default stddev
+}
 
 
 @dataclass(frozen=True)
 class Scheme:
-    name: str
-    init: InitFn
+    name: str  # as it is keyed: "uniform", or with its parameters, "uniform:-0.1,0.1"
+    init: InitFn  # fn(weight, bias, generator, activation_gain) with the scheme's own parameters bound
     summary: str
     formula: str
     reference: str
+    params: tuple[str, ...] = ()  # the scheme's own parameters, in the order a name gives them
+    data_dependent: bool = False  # rescaled on a batch of real data after init (LSUV)
 
 
 _REGISTRY: dict[str, Scheme] = {}
+_FUNCTIONS: dict[str, InitFn] = {}  # name -> the registered function, to bind parameters from a name
 
 
-def register(name: str) -> Callable[[InitFn], InitFn]:
+def register(name: str, data_dependent: bool = False) -> Callable[[InitFn], InitFn]:
     """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference."""
 
     def add(fn: InitFn) -> InitFn:
@@ -52,32 +73,110 @@ def register(name: str) -> Callable[[InitFn], InitFn]:
         }
         if name in _REGISTRY or set(fields) != {"Formula", "Reference"}:
             raise ValueError(f"scheme {name!r}: duplicate name or docstring without Formula:/Reference:")
-        _REGISTRY[name] = Scheme(name, fn, doc.splitlines()[0], fields["Formula"], fields["Reference"])
+        params = tuple(p for p in list(inspect.signature(fn).parameters)[3:] if p != "activation_gain")
+        _FUNCTIONS[name] = fn
+        _REGISTRY[name] = Scheme(name, _with_gain(fn), doc.splitlines()[0], fields["Formula"], fields["Reference"],
+                                 params, data_dependent)
         return fn
 
     return add
+
+
+def _with_gain(fn: InitFn, **params: float) -> InitFn:
+    """fn as (weight, bias, generator, activation_gain), whether or not it uses the gain."""
+    if "activation_gain" in inspect.signature(fn).parameters:
+        return lambda weight, bias, generator, activation_gain: fn(
+            weight, bias, generator, activation_gain=activation_gain, **params)
+    return lambda weight, bias, generator, activation_gain: fn(weight, bias, generator, **params)
 
 
 def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get(name: str) -> Scheme:
-    """The scheme called ``name``; an unknown name names the closest match and every valid one."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    close = difflib.get_close_matches(name, _REGISTRY, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise InitbenchError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}.")
+def catalogue() -> list[dict]:
+    """Every scheme with how to write it, its aliases, summary, formula and reference."""
+    aliases: dict[str, list[str]] = {}
+    for alias, target in ALIASES.items():
+        aliases.setdefault(target.partition(":")[0], []).append(alias if ":" not in target else f"{alias} (= {target})")
+    return [{"name": s.name, "usage": usage(s), "aliases": aliases.get(s.name, []), "summary": s.summary,
+             "formula": s.formula, "reference": s.reference, "data_dependent": s.data_dependent}
+            for s in _REGISTRY.values()]
+
+
+def _required(name: str) -> list[str]:
+    return [p.name for p in inspect.signature(_FUNCTIONS[name]).parameters.values()
+            if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name != "activation_gain"]
+
+
+def usage(scheme: Scheme) -> str:
+    """How a scheme is written with its parameters: "uniform[:LOW,HIGH]", "constant:VALUE"."""
+    name = scheme.name.partition(":")[0]
+    if not scheme.params:
+        return name
+    params = ",".join(p.upper() for p in scheme.params)
+    return f"{name}:{params}" if _required(name) else f"{name}[:{params}]"
+
+
+def get(spec: str) -> Scheme:
+    """The scheme a name stands for: a registered name, ``name:p1,p2`` to set its
+    parameters, or an alias. An unknown name names the closest match and the valid ones."""
+    spec = ALIASES.get(spec, spec)
+    name, _, args = spec.partition(":")
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, [*_REGISTRY, *ALIASES], n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InitbenchError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}; "
+                             f"aliases: {', '.join(ALIASES)}. `initbench schemes` lists them with their formulas.")
+    scheme = _REGISTRY[name]
+    required = _required(name)
+    if not args and not required:
+        return scheme
+    try:
+        values = [float(a) for a in args.split(",")] if args else []
+    except ValueError:
+        values = []
+    if not scheme.params:
+        raise InitbenchError(f"Scheme {name!r} takes no parameters (got {spec!r}).")
+    if not len(required) <= len(values) <= len(scheme.params) or not values:
+        raise InitbenchError(f"Bad parameters in scheme {spec!r}: write {usage(scheme)}, with numbers.")
+    bound = _with_gain(_FUNCTIONS[name], **dict(zip(scheme.params, values)))
+    return Scheme(spec, bound, scheme.summary, scheme.formula, scheme.reference, scheme.params, scheme.data_dependent)
 
 
 @torch.no_grad()
-def init_linear(layer: nn.Linear, scheme: Scheme, generator: torch.Generator | None) -> None:
-    scheme.init(layer.weight, layer.bias, generator)
+def init_linear(layer: nn.Linear, scheme: Scheme, generator: torch.Generator | None,
+                activation: str = "relu", bias: str = "scheme") -> None:
+    """Initialize ``layer`` with ``scheme``; ``bias`` = "zeros" or "default" (PyTorch's
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
+    scheme.init(layer.weight, layer.bias, generator, GAIN[activation])
+    if bias == "zeros":
+        layer.bias.zero_()
+    elif bias == "default":
+        bound = 1.0 / math.sqrt(_fan_in(layer.weight))
+        layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+@torch.no_grad()
+def lsuv_(layers: Sequence[nn.Linear], activation: Callable[[Tensor], Tensor], x: Tensor,
+          tolerance: float = 0.1, max_iterations: int = 10) -> None:
+    """Layer after layer, rescale the weights until the layer's output on the batch ``x``
+    has variance 1 (within ``tolerance``); the second step of LSUV."""
+    for i, layer in enumerate(layers):
+        for _ in range(max_iterations):
+            var = layer(x).var()
+            if not torch.isfinite(var) or var == 0 or abs(var - 1) < tolerance:
+                break
+            layer.weight.div_(var.sqrt())
+        x = layer(x) if i == len(layers) - 1 else activation(layer(x))
 
 
 def _fan_in(weight: Tensor) -> int:
     return weight[0].numel()
+
+
+def _fan_out(weight: Tensor) -> int:
+    return weight.shape[0] * weight[0, 0].numel()
 
 
 @register("zeros")
@@ -102,14 +201,26 @@ def ones_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None
     bias.zero_()
 
 
-@register("uniform")
-def uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
-    """Uniform on [0, 1): random, but all positive and far too large for wide layers.
+@register("constant")
+def constant_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, value: float) -> None:
+    """Every weight the same given value, e.g. constant:0.5.
 
-    Formula: W ~ U[0, 1); b = 0
-    Reference: the lesson's uniform baseline; torch.nn.init.uniform_
+    Formula: W = value; b = 0
+    Reference: torch.nn.init.constant_; Keras Constant
     """
-    weight.uniform_(0.0, 1.0, generator=generator)
+    weight.fill_(value)
+    bias.zero_()
+
+
+@register("uniform")
+def uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+             low: float = 0.0, high: float = 1.0) -> None:
+    """Uniform on [low, high), by default [0, 1): the lesson's all-positive baseline.
+
+    Formula: W ~ U[low, high) (default U[0, 1)); b = 0
+    Reference: the lesson's uniform baseline; torch.nn.init.uniform_; Keras RandomUniform
+    """
+    weight.uniform_(low, high, generator=generator)
     bias.zero_()
 
 
@@ -137,13 +248,14 @@ def rule_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None
 
 
 @register("normal")
-def normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
-    """Normal with the general rule's scale as its standard deviation.
+def normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+            std: float | None = None) -> None:
+    """Normal with the general rule's scale as its standard deviation, or a given one (normal:0.05).
 
-    Formula: W ~ N(0, std = 1/sqrt(fan_in)); b = 0
-    Reference: the lesson's normal distribution; torch.nn.init.normal_
+    Formula: W ~ N(0, std^2), std = 1/sqrt(fan_in) unless given; b = 0
+    Reference: the lesson's normal distribution; torch.nn.init.normal_; Keras RandomNormal
     """
-    weight.normal_(0.0, 1.0 / math.sqrt(_fan_in(weight)), generator=generator)
+    weight.normal_(0.0, 1.0 / math.sqrt(_fan_in(weight)) if std is None else std, generator=generator)
     bias.zero_()
 
 
@@ -160,3 +272,138 @@ def default_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = N
     nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     bound = 1.0 / math.sqrt(_fan_in(weight))
     nn.init.uniform_(bias, -bound, bound, generator=generator)
+
+
+@register("xavier_uniform")
+def xavier_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                    gain: float = 1.0) -> None:
+    """Glorot/Xavier uniform: keeps the variance of activations and gradients alike across layers.
+
+    The paper derives it for activations linear around 0 (tanh), hence gain 1 by
+    default; xavier_uniform:1.41 sets another gain.
+
+    Formula: W ~ U[-a, a], a = gain * sqrt(6/(fan_in + fan_out)) (var = gain^2 * 2/(fan_in + fan_out)); b = 0
+    Reference: Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward neural networks"; torch.nn.init.xavier_uniform_
+    """
+    a = gain * math.sqrt(6.0 / (_fan_in(weight) + _fan_out(weight)))
+    weight.uniform_(-a, a, generator=generator)
+    bias.zero_()
+
+
+@register("xavier_normal")
+def xavier_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                   gain: float = 1.0) -> None:
+    """Glorot/Xavier normal: the same variance as xavier_uniform, from a normal distribution.
+
+    Formula: W ~ N(0, std^2), std = gain * sqrt(2/(fan_in + fan_out)); b = 0
+    Reference: Glorot & Bengio 2010; torch.nn.init.xavier_normal_ (Keras's glorot_normal truncates at 2 std)
+    """
+    weight.normal_(0.0, gain * math.sqrt(2.0 / (_fan_in(weight) + _fan_out(weight))), generator=generator)
+    bias.zero_()
+
+
+@register("kaiming_uniform")
+def kaiming_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                     activation_gain: float) -> None:
+    """He/Kaiming uniform: the variance that keeps ReLU activations from shrinking layer by layer.
+
+    Formula: W ~ U[-a, a], a = gain * sqrt(3/fan_in) (var = gain^2/fan_in = 2/fan_in for ReLU; gain from --activation); b = 0
+    Reference: He et al. 2015, "Delving Deep into Rectifiers"; torch.nn.init.kaiming_uniform_
+    """
+    a = activation_gain * math.sqrt(3.0 / _fan_in(weight))
+    weight.uniform_(-a, a, generator=generator)
+    bias.zero_()
+
+
+@register("kaiming_normal")
+def kaiming_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                    activation_gain: float) -> None:
+    """He/Kaiming normal: the same variance as kaiming_uniform, from a normal distribution.
+
+    Formula: W ~ N(0, std^2), std = gain/sqrt(fan_in) (= sqrt(2/fan_in) for ReLU; gain from --activation); b = 0
+    Reference: He et al. 2015; torch.nn.init.kaiming_normal_ (Keras's he_normal truncates at 2 std)
+    """
+    weight.normal_(0.0, activation_gain / math.sqrt(_fan_in(weight)), generator=generator)
+    bias.zero_()
+
+
+@register("lecun_uniform")
+def lecun_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+    """LeCun uniform: unit-variance pre-activations for unit-variance inputs (SELU's choice).
+
+    Formula: W ~ U[-a, a], a = sqrt(3/fan_in) (var = 1/fan_in); b = 0
+    Reference: LeCun et al. 1998, "Efficient BackProp"; Klambauer et al. 2017 (SELU); Keras LecunUniform
+    """
+    a = math.sqrt(3.0 / _fan_in(weight))
+    weight.uniform_(-a, a, generator=generator)
+    bias.zero_()
+
+
+@register("lecun_normal")
+def lecun_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+    """LeCun normal: the same variance as lecun_uniform, from a normal distribution.
+
+    Formula: W ~ N(0, std^2), std = sqrt(1/fan_in); b = 0
+    Reference: LeCun et al. 1998; Klambauer et al. 2017 (Keras's lecun_normal truncates at 2 std)
+    """
+    weight.normal_(0.0, math.sqrt(1.0 / _fan_in(weight)), generator=generator)
+    bias.zero_()
+
+
+@register("orthogonal")
+def orthogonal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                activation_gain: float) -> None:
+    """A (semi-)orthogonal matrix scaled by the activation's gain: every singular value equal.
+
+    Formula: W = gain * Q, Q from the QR decomposition of a standard normal matrix (Q Q^T = I or Q^T Q = I); b = 0
+    Reference: Saxe et al. 2014, "Exact solutions to the nonlinear dynamics of learning in deep linear networks"; torch.nn.init.orthogonal_
+    """
+    nn.init.orthogonal_(weight, gain=activation_gain, generator=generator)
+    bias.zero_()
+
+
+@register("trunc_normal")
+def trunc_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                  std: float = 0.02) -> None:
+    """Normal with a small fixed std, cut at 2 std, as vision transformers are initialized.
+
+    timm's own trunc_normal_ cuts at +-2 absolute, which at std 0.02 cuts nothing;
+    here the cut is at 2 std, so the std that results is about 0.88 * std.
+
+    Formula: W ~ N(0, std^2) truncated to [-2 std, 2 std], std = 0.02; b = 0
+    Reference: Dosovitskiy et al. 2021 (ViT); timm layers/weight_init.py trunc_normal_
+    """
+    nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std, generator=generator)
+    bias.zero_()
+
+
+@register("sparse")
+def sparse_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+            sparsity: float = 0.1) -> None:
+    """Each unit's incoming weights: a fraction set to zero, the rest small normals.
+
+    Formula: W ~ N(0, 0.01^2), then ceil(sparsity * rows) weights of every column set to 0 (sparsity 0.1); b = 0
+    Reference: Martens 2010, "Deep learning via Hessian-free optimization"; torch.nn.init.sparse_
+    """
+    # As torch.nn.init.sparse_, whose choice of zeros ignores `generator` (torch 2.14).
+    weight.normal_(0.0, 0.01, generator=generator)
+    n_zeros = math.ceil(sparsity * weight.shape[0])
+    rows = torch.rand(weight.shape, generator=generator).argsort(0)[:n_zeros]
+    weight.scatter_(0, rows, 0.0)
+    bias.zero_()
+
+
+@register("lsuv", data_dependent=True)
+def lsuv_orthogonal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+    """Layer-sequential unit variance: orthogonal, then each layer rescaled on a real batch.
+
+    The only data-dependent scheme: after this orthogonal start, each layer's
+    weights are divided by the std of its output on 500 training images until
+    that variance is 1 +- 0.1 (at most 10 times), first layer first.
+
+    Formula: W = Q (orthogonal), then W <- W / sqrt(Var(W x + b)) layer by layer on a batch; b = 0
+    Reference: Mishkin & Matas 2016, "All you need is a good init"
+    """
+    nn.init.orthogonal_(weight, generator=generator)
+    bias.zero_()
+

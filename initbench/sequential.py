@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initbench.data import Splits
-from initbench.jobs import (Job, JobResult, batch_orders, batches_per_epoch, correct, dropout_generator,
+from initbench.jobs import (EpochHook, Job, JobResult, batch_orders, batches_per_epoch, correct, dropout_generator,
                             initial_model, result)
 from initbench.model import DropoutMasks
 
@@ -26,13 +26,14 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device,
-          advance: Callable[[int], None] = lambda n: None) -> list[JobResult]:
-    return [_train_one(job, data, device, advance) for job in jobs]
+          advance: Callable[[int], None] = lambda n: None, on_epoch: EpochHook | None = None) -> list[JobResult]:
+    return [_train_one(job, data, device, advance, on_epoch or (lambda job, epoch, model: None)) for job in jobs]
 
 
-def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[int], None]) -> JobResult:
+def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[int], None],
+               on_epoch: EpochHook) -> JobResult:
     s = job.settings
-    model = initial_model(job).to(device)
+    model = initial_model(job, data.x_train).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
     orders = batch_orders(job.seed, len(data.y_train))
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
@@ -40,6 +41,7 @@ def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[
     losses = torch.full((s.epochs, n_batches), math.nan, device=device)
     val_acc: list[float] = []
     diverged_at = None
+    on_epoch(job, 0, model)
     for epoch in range(s.epochs):
         if diverged_at is None:
             model.train()
@@ -59,4 +61,5 @@ def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[
                 optimizer.step()
                 advance(1)
         val_acc.append(accuracy(model, data.x_val, data.y_val))
+        on_epoch(job, epoch + 1, model)
     return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test), diverged_at)

@@ -97,6 +97,48 @@ def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     assert numbers["models_in_batched_step"] == 6 and "GEMM floor" in result.output
 
 
+def test_schemes_lists_every_scheme_and_alias() -> None:
+    from initbench import schemes
+
+    table = runner.invoke(app, ["schemes"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0
+    for name in [*schemes.names(), *schemes.ALIASES]:
+        assert name in table.output
+    assert "He et al. 2015" in table.output and "var = 2/(fan_in + fan_out)" not in table.output
+    listed = json.loads(runner.invoke(app, ["schemes", "--json"]).output)
+    assert [row["name"] for row in listed] == schemes.names()
+    assert next(r for r in listed if r["name"] == "lsuv")["data_dependent"]
+
+
+def test_inspect_flags_symmetry_and_writes_pictures(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inspect"
+    result = runner.invoke(app, ["inspect", "zeros", "ones", "rule", "kaiming_normal", "xavier_normal",
+                                 "--data-dir", str(data_dir), "--out", str(out)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    flags = json.loads((out / "inspect.json").read_text())["flags"]
+    assert all(any(f.startswith("symmetry") for f in flags[s]) for s in ("zeros", "ones"))
+    assert flags["rule"] == [] and flags["kaiming_normal"] == [] and flags["xavier_normal"] == []
+    assert "symmetry: every unit of layer(s) 1, 2 is identical" in " ".join(result.output.split())
+    stats = pd.read_csv(out / "inspect.csv")
+    assert len(stats) == 5 * 3 and set(stats["distinct_units"][stats.scheme == "zeros"]) == {1}
+    for png in ("weights_hist.png", "activations.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_track_stats_records_every_epoch(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "track"
+    result = compare("ones", "kaiming_normal", "--activation", "tanh", "--hidden", "64x3", "--epochs", "2",
+                     "--train-samples", "1000", "--track-stats", "--data-dir", str(data_dir), "--out", str(out),
+                     "--quiet")
+    assert result.exit_code == 0, result.output
+    stats = pd.read_csv(out / "layer_stats.csv")
+    assert set(stats["epoch"]) == {0, 1, 2} and set(stats["layer"]) == {1, 2, 3, 4}
+    ones = stats[(stats.scheme == "ones") & (stats.layer == 1)].set_index("epoch")
+    assert (ones["distinct_units"] == 1).all()  # symmetric at init and still after training
+    assert (out / "layer_stats.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out / "run.json").read_text())["config"]["activation"] == "tanh"
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["rul"], ["Unknown scheme 'rul'", "Did you mean 'rule'?", "zeros, ones"]),
     (["rule", "--epochs", "0"], ["Invalid --epochs: must be at least 1; got 0."]),
@@ -106,6 +148,8 @@ def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     (["rule", "--device", "cuda:3"], ["is not available here"]),
     (["rule", "--device", "gpu"], ["Unknown device 'gpu'"]),
     (["rule", "--engine", "fast"], ["Invalid --engine: must be one of batched, sequential"]),
+    (["rule", "--activation", "swish"], ["Invalid --activation: must be one of relu, tanh, sigmoid, gelu, selu"]),
+    (["constant"], ["write constant:VALUE"]),
     (["rule", "--max-batch-models", "0"], ["Invalid --max-batch-models: must be at least 1"]),
 ])
 def test_bad_input_is_one_clean_paragraph(tmp_path: Path, args, fragments) -> None:

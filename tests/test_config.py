@@ -77,10 +77,11 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
         config.resolve(tmp_path)  # a folder
 
 
-@pytest.mark.parametrize("name", ["lesson.toml", "smoke.toml"])
+@pytest.mark.parametrize("name", ["lesson.toml", "smoke.toml", "deep-relu.toml", "deep-tanh.toml"])
 def test_shipped_configs_resolve(name: str) -> None:
     c = config.resolve(ROOT / "configs" / name)
-    assert "rule" in c.schemes and "zeros" in c.schemes
+    assert "rule" in c.schemes
+    assert c.train.hidden == ((256,) * 10 if name.startswith("deep") else (256, 128))
 
 
 def test_to_dict_round_trips_through_resolve() -> None:

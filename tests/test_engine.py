@@ -96,7 +96,7 @@ def test_divergence_is_recorded_and_does_not_poison_the_others(small, name: str)
 def test_frozen_model_stays_frozen(small) -> None:
     """A diverged model's parameters do not move after the batch that diverged."""
     jobs = [Job("rule", 0, TrainSettings(epochs=1, lr=1e20)), Job("zeros", 0, TrainSettings(epochs=1, lr=1e20))]
-    population = batched.Population(jobs, CPU, 1e20)
+    population = batched.Population(jobs, small.x_train, CPU)
     alive = torch.ones(2, dtype=torch.bool)
     idx = torch.arange(200).view(2, 100)
     population.train_step(small.x_train, small.y_train, idx, None, alive)
@@ -125,3 +125,32 @@ def test_stream_seeds_are_stable_and_distinct() -> None:
     assert stream_seed(0, "order") == stream_seed(0, "order")
     seeds = {stream_seed(s, p, n) for s in range(3) for p in ("init", "dropout") for n in ("rule", "zeros")}
     assert len(seeds) == 12 and all(0 <= s < 2**63 for s in seeds)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "selu"])
+def test_engines_agree_for_every_activation(small, activation: str) -> None:
+    """The batched engine's hand-written gradients of each activation match autograd's."""
+    settings = TrainSettings(epochs=1, dropout=0.0, activation=activation, hidden=(64, 64, 64))
+    jobs = [Job(scheme, 0, settings) for scheme in ("kaiming_normal", "xavier_normal", "lsuv")]
+    for b, s in zip(batched.train(jobs, small, CPU), sequential.train(jobs, small, CPU)):
+        torch.testing.assert_close(b.losses[0, :10], s.losses[0, :10], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])
+def test_batched_exact_alone_for_other_activations_and_depths(small, activation: str) -> None:
+    settings = TrainSettings(epochs=1, activation=activation, hidden=(256,) * 3)
+    jobs = [Job(scheme, 0, settings) for scheme in ("xavier_normal", "kaiming_uniform", "sparse", "lsuv")]
+    for job, result in zip(jobs, batched.train(jobs, small, CPU)):
+        assert torch.equal(batched.train([job], small, CPU)[0].losses, result.losses), job.scheme
+
+
+@pytest.mark.parametrize("name", engine.ENGINES)
+def test_epoch_hook_sees_every_model_at_init_and_after_each_epoch(small, name: str) -> None:
+    seen = []
+    jobs = [Job("rule", 0, TrainSettings(epochs=2)), Job("zeros", 1, TrainSettings(epochs=2))]
+    engine.train(jobs, small, CPU, name, on_epoch=lambda job, epoch, model: seen.append(
+        (job.scheme, epoch, float(model.layers[0].weight.detach().abs().sum()))))
+    assert sorted((s, e) for s, e, _ in seen) == [("rule", 0), ("rule", 1), ("rule", 2),
+                                                  ("zeros", 0), ("zeros", 1), ("zeros", 2)]
+    rule = {e: w for s, e, w in seen if s == "rule"}
+    assert rule[0] != rule[1] != rule[2]  # it is the trained model, not the initial one

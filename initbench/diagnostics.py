@@ -1,0 +1,93 @@
+"""Per-layer diagnostics: what a model's weights, activations and gradients look like on
+a batch of real images, and plain-word flags for the ways a start goes wrong.
+
+Used by ``initbench inspect`` (at init) and ``initbench compare --track-stats``
+(at init and after every epoch).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from initbench.jobs import generator
+from initbench.model import MLP
+
+STATS_BATCH = 500  # validation images the statistics are computed on
+SHRINK = 0.1  # activation std of the last hidden layer below this share of the first's: vanishing
+GROW = 10.0  # ... above this multiple: exploding
+GRAD_RATIO = 100.0  # first layer's gradient norm this many times below/above the last's
+DEAD = 0.5  # share of a layer's units that output 0 on every image
+
+
+def stats_batch(x: Tensor, y: Tensor, n: int = STATS_BATCH) -> tuple[Tensor, Tensor]:
+    """A fixed batch of ``n`` images (the same for every scheme, seed and epoch)."""
+    rows = torch.randperm(len(y), generator=generator(0, "stats-batch"))[:n].to(x.device)
+    return x[rows].cpu(), y[rows].cpu()
+
+
+def layer_stats(model: MLP, x: Tensor, y: Tensor) -> list[dict[str, float]]:
+    """One forward and backward pass (no dropout) on ``x``; per layer: weight mean and std,
+    output mean and std (after the activation; logits for the last layer), the share of
+    units that output 0 on every image, the weight gradient's norm, and how many distinct
+    units the layer has (identical units get identical gradients: they never separate)."""
+    model = copy.deepcopy(model).cpu()
+    outputs = []
+    h = x
+    for i, layer in enumerate(model.layers):
+        h = layer(h)
+        if i < len(model.layers) - 1:
+            h = model.activation(h)
+        h.retain_grad()
+        outputs.append(h)
+    F.cross_entropy(h, y).backward()
+    rows = []
+    with torch.no_grad():
+        for i, (layer, out) in enumerate(zip(model.layers, outputs)):
+            units = torch.cat([layer.weight, layer.bias[:, None]], dim=1)
+            rows.append({
+                "layer": i + 1,
+                "units": layer.out_features,
+                "weight_mean": layer.weight.mean().item(),
+                "weight_std": layer.weight.std().item(),
+                "act_mean": out.mean().item(),
+                "act_std": out.std().item(),
+                "dead_fraction": (out == 0).all(0).float().mean().item(),
+                "grad_norm": layer.weight.grad.norm().item() if layer.weight.grad is not None else 0.0,
+                "distinct_units": len(torch.unique(units, dim=0)),
+            })
+    return rows
+
+
+def flags(rows: list[dict[str, float]]) -> list[str]:
+    """What the statistics of one model say, in plain words (empty if nothing is wrong)."""
+    found = []
+    hidden = rows[:-1]
+    symmetric = [r for r in hidden if r["units"] > 1 and r["distinct_units"] == 1]
+    if symmetric:
+        layers = ", ".join(str(r["layer"]) for r in symmetric)
+        found.append(f"symmetry: every unit of layer(s) {layers} is identical, so each gets the same gradient "
+                     "and they can never learn different features")
+    if len(hidden) > 1:
+        first, last = hidden[0]["act_std"], hidden[-1]["act_std"]
+        if first > 0 and last < SHRINK * first:
+            found.append(f"vanishing activations: their std shrinks from {first:.3g} (layer 1) "
+                         f"to {last:.3g} (layer {hidden[-1]['layer']})")
+        elif first > 0 and last > GROW * first:
+            found.append(f"exploding activations: their std grows from {first:.3g} (layer 1) "
+                         f"to {last:.3g} (layer {hidden[-1]['layer']})")
+    g_first, g_last = rows[0]["grad_norm"], rows[-1]["grad_norm"]
+    if g_last > 0 and g_first < g_last / GRAD_RATIO:
+        found.append(f"vanishing gradients: the weight gradient's norm falls from {g_last:.3g} (last layer) "
+                     f"to {g_first:.3g} (first layer)")
+    elif g_last > 0 and g_first > g_last * GRAD_RATIO:
+        found.append(f"exploding gradients: the weight gradient's norm grows from {g_last:.3g} (last layer) "
+                     f"to {g_first:.3g} (first layer)")
+    dead = [r for r in hidden if r["dead_fraction"] > DEAD]
+    if dead:
+        found.append("dead units: " + ", ".join(f"{100 * r['dead_fraction']:.0f}% of layer {r['layer']}"
+                                                 for r in dead) + " output 0 for every image")
+    return found
