@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ def whole_process(config: BenchConfig, log: Callable[[str], None]) -> dict[str, 
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for r in range(config.repeats):
             for name, command in commands.items():
-                samples[name].append(_seconds(lambda: subprocess.run(command, check=True, capture_output=True)))
+                samples[name].append(_seconds(partial(subprocess.run, command, check=True, capture_output=True)))
                 log(f"repeat {r + 1}/{config.repeats}: whole process {name} {samples[name][-1]:.1f} s")
     seconds = {name: statistics.median(v) for name, v in samples.items()}
     return {"compare_seconds": seconds["compare"], "lesson_seconds": seconds["lesson"], "samples": samples,

@@ -106,7 +106,8 @@ def _from_system_copy(system: Path, raw: Path, log: Callable[[str], None]) -> No
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError) as e:
             tmp.unlink(missing_ok=True)
-            raise InitbenchError(f"Cannot decompress {source}: {e}. Reinstall the system copy. {HOW_TO_GET}")
+            raise InitbenchError(
+                f"Cannot decompress {source}: {e}. Reinstall the system copy. {HOW_TO_GET}") from None
         tmp.replace(target)
 
 

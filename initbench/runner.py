@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from initbench import data, diagnostics, engine, report, results, schemes
+from initbench import data, diagnostics, engine, report, results
 from initbench.jobs import Job, batches_per_epoch, initial_model
 from initbench.config import RunConfig
 

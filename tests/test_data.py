@@ -1,6 +1,5 @@
 """Finding, verifying and splitting the real FashionMNIST."""
 
-import gzip
 import shutil
 from pathlib import Path
 
