@@ -218,7 +218,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
     orders = [batch_orders(seed, len(data.y_train)) for seed in seeds]
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches,
-                           [dropout_generator(job, device) for job in jobs], device)
+                           [dropout_generator(job, device) for job in jobs], device) if s.dropout else None
     losses = torch.full((m, s.epochs, n_batches), math.nan, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)
     val_acc = []
@@ -233,7 +233,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
         order = torch.stack([next(o) for o in orders]).to(device)
         for b in range(n_batches):
             idx = order[:, b * s.batch_size:(b + 1) * s.batch_size][seed_row]
-            loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if s.dropout else None, alive)
+            loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if dropout else None, alive)
             losses[:, epoch, b] = loss
             advance(m)
         val_acc.append(population.accuracy(data.x_val, data.y_val).tolist())

@@ -69,6 +69,16 @@ def _opt(*names: str, help: str, default: str | None = None) -> typer.models.Opt
     return typer.Option(*names, help=help, show_default=default or False)
 
 
+HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
+                                             default="256,128")]
+ActivationOption = Annotated[Optional[str], _opt(help="relu, tanh, sigmoid, gelu or selu.", default="relu")]
+BiasOption = Annotated[Optional[str], _opt(
+    help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
+    default="scheme")]
+DataDirOption = Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
+                                               default="$INITBENCH_DATA_DIR or ~/.cache/initbench")]
+
+
 @app.command()
 def compare(
     schemes: Annotated[Optional[list[str]], typer.Argument(
@@ -79,13 +89,10 @@ def compare(
     seed_list: Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".')] = None,
     lr: Annotated[Optional[float], _opt(help="Adam learning rate.", default="0.001")] = None,
     batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default="100")] = None,
-    hidden: Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
-                                          default="256,128")] = None,
+    hidden: HiddenOption = None,
     dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.", default="0.2")] = None,
-    activation: Annotated[Optional[str], _opt(help="relu, tanh, sigmoid, gelu or selu.", default="relu")] = None,
-    bias: Annotated[Optional[str], _opt(
-        help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
-        default="scheme")] = None,
+    activation: ActivationOption = None,
+    bias: BiasOption = None,
     train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
                                                  default="all 48,000")] = None,
     split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.", default="0")] = None,
@@ -100,8 +107,7 @@ def compare(
     max_batch_models: Annotated[Optional[int], _opt(
         help="At most this many models per batched step; more are trained in chunks.",
         default="what fits in half the free memory")] = None,
-    data_dir: Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
-                                             default="$INITBENCH_DATA_DIR or ~/.cache/initbench")] = None,
+    data_dir: DataDirOption = None,
     out: Annotated[Optional[Path], _opt("--out", "-o", help="Output folder.",
                                         default="results/<timestamp>-<schemes>")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages; only the table.")] = False,
@@ -146,13 +152,11 @@ def schemes(
 def inspect(
     schemes: Annotated[Optional[list[str]], typer.Argument(
         help="Schemes to inspect.", show_default="zeros ones uniform rule normal default")] = None,
-    hidden: Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
-                                          default="256,128")] = None,
-    activation: Annotated[Optional[str], _opt(help="relu, tanh, sigmoid, gelu or selu.", default="relu")] = None,
-    bias: Annotated[Optional[str], _opt(help="scheme, zeros or default.", default="scheme")] = None,
+    hidden: HiddenOption = None,
+    activation: ActivationOption = None,
+    bias: BiasOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights.", min=0)] = 0,
-    data_dir: Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
-                                             default="$INITBENCH_DATA_DIR or ~/.cache/initbench")] = None,
+    data_dir: DataDirOption = None,
     out: Annotated[Optional[Path], _opt("--out", "-o", help="Output folder.",
                                         default="results/<timestamp>-inspect")] = None,
     debug: DebugOption = False,
@@ -174,10 +178,9 @@ def bench(
                                        min=1)] = 3,
     repeats: Annotated[int, typer.Option(help="Repeat each measurement; the median is reported.", min=1)] = 3,
     whole_process: Annotated[bool, typer.Option(
-        help="Also time whole processes: initbench compare against the lesson's pipeline (about 2 minutes).")] = True,
+        help="Also time whole processes: initbench compare against the lesson's pipeline (a few minutes).")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
-    data_dir: Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
-                                             default="$INITBENCH_DATA_DIR or ~/.cache/initbench")] = None,
+    data_dir: DataDirOption = None,
     out: Annotated[Optional[Path], _opt("--out", "-o", help="JSON file for the results.",
                                         default="results/bench-<timestamp>.json")] = None,
     debug: DebugOption = False,

@@ -37,7 +37,8 @@ def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
     orders = batch_orders(job.seed, len(data.y_train))
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
-    dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches, [dropout_generator(job, device)], device)
+    dropout = (DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches, [dropout_generator(job, device)], device)
+               if s.dropout else None)
     losses = torch.full((s.epochs, n_batches), math.nan, device=device)
     val_acc: list[float] = []
     diverged_at = None
@@ -48,7 +49,7 @@ def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[
             order = next(orders).to(device)
             for b in range(n_batches):
                 idx = order[b * s.batch_size:(b + 1) * s.batch_size]
-                masks = [m[0] for m in dropout.at(b)] if s.dropout else None
+                masks = [m[0] for m in dropout.at(b)] if dropout else None
                 loss = F.cross_entropy(model(data.x_train[idx], masks), data.y_train[idx])
                 losses[epoch, b] = loss.detach()
                 if not torch.isfinite(loss):
