@@ -10,9 +10,8 @@ model but for rounding: the fused kernel takes vector or scalar paths by an
 element's position in the tensor. So the optimizer is given each model's slices
 (views into the stacked parameters, gradients and moments) as tensors of their
 own, and every model's update is computed exactly as if it were alone. Initial
-weights, batch orders and dropout masks come from each
-model's own generators (see jobs.py), so a model's numbers do not depend on the
-others in its group.
+weights, batch orders and dropout masks come from each model's own generators
+(see jobs.py), so a model's numbers do not depend on the others in its group.
 
 On the GPU nothing in the loop waits for the device: losses go into a
 preallocated device tensor and come back once per epoch, and divergence is
@@ -57,8 +56,8 @@ MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
 
 class Population:
     """M models' parameters stacked along a leading model axis, trained by hand-written
-    forward and backward passes into preallocated buffers (no autograd, no allocation
-    in the loop), and Adam (torch.optim.Adam's defaults) over each model's slices."""
+    forward and backward passes into buffers made once and reused every step (no
+    autograd), and Adam (torch.optim.Adam's defaults) over each model's slices."""
 
     def __init__(self, jobs: Sequence[Job], x_train: Tensor, device: torch.device) -> None:
         models = [initial_model(job, x_train) for job in jobs]
