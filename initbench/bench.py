@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
@@ -36,7 +36,7 @@ class BenchConfig:
     repeats: int = 3
     whole_process: bool = True
     device: torch.device = torch.device("cpu")
-    data_dir: Path = data.default_data_dir()
+    data_dir: Path = field(default_factory=data.default_data_dir)
 
 
 def _seconds(fn: Callable[[], Any]) -> float:

@@ -182,7 +182,7 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
     data_dir: DataDirOption = None,
     out: Annotated[Optional[Path], _opt("--out", "-o", help="JSON file for the results.",
-                                        default="results/bench-<timestamp>.json")] = None,
+                                        default="results/<timestamp>-bench.json")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Time the batched and sequential engines, the lesson's DataLoader pipeline and the bare

@@ -1,4 +1,5 @@
-"""``compare``: from a resolved configuration to result files and a table."""
+"""The commands' work: from a resolved configuration to result files and a table
+(``compare``, ``inspect``, ``bench``)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,29 @@ import torch
 from rich.console import Console
 
 from initbench import data, diagnostics, engine, report, results
-from initbench.jobs import Job, batches_per_epoch, initial_model
 from initbench.config import RunConfig
+from initbench.jobs import Job, batches_per_epoch, initial_model
+from initbench.model import MLP
 
 MAX_NAME_SCHEMES = 8
 
 
-def default_out(config: RunConfig, now: datetime) -> Path:
-    """results/<timestamp>-<schemes>, e.g. results/20261123-181500-zeros-ones-rule."""
-    names = "-".join(config.schemes[:MAX_NAME_SCHEMES]) + ("-etc" if len(config.schemes) > MAX_NAME_SCHEMES else "")
-    return Path("results") / f"{now:%Y%m%d-%H%M%S}-{names}"
+def _stamped(now: datetime, name: str) -> Path:
+    """results/<timestamp>-<name>, e.g. results/20261123-181500-zeros-ones-rule."""
+    return Path("results") / f"{now:%Y%m%d-%H%M%S}-{name}"
+
+
+def _logger(console: Console, quiet: bool = False):
+    return (lambda _: None) if quiet else (lambda msg: console.print(msg, style="dim"))
 
 
 def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
     """Train every (scheme, seed) job of ``config``, write the run's files, print its table."""
     started = datetime.now().astimezone()
     device = engine.resolve_device(config.device)
-    log = (lambda _: None) if quiet else (lambda msg: console.print(msg, style="dim"))
-    with results.output_dir(config.out or default_out(config, started)) as out:
+    log = _logger(console, quiet)
+    names = "-".join(config.schemes[:MAX_NAME_SCHEMES]) + ("-etc" if len(config.schemes) > MAX_NAME_SCHEMES else "")
+    with results.output_dir(config.out or _stamped(started, names)) as out:
         splits = data.load(config.data_dir, config.split_seed, config.train_samples, log).to(device)
         jobs = config.jobs()
         n_batches = batches_per_epoch(len(splits.y_train), config.train.batch_size)
@@ -40,7 +46,7 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
         if config.track_stats:
             x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
 
-            def track(job: Job, epoch: int, model) -> None:
+            def track(job: Job, epoch: int, model: MLP) -> None:
                 stats.extend({"scheme": job.scheme, "seed": job.seed, "epoch": epoch, **row}
                              for row in diagnostics.layer_stats(model, x_stats, y_stats))
 
@@ -55,7 +61,7 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
         summary = results.summary_frame(runs)
         losses = results.losses_frame(trained)
         run_info = {
-            "config": config.to_dict() | {"out": str(out), "data_dir": str(config.data_dir)},
+            "config": config.to_dict() | {"out": str(out)},
             **results.environment(device),
             "data": splits.sizes(),
             "started": started.isoformat(timespec="seconds"),
@@ -93,11 +99,11 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
 
     started = datetime.now().astimezone()
     device = engine.resolve_device(device_name)
-    out = out or Path("results") / f"bench-{started:%Y%m%d-%H%M%S}.json"
+    out = out or _stamped(started, "bench.json")
     with results.output_dir(out.parent):
         config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
                                        data_dir=data_dir or data.default_data_dir())
-        numbers = benchmark.run(config, lambda msg: console.print(msg, style="dim"))
+        numbers = benchmark.run(config, _logger(console))
         numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
         results.write_files(out.parent, {out.name: results.json_writer(numbers)})
     console.print(report.bench_table(numbers))
@@ -109,9 +115,9 @@ def inspect(config: RunConfig, console: Console) -> Path:
     """Build each scheme's model (seed ``config.seeds[0]``), run one forward and backward
     pass on real images, print and write its per-layer statistics, flags and pictures."""
     started = datetime.now().astimezone()
-    out = config.out or Path("results") / f"{started:%Y%m%d-%H%M%S}-inspect"
+    out = config.out or _stamped(started, "inspect")
     with results.output_dir(out):
-        splits = data.load(config.data_dir, config.split_seed, log=lambda msg: console.print(msg, style="dim"))
+        splits = data.load(config.data_dir, config.split_seed, log=_logger(console))
         x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
         rows, found, weights = [], {}, {}
         for scheme in config.schemes:
