@@ -89,7 +89,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, An
     reference = [Job(s, 0, settings) for s in config.schemes[:2]]
     lesson_loaders = lesson.loaders(config.data_dir)
     cases: dict[str, tuple[int, Callable[[], Any]]] = {  # name: (model-epochs, work)
-        "floor": (1, gemm_floor(settings, *splits.sizes().values(), config.device)),
+        "floor": (1, gemm_floor(settings, len(splits.y_train), len(splits.y_val), len(splits.y_test), config.device)),
         "batched": (len(population), lambda: batched.train(population, splits, config.device)),
         "sequential": (len(reference), lambda: sequential.train(reference, splits, config.device)),
         "lesson": (1, lambda: lesson.train_model(lesson.lesson_model("rule"), *lesson_loaders, epochs=1)),

@@ -34,6 +34,13 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
+def _right_align(t: Table) -> Table:
+    """Numbers right-aligned: every column but the first."""
+    for column in t.columns[1:]:
+        column.justify = "right"
+    return t
+
+
 def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
 
@@ -44,9 +51,7 @@ def table(summary: pd.DataFrame, epochs: int) -> Table:
     title = f"After {plural(epochs, 'epoch')}" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
     columns = ["Scheme", "Validation accuracy", "Test accuracy", "Training loss", "Mean loss, last epoch"]
     any_diverged = summary["diverged"].any()
-    t = Table(*columns, *(["Diverged"] if any_diverged else []), title=title)
-    for column in t.columns[1:]:
-        column.justify = "right"
+    t = _right_align(Table(*columns, *(["Diverged"] if any_diverged else []), title=title))
     for row in summary.itertuples():
         t.add_row(row.scheme, _pct(row.val_acc_mean, row.val_acc_std), _pct(row.test_acc_mean, math.nan),
                   f"{row.final_batch_loss_mean:.3f}", f"{row.train_loss_mean:.3f}",
@@ -57,8 +62,8 @@ def table(summary: pd.DataFrame, epochs: int) -> Table:
 def bench_table(numbers: dict) -> Table:
     """Seconds per model-epoch of each way of training, and the ratios the targets use."""
     per = numbers["seconds_per_model_epoch"]
-    t = Table("Training", "s per model-epoch", "x GEMM floor", "speed-up over lesson",
-              title=f"Benchmark: one epoch, batch 100, {numbers['device_name']}")
+    t = _right_align(Table("Training", "s per model-epoch", "x GEMM floor", "speed-up over lesson",
+                           title=f"Benchmark: one epoch, batch 100, {numbers['device_name']}"))
     names = {"floor": "GEMM floor (matrix products alone)",
              "batched": f"batched engine ({numbers['models_in_batched_step']} models per step)",
              "sequential": "sequential engine", "lesson": "lesson pipeline (DataLoader, ToTensor)"}
@@ -71,8 +76,6 @@ def bench_table(numbers: dict) -> Table:
         t.add_row(f"whole process, {whole['model_epochs']} model-epochs: initbench compare",
                   f"{whole['compare_seconds']:.1f} s in all", "", f"{whole['speedup']:.1f}x")
         t.add_row("whole process: lesson pipeline", f"{whole['lesson_seconds']:.1f} s in all", "", "1.0x")
-    for column in t.columns[1:]:
-        column.justify = "right"
     return t
 
 
@@ -83,12 +86,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _ticker():
-    import matplotlib.ticker
-
-    return matplotlib.ticker
 
 
 def _save(fig, path: Path) -> None:
@@ -138,6 +135,8 @@ def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> None:
     """Output std and weight-gradient norm per layer, one line per scheme (mean over seeds);
     with an ``epoch`` column, dashed at init and solid after the last epoch."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     epochs = sorted(stats["epoch"].unique()) if "epoch" in stats else [None]
     shown = [epochs[0], epochs[-1]] if len(epochs) > 1 else epochs
@@ -150,7 +149,7 @@ def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> None:
                 name = scheme if epoch is None else f"{scheme}, {'init' if epoch == 0 else f'epoch {epoch}'}"
                 ax.plot(mean.index, mean.values, style, marker="o", markersize=3, color=f"C{k}", label=name)
         ax.set_yscale("symlog", linthresh=1e-6)
-        ax.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="Layer", ylabel=label + " (symlog: 0 is drawn at 0)", title=label)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
@@ -181,7 +180,7 @@ def plot_losses(losses: pd.DataFrame, path: Path, n_batches: int, first: int | N
         curves = curves[curves["step"] <= first]
     several_seeds = losses.groupby("scheme")["seed"].nunique().max() > 1
     peaks = curves.groupby("scheme", sort=False)["mean"].max()
-    off_scale = peaks > OFF_SCALE * peaks.min() if first is not None else peaks < 0
+    off_scale = (peaks > OFF_SCALE * peaks.min()) & (first is not None)  # only the linear plot fits its axis
     fig, ax = plt.subplots(figsize=(10, 6))
     for scheme, c in curves.groupby("scheme", sort=False):
         label = f"{scheme} (off scale, peak {peaks[scheme]:,.0f})" if off_scale[scheme] else scheme
