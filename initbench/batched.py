@@ -1,9 +1,11 @@
 """The batched engine: one step advances every model of a group at once.
 
 The parameters of M models (same settings, any schemes and seeds) are stacked
-along a leading model axis: weights [M, in, out], biases [M, 1, out]. A step
-gathers each model's batch ([M, B, 784]; models of one seed get the same rows),
-runs the layers as batched matrix products, and backpropagates the sum of the
+along a leading model axis: weights [M, out, in] (nn.Linear's layout, which is
+also the faster one for these products), biases [M, 1, out]. A step gathers each
+seed's batch once (models of one seed share it: with a single seed it is not even
+copied per model), runs the layers as batched matrix products, and
+backpropagates the sum of the
 per-model mean losses, so every model receives exactly its own gradient. Adam
 is element-wise, so one Adam over the stacked tensors would equal one Adam per
 model but for rounding: the fused kernel takes vector or scalar paths by an
@@ -51,6 +53,7 @@ ACTIVATION_OPS = {
              lambda g, z, y: aten.elu_backward.grad_input(g, **SELU, is_result=False, self_or_result=z,
                                                           grad_input=g)),
 }
+NARROW_ROWS = 12  # see Population._weight_grad
 MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
 
 
@@ -65,7 +68,9 @@ class Population:
         self.activation, self.activation_grad = ACTIVATION_OPS[self.activation_name]
         layers = [list(group) for group in zip(*(m.layers for m in models))]
         self.m = len(jobs)
-        self.weights = [torch.stack([l.weight.detach().T for l in ls]).to(device) for ls in layers]
+        seeds = sorted({job.seed for job in jobs})
+        self.seed_row = torch.tensor([seeds.index(job.seed) for job in jobs], device=device)
+        self.weights = [torch.stack([l.weight.detach() for l in ls]).to(device) for ls in layers]
         self.biases = [torch.stack([l.bias.detach()[None] for l in ls]).to(device) for ls in layers]
         self.grads = [torch.zeros_like(p) for p in self.parameters()]
         self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.parameters()]
@@ -85,10 +90,10 @@ class Population:
 
     def model(self, i: int) -> MLP:
         """Model ``i`` as a plain MLP on the CPU (a copy of its parameters as they stand)."""
-        model = MLP(tuple(w.shape[2] for w in self.weights[:-1]), self.activation_name)
+        model = MLP(tuple(w.shape[1] for w in self.weights[:-1]), self.activation_name)
         with torch.no_grad():
             for layer, w, b in zip(model.layers, self.weights, self.biases):
-                layer.weight.copy_(w[i].T)
+                layer.weight.copy_(w[i])
                 layer.bias.copy_(b[i, 0])
         return model
 
@@ -103,8 +108,8 @@ class Population:
         and that after dropout (the next layer's input); for the last, all three are the logits."""
         outputs = []
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            shape = (self.m, x.shape[1], w.shape[2])
-            z = y = x = torch.baddbmm(b, x, w, out=self._buffer(f"z{i}", *shape))
+            shape = (self.m, x.shape[1], w.shape[1])
+            z = y = x = torch.baddbmm(b, x, w.transpose(1, 2), out=self._buffer(f"z{i}", *shape))
             if i < len(self.weights) - 1:
                 y = x = self.activation(z, self._buffer(f"y{i}", *shape))
                 if masks is not None:
@@ -114,13 +119,16 @@ class Population:
 
     def train_step(self, x_train: Tensor, y_train: Tensor, idx: Tensor, masks: list[Tensor] | None,
                    alive: Tensor) -> Tensor:
-        """One step on the rows ``idx`` ([M, B]) of every model; returns the per-model mean
-        cross-entropy [M]. A model whose loss is not finite is marked dead in ``alive``
-        (in place), and dead models are left exactly as they are."""
-        rows = idx.shape[1]
-        x = self._buffer("x", self.m, rows, x_train.shape[1])
-        torch.index_select(x_train, 0, idx.view(-1), out=x.view(-1, x_train.shape[1]))
-        y = y_train[idx].unsqueeze(-1)
+        """One step of every model, each on its seed's rows ``idx`` ([seeds, B]); returns
+        the per-model mean cross-entropy [M]. A model whose loss is not finite is marked
+        dead in ``alive`` (in place), and dead models are left exactly as they are."""
+        n_seeds, rows = idx.shape
+        x = self._buffer("x", n_seeds, rows, x_train.shape[1])
+        torch.index_select(x_train, 0, idx.reshape(-1), out=x.view(-1, x_train.shape[1]))
+        # Every model reads its seed's batch: a stride-0 view when there is one seed.
+        x = x.expand(self.m, -1, -1) if n_seeds == 1 else torch.index_select(
+            x, 0, self.seed_row, out=self._buffer("x_models", self.m, rows, x_train.shape[1]))
+        y = y_train[idx][self.seed_row].unsqueeze(-1)
         *hidden, (logits, _, _) = self.forward(x, masks)
         logp = torch.log_softmax(logits, dim=-1)
         loss = logp.gather(-1, y).mean((1, 2)).neg_()
@@ -129,11 +137,11 @@ class Population:
         inputs = [x, *(h for _, _, h in hidden)]
         n = len(self.weights)
         for i in reversed(range(n)):
-            torch.bmm(inputs[i].transpose(1, 2), delta, out=self.grads[i])
+            self._weight_grad(delta, inputs[i], self.grads[i])
             torch.sum(delta, 1, keepdim=True, out=self.grads[n + i])
             if i:  # back through layer i's input: the activation and dropout of layer i - 1
                 w = self.weights[i]
-                delta = torch.bmm(delta, w.transpose(1, 2), out=self._buffer(f"delta{i}", self.m, rows, w.shape[1]))
+                delta = torch.bmm(delta, w, out=self._buffer(f"delta{i}", self.m, rows, w.shape[2]))
                 if masks is not None:
                     delta.mul_(masks[i - 1][:, :rows])
                 self.activation_grad(delta, *hidden[i - 1][:2])
@@ -146,6 +154,17 @@ class Population:
         torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [self.step] * len(params), lr=self.lr,
                            beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
         return loss
+
+    def _weight_grad(self, delta: Tensor, x: Tensor, out: Tensor) -> None:
+        """out [M, units, inputs] = delta^T x. MKL computes a product of 5 to 11 rows alone
+        (one model) with kernels of its own that round differently from its batched ones,
+        so a layer that narrow (the output layer) is computed as x^T delta and transposed,
+        which rounds the same way whatever the group size."""
+        if out.shape[1] < NARROW_ROWS:
+            out.copy_(torch.bmm(x.transpose(1, 2), delta, out=self._buffer("grad_t", *out.transpose(1, 2).shape))
+                      .transpose(1, 2))
+        else:
+            torch.bmm(delta.transpose(1, 2), x, out=out)
 
     @torch.no_grad()
     def _freeze(self, dead: Tensor) -> None:
@@ -212,9 +231,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
                  on_epoch: EpochHook | None) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
     population = Population(jobs, data.x_train, device)
-    seeds = sorted({job.seed for job in jobs})
-    seed_row = torch.tensor([seeds.index(job.seed) for job in jobs], device=device)
-    orders = [batch_orders(seed, len(data.y_train)) for seed in seeds]
+    orders = [batch_orders(seed, len(data.y_train)) for seed in sorted({job.seed for job in jobs})]
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches,
                            [dropout_generator(job, device) for job in jobs], device) if s.dropout else None
@@ -231,7 +248,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
     for epoch in range(s.epochs):
         order = torch.stack([next(o) for o in orders]).to(device)
         for b in range(n_batches):
-            idx = order[:, b * s.batch_size:(b + 1) * s.batch_size][seed_row]
+            idx = order[:, b * s.batch_size:(b + 1) * s.batch_size]
             loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if dropout else None, alive)
             losses[:, epoch, b] = loss
             advance(m)

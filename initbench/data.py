@@ -143,11 +143,13 @@ def ensure(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Path:
 
 
 def read_idx(path: Path) -> Tensor:
-    """An IDX file as a uint8 tensor: zero bytes, a type byte, the number of
-    dimensions, each dimension as a big-endian 32-bit integer, then the data."""
-    content = path.read_bytes()
-    dims = struct.unpack(f">{content[3]}I", content[4:4 + 4 * content[3]])
-    return torch.frombuffer(bytearray(content[4 + 4 * len(dims):]), dtype=torch.uint8).view(*dims)
+    """An IDX file as a uint8 tensor mapped from the file (copy-on-write, no read pass):
+    zero bytes, a type byte, the number of dimensions, each dimension as a big-endian
+    32-bit integer, then the data."""
+    content = torch.from_file(str(path), size=path.stat().st_size, dtype=torch.uint8)
+    n_dims = int(content[3])
+    dims = struct.unpack(f">{n_dims}I", content[4:4 + 4 * n_dims].numpy().tobytes())
+    return content[4 + 4 * n_dims:].view(*dims)
 
 
 def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
@@ -161,7 +163,10 @@ def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
 
     def tensors(prefix: str) -> tuple[Tensor, Tensor]:
         images = read_idx(raw / f"{prefix}-images-idx3-ubyte")
-        return images.view(len(images), -1).float().div_(255.0), read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
+        return images.view(len(images), -1), read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
+
+    def pixels(images: Tensor) -> Tensor:  # bytes are picked out before conversion: a quarter of the copying
+        return images.float().div_(255.0)
 
     x, y = tensors("train")
     x_test, y_test = tensors("t10k")
@@ -172,4 +177,4 @@ def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
         if train_samples > len(train):
             raise InitbenchError(f"train_samples is {train_samples}, but the training split has only {len(train)} images.")
         train = train[:train_samples]
-    return Splits(x[train], y[train], x[val], y[val], x_test, y_test)
+    return Splits(pixels(x[train]), y[train], pixels(x[val]), y[val], pixels(x_test), y_test)
