@@ -4,9 +4,9 @@ The parameters of M models (same settings, any schemes and seeds) are stacked
 along a leading model axis: weights [M, out, in] (nn.Linear's layout, which is
 also the faster one for these products), biases [M, 1, out]. A step gathers each
 seed's batch once (models of one seed share it: with a single seed it is not even
-copied per model), runs the layers as batched matrix products, and
-backpropagates the sum of the
-per-model mean losses, so every model receives exactly its own gradient. Adam
+copied per model), runs the layers as batched matrix products, and backpropagates
+the sum of the per-model mean losses, so every model receives exactly its own
+gradient. Adam
 is element-wise, so one Adam over the stacked tensors would equal one Adam per
 model but for rounding: the fused kernel takes vector or scalar paths by an
 element's position in the tensor. So the optimizer is given each model's slices
