@@ -6,10 +6,10 @@ also the faster one for these products), biases [M, 1, out]. A step gathers each
 seed's batch once (models of one seed share it: with a single seed it is not even
 copied per model), runs the layers as batched matrix products, and backpropagates
 the sum of the per-model mean losses, so every model receives exactly its own
-gradient. Adam
-is element-wise, so one Adam over the stacked tensors would equal one Adam per
-model but for rounding: the fused kernel takes vector or scalar paths by an
-element's position in the tensor. So the optimizer is given each model's slices
+gradient. Adam is element-wise, so one Adam over the stacked tensors would equal
+one Adam per model but for rounding: the fused kernel takes vector or scalar
+paths by an element's position in the tensor. So the optimizer is given each
+model's slices
 (views into the stacked parameters, gradients and moments) as tensors of their
 own, and every model's update is computed exactly as if it were alone. Initial
 weights, batch orders and dropout masks come from each model's own generators
