@@ -9,11 +9,11 @@ the sum of the per-model mean losses, so every model receives exactly its own
 gradient. Adam is element-wise, so one Adam over the stacked tensors would equal
 one Adam per model but for rounding: the fused kernel takes vector or scalar
 paths by an element's position in the tensor. So the optimizer is given each
-model's slices
-(views into the stacked parameters, gradients and moments) as tensors of their
-own, and every model's update is computed exactly as if it were alone. Initial
-weights, batch orders and dropout masks come from each model's own generators
-(see jobs.py), so a model's numbers do not depend on the others in its group.
+model's slices (views into the stacked parameters, gradients and moments) as
+tensors of their own, and every model's update is computed exactly as if it were
+alone. Initial weights, batch orders and dropout masks come from each model's own
+generators (see jobs.py), so a model's numbers do not depend on the others in its
+group.
 
 On the GPU nothing in the loop waits for the device: losses go into a
 preallocated device tensor and come back once per epoch, and divergence is
