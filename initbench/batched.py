@@ -68,8 +68,8 @@ class Population:
         self.activation, self.activation_grad = ACTIVATION_OPS[self.activation_name]
         layers = [list(group) for group in zip(*(m.layers for m in models))]
         self.m = len(jobs)
-        seeds = sorted({job.seed for job in jobs})
-        self.seed_row = torch.tensor([seeds.index(job.seed) for job in jobs], device=device)
+        self.seeds = sorted({job.seed for job in jobs})  # the order of train_step's rows of ``idx``
+        self.seed_row = torch.tensor([self.seeds.index(job.seed) for job in jobs], device=device)
         self.weights = [torch.stack([l.weight.detach() for l in ls]).to(device) for ls in layers]
         self.biases = [torch.stack([l.bias.detach()[None] for l in ls]).to(device) for ls in layers]
         self.grads = [torch.zeros_like(p) for p in self.parameters()]
@@ -231,7 +231,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
                  on_epoch: EpochHook | None) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
     population = Population(jobs, data.x_train, device)
-    orders = [batch_orders(seed, len(data.y_train)) for seed in sorted({job.seed for job in jobs})]
+    orders = [batch_orders(seed, len(data.y_train)) for seed in population.seeds]
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches,
                            [dropout_generator(job, device) for job in jobs], device) if s.dropout else None
