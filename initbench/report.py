@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -96,12 +98,30 @@ def _save(fig, path: Path, tight: bool = True) -> None:
     _pyplot().close(fig)
 
 
-def schemes_table(rows: list[dict[str, str]]) -> Table:
-    t = Table("Scheme", "Aliases", "Formula", "Reference", title="Initialization schemes", show_lines=True)
-    for column in t.columns:
-        column.overflow = "fold"
+def schemes_table(rows: list[dict]) -> Table:
+    """One row per scheme: its name and, indented below it, its aliases (followed by "= what
+    they equal" where that is more than the scheme itself), each name's convention beside it,
+    and the formula over the reference. Names never wrap; the formulas take the width left."""
+    names, conventions = [], []
     for row in rows:
-        t.add_row(row["usage"], ", ".join(row["aliases"]), row["formula"], row["reference"])
+        lines, follows = [row["usage"]], [row["convention"]]
+        aliases = row["aliases"]
+        for i, alias in enumerate(aliases):
+            lines.append(f"  {alias['name']}")
+            follows.append(alias["convention"])
+            last_of_group = i + 1 == len(aliases) or aliases[i + 1]["equals"] != alias["equals"]
+            if alias["equals"] != row["name"] and last_of_group:
+                lines.append(f"    = {alias['equals']}")
+                follows.append("")
+        names.append(lines)
+        conventions.append(follows)
+    t = Table(title="Initialization schemes (aliases indented)", show_lines=True, box=box.SIMPLE_HEAD)
+    t.add_column("Name", no_wrap=True)
+    t.add_column("Convention", no_wrap=True)
+    t.add_column("Formula / reference", overflow="fold", ratio=1)
+    for row, lines, follows in zip(rows, names, conventions):
+        text = f"{escape(row['formula'])}\n[dim]{escape(row['reference'])}[/dim]"
+        t.add_row("\n".join(lines), "\n".join(follows), text)
     return t
 
 

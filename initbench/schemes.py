@@ -11,7 +11,16 @@ Keyword parameters after ``generator`` are the scheme's own, set from its name:
 ``uniform:-0.1,0.1`` calls ``uniform_(..., low=-0.1, high=0.1)``. A parameter
 called ``activation_gain`` is not set that way: it receives the gain of the
 network's activation (``torch.nn.init.calculate_gain``; GELU, which it does not
-know, gets ReLU's). Aliases (the names Keras users type) map to names.
+know, gets ReLU's).
+
+Every name follows one convention (``Scheme.convention``): "lesson" (the
+lesson's own baselines), "torch" (``torch.nn.init``'s definition), "keras"
+(``keras.initializers``' definition, whatever the activation, with Dense's zero
+bias) or "paper" (no framework defines it). A Keras name means Keras's
+initializer: ``he_normal``, ``glorot_normal`` and ``lecun_normal`` are their own
+schemes (truncated normals, through ``variance_scaling_``, as Keras's
+VarianceScaling); where Keras's initializer equals a scheme already here
+(``glorot_uniform`` is ``xavier_uniform``), its names are ``ALIASES``.
 
 All randomness comes from the ``generator`` argument, never from torch's
 global generator, so a model's initial weights depend only on its own seed.
@@ -33,16 +42,29 @@ from initbench.errors import InitbenchError
 InitFn = Callable[..., None]
 GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3, "sigmoid": 1.0, "gelu": math.sqrt(2.0), "selu": 0.75}
 BIAS_POLICIES = ("scheme", "zeros", "default")
+CONVENTIONS = ("lesson", "torch", "keras", "paper")
+# Keras's names (keras/src/initializers/__init__.py: class names, their snake_case
+# and its own aliases) for schemes registered here that equal Keras's initializer
+# with its defaults. Every alias follows the "keras" convention. Keras's "uniform"
+# and "normal" (RandomUniform, RandomNormal) are not here: those names keep the
+# lesson's meaning. An alias takes its scheme's parameters: Constant:0.5.
 ALIASES = {
-    "glorot_uniform": "xavier_uniform",
-    "glorot_normal": "xavier_normal",
-    "he_uniform": "kaiming_uniform",
-    "he_normal": "kaiming_normal",
-    "zero": "zeros",
-    "one": "ones",
-    "random_uniform": "uniform:-0.05,0.05",  # Keras's RandomUniform defaults
-    "random_normal": "normal:0.05",  # Keras's RandomNormal default stddev
+    "zero": "zeros", "Zeros": "zeros",
+    "one": "ones", "Ones": "ones",
+    "Constant": "constant",
+    "random_uniform": "uniform:-0.05,0.05", "RandomUniform": "uniform:-0.05,0.05",  # minval, maxval defaults
+    "random_normal": "normal:0.05", "RandomNormal": "normal:0.05",  # stddev default
+    "truncated_normal": "trunc_normal:0.05", "TruncatedNormal": "trunc_normal:0.05",  # cut at 2 stddev
+    "glorot_uniform": "xavier_uniform", "GlorotUniform": "xavier_uniform",
+    "GlorotNormal": "glorot_normal",
+    "HeUniform": "he_uniform",
+    "HeNormal": "he_normal",
+    "LecunUniform": "lecun_uniform",
+    "LecunNormal": "lecun_normal",
+    "Orthogonal": "orthogonal", "OrthogonalInitializer": "orthogonal", "orthogonal_initializer": "orthogonal",
 }
+ALIAS_CONVENTION = "keras"
+KERAS_TRUNCATED_STD = 0.87962566103423978  # std of a standard normal cut at +-2, as Keras writes it
 
 
 @dataclass(frozen=True)
@@ -54,14 +76,16 @@ class Scheme:
     reference: str
     params: tuple[str, ...] = ()  # the scheme's own parameters, in the order a name gives them
     data_dependent: bool = False  # rescaled on a batch of real data after init (LSUV)
+    convention: str = "paper"  # whose definition the name follows: one of CONVENTIONS
 
 
 _REGISTRY: dict[str, Scheme] = {}
 _FUNCTIONS: dict[str, InitFn] = {}  # name -> the registered function, to bind parameters from a name
 
 
-def register(name: str, data_dependent: bool = False) -> Callable[[InitFn], InitFn]:
-    """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference."""
+def register(name: str, convention: str = "paper", data_dependent: bool = False) -> Callable[[InitFn], InitFn]:
+    """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference
+    and the convention (one of CONVENTIONS) whose definition it follows."""
 
     def add(fn: InitFn) -> InitFn:
         doc = inspect.getdoc(fn) or ""
@@ -71,12 +95,14 @@ def register(name: str, data_dependent: bool = False) -> Callable[[InitFn], Init
             for key in ("Formula", "Reference")
             if line.startswith(key + ":")
         }
-        if name in _REGISTRY or set(fields) != {"Formula", "Reference"}:
+        if name in _REGISTRY or name in ALIASES or set(fields) != {"Formula", "Reference"}:
             raise ValueError(f"scheme {name!r}: duplicate name or docstring without Formula:/Reference:")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"scheme {name!r}: convention must be one of {', '.join(CONVENTIONS)}")
         params = tuple(p for p in list(inspect.signature(fn).parameters)[3:] if p != "activation_gain")
         _FUNCTIONS[name] = fn
         _REGISTRY[name] = Scheme(name, _with_gain(fn), doc.splitlines()[0], fields["Formula"], fields["Reference"],
-                                 params, data_dependent)
+                                 params, data_dependent, convention)
         return fn
 
     return add
@@ -95,12 +121,14 @@ def names() -> list[str]:
 
 
 def catalogue() -> list[dict]:
-    """Every scheme with how to write it, its aliases, summary, formula and reference."""
-    aliases: dict[str, list[str]] = {}
+    """Every scheme with how to write it, its convention, its aliases (each with the
+    name it equals and its convention), summary, formula and reference."""
+    aliases: dict[str, list[dict]] = {}
     for alias, target in ALIASES.items():
-        aliases.setdefault(target.partition(":")[0], []).append(alias if ":" not in target else f"{alias} (= {target})")
-    return [{"name": s.name, "usage": usage(s), "aliases": aliases.get(s.name, []), "summary": s.summary,
-             "formula": s.formula, "reference": s.reference, "data_dependent": s.data_dependent}
+        aliases.setdefault(target.partition(":")[0], []).append(
+            {"name": alias, "equals": target, "convention": ALIAS_CONVENTION})
+    return [{"name": s.name, "usage": usage(s), "convention": s.convention, "aliases": aliases.get(s.name, []),
+             "summary": s.summary, "formula": s.formula, "reference": s.reference, "data_dependent": s.data_dependent}
             for s in _REGISTRY.values()]
 
 
@@ -120,14 +148,23 @@ def usage(scheme: Scheme) -> str:
 
 def get(spec: str) -> Scheme:
     """The scheme a name stands for: a registered name, ``name:p1,p2`` to set its
-    parameters, or an alias. An unknown name names the closest match and the valid ones."""
-    spec = ALIASES.get(spec, spec)
+    parameters, or an alias (``Constant:0.5`` sets the parameters of the scheme it names).
+    An unknown name names the closest match and the valid ones."""
+    given = spec
     name, _, args = spec.partition(":")
+    if name in ALIASES:
+        target = ALIASES[name]
+        spec = f"{target.partition(':')[0]}:{args}" if args else target
+        name, _, args = spec.partition(":")
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, [*_REGISTRY, *ALIASES], n=1, cutoff=0.5)
+        known = [*_REGISTRY, *ALIASES]
+        lower = {k.lower(): k for k in reversed(known)}  # HENORMAL -> HeNormal; zeros before Zeros
+        close = (difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                 or [lower[k] for k in difflib.get_close_matches(name.lower(), lower, n=1, cutoff=0.5)])
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InitbenchError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}; "
-                             f"aliases: {', '.join(ALIASES)}. `initbench schemes` lists them with their formulas.")
+        raise InitbenchError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}. "
+                             f"Keras's names are accepted too: {', '.join(ALIASES)}. "
+                             "`initbench schemes` lists them all with their formulas.")
     scheme = _REGISTRY[name]
     required = _required(name)
     if not args and not required:
@@ -137,11 +174,12 @@ def get(spec: str) -> Scheme:
     except ValueError:
         values = []
     if not scheme.params:
-        raise InitbenchError(f"Scheme {name!r} takes no parameters (got {spec!r}).")
+        raise InitbenchError(f"Scheme {name!r} takes no parameters (got {given!r}).")
     if not len(required) <= len(values) <= len(scheme.params) or not values:
-        raise InitbenchError(f"Bad parameters in scheme {spec!r}: write {usage(scheme)}, with numbers.")
+        raise InitbenchError(f"Bad parameters in scheme {given!r}: write {usage(scheme)}, with numbers.")
     bound = _with_gain(_FUNCTIONS[name], **dict(zip(scheme.params, values)))
-    return Scheme(spec, bound, scheme.summary, scheme.formula, scheme.reference, scheme.params, scheme.data_dependent)
+    return Scheme(spec, bound, scheme.summary, scheme.formula, scheme.reference, scheme.params, scheme.data_dependent,
+                  scheme.convention)
 
 
 @torch.no_grad()
@@ -179,52 +217,77 @@ def _fan_out(weight: Tensor) -> int:
     return weight.shape[0] * weight[0, 0].numel()
 
 
-@register("zeros")
+def variance_scaling_(weight: Tensor, generator: torch.Generator | None, *, scale: float = 1.0,
+                      mode: str = "fan_in", distribution: str = "truncated_normal") -> None:
+    """Keras's VarianceScaling, in place on torch's [out, in] weight: variance scale/n with
+    n = fan_in, fan_out or their mean (at least 1); "truncated_normal" draws a normal of std
+    sqrt(scale/n)/0.8796... cut at 2 of those stds (so the result has the variance scale/n),
+    "untruncated_normal" a plain normal, "uniform" U[-sqrt(3 scale/n), sqrt(3 scale/n)]."""
+    fans = {"fan_in": _fan_in(weight), "fan_out": _fan_out(weight),
+            "fan_avg": (_fan_in(weight) + _fan_out(weight)) / 2.0}
+    n = max(1.0, fans[mode])
+    if distribution == "truncated_normal":
+        std = math.sqrt(scale / n) / KERAS_TRUNCATED_STD
+        nn.init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std, generator=generator)
+    elif distribution == "untruncated_normal":
+        weight.normal_(0.0, math.sqrt(scale / n), generator=generator)
+    elif distribution == "uniform":
+        limit = math.sqrt(3.0 * scale / n)
+        weight.uniform_(-limit, limit, generator=generator)
+    else:
+        raise ValueError(f"distribution {distribution!r}: one of truncated_normal, untruncated_normal, uniform")
+
+
+@register("zeros", "lesson")
 def zeros_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """Every weight 0: all units of a layer compute the same thing (the symmetry problem).
 
     Formula: W = 0; b = 0
-    Reference: the lesson's constant_weight=0; torch.nn.init.zeros_
+    Reference: the lesson's constant_weight=0; torch.nn.init.zeros_; keras.initializers.Zeros
     """
     weight.zero_()
     bias.zero_()
 
 
-@register("ones")
+@register("ones", "lesson")
 def ones_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """Every weight 1: symmetric like zeros, and the activations grow with every layer.
 
     Formula: W = 1; b = 0
-    Reference: the lesson's constant_weight=1; torch.nn.init.ones_
+    Reference: the lesson's constant_weight=1; torch.nn.init.ones_; keras.initializers.Ones
     """
     weight.fill_(1.0)
     bias.zero_()
 
 
-@register("constant")
-def constant_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, value: float) -> None:
-    """Every weight the same given value, e.g. constant:0.5.
+@register("constant", "keras")
+def constant_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+              value: float = 0.0) -> None:
+    """Every weight the same value, 0 as Keras's Constant() by default; constant:0.5 sets it.
 
-    Formula: W = value; b = 0
-    Reference: torch.nn.init.constant_; Keras Constant
+    Formula: W = value (default 0); b = 0
+    Reference: keras.initializers.Constant (value=0.0); torch.nn.init.constant_
     """
     weight.fill_(value)
     bias.zero_()
 
 
-@register("uniform")
+@register("uniform", "lesson")
 def uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
              low: float = 0.0, high: float = 1.0) -> None:
     """Uniform on [low, high), by default [0, 1): the lesson's all-positive baseline.
 
+    Keras reads "uniform" as RandomUniform, U[-0.05, 0.05); here it keeps the
+    lesson's meaning, and Keras's is random_uniform.
+
     Formula: W ~ U[low, high) (default U[0, 1)); b = 0
-    Reference: the lesson's uniform baseline; torch.nn.init.uniform_; Keras RandomUniform
+    Reference: the lesson's uniform baseline; torch.nn.init.uniform_ (Keras's "uniform" is random_uniform here)
     """
     weight.uniform_(low, high, generator=generator)
     bias.zero_()
 
 
-@register("centered")
+@register("centered", "lesson")
 def centered_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """Uniform on [-0.5, 0.5): centred on zero, but its range ignores the layer's size.
 
@@ -235,7 +298,7 @@ def centered_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = 
     bias.zero_()
 
 
-@register("rule")
+@register("rule", "lesson")
 def rule_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """The lesson's general rule: a uniform range that shrinks as the fan-in grows.
 
@@ -247,19 +310,22 @@ def rule_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None
     bias.zero_()
 
 
-@register("normal")
+@register("normal", "lesson")
 def normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
             std: float | None = None) -> None:
     """Normal with the general rule's scale as its standard deviation, or a given one (normal:0.05).
 
+    Keras reads "normal" as RandomNormal, N(0, 0.05^2); here it keeps the
+    lesson's meaning, and Keras's is random_normal.
+
     Formula: W ~ N(0, std^2), std = 1/sqrt(fan_in) unless given; b = 0
-    Reference: the lesson's normal distribution; torch.nn.init.normal_; Keras RandomNormal
+    Reference: the lesson's normal distribution; torch.nn.init.normal_ (Keras's "normal" is random_normal here)
     """
     weight.normal_(0.0, 1.0 / math.sqrt(_fan_in(weight)) if std is None else std, generator=generator)
     bias.zero_()
 
 
-@register("default")
+@register("default", "torch")
 def default_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """PyTorch's own nn.Linear.reset_parameters(), drawn from the given generator.
 
@@ -274,35 +340,47 @@ def default_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = N
     nn.init.uniform_(bias, -bound, bound, generator=generator)
 
 
-@register("xavier_uniform")
+@register("xavier_uniform", "torch")
 def xavier_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
                     gain: float = 1.0) -> None:
     """Glorot/Xavier uniform: keeps the variance of activations and gradients alike across layers.
 
     The paper derives it for activations linear around 0 (tanh), hence gain 1 by
-    default; xavier_uniform:1.41 sets another gain.
+    default; xavier_uniform:1.41 sets another gain. With gain 1 it is Keras's
+    GlorotUniform (VarianceScaling(1.0, "fan_avg", "uniform")), hence the aliases.
 
     Formula: W ~ U[-a, a], a = gain * sqrt(6/(fan_in + fan_out)) (var = gain^2 * 2/(fan_in + fan_out)); b = 0
-    Reference: Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward neural networks"; torch.nn.init.xavier_uniform_
+    Reference: Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward neural networks"; torch.nn.init.xavier_uniform_; keras.initializers.GlorotUniform (gain 1)
     """
     a = gain * math.sqrt(6.0 / (_fan_in(weight) + _fan_out(weight)))
     weight.uniform_(-a, a, generator=generator)
     bias.zero_()
 
 
-@register("xavier_normal")
+@register("xavier_normal", "torch")
 def xavier_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
                    gain: float = 1.0) -> None:
     """Glorot/Xavier normal: the same variance as xavier_uniform, from a normal distribution.
 
     Formula: W ~ N(0, std^2), std = gain * sqrt(2/(fan_in + fan_out)); b = 0
-    Reference: Glorot & Bengio 2010; torch.nn.init.xavier_normal_ (Keras's glorot_normal truncates at 2 std)
+    Reference: Glorot & Bengio 2010; torch.nn.init.xavier_normal_ (Keras's glorot_normal truncates: see glorot_normal)
     """
     weight.normal_(0.0, gain * math.sqrt(2.0 / (_fan_in(weight) + _fan_out(weight))), generator=generator)
     bias.zero_()
 
 
-@register("kaiming_uniform")
+@register("glorot_normal", "keras")
+def glorot_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+    """Keras's Glorot normal: xavier_normal's variance from a normal cut at 2 std.
+
+    Formula: W ~ N(0, s^2) cut to [-2s, 2s], s = sqrt(2/(fan_in + fan_out)) / 0.8796 (var = 2/(fan_in + fan_out)); b = 0
+    Reference: keras.initializers.GlorotNormal = VarianceScaling(1.0, "fan_avg", "truncated_normal"); Glorot & Bengio 2010
+    """
+    variance_scaling_(weight, generator, scale=1.0, mode="fan_avg", distribution="truncated_normal")
+    bias.zero_()
+
+
+@register("kaiming_uniform", "torch")
 def kaiming_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
                      activation_gain: float) -> None:
     """He/Kaiming uniform: the variance that keeps ReLU activations from shrinking layer by layer.
@@ -315,75 +393,107 @@ def kaiming_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | 
     bias.zero_()
 
 
-@register("kaiming_normal")
+@register("kaiming_normal", "torch")
 def kaiming_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
                     activation_gain: float) -> None:
     """He/Kaiming normal: the same variance as kaiming_uniform, from a normal distribution.
 
     Formula: W ~ N(0, std^2), std = gain/sqrt(fan_in) (= sqrt(2/fan_in) for ReLU; gain from --activation); b = 0
-    Reference: He et al. 2015; torch.nn.init.kaiming_normal_ (Keras's he_normal truncates at 2 std)
+    Reference: He et al. 2015; torch.nn.init.kaiming_normal_ (Keras's he_normal truncates and ignores the activation: see he_normal)
     """
     weight.normal_(0.0, activation_gain / math.sqrt(_fan_in(weight)), generator=generator)
     bias.zero_()
 
 
-@register("lecun_uniform")
+@register("he_uniform", "keras")
+def he_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+    """Keras's He uniform: variance 2/fan_in whatever the activation (kaiming_uniform follows it).
+
+    Formula: W ~ U[-a, a], a = sqrt(6/fan_in) (var = 2/fan_in; --activation ignored); b = 0
+    Reference: keras.initializers.HeUniform = VarianceScaling(2.0, "fan_in", "uniform"); He et al. 2015
+    """
+    variance_scaling_(weight, generator, scale=2.0, mode="fan_in", distribution="uniform")
+    bias.zero_()
+
+
+@register("he_normal", "keras")
+def he_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+    """Keras's He normal: variance 2/fan_in whatever the activation, from a normal cut at 2 std.
+
+    Formula: W ~ N(0, s^2) cut to [-2s, 2s], s = sqrt(2/fan_in) / 0.8796 (var = 2/fan_in; --activation ignored); b = 0
+    Reference: keras.initializers.HeNormal = VarianceScaling(2.0, "fan_in", "truncated_normal"); He et al. 2015
+    """
+    variance_scaling_(weight, generator, scale=2.0, mode="fan_in", distribution="truncated_normal")
+    bias.zero_()
+
+
+@register("lecun_uniform", "keras")
 def lecun_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """LeCun uniform: unit-variance pre-activations for unit-variance inputs (SELU's choice).
 
     Formula: W ~ U[-a, a], a = sqrt(3/fan_in) (var = 1/fan_in); b = 0
-    Reference: LeCun et al. 1998, "Efficient BackProp"; Klambauer et al. 2017 (SELU); Keras LecunUniform
+    Reference: keras.initializers.LecunUniform = VarianceScaling(1.0, "fan_in", "uniform"); LeCun et al. 1998, "Efficient BackProp"; Klambauer et al. 2017 (SELU)
     """
-    a = math.sqrt(3.0 / _fan_in(weight))
-    weight.uniform_(-a, a, generator=generator)
+    variance_scaling_(weight, generator, scale=1.0, mode="fan_in", distribution="uniform")
     bias.zero_()
 
 
-@register("lecun_normal")
+@register("lecun_normal", "keras")
 def lecun_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
-    """LeCun normal: the same variance as lecun_uniform, from a normal distribution.
+    """Keras's LeCun normal: lecun_uniform's variance from a normal cut at 2 std.
 
-    Formula: W ~ N(0, std^2), std = sqrt(1/fan_in); b = 0
-    Reference: LeCun et al. 1998; Klambauer et al. 2017 (Keras's lecun_normal truncates at 2 std)
+    Formula: W ~ N(0, s^2) cut to [-2s, 2s], s = sqrt(1/fan_in) / 0.8796 (var = 1/fan_in); b = 0
+    Reference: keras.initializers.LecunNormal = VarianceScaling(1.0, "fan_in", "truncated_normal"); LeCun et al. 1998; Klambauer et al. 2017 (SELU)
     """
-    weight.normal_(0.0, math.sqrt(1.0 / _fan_in(weight)), generator=generator)
+    variance_scaling_(weight, generator, scale=1.0, mode="fan_in", distribution="truncated_normal")
     bias.zero_()
 
 
-@register("orthogonal")
+@register("orthogonal", "torch")
 def orthogonal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
-                activation_gain: float) -> None:
-    """A (semi-)orthogonal matrix scaled by the activation's gain: every singular value equal.
+                gain: float = 1.0) -> None:
+    """A (semi-)orthogonal matrix, every singular value equal to gain (1 unless given: orthogonal:1.41).
 
-    Formula: W = gain * Q, Q from the QR decomposition of a standard normal matrix (Q Q^T = I or Q^T Q = I); b = 0
-    Reference: Saxe et al. 2014, "Exact solutions to the nonlinear dynamics of learning in deep linear networks"; torch.nn.init.orthogonal_
+    Gain 1 by default, as torch.nn.init.orthogonal_ and Keras's Orthogonal both
+    define it (the activation's gain is not applied; write it, e.g. orthogonal:1.41
+    for ReLU). The two draw the same distribution of matrices.
+
+    Formula: W = gain * Q, gain = 1 unless given, Q from the QR decomposition of a standard normal matrix (Q Q^T = I or Q^T Q = I); b = 0
+    Reference: Saxe et al. 2014, "Exact solutions to the nonlinear dynamics of learning in deep linear networks"; torch.nn.init.orthogonal_; keras.initializers.Orthogonal (gain=1.0)
     """
-    nn.init.orthogonal_(weight, gain=activation_gain, generator=generator)
+    nn.init.orthogonal_(weight, gain=gain, generator=generator)
     bias.zero_()
 
 
-@register("trunc_normal")
+@register("trunc_normal", "paper")
 def trunc_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
                   std: float = 0.02) -> None:
     """Normal with a small fixed std, cut at 2 std, as vision transformers are initialized.
 
     timm's own trunc_normal_ cuts at +-2 absolute, which at std 0.02 cuts nothing;
-    here the cut is at 2 std, so the std that results is about 0.88 * std.
+    here the cut is at 2 std, so the std that results is about 0.88 * std. With
+    std 0.05 it is Keras's TruncatedNormal() (stddev 0.05, cut at 2 stddev, not
+    rescaled), hence the aliases truncated_normal = trunc_normal:0.05.
 
     Formula: W ~ N(0, std^2) truncated to [-2 std, 2 std], std = 0.02; b = 0
-    Reference: Dosovitskiy et al. 2021 (ViT); timm layers/weight_init.py trunc_normal_
+    Reference: Dosovitskiy et al. 2021 (ViT); timm layers/weight_init.py trunc_normal_; keras.initializers.TruncatedNormal (std 0.05)
     """
     nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std, generator=generator)
     bias.zero_()
 
 
-@register("sparse")
+@register("sparse", "torch")
 def sparse_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
             sparsity: float = 0.1) -> None:
-    """Each unit's incoming weights: a fraction set to zero, the rest small normals.
+    """Small normals, and in each column of W (one input's weights to every unit) a fraction set to zero.
 
-    Formula: W ~ N(0, 0.01^2), then ceil(sparsity * rows) weights of every column set to 0 (sparsity 0.1); b = 0
-    Reference: Martens 2010, "Deep learning via Hessian-free optimization"; torch.nn.init.sparse_
+    W is [out, in], so a column holds one input's outgoing weights: as in
+    torch.nn.init.sparse_, every input reaches all but ceil(sparsity * out)
+    units, and a unit's incoming weights hold a varying number of zeros
+    (Martens fixes instead the count of each unit's nonzero incoming weights).
+
+    Formula: W ~ N(0, 0.01^2), then in every column (one input's weights to all units) ceil(sparsity * fan_out) set to 0 (sparsity 0.1); b = 0
+    Reference: torch.nn.init.sparse_; after Martens 2010, "Deep learning via Hessian-free optimization"
     """
     # As torch.nn.init.sparse_, whose choice of zeros ignores `generator` (torch 2.14).
     weight.normal_(0.0, 0.01, generator=generator)
@@ -393,7 +503,7 @@ def sparse_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = No
     bias.zero_()
 
 
-@register("lsuv", data_dependent=True)
+@register("lsuv", "paper", data_dependent=True)
 def lsuv_orthogonal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """Layer-sequential unit variance: orthogonal, then each layer rescaled on a real batch.
 
@@ -406,4 +516,3 @@ def lsuv_orthogonal_(weight: Tensor, bias: Tensor, generator: torch.Generator | 
     """
     nn.init.orthogonal_(weight, generator=generator)
     bias.zero_()
-

@@ -104,10 +104,26 @@ def test_schemes_lists_every_scheme_and_alias() -> None:
     assert table.exit_code == 0
     for name in [*schemes.names(), *schemes.ALIASES]:
         assert name in table.output
-    assert "He et al. 2015" in table.output and "var = 2/(fan_in + fan_out)" not in table.output
+    assert "He et al. 2015" in table.output and "var = gain^2 * 2/(fan_in + fan_out)" in table.output
     listed = json.loads(runner.invoke(app, ["schemes", "--json"]).output)
     assert [row["name"] for row in listed] == schemes.names()
     assert next(r for r in listed if r["name"] == "lsuv")["data_dependent"]
+
+
+def test_schemes_shows_each_names_convention_whole_at_80_columns() -> None:
+    from initbench import schemes
+
+    lines = runner.invoke(app, ["schemes"], env={"COLUMNS": "80"}).output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    cells = {tuple(line.split()[:2]) for line in lines if len(line.split()) >= 2}
+    for row in schemes.catalogue():  # every name whole on a line, its convention beside it
+        assert (row["usage"], row["convention"]) in cells
+        assert all((a["name"], "keras") in cells for a in row["aliases"])
+    assert ("=", "uniform:-0.05,0.05") in cells and ("he_normal", "keras") in cells
+    listed = {r["name"]: r for r in json.loads(runner.invoke(app, ["schemes", "--json"]).output)}
+    assert {r["convention"] for r in listed.values()} == {"lesson", "torch", "keras", "paper"}
+    assert listed["he_normal"]["convention"] == "keras" and listed["kaiming_normal"]["convention"] == "torch"
+    assert {"name": "random_uniform", "equals": "uniform:-0.05,0.05", "convention": "keras"} in listed["uniform"]["aliases"]
 
 
 def test_inspect_flags_symmetry_and_writes_pictures(data_dir: Path, tmp_path: Path) -> None:
