@@ -53,27 +53,47 @@ ACTIVATION_OPS = {
              lambda g, z, y: aten.elu_backward.grad_input(g, **SELU, is_result=False, self_or_result=z,
                                                           grad_input=g)),
 }
-NARROW_ROWS = 12  # see Population._weight_grad
+ALIGN = 64  # floats (256 bytes): every model's slice of a stacked tensor starts this aligned
 MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
+
+
+def stacked(m: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """An uninitialized [m, *shape] tensor whose model slices each start ALIGN-aligned,
+    as a tensor of their own would (the gap between slices is never read)."""
+    size = math.prod(shape)
+    stride = -(-size // ALIGN) * ALIGN
+    inner = torch.empty(shape, device="meta").stride()
+    return torch.empty(m * stride + ALIGN, device=device).as_strided((m, *shape), (stride, *inner))
 
 
 class Population:
     """M models' parameters stacked along a leading model axis, trained by hand-written
     forward and backward passes into buffers made once and reused every step (no
-    autograd), and Adam (torch.optim.Adam's defaults) over each model's slices."""
+    autograd), and Adam (torch.optim.Adam's defaults) over each model's slices.
+
+    How the step is called decides whether it is exact. On the CPU, MKL and ATen pick
+    kernels by a tensor's extent (a batched product of 6 matrices takes other kernels
+    than one of 1; an element-wise op rounds the tail of its range, or of each thread's
+    share, in scalar code), so a stacked call rounds a model's numbers differently with
+    other companions. So on the CPU every operation of the step is called on one model's
+    slice at a time, on memory aligned as a lone model's would be: a model's numbers are
+    then those it gets alone, on any CPU and kernel path. On a GPU one call covers all
+    models (per-model calls would cost a kernel launch each), which agrees to rounding."""
 
     def __init__(self, jobs: Sequence[Job], x_train: Tensor, device: torch.device) -> None:
         models = [initial_model(job, x_train) for job in jobs]
         self.activation_name = jobs[0].settings.activation
         self.activation, self.activation_grad = ACTIVATION_OPS[self.activation_name]
         layers = [list(group) for group in zip(*(m.layers for m in models))]
-        self.m = len(jobs)
+        self.m, self.device = len(jobs), device
+        # One model's slice at a time on the CPU (exact), all models at once elsewhere.
+        self.parts: list[int | slice] = list(range(self.m)) if device.type == "cpu" else [slice(None)]
         self.seeds = sorted({job.seed for job in jobs})  # the order of train_step's rows of ``idx``
         self.seed_row = torch.tensor([self.seeds.index(job.seed) for job in jobs], device=device)
-        self.weights = [torch.stack([l.weight.detach() for l in ls]).to(device) for ls in layers]
-        self.biases = [torch.stack([l.bias.detach()[None] for l in ls]).to(device) for ls in layers]
-        self.grads = [torch.zeros_like(p) for p in self.parameters()]
-        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.parameters()]
+        self.weights = [self._stack([l.weight.detach() for l in ls]) for ls in layers]
+        self.biases = [self._stack([l.bias.detach()[None] for l in ls]) for ls in layers]
+        self.grads = [self._zeros(p) for p in self.parameters()]
+        self.moments = [(self._zeros(p), self._zeros(p)) for p in self.parameters()]
         # Adam's fused kernel (the one torch.optim.Adam(fused=True) runs) is given every
         # model's slice of each tensor as a tensor of its own: it takes vector or scalar
         # paths by an element's position, so only then is each update computed exactly as
@@ -84,6 +104,15 @@ class Population:
         self.lr = jobs[0].settings.lr
         self.step = torch.zeros((), device=device)
         self._buffers: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+
+    def _stack(self, tensors: list[Tensor]) -> Tensor:
+        out = stacked(len(tensors), tuple(tensors[0].shape), self.device)
+        for slot, t in zip(out, tensors):
+            slot.copy_(t)
+        return out
+
+    def _zeros(self, like: Tensor) -> Tensor:
+        return stacked(self.m, tuple(like.shape[1:]), self.device).zero_()
 
     def parameters(self) -> list[Tensor]:
         return [*self.weights, *self.biases]
@@ -98,24 +127,28 @@ class Population:
         return model
 
     def _buffer(self, name: str, *shape: int) -> Tensor:
-        """A preallocated tensor, made on first use and reused by every later step."""
+        """A preallocated [M, *shape] tensor, made on first use and reused by every later step."""
         if (name, shape) not in self._buffers:
-            self._buffers[name, shape] = self.weights[0].new_empty(shape)
+            self._buffers[name, shape] = stacked(self.m, shape, self.device)
         return self._buffers[name, shape]
 
     def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[tuple[Tensor, Tensor, Tensor]]:
         """x: [M, B, 784] -> for every layer (z, y, h): its linear output, its activation
         and that after dropout (the next layer's input); for the last, all three are the logits."""
-        outputs = []
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            shape = (self.m, x.shape[1], w.shape[1])
-            z = y = x = torch.baddbmm(b, x, w.transpose(1, 2), out=self._buffer(f"z{i}", *shape))
-            if i < len(self.weights) - 1:
-                y = x = self.activation(z, self._buffer(f"y{i}", *shape))
-                if masks is not None:
-                    x = torch.mul(y, masks[i][:, :shape[1]], out=self._buffer(f"h{i}", *shape))
-            outputs.append((z, y, x))
-        return outputs
+        rows, last = x.shape[1], len(self.weights) - 1
+        outputs = [(self._buffer(f"z{i}", rows, w.shape[1]), self._buffer(f"y{i}", rows, w.shape[1]),
+                    self._buffer(f"h{i}", rows, w.shape[1])) for i, w in enumerate(self.weights)]
+        for p in self.parts:
+            h = x[p]
+            for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+                z, y, h_out = (t[p] for t in outputs[i])
+                _affine(z, b[p], h, w[p].transpose(-2, -1))
+                if i < last:
+                    self.activation(z, y)
+                    h = torch.mul(y, masks[i][p][..., :rows, :], out=h_out) if masks is not None else y
+        # Without dropout a layer's output is its activation; the last layer's, its logits.
+        return [(z, z if i == last else y, z if i == last else h if masks is not None else y)
+                for i, (z, y, h) in enumerate(outputs)]
 
     def train_step(self, x_train: Tensor, y_train: Tensor, idx: Tensor, masks: list[Tensor] | None,
                    alive: Tensor) -> Tensor:
@@ -123,28 +156,34 @@ class Population:
         the per-model mean cross-entropy [M]. A model whose loss is not finite is marked
         dead in ``alive`` (in place), and dead models are left exactly as they are."""
         n_seeds, rows = idx.shape
-        x = self._buffer("x", n_seeds, rows, x_train.shape[1])
-        torch.index_select(x_train, 0, idx.reshape(-1), out=x.view(-1, x_train.shape[1]))
+        x = self._buffer("x", rows, x_train.shape[1])[:n_seeds]
+        for s in range(n_seeds):
+            torch.index_select(x_train, 0, idx[s], out=x[s])
         # Every model reads its seed's batch: a stride-0 view when there is one seed.
-        x = x.expand(self.m, -1, -1) if n_seeds == 1 else torch.index_select(
-            x, 0, self.seed_row, out=self._buffer("x_models", self.m, rows, x_train.shape[1]))
+        if n_seeds == 1:
+            x = x[:1].expand(self.m, -1, -1)
+        else:
+            x = torch.index_select(x, 0, self.seed_row, out=self._buffer("x_models", rows, x_train.shape[1]))
         y = y_train[idx][self.seed_row].unsqueeze(-1)
-        *hidden, (logits, _, _) = self.forward(x, masks)
-        logp = torch.log_softmax(logits, dim=-1)
-        loss = logp.gather(-1, y).mean((1, 2)).neg_()
-        # d(mean cross-entropy)/d(logits) = (softmax - onehot(y)) / B
-        delta = logp.exp_().scatter_add_(-1, y, torch.full(y.shape, -1.0, device=y.device)).div_(rows)
-        inputs = [x, *(h for _, _, h in hidden)]
+        layers = self.forward(x, masks)
+        loss = self._buffer("loss")
         n = len(self.weights)
-        for i in reversed(range(n)):
-            self._weight_grad(delta, inputs[i], self.grads[i])
-            torch.sum(delta, 1, keepdim=True, out=self.grads[n + i])
-            if i:  # back through layer i's input: the activation and dropout of layer i - 1
-                w = self.weights[i]
-                delta = torch.bmm(delta, w, out=self._buffer(f"delta{i}", self.m, rows, w.shape[2]))
-                if masks is not None:
-                    delta.mul_(masks[i - 1][:, :rows])
-                self.activation_grad(delta, *hidden[i - 1][:2])
+        for p in self.parts:
+            logp = torch.log_softmax(layers[-1][0][p], dim=-1)
+            torch.mean(logp.gather(-1, y[p]), (-2, -1), out=loss[p]).neg_()
+            # d(mean cross-entropy)/d(logits) = (softmax - onehot(y)) / B
+            delta = logp.exp_().scatter_add_(-1, y[p], torch.full(y[p].shape, -1.0, device=y.device)).div_(rows)
+            for i in reversed(range(n)):
+                h = x[p] if i == 0 else layers[i - 1][2][p]
+                torch.matmul(delta.transpose(-2, -1), h, out=self.grads[i][p])
+                torch.sum(delta, -2, keepdim=True, out=self.grads[n + i][p])
+                if i:  # back through layer i's input: the dropout and activation of layer i - 1
+                    delta = torch.matmul(delta, self.weights[i][p], out=self._buffer(f"delta{i}", rows, h.shape[-1])[p])
+                    if masks is not None:
+                        delta.mul_(masks[i - 1][p][..., :rows, :])
+                    z, y_act, _ = layers[i - 1]
+                    self.activation_grad(delta, z[p], y_act[p])
+        loss = loss.clone()
         alive &= torch.isfinite(loss)
         # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
         if alive.device.type != "cpu" or not bool(alive.all()):
@@ -154,17 +193,6 @@ class Population:
         torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [self.step] * len(params), lr=self.lr,
                            beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
         return loss
-
-    def _weight_grad(self, delta: Tensor, x: Tensor, out: Tensor) -> None:
-        """out [M, units, inputs] = delta^T x. MKL computes a product of 5 to 11 rows alone
-        (one model) with kernels of its own that round differently from its batched ones,
-        so a layer that narrow (the output layer) is computed as x^T delta and transposed,
-        which rounds the same way whatever the group size."""
-        if out.shape[1] < NARROW_ROWS:
-            out.copy_(torch.bmm(x.transpose(1, 2), delta, out=self._buffer("grad_t", *out.transpose(1, 2).shape))
-                      .transpose(1, 2))
-        else:
-            torch.bmm(delta.transpose(1, 2), x, out=out)
 
     @torch.no_grad()
     def _freeze(self, dead: Tensor) -> None:
@@ -180,6 +208,11 @@ class Population:
         hits = sum(correct(self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), None)[-1][0], y[i:i + EVAL_CHUNK])
                    for i in range(0, len(y), EVAL_CHUNK))
         return hits.double() / len(y)
+
+
+def _affine(out: Tensor, bias: Tensor, x: Tensor, weight_t: Tensor) -> None:
+    """out = bias + x @ weight_t, for one model's 2-D slices or all models' 3-D stacks."""
+    (torch.addmm if out.dim() == 2 else torch.baddbmm)(bias, x, weight_t, out=out)
 
 
 def bytes_per_model(s: TrainSettings) -> int:

@@ -29,6 +29,13 @@ def small(data_dir: Path) -> Splits:
     return data.load(data_dir, split_seed=0, train_samples=2000)
 
 
+@pytest.fixture(scope="session")
+def tiny(data_dir: Path) -> Splits:
+    """601 training images: seven batches, the last of one image (and the full validation
+    and test sets)."""
+    return data.load(data_dir, split_seed=0, train_samples=601)
+
+
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No network and no system copy: returns an empty data folder."""

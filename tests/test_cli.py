@@ -165,7 +165,7 @@ def test_track_stats_records_every_epoch(data_dir: Path, tmp_path: Path) -> None
     (["rule", "--device", "gpu"], ["Unknown device 'gpu'"]),
     (["rule", "--engine", "fast"], ["Invalid --engine: must be one of batched, sequential"]),
     (["rule", "--activation", "swish"], ["Invalid --activation: must be one of relu, tanh, sigmoid, gelu, selu"]),
-    (["constant"], ["write constant:VALUE"]),
+    (["constant:x"], ["write constant[:VALUE]"]),
     (["rule", "--max-batch-models", "0"], ["Invalid --max-batch-models: must be at least 1"]),
 ])
 def test_bad_input_is_one_clean_paragraph(tmp_path: Path, args, fragments) -> None:

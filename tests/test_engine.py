@@ -3,6 +3,10 @@ and the batched engine equal to the sequential reference."""
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +34,7 @@ def test_same_job_same_numbers(small, name: str) -> None:
     assert torch.equal(first.losses, again.losses) and first.val_acc == again.val_acc
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("device", DEVICES, ids=str)
 def test_batched_model_gets_what_it_gets_alone(small, device: torch.device) -> None:
     """The lesson's schemes, two seeds, dropout on: trained together, each model's losses
@@ -41,6 +46,7 @@ def test_batched_model_gets_what_it_gets_alone(small, device: torch.device) -> N
         assert same_numbers(batched.train([job], data, device)[0], result, device), job
 
 
+@pytest.mark.exactness
 def test_chunks_change_nothing(small) -> None:
     jobs = [Job(scheme, 3, ONE_EPOCH) for scheme in LESSON]
     whole = batched.train(jobs, small, CPU)
@@ -136,14 +142,43 @@ def test_engines_agree_for_every_activation(small, activation: str) -> None:
         torch.testing.assert_close(b.losses[0, :10], s.losses[0, :10], rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize(("activation", "hidden"), [("tanh", (256,) * 3), ("gelu", (256,) * 3), ("relu", (64, 6))])
-def test_batched_exact_alone_for_other_activations_and_shapes(small, activation: str, hidden: tuple[int, ...]) -> None:
-    """(64, 6): a hidden layer as narrow as the output layer, whose products MKL rounds by group size
-    unless computed the other way round (see Population._weight_grad)."""
+ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu", "selu"]
+# Every width from 1 to 16, each in one position (first hidden layer, second, or the only
+# one, so feeding the 10-unit output layer), under every activation in turn; then the
+# lesson's shapes and a deep stack. Narrow products are where MKL switches kernels.
+NARROW = [(ACTIVATIONS[w % 5], ((w,), (w, 32), (32, w))[w % 3]) for w in range(1, 17)]
+SHAPES = [*((a, (256, 128)) for a in ACTIVATIONS), ("relu", (64,) * 6), ("tanh", (64,) * 6), *NARROW]
+
+
+@pytest.mark.exactness
+@pytest.mark.parametrize(("activation", "hidden"), SHAPES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+def test_batched_exact_alone_for_every_activation_and_shape(tiny, activation: str, hidden: tuple[int, ...]) -> None:
+    """With dropout, three schemes x two seeds trained together give each model the losses
+    and accuracies it gets alone, bit for bit (the CPU path calls every operation per model
+    on aligned memory; see batched.Population)."""
     settings = TrainSettings(epochs=1, activation=activation, hidden=hidden)
-    jobs = [Job(scheme, 0, settings) for scheme in ("xavier_normal", "kaiming_uniform", "sparse", "lsuv")]
-    for job, result in zip(jobs, batched.train(jobs, small, CPU)):
-        assert torch.equal(batched.train([job], small, CPU)[0].losses, result.losses), job.scheme
+    jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("xavier_normal", "default", "lsuv")]
+    for job, result in zip(jobs, batched.train(jobs, tiny, CPU)):
+        assert same_numbers(batched.train([job], tiny, CPU)[0], result, CPU), job
+
+
+@pytest.mark.skipif("ATEN_CPU_CAPABILITY" in os.environ or "MKL_ENABLE_INSTRUCTIONS" in os.environ,
+                    reason="already restricted to one code path")
+def test_exactness_holds_on_the_avx2_code_path_too() -> None:
+    """The exactness tests again in a fresh process with MKL and ATen restricted to AVX2
+    (set before torch loads), so a machine with AVX-512 also checks the other CPU's kernels."""
+    env = {**os.environ, "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "exactness",
+                           str(Path(__file__))], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"{len(SHAPES) + len(DEVICES) + 2} passed" in done.stdout, done.stdout[-3000:]
+
+
+@pytest.mark.exactness
+def test_code_path_is_the_one_asked_for() -> None:
+    """Under ATEN_CPU_CAPABILITY the kernels really are that path's (so the test above tests it)."""
+    wanted = os.environ.get("ATEN_CPU_CAPABILITY")
+    assert wanted is None or torch.backends.cpu.get_cpu_capability() == wanted.upper()
 
 
 @pytest.mark.parametrize("name", engine.ENGINES)
