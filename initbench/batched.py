@@ -32,10 +32,9 @@ from torch import Tensor
 
 from initbench.data import Splits
 from initbench.jobs import (EpochHook, Job, JobResult, TrainSettings, batch_orders, batches_per_epoch, correct,
-                            dropout_generator, initial_model, result)
-from initbench.model import MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, DropoutMasks
+                            dropout_generator, evaluation_masks, initial_model, result)
+from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, DropoutMasks
 
-EVAL_CHUNK = 2_000
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
 aten = torch.ops.aten
 # Each activation as (forward into `out`, gradient w.r.t. its input from the gradient
@@ -203,9 +202,10 @@ class Population:
                 t.masked_fill_(mask, 0.0)
 
     @torch.no_grad()
-    def accuracy(self, x: Tensor, y: Tensor) -> Tensor:
-        """Each model's fraction classified right, [M]."""
-        hits = sum(correct(self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), None)[-1][0], y[i:i + EVAL_CHUNK])
+    def accuracy(self, x: Tensor, y: Tensor, masks: DropoutMasks | None = None) -> Tensor:
+        """Each model's fraction classified right, [M]; with ``masks``, dropout stays on."""
+        hits = sum(correct(self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), masks.at(0) if masks else None)[-1][0],
+                           y[i:i + EVAL_CHUNK])
                    for i in range(0, len(y), EVAL_CHUNK))
         return hits.double() / len(y)
 
@@ -218,12 +218,12 @@ def _affine(out: Tensor, bias: Tensor, x: Tensor, weight_t: Tensor) -> None:
 def bytes_per_model(s: TrainSettings) -> int:
     """A generous estimate of one model's memory in a group: parameters, gradients and
     Adam's two moments, activations and their gradients, a block of dropout masks,
-    the evaluation activations."""
+    the evaluation activations (and masks, under --lesson-eval)."""
     sizes = (N_INPUTS, *s.hidden, N_CLASSES)
     params = sum(a * b + b for a, b in pairwise(sizes))
     activations = 4 * s.batch_size * sum(sizes)
     masks = MASK_BLOCK * s.batch_size * sum(s.hidden)
-    evaluation = 2 * EVAL_CHUNK * sum(sizes[1:])
+    evaluation = 3 * EVAL_CHUNK * sum(sizes[1:]) + (EVAL_CHUNK * sum(s.hidden) if s.lesson_eval else 0)
     return 4 * (4 * params + activations + masks + evaluation)
 
 
@@ -268,6 +268,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches,
                            [dropout_generator(job, device) for job in jobs], device) if s.dropout else None
+    eval_masks = evaluation_masks(jobs, device)
     losses = torch.full((m, s.epochs, n_batches), math.nan, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)
     val_acc = []
@@ -285,9 +286,9 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
             loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if dropout else None, alive)
             losses[:, epoch, b] = loss
             advance(m)
-        val_acc.append(population.accuracy(data.x_val, data.y_val).tolist())
+        val_acc.append(population.accuracy(data.x_val, data.y_val, eval_masks).tolist())
         report(epoch + 1)
-    test_acc = population.accuracy(data.x_test, data.y_test).tolist()
+    test_acc = population.accuracy(data.x_test, data.y_test, eval_masks).tolist()
     # A model diverged at its first non-finite loss (it was frozen from that batch on).
     flat = losses.view(m, -1)
     first_bad = (~torch.isfinite(flat)).int().argmax(1).tolist()

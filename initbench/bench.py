@@ -26,7 +26,7 @@ import torch
 from initbench import batched, data, lesson, sequential
 from initbench.config import LESSON_SCHEMES
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
-from initbench.model import N_CLASSES, N_INPUTS
+from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: 
         return torch.rand(*shape, device=device)
 
     layers = [(rand(b, i), rand(i, o), rand(b, o), rand(b, i), rand(i, o)) for i, o in pairwise(sizes)]
-    chunk = batched.EVAL_CHUNK
+    chunk = EVAL_CHUNK
     eval_layers = [(rand(chunk, i), rand(i, o), rand(chunk, o)) for i, o in pairwise(sizes)]
     n_batches = batches_per_epoch(n_train, b)
     eval_chunks = -(-(n_val + n_test // s.epochs) // chunk)
@@ -79,6 +79,11 @@ def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: 
                 torch.mm(x, w, out=y)
 
     return run
+
+
+def spread(samples: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
+    """(min, max) over the repeats of each measurement: how far to trust its median."""
+    return {name: (min(v), max(v)) for name, v in samples.items()}
 
 
 def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -104,6 +109,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, An
     per_model_epoch = {name: statistics.median(v) for name, v in samples.items()}
     report: dict[str, Any] = {
         "seconds_per_model_epoch": per_model_epoch,
+        "spread": spread(samples),
         "samples": samples,
         "models_in_batched_step": len(population),
         "ratios": {
@@ -136,4 +142,5 @@ def whole_process(config: BenchConfig, log: Callable[[str], None]) -> dict[str, 
                 log(f"repeat {r + 1}/{config.repeats}: whole process {name} {samples[name][-1]:.1f} s")
     seconds = {name: statistics.median(v) for name, v in samples.items()}
     return {"compare_seconds": seconds["compare"], "lesson_seconds": seconds["lesson"], "samples": samples,
+            "spread": spread(samples),
             "model_epochs": 2 * len(config.schemes), "speedup": seconds["lesson"] / seconds["compare"]}

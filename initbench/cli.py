@@ -100,6 +100,10 @@ def compare(
     track_stats: Annotated[Optional[bool], typer.Option(
         "--track-stats", help="Record per-layer statistics at init and after every epoch (layer_stats.csv).",
         show_default=False)] = None,
+    lesson_eval: Annotated[Optional[bool], typer.Option(
+        "--lesson-eval", help="Score validation and test accuracy with dropout still on, as the lesson's "
+        "helper does (it never calls model.eval()); each model's masks come from its own seeded stream.",
+        show_default=False)] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="auto")] = None,
     engine: Annotated[Optional[str], _opt(
         help="batched: all models in one step; sequential: one plain model after another.",
@@ -123,7 +127,7 @@ def compare(
         options = {
             "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
             "lr": lr, "batch_size": batch_size, "hidden": hidden, "dropout": dropout,
-            "activation": activation, "bias": bias, "track_stats": track_stats,
+            "activation": activation, "bias": bias, "track_stats": track_stats, "lesson_eval": lesson_eval,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
             "device": device, "engine": engine, "max_batch_models": max_batch_models,
             "data_dir": data_dir, "out": out,

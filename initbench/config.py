@@ -163,6 +163,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "activation": _choice(*ACTIVATIONS),
     "bias": _choice(*BIAS_POLICIES),
     "track_stats": _flag,
+    "lesson_eval": _flag,
     "device": _text,
     "engine": _choice(*ENGINES),
     "max_batch_models": _optional(_whole(1)),

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from initbench import schemes
-from initbench.model import MLP, build
+from initbench.model import MLP, DropoutMasks, build
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class TrainSettings:
     epochs: int = 2
     activation: str = "relu"
     bias: str = "scheme"  # the scheme's own bias, or "zeros", or "default" (PyTorch's)
+    lesson_eval: bool = False  # score with dropout still on, as the lesson's helper does (no model.eval())
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,19 @@ def initial_model(job: Job, x_train: Tensor) -> MLP:
     return build(s.hidden, scheme, generator(job.seed, "init", scheme.name), s.activation, s.bias, batch)
 
 
-def dropout_generator(job: Job, device: torch.device) -> torch.Generator:
-    return generator(job.seed, "dropout", schemes.get(job.scheme).name, device)
+def dropout_generator(job: Job, device: torch.device, purpose: str = "dropout") -> torch.Generator:
+    """The stream of a model's training dropout masks, or with purpose="eval-dropout",
+    of the masks it is scored with under --lesson-eval."""
+    return generator(job.seed, purpose, schemes.get(job.scheme).name, device)
+
+
+def evaluation_masks(jobs: Sequence[Job], device: torch.device) -> DropoutMasks | None:
+    """Under --lesson-eval (and dropout), each model's evaluation masks from its own stream."""
+    s = jobs[0].settings
+    if not (s.lesson_eval and s.dropout):
+        return None
+    return DropoutMasks.for_evaluation(s.dropout, s.hidden, [dropout_generator(job, device, "eval-dropout")
+                                                             for job in jobs], device)
 
 
 def batch_orders(seed: int, n: int) -> Iterator[Tensor]:

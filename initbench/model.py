@@ -14,6 +14,7 @@ from initbench.schemes import Scheme, init_linear, lsuv_
 N_INPUTS = 28 * 28
 N_CLASSES = 10
 MASK_BLOCK = 16  # training steps of dropout masks drawn per generator call
+EVAL_CHUNK = 2_000  # images per evaluation pass (both engines; --lesson-eval draws a mask per chunk)
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "selu": F.selu}
 
 
@@ -62,20 +63,27 @@ class DropoutMasks:
     """
 
     def __init__(self, p: float, hidden: tuple[int, ...], batch_size: int, n_batches: int,
-                 generators: list[torch.Generator], device: torch.device) -> None:
-        self.n_batches, self.generators = n_batches, generators
+                 generators: list[torch.Generator], device: torch.device, block: int = MASK_BLOCK) -> None:
+        self.n_batches, self.generators, self.block = n_batches, generators, block
         self.threshold, self.scale = round(p * 2**15), 1.0 / (1.0 - p)
-        self.blocks = [torch.empty(len(generators), MASK_BLOCK, batch_size, units, device=device) for units in hidden]
+        self.blocks = [torch.empty(len(generators), block, batch_size, units, device=device) for units in hidden]
         self.bits = [torch.empty(-(-block[0].numel() // 4), dtype=torch.int64, device=device) for block in self.blocks]
 
     def at(self, step: int) -> list[Tensor]:
         """The masks of batch ``step`` of an epoch: per hidden layer, [models, batch, units]."""
-        t = step % MASK_BLOCK
+        t = step % self.block
         if t == 0:
-            steps = min(MASK_BLOCK, self.n_batches - step)
+            steps = min(self.block, self.n_batches - step)
             for i, generator in enumerate(self.generators):
                 for block, bits in zip(self.blocks, self.bits):
                     out = block[i, :steps]
                     fields = bits.random_(generator=generator).view(torch.int16)[:out.numel()].view(out.shape)
                     torch.ge(fields.bitwise_and_(0x7FFF), self.threshold, out=out).mul_(self.scale)
         return [block[:, t] for block in self.blocks]
+
+    @classmethod
+    def for_evaluation(cls, p: float, hidden: tuple[int, ...], generators: list[torch.Generator],
+                       device: torch.device) -> DropoutMasks:
+        """Masks for evaluating with dropout left on (the lesson's way): ``at(0)`` draws a
+        fresh mask of EVAL_CHUNK rows per call, so one is drawn for every chunk evaluated."""
+        return cls(p, hidden, EVAL_CHUNK, 1, generators, device, block=1)

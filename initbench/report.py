@@ -47,10 +47,11 @@ def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
 
 
-def table(summary: pd.DataFrame, epochs: int) -> Table:
+def table(summary: pd.DataFrame, epochs: int, lesson_eval: bool = False) -> Table:
     """The lesson's "After 2 Epochs" table, best validation accuracy first."""
     seeds = int(summary["seeds"].max())
-    title = f"After {plural(epochs, 'epoch')}" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
+    title = (f"After {plural(epochs, 'epoch')}" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
+             + (", scored with dropout on (--lesson-eval)" if lesson_eval else ""))
     columns = ["Scheme", "Validation accuracy", "Test accuracy", "Training loss", "Mean loss, last epoch"]
     any_diverged = summary["diverged"].any()
     t = _right_align(Table(*columns, *(["Diverged"] if any_diverged else []), title=title))
@@ -61,23 +62,30 @@ def table(summary: pd.DataFrame, epochs: int) -> Table:
     return t
 
 
+def _range(low_high: tuple[float, float], fmt: str) -> str:
+    return f"{fmt.format(low_high[0])}-{fmt.format(low_high[1])}"
+
+
 def bench_table(numbers: dict) -> Table:
     """Seconds per model-epoch of each way of training, and the ratios the targets use."""
-    per = numbers["seconds_per_model_epoch"]
-    t = _right_align(Table("Training", "s per model-epoch", "x GEMM floor", "speed-up over lesson",
-                           title=f"Benchmark: one epoch, batch 100, {numbers['device_name']}"))
+    per, spread = numbers["seconds_per_model_epoch"], numbers["spread"]
+    t = _right_align(Table("Training", "s per model-epoch", "min-max", "x GEMM floor", "speed-up over lesson",
+                           title=f"Benchmark: one epoch, batch 100, {numbers['device_name']}; "
+                                 f"medians of {len(numbers['samples']['floor'])} interleaved repeats"))
     names = {"floor": "GEMM floor (matrix products alone)",
              "batched": f"batched engine ({numbers['models_in_batched_step']} models per step)",
              "sequential": "sequential engine", "lesson": "lesson pipeline (DataLoader, ToTensor)"}
     for key, label in names.items():
         if key in per:
             speedup = f"{per['lesson'] / per[key]:.1f}x" if "lesson" in per else ""
-            t.add_row(label, f"{per[key]:.3f}", f"{per[key] / per['floor']:.2f}", speedup)
+            t.add_row(label, f"{per[key]:.3f}", _range(spread[key], "{:.3f}"), f"{per[key] / per['floor']:.2f}", speedup)
     if whole := numbers.get("whole_process"):
         t.add_section()
         t.add_row(f"whole process, {whole['model_epochs']} model-epochs: initbench compare",
-                  f"{whole['compare_seconds']:.1f} s in all", "", f"{whole['speedup']:.1f}x")
-        t.add_row("whole process: lesson pipeline", f"{whole['lesson_seconds']:.1f} s in all", "", "1.0x")
+                  f"{whole['compare_seconds']:.1f} s in all", _range(whole["spread"]["compare"], "{:.1f}"), "",
+                  f"{whole['speedup']:.1f}x")
+        t.add_row("whole process: lesson pipeline", f"{whole['lesson_seconds']:.1f} s in all",
+                  _range(whole["spread"]["lesson"], "{:.1f}"), "", "1.0x")
     return t
 
 

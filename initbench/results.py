@@ -88,7 +88,9 @@ def environment(device: torch.device) -> dict[str, Any]:
     elif device.type == "mps":
         device_name = "Apple MPS"
     else:
-        device_name = f"{_cpu_model()} ({torch.get_num_threads()} threads)"
+        # The kernel path (AVX512, AVX2...) decides the speed and how products round.
+        device_name = (f"{_cpu_model()}, {torch.backends.cpu.get_cpu_capability()} "
+                       f"({torch.get_num_threads()} threads)")
     return {
         "versions": {
             "python": platform.python_version(),

@@ -12,16 +12,18 @@ from torch import Tensor, nn
 
 from initbench.data import Splits
 from initbench.jobs import (EpochHook, Job, JobResult, batch_orders, batches_per_epoch, correct, dropout_generator,
-                            initial_model, result)
-from initbench.model import DropoutMasks
-
-EVAL_CHUNK = 10_000
-
+                            evaluation_masks, initial_model, result)
+from initbench.model import EVAL_CHUNK, DropoutMasks
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, masks: DropoutMasks | None = None) -> float:
+    """The fraction classified right; with ``masks`` (one model's), dropout stays on."""
     model.eval()
-    hits = sum(int(correct(model(x[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK])) for i in range(0, len(y), EVAL_CHUNK))
+    hits = 0
+    for i in range(0, len(y), EVAL_CHUNK):
+        x_chunk = x[i:i + EVAL_CHUNK]
+        logits = model(x_chunk) if masks is None else model(x_chunk, [m[0] for m in masks.at(0)])
+        hits += int(correct(logits, y[i:i + EVAL_CHUNK]))
     return hits / len(y)
 
 
@@ -39,6 +41,7 @@ def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = (DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches, [dropout_generator(job, device)], device)
                if s.dropout else None)
+    eval_masks = evaluation_masks([job], device)
     losses = torch.full((s.epochs, n_batches), math.nan, device=device)
     val_acc: list[float] = []
     diverged_at = None
@@ -61,6 +64,6 @@ def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[
                 loss.backward()
                 optimizer.step()
                 advance(1)
-        val_acc.append(accuracy(model, data.x_val, data.y_val))
+        val_acc.append(accuracy(model, data.x_val, data.y_val, eval_masks))
         on_epoch(job, epoch + 1, model)
-    return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test), diverged_at)
+    return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test, eval_masks), diverged_at)

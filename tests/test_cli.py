@@ -85,6 +85,23 @@ def test_sequential_engine_and_chunks_give_the_same_table_shape(data_dir: Path, 
     assert info["config"]["engine"] == "sequential"
 
 
+def test_lesson_eval_scores_with_dropout_on(data_dir: Path, tmp_path: Path) -> None:
+    """--lesson-eval changes the accuracies (dropout stays on when scoring) but not the
+    training: the same batches, masks and losses; the table and run.json say so."""
+    runs = {}
+    for name, extra in (("eval", []), ("lesson", ["--lesson-eval"])):
+        result = compare("rule", "default", "--epochs", "1", "--train-samples", "2000", "--data-dir", str(data_dir),
+                         "--out", str(tmp_path / name), "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+        runs[name] = pd.read_csv(tmp_path / name / "runs.csv").set_index("scheme")
+    assert "scored with dropout on (--lesson-eval)" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "lesson" / "run.json").read_text())["config"]["lesson_eval"] is True
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "eval" / "losses.csv"),
+                                  pd.read_csv(tmp_path / "lesson" / "losses.csv"))
+    gap = runs["eval"]["val_acc"] - runs["lesson"]["val_acc"]
+    assert (gap.abs() > 0.001).all() and (gap.abs() < 0.1).all(), gap  # dropout noise, not another model
+
+
 def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", "--seeds", "1", "--repeats", "1", "--no-whole-process",
