@@ -1,23 +1,22 @@
 """The batched engine: one step advances every model of a group at once.
 
 The parameters of M models (same settings, any schemes and seeds) are stacked
-along a leading model axis: weights [M, out, in] (nn.Linear's layout, which is
-also the faster one for these products), biases [M, 1, out]. A step gathers each
-seed's batch once (models of one seed share it: with a single seed it is not even
-copied per model), runs the layers as batched matrix products, and backpropagates
-the sum of the per-model mean losses, so every model receives exactly its own
-gradient. Adam is element-wise, so one Adam over the stacked tensors would equal
-one Adam per model but for rounding: the fused kernel takes vector or scalar
-paths by an element's position in the tensor. So the optimizer is given each
-model's slices (views into the stacked parameters, gradients and moments) as
-tensors of their own, and every model's update is computed exactly as if it were
-alone. Initial weights, batch orders and dropout masks come from each model's own
-generators (see jobs.py), so a model's numbers do not depend on the others in its
-group.
+along a leading model axis: weights [M, out, in] (nn.Linear's layout), biases
+[M, 1, out], each model's slice aligned as a tensor of its own would be. A step
+gathers each seed's batch once (models of one seed share it: with a single seed
+it is not even copied per model), runs the layers forward and backward by hand
+into buffers made once, and gives Adam each model's slices. Nothing in the step
+mixes models, and on the CPU each rounding-sensitive operation is called per
+model (see Population), so every model's numbers are exactly those it gets
+alone, whichever models share its group. Initial weights, batch orders and
+dropout masks come from each model's own generators (see jobs.py).
 
-On the GPU nothing in the loop waits for the device: losses go into a
-preallocated device tensor and come back once per epoch, and divergence is
-handled with masks rather than branches.
+What batching buys on the CPU is one step for all models: the batch gathered
+once, the dropout masks, the element-wise work that rounds alike in any kernel
+and Adam done in one call each, no autograd, no allocation. On the GPU every
+operation is one call for all models, and nothing in the loop waits for the
+device: losses go into a preallocated device tensor and come back once per
+epoch, and divergence is handled with masks rather than branches.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -37,21 +37,30 @@ from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, Dr
 
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
 aten = torch.ops.aten
-# Each activation as (forward into `out`, gradient w.r.t. its input from the gradient
-# w.r.t. its output, in place), from z = its input and y = its output.
+class ActivationOps(NamedTuple):
+    """An activation's forward into ``out`` (from z, its input) and its gradient w.r.t. z,
+    in place in ``g`` (from g, z and y, its output); ``rounds_alike``: both are
+    comparisons and selections, exact in any kernel, so one call may cover all models."""
+
+    forward: Callable[[Tensor, Tensor], object]
+    backward: Callable[[Tensor, Tensor, Tensor], object]
+    rounds_alike: bool = False
+
+
 ACTIVATION_OPS = {
-    "relu": (lambda z, out: torch.clamp_min(z, 0.0, out=out),
-             lambda g, z, y: aten.threshold_backward.grad_input(g, z, 0, grad_input=g)),
-    "tanh": (lambda z, out: torch.tanh(z, out=out),
-             lambda g, z, y: aten.tanh_backward.grad_input(g, y, grad_input=g)),
-    "sigmoid": (lambda z, out: torch.sigmoid(z, out=out),
-                lambda g, z, y: aten.sigmoid_backward.grad_input(g, y, grad_input=g)),
-    "gelu": (lambda z, out: aten.gelu.out(z, out=out),
-             lambda g, z, y: aten.gelu_backward.grad_input(g, z, grad_input=g)),
-    "selu": (lambda z, out: aten.elu.out(z, **SELU, out=out),
-             lambda g, z, y: aten.elu_backward.grad_input(g, **SELU, is_result=False, self_or_result=z,
-                                                          grad_input=g)),
+    "relu": ActivationOps(lambda z, out: torch.clamp_min(z, 0.0, out=out),
+                          lambda g, z, y: aten.threshold_backward.grad_input(g, z, 0, grad_input=g), True),
+    "tanh": ActivationOps(lambda z, out: torch.tanh(z, out=out),
+                          lambda g, z, y: aten.tanh_backward.grad_input(g, y, grad_input=g)),
+    "sigmoid": ActivationOps(lambda z, out: torch.sigmoid(z, out=out),
+                             lambda g, z, y: aten.sigmoid_backward.grad_input(g, y, grad_input=g)),
+    "gelu": ActivationOps(lambda z, out: aten.gelu.out(z, out=out),
+                          lambda g, z, y: aten.gelu_backward.grad_input(g, z, grad_input=g)),
+    "selu": ActivationOps(lambda z, out: aten.elu.out(z, **SELU, out=out),
+                          lambda g, z, y: aten.elu_backward.grad_input(g, **SELU, is_result=False, self_or_result=z,
+                                                                       grad_input=g)),
 }
+PER_MODEL_DEVICES = ("cpu",)  # where rounding-sensitive ops are called per model (exact)
 ALIGN = 64  # floats (256 bytes): every model's slice of a stacked tensor starts this aligned
 MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
 
@@ -70,23 +79,25 @@ class Population:
     forward and backward passes into buffers made once and reused every step (no
     autograd), and Adam (torch.optim.Adam's defaults) over each model's slices.
 
-    How the step is called decides whether it is exact. On the CPU, MKL and ATen pick
-    kernels by a tensor's extent (a batched product of 6 matrices takes other kernels
-    than one of 1; an element-wise op rounds the tail of its range, or of each thread's
-    share, in scalar code), so a stacked call rounds a model's numbers differently with
-    other companions. So on the CPU every operation of the step is called on one model's
-    slice at a time, on memory aligned as a lone model's would be: a model's numbers are
-    then those it gets alone, on any CPU and kernel path. On a GPU one call covers all
-    models (per-model calls would cost a kernel launch each), which agrees to rounding."""
+    How an operation is called decides whether it is exact. On the CPU, MKL and ATen
+    pick kernels by a tensor's extent: a batched product of 6 matrices takes other
+    kernels than one of 1, and an element-wise op computes the tail of its range (or
+    of each thread's share) in scalar code, which rounds transcendental functions
+    differently. So on the CPU the products, the reductions and the activations that
+    round are called on one model's slice at a time (``_each``), on memory aligned as a
+    lone model's would be; only operations that round the same in any kernel (one IEEE
+    multiply, a comparison) are called once for all models. A model's numbers are then
+    those it gets alone, on any CPU and kernel path. On a GPU every operation is one
+    call for all models (a call per model would cost a kernel launch each): there the
+    numbers agree to rounding."""
 
     def __init__(self, jobs: Sequence[Job], x_train: Tensor, device: torch.device) -> None:
         models = [initial_model(job, x_train) for job in jobs]
         self.activation_name = jobs[0].settings.activation
-        self.activation, self.activation_grad = ACTIVATION_OPS[self.activation_name]
+        self.ops = ACTIVATION_OPS[self.activation_name]
         layers = [list(group) for group in zip(*(m.layers for m in models))]
         self.m, self.device = len(jobs), device
-        # One model's slice at a time on the CPU (exact), all models at once elsewhere.
-        self.parts: list[int | slice] = list(range(self.m)) if device.type == "cpu" else [slice(None)]
+        self.per_model = device.type in PER_MODEL_DEVICES
         self.seeds = sorted({job.seed for job in jobs})  # the order of train_step's rows of ``idx``
         self.seed_row = torch.tensor([self.seeds.index(job.seed) for job in jobs], device=device)
         self.weights = [self._stack([l.weight.detach() for l in ls]) for ls in layers]
@@ -131,23 +142,31 @@ class Population:
             self._buffers[name, shape] = stacked(self.m, shape, self.device)
         return self._buffers[name, shape]
 
+    def _each(self, op: Callable[..., object], *tensors: Tensor, together: bool = False) -> None:
+        """``op`` on the stacked ``tensors``: on the CPU once per model, on its slices,
+        unless ``together`` (an op that rounds the same in any kernel)."""
+        if together or not self.per_model:
+            op(*tensors)
+            return
+        for k in range(self.m):
+            op(*(t[k] for t in tensors))
+
     def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[tuple[Tensor, Tensor, Tensor]]:
         """x: [M, B, 784] -> for every layer (z, y, h): its linear output, its activation
         and that after dropout (the next layer's input); for the last, all three are the logits."""
-        rows, last = x.shape[1], len(self.weights) - 1
-        outputs = [(self._buffer(f"z{i}", rows, w.shape[1]), self._buffer(f"y{i}", rows, w.shape[1]),
-                    self._buffer(f"h{i}", rows, w.shape[1])) for i, w in enumerate(self.weights)]
-        for p in self.parts:
-            h = x[p]
-            for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-                z, y, h_out = (t[p] for t in outputs[i])
-                _affine(z, b[p], h, w[p].transpose(-2, -1))
-                if i < last:
-                    self.activation(z, y)
-                    h = torch.mul(y, masks[i][p][..., :rows, :], out=h_out) if masks is not None else y
-        # Without dropout a layer's output is its activation; the last layer's, its logits.
-        return [(z, z if i == last else y, z if i == last else h if masks is not None else y)
-                for i, (z, y, h) in enumerate(outputs)]
+        outputs = []
+        rows = x.shape[1]
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = y = self._buffer(f"z{i}", rows, w.shape[1])
+            self._each(_matmul, z, x, w.transpose(1, 2))
+            x = z.add_(b)  # one IEEE add: rounds the same in any kernel
+            if i < len(self.weights) - 1:
+                y = x = self._buffer(f"y{i}", rows, w.shape[1])
+                self._each(self.ops.forward, z, y, together=self.ops.rounds_alike)
+                if masks is not None:  # one IEEE multiply: rounds the same in any kernel
+                    x = torch.mul(y, masks[i][:, :rows], out=self._buffer(f"h{i}", rows, w.shape[1]))
+            outputs.append((z, y, x))
+        return outputs
 
     def train_step(self, x_train: Tensor, y_train: Tensor, idx: Tensor, masks: list[Tensor] | None,
                    alive: Tensor) -> Tensor:
@@ -159,29 +178,24 @@ class Population:
         for s in range(n_seeds):
             torch.index_select(x_train, 0, idx[s], out=x[s])
         # Every model reads its seed's batch: a stride-0 view when there is one seed.
-        if n_seeds == 1:
-            x = x[:1].expand(self.m, -1, -1)
-        else:
-            x = torch.index_select(x, 0, self.seed_row, out=self._buffer("x_models", rows, x_train.shape[1]))
+        x = x[:1].expand(self.m, -1, -1) if n_seeds == 1 else torch.index_select(
+            x, 0, self.seed_row, out=self._buffer("x_models", rows, x_train.shape[1]))
         y = y_train[idx][self.seed_row].unsqueeze(-1)
-        layers = self.forward(x, masks)
-        loss = self._buffer("loss")
+        *hidden, (logits, _, _) = self.forward(x, masks)
+        loss, delta = self._buffer("loss"), self._buffer("delta", rows, logits.shape[-1])
+        self._each(_cross_entropy, loss, delta, logits, y)
+        inputs = [x, *(h for _, _, h in hidden)]
         n = len(self.weights)
-        for p in self.parts:
-            logp = torch.log_softmax(layers[-1][0][p], dim=-1)
-            torch.mean(logp.gather(-1, y[p]), (-2, -1), out=loss[p]).neg_()
-            # d(mean cross-entropy)/d(logits) = (softmax - onehot(y)) / B
-            delta = logp.exp_().scatter_add_(-1, y[p], torch.full(y[p].shape, -1.0, device=y.device)).div_(rows)
-            for i in reversed(range(n)):
-                h = x[p] if i == 0 else layers[i - 1][2][p]
-                torch.matmul(delta.transpose(-2, -1), h, out=self.grads[i][p])
-                torch.sum(delta, -2, keepdim=True, out=self.grads[n + i][p])
-                if i:  # back through layer i's input: the dropout and activation of layer i - 1
-                    delta = torch.matmul(delta, self.weights[i][p], out=self._buffer(f"delta{i}", rows, h.shape[-1])[p])
-                    if masks is not None:
-                        delta.mul_(masks[i - 1][p][..., :rows, :])
-                    z, y_act, _ = layers[i - 1]
-                    self.activation_grad(delta, z[p], y_act[p])
+        for i in reversed(range(n)):
+            self._each(_weight_and_bias_grad, self.grads[i], self.grads[n + i], delta, inputs[i])
+            if i:  # back through layer i's input: the dropout and activation of layer i - 1
+                w = self.weights[i]
+                delta_in = self._buffer(f"delta{i}", rows, w.shape[2])
+                self._each(_matmul, delta_in, delta, w)
+                delta = delta_in
+                if masks is not None:
+                    delta.mul_(masks[i - 1][:, :rows])
+                self._each(self.ops.backward, delta, *hidden[i - 1][:2], together=self.ops.rounds_alike)
         loss = loss.clone()
         alive &= torch.isfinite(loss)
         # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
@@ -210,9 +224,24 @@ class Population:
         return hits.double() / len(y)
 
 
-def _affine(out: Tensor, bias: Tensor, x: Tensor, weight_t: Tensor) -> None:
-    """out = bias + x @ weight_t, for one model's 2-D slices or all models' 3-D stacks."""
-    (torch.addmm if out.dim() == 2 else torch.baddbmm)(bias, x, weight_t, out=out)
+# The step's operations, each written once for one model's 2-D slices ([B, units]) or
+# for all models' 3-D stacks ([M, B, units]).
+
+def _matmul(out: Tensor, a: Tensor, b: Tensor) -> None:
+    torch.matmul(a, b, out=out)
+
+
+def _cross_entropy(loss: Tensor, delta: Tensor, logits: Tensor, y: Tensor) -> None:
+    """loss = the mean cross-entropy of ``logits`` against the labels ``y`` ([..., B, 1]);
+    delta = its gradient w.r.t. the logits, (softmax - onehot(y)) / B."""
+    logp = torch.log_softmax(logits, dim=-1, out=delta)
+    torch.mean(logp.gather(-1, y), (-2, -1), out=loss).neg_()
+    logp.exp_().scatter_add_(-1, y, torch.full(y.shape, -1.0, device=y.device)).div_(y.shape[-2])
+
+
+def _weight_and_bias_grad(weight_grad: Tensor, bias_grad: Tensor, delta: Tensor, x: Tensor) -> None:
+    torch.matmul(delta.transpose(-2, -1), x, out=weight_grad)
+    torch.sum(delta, -2, keepdim=True, out=bias_grad)
 
 
 def bytes_per_model(s: TrainSettings) -> int:

@@ -183,6 +183,19 @@ def test_code_path_is_the_one_asked_for() -> None:
     assert wanted is None or torch.backends.cpu.get_cpu_capability() == wanted.upper()
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_stacked_form_agrees_with_the_per_model_form(small, monkeypatch, activation: str) -> None:
+    """The form a GPU runs (one call per operation for all models), run here on the CPU:
+    the losses agree with the exact per-model form to rounding, the accuracies to a few images."""
+    settings = TrainSettings(epochs=1, activation=activation, lesson_eval=True)
+    jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "xavier_normal")]
+    exact = batched.train(jobs, small, CPU)
+    monkeypatch.setattr(batched, "PER_MODEL_DEVICES", ())
+    for a, b in zip(exact, batched.train(jobs, small, CPU)):
+        torch.testing.assert_close(a.losses[0, :10], b.losses[0, :10], rtol=1e-5, atol=0)
+        assert abs(a.val_acc[0] - b.val_acc[0]) < 0.005 and abs(a.test_acc - b.test_acc) < 0.005
+
+
 @pytest.mark.exactness
 def test_lesson_eval_masks_are_each_models_own(small) -> None:
     """Scored with dropout on, a model's accuracies are the same alone as in a group, and
