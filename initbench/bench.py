@@ -101,6 +101,9 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, An
     }
     if config.device.type != "cpu":
         del cases["lesson"]  # the lesson's pipeline runs on the CPU only
+    for name, (_, work) in cases.items():  # once untimed: first-call costs (MKL's start-up, allocations)
+        work()
+        log(f"warm-up: {name}")
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(config.repeats):
         for name, (model_epochs, work) in cases.items():
