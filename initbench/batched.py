@@ -71,7 +71,7 @@ def stacked(m: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
     size = math.prod(shape)
     stride = -(-size // ALIGN) * ALIGN
     inner = torch.empty(shape, device="meta").stride()
-    return torch.empty(m * stride + ALIGN, device=device).as_strided((m, *shape), (stride, *inner))
+    return torch.empty(m * stride, device=device).as_strided((m, *shape), (stride, *inner))
 
 
 class Population:
@@ -113,7 +113,7 @@ class Population:
         self._adam_lists = [[t[i] for t in group for i in range(self.m)] for group in tensors]
         self.lr = jobs[0].settings.lr
         self.step = torch.zeros((), device=device)
-        self._buffers: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+        self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
 
     def _stack(self, tensors: list[Tensor]) -> Tensor:
         out = stacked(len(tensors), tuple(tensors[0].shape), self.device)
@@ -136,11 +136,13 @@ class Population:
                 layer.bias.copy_(b[i, 0])
         return model
 
-    def _buffer(self, name: str, *shape: int) -> Tensor:
-        """A preallocated [M, *shape] tensor, made on first use and reused by every later step."""
-        if (name, shape) not in self._buffers:
-            self._buffers[name, shape] = stacked(self.m, shape, self.device)
-        return self._buffers[name, shape]
+    def _buffer(self, name: str, *shape: int, count: int | None = None) -> Tensor:
+        """A preallocated [count (default M), *shape] tensor, made on first use and reused
+        by every later step."""
+        count = self.m if count is None else count
+        if (name, count, shape) not in self._buffers:
+            self._buffers[name, count, shape] = stacked(count, shape, self.device)
+        return self._buffers[name, count, shape]
 
     def _each(self, op: Callable[..., object], *tensors: Tensor, together: bool = False) -> None:
         """``op`` on the stacked ``tensors``: on the CPU once per model, on its slices,
@@ -174,7 +176,7 @@ class Population:
         the per-model mean cross-entropy [M]. A model whose loss is not finite is marked
         dead in ``alive`` (in place), and dead models are left exactly as they are."""
         n_seeds, rows = idx.shape
-        x = self._buffer("x", rows, x_train.shape[1])[:n_seeds]
+        x = self._buffer("x", rows, x_train.shape[1], count=n_seeds)
         for s in range(n_seeds):
             torch.index_select(x_train, 0, idx[s], out=x[s])
         # Every model reads its seed's batch: a stride-0 view when there is one seed.
