@@ -144,10 +144,11 @@ def test_engines_agree_for_every_activation(small, activation: str) -> None:
 
 
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu", "selu"]
-# Every width from 1 to 16, each in one position (first hidden layer, second, or the only
-# one, so feeding the 10-unit output layer), under every activation in turn; then the
-# lesson's shapes and a deep stack. Narrow products are where MKL switches kernels.
-NARROW = [(ACTIVATIONS[w % 5], ((w,), (w, 32), (32, w))[w % 3]) for w in range(1, 17)]
+# Every width from 1 to 16 in every position (the only hidden layer, the first of two,
+# the second of two: the last two feed the 10-unit output layer), the activations in
+# turn; then the lesson's shapes and a deep stack. Narrow products are where MKL
+# switches kernels.
+NARROW = [(ACTIVATIONS[(w + i) % 5], hidden) for w in range(1, 17) for i, hidden in enumerate(((w,), (w, 32), (32, w)))]
 SHAPES = [*((a, (256, 128)) for a in ACTIVATIONS), ("relu", (64,) * 6), ("tanh", (64,) * 6), *NARROW]
 
 
