@@ -220,9 +220,10 @@ class Population:
     @torch.no_grad()
     def accuracy(self, x: Tensor, y: Tensor, masks: DropoutMasks | None = None) -> Tensor:
         """Each model's fraction classified right, [M]; with ``masks``, dropout stays on."""
-        hits = sum(correct(self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), masks.at(0) if masks else None)[-1][0],
-                           y[i:i + EVAL_CHUNK])
-                   for i in range(0, len(y), EVAL_CHUNK))
+        hits = 0
+        for i in range(0, len(y), EVAL_CHUNK):
+            logits = self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), masks.at(0) if masks else None)[-1][0]
+            hits = hits + correct(logits, y[i:i + EVAL_CHUNK])
         return hits.double() / len(y)
 
 
@@ -254,7 +255,7 @@ def bytes_per_model(s: TrainSettings) -> int:
     params = sum(a * b + b for a, b in pairwise(sizes))
     activations = 4 * s.batch_size * sum(sizes)
     masks = MASK_BLOCK * s.batch_size * sum(s.hidden)
-    evaluation = 3 * EVAL_CHUNK * sum(sizes[1:]) + (EVAL_CHUNK * sum(s.hidden) if s.lesson_eval else 0)
+    evaluation = 3 * EVAL_CHUNK * sum(sizes[1:]) + (EVAL_CHUNK * sum(s.hidden) if s.eval_dropout else 0)
     return 4 * (4 * params + activations + masks + evaluation)
 
 

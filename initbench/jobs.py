@@ -35,6 +35,11 @@ class TrainSettings:
     bias: str = "scheme"  # the scheme's own bias, or "zeros", or "default" (PyTorch's)
     lesson_eval: bool = False  # score with dropout still on, as the lesson's helper does (no model.eval())
 
+    @property
+    def eval_dropout(self) -> bool:
+        """Whether models are scored with dropout on (--lesson-eval, and dropout to leave on)."""
+        return self.lesson_eval and self.dropout > 0
+
 
 @dataclass(frozen=True)
 class Job:
@@ -89,7 +94,7 @@ def dropout_generator(job: Job, device: torch.device, purpose: str = "dropout") 
 def evaluation_masks(jobs: Sequence[Job], device: torch.device) -> DropoutMasks | None:
     """Under --lesson-eval (and dropout), each model's evaluation masks from its own stream."""
     s = jobs[0].settings
-    if not (s.lesson_eval and s.dropout):
+    if not s.eval_dropout:
         return None
     return DropoutMasks.for_evaluation(s.dropout, s.hidden, [dropout_generator(job, device, "eval-dropout")
                                                              for job in jobs], device)

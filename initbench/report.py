@@ -80,13 +80,13 @@ def bench_table(numbers: dict) -> Table:
     for key, label in names.items():
         if key in per:
             speedup = f"{per['lesson'] / per[key]:.1f}x" if "lesson" in per else ""
-            t.add_row(label, f"{per[key]:.3f}", _range(spread[key], "{:.3f}"), f"{per[key] / per['floor']:.2f}", speedup)
+            t.add_row(label, f"{per[key]:.3f}", _range(spread[key], "{:.3f}"), f"{per[key] / per['floor']:.2f}",
+                      speedup)
     if whole:
         t.add_section()
-        t.add_row("compare, whole process", f"{whole['compare_seconds']:.1f} s", _range(whole["spread"]["compare"], "{:.1f}"),
-                  "", f"{whole['speedup']:.1f}x")
-        t.add_row("lesson, whole process", f"{whole['lesson_seconds']:.1f} s", _range(whole["spread"]["lesson"], "{:.1f}"),
-                  "", "1.0x")
+        for name, speedup in (("compare", f"{whole['speedup']:.1f}x"), ("lesson", "1.0x")):
+            t.add_row(f"{name}, whole process", f"{whole[name + '_seconds']:.1f} s",
+                      _range(whole["spread"][name], "{:.1f}"), "", speedup)
     return t
 
 

@@ -87,7 +87,7 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             "run.json": results.json_writer(run_info),
             **extra,
         })
-    console.print(report.table(summary, config.train.epochs, config.train.lesson_eval and config.train.dropout > 0))
+    console.print(report.table(summary, config.train.epochs, config.train.eval_dropout))
     console.print(f"Results in {out}")
     return out
 

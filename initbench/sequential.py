@@ -15,6 +15,7 @@ from initbench.jobs import (EpochHook, Job, JobResult, batch_orders, batches_per
                             evaluation_masks, initial_model, result)
 from initbench.model import EVAL_CHUNK, DropoutMasks
 
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, masks: DropoutMasks | None = None) -> float:
     """The fraction classified right; with ``masks`` (one model's), dropout stays on."""

@@ -153,7 +153,8 @@ SHAPES = [*((a, (256, 128)) for a in ACTIVATIONS), ("relu", (64,) * 6), ("tanh",
 
 
 @pytest.mark.exactness
-@pytest.mark.parametrize(("activation", "hidden"), SHAPES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+@pytest.mark.parametrize(("activation", "hidden"), SHAPES,
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
 def test_batched_exact_alone_for_every_activation_and_shape(tiny, activation: str, hidden: tuple[int, ...]) -> None:
     """With dropout, three schemes x two seeds trained together give each model the losses
     and accuracies it gets alone, bit for bit (the CPU path calls every operation per model
