@@ -7,6 +7,7 @@ with no traceback unless --debug is given.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 import initbench
-from initbench.errors import InitbenchError
+from initbench.errors import InitbenchError, Terminated
 
 app = typer.Typer(
     help="Train the same network from different initial weights on real FashionMNIST and compare how they learn.",
@@ -33,6 +34,8 @@ DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceb
 @contextmanager
 def _errors_to_exit(debug: bool) -> Iterator[None]:
     err = Console(stderr=True)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # a batch system's timeout, a closed terminal
+        signal.signal(signum, _terminate)
     try:
         yield
     except InitbenchError as e:
@@ -40,15 +43,20 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
             raise
         err.print(Text("Error: ", style="bold red") + Text(str(e)))
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("Interrupted: no result files were written.")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        err.print(f"Interrupted by {signal.Signals(signum).name}: no result files were written.")
+        raise typer.Exit(128 + signum) from None
     except Exception as e:
         if debug:
             raise
         err.print(Text("Unexpected error: ", style="bold red") + Text(f"{type(e).__name__}: {e}. "
                   "Run again with --debug for the traceback."))
         raise typer.Exit(1) from None
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 def _version(value: bool) -> None:
@@ -75,8 +83,12 @@ ActivationOption = Annotated[Optional[str], _opt(help="relu, tanh, sigmoid, gelu
 BiasOption = Annotated[Optional[str], _opt(
     help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
     default="scheme")]
-DataDirOption = Annotated[Optional[Path], _opt(help="Where FashionMNIST is kept.",
-                                               default="$INITBENCH_DATA_DIR or ~/.cache/initbench")]
+# Paths are taken as text, so that an empty one reaches the parser (and is refused)
+# rather than becoming the current folder.
+DataDirOption = Annotated[Optional[str], _opt(help="Where FashionMNIST is kept.",
+                                              default="$INITBENCH_DATA_DIR or ~/.cache/initbench")]
+OverwriteOption = Annotated[Optional[bool], typer.Option(
+    "--overwrite", help="Replace an --out folder that already holds files, whole.", show_default=False)]
 
 
 @app.command()
@@ -112,8 +124,9 @@ def compare(
         help="At most this many models per batched step; more are trained in chunks.",
         default="what fits in half the free memory")] = None,
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[Path], _opt("--out", "-o", help="Output folder.",
-                                        default="results/<timestamp>-<schemes>")] = None,
+    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.",
+                                       default="results/<timestamp>-<schemes>")] = None,
+    overwrite: OverwriteOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages; only the table.")] = False,
     debug: DebugOption = False,
 ) -> None:
@@ -130,7 +143,7 @@ def compare(
             "activation": activation, "bias": bias, "track_stats": track_stats, "lesson_eval": lesson_eval,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
             "device": device, "engine": engine, "max_batch_models": max_batch_models,
-            "data_dir": data_dir, "out": out,
+            "data_dir": data_dir, "out": out, "overwrite": overwrite,
         }
         resolved = config_mod.resolve(config, {k: v for k, v in options.items() if v is not None})
         runner.compare(resolved, Console(), quiet=quiet)
@@ -161,8 +174,9 @@ def inspect(
     bias: BiasOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights.", min=0)] = 0,
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[Path], _opt("--out", "-o", help="Output folder.",
-                                        default="results/<timestamp>-inspect")] = None,
+    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.",
+                                       default="results/<timestamp>-inspect")] = None,
+    overwrite: OverwriteOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Build each scheme's model, run one forward and backward pass on 500 real images, and
@@ -172,7 +186,7 @@ def inspect(
         from initbench import config as config_mod, runner
 
         options = {"schemes": schemes or None, "hidden": hidden, "activation": activation, "bias": bias,
-                   "seeds": [seed], "data_dir": data_dir, "out": out}
+                   "seeds": [seed], "data_dir": data_dir, "out": out, "overwrite": overwrite}
         runner.inspect(config_mod.resolve(None, {k: v for k, v in options.items() if v is not None}), Console())
 
 
@@ -185,16 +199,17 @@ def bench(
         help="Also time whole processes: initbench compare against the lesson's pipeline (a few minutes).")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[Path], _opt("--out", "-o", help="JSON file for the results.",
-                                        default="results/<timestamp>-bench.json")] = None,
+    out: Annotated[Optional[str], _opt("--out", "-o", help="JSON file for the results.",
+                                       default="results/<timestamp>-bench.json")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Time the batched and sequential engines, the lesson's DataLoader pipeline and the bare
     matrix products (the floor) per model-epoch; print the ratios and write them to JSON."""
     with _errors_to_exit(debug):
-        from initbench import runner
+        from initbench import config as config_mod, runner
 
-        runner.bench(seeds, repeats, whole_process, device, data_dir, out, Console())
+        paths = config_mod.resolve(None, {k: v for k, v in (("data_dir", data_dir), ("out", out)) if v is not None})
+        runner.bench(seeds, repeats, whole_process, device, paths.data_dir, paths.out, Console())
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ class RunConfig:
     max_batch_models: int | None = None  # None: as many as fit in half the free memory
     data_dir: Path = field(default_factory=default_data_dir)
     out: Path | None = None  # None: results/<timestamp>-<schemes>
+    overwrite: bool = False  # replace an --out folder that already holds files, whole
 
     def jobs(self) -> list[Job]:
         """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
@@ -169,6 +170,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_batch_models": _optional(_whole(1)),
     "data_dir": _path,
     "out": _optional(_path),
+    "overwrite": _flag,
 }
 CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}

@@ -7,13 +7,17 @@ never leaves a half-written result behind.
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import os
 import platform
+import secrets
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,26 +121,81 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@dataclass
+class RunFolder:
+    """Where a run writes (``staging``) and, once it is whole, where it is (``path``)."""
+
+    staging: Path
+    path: Path
+
+
+def check_destination(dest: Path, overwrite: bool) -> None:
+    """Refuse, before any work, a destination that is a file, or a folder that already
+    holds files (unless ``overwrite``), or one that --overwrite must never replace."""
+    if dest.exists() and not dest.is_dir():
+        raise InitbenchError(f"The output folder {dest} is a file. Choose another with --out.")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not overwrite:
+            raise InitbenchError(f"The output folder {dest} already holds files. Choose another with --out, or "
+                                 "add --overwrite to replace it whole with this run's results.")
+        resolved, cwd = dest.resolve(), Path.cwd().resolve()
+        if resolved in (cwd, *cwd.parents, Path.home().resolve()):
+            raise InitbenchError(f"--overwrite will not replace {dest}: it is the current folder, one above it "
+                                 "or your home folder. Choose a folder of its own with --out.")
+
+
 @contextmanager
-def output_dir(path: Path) -> Iterator[Path]:
-    """Create ``path`` and check it is writable before any work starts; if the run then
-    fails, remove the folder again when this call created it and it is still empty."""
-    existed = path.is_dir()
+def run_folder(dest: Path, overwrite: bool = False) -> Iterator[RunFolder]:
+    """A run staged in a hidden folder beside ``dest`` and moved into place in one rename
+    when the block completes, so ``dest`` is always one whole run or absent, whatever
+    fails or whichever signal arrives; the staging folder is removed if the block fails.
+    If another run took ``dest`` meanwhile, this one goes to ``dest-2`` (``-3``...)."""
+    check_destination(dest, overwrite)
+    staging = dest.parent / f".{dest.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".initbench-probe-{os.getpid()}"
+        staging.mkdir(parents=True)
+    except OSError as e:
+        raise InitbenchError(
+            f"Cannot write to the output folder's parent {dest.parent}: {e.strerror or e}. Choose another with --out."
+        ) from None
+    folder = RunFolder(staging, dest)
+    try:
+        yield folder
+        folder.path = _move_into_place(staging, dest, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _move_into_place(staging: Path, dest: Path, overwrite: bool) -> Path:
+    if overwrite and dest.is_dir():
+        old = staging.with_name(staging.name.replace(".partial-", ".replaced-"))
+        dest.rename(old)
+        staging.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+        return dest
+    for n in range(1, 1000):
+        target = dest if n == 1 else dest.with_name(f"{dest.name}-{n}")
+        try:
+            staging.rename(target)  # atomic; fails on a file or on a folder that holds files
+            return target
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+    raise InitbenchError(f"Could not find a free name beside {dest}; the run is in {staging}.")
+
+
+def check_file_destination(path: Path) -> None:
+    """Refuse, before any work, an output file path that is a folder or cannot be written."""
+    if path.is_dir():
+        raise InitbenchError(f"{path} is a folder; --out takes a file name here, e.g. {path / 'bench.json'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".initbench-probe-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise InitbenchError(
-            f"Cannot write to the output folder {path}: {e.strerror or e}. Choose another with --out."
-        ) from None
-    try:
-        yield path
-    except BaseException:
-        if not existed and not any(path.iterdir()):
-            path.rmdir()
-        raise
+        raise InitbenchError(f"Cannot write to {path.parent}: {e.strerror or e}. Choose another with --out.") from None
 
 
 def write_files(out: Path, writers: Mapping[str, Callable[[Path], None]]) -> None:
@@ -144,7 +203,7 @@ def write_files(out: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
     staged: list[tuple[Path, Path]] = []
     try:
         for name, write in writers.items():
-            staged.append((out / f".{name}.tmp", out / name))
+            staged.append((out / f".{name}.{os.getpid()}.tmp", out / name))
             write(staged[-1][0])
         for tmp, final in staged:
             tmp.replace(final)

@@ -35,7 +35,8 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
     device = engine.resolve_device(config.device)
     log = _logger(console, quiet)
     names = "-".join(config.schemes[:MAX_NAME_SCHEMES]) + ("-etc" if len(config.schemes) > MAX_NAME_SCHEMES else "")
-    with results.output_dir(config.out or _stamped(started, names)) as out:
+    with results.run_folder(config.out or _stamped(started, names), config.overwrite) as folder:
+        out = folder.staging
         splits = data.load(config.data_dir, config.split_seed, config.train_samples, log).to(device)
         jobs = config.jobs()
         n_batches = batches_per_epoch(len(splits.y_train), config.train.batch_size)
@@ -61,7 +62,7 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
         summary = results.summary_frame(runs)
         losses = results.losses_frame(trained)
         run_info = {
-            "config": config.to_dict() | {"out": str(out)},
+            "config": config.to_dict() | {"out": str(folder.path)},
             **results.environment(device),
             "data": splits.sizes(),
             "started": started.isoformat(timespec="seconds"),
@@ -88,8 +89,15 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             **extra,
         })
     console.print(report.table(summary, config.train.epochs, config.train.eval_dropout))
-    console.print(f"Results in {out}")
-    return out
+    _print_where(console, folder)
+    return folder.path
+
+
+def _print_where(console: Console, folder: results.RunFolder) -> None:
+    requested = folder.staging.name.split(".partial-")[0][1:]
+    if folder.path.name != requested:
+        console.print(f"{folder.path.parent / requested} was taken by another run meanwhile.")
+    console.print(f"Results in {folder.path}")
 
 
 def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
@@ -100,12 +108,12 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
     started = datetime.now().astimezone()
     device = engine.resolve_device(device_name)
     out = out or _stamped(started, "bench.json")
-    with results.output_dir(out.parent):
-        config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
-                                       data_dir=data_dir or data.default_data_dir())
-        numbers = benchmark.run(config, _logger(console))
-        numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
-        results.write_files(out.parent, {out.name: results.json_writer(numbers)})
+    results.check_file_destination(out)
+    config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
+                                   data_dir=data_dir or data.default_data_dir())
+    numbers = benchmark.run(config, _logger(console))
+    numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
+    results.write_files(out.parent, {out.name: results.json_writer(numbers)})
     console.print(report.bench_table(numbers))
     console.print(f"Results in {out}")
     return numbers
@@ -115,8 +123,8 @@ def inspect(config: RunConfig, console: Console) -> Path:
     """Build each scheme's model (seed ``config.seeds[0]``), run one forward and backward
     pass on real images, print and write its per-layer statistics, flags and pictures."""
     started = datetime.now().astimezone()
-    out = config.out or _stamped(started, "inspect")
-    with results.output_dir(out):
+    with results.run_folder(config.out or _stamped(started, "inspect"), config.overwrite) as folder:
+        out = folder.staging
         splits = data.load(config.data_dir, config.split_seed, log=_logger(console))
         x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
         rows, found, weights = [], {}, {}
@@ -130,11 +138,11 @@ def inspect(config: RunConfig, console: Console) -> Path:
         frame = pd.DataFrame(rows)
         results.write_files(out, {
             "inspect.csv": results.csv_writer(frame),
-            "inspect.json": results.json_writer({"config": config.to_dict() | {"out": str(out)}, "flags": found,
+            "inspect.json": results.json_writer({"config": config.to_dict() | {"out": str(folder.path)}, "flags": found,
                                                  **results.environment(torch.device("cpu"))}),
             "weights_hist.png": lambda p: report.plot_weight_histograms(weights, p),
             "activations.png": lambda p: report.plot_layer_profile(
                 frame, p, f"At init, on {diagnostics.STATS_BATCH} validation images ({config.train.activation})"),
         })
-    console.print(f"Results in {out}")
-    return out
+    _print_where(console, folder)
+    return folder.path
