@@ -64,6 +64,18 @@ ALIASES = {
     "Orthogonal": "orthogonal", "OrthogonalInitializer": "orthogonal", "orthogonal_initializer": "orthogonal",
 }
 ALIAS_CONVENTION = "keras"
+FLOAT32_MAX = 3.4028234663852886e38  # weights are float32: a larger "finite" value would be inf
+# Each scheme parameter: the values it may take, what it means and its range in words.
+_FLOAT32 = "a finite float32 number (at most 3.4e38 in size)"
+PARAMETERS: dict[str, tuple[Callable[[float], bool], str, str]] = {
+    "value": (lambda v: abs(v) <= FLOAT32_MAX, "the weight every unit gets", _FLOAT32),
+    "low": (lambda v: abs(v) <= FLOAT32_MAX, "the lower end of the range", _FLOAT32),
+    "high": (lambda v: abs(v) <= FLOAT32_MAX, "the upper end of the range", _FLOAT32),
+    "std": (lambda v: 0 < v <= FLOAT32_MAX, "the standard deviation", "a finite number above 0"),
+    "gain": (lambda v: 0 < v <= FLOAT32_MAX, "the factor the weights are scaled by", "a finite number above 0"),
+    "sparsity": (lambda v: 0 <= v < 1, "the fraction of each column's weights set to 0",
+                 "from 0 up to (not including) 1"),
+}
 KERAS_TRUNCATED_STD = 0.87962566103423978  # std of a standard normal cut at +-2, as Keras writes it
 
 
@@ -177,9 +189,23 @@ def get(spec: str) -> Scheme:
         raise InitbenchError(f"Scheme {name!r} takes no parameters (got {given!r}).")
     if not len(required) <= len(values) <= len(scheme.params) or not values:
         raise InitbenchError(f"Bad parameters in scheme {given!r}: write {usage(scheme)}, with numbers.")
-    bound = _with_gain(_FUNCTIONS[name], **dict(zip(scheme.params, values)))
+    params = dict(zip(scheme.params, values))
+    _check_parameters(given, params)
+    bound = _with_gain(_FUNCTIONS[name], **params)
     return Scheme(spec, bound, scheme.summary, scheme.formula, scheme.reference, scheme.params, scheme.data_dependent,
                   scheme.convention)
+
+
+def _check_parameters(spec: str, params: dict[str, float]) -> None:
+    """Refuse, when the name is parsed, a parameter outside its range (before any training)."""
+    for param, value in params.items():
+        valid, meaning, allowed = PARAMETERS[param]
+        if not valid(value):
+            raise InitbenchError(f"Bad parameter in scheme {spec!r}: {param} ({meaning}) must be {allowed}; "
+                                 f"got {value:g}.")
+    if "low" in params and "high" in params and not params["low"] < params["high"]:
+        raise InitbenchError(f"Bad parameters in scheme {spec!r}: low must be below high "
+                             f"(got low {params['low']:g}, high {params['high']:g}).")
 
 
 @torch.no_grad()

@@ -352,3 +352,30 @@ def test_variance_scaling_gives_scale_over_n_as_keras(mode: str, distribution: s
                "untruncated_normal": ("normal", math.sqrt(3 / n)),
                "uniform": ("uniform", math.sqrt(9 / n))}[distribution]
     assert keras_deviations(w, kind, p) == []
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("sparse:-0.1", "sparsity (the fraction of each column's weights set to 0) must be from 0 up to"),
+    ("sparse:1.5", "sparsity"),
+    ("uniform:1,0", "low must be below high (got low 1, high 0)"),
+    ("uniform:-inf,inf", "low (the lower end of the range) must be a finite float32 number"),
+    ("normal:-1", "std (the standard deviation) must be a finite number above 0; got -1"),
+    ("normal:nan", "std"),
+    ("trunc_normal:0", "std"),
+    ("constant:1e40", "value (the weight every unit gets) must be a finite float32 number"),
+    ("Constant:1e40", "value"),
+    ("xavier_uniform:0", "gain (the factor the weights are scaled by) must be a finite number above 0"),
+    ("orthogonal:-1", "gain"),
+])
+def test_parameters_outside_their_range_are_refused_when_the_name_is_parsed(spec: str, words: str) -> None:
+    with pytest.raises(InitbenchError, match="Bad parameter") as raised:
+        schemes.get(spec)
+    assert words in str(raised.value) and repr(spec) in str(raised.value)
+
+
+@pytest.mark.parametrize("spec", ["sparse:0", "sparse:0.99", "uniform:-1,1", "uniform:0.5", "constant:-2",
+                                  "normal:1e-6", "xavier_normal:2", "RandomUniform"])
+def test_parameters_inside_their_range_are_accepted(spec: str) -> None:
+    weight, bias = torch.empty(16, 32), torch.empty(16)
+    schemes.get(spec).init(weight, bias, torch.Generator().manual_seed(0), 1.0)
+    assert torch.isfinite(weight).all()
