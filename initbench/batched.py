@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from initbench.data import Splits
+from initbench.errors import InitbenchError
 from initbench.jobs import (EpochHook, Job, JobResult, TrainSettings, batch_orders, batches_per_epoch, correct,
                             dropout_generator, evaluation_masks, initial_model, result)
 from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, DropoutMasks
@@ -272,7 +273,14 @@ def free_memory(device: torch.device) -> int:
 
 
 def default_max_models(s: TrainSettings, device: torch.device) -> int:
-    return max(1, int(MEMORY_SHARE * free_memory(device)) // bytes_per_model(s))
+    """As many models as fit in MEMORY_SHARE of the free memory; an error if not even one does."""
+    budget, need = int(MEMORY_SHARE * free_memory(device)), bytes_per_model(s)
+    if need > budget:
+        raise InitbenchError(f"One model with these settings needs about {need / 2**30:.1f} GiB (hidden "
+                             f"{','.join(map(str, s.hidden))}, batch size {s.batch_size}), more than half the "
+                             f"free memory on {device} ({budget / 2**30:.1f} GiB). Use smaller --hidden sizes "
+                             "or a smaller --batch-size.")
+    return budget // need
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device,

@@ -45,6 +45,12 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str =
           on_epoch: EpochHook | None = None) -> list[JobResult]:
     """One JobResult per job, in the order of ``jobs``; ``on_epoch`` sees each model at
     init (epoch 0) and after every epoch."""
+    if len(data.y_train) < max(job.settings.batch_size for job in jobs):
+        raise InitbenchError(f"--batch-size {max(job.settings.batch_size for job in jobs)} is larger than the "
+                             f"training set ({len(data.y_train)} images). Use a batch size of at most "
+                             f"{len(data.y_train)}, or train on more images (--train-samples).")
+    for settings in {job.settings for job in jobs}:
+        batched.default_max_models(settings, device)  # refuses, before any training, a model that cannot fit
     if engine == "sequential":
         return sequential.train(jobs, data, device, advance, on_epoch)
     return batched.train(jobs, data, device, advance, max_models, on_epoch)

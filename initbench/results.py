@@ -152,6 +152,7 @@ def run_folder(dest: Path, overwrite: bool = False) -> Iterator[RunFolder]:
     If another run took ``dest`` meanwhile, this one goes to ``dest-2`` (``-3``...)."""
     check_destination(dest, overwrite)
     staging = dest.parent / f".{dest.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # innermost first
     try:
         staging.mkdir(parents=True)
     except OSError as e:
@@ -164,6 +165,11 @@ def run_folder(dest: Path, overwrite: bool = False) -> Iterator[RunFolder]:
         folder.path = _move_into_place(staging, dest, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for parent in created:  # and the folders made to hold it (results/), if still empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise
 
 

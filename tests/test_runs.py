@@ -112,3 +112,18 @@ def test_bench_refuses_a_folder_as_its_file_before_any_work(tmp_path: Path) -> N
     result = runner.invoke(app, ["bench", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "is a folder; --out takes a file name" in " ".join(result.output.split())
     assert time.monotonic() - tic < 10  # refused at once, not after minutes of measuring
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--batch-size", "1000000", "--train-samples", "2000"], "--batch-size 1000000 is larger than the training set"),
+    (["--hidden", "100000x3"], "One model with these settings needs about"),
+])
+def test_impossible_sizes_are_refused_before_training(data_dir: Path, tmp_path: Path, monkeypatch, args,
+                                                      words) -> None:
+    """A batch larger than the training set, or a model larger than memory: a clear error at
+    once (not 14 GB and 48 s later), and no folder left behind, results/ included."""
+    monkeypatch.chdir(tmp_path)
+    tic = time.monotonic()
+    result = runner.invoke(app, ["compare", "rule", "--data-dir", str(data_dir), "--quiet", *args])
+    assert result.exit_code == 1 and words in " ".join(result.output.split()), result.output
+    assert time.monotonic() - tic < 20 and list(tmp_path.iterdir()) == []
