@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,13 @@ class RunConfig:
     def jobs(self) -> list[Job]:
         """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
         return [Job(scheme, seed, self.train) for seed in self.seeds for scheme in self.schemes]
+
+    def to_toml(self) -> str:
+        """This configuration as a config file: ``compare --config RUN/config.toml`` repeats
+        the run, into a new folder (``out`` and ``overwrite`` are left out, as are
+        settings left unset)."""
+        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in self.to_dict().items()
+                       if key not in ("out", "overwrite") and value is not None)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat, JSON-ready form: the same keys a config file uses."""

@@ -86,6 +86,7 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             "loss_full.png": lambda p: report.plot_losses(
                 losses, p, n_batches, None, f"Training loss over {config.train.epochs} epochs (log scale)"),
             "run.json": results.json_writer(run_info),
+            "config.toml": lambda p: p.write_text(config.to_toml()),
             **extra,
         })
     console.print(report.table(summary, config.train.epochs, config.train.eval_dropout))

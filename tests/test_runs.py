@@ -127,3 +127,20 @@ def test_impossible_sizes_are_refused_before_training(data_dir: Path, tmp_path: 
     result = runner.invoke(app, ["compare", "rule", "--data-dir", str(data_dir), "--quiet", *args])
     assert result.exit_code == 1 and words in " ".join(result.output.split()), result.output
     assert time.monotonic() - tic < 20 and list(tmp_path.iterdir()) == []
+
+
+def test_config_toml_repeats_the_run(data_dir: Path, tmp_path: Path) -> None:
+    """Every run folder holds its resolved configuration as a config file; feeding it back
+    trains the same models again, to the same numbers, into a new folder."""
+    first, again = tmp_path / "first", tmp_path / "again"
+    args = ["compare", "rule", "zeros", "--seed-list", "3,5", "--epochs", "1", "--train-samples", "1500", "--lr",
+            "2e-3", "--hidden", "64,32", "--activation", "tanh", "--data-dir", str(data_dir), "--quiet"]
+    assert runner.invoke(app, [*args, "--out", str(first)]).exit_code == 0
+    text = (first / "config.toml").read_text()
+    keys = [line.split(" = ")[0] for line in text.splitlines()]
+    assert "out" not in keys and "overwrite" not in keys and "train_samples" in keys
+    assert 'activation = "tanh"' in text and "seeds = [3, 5]" in text
+    repeat = runner.invoke(app, ["compare", "--config", str(first / "config.toml"), "--out", str(again), "--quiet"])
+    assert repeat.exit_code == 0, repeat.output
+    for name in ("accuracy.csv", "runs.csv", "losses.csv", "config.toml"):
+        assert (first / name).read_bytes() == (again / name).read_bytes(), name
