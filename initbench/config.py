@@ -25,6 +25,7 @@ from initbench.jobs import Job, TrainSettings
 from initbench.errors import InitbenchError
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
+MAX_WHOLE = 2**63 - 1  # the largest seed a torch.Generator takes, and a bound on every count
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,14 @@ class RunConfig:
 # --- parsers: each takes a raw value (from TOML or the CLI) and returns it checked, or raises ValueError
 
 
-def _whole(minimum: int) -> Callable[[Any], int]:
+def _whole(minimum: int, maximum: int = MAX_WHOLE) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be a whole number")
         if value < minimum:
             raise ValueError(f"must be at least {minimum}")
+        if value > maximum:
+            raise ValueError(f"must be at most {maximum} (2**63 - 1)")
         return value
     return parse
 
@@ -185,13 +188,18 @@ TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's settings; a missing, special (a FIFO would block), unreadable,
+    binary or malformed file is an error. A UTF-8 byte-order mark is allowed."""
+    if not path.exists():
+        raise InitbenchError(f"Config file {path} does not exist.")
+    if not path.is_file():
+        raise InitbenchError(f"Config file {path} is not a regular file. Give a TOML file with --config.")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise InitbenchError(f"Config file {path} does not exist.") from None
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except OSError as e:
         raise InitbenchError(f"Cannot read config file {path}: {e.strerror}.") from None
+    except UnicodeDecodeError:
+        raise InitbenchError(f"Config file {path} is not text (not UTF-8). Give a TOML file with --config.") from None
     except tomllib.TOMLDecodeError as e:
         raise InitbenchError(f"Config file {path} is not valid TOML: {e}.") from None
 

@@ -129,6 +129,8 @@ def _download(data_dir: Path, log: Callable[[str], None]) -> None:
 def ensure(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Path:
     """Make sure ``data_dir`` holds the verified IDX files; return their folder."""
     raw = raw_dir(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise InitbenchError(f"The data folder {data_dir} is a file. Give a folder with --data-dir.")
     if not all((raw / name).is_file() for name in SHA256):
         system = Path(os.environ.get(SYSTEM_DIR_ENV) or DEFAULT_SYSTEM_DIR)
         try:
@@ -136,8 +138,9 @@ def ensure(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Path:
                 _from_system_copy(system, raw, log)
             else:
                 _download(data_dir, log)
-        except PermissionError as e:
-            raise InitbenchError(f"Cannot write the data folder {data_dir}: {e.strerror}. Use --data-dir.") from e
+        except OSError as e:  # no permission, a full disk, a file where a folder must go
+            raise InitbenchError(f"Cannot write the data folder {data_dir}: {e.strerror or e}. "
+                                 "Free some space or use another --data-dir.") from e
     verify(raw)
     return raw
 

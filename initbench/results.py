@@ -213,6 +213,9 @@ def write_files(out: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
             write(staged[-1][0])
         for tmp, final in staged:
             tmp.replace(final)
+    except OSError as e:  # a full disk, a quota, a folder removed under the run
+        raise InitbenchError(f"Could not write the results in {out}: {e.strerror or e}. Free some space or "
+                             "choose another --out.") from e
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from initbench.config import RunConfig
 from initbench.jobs import Job, batches_per_epoch, initial_model
 from initbench.model import MLP
 
-MAX_NAME_SCHEMES = 8
+MAX_NAME_CHARS = 120  # of the scheme names in a default folder name (file systems allow 255 bytes)
 
 
 def _stamped(now: datetime, name: str) -> Path:
@@ -34,7 +34,8 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
     started = datetime.now().astimezone()
     device = engine.resolve_device(config.device)
     log = _logger(console, quiet)
-    names = "-".join(config.schemes[:MAX_NAME_SCHEMES]) + ("-etc" if len(config.schemes) > MAX_NAME_SCHEMES else "")
+    names = "-".join(config.schemes)
+    names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
     with results.run_folder(config.out or _stamped(started, names), config.overwrite) as folder:
         out = folder.staging
         splits = data.load(config.data_dir, config.split_seed, config.train_samples, log).to(device)

@@ -1,5 +1,6 @@
 """Defaults, config files and command-line options, and the errors for bad ones."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,28 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
         config.resolve(tmp_path / "nope.toml")
     with pytest.raises(InitbenchError, match="is not valid TOML"):
         config.resolve(write(tmp_path, "epochs = = 2\n"))
-    with pytest.raises(InitbenchError, match="Cannot read config file"):
+    with pytest.raises(InitbenchError, match="is not a regular file"):
         config.resolve(tmp_path)  # a folder
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(InitbenchError, match="is not a regular file"):
+        config.resolve(fifo)  # would block forever if opened
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(InitbenchError, match="is not text"):
+        config.resolve(binary)
+
+
+def test_a_byte_order_mark_is_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeffepochs = 3\n".encode("utf-8"))
+    assert config.resolve(path).train.epochs == 3
+
+
+def test_seeds_must_fit_a_generator() -> None:
+    with pytest.raises(InitbenchError, match=r"--split-seed: must be at most 9223372036854775807"):
+        config.resolve(None, {"split_seed": 2**70})
+    assert config.resolve(None, {"split_seed": 2**63 - 1}).split_seed == 2**63 - 1
 
 
 @pytest.mark.parametrize("name", ["lesson.toml", "smoke.toml", "deep-relu.toml", "deep-tanh.toml"])

@@ -144,3 +144,22 @@ def test_config_toml_repeats_the_run(data_dir: Path, tmp_path: Path) -> None:
     assert repeat.exit_code == 0, repeat.output
     for name in ("accuracy.csv", "runs.csv", "losses.csv", "config.toml"):
         assert (first / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_a_data_folder_that_is_a_file_is_an_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("data").write_text("not a folder")
+    result = runner.invoke(app, ["compare", "rule", "--data-dir", "data", "--quiet"])
+    assert result.exit_code == 1 and "The data folder data is a file" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_long_scheme_lists_get_a_default_name_the_file_system_takes(data_dir: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    schemes = [f"uniform:-0.0{i}000000000000001,0.0{i}000000000000001" for i in range(1, 9)]
+    result = runner.invoke(app, ["compare", *schemes, "--epochs", "1", "--train-samples", "500",
+                                 "--data-dir", str(data_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "results").iterdir()
+    assert len(folder.name.encode()) < 160 and folder.name.endswith("-etc") and schemes[0] in folder.name

@@ -379,3 +379,8 @@ def test_parameters_inside_their_range_are_accepted(spec: str) -> None:
     weight, bias = torch.empty(16, 32), torch.empty(16)
     schemes.get(spec).init(weight, bias, torch.Generator().manual_seed(0), 1.0)
     assert torch.isfinite(weight).all()
+
+
+def test_a_name_in_the_wrong_case_gets_the_right_one_suggested() -> None:
+    with pytest.raises(InitbenchError, match="Did you mean 'rule'"):
+        schemes.get("RULE")
