@@ -7,6 +7,8 @@ Used by ``initbench inspect`` (at init) and ``initbench compare --track-stats``
 
 from __future__ import annotations
 
+import math
+
 import copy
 
 import torch
@@ -65,6 +67,11 @@ def layer_stats(model: MLP, x: Tensor, y: Tensor) -> list[dict[str, float]]:
 def flags(rows: list[dict[str, float]]) -> list[str]:
     """What the statistics of one model say, in plain words (empty if nothing is wrong)."""
     found = []
+    overflowed = [r["layer"] for r in rows
+                  if not all(math.isfinite(r[k]) for k in ("weight_mean", "weight_std", "act_std", "grad_norm"))]
+    if overflowed:
+        found.append(f"non-finite values: layer(s) {', '.join(map(str, overflowed))} have weights, outputs or "
+                     "gradients that overflow float32 (inf or NaN); such a model cannot train")
     hidden = rows[:-1]
     symmetric = [r for r in hidden if r["units"] > 1 and r["distinct_units"] == 1]
     if symmetric:

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -154,10 +156,16 @@ def plot_weight_histograms(weights: dict[str, list], path: Path) -> None:
                              squeeze=False)
     for row, (scheme, layers) in zip(axes, weights.items()):
         for i, (ax, w) in enumerate(zip(row, layers)):
-            ax.hist(w.flatten().numpy(), bins=50, color="tab:blue")
+            values = w.flatten()
+            finite = values[torch.isfinite(values)].double().numpy()  # float64: a float32 range can overflow
+            if len(finite):
+                low, high = finite.min(), finite.max()
+                pad = 0 if high > low else max(0.5, abs(low) / 100)  # one value: a bar of some width
+                ax.hist(finite, bins=50, range=(low - pad, high + pad), color="tab:blue")
+            left_out = "" if len(finite) == len(values) else f" ({len(values) - len(finite)} non-finite left out)"
             ax.set_yticks([])
             ax.tick_params(labelsize=7)
-            ax.set_title(f"{scheme}, layer {i + 1}", fontsize=8)
+            ax.set_title(f"{scheme}, layer {i + 1}{left_out}", fontsize=8)
     fig.suptitle("Initial weights per layer")
     _save(fig, path)
 
@@ -176,6 +184,7 @@ def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> None:
             for epoch in shown:
                 part = s if epoch is None else s[s["epoch"] == epoch]
                 mean = part.groupby("layer")[column].mean()
+                mean = mean[np.isfinite(mean.values)]  # an overflowed layer is flagged, not drawn
                 style = "--" if epoch == 0 and len(shown) > 1 else "-"
                 name = scheme if epoch is None else f"{scheme}, {'init' if epoch == 0 else f'epoch {epoch}'}"
                 ax.plot(mean.index, mean.values, style, marker="o", markersize=3, color=f"C{k}", label=name)

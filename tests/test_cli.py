@@ -158,6 +158,18 @@ def test_inspect_flags_symmetry_and_writes_pictures(data_dir: Path, tmp_path: Pa
         assert (out / png).read_bytes().startswith(b"\x89PNG")
 
 
+def test_inspect_flags_overflow_instead_of_crashing(data_dir: Path, tmp_path: Path) -> None:
+    """Weights or outputs beyond float32 (here inf) are a finding, reported with the rest."""
+    out = tmp_path / "inspect"
+    result = runner.invoke(app, ["inspect", "rule", "normal:1e38", "constant:3e38", "--data-dir", str(data_dir),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    flags = json.loads((out / "inspect.json").read_text())["flags"]
+    assert flags["rule"] == []
+    assert all(any(f.startswith("non-finite values") for f in flags[s]) for s in ("normal:1e38", "constant:3e38"))
+    assert all((out / png).stat().st_size > 10_000 for png in ("weights_hist.png", "activations.png"))
+
+
 def test_track_stats_records_every_epoch(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "track"
     result = compare("ones", "kaiming_normal", "--activation", "tanh", "--hidden", "64x3", "--epochs", "2",
