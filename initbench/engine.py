@@ -45,10 +45,10 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str =
           on_epoch: EpochHook | None = None) -> list[JobResult]:
     """One JobResult per job, in the order of ``jobs``; ``on_epoch`` sees each model at
     init (epoch 0) and after every epoch."""
-    if len(data.y_train) < max(job.settings.batch_size for job in jobs):
-        raise InitbenchError(f"--batch-size {max(job.settings.batch_size for job in jobs)} is larger than the "
-                             f"training set ({len(data.y_train)} images). Use a batch size of at most "
-                             f"{len(data.y_train)}, or train on more images (--train-samples).")
+    batch_size, n_train = max(job.settings.batch_size for job in jobs), len(data.y_train)
+    if batch_size > n_train:
+        raise InitbenchError(f"--batch-size {batch_size} is larger than the training set ({n_train} images). "
+                             f"Use a batch size of at most {n_train}, or train on more images (--train-samples).")
     for settings in {job.settings for job in jobs}:
         batched.default_max_models(settings, device)  # refuses, before any training, a model that cannot fit
     if engine == "sequential":

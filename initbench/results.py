@@ -123,9 +123,12 @@ def _cpu_model() -> str:
 
 @dataclass
 class RunFolder:
-    """Where a run writes (``staging``) and, once it is whole, where it is (``path``)."""
+    """Where a run writes (``staging``), where it was asked to go (``requested``) and,
+    once it is whole, where it is (``path``: ``requested``, or ``requested-2``... if
+    another run took that name meanwhile)."""
 
     staging: Path
+    requested: Path
     path: Path
 
 
@@ -159,7 +162,7 @@ def run_folder(dest: Path, overwrite: bool = False) -> Iterator[RunFolder]:
         raise InitbenchError(
             f"Cannot write to the output folder's parent {dest.parent}: {e.strerror or e}. Choose another with --out."
         ) from None
-    folder = RunFolder(staging, dest)
+    folder = RunFolder(staging, dest, dest)
     try:
         yield folder
         folder.path = _move_into_place(staging, dest, overwrite)
@@ -188,7 +191,7 @@ def _move_into_place(staging: Path, dest: Path, overwrite: bool) -> Path:
         except OSError as e:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                 raise
-    raise InitbenchError(f"Could not find a free name beside {dest}; the run is in {staging}.")
+    raise InitbenchError(f"Could not find a free name beside {dest} (tried up to {dest.name}-999).")
 
 
 def check_file_destination(path: Path) -> None:

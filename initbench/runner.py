@@ -96,9 +96,8 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
 
 
 def _print_where(console: Console, folder: results.RunFolder) -> None:
-    requested = folder.staging.name.split(".partial-")[0][1:]
-    if folder.path.name != requested:
-        console.print(f"{folder.path.parent / requested} was taken by another run meanwhile.")
+    if folder.path != folder.requested:
+        console.print(f"{folder.requested} was taken by another run meanwhile.")
     console.print(f"Results in {folder.path}")
 
 
