@@ -38,6 +38,8 @@ from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, Dr
 
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
 aten = torch.ops.aten
+
+
 class ActivationOps(NamedTuple):
     """An activation's forward into ``out`` (from z, its input) and its gradient w.r.t. z,
     in place in ``g`` (from g, z and y, its output); ``rounds_alike``: both are
@@ -186,7 +188,7 @@ class Population:
         y = y_train[idx][self.seed_row].unsqueeze(-1)
         *hidden, (logits, _, _) = self.forward(x, masks)
         loss, delta = self._buffer("loss"), self._buffer("delta", rows, logits.shape[-1])
-        self._each(_cross_entropy, loss, delta, logits, y)
+        self._each(_cross_entropy, loss, delta, logits, y, torch.full(y.shape, -1.0, device=y.device))
         inputs = [x, *(h for _, _, h in hidden)]
         n = len(self.weights)
         for i in reversed(range(n)):
@@ -235,12 +237,13 @@ def _matmul(out: Tensor, a: Tensor, b: Tensor) -> None:
     torch.matmul(a, b, out=out)
 
 
-def _cross_entropy(loss: Tensor, delta: Tensor, logits: Tensor, y: Tensor) -> None:
+def _cross_entropy(loss: Tensor, delta: Tensor, logits: Tensor, y: Tensor, minus_one: Tensor) -> None:
     """loss = the mean cross-entropy of ``logits`` against the labels ``y`` ([..., B, 1]);
-    delta = its gradient w.r.t. the logits, (softmax - onehot(y)) / B."""
+    delta = its gradient w.r.t. the logits, (softmax - onehot(y)) / B (``minus_one``: -1s
+    shaped like ``y``, made once per step rather than once per model)."""
     logp = torch.log_softmax(logits, dim=-1, out=delta)
     torch.mean(logp.gather(-1, y), (-2, -1), out=loss).neg_()
-    logp.exp_().scatter_add_(-1, y, torch.full(y.shape, -1.0, device=y.device)).div_(y.shape[-2])
+    logp.exp_().scatter_add_(-1, y, minus_one).div_(y.shape[-2])
 
 
 def _weight_and_bias_grad(weight_grad: Tensor, bias_grad: Tensor, delta: Tensor, x: Tensor) -> None:

@@ -7,9 +7,8 @@ Used by ``initbench inspect`` (at init) and ``initbench compare --track-stats``
 
 from __future__ import annotations
 
-import math
-
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
