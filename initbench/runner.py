@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from initbench import data, diagnostics, engine, report, results
+from initbench import data, diagnostics, engine, pictures, report, results
 from initbench.config import RunConfig
 from initbench.jobs import Job, batches_per_epoch, initial_model
 from initbench.model import MLP
@@ -70,11 +70,10 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "train_seconds": round(train_seconds, 3),
         }
-        first = config.plot_batches
         if stats:
             stats_frame = pd.DataFrame(stats)
             extra = {"layer_stats.csv": results.csv_writer(stats_frame),
-                     "layer_stats.png": lambda p: report.plot_layer_profile(
+                     "layer_stats.png": lambda p: pictures.plot_layer_profile(
                          stats_frame, p, "Per layer at init (dashed) and after the last epoch (solid)")}
         else:
             extra = {}
@@ -82,10 +81,8 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             "accuracy.csv": results.csv_writer(summary),
             "runs.csv": results.csv_writer(runs),
             "losses.csv": results.csv_writer(losses),
-            "loss_curves.png": lambda p: report.plot_losses(
-                losses, p, n_batches, first, f"Training loss over the first {first} batches"),
-            "loss_full.png": lambda p: report.plot_losses(
-                losses, p, n_batches, None, f"Training loss over {config.train.epochs} epochs (log scale)"),
+            "loss_curves.png": lambda p: pictures.plot_losses(losses, p, config.plot_batches),
+            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None),
             "run.json": results.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
             **extra,
@@ -141,8 +138,8 @@ def inspect(config: RunConfig, console: Console) -> Path:
             "inspect.csv": results.csv_writer(frame),
             "inspect.json": results.json_writer({"config": config.to_dict() | {"out": str(folder.path)}, "flags": found,
                                                  **results.environment(torch.device("cpu"))}),
-            "weights_hist.png": lambda p: report.plot_weight_histograms(weights, p),
-            "activations.png": lambda p: report.plot_layer_profile(
+            "weights_hist.png": lambda p: pictures.plot_weight_histograms(weights, p),
+            "activations.png": lambda p: pictures.plot_layer_profile(
                 frame, p, f"At init, on {diagnostics.STATS_BATCH} validation images ({config.train.activation})"),
         })
     _print_where(console, folder)
