@@ -9,7 +9,7 @@ into buffers made once, and gives Adam each model's slices. Nothing in the step
 mixes models, and on the CPU each rounding-sensitive operation is called per
 model (see Population), so every model's numbers are exactly those it gets
 alone, whichever models share its group. Initial weights, batch orders and
-dropout masks come from each model's own generators (see jobs.py).
+dropout masks come from each model's own generators (see streams.py).
 
 What batching buys on the CPU is one step for all models: the batch gathered
 once, the dropout masks, the element-wise work that rounds alike in any kernel
@@ -32,9 +32,9 @@ from torch import Tensor
 
 from initbench.data import Splits
 from initbench.errors import InitbenchError
-from initbench.jobs import (EpochHook, Job, JobResult, TrainSettings, batch_orders, batches_per_epoch, correct,
-                            dropout_generator, evaluation_masks, initial_model, result)
+from initbench.jobs import EpochHook, Job, JobResult, Progress, Tick, TrainSettings, batches_per_epoch, correct, result
 from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, DropoutMasks
+from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
 aten = torch.ops.aten
@@ -286,26 +286,27 @@ def default_max_models(s: TrainSettings, device: torch.device) -> int:
     return budget // need
 
 
-def train(jobs: Sequence[Job], data: Splits, device: torch.device,
-          advance: Callable[[int], None] = lambda n: None, max_models: int | None = None,
-          on_epoch: EpochHook | None = None) -> list[JobResult]:
+def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
+          max_models: int | None = None, on_epoch: EpochHook | None = None) -> list[JobResult]:
     """Train ``jobs`` in groups of equal settings, each split into chunks of at most
     ``max_models`` (default: what fits in half the free memory)."""
     done: dict[Job, JobResult] = {}
     by_settings: dict[TrainSettings, list[Job]] = {}
     for job in jobs:
         by_settings.setdefault(job.settings, []).append(job)
-    for settings, group in by_settings.items():
-        size = max_models or default_max_models(settings, device)
-        for start in range(0, len(group), size):
-            chunk = group[start:start + size]
-            done.update(zip(chunk, _train_chunk(chunk, data, device, advance, on_epoch)))
+    chunks = [group[start:start + size] for settings, group in by_settings.items()
+              for size in [max_models or default_max_models(settings, device)]
+              for start in range(0, len(group), size)]
+    for k, chunk in enumerate(chunks):
+        label = f"{len(chunk)} models" + (f" (group {k + 1} of {len(chunks)})" if len(chunks) > 1 else "")
+        done.update(zip(chunk, _train_chunk(chunk, data, device, progress, label, on_epoch)))
     return [done[job] for job in jobs]
 
 
-def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advance: Callable[[int], None],
+def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress, label: str,
                  on_epoch: EpochHook | None) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
+    progress(Tick("building", label))
     population = Population(jobs, data.x_train, device)
     orders = [batch_orders(seed, len(data.y_train)) for seed in population.seeds]
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
@@ -328,9 +329,11 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, advanc
             idx = order[:, b * s.batch_size:(b + 1) * s.batch_size]
             loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if dropout else None, alive)
             losses[:, epoch, b] = loss
-            advance(m)
+            progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches, m, loss))
+        progress(Tick("evaluating", label, epoch + 1, s.epochs))
         val_acc.append(population.accuracy(data.x_val, data.y_val, eval_masks).tolist())
         report(epoch + 1)
+    progress(Tick("testing", label, s.epochs, s.epochs))
     test_acc = population.accuracy(data.x_test, data.y_test, eval_masks).tolist()
     # A model diverged at its first non-finite loss (it was frozen from that batch on).
     flat = losses.view(m, -1)

@@ -27,6 +27,7 @@ from initbench import batched, data, lesson, sequential
 from initbench.config import LESSON_SCHEMES
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
 from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS
+from initbench.report import Activity
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,10 @@ def spread(samples: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
     return {name: (min(v), max(v)) for name, v in samples.items()}
 
 
-def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     """Measure, and return the numbers the bench command prints and writes."""
-    splits = data.load(config.data_dir, log=log).to(config.device)
+    activity.stage("Loading FashionMNIST")
+    splits = data.load(config.data_dir, log=activity.stage).to(config.device)
     settings = TrainSettings(epochs=1)
     population = [Job(s, seed, settings) for seed in range(config.seeds) for s in config.schemes]
     reference = [Job(s, 0, settings) for s in config.schemes[:2]]
@@ -101,14 +103,17 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, An
     }
     if config.device.type != "cpu":
         del cases["lesson"]  # the lesson's pipeline runs on the CPU only
+    activity.stage("Benchmark", total=len(cases) * (1 + config.repeats) + 2 * config.repeats * config.whole_process)
     for name, (_, work) in cases.items():  # once untimed: first-call costs (MKL's start-up, allocations)
+        activity.advance(0, f"Warming up: {name}")
         work()
-        log(f"warm-up: {name}")
+        activity.advance(1)
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(config.repeats):
         for name, (model_epochs, work) in cases.items():
+            activity.advance(0, f"Timing {name}, repeat {r + 1} of {config.repeats}")
             samples[name].append(_seconds(work) / model_epochs)
-            log(f"repeat {r + 1}/{config.repeats}: {name} {samples[name][-1]:.3f} s per model-epoch")
+            activity.advance(1)
     per_model_epoch = {name: statistics.median(v) for name, v in samples.items()}
     report: dict[str, Any] = {
         "seconds_per_model_epoch": per_model_epoch,
@@ -123,26 +128,28 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, An
     if "lesson" in per_model_epoch:
         report["ratios"]["lesson_over_batched"] = per_model_epoch["lesson"] / per_model_epoch["batched"]
     if config.whole_process:
-        report["whole_process"] = whole_process(config, log)
+        report["whole_process"] = whole_process(config, activity)
     return report
 
 
-def whole_process(config: BenchConfig, log: Callable[[str], None]) -> dict[str, float]:
+def whole_process(config: BenchConfig, activity: Activity) -> dict[str, float]:
     """Seconds for two whole processes doing the same model-epochs (the schemes, 2 epochs,
     one seed), start-up and data loading included: ``initbench compare`` and the
     lesson-style pipeline, each the median of ``repeats`` runs, interleaved."""
     with tempfile.TemporaryDirectory() as tmp:
         commands = {
             "compare": [sys.executable, "-m", "initbench", "compare", *config.schemes, "--epochs", "2", "--quiet",
-                        "--device", str(config.device), "--data-dir", str(config.data_dir), "--out", tmp + "/out"],
+                        "--device", str(config.device), "--data-dir", str(config.data_dir), "--out", tmp + "/out",
+                        "--overwrite"],
             "lesson": [sys.executable, "-m", "initbench.lesson", *config.schemes, "--epochs", "2",
                        "--data-dir", str(config.data_dir)],
         }
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for r in range(config.repeats):
             for name, command in commands.items():
+                activity.advance(0, f"Timing the whole process of {name}, repeat {r + 1} of {config.repeats}")
                 samples[name].append(_seconds(partial(subprocess.run, command, check=True, capture_output=True)))
-                log(f"repeat {r + 1}/{config.repeats}: whole process {name} {samples[name][-1]:.1f} s")
+                activity.advance(1)
     seconds = {name: statistics.median(v) for name, v in samples.items()}
     return {"compare_seconds": seconds["compare"], "lesson_seconds": seconds["lesson"], "samples": samples,
             "spread": spread(samples),

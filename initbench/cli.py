@@ -1,31 +1,40 @@
 """The command line: thin Typer commands that parse options and delegate.
 
-An InitbenchError becomes a one-paragraph message on stderr and exit status 1,
-with no traceback unless --debug is given.
+Exit status: 0 done; 1 the work failed (missing or corrupted data, a full disk,
+not enough memory); 2 the command as typed cannot run (an unknown option, a bad
+value, scheme name or config file, an output folder that is taken), found before
+any work and before torch is imported; 128 + N stopped by signal N (130 Ctrl-C,
+143 SIGTERM). Errors are one paragraph on stderr, with no traceback unless
+--debug is given.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 import initbench
-from initbench.errors import InitbenchError, Terminated
+from initbench import report
+from initbench.config import LESSON_SCHEMES, RunConfig
+from initbench.engine import ENGINES
+from initbench.errors import InitbenchError, Terminated, UsageError
+from initbench.jobs import ACTIVATIONS, TrainSettings
+from initbench.schemes import BIAS_POLICIES
 
+ABOUT = "Train the same network from different initial weights on real FashionMNIST and compare how they learn."
 app = typer.Typer(
-    help="Train the same network from different initial weights on real FashionMNIST and compare how they learn.",
-    add_completion=False,
+    help=ABOUT,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # Click's plain help and errors: wrapped to the terminal, never cut
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
@@ -42,7 +51,7 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
         if debug:
             raise
         err.print(Text("Error: ", style="bold red") + Text(str(e)))
-        raise typer.Exit(1) from None
+        raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         err.print(f"Interrupted by {signal.Signals(signum).name}: no result files were written.")
@@ -70,146 +79,230 @@ def _main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
-    """Train the same network from different initial weights on real FashionMNIST and compare how they learn."""
+    """Train the same network from different initial weights on real FashionMNIST and compare how they learn.
+
+    Exit status: 0 done, 1 the work failed, 2 a bad command line or config file,
+    130/143 interrupted (Ctrl-C/SIGTERM).
+    """
 
 
-def _opt(*names: str, help: str, default: str | None = None) -> typer.models.OptionInfo:
-    return typer.Option(*names, help=help, show_default=default or False)
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if all(isinstance(v, int) for v in value) else " ".join(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _opt(*names: str, help: str, default: Any = None, metavar: str | None = None) -> Any:
+    """An option that defaults to None (so that a config file can set it), with its real
+    default, read from RunConfig or TrainSettings, at the end of its help."""
+    shown = "" if default is None else f" [default: {_shown(default)}]"
+    return typer.Option(*names, help=help + shown, show_default=False, metavar=metavar)
+
+
+def _choice(choices: tuple[str, ...]) -> Any:
+    """The type of an option that takes one of ``choices``: help and errors list them."""
+    return Optional[Literal[choices]]
+
+
+def _flag(name: str, help: str) -> Any:
+    return typer.Option(name, help=help, show_default=False)
+
+
+FORMAT_HELP = "How to print the table: table (boxes) in a terminal, markdown when piped, or json or csv."
+FormatOption = Annotated[_choice(report.FORMATS), _opt(
+    "--format", "-f", help=FORMAT_HELP, default="table in a terminal, markdown otherwise")]
 HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
-                                             default="256,128")]
-ActivationOption = Annotated[Optional[str], _opt(help="relu, tanh, sigmoid, gelu or selu.", default="relu")]
-BiasOption = Annotated[Optional[str], _opt(
+                                             default=TrainSettings.hidden, metavar="SIZES")]
+ActivationOption = Annotated[_choice(ACTIVATIONS), _opt(help="Activation after each hidden layer.",
+                                                       default=TrainSettings.activation)]
+BiasOption = Annotated[_choice(BIAS_POLICIES), _opt(
     help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
-    default="scheme")]
+    default=TrainSettings.bias)]
 # Paths are taken as text, so that an empty one reaches the parser (and is refused)
 # rather than becoming the current folder.
-DataDirOption = Annotated[Optional[str], _opt(help="Where FashionMNIST is kept.",
+DataDirOption = Annotated[Optional[str], _opt(help="Where FashionMNIST is kept.", metavar="DIR",
                                               default="$INITBENCH_DATA_DIR or ~/.cache/initbench")]
-OverwriteOption = Annotated[Optional[bool], typer.Option(
-    "--overwrite", help="Replace an --out folder that already holds files, whole.", show_default=False)]
+OverwriteOption = Annotated[Optional[bool], _flag(
+    "--overwrite", "Replace an --out folder that already holds files, whole.")]
+SchemesArgument = Annotated[Optional[list[str]], typer.Argument(
+    help=f"Initialization schemes (`initbench schemes` lists them). [default: {' '.join(LESSON_SCHEMES)}]",
+    show_default=False, metavar="SCHEME")]
+
+
+def _resolve(config_file: Path | None, options: dict[str, Any]) -> RunConfig:
+    """The run's configuration, checked, and its output folder checked, before torch loads."""
+    from initbench import config, runfolder
+
+    resolved = config.resolve(config_file, {k: v for k, v in options.items() if v is not None})
+    if resolved.out is not None:
+        runfolder.check_destination(resolved.out, resolved.overwrite)
+    return resolved
+
+
+def _stdout_format(fmt: str | None) -> str:
+    return fmt or ("table" if Console().is_terminal else "markdown")
 
 
 @app.command()
 def compare(
-    schemes: Annotated[Optional[list[str]], typer.Argument(
-        help="Initialization schemes to compare.", show_default="zeros ones uniform rule normal default")] = None,
-    config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below.")] = None,
-    epochs: Annotated[Optional[int], _opt(help="Training epochs per model.", default="2")] = None,
-    seeds: Annotated[Optional[int], _opt(help="Train each scheme with seeds 0..K-1.", default="1")] = None,
-    seed_list: Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".')] = None,
-    lr: Annotated[Optional[float], _opt(help="Adam learning rate.", default="0.001")] = None,
-    batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default="100")] = None,
+    schemes: SchemesArgument = None,
+    config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below.",
+                                           metavar="FILE")] = None,
+    epochs: Annotated[Optional[int], _opt(help="Training epochs per model.", default=TrainSettings.epochs, metavar="N")] = None,
+    seeds: Annotated[Optional[int], _opt(help="Train each scheme with seeds 0..K-1.", default=len(RunConfig.seeds),
+                                         metavar="K")] = None,
+    seed_list: Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".', metavar="SEEDS")] = None,
+    lr: Annotated[Optional[float], _opt(help="Adam learning rate.", default=TrainSettings.lr, metavar="RATE")] = None,
+    batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default=TrainSettings.batch_size, metavar="N")] = None,
     hidden: HiddenOption = None,
-    dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.", default="0.2")] = None,
+    dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.",
+                                             default=TrainSettings.dropout, metavar="P")] = None,
     activation: ActivationOption = None,
     bias: BiasOption = None,
     train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
-                                                 default="all 48,000")] = None,
-    split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.", default="0")] = None,
-    plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.", default="100")] = None,
-    track_stats: Annotated[Optional[bool], typer.Option(
-        "--track-stats", help="Record per-layer statistics at init and after every epoch (layer_stats.csv).",
-        show_default=False)] = None,
-    lesson_eval: Annotated[Optional[bool], typer.Option(
-        "--lesson-eval", help="Score validation and test accuracy with dropout still on, as the lesson's "
-        "helper does (it never calls model.eval()); each model's masks come from its own seeded stream.",
-        show_default=False)] = None,
-    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="auto")] = None,
-    engine: Annotated[Optional[str], _opt(
+                                                 default="all 48,000", metavar="N")] = None,
+    split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
+                                              default=RunConfig.split_seed, metavar="SEED")] = None,
+    plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.",
+                                                default=RunConfig.plot_batches, metavar="N")] = None,
+    track_stats: Annotated[Optional[bool], _flag(
+        "--track-stats", "Record per-layer statistics at init and after every epoch (layer_stats.csv).")] = None,
+    lesson_eval: Annotated[Optional[bool], _flag(
+        "--lesson-eval", "Score validation and test accuracy with dropout still on, as the lesson's "
+        "helper does (it never calls model.eval()); each model's masks come from its own seeded stream.")] = None,
+    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default=RunConfig.device,
+                                          metavar="DEVICE")] = None,
+    engine: Annotated[_choice(ENGINES), _opt(
         help="batched: all models in one step; sequential: one plain model after another.",
-        default="batched")] = None,
+        default=RunConfig.engine)] = None,
     max_batch_models: Annotated[Optional[int], _opt(
         help="At most this many models per batched step; more are trained in chunks.",
-        default="what fits in half the free memory")] = None,
+        default="what fits in half the free memory", metavar="N")] = None,
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.",
+    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.", metavar="DIR",
                                        default="results/<timestamp>-<schemes>")] = None,
     overwrite: OverwriteOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages; only the table.")] = False,
+    fmt: FormatOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table.")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Train the lesson's MLP once per scheme and seed; write accuracy.csv, runs.csv, losses.csv,
-    loss curves and run.json, and print the validation-accuracy table."""
-    with _errors_to_exit(debug):
-        from initbench import config as config_mod, runner
+    """Train the network once per scheme and seed, and compare.
 
+    Writes accuracy.csv, runs.csv, losses.csv, loss curves, run.json and
+    config.toml into the output folder, and prints the validation-accuracy
+    table. Progress and messages go to stderr, the table to stdout.
+    """
+    with _errors_to_exit(debug):
         if seeds is not None and seed_list is not None:
-            raise InitbenchError("Give either --seeds or --seed-list, not both.")
-        options = {
+            raise UsageError("Give either --seeds or --seed-list, not both.")
+        resolved = _resolve(config, {
             "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
             "lr": lr, "batch_size": batch_size, "hidden": hidden, "dropout": dropout,
             "activation": activation, "bias": bias, "track_stats": track_stats, "lesson_eval": lesson_eval,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
             "device": device, "engine": engine, "max_batch_models": max_batch_models,
             "data_dir": data_dir, "out": out, "overwrite": overwrite,
-        }
-        resolved = config_mod.resolve(config, {k: v for k, v in options.items() if v is not None})
-        runner.compare(resolved, Console(), quiet=quiet)
+        })
+        from initbench import runner
+
+        runner.compare(resolved, _stdout_format(fmt), quiet=quiet)
+
+
+@app.command("report")
+def report_(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by initbench compare.", show_default=False,
+                                               metavar="RUN_DIR")],
+    fmt: FormatOption = None,
+    pictures: Annotated[bool, typer.Option(help="Redraw each run's pictures in its folder. [default: on]",
+                                           show_default=False)] = True,
+    debug: DebugOption = False,
+) -> None:
+    """Print finished runs' table and redraw their pictures.
+
+    Nothing is trained: the table comes from each run's runs.csv, the pictures
+    from its losses.csv (and layer_stats.csv).
+
+    With several runs, their rows share one table, with a column naming the run.
+    """
+    with _errors_to_exit(debug):
+        from initbench import runner
+
+        runner.report_runs(runs, _stdout_format(fmt), pictures)
 
 
 @app.command()
 def schemes(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
+    fmt: FormatOption = None,
 ) -> None:
-    """List every initialization scheme and alias with its formula and reference."""
+    """List every scheme and alias, its formula and reference."""
     from initbench import schemes as registry
 
-    rows = registry.catalogue()
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        from initbench import report
-
-        Console().print(report.schemes_table(rows))
+    report.show(report.schemes_listing(registry.catalogue()), _stdout_format(fmt), Console())
 
 
 @app.command()
 def inspect(
-    schemes: Annotated[Optional[list[str]], typer.Argument(
-        help="Schemes to inspect.", show_default="zeros ones uniform rule normal default")] = None,
+    schemes: SchemesArgument = None,
     hidden: HiddenOption = None,
     activation: ActivationOption = None,
     bias: BiasOption = None,
-    seed: Annotated[int, typer.Option(help="Seed of the initial weights.", min=0)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights. [default: 0]", min=0, show_default=False,
+                                      metavar="SEED")] = 0,
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.",
+    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.", metavar="DIR",
                                        default="results/<timestamp>-inspect")] = None,
     overwrite: OverwriteOption = None,
+    fmt: FormatOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Build each scheme's model, run one forward and backward pass on 500 real images, and
-    report per layer: weights, outputs, dead units, gradient norm, distinct units; flag
-    symmetry, vanishing and exploding; write inspect.csv, weights_hist.png, activations.png."""
-    with _errors_to_exit(debug):
-        from initbench import config as config_mod, runner
+    """Look at each scheme's network before any training.
 
-        options = {"schemes": schemes or None, "hidden": hidden, "activation": activation, "bias": bias,
-                   "seeds": [seed], "data_dir": data_dir, "out": out, "overwrite": overwrite}
-        runner.inspect(config_mod.resolve(None, {k: v for k, v in options.items() if v is not None}), Console())
+    Builds each scheme's model, runs one forward and backward pass on 500 real
+    images, and reports per layer: weights, outputs, dead units, gradient norm,
+    distinct units; flags symmetry, vanishing and exploding; writes inspect.csv,
+    inspect.json, weights_hist.png and activations.png.
+    """
+    with _errors_to_exit(debug):
+        resolved = _resolve(None, {"schemes": schemes or None, "hidden": hidden, "activation": activation,
+                                   "bias": bias, "seeds": [seed], "data_dir": data_dir, "out": out,
+                                   "overwrite": overwrite})
+        from initbench import runner
+
+        runner.inspect(resolved, _stdout_format(fmt))
 
 
 @app.command()
 def bench(
-    seeds: Annotated[int, typer.Option(help="Batched engine: train the lesson's 6 schemes x this many seeds.",
-                                       min=1)] = 3,
-    repeats: Annotated[int, typer.Option(help="Repeat each measurement; the median is reported.", min=1)] = 3,
+    seeds: Annotated[int, typer.Option(help="Batched engine: train the lesson's 6 schemes x K seeds. [default: 3]",
+                                       min=1, metavar="K", show_default=False)] = 3,
+    repeats: Annotated[int, typer.Option(help="Repeat each measurement; the median is reported. [default: 3]",
+                                         min=1, metavar="N", show_default=False)] = 3,
     whole_process: Annotated[bool, typer.Option(
-        help="Also time whole processes: initbench compare against the lesson's pipeline (a few minutes).")] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
+        help="Also time whole processes: initbench compare against the lesson's pipeline (a few minutes). "
+        "[default: on]", show_default=False)] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: cpu]", metavar="DEVICE",
+                                        show_default=False)] = "cpu",
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="JSON file for the results.",
+    out: Annotated[Optional[str], _opt("--out", "-o", help="JSON file for the results.", metavar="FILE",
                                        default="results/<timestamp>-bench.json")] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Time the batched and sequential engines, the lesson's DataLoader pipeline and the bare
-    matrix products (the floor) per model-epoch; print the ratios and write them to JSON."""
-    with _errors_to_exit(debug):
-        from initbench import config as config_mod, runner
+    """Time the engines against the lesson's pipeline.
 
-        paths = config_mod.resolve(None, {k: v for k, v in (("data_dir", data_dir), ("out", out)) if v is not None})
-        runner.bench(seeds, repeats, whole_process, device, paths.data_dir, paths.out, Console())
+    Measures seconds per model-epoch of the batched and sequential engines, the
+    lesson's DataLoader pipeline and the matrix products alone (the floor);
+    prints the ratios and writes them to JSON.
+    """
+    with _errors_to_exit(debug):
+        from initbench import config as config_mod, runfolder
+
+        given = {"data_dir": data_dir, "out": out, "device": device}
+        paths = config_mod.resolve(None, {k: v for k, v in given.items() if v is not None})
+        if paths.out is not None:
+            runfolder.check_file_destination(paths.out)
+        from initbench import runner
+
+        runner.bench(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from initbench import schemes as scheme_registry
-from initbench.data import default_data_dir
+from initbench.data import TRAIN_SPLIT, default_data_dir
 from initbench.engine import ENGINES
-from initbench.model import ACTIVATIONS
+from initbench.errors import UsageError
+from initbench.jobs import ACTIVATIONS, Job, TrainSettings
 from initbench.schemes import BIAS_POLICIES
-from initbench.jobs import Job, TrainSettings
-from initbench.errors import InitbenchError
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
 MAX_WHOLE = 2**63 - 1  # the largest seed a torch.Generator takes, and a bound on every count
@@ -73,7 +73,7 @@ def _whole(minimum: int, maximum: int = MAX_WHOLE) -> Callable[[Any], int]:
         if value < minimum:
             raise ValueError(f"must be at least {minimum}")
         if value > maximum:
-            raise ValueError(f"must be at most {maximum} (2**63 - 1)")
+            raise ValueError(f"must be at most {maximum}" + (" (2**63 - 1)" if maximum == MAX_WHOLE else ""))
         return value
     return parse
 
@@ -147,6 +147,13 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _device(value: Any) -> str:
+    """auto, cpu, mps, cuda or cuda:N (whether it is there is checked when the run starts)."""
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -169,14 +176,14 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "batch_size": _whole(1),
     "hidden": _hidden,
     "dropout": _number(0.0, 1.0, "from 0 up to (not including) 1"),
-    "train_samples": _optional(_whole(1)),
+    "train_samples": _optional(_whole(1, TRAIN_SPLIT)),
     "split_seed": _whole(0),
     "plot_batches": _whole(1),
     "activation": _choice(*ACTIVATIONS),
     "bias": _choice(*BIAS_POLICIES),
     "track_stats": _flag,
     "lesson_eval": _flag,
-    "device": _text,
+    "device": _device,
     "engine": _choice(*ENGINES),
     "max_batch_models": _optional(_whole(1)),
     "data_dir": _path,
@@ -191,17 +198,17 @@ def read_toml(path: Path) -> dict[str, Any]:
     """A config file's settings; a missing, special (a FIFO would block), unreadable,
     binary or malformed file is an error. A UTF-8 byte-order mark is allowed."""
     if not path.exists():
-        raise InitbenchError(f"Config file {path} does not exist.")
+        raise UsageError(f"Config file {path} does not exist.")
     if not path.is_file():
-        raise InitbenchError(f"Config file {path} is not a regular file. Give a TOML file with --config.")
+        raise UsageError(f"Config file {path} is not a regular file. Give a TOML file with --config.")
     try:
         return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except OSError as e:
-        raise InitbenchError(f"Cannot read config file {path}: {e.strerror}.") from None
+        raise UsageError(f"Cannot read config file {path}: {e.strerror}.") from None
     except UnicodeDecodeError:
-        raise InitbenchError(f"Config file {path} is not text (not UTF-8). Give a TOML file with --config.") from None
+        raise UsageError(f"Config file {path} is not text (not UTF-8). Give a TOML file with --config.") from None
     except tomllib.TOMLDecodeError as e:
-        raise InitbenchError(f"Config file {path} is not valid TOML: {e}.") from None
+        raise UsageError(f"Config file {path} is not valid TOML: {e}.") from None
 
 
 def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[str], str]) -> None:
@@ -209,11 +216,11 @@ def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[s
         if key not in PARSERS:
             close = difflib.get_close_matches(key, PARSERS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise InitbenchError(f"Unknown setting {where(key)}.{hint} Valid keys: {', '.join(PARSERS)}.")
+            raise UsageError(f"Unknown setting {where(key)}.{hint} Valid keys: {', '.join(PARSERS)}.")
         try:
             values[key] = PARSERS[key](raw)
         except ValueError as e:
-            raise InitbenchError(f"Invalid {where(key)}: {e}; got {raw!r}.") from None
+            raise UsageError(f"Invalid {where(key)}: {e}; got {raw!r}.") from None
 
 
 def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None = None) -> RunConfig:
@@ -223,4 +230,9 @@ def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None =
         _apply(values, read_toml(config_file), lambda key: f"{key!r} in {config_file}")
     _apply(values, options or {}, lambda key: CLI_NAMES.get(key, "--" + key.replace("_", "-")))
     train = {k: values.pop(k) for k in TRAIN_KEYS & values.keys()}
-    return RunConfig(**values, train=TrainSettings(**train))
+    config = RunConfig(**values, train=TrainSettings(**train))
+    n_train = config.train_samples or TRAIN_SPLIT
+    if config.train.batch_size > n_train:
+        raise UsageError(f"--batch-size {config.train.batch_size:,} is larger than the training set ({n_train:,} "
+                         f"images). Use a batch size of at most {n_train:,}, or train on more images (--train-samples).")
+    return config

@@ -21,16 +21,20 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from initbench.errors import InitbenchError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 DATA_DIR_ENV = "INITBENCH_DATA_DIR"
 SYSTEM_DIR_ENV = "INITBENCH_SYSTEM_DATA"
 DEFAULT_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 VALIDATION_FRACTION = 0.2
+TRAIN_IMAGES = 60_000  # in the training file, before the split
+TRAIN_SPLIT = TRAIN_IMAGES - int(TRAIN_IMAGES * VALIDATION_FRACTION)  # 48,000 images to train on
 
 # SHA-256 of the decompressed IDX files of the real FashionMNIST (Xiao et al. 2017).
 SHA256 = {
@@ -149,6 +153,8 @@ def read_idx(path: Path) -> Tensor:
     """An IDX file as a uint8 tensor mapped from the file (copy-on-write, no read pass):
     zero bytes, a type byte, the number of dimensions, each dimension as a big-endian
     32-bit integer, then the data."""
+    import torch
+
     content = torch.from_file(str(path), size=path.stat().st_size, dtype=torch.uint8)
     n_dims = int(content[3])
     dims = struct.unpack(f">{n_dims}I", content[4:4 + 4 * n_dims].numpy().tobytes())
@@ -162,6 +168,8 @@ def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
 
     ``train_samples`` keeps a seeded subset of the training part (for smoke runs).
     """
+    import torch
+
     raw = ensure(data_dir, log)
 
     def tensors(prefix: str) -> tuple[Tensor, Tensor]:
@@ -178,6 +186,7 @@ def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
     val, train = order[:n_val], order[n_val:]
     if train_samples is not None:
         if train_samples > len(train):
-            raise InitbenchError(f"train_samples is {train_samples}, but the training split has only {len(train)} images.")
+            raise InitbenchError(f"train_samples is {train_samples}, but the training split has only "
+                                 f"{len(train)} images.")
         train = train[:train_samples]
     return Splits(pixels(x[train]), y[train], pixels(x[val]), y[val], pixels(x_test), y_test)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from initbench.jobs import generator
 from initbench.model import MLP
+from initbench.streams import generator
 
 STATS_BATCH = 500  # validation images the statistics are computed on
 SHRINK = 0.1  # activation std of the last hidden layer below this share of the first's: vanishing

@@ -1,33 +1,37 @@
 """Where and how jobs are trained: the device, and the choice of engine.
 
 ``batched`` (the default) trains every model of a run together; ``sequential``
-is the reference: one plain model after another.
+is the reference: one plain model after another. torch and the engines are
+imported when they are used, so that the command line can check an engine's
+name before any work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-
-from initbench import batched, sequential
-from initbench.data import Splits
 from initbench.errors import InitbenchError
-from initbench.jobs import EpochHook, Job, JobResult
+from initbench.jobs import EpochHook, Job, JobResult, Progress
+
+if TYPE_CHECKING:
+    import torch
+
+    from initbench.data import Splits
 
 ENGINES = ("batched", "sequential")
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; a named device must be available."""
+    """``auto`` picks CUDA, then MPS, then the CPU; a named device (a name config.py
+    accepted) must be available."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InitbenchError(f"Unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps.") from None
+    device = torch.device(name)
     if device.type == "cuda" and not (
         torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
     ):
@@ -35,16 +39,16 @@ def resolve_device(name: str) -> torch.device:
                              f"{torch.cuda.device_count()} usable CUDA device(s). Use --device cpu or auto.")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InitbenchError(f"Device {name!r} is not available here. Use --device cpu or auto.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise InitbenchError(f"Unsupported device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
     return device
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
-          max_models: int | None = None, advance: Callable[[int], None] = lambda n: None,
+          max_models: int | None = None, progress: Progress = lambda tick: None,
           on_epoch: EpochHook | None = None) -> list[JobResult]:
-    """One JobResult per job, in the order of ``jobs``; ``on_epoch`` sees each model at
-    init (epoch 0) and after every epoch."""
+    """One JobResult per job, in the order of ``jobs``; ``progress`` hears what the engine
+    is doing; ``on_epoch`` sees each model at init (epoch 0) and after every epoch."""
+    from initbench import batched, sequential
+
     batch_size, n_train = max(job.settings.batch_size for job in jobs), len(data.y_train)
     if batch_size > n_train:
         raise InitbenchError(f"--batch-size {batch_size} is larger than the training set ({n_train} images). "
@@ -52,5 +56,5 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str =
     for settings in {job.settings for job in jobs}:
         batched.default_max_models(settings, device)  # refuses, before any training, a model that cannot fit
     if engine == "sequential":
-        return sequential.train(jobs, data, device, advance, on_epoch)
-    return batched.train(jobs, data, device, advance, max_models, on_epoch)
+        return sequential.train(jobs, data, device, progress, on_epoch)
+    return batched.train(jobs, data, device, progress, max_models, on_epoch)

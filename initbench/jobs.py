@@ -1,25 +1,22 @@
-"""What engines train and return: jobs (scheme, seed, settings) and their results,
-and the random streams that make each model's numbers its own.
+"""What engines train and return: jobs (scheme, seed, settings) and their results.
 
-Each model draws from its own generators, never from torch's global one:
-initial weights and dropout masks from streams keyed by (seed, scheme), the
-batch order from a stream keyed by the seed alone, so that within a seed every
-scheme sees the same batches in the same order, and a model's numbers do not
-depend on which other models are trained beside it.
+Importing this module does not import torch (the command line checks settings
+before any work); the results hold tensors, which only exist once training ran.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-from initbench import schemes
-from initbench.model import MLP, DropoutMasks, build
+    from initbench.model import MLP
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "selu")
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,26 @@ class Job:
     settings: TrainSettings
 
 
-EpochHook = Callable[[Job, int, MLP], None]  # (job, epoch: 0 at init, model as it stands)
+EpochHook = Callable[[Job, int, "MLP"], None]  # (job, epoch: 0 at init, model as it stands)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What an engine is doing, for the progress display: a stage ("building",
+    "training", "evaluating", "testing") of some models; while training, the
+    model-batches (``steps``) just trained and their losses (read only when shown)."""
+
+    stage: str
+    models: str  # "6 models", "rule, seed 0 (3 of 12)"
+    epoch: int = 0  # 1-based; 0 before training
+    epochs: int = 0
+    batch: int = 0  # 1-based, within the epoch
+    batches: int = 0
+    steps: int = 0
+    losses: Tensor | None = None
+
+
+Progress = Callable[[Tick], None]
 
 
 @dataclass
@@ -60,53 +76,6 @@ class JobResult:
     diverged_at: int | None  # 1-based number of the batch whose loss was NaN/inf, if any
 
 
-def stream_seed(seed: int, purpose: str, scheme: str = "") -> int:
-    """A 63-bit seed for one purpose of one model, stable across runs, machines and versions."""
-    digest = hashlib.sha256(f"initbench/{purpose}/{seed}/{scheme}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def generator(seed: int, purpose: str, scheme: str = "", device: torch.device | str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(stream_seed(seed, purpose, scheme))
-
-
-INIT_BATCH = 500  # training images a data-dependent scheme (LSUV) is fitted on
-
-
-def initial_model(job: Job, x_train: Tensor) -> MLP:
-    """The job's model as initialized: its scheme under its canonical name (so an alias
-    gives the same numbers), from its own generator; LSUV fitted on INIT_BATCH training
-    images drawn from the seed."""
-    s, scheme = job.settings, schemes.get(job.scheme)
-    batch = None
-    if scheme.data_dependent:
-        rows = torch.randperm(len(x_train), generator=generator(job.seed, "init-batch"))[:INIT_BATCH]
-        batch = x_train[rows.to(x_train.device)].cpu()
-    return build(s.hidden, scheme, generator(job.seed, "init", scheme.name), s.activation, s.bias, batch)
-
-
-def dropout_generator(job: Job, device: torch.device, purpose: str = "dropout") -> torch.Generator:
-    """The stream of a model's training dropout masks, or with purpose="eval-dropout",
-    of the masks it is scored with under --lesson-eval."""
-    return generator(job.seed, purpose, schemes.get(job.scheme).name, device)
-
-
-def evaluation_masks(jobs: Sequence[Job], device: torch.device) -> DropoutMasks | None:
-    """Under --lesson-eval (and dropout), each model's evaluation masks from its own stream."""
-    s = jobs[0].settings
-    if not s.eval_dropout:
-        return None
-    return DropoutMasks.for_evaluation(s.dropout, s.hidden, [dropout_generator(job, device, "eval-dropout")
-                                                             for job in jobs], device)
-
-
-def batch_orders(seed: int, n: int) -> Iterator[Tensor]:
-    """Each epoch's order of the ``n`` training images for ``seed`` (on the CPU)."""
-    order_gen = generator(seed, "order")
-    while True:
-        yield torch.randperm(n, generator=order_gen)
-
-
 def batches_per_epoch(n_train: int, batch_size: int) -> int:
     return math.ceil(n_train / batch_size)
 
@@ -114,7 +83,7 @@ def batches_per_epoch(n_train: int, batch_size: int) -> int:
 def correct(logits: Tensor, y: Tensor) -> Tensor:
     """How many rows are classified right (over the last two dims); a row with a
     non-finite output counts as wrong."""
-    return ((logits.argmax(-1) == y) & torch.isfinite(logits).all(-1)).sum(-1)
+    return ((logits.argmax(-1) == y) & logits.isfinite().all(-1)).sum(-1)
 
 
 def result(job: Job, losses: Tensor, val_acc: list[float], test_acc: float, diverged_at: int | None) -> JobResult:

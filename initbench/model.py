@@ -3,19 +3,21 @@ and dropout between them, and the dropout masks each model draws from its own ge
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initbench.schemes import Scheme, init_linear, lsuv_
+from initbench.schemes import GAIN, Scheme
 
 N_INPUTS = 28 * 28
 N_CLASSES = 10
 MASK_BLOCK = 16  # training steps of dropout masks drawn per generator call
 EVAL_CHUNK = 2_000  # images per evaluation pass (both engines; --lesson-eval draws a mask per chunk)
-ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "selu": F.selu}
+ACTIVATION_FNS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "selu": F.selu}
 
 
 class MLP(nn.Module):
@@ -25,7 +27,7 @@ class MLP(nn.Module):
         super().__init__()
         sizes = (N_INPUTS, *hidden, N_CLASSES)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
-        self.activation = ACTIVATIONS[activation]
+        self.activation = ACTIVATION_FNS[activation]
 
     def forward(self, x: Tensor, masks: list[Tensor] | None = None) -> Tensor:
         """``masks``: one dropout mask per hidden layer (values 0 or 1/(1-p)), or None."""
@@ -48,6 +50,33 @@ def build(hidden: tuple[int, ...], scheme: Scheme, generator: torch.Generator, a
     if scheme.data_dependent:
         lsuv_(model.layers, model.activation, batch)
     return model
+
+
+@torch.no_grad()
+def init_linear(layer: nn.Linear, scheme: Scheme, generator: torch.Generator | None,
+                activation: str = "relu", bias: str = "scheme") -> None:
+    """Initialize ``layer`` with ``scheme``; ``bias`` = "zeros" or "default" (PyTorch's
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
+    scheme.init(layer.weight, layer.bias, generator, GAIN[activation])
+    if bias == "zeros":
+        layer.bias.zero_()
+    elif bias == "default":
+        bound = 1.0 / math.sqrt(layer.in_features)
+        layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+@torch.no_grad()
+def lsuv_(layers: Sequence[nn.Linear], activation: Callable[[Tensor], Tensor], x: Tensor,
+          tolerance: float = 0.1, max_iterations: int = 10) -> None:
+    """Layer after layer, rescale the weights until the layer's output on the batch ``x``
+    has variance 1 (within ``tolerance``); the second step of LSUV."""
+    for i, layer in enumerate(layers):
+        for _ in range(max_iterations):
+            var = layer(x).var()
+            if not torch.isfinite(var) or var == 0 or abs(var - 1) < tolerance:
+                break
+            layer.weight.div_(var.sqrt())
+        x = layer(x) if i == len(layers) - 1 else activation(layer(x))
 
 
 class DropoutMasks:

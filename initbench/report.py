@@ -1,94 +1,211 @@
-"""What a person reads in the terminal: the progress bar and the tables.
+"""What a person reads: the progress display on stderr, and the tables on stdout.
 
-The pictures are drawn by ``initbench.pictures``.
+A table is built once as a ``Listing`` (its columns as text, its rows as data)
+and shown in any of ``FORMATS``: a boxed table in a terminal (names and numbers
+are never cut; when it is too wide, the least important columns are left out
+and the table says which), Markdown when the output is not a terminal (CI job
+summaries, logs), or JSON or CSV for scripts (the raw numbers, as the CSV files
+hold them). The pictures are drawn by ``initbench.pictures``.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import math
-from collections.abc import Callable, Iterator
+import sys
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich import box
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Column as RichColumn, Table
+from rich.text import Text
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-@contextmanager
-def progress(total: int, description: str, console: Console, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar over ``total`` batches; yields the function that advances it."""
-    if not enabled:
-        yield lambda n: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+    from initbench.jobs import Tick
+
+FORMATS = ("table", "markdown", "json", "csv")
 
 
 def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' * (n != 1)}"
+    return f"{n:,} {word}{'s' * (n != 1)}"
 
 
-def _right_align(t: Table) -> Table:
-    """Numbers right-aligned: every column but the first."""
-    for column in t.columns[1:]:
-        column.justify = "right"
+# --- tables
+
+
+@dataclass
+class Column:
+    header: str  # may hold a line break, to keep a column narrow
+    cells: list[str]
+    drop: int = 0  # 0: always shown; when a table is too wide, the highest numbers are left out first
+    wrap: bool = False  # long text that may wrap (never names or numbers)
+    left: bool = False  # text is left-aligned; numbers are right-aligned
+
+
+@dataclass
+class Listing:
+    title: str
+    columns: list[Column]
+    records: list[dict[str, Any]]  # the same rows as data, for json and csv
+    notes: list[str] = field(default_factory=list)  # printed under the table
+    rules_after: tuple[int, ...] = ()  # row numbers after which a line is drawn
+
+
+def show(listing: Listing, fmt: str, console: Console) -> None:
+    """Print ``listing`` in ``fmt`` (one of FORMATS) on ``console`` (stdout)."""
+    if fmt == "json":
+        print(json.dumps([_plain(r) for r in listing.records], indent=2))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(listing.records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in _plain(r).items()}
+                         for r in listing.records)
+    elif fmt == "markdown":
+        print(markdown(listing))
+    else:
+        console.print(_fitted(listing, console))
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """NaN is not JSON: it becomes null (and an empty CSV cell, as in the CSV files)."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+
+
+def markdown(listing: Listing) -> str:
+    """A GitHub-flavoured Markdown table, its title in bold above and its notes below."""
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", "<br>") for c in cells) + " |"
+
+    lines = [f"**{listing.title}**", "", row([c.header.replace("\n", " ") for c in listing.columns]),
+             "| " + " | ".join(":--" if c.left else "--:" for c in listing.columns) + " |"]
+    lines += [row(list(cells)) for cells in zip(*(c.cells for c in listing.columns))]
+    return "\n".join(lines + ([""] + listing.notes if listing.notes else []))
+
+
+def _width(column: Column) -> int:
+    """The narrowest a column can be: its longest line, or for wrapped text, its longest word."""
+    text = [column.header, *column.cells]
+    parts = (word for t in text for word in t.split()) if column.wrap else (line for t in text for line in t.splitlines())
+    return max(len(part) for part in parts)
+
+
+def _table(listing: Listing, columns: list[Column], notes: list[str]) -> Table:
+    t = Table(title=listing.title, caption="\n".join(notes) or None, caption_justify="left",
+              box=box.SIMPLE_HEAD if any(c.wrap for c in columns) else box.HEAVY_HEAD,
+              show_lines=any(c.wrap for c in columns))
+    for c in columns:
+        t.add_column(c.header, justify="left" if c.left else "right", no_wrap=not c.wrap,
+                     min_width=None if c.wrap else _width(c), ratio=1 if c.wrap else None)
+    for i, cells in enumerate(zip(*(c.cells for c in columns))):
+        t.add_row(*(Text(cell) for cell in cells), end_section=i in listing.rules_after)
     return t
 
 
-def _pct(mean: float, std: float) -> str:
+def _fitted(listing: Listing, console: Console) -> Table:
+    """The table with every column that fits the console's width; names and numbers are
+    never cut, so lesser columns are left out instead, and a note says which."""
+    columns, left_out = list(listing.columns), []
+    while True:
+        notes = listing.notes + ([f"Left out at this width: {', '.join(left_out)} "
+                                  "(wider terminal, --format markdown, or the CSV files)."] if left_out else [])
+        droppable = [c for c in columns if c.drop]
+        needed = sum(_width(c) + 3 for c in columns) + 1  # a space either side and a border per column
+        if needed <= console.width or not droppable:
+            return _table(listing, columns, notes)
+        dropped = max(droppable, key=lambda c: c.drop)
+        columns.remove(dropped)
+        left_out.insert(0, dropped.header.replace("\n", " "))
+
+
+def _pct(mean: float, std: float = math.nan) -> str:
     return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
 
 
-def table(summary: pd.DataFrame, epochs: int, lesson_eval: bool = False) -> Table:
-    """The lesson's "After 2 Epochs" table, best validation accuracy first."""
+def _loss(value: float) -> str:
+    return "diverged" if not math.isfinite(value) else f"{value:,.3f}"
+
+
+def accuracy_listing(summary: pd.DataFrame, epochs: int, lesson_eval: bool = False) -> Listing:
+    """The lesson's "After 2 Epochs" table, best validation accuracy first; with a ``run``
+    column (``initbench report`` of several runs), a column naming each row's run."""
     seeds = int(summary["seeds"].max())
-    title = (f"After {plural(epochs, 'epoch')}" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
+    title = (f"After {plural(epochs, 'epoch')}" + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
              + (", scored with dropout on (--lesson-eval)" if lesson_eval else ""))
-    columns = ["Scheme", "Validation accuracy", "Test accuracy", "Training loss", "Mean loss, last epoch"]
-    any_diverged = summary["diverged"].any()
-    t = _right_align(Table(*columns, *(["Diverged"] if any_diverged else []), title=title))
-    for row in summary.itertuples():
-        t.add_row(row.scheme, _pct(row.val_acc_mean, row.val_acc_std), _pct(row.test_acc_mean, math.nan),
-                  f"{row.final_batch_loss_mean:.3f}", f"{row.train_loss_mean:.3f}",
-                  *([f"{row.diverged}/{row.seeds}"] if any_diverged else []))
-    return t
+    rows = list(summary.itertuples())
+    columns = [Column("Run", [r.run for r in rows], left=True)] if "run" in summary else []
+    columns += [
+        Column("Scheme", [r.scheme for r in rows], left=True),
+        Column("Validation\naccuracy", [_pct(r.val_acc_mean, r.val_acc_std) for r in rows]),
+        Column("Test\naccuracy", [_pct(r.test_acc_mean, r.test_acc_std) for r in rows], drop=2),
+        Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=1),
+        Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=3),
+    ]
+    if summary["diverged_seeds"].any():
+        columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows]))
+    notes = ["Loss: training cross-entropy on the last batch (the lesson's \"training loss\"), "
+             "and its mean over the last epoch."]
+    return Listing(title, columns, summary.to_dict("records"), notes)
+
+
+def inspect_listing(scheme: str, rows: list[dict[str, Any]], found: list[str]) -> Listing:
+    """One scheme's per-layer statistics at init, with what was found under it."""
+    def g(key: str) -> list[str]:
+        return [f"{r[key]:.3g}" for r in rows]
+
+    n = len(rows)
+    columns = [
+        Column("Layer", [f"{r['layer']}" + (" (logits)" if r["layer"] == n else "") for r in rows], left=True),
+        Column("Units", [str(r["units"]) for r in rows], drop=3),
+        Column("Weight\nmean", g("weight_mean"), drop=4),
+        Column("Weight\nstd", g("weight_std")),
+        Column("Output\nmean", g("act_mean"), drop=5),
+        Column("Output\nstd", g("act_std")),
+        Column("Dead\nunits", [f"{100 * r['dead_fraction']:.0f}%" for r in rows], drop=2),
+        Column("Gradient\nnorm", g("grad_norm")),
+        Column("Distinct\nunits", [str(r["distinct_units"]) for r in rows], drop=1),
+    ]
+    return Listing(f"{scheme} at init", columns, [{"scheme": scheme, **r} for r in rows],
+                   found or ["nothing wrong found"])
 
 
 def _range(low_high: tuple[float, float], fmt: str) -> str:
     return f"{fmt.format(low_high[0])}-{fmt.format(low_high[1])}"
 
 
-def bench_table(numbers: dict) -> Table:
+def bench_listing(numbers: dict) -> Listing:
     """Seconds per model-epoch of each way of training, the spread over the repeats, and
-    the ratios the targets use; labels short enough for 80 columns."""
+    the ratios the targets use."""
     per, spread = numbers["seconds_per_model_epoch"], numbers["spread"]
-    caption = f"Medians of {len(numbers['samples']['floor'])} interleaved repeats."
-    if whole := numbers.get("whole_process"):
-        caption += f" Whole process: {whole['model_epochs']} model-epochs, start-up and data loading included."
-    t = _right_align(Table("Training", "s/model-epoch", "min-max", "x floor", "vs lesson",
-                           title=f"Benchmark: one epoch, batch 100, {numbers['device_name']}", caption=caption))
+    notes = [f"Medians of {len(numbers['samples']['floor'])} interleaved repeats."]
     names = {"floor": "GEMM floor", "batched": f"batched, {numbers['models_in_batched_step']} models",
              "sequential": "sequential", "lesson": "lesson pipeline"}
+    rows = []
     for key, label in names.items():
         if key in per:
-            speedup = f"{per['lesson'] / per[key]:.1f}x" if "lesson" in per else ""
-            t.add_row(label, f"{per[key]:.3f}", _range(spread[key], "{:.3f}"), f"{per[key] / per['floor']:.2f}",
-                      speedup)
-    if whole:
-        t.add_section()
+            rows.append({"training": label, "seconds": f"{per[key]:.3f}", "min_max": _range(spread[key], "{:.3f}"),
+                         "x_floor": f"{per[key] / per['floor']:.2f}",
+                         "vs_lesson": f"{per['lesson'] / per[key]:.1f}x" if "lesson" in per else ""})
+    rules = (len(rows) - 1,)
+    if whole := numbers.get("whole_process"):
+        notes.append(f"Whole process: {whole['model_epochs']} model-epochs, start-up and data loading included.")
         for name, speedup in (("compare", f"{whole['speedup']:.1f}x"), ("lesson", "1.0x")):
-            t.add_row(f"{name}, whole process", f"{whole[name + '_seconds']:.1f} s",
-                      _range(whole["spread"][name], "{:.1f}"), "", speedup)
-    return t
+            rows.append({"training": f"{name}, whole process", "seconds": f"{whole[name + '_seconds']:.1f} s",
+                         "min_max": _range(whole["spread"][name], "{:.1f}"), "x_floor": "", "vs_lesson": speedup})
+    headers = {"training": "Training", "seconds": "s/model-\nepoch", "min_max": "min-max", "x_floor": "x floor",
+               "vs_lesson": "vs\nlesson"}
+    columns = [Column(h, [r[k] for r in rows], left=k == "training") for k, h in headers.items()]
+    return Listing(f"Benchmark: one epoch, batch 100, {numbers['device_name']}", columns, rows, notes, rules)
 
 
-def schemes_table(rows: list[dict]) -> Table:
+def schemes_listing(rows: list[dict]) -> Listing:
     """One row per scheme: its name and, indented below it, its aliases (followed by "= what
     they equal" where that is more than the scheme itself), each name's convention beside it,
     and the formula over the reference. Names never wrap; the formulas take the width left."""
@@ -103,25 +220,69 @@ def schemes_table(rows: list[dict]) -> Table:
             if alias["equals"] != row["name"] and last_of_group:
                 lines.append(f"    = {alias['equals']}")
                 follows.append("")
-        names.append(lines)
-        conventions.append(follows)
-    t = Table(title="Initialization schemes (aliases indented)", show_lines=True, box=box.SIMPLE_HEAD)
-    t.add_column("Name", no_wrap=True)
-    t.add_column("Convention", no_wrap=True)
-    t.add_column("Formula / reference", overflow="fold", ratio=1)
-    for row, lines, follows in zip(rows, names, conventions):
-        text = f"{escape(row['formula'])}\n[dim]{escape(row['reference'])}[/dim]"
-        t.add_row("\n".join(lines), "\n".join(follows), text)
-    return t
+        names.append("\n".join(lines))
+        conventions.append("\n".join(follows))
+    columns = [Column("Name", names, left=True), Column("Convention", conventions, left=True),
+               Column("Formula / reference", [f"{r['formula']}\n{r['reference']}" for r in rows], wrap=True,
+                      left=True)]
+    return Listing("Initialization schemes (aliases indented)", columns, rows)
 
 
-def inspect_table(scheme: str, rows: list[dict[str, float]], found: list[str]) -> Table:
-    """One scheme's per-layer statistics at init, with what they mean in the caption."""
-    t = Table("Layer", "Units", "W mean", "W std", "Out mean", "Out std", "Dead", "Grad norm", "Distinct",
-              title=f"{scheme} at init",
-              caption="\n".join(found) if found else "nothing wrong found", caption_justify="left")
-    for r in rows:
-        t.add_row(str(r["layer"]), str(r["units"]), f"{r['weight_mean']:.2g}", f"{r['weight_std']:.2g}",
-                  f"{r['act_mean']:.2g}", f"{r['act_std']:.2g}", f"{100 * r['dead_fraction']:.0f}%",
-                  f"{r['grad_norm']:.2g}", str(r["distinct_units"]))
-    return t
+# --- progress
+
+
+class Activity:
+    """What a command is doing, on stderr: in a terminal, one line that updates (stage,
+    models, epoch, batch, current loss, a bar and an ETA) and disappears when done;
+    otherwise (logs, CI) one line per stage. ``quiet``: nothing."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console, self.quiet, self.live = console, quiet, console.is_terminal and not quiet
+        self.bar: Progress | None = None
+        self.last_line, self.loss_shown_at, self.loss = "", 0.0, ""
+
+    @contextmanager
+    def running(self) -> Iterator[Activity]:
+        if not self.live:
+            yield self
+            return
+        columns = (SpinnerColumn(), TextColumn("{task.description}", table_column=RichColumn(ratio=1, no_wrap=True)),
+                   BarColumn(bar_width=12), TaskProgressColumn(), TextColumn("eta"), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=True) as self.bar:
+            self.task = self.bar.add_task("", total=None)
+            yield self
+        self.bar = None
+
+    def note(self, text: str) -> None:
+        """A line that stays (above the progress line, in a terminal)."""
+        if not self.quiet:
+            self.console.print(text, style="dim", soft_wrap=True)
+
+    def stage(self, text: str, total: int | None = None) -> None:
+        """A new stage (``total``: its steps, for a bar and an ETA; None: a spinner)."""
+        if self.bar is not None:
+            self.bar.reset(self.task, total=total, description=text)
+        elif total is None and text != self.last_line:  # a counted stage is told by its steps
+            self.note(text)
+        self.last_line = text
+
+    def advance(self, steps: int = 1, text: str | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=steps, description=text)
+        elif text is not None and not self.quiet:
+            self.stage(text)
+
+    def tick(self, tick: Tick) -> None:
+        """An engine's report: steps trained (model-batches), or a stage of its own."""
+        where = f"Training {tick.models}: epoch {tick.epoch}/{tick.epochs}"
+        if tick.stage == "training":
+            now = time.monotonic()
+            if tick.losses is not None and now - self.loss_shown_at > 0.5:  # reading a loss may wait on a GPU
+                finite = tick.losses[tick.losses.isfinite()]
+                self.loss = f", loss {finite.mean():.3f}" if len(finite) else ", diverged"
+                self.loss_shown_at = now
+            live = f"{where}, batch {tick.batch}/{tick.batches}{self.loss}"
+            self.advance(tick.steps, live if self.live else where)
+        else:
+            self.advance(0, f"{tick.stage.capitalize()} {tick.models}"
+                         + (f" after epoch {tick.epoch}/{tick.epochs}" if tick.epoch else ""))

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,12 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from initbench import data, diagnostics, engine, pictures, report, results
+from initbench import data, diagnostics, engine, pictures, report, results, runfolder
 from initbench.config import RunConfig
-from initbench.jobs import Job, batches_per_epoch, initial_model
+from initbench.errors import InitbenchError, UsageError
+from initbench.jobs import Job, batches_per_epoch
 from initbench.model import MLP
+from initbench.streams import initial_model
 
 MAX_NAME_CHARS = 120  # of the scheme names in a default folder name (file systems allow 255 bytes)
 
@@ -25,25 +29,25 @@ def _stamped(now: datetime, name: str) -> Path:
     return Path("results") / f"{now:%Y%m%d-%H%M%S}-{name}"
 
 
-def _logger(console: Console, quiet: bool = False):
-    return (lambda _: None) if quiet else (lambda msg: console.print(msg, style="dim"))
-
-
-def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
-    """Train every (scheme, seed) job of ``config``, write the run's files, print its table."""
+def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
+    """Train every (scheme, seed) job of ``config``, write the run's files, print its table
+    on stdout in ``fmt`` (progress and messages go to stderr)."""
     started = datetime.now().astimezone()
+    err = Console(stderr=True)
+    activity = report.Activity(err, quiet)
     device = engine.resolve_device(config.device)
-    log = _logger(console, quiet)
     names = "-".join(config.schemes)
     names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
-    with results.run_folder(config.out or _stamped(started, names), config.overwrite) as folder:
-        out = folder.staging
-        splits = data.load(config.data_dir, config.split_seed, config.train_samples, log).to(device)
+    with runfolder.run_folder(config.out or _stamped(started, names), config.overwrite) as folder, \
+            activity.running():
+        activity.stage("Loading FashionMNIST")
+        splits = data.load(config.data_dir, config.split_seed, config.train_samples, activity.stage).to(device)
         jobs = config.jobs()
         n_batches = batches_per_epoch(len(splits.y_train), config.train.batch_size)
-        log(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(config.schemes), 'scheme')} x "
-            f"{report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train)} images, "
-            f"{report.plural(config.train.epochs, 'epoch')}, {config.engine} engine on {device}")
+        activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(config.schemes), 'scheme')}"
+                      f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images, "
+                      f"{report.plural(config.train.epochs, 'epoch')} of {n_batches:,} batches, "
+                      f"{config.engine} engine on {device}")
         stats: list[dict] = []
         if config.track_stats:
             x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
@@ -53,12 +57,12 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
                              for row in diagnostics.layer_stats(model, x_stats, y_stats))
 
         tic = time.perf_counter()
-        show_bar = not quiet and console.is_terminal
-        with report.progress(len(jobs) * config.train.epochs * n_batches, "Training", console, show_bar) as advance:
-            trained = engine.train(jobs, splits, device, config.engine, config.max_batch_models, advance,
-                                   track if config.track_stats else None)
+        activity.stage("Training", total=len(jobs) * config.train.epochs * n_batches)
+        trained = engine.train(jobs, splits, device, config.engine, config.max_batch_models, activity.tick,
+                               track if config.track_stats else None)
         train_seconds = time.perf_counter() - tic
 
+        activity.stage("Writing the results and drawing the pictures")
         runs = results.runs_frame(trained)
         summary = results.summary_frame(runs)
         losses = results.losses_frame(trained)
@@ -70,77 +74,158 @@ def compare(config: RunConfig, console: Console, quiet: bool = False) -> Path:
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "train_seconds": round(train_seconds, 3),
         }
-        if stats:
-            stats_frame = pd.DataFrame(stats)
-            extra = {"layer_stats.csv": results.csv_writer(stats_frame),
-                     "layer_stats.png": lambda p: pictures.plot_layer_profile(
-                         stats_frame, p, "Per layer at init (dashed) and after the last epoch (solid)")}
-        else:
-            extra = {}
-        results.write_files(out, {
-            "accuracy.csv": results.csv_writer(summary),
-            "runs.csv": results.csv_writer(runs),
-            "losses.csv": results.csv_writer(losses),
-            "loss_curves.png": lambda p: pictures.plot_losses(losses, p, config.plot_batches),
-            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None),
-            "run.json": results.json_writer(run_info),
+        stats_files = _stats_files(pd.DataFrame(stats)) if stats else {}
+        runfolder.write_files(folder.staging, {
+            "accuracy.csv": runfolder.csv_writer(summary),
+            "runs.csv": runfolder.csv_writer(runs),
+            "losses.csv": runfolder.csv_writer(losses),
+            **_loss_pictures(losses, config.plot_batches),
+            "run.json": runfolder.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
-            **extra,
+            **stats_files,
         })
-    console.print(report.table(summary, config.train.epochs, config.train.eval_dropout))
-    _print_where(console, folder)
+    report.show(report.accuracy_listing(summary, config.train.epochs, config.train.eval_dropout), fmt, Console())
+    _print_where(err, folder)
     return folder.path
 
 
-def _print_where(console: Console, folder: results.RunFolder) -> None:
+def _loss_pictures(losses: pd.DataFrame, plot_batches: int) -> dict[str, Callable[[Path], None]]:
+    return {"loss_curves.png": lambda p: pictures.plot_losses(losses, p, plot_batches),
+            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None)}
+
+
+def _stats_files(stats: pd.DataFrame) -> dict[str, Callable[[Path], None]]:
+    return {"layer_stats.csv": runfolder.csv_writer(stats),
+            "layer_stats.png": lambda p: pictures.plot_layer_profile(
+                stats, p, "Per layer at init (dashed) and after the last epoch (solid)")}
+
+
+def _print_where(console: Console, folder: runfolder.RunFolder) -> None:
     if folder.path != folder.requested:
         console.print(f"{folder.requested} was taken by another run meanwhile.")
     console.print(f"Results in {folder.path}")
 
 
+def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
+    """Print the table of finished compare runs (one table; a column names each row's run
+    when there are several) and, with ``redraw``, draw their pictures again in their folders."""
+    finished = [_finished_run(folder) for folder in folders]  # every folder checked before any drawing
+    frames = []
+    for folder, info, runs in finished:
+        summary = results.summary_frame(runs)
+        if len(finished) > 1:
+            summary.insert(0, "run", str(folder))
+        frames.append(summary)
+    configs = [info["config"] for _, info, _ in finished]
+    epochs = {c["epochs"] for c in configs}
+    eval_dropout = {c.get("lesson_eval", False) and c["dropout"] > 0 for c in configs}
+    summary = pd.concat(frames, ignore_index=True)
+    listing = report.accuracy_listing(summary, epochs.pop() if len(epochs) == 1 else 0, eval_dropout == {True})
+    if len(finished) > 1 and not epochs:
+        listing.title = "Runs trained for different numbers of epochs"
+    if redraw:
+        err = Console(stderr=True)
+        for folder, info, _ in finished:
+            files = _loss_pictures(_read_csv(folder / "losses.csv"), info["config"]["plot_batches"])
+            if (folder / "layer_stats.csv").exists():
+                stats = _stats_files(_read_csv(folder / "layer_stats.csv"))
+                files["layer_stats.png"] = stats["layer_stats.png"]
+            runfolder.write_files(folder, files)
+            err.print(f"Pictures redrawn in {folder}: {', '.join(files)}", style="dim")
+    report.show(listing, fmt, Console())
+
+
+def _finished_run(folder: Path) -> tuple[Path, dict[str, Any], pd.DataFrame]:
+    """A compare run folder's run.json and runs.csv, or a clear error."""
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder. Give run folders written by initbench compare.")
+    missing = [name for name in ("run.json", "runs.csv", "losses.csv") if not (folder / name).is_file()]
+    if missing:
+        raise UsageError(f"{folder} is not a finished compare run: it has no {' or '.join(missing)}. "
+                         "Give run folders written by initbench compare.")
+    try:
+        info = json.loads((folder / "run.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InitbenchError(f"Cannot read {folder / 'run.json'}: {e}.") from None
+    runs = _read_csv(folder / "runs.csv")
+    expected = {"scheme", "seed", "val_acc", "test_acc", "last_batch_loss", "last_epoch_loss", "diverged"}
+    if not expected <= set(runs.columns) or "config" not in info:
+        raise InitbenchError(f"{folder} was written by another version of initbench: its runs.csv lacks "
+                             f"{', '.join(sorted(expected - set(runs.columns))) or 'nothing'}, and run.json "
+                             f"{'has' if 'config' in info else 'lacks'} its config. Run it again to report on it.")
+    return folder, info, runs
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as e:  # pandas' parser errors are ValueErrors
+        raise InitbenchError(f"Cannot read {path}: {e}.") from None
+
+
 def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
-          out: Path | None, console: Console) -> dict[str, Any]:
+          out: Path | None) -> dict[str, Any]:
     """Run the benchmark, print its table, write its JSON (with the machine it ran on)."""
     from initbench import bench as benchmark
 
     started = datetime.now().astimezone()
+    err = Console(stderr=True)
     device = engine.resolve_device(device_name)
     out = out or _stamped(started, "bench.json")
-    results.check_file_destination(out)
+    runfolder.check_file_destination(out)
     config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
                                    data_dir=data_dir or data.default_data_dir())
-    numbers = benchmark.run(config, _logger(console))
+    activity = report.Activity(err)
+    with activity.running():
+        numbers = benchmark.run(config, activity)
     numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
-    results.write_files(out.parent, {out.name: results.json_writer(numbers)})
-    console.print(report.bench_table(numbers))
-    console.print(f"Results in {out}")
+    runfolder.write_files(out.parent, {out.name: runfolder.json_writer(numbers)})
+    report.show(report.bench_listing(numbers), "table", Console())
+    err.print(f"Results in {out}")
     return numbers
 
 
-def inspect(config: RunConfig, console: Console) -> Path:
+INSPECT_KEYS = ("schemes", "seeds", "hidden", "activation", "bias", "split_seed", "data_dir")
+
+
+def inspect(config: RunConfig, fmt: str = "table") -> Path:
     """Build each scheme's model (seed ``config.seeds[0]``), run one forward and backward
     pass on real images, print and write its per-layer statistics, flags and pictures."""
     started = datetime.now().astimezone()
-    with results.run_folder(config.out or _stamped(started, "inspect"), config.overwrite) as folder:
-        out = folder.staging
-        splits = data.load(config.data_dir, config.split_seed, log=_logger(console))
+    err = Console(stderr=True)
+    activity = report.Activity(err)
+    with runfolder.run_folder(config.out or _stamped(started, "inspect"), config.overwrite) as folder, \
+            activity.running():
+        activity.stage("Loading FashionMNIST")
+        splits = data.load(config.data_dir, config.split_seed, log=activity.stage)
         x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
-        rows, found, weights = [], {}, {}
-        for scheme in config.schemes:
+        rows, found, weights, listings = [], {}, {}, []
+        activity.stage("Inspecting", total=len(config.schemes))
+        for i, scheme in enumerate(config.schemes):
+            activity.advance(0, f"Inspecting {scheme} ({i + 1} of {len(config.schemes)})")
             model = initial_model(Job(scheme, config.seeds[0], config.train), splits.x_train)
             layer_rows = diagnostics.layer_stats(model, x_stats, y_stats)
             found[scheme] = diagnostics.flags(layer_rows)
             weights[scheme] = [layer.weight.detach() for layer in model.layers]
             rows += [{"scheme": scheme, **row} for row in layer_rows]
-            console.print(report.inspect_table(scheme, layer_rows, found[scheme]))
+            listings.append(report.inspect_listing(scheme, layer_rows, found[scheme]))
+            activity.advance(1)
+        activity.stage("Drawing the pictures")
         frame = pd.DataFrame(rows)
-        results.write_files(out, {
-            "inspect.csv": results.csv_writer(frame),
-            "inspect.json": results.json_writer({"config": config.to_dict() | {"out": str(folder.path)}, "flags": found,
-                                                 **results.environment(torch.device("cpu"))}),
+        applies = {k: v for k, v in config.to_dict().items() if k in INSPECT_KEYS}
+        runfolder.write_files(folder.staging, {
+            "inspect.csv": runfolder.csv_writer(frame),
+            "inspect.json": runfolder.json_writer({"config": applies | {"out": str(folder.path)}, "flags": found,
+                                                   **results.environment(torch.device("cpu"))}),
             "weights_hist.png": lambda p: pictures.plot_weight_histograms(weights, p),
             "activations.png": lambda p: pictures.plot_layer_profile(
                 frame, p, f"At init, on {diagnostics.STATS_BATCH} validation images ({config.train.activation})"),
         })
-    _print_where(console, folder)
+    stdout = Console()
+    if fmt in ("json", "csv"):  # one table of every scheme's rows, for scripts
+        report.show(report.Listing("", [], [r for listing in listings for r in listing.records]), fmt, stdout)
+    else:
+        for listing in listings:
+            report.show(listing, fmt, stdout)
+    _print_where(err, folder)
     return folder.path

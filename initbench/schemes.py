@@ -24,6 +24,10 @@ VarianceScaling); where Keras's initializer equals a scheme already here
 
 All randomness comes from the ``generator`` argument, never from torch's
 global generator, so a model's initial weights depend only on its own seed.
+
+torch is imported inside the few functions that call it, not at the top: the
+command line names and checks schemes before any work, and importing torch
+would make every typo cost two seconds.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
+from initbench.errors import UsageError
 
-from initbench.errors import InitbenchError
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 InitFn = Callable[..., None]
 GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3, "sigmoid": 1.0, "gelu": math.sqrt(2.0), "selu": 0.75}
@@ -174,7 +180,7 @@ def get(spec: str) -> Scheme:
         close = (difflib.get_close_matches(name, known, n=1, cutoff=0.5)
                  or [lower[k] for k in difflib.get_close_matches(name.lower(), lower, n=1, cutoff=0.5)])
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InitbenchError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}. "
+        raise UsageError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}. "
                              f"Keras's names are accepted too: {', '.join(ALIASES)}. "
                              "`initbench schemes` lists them all with their formulas.")
     scheme = _REGISTRY[name]
@@ -186,9 +192,9 @@ def get(spec: str) -> Scheme:
     except ValueError:
         values = []
     if not scheme.params:
-        raise InitbenchError(f"Scheme {name!r} takes no parameters (got {given!r}).")
+        raise UsageError(f"Scheme {name!r} takes no parameters (got {given!r}).")
     if not len(required) <= len(values) <= len(scheme.params) or not values:
-        raise InitbenchError(f"Bad parameters in scheme {given!r}: write {usage(scheme)}, with numbers.")
+        raise UsageError(f"Bad parameters in scheme {given!r}: write {usage(scheme)}, with numbers.")
     params = dict(zip(scheme.params, values))
     _check_parameters(given, params)
     bound = _with_gain(_FUNCTIONS[name], **params)
@@ -201,38 +207,11 @@ def _check_parameters(spec: str, params: dict[str, float]) -> None:
     for param, value in params.items():
         valid, meaning, allowed = PARAMETERS[param]
         if not valid(value):
-            raise InitbenchError(f"Bad parameter in scheme {spec!r}: {param} ({meaning}) must be {allowed}; "
+            raise UsageError(f"Bad parameter in scheme {spec!r}: {param} ({meaning}) must be {allowed}; "
                                  f"got {value:g}.")
     if "low" in params and "high" in params and not params["low"] < params["high"]:
-        raise InitbenchError(f"Bad parameters in scheme {spec!r}: low must be below high "
+        raise UsageError(f"Bad parameters in scheme {spec!r}: low must be below high "
                              f"(got low {params['low']:g}, high {params['high']:g}).")
-
-
-@torch.no_grad()
-def init_linear(layer: nn.Linear, scheme: Scheme, generator: torch.Generator | None,
-                activation: str = "relu", bias: str = "scheme") -> None:
-    """Initialize ``layer`` with ``scheme``; ``bias`` = "zeros" or "default" (PyTorch's
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
-    scheme.init(layer.weight, layer.bias, generator, GAIN[activation])
-    if bias == "zeros":
-        layer.bias.zero_()
-    elif bias == "default":
-        bound = 1.0 / math.sqrt(_fan_in(layer.weight))
-        layer.bias.uniform_(-bound, bound, generator=generator)
-
-
-@torch.no_grad()
-def lsuv_(layers: Sequence[nn.Linear], activation: Callable[[Tensor], Tensor], x: Tensor,
-          tolerance: float = 0.1, max_iterations: int = 10) -> None:
-    """Layer after layer, rescale the weights until the layer's output on the batch ``x``
-    has variance 1 (within ``tolerance``); the second step of LSUV."""
-    for i, layer in enumerate(layers):
-        for _ in range(max_iterations):
-            var = layer(x).var()
-            if not torch.isfinite(var) or var == 0 or abs(var - 1) < tolerance:
-                break
-            layer.weight.div_(var.sqrt())
-        x = layer(x) if i == len(layers) - 1 else activation(layer(x))
 
 
 def _fan_in(weight: Tensor) -> int:
@@ -253,8 +232,10 @@ def variance_scaling_(weight: Tensor, generator: torch.Generator | None, *, scal
             "fan_avg": (_fan_in(weight) + _fan_out(weight)) / 2.0}
     n = max(1.0, fans[mode])
     if distribution == "truncated_normal":
+        from torch.nn import init
+
         std = math.sqrt(scale / n) / KERAS_TRUNCATED_STD
-        nn.init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std, generator=generator)
+        init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std, generator=generator)
     elif distribution == "untruncated_normal":
         weight.normal_(0.0, math.sqrt(scale / n), generator=generator)
     elif distribution == "uniform":
@@ -361,9 +342,11 @@ def default_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = N
     Formula: W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     Reference: torch.nn.Linear.reset_parameters (kaiming_uniform_ with a=sqrt(5))
     """
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    from torch.nn import init
+
+    init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     bound = 1.0 / math.sqrt(_fan_in(weight))
-    nn.init.uniform_(bias, -bound, bound, generator=generator)
+    init.uniform_(bias, -bound, bound, generator=generator)
 
 
 @register("xavier_uniform", "torch")
@@ -487,7 +470,9 @@ def orthogonal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None 
     Formula: W = gain * Q, gain = 1 unless given, Q from the QR decomposition of a standard normal matrix (Q Q^T = I or Q^T Q = I); b = 0
     Reference: Saxe et al. 2014, "Exact solutions to the nonlinear dynamics of learning in deep linear networks"; torch.nn.init.orthogonal_; keras.initializers.Orthogonal (gain=1.0)
     """
-    nn.init.orthogonal_(weight, gain=gain, generator=generator)
+    from torch.nn import init
+
+    init.orthogonal_(weight, gain=gain, generator=generator)
     bias.zero_()
 
 
@@ -504,7 +489,9 @@ def trunc_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | Non
     Formula: W ~ N(0, std^2) truncated to [-2 std, 2 std], std = 0.02; b = 0
     Reference: Dosovitskiy et al. 2021 (ViT); timm layers/weight_init.py trunc_normal_; keras.initializers.TruncatedNormal (std 0.05)
     """
-    nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std, generator=generator)
+    from torch.nn import init
+
+    init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std, generator=generator)
     bias.zero_()
 
 
@@ -521,6 +508,8 @@ def sparse_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = No
     Formula: W ~ N(0, 0.01^2), then in every column (one input's weights to all units) ceil(sparsity * fan_out) set to 0 (sparsity 0.1); b = 0
     Reference: torch.nn.init.sparse_; after Martens 2010, "Deep learning via Hessian-free optimization"
     """
+    import torch
+
     # As torch.nn.init.sparse_, whose choice of zeros ignores `generator` (torch 2.14).
     weight.normal_(0.0, 0.01, generator=generator)
     n_zeros = math.ceil(sparsity * weight.shape[0])
@@ -540,5 +529,7 @@ def lsuv_orthogonal_(weight: Tensor, bias: Tensor, generator: torch.Generator | 
     Formula: W = Q (orthogonal), then W <- W / sqrt(Var(W x + b)) layer by layer on a batch; b = 0
     Reference: Mishkin & Matas 2016, "All you need is a good init"
     """
-    nn.init.orthogonal_(weight, generator=generator)
+    from torch.nn import init
+
+    init.orthogonal_(weight, generator=generator)
     bias.zero_()

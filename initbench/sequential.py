@@ -4,16 +4,16 @@ one after another, the way a person would write it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initbench.data import Splits
-from initbench.jobs import (EpochHook, Job, JobResult, batch_orders, batches_per_epoch, correct, dropout_generator,
-                            evaluation_masks, initial_model, result)
+from initbench.jobs import EpochHook, Job, JobResult, Progress, Tick, batches_per_epoch, correct, result
 from initbench.model import EVAL_CHUNK, DropoutMasks
+from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
 
 @torch.no_grad()
@@ -28,14 +28,16 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, masks: DropoutMasks | None 
     return hits / len(y)
 
 
-def train(jobs: Sequence[Job], data: Splits, device: torch.device,
-          advance: Callable[[int], None] = lambda n: None, on_epoch: EpochHook | None = None) -> list[JobResult]:
-    return [_train_one(job, data, device, advance, on_epoch or (lambda job, epoch, model: None)) for job in jobs]
+def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
+          on_epoch: EpochHook | None = None) -> list[JobResult]:
+    return [_train_one(job, data, device, progress, f"{job.scheme}, seed {job.seed} ({i + 1} of {len(jobs)})",
+                       on_epoch or (lambda job, epoch, model: None)) for i, job in enumerate(jobs)]
 
 
-def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[int], None],
+def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress, label: str,
                on_epoch: EpochHook) -> JobResult:
     s = job.settings
+    progress(Tick("building", label))
     model = initial_model(job, data.x_train).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
     orders = batch_orders(job.seed, len(data.y_train))
@@ -59,12 +61,15 @@ def _train_one(job: Job, data: Splits, device: torch.device, advance: Callable[[
                 if not torch.isfinite(loss):
                     # Divergence is a result: keep the model as it stands and stop training it.
                     diverged_at = epoch * n_batches + b + 1
-                    advance((s.epochs - epoch) * n_batches - b)
+                    progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches,
+                                  (s.epochs - epoch) * n_batches - b, loss.detach()))
                     break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                advance(1)
+                progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches, 1, loss.detach()))
+        progress(Tick("evaluating", label, epoch + 1, s.epochs))
         val_acc.append(accuracy(model, data.x_val, data.y_val, eval_masks))
         on_epoch(job, epoch + 1, model)
+    progress(Tick("testing", label, s.epochs, s.epochs))
     return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test, eval_masks), diverged_at)

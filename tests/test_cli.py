@@ -20,8 +20,9 @@ def compare(*args: str, env: dict | None = None):
     return runner.invoke(app, ["compare", *args], env=env)
 
 
-def assert_clean_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
+def assert_clean_error(result, *fragments: str, code: int = 1) -> None:
+    """One paragraph, no traceback; exit status 2 for what was typed, 1 for work that failed."""
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.output and "Error:" in result.output
     for fragment in fragments:
         assert fragment in " ".join(result.output.split()), result.output
@@ -37,8 +38,8 @@ def test_smoke_run_end_to_end(data_dir: Path, tmp_path: Path) -> None:
         "accuracy.csv", "config.toml", "loss_curves.png", "loss_full.png", "losses.csv", "run.json", "runs.csv"]
 
     acc = pd.read_csv(out / "accuracy.csv").set_index("scheme")
-    assert list(acc.columns) == ["seeds", "val_acc_mean", "val_acc_std", "test_acc_mean",
-                                 "train_loss_mean", "final_batch_loss_mean", "diverged"]
+    assert list(acc.columns) == ["seeds", "val_acc_mean", "val_acc_std", "test_acc_mean", "test_acc_std",
+                                 "last_batch_loss_mean", "last_epoch_loss_mean", "diverged_seeds"]
     assert set(acc.index) == {"zeros", "ones", "uniform", "rule", "default"} and (acc["seeds"] == 2).all()
     assert acc.loc["rule", "val_acc_mean"] > acc.loc["zeros", "val_acc_mean"] + 0.4
     assert abs(acc.loc["zeros", "val_acc_mean"] - 0.1) < 0.03  # chance
@@ -53,7 +54,11 @@ def test_smoke_run_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert len(losses) == 10 * 60  # 6,000 images in batches of 100
     assert list(losses.columns) == ["scheme", "seed", "epoch", "batch", "loss"]
     last = losses[(losses.scheme == "rule") & (losses.batch == 60)]["loss"].mean()
-    assert acc.loc["rule", "final_batch_loss_mean"] == pytest.approx(last, rel=1e-4)
+    assert acc.loc["rule", "last_batch_loss_mean"] == pytest.approx(last, rel=1e-4)
+    epoch_mean = losses[(losses.scheme == "rule")].groupby("seed")["loss"].mean().mean()
+    assert acc.loc["rule", "last_epoch_loss_mean"] == pytest.approx(epoch_mean, rel=1e-4)
+    assert list(runs.columns) == ["scheme", "seed", "val_acc", "test_acc", "last_batch_loss", "last_epoch_loss",
+                                  "diverged", "diverged_at_batch"]
 
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["epochs"] == 1 and info["config"]["train_samples"] == 6000
@@ -69,7 +74,7 @@ def test_divergence_is_a_result_not_a_crash(data_dir: Path, tmp_path: Path) -> N
                      "--data-dir", str(data_dir), "--out", str(tmp_path / "d"), "--quiet")
     assert result.exit_code == 0, result.output
     acc = pd.read_csv(tmp_path / "d" / "accuracy.csv").set_index("scheme")
-    assert (acc["diverged"] == 1).all()
+    assert (acc["diverged_seeds"] == 1).all()
     runs = pd.read_csv(tmp_path / "d" / "runs.csv")
     assert runs["diverged_at_batch"].between(2, 10).all()
 
@@ -117,12 +122,12 @@ def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
 def test_schemes_lists_every_scheme_and_alias() -> None:
     from initbench import schemes
 
-    table = runner.invoke(app, ["schemes"], env={"COLUMNS": "200"})
+    table = runner.invoke(app, ["schemes", "--format", "table"], env={"COLUMNS": "200"})
     assert table.exit_code == 0
     for name in [*schemes.names(), *schemes.ALIASES]:
         assert name in table.output
     assert "He et al. 2015" in table.output and "var = gain^2 * 2/(fan_in + fan_out)" in table.output
-    listed = json.loads(runner.invoke(app, ["schemes", "--json"]).output)
+    listed = json.loads(runner.invoke(app, ["schemes", "--format", "json"]).output)
     assert [row["name"] for row in listed] == schemes.names()
     assert next(r for r in listed if r["name"] == "lsuv")["data_dependent"]
 
@@ -130,14 +135,14 @@ def test_schemes_lists_every_scheme_and_alias() -> None:
 def test_schemes_shows_each_names_convention_whole_at_80_columns() -> None:
     from initbench import schemes
 
-    lines = runner.invoke(app, ["schemes"], env={"COLUMNS": "80"}).output.splitlines()
+    lines = runner.invoke(app, ["schemes", "--format", "table"], env={"COLUMNS": "80"}).output.splitlines()
     assert max(len(line) for line in lines) <= 80
     cells = {tuple(line.split()[:2]) for line in lines if len(line.split()) >= 2}
     for row in schemes.catalogue():  # every name whole on a line, its convention beside it
         assert (row["usage"], row["convention"]) in cells
         assert all((a["name"], "keras") in cells for a in row["aliases"])
     assert ("=", "uniform:-0.05,0.05") in cells and ("he_normal", "keras") in cells
-    listed = {r["name"]: r for r in json.loads(runner.invoke(app, ["schemes", "--json"]).output)}
+    listed = {r["name"]: r for r in json.loads(runner.invoke(app, ["schemes", "--format", "json"]).output)}
     assert {r["convention"] for r in listed.values()} == {"lesson", "torch", "keras", "paper"}
     assert listed["he_normal"]["convention"] == "keras" and listed["kaiming_normal"]["convention"] == "torch"
     assert {"name": "random_uniform", "equals": "uniform:-0.05,0.05", "convention": "keras"} in listed["uniform"]["aliases"]
@@ -184,23 +189,34 @@ def test_track_stats_records_every_epoch(data_dir: Path, tmp_path: Path) -> None
     assert json.loads((out / "run.json").read_text())["config"]["activation"] == "tanh"
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["rul"], ["Unknown scheme 'rul'", "Did you mean 'rule'?", "zeros, ones"]),
-    (["rule", "--epochs", "0"], ["Invalid --epochs: must be at least 1; got 0."]),
-    (["rule", "--epochs", "-2"], ["Invalid --epochs: must be at least 1; got -2."]),
-    (["rule", "--seeds", "2", "--seed-list", "1,2"], ["either --seeds or --seed-list"]),
-    (["rule", "--config", "missing.toml"], ["Config file missing.toml does not exist."]),
-    (["rule", "--device", "cuda:3"], ["is not available here"]),
-    (["rule", "--device", "gpu"], ["Unknown device 'gpu'"]),
-    (["rule", "--engine", "fast"], ["Invalid --engine: must be one of batched, sequential"]),
-    (["rule", "--activation", "swish"], ["Invalid --activation: must be one of relu, tanh, sigmoid, gelu, selu"]),
-    (["constant:x"], ["write constant[:VALUE]"]),
-    (["rule", "--max-batch-models", "0"], ["Invalid --max-batch-models: must be at least 1"]),
+@pytest.mark.parametrize("args,fragments,code", [
+    (["rul"], ["Unknown scheme 'rul'", "Did you mean 'rule'?", "zeros, ones"], 2),
+    (["rule", "--epochs", "0"], ["Invalid --epochs: must be at least 1; got 0."], 2),
+    (["rule", "--epochs", "-2"], ["Invalid --epochs: must be at least 1; got -2."], 2),
+    (["rule", "--epochs", "two"], ["Invalid value for '--epochs'", "valid integer"], 2),
+    (["rule", "--seeds", "2", "--seed-list", "1,2"], ["either --seeds or --seed-list"], 2),
+    (["rule", "--config", "missing.toml"], ["Config file missing.toml does not exist."], 2),
+    (["rule", "--device", "cuda:3"], ["is not available here"], 1),
+    (["rule", "--device", "gpu"], ["Invalid --device: must be auto, cpu, cuda, cuda:N or mps; got 'gpu'"], 2),
+    (["rule", "--engine", "fast"], ["'fast' is not one of 'batched', 'sequential'"], 2),
+    (["rule", "--activation", "swish"], ["'swish' is not one of 'relu', 'tanh', 'sigmoid', 'gelu', 'selu'"], 2),
+    (["constant:x"], ["write constant[:VALUE]"], 2),
+    (["rule", "--max-batch-models", "0"], ["Invalid --max-batch-models: must be at least 1"], 2),
 ])
-def test_bad_input_is_one_clean_paragraph(tmp_path: Path, args, fragments) -> None:
+def test_bad_input_is_one_clean_paragraph(tmp_path: Path, args, fragments, code) -> None:
     out = tmp_path / "out"
-    assert_clean_error(compare(*args, "--out", str(out)), *fragments)
+    assert_clean_error(compare(*args, "--out", str(out)), *fragments, code=code)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [["rul"], ["rule", "--epochs", "0"], ["rule", "--activation", "swish"],
+                                  ["sparse:1.5"], ["rule", "--batch-size", "60000"]])
+def test_usage_errors_are_found_before_torch_is_imported(args: list[str]) -> None:
+    """Exit status 2, and quick: the command line is checked before torch loads (2 s)."""
+    code = "import sys; from initbench.cli import main; sys.argv = ['initbench', 'compare', *sys.argv[1:]]\n" \
+           "try:\n    main()\nexcept SystemExit as e:\n    assert 'torch' not in sys.modules; raise"
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert done.returncode == 2 and "Error" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_unwritable_output_folder(tmp_path: Path, data_dir: Path) -> None:
@@ -219,7 +235,7 @@ def test_no_data_and_no_network_leaves_nothing_behind(offline: Path, tmp_path: P
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = compare("rul", "--debug", "--out", str(tmp_path / "o"))
-    assert result.exit_code != 0 and type(result.exception).__name__ == "InitbenchError"
+    assert result.exit_code != 0 and type(result.exception).__name__ == "UsageError"
 
 
 def test_module_entry_point_and_version() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from initbench import config
-from initbench.jobs import TrainSettings
 from initbench.errors import InitbenchError
+from initbench.jobs import TrainSettings
 
 from .conftest import ROOT
 

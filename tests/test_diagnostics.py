@@ -3,7 +3,8 @@
 import torch
 
 from initbench import diagnostics
-from initbench.jobs import Job, TrainSettings, initial_model
+from initbench.jobs import Job, TrainSettings
+from initbench.streams import initial_model
 
 
 def stats(small, scheme: str, **settings):

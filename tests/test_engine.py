@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from initbench import batched, engine, sequential
-from initbench.jobs import Job, TrainSettings, stream_seed
+from initbench.jobs import Job, TrainSettings
+from initbench.streams import stream_seed
 
 CPU = torch.device("cpu")
 DEVICES = [CPU] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

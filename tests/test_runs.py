@@ -81,7 +81,7 @@ def test_existing_out_is_refused_and_overwrite_replaces_it_whole(data_dir: Path,
             "--quiet"]
     assert runner.invoke(app, [*base, "rule", "zeros", "--track-stats"]).exit_code == 0
     refused = runner.invoke(app, [*base, "ones"])
-    assert refused.exit_code == 1 and "--overwrite" in refused.output
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
     assert_whole_run(out, ["rule", "zeros"])
     assert (out / "layer_stats.csv").exists()
     replaced = runner.invoke(app, [*base, "ones", "--overwrite"])
@@ -95,7 +95,7 @@ def test_overwrite_never_replaces_the_current_folder(data_dir: Path, tmp_path: P
     (tmp_path / "keep.txt").write_text("mine")
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["compare", "rule", "--data-dir", str(data_dir), "--out", ".", "--overwrite"])
-    assert result.exit_code == 1 and "will not replace" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "will not replace" in " ".join(result.output.split())
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
@@ -103,29 +103,30 @@ def test_overwrite_never_replaces_the_current_folder(data_dir: Path, tmp_path: P
 def test_empty_paths_are_errors(tmp_path: Path, monkeypatch, option: str) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["compare", "rule", option, ""])
-    assert result.exit_code == 1 and f"Invalid {option}" in result.output
+    assert result.exit_code == 2 and f"Invalid {option}" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
 def test_bench_refuses_a_folder_as_its_file_before_any_work(tmp_path: Path) -> None:
     tic = time.monotonic()
     result = runner.invoke(app, ["bench", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "is a folder; --out takes a file name" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "is a folder; --out takes a file name" in " ".join(result.output.split())
     assert time.monotonic() - tic < 10  # refused at once, not after minutes of measuring
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--batch-size", "1000000", "--train-samples", "2000"], "--batch-size 1000000 is larger than the training set"),
-    (["--hidden", "100000x3"], "One model with these settings needs about"),
+@pytest.mark.parametrize(("args", "words", "code"), [
+    (["--batch-size", "1000000", "--train-samples", "2000"], "--batch-size 1,000,000 is larger than the training set",
+     2),
+    (["--hidden", "100000x3"], "One model with these settings needs about", 1),
 ])
 def test_impossible_sizes_are_refused_before_training(data_dir: Path, tmp_path: Path, monkeypatch, args,
-                                                      words) -> None:
+                                                      words, code) -> None:
     """A batch larger than the training set, or a model larger than memory: a clear error at
     once (not 14 GB and 48 s later), and no folder left behind, results/ included."""
     monkeypatch.chdir(tmp_path)
     tic = time.monotonic()
     result = runner.invoke(app, ["compare", "rule", "--data-dir", str(data_dir), "--quiet", *args])
-    assert result.exit_code == 1 and words in " ".join(result.output.split()), result.output
+    assert result.exit_code == code and words in " ".join(result.output.split()), result.output
     assert time.monotonic() - tic < 20 and list(tmp_path.iterdir()) == []
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from initbench import schemes
 from initbench.errors import InitbenchError
+from initbench.model import init_linear
 
 SHAPES = [(256, 784), (128, 256), (10, 128), (300, 20)]  # (fan_out, fan_in)
 
@@ -15,7 +16,7 @@ SHAPES = [(256, 784), (128, 256), (10, 128), (300, 20)]  # (fan_out, fan_in)
 def init(name: str, shape: tuple[int, int], seed: int = 0, activation: str = "relu",
          bias: str = "scheme") -> tuple[torch.Tensor, torch.Tensor]:
     layer = nn.Linear(shape[1], shape[0])
-    schemes.init_linear(layer, schemes.get(name), torch.Generator().manual_seed(seed), activation, bias)
+    init_linear(layer, schemes.get(name), torch.Generator().manual_seed(seed), activation, bias)
     return layer.weight.detach(), layer.bias.detach()
 
 
@@ -190,7 +191,8 @@ def test_register_demands_formula_and_reference_in_docstring() -> None:
 
 
 def test_lsuv_gives_unit_variance_outputs_on_real_data(small) -> None:
-    from initbench.jobs import Job, TrainSettings, initial_model
+    from initbench.jobs import Job, TrainSettings
+    from initbench.streams import initial_model
 
     for activation in ("relu", "tanh"):
         model = initial_model(Job("lsuv", 0, TrainSettings(hidden=(128,) * 5, activation=activation)),
@@ -203,7 +205,8 @@ def test_lsuv_gives_unit_variance_outputs_on_real_data(small) -> None:
 
 
 def test_aliases_give_the_same_models_as_their_names(small) -> None:
-    from initbench.jobs import Job, TrainSettings, initial_model
+    from initbench.jobs import Job, TrainSettings
+    from initbench.streams import initial_model
 
     for alias, name in (("HeNormal", "he_normal"), ("glorot_uniform", "xavier_uniform"),
                         ("random_normal", "normal:0.05")):
