@@ -298,7 +298,8 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Pro
               for size in [max_models or default_max_models(settings, device)]
               for start in range(0, len(group), size)]
     for k, chunk in enumerate(chunks):
-        label = f"{len(chunk)} models" + (f" (group {k + 1} of {len(chunks)})" if len(chunks) > 1 else "")
+        label = (f"{len(chunk)} model{'s' * (len(chunk) != 1)}"
+                 + (f" (group {k + 1} of {len(chunks)})" if len(chunks) > 1 else ""))
         done.update(zip(chunk, _train_chunk(chunk, data, device, progress, label, on_epoch)))
     return [done[job] for job in jobs]
 

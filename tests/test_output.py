@@ -135,3 +135,13 @@ def test_inspect_json_lists_only_the_settings_that_apply(data_dir: Path, tmp_pat
     assert set(config) == {"schemes", "seeds", "hidden", "activation", "bias", "split_seed", "data_dir", "out"}
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["layer"] for r in rows] == ["1", "2", "3"] and rows[0]["scheme"] == "rule"
+
+
+@pytest.mark.parametrize(("args", "lines"), [
+    (["--engine", "sequential"], ["Training zeros, seed 0 (1 of 2): epoch 1/1", "Training rule, seed 0 (2 of 2)"]),
+    (["--max-batch-models", "1"], ["Building 1 model (group 1 of 2)", "Training 1 model (group 2 of 2): epoch 1/1"]),
+])
+def test_progress_says_which_models_train(data_dir: Path, tmp_path: Path, args, lines) -> None:
+    result = runner.invoke(app, ["compare", "zeros", "rule", "--epochs", "1", "--train-samples", "500",
+                                 "--data-dir", str(data_dir), "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 0 and all(line in result.stderr for line in lines), result.stderr
