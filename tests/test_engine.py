@@ -223,3 +223,10 @@ def test_epoch_hook_sees_every_model_at_init_and_after_each_epoch(small, name: s
                                                   ("zeros", 0), ("zeros", 1), ("zeros", 2)]
     rule = {e: w for s, e, w in seen if s == "rule"}
     assert rule[0] != rule[1] != rule[2]  # it is the trained model, not the initial one
+
+
+def test_every_activation_has_a_function_a_gain_and_batched_ops() -> None:
+    """An activation named in jobs.ACTIVATIONS (what --activation accepts) exists everywhere it must."""
+    from initbench import jobs, model, schemes
+
+    assert set(jobs.ACTIVATIONS) == set(model.ACTIVATION_FNS) == set(schemes.GAIN) == set(batched.ACTIVATION_OPS)
