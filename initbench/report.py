@@ -163,14 +163,14 @@ def inspect_listing(scheme: str, rows: list[dict[str, Any]], found: list[str]) -
     n = len(rows)
     columns = [
         Column("Layer", [f"{r['layer']}" + (" (logits)" if r["layer"] == n else "") for r in rows], left=True),
-        Column("Units", [str(r["units"]) for r in rows], drop=3),
-        Column("Weight\nmean", g("weight_mean"), drop=4),
+        Column("Units", [str(r["units"]) for r in rows], drop=5),
+        Column("Weight\nmean", g("weight_mean"), drop=1),  # ones' 1, beside its std of 0
         Column("Weight\nstd", g("weight_std")),
-        Column("Output\nmean", g("act_mean"), drop=5),
+        Column("Output\nmean", g("act_mean"), drop=4),
         Column("Output\nstd", g("act_std")),
-        Column("Dead\nunits", [f"{100 * r['dead_fraction']:.0f}%" for r in rows], drop=2),
+        Column("Dead\nunits", [f"{100 * r['dead_fraction']:.0f}%" for r in rows], drop=3),
         Column("Gradient\nnorm", g("grad_norm")),
-        Column("Distinct\nunits", [str(r["distinct_units"]) for r in rows], drop=1),
+        Column("Distinct\nunits", [str(r["distinct_units"]) for r in rows], drop=2),
     ]
     return Listing(f"{scheme} at init", columns, [{"scheme": scheme, **r} for r in rows],
                    found or ["nothing wrong found"])
