@@ -1,16 +1,50 @@
 """The pictures a run writes: loss curves, per-layer profiles, weight histograms.
 
+A scheme has one colour in every picture of every run (``colour``), so that a
+reader who has learnt that ``rule`` is red in one picture finds it red in the
+next. Each plotting function saves its picture and returns the figure (closed),
+for tests to read.
+
 matplotlib is imported inside the plotting functions: it costs start-up time
 that a run only pays once it has results to draw.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
+
+from initbench import schemes
+from initbench.errors import InitbenchError
+from initbench.model import N_CLASSES
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
+
+# By base name (an alias takes its scheme's colour). The lesson's six keep the
+# colours they had when drawn in the lesson's order; schemes often compared with
+# each other (kaiming_normal and he_normal, xavier_uniform and glorot_normal) differ.
+COLOURS = {
+    "zeros": "#1f77b4", "ones": "#ff7f0e", "uniform": "#2ca02c", "rule": "#d62728", "normal": "#9467bd",
+    "default": "#8c564b", "xavier_uniform": "#e377c2", "xavier_normal": "#17becf", "kaiming_uniform": "#bcbd22",
+    "kaiming_normal": "#393b79", "he_normal": "#e7298a", "he_uniform": "#1b9e77", "glorot_normal": "#843c39",
+    "lecun_uniform": "#637939", "lecun_normal": "#7b4173", "orthogonal": "#000000", "trunc_normal": "#7570b3",
+    "sparse": "#a6761d", "lsuv": "#7f7f7f", "centered": "#66a61e", "constant": "#b8860b",
+}
+PALETTE = tuple(COLOURS.values())  # for a scheme not in the table
+# Two schemes of one colour in a picture (xavier_normal:1, xavier_normal:2) differ by these.
+DASHES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+CHANCE = math.log(N_CLASSES)  # cross-entropy of a uniform guess: a model that learnt nothing
 
 
 def _pyplot():
@@ -22,61 +56,223 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path, tight: bool = True) -> None:
-    """``tight``: fit the margins to the labels (an extra drawing pass: a tenth of a second)."""
-    if tight:
-        fig.tight_layout()
+def _save(fig: Figure, path: Path) -> Figure:
+    """Figures are made with layout="constrained": the margins fit the labels and a legend outside the axes."""
     fig.savefig(path, format="png", dpi=110)
     _pyplot().close(fig)
+    return fig
 
 
-def plot_weight_histograms(weights: dict[str, list], path: Path) -> None:
-    """The initial weights of each layer (columns) for each scheme (rows)."""
+def _base(scheme: str) -> str:
+    """The registered scheme a name stands for, without parameters: HeNormal -> he_normal."""
+    try:
+        return schemes.get(scheme).name.partition(":")[0]
+    except InitbenchError:  # not a scheme this version knows (an old run's CSV): its part before ":"
+        return scheme.partition(":")[0]
+
+
+def colour(scheme: str) -> str:
+    """The scheme's colour, whatever else a picture shows and in whatever order."""
+    base = _base(scheme)
+    if base in COLOURS:
+        return COLOURS[base]
+    # hashlib, not hash(): hash() of a string changes from one process to the next.
+    return PALETTE[int.from_bytes(hashlib.sha256(base.encode()).digest()[:4], "big") % len(PALETTE)]
+
+
+def variants(names: Iterable[str]) -> dict[str, int]:
+    """Each scheme's number among those of its colour in one picture (0 when alone);
+    sorted by name, so that the order the schemes were given in does not matter."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        groups.setdefault(_base(name), []).append(name)
+    return {name: i for group in groups.values() for i, name in enumerate(group)}
+
+
+def _plain_log_ticks(axis: Axis, low: float, high: float, linthresh: float | None = None) -> None:
+    """Plain numbers (0.3, 1, 10) rather than typeset powers of ten; when the values
+    (``low`` to ``high``) span few decades, ticks between the powers of ten are labelled
+    too, or an axis from 0.3 to 0.9 would carry no label at all. ``linthresh``: of a
+    symlog axis, whose own ticks crowd its 0 with ticks in the linear stretch (and has
+    no minor ones): its ticks are 0 and from linthresh up."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator
+
+    decades = math.log10(high / low)
+    step = 0.5 if decades < 0.5 else 1.0  # 0.35, 0.4, 0.45 on an axis from 0.32 to 0.5
+    subs = np.arange(1 + step, 10, step)
+    # Fewer labels the more decades share the axis, so that they do not collide.
+    labelled = set(subs) if decades < 0.7 else {2, 3, 5} if decades < 1.5 else {2, 5} if decades < 3 else set()
+
+    def minor(v: float, _) -> str:
+        if v <= 0:
+            return ""
+        mantissa = round(v / 10 ** math.floor(math.log10(v) + 1e-9), 6)
+        return _number(v) if mantissa in labelled else ""
+
+    if linthresh is None:
+        axis.set_minor_locator(LogLocator(subs=subs))
+    else:
+        powers = [10.0 ** k for k in range(math.floor(math.log10(linthresh)), math.ceil(math.log10(high)) + 2)]
+        axis.set_major_locator(FixedLocator([0.0] + [p for p in powers if p >= 0.999 * linthresh], nbins=12))
+        axis.set_minor_locator(FixedLocator([m * p for p in powers for m in subs if m * p >= 0.999 * linthresh]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _number(v)))
+    axis.set_minor_formatter(FuncFormatter(minor))
+    axis.set_tick_params(which="minor", labelsize=8)
+
+
+def _number(v: float) -> str:
+    """A tick of a log axis: 0.01, 1, 1000, and 1e-5 and 1e6 rather than 0.00001 and
+    1000000 (or Python's 1e-05 and 1e+06)."""
+    if v == 0 or 1e-3 <= abs(v) < 1e5:
+        return f"{v:g}"
+    mantissa, e, exponent = f"{v:.2g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if e else mantissa
+
+
+def _log_scale(ax: Axes, values: np.ndarray) -> bool:
+    """A log y axis fitted to ``values`` (finite, >= 0). A 0 cannot sit on a log axis:
+    if there is one, a short linear stretch at the bottom holds it, ending a little
+    below the smallest value above 0, so no decade is left empty. Returns whether
+    a 0 is drawn."""
+    positive = values[values > 0]
+    low, high = (positive.min(), positive.max()) if len(positive) else (1.0, 10.0)
+    if len(positive) == len(values):
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis, low, high)
+        return False
+    below = 0.8 * low  # a round number a little below the smallest value: 1, 2 or 5 times a power of ten
+    power = 10 ** math.floor(math.log10(below))
+    linthresh = max(m * power for m in (1, 2, 5) if m * power <= below)
+    # The stretch from 0 to linthresh as tall as half a decade, or more on an axis of many
+    # decades, where half a decade would crowd the 0 against the next label.
+    ax.set_yscale("symlog", linthresh=linthresh, linscale=max(0.5, math.log10(high / linthresh) / 6))
+    _plain_log_ticks(ax.yaxis, linthresh, high, linthresh)
+    ax.set_ylim(-0.1 * linthresh, None)  # 0 a little above the frame, its markers whole
+    return True
+
+
+def plot_weight_histograms(weights: dict[str, list], path: Path) -> Figure:
+    """The initial weights of each layer (columns) for each scheme (rows). A column
+    shares its x range, so that the schemes' scales can be compared: the lesson's point."""
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     n_layers = max(len(w) for w in weights.values())
-    fig, axes = plt.subplots(len(weights), n_layers, figsize=(2.6 * n_layers + 1, 2.0 * len(weights) + 0.6),
-                             squeeze=False)
+    # float64: a float32 range can overflow; non-finite values are left out (and counted).
+    finite = {scheme: [w.flatten()[torch.isfinite(w.flatten())].double().numpy() for w in layers]
+              for scheme, layers in weights.items()}
+    limits = [_shared_range([f[i] for f in finite.values() if i < len(f)]) for i in range(n_layers)]
+    fig, axes = plt.subplots(len(weights), n_layers, figsize=(2.8 * n_layers + 0.4, 1.9 * len(weights) + 1.0),
+                             squeeze=False, layout="constrained")
     for row, (scheme, layers) in zip(axes, weights.items()):
         for i, (ax, w) in enumerate(zip(row, layers)):
-            values = w.flatten()
-            finite = values[torch.isfinite(values)].double().numpy()  # float64: a float32 range can overflow
-            if len(finite):
-                low, high = finite.min(), finite.max()
-                pad = 0 if high > low else max(0.5, abs(low) / 100)  # one value: a bar of some width
-                ax.hist(finite, bins=50, range=(low - pad, high + pad), color="tab:blue")
-            left_out = "" if len(finite) == len(values) else f" ({len(values) - len(finite)} non-finite left out)"
-            ax.set_yticks([])
+            values = finite[scheme][i]
+            narrow = _histogram(ax, values, limits[i], colour(scheme))
+            left_out = w.numel() - len(values)
+            note = (f"\n({left_out} non-finite left out)" if left_out else "") + (
+                "\n(too narrow to see at this scale)" if narrow else "")
+            ax.set_title(f"{scheme}, layer {i + 1}: {_spread(values)}{note}", fontsize=8)
+            ax.set_xlim(limits[i])
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+            ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
             ax.tick_params(labelsize=7)
-            ax.set_title(f"{scheme}, layer {i + 1}{left_out}", fontsize=8)
-    fig.suptitle("Initial weights per layer")
-    _save(fig, path)
+        for ax in row[len(layers):]:
+            ax.axis("off")
+    fig.suptitle("Initial weights per layer\n"
+                 "x: weight value, one range per layer (column), so widths can be compared; y: weights per bin",
+                 fontsize=10)
+    return _save(fig, path)
 
 
-def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> None:
+def _shared_range(columns: list[np.ndarray]) -> tuple[float, float]:
+    """One layer's x range over every scheme, with a margin; some width when it is one value."""
+    values = [v for v in columns if len(v)]
+    if not values:
+        return -1.0, 1.0
+    low, high = min(v.min() for v in values), max(v.max() for v in values)
+    pad = 0.03 * (high - low) if high > low else max(0.5, abs(low) / 100)
+    return low - pad, high + pad
+
+
+def _histogram(ax: Axes, values: np.ndarray, limits: tuple[float, float], color: str) -> bool:
+    """Bins a hundredth of the shared range wide, so that a column's counts compare; one
+    value, or values too close together to be seen at the shared scale (rule beside
+    normal:1e38), get one bar that wide. Returns whether the values were too close
+    together (but not all the same) to draw their shape."""
+    if not len(values):
+        return False
+    low, high = values.min(), values.max()
+    bar = (limits[1] - limits[0]) / 100
+    if high - low >= bar:
+        ax.hist(values, bins=round((high - low) / bar), range=(low, high), color=color)
+        return False
+    middle = (low + high) / 2
+    ax.hist(values, bins=1, range=(middle - bar / 2, middle + bar / 2), color=color)
+    return high > low
+
+
+def _spread(values: np.ndarray) -> str:
+    """What a panel's width means in numbers: "std 0.029", or "all 1" for one value."""
+    if not len(values):
+        return "nothing finite"
+    if values.min() == values.max():
+        return f"all {values[0]:.3g}"
+    return f"std {values.std():.2g}"
+
+
+PROFILE = {"act_std": "Output std", "grad_norm": "Weight-gradient norm"}  # column: what layer_profile draws
+
+
+def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> Figure:
     """Output std and weight-gradient norm per layer, one line per scheme (mean over seeds);
     with an ``epoch`` column, dashed at init and solid after the last epoch."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     epochs = sorted(stats["epoch"].unique()) if "epoch" in stats else [None]
     shown = [epochs[0], epochs[-1]] if len(epochs) > 1 else epochs
-    for column, ax, label in zip(("act_std", "grad_norm"), axes, ("Output std", "Weight-gradient norm")):
-        for k, (scheme, s) in enumerate(stats.groupby("scheme", sort=False)):
-            for epoch in shown:
-                part = s if epoch is None else s[s["epoch"] == epoch]
-                mean = part.groupby("layer")[column].mean()
-                mean = mean[np.isfinite(mean.values)]  # an overflowed layer is flagged, not drawn
-                style = "--" if epoch == 0 and len(shown) > 1 else "-"
-                name = scheme if epoch is None else f"{scheme}, {'init' if epoch == 0 else f'epoch {epoch}'}"
-                ax.plot(mean.index, mean.values, style, marker="o", markersize=3, color=f"C{k}", label=name)
-        ax.set_yscale("symlog", linthresh=1e-6)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="Layer", ylabel=label + " (symlog: 0 is drawn at 0)", title=label)
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
+    variant = variants(stats["scheme"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    for column, ax in zip(PROFILE, axes):
+        _profile_panel(ax, stats, column, shown, variant)
+    # An overflowed layer is flagged by inspect's table, and named here rather than drawn.
+    overflowed = stats[~np.isfinite(stats[list(PROFILE)]).all(axis=1)].groupby("scheme")["layer"].unique()
+    handles = [Line2D([], [], color=colour(s), marker=MARKERS[variant[s] % len(MARKERS)], markersize=4,
+                      label=s if s not in overflowed else
+                      f"{s} (non-finite, not drawn: layer{'s' * (len(overflowed[s]) > 1)} "
+                      f"{', '.join(map(str, overflowed[s]))})")
+               for s in stats["scheme"].unique()]
+    if len(shown) > 1:
+        handles += [Line2D([], [], color="black", linestyle="--", label="at init"),
+                    Line2D([], [], color="black", label=f"after epoch {shown[-1]}")]
+    seeds = stats["seed"].nunique() if "seed" in stats else 1
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8,
+               title=f"lines: means over {seeds} seeds" if seeds > 1 else None, title_fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    return _save(fig, path)
+
+
+def _profile_panel(ax: Axes, stats: pd.DataFrame, column: str, shown: list[int | None],
+                   variant: dict[str, int]) -> None:
+    """One statistic per layer, a line per scheme and shown epoch, on a log axis."""
+    label = PROFILE[column]
+    drawn = []
+    for scheme, s in stats.groupby("scheme", sort=False):
+        for epoch in shown:
+            part = s if epoch is None else s[s["epoch"] == epoch]
+            mean = part.groupby("layer")[column].mean()
+            mean = mean[np.isfinite(mean.values)]
+            ax.plot(mean.index, mean.values, "--" if epoch == 0 and len(shown) > 1 else "-",
+                    marker=MARKERS[variant[scheme] % len(MARKERS)], markersize=4, color=colour(scheme))
+            drawn.append(mean.values)
+    zero_drawn = _log_scale(ax, np.concatenate(drawn))
+    layers = sorted(stats["layer"].unique())
+    ax.set_xticks(layers, [f"{n} (logits)" if n == layers[-1] else str(n) for n in layers])
+    ax.set(xlabel="Layer", title=label,
+           ylabel=label + (" (log scale; exactly 0 at the bottom)" if zero_drawn else " (log scale)"))
+    ax.grid(alpha=0.3)
 
 
 def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
@@ -88,8 +284,14 @@ def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
 OFF_SCALE = 10.0  # a curve peaking this many times above the lowest peak is left off the linear scale
 
 
-def plot_losses(losses: pd.DataFrame, path: Path, first: int | None) -> None:
-    """One line per scheme (mean over seeds, band from min to max when seeds > 1).
+def _plural(n: int, word: str, words: str = "") -> str:
+    """"1 epoch", "2 epochs"; "1 batch", "100 batches" with ``words`` given."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
+def plot_losses(losses: pd.DataFrame, path: Path, first: int | None) -> Figure:
+    """One line per scheme (mean over seeds, band from min to max when seeds > 1),
+    and the loss of a uniform guess (chance), where a model that learns nothing sits.
 
     ``first`` batches on a linear axis, as in the lesson; a scheme whose loss is
     far above the others' (``ones`` reaches the thousands) would flatten every
@@ -97,37 +299,65 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None) -> None:
     With ``first=None``, the whole run on a log axis with epoch boundaries marked.
     """
     plt = _pyplot()
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import MaxNLocator
 
     n_batches = int(losses["batch"].max())  # per epoch: epoch 1 is whole unless every model diverged in it
+    epochs = int(losses["epoch"].max())
     curves = _curves(losses, n_batches)
     if first is not None:
         curves = curves[curves["step"] <= first]
-        title = f"Training loss over the first {first} batches"
+    drawn = int(curves["step"].max())
+    diverged = _diverged(losses, n_batches)
+    if first is None:
+        title = f"Training loss over {_plural(epochs, 'epoch')} ({_plural(drawn, 'batch', 'batches')}, log scale)"
+    elif drawn < first and not diverged:  # the whole run, shorter than the batches asked for
+        title = f"Training loss over all {_plural(drawn, 'batch', 'batches')} ({_plural(epochs, 'epoch')})"
     else:
-        epochs = int(losses["epoch"].max())
-        title = f"Training loss over {epochs} epochs (log scale)"
-    several_seeds = losses.groupby("scheme")["seed"].nunique().max() > 1
+        title = f"Training loss over the first {_plural(drawn, 'batch', 'batches')}"
+    seeds = losses["seed"].nunique()
     peaks = curves.groupby("scheme", sort=False)["mean"].max()
     off_scale = (peaks > OFF_SCALE * peaks.min()) & (first is not None)  # only the linear plot fits its axis
-    # Fixed margins (the labels' sizes are known), so that saving draws the figure only once.
-    fig, ax = plt.subplots(figsize=(10, 6), gridspec_kw=dict(left=0.085, right=0.98, top=0.94, bottom=0.085))
+    variant = variants(peaks.index)
+    fig, ax = plt.subplots(figsize=(10, 6), layout="constrained")
     for scheme, c in curves.groupby("scheme", sort=False):
-        label = f"{scheme} (off scale, peak {peaks[scheme]:,.0f})" if off_scale[scheme] else scheme
-        (line,) = ax.plot(c["step"], c["mean"], label=label, linewidth=1.2 if first else 0.8)
-        if several_seeds:
-            ax.fill_between(c["step"], c["min"], c["max"], color=line.get_color(), alpha=0.2, linewidth=0)
+        notes = [f"off scale, peak {peaks[scheme]:,.0f}"] if off_scale[scheme] else []
+        notes += [diverged[scheme]] if scheme in diverged else []
+        ax.plot(c["step"], c["mean"], DASHES[variant[scheme] % len(DASHES)], color=colour(scheme),
+                label=f"{scheme} ({'; '.join(notes)})" if notes else scheme, linewidth=1.2 if first else 0.8,
+                marker="o" if c["mean"].notna().sum() < 5 else None, markersize=3)  # a point or two: seen
+        if seeds > 1:
+            ax.fill_between(c["step"], c["min"], c["max"], color=colour(scheme), alpha=0.2, linewidth=0)
+    _chance_line(ax)
     if first is None:
         ax.set_yscale("log")
-        # Plain numbers (0.1, 1, 10) rather than typeset powers of ten: clearer, and cheaper to draw.
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        for epoch_end in range(n_batches, int(curves["step"].max()), n_batches):
+        _plain_log_ticks(ax.yaxis, *ax.get_ylim())
+        for epoch_end in range(n_batches, drawn, n_batches):
             ax.axvline(epoch_end + 0.5, color="grey", linestyle=":", linewidth=1)
     elif off_scale.any():
         on_scale = curves[curves["scheme"].isin(peaks.index[~off_scale])]
-        ax.set_ylim(0, 1.05 * on_scale["max"].max())
-    ax.set(title=title, xlabel="Batch", ylabel="Training loss (cross-entropy)")
+        ax.set_ylim(0, 1.05 * max(on_scale["max"].max(), CHANCE))
+    ax.set(title=title, xlabel="Batch", ylabel="Training loss (cross-entropy)", xlim=(0, drawn + 1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # whole batches
     ax.grid(alpha=0.3)
-    ax.legend()
-    _save(fig, path, tight=False)
+    band = f"line: mean over {seeds} seeds\nband: min to max" if seeds > 1 else None
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=9, title=band,
+              title_fontsize=9, alignment="left")
+    return _save(fig, path)
+
+
+def _diverged(losses: pd.DataFrame, n_batches: int) -> dict[str, str]:
+    """Per scheme whose loss became NaN or inf (where its training stopped): when, in words."""
+    notes = {}
+    for scheme, bad in losses[~np.isfinite(losses["loss"])].groupby("scheme", sort=False):
+        seeds = losses.loc[losses["scheme"] == scheme, "seed"].nunique()
+        step = int(((bad["epoch"] - 1) * n_batches + bad["batch"]).min())
+        notes[scheme] = (f"diverged at batch {step}" if seeds == 1
+                         else f"{bad['seed'].nunique()} of {seeds} seeds diverged, from batch {step}")
+    return notes
+
+
+def _chance_line(ax: Axes) -> None:
+    """Where a model that learnt nothing sits (``zeros`` does, exactly): behind the curves."""
+    ax.axhline(CHANCE, color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
+    ax.annotate(f"chance: ln {N_CLASSES} = {CHANCE:.3f}", (1, CHANCE), xycoords=("axes fraction", "data"),
+                xytext=(-4, -3), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
