@@ -234,5 +234,6 @@ def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None =
     n_train = config.train_samples or TRAIN_SPLIT
     if config.train.batch_size > n_train:
         raise UsageError(f"--batch-size {config.train.batch_size:,} is larger than the training set ({n_train:,} "
-                         f"images). Use a batch size of at most {n_train:,}, or train on more images (--train-samples).")
+                         f"images). Use a batch size of at most {n_train:,}, or train on more images "
+                         "(--train-samples).")
     return config

@@ -289,7 +289,7 @@ def _plural(n: int, word: str, words: str = "") -> str:
     return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
-def plot_losses(losses: pd.DataFrame, path: Path, first: int | None) -> Figure:
+def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: int | None = None) -> Figure:
     """One line per scheme (mean over seeds, band from min to max when seeds > 1),
     and the loss of a uniform guess (chance), where a model that learns nothing sits.
 
@@ -297,11 +297,13 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None) -> Figure:
     far above the others' (``ones`` reaches the thousands) would flatten every
     other curve, so the axis is fitted to the rest and the legend gives its peak.
     With ``first=None``, the whole run on a log axis with epoch boundaries marked.
+    ``n_batches``: batches per epoch (by default the largest batch number drawn, which
+    falls short only when every model diverged in the first epoch).
     """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    n_batches = int(losses["batch"].max())  # per epoch: epoch 1 is whole unless every model diverged in it
+    n_batches = n_batches or int(losses["batch"].max())
     epochs = int(losses["epoch"].max())
     curves = _curves(losses, n_batches)
     if first is not None:

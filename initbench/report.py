@@ -93,7 +93,7 @@ def markdown(listing: Listing) -> str:
 def _width(column: Column) -> int:
     """The narrowest a column can be: its longest line, or for wrapped text, its longest word."""
     text = [column.header, *column.cells]
-    parts = (word for t in text for word in t.split()) if column.wrap else (line for t in text for line in t.splitlines())
+    parts = [word for t in text for word in (t.split() if column.wrap else t.splitlines())]
     return max(len(part) for part in parts)
 
 

@@ -112,7 +112,7 @@ def check_file_destination(path: Path) -> None:
         raise InitbenchError(f"Cannot write to {path.parent}: {e.strerror or e}. Choose another with --out.") from None
 
 
-def write_files(out: Path, writers: Mapping[str, Callable[[Path], None]]) -> None:
+def write_files(out: Path, writers: Mapping[str, Callable[[Path], object]]) -> None:
     """Call each writer on a temporary path in ``out``, then rename all into place."""
     staged: list[tuple[Path, Path]] = []
     try:

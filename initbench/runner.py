@@ -79,7 +79,7 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
             "accuracy.csv": runfolder.csv_writer(summary),
             "runs.csv": runfolder.csv_writer(runs),
             "losses.csv": runfolder.csv_writer(losses),
-            **_loss_pictures(losses, config.plot_batches),
+            **_loss_pictures(losses, config.plot_batches, n_batches),
             "run.json": runfolder.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
             **stats_files,
@@ -89,12 +89,12 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
     return folder.path
 
 
-def _loss_pictures(losses: pd.DataFrame, plot_batches: int) -> dict[str, Callable[[Path], None]]:
-    return {"loss_curves.png": lambda p: pictures.plot_losses(losses, p, plot_batches),
-            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None)}
+def _loss_pictures(losses: pd.DataFrame, plot_batches: int, n_batches: int) -> dict[str, Callable[[Path], object]]:
+    return {"loss_curves.png": lambda p: pictures.plot_losses(losses, p, plot_batches, n_batches),
+            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None, n_batches)}
 
 
-def _stats_files(stats: pd.DataFrame) -> dict[str, Callable[[Path], None]]:
+def _stats_files(stats: pd.DataFrame) -> dict[str, Callable[[Path], object]]:
     return {"layer_stats.csv": runfolder.csv_writer(stats),
             "layer_stats.png": lambda p: pictures.plot_layer_profile(
                 stats, p, "Per layer at init (dashed) and after the last epoch (solid)")}
@@ -126,7 +126,9 @@ def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
     if redraw:
         err = Console(stderr=True)
         for folder, info, _ in finished:
-            files = _loss_pictures(_read_csv(folder / "losses.csv"), info["config"]["plot_batches"])
+            config = info["config"]
+            n_batches = batches_per_epoch(info["data"]["train"], config["batch_size"])
+            files = _loss_pictures(_read_csv(folder / "losses.csv"), config["plot_batches"], n_batches)
             if (folder / "layer_stats.csv").exists():
                 stats = _stats_files(_read_csv(folder / "layer_stats.csv"))
                 files["layer_stats.png"] = stats["layer_stats.png"]
@@ -149,10 +151,11 @@ def _finished_run(folder: Path) -> tuple[Path, dict[str, Any], pd.DataFrame]:
         raise InitbenchError(f"Cannot read {folder / 'run.json'}: {e}.") from None
     runs = _read_csv(folder / "runs.csv")
     expected = {"scheme", "seed", "val_acc", "test_acc", "last_batch_loss", "last_epoch_loss", "diverged"}
-    if not expected <= set(runs.columns) or "config" not in info:
-        raise InitbenchError(f"{folder} was written by another version of initbench: its runs.csv lacks "
-                             f"{', '.join(sorted(expected - set(runs.columns))) or 'nothing'}, and run.json "
-                             f"{'has' if 'config' in info else 'lacks'} its config. Run it again to report on it.")
+    lacking = sorted(expected - set(runs.columns)) + [f"run.json's {key}" for key in ("config", "data")
+                                                     if key not in info]
+    if lacking:
+        raise InitbenchError(f"{folder} was written by another version of initbench: it lacks {', '.join(lacking)}. "
+                             "Run it again to report on it.")
     return folder, info, runs
 
 
