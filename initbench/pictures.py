@@ -32,13 +32,14 @@ if TYPE_CHECKING:
 
 # By base name (an alias takes its scheme's colour). The lesson's six keep the
 # colours they had when drawn in the lesson's order; schemes often compared with
-# each other (kaiming_normal and he_normal, xavier_uniform and glorot_normal) differ.
+# each other (kaiming_normal and he_normal, xavier_uniform and glorot_normal) differ,
+# and PyTorch's default, the usual reference, is black.
 COLOURS = {
     "zeros": "#1f77b4", "ones": "#ff7f0e", "uniform": "#2ca02c", "rule": "#d62728", "normal": "#9467bd",
-    "default": "#8c564b", "xavier_uniform": "#e377c2", "xavier_normal": "#17becf", "kaiming_uniform": "#bcbd22",
+    "default": "#000000", "xavier_uniform": "#e377c2", "xavier_normal": "#17becf", "kaiming_uniform": "#bcbd22",
     "kaiming_normal": "#393b79", "he_normal": "#e7298a", "he_uniform": "#1b9e77", "glorot_normal": "#843c39",
-    "lecun_uniform": "#637939", "lecun_normal": "#7b4173", "orthogonal": "#000000", "trunc_normal": "#7570b3",
-    "sparse": "#a6761d", "lsuv": "#7f7f7f", "centered": "#66a61e", "constant": "#b8860b",
+    "lecun_uniform": "#637939", "lecun_normal": "#7b4173", "orthogonal": "#8c564b", "trunc_normal": "#7570b3",
+    "sparse": "#a6761d", "lsuv": "#7f7f7f", "centered": "#e6ab02", "constant": "#b8860b",
 }
 PALETTE = tuple(COLOURS.values())  # for a scheme not in the table
 # Two schemes of one colour in a picture (xavier_normal:1, xavier_normal:2) differ by these.
@@ -269,7 +270,7 @@ def _profile_panel(ax: Axes, stats: pd.DataFrame, column: str, shown: list[int |
             drawn.append(mean.values)
     zero_drawn = _log_scale(ax, np.concatenate(drawn))
     layers = sorted(stats["layer"].unique())
-    ax.set_xticks(layers, [f"{n} (logits)" if n == layers[-1] else str(n) for n in layers])
+    ax.set_xticks(layers, [f"{n}\n(logits)" if n == layers[-1] else str(n) for n in layers])
     ax.set(xlabel="Layer", title=label,
            ylabel=label + (" (log scale; exactly 0 at the bottom)" if zero_drawn else " (log scale)"))
     ax.grid(alpha=0.3)
@@ -327,7 +328,7 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
         ax.plot(c["step"], c["mean"], DASHES[variant[scheme] % len(DASHES)], color=colour(scheme),
                 label=f"{scheme} ({'; '.join(notes)})" if notes else scheme, linewidth=1.2 if first else 0.8,
                 marker="o" if c["mean"].notna().sum() < 5 else None, markersize=3)  # a point or two: seen
-        if seeds > 1:
+        if seeds > 1 and not off_scale[scheme]:  # an off-scale band would only poke in at the edge
             ax.fill_between(c["step"], c["min"], c["max"], color=colour(scheme), alpha=0.2, linewidth=0)
     _chance_line(ax)
     if first is None:

@@ -124,7 +124,7 @@ def test_a_layer_profile_with_a_zero_wastes_no_decade_and_says_where_0_is(tmp_pa
         linthresh = ax.yaxis.get_transform().linthresh
         smallest = min(y for line in ax.get_lines() for y in line.get_ydata() if y > 0)
         assert smallest / 4 < linthresh < smallest  # no decade drawn empty
-        assert labels(ax.get_xticklabels())[-1] == "3 (logits)"
+        assert labels(ax.get_xticklabels())[-1] == "3\n(logits)"
         assert ax.get_legend() is None  # the legend is beside the panels, not over the lines
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["zeros", "rule", "ones"]
     assert fig.legends[0].get_title().get_text() == ""  # one seed: no mean to mention
