@@ -287,6 +287,7 @@ def bench(
     data_dir: DataDirOption = None,
     out: Annotated[Optional[str], _opt("--out", "-o", help="JSON file for the results.", metavar="FILE",
                                        default="results/<timestamp>-bench.json")] = None,
+    fmt: FormatOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Time the engines against the lesson's pipeline.
@@ -304,7 +305,7 @@ def bench(
             runfolder.check_file_destination(paths.out)
         from initbench import runner
 
-        runner.bench(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out)
+        runner.bench(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out, _stdout_format(fmt))
 
 
 def main() -> None:

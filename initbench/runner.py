@@ -167,7 +167,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
-          out: Path | None) -> dict[str, Any]:
+          out: Path | None, fmt: str = "table") -> dict[str, Any]:
     """Run the benchmark, print its table, write its JSON (with the machine it ran on)."""
     from initbench import bench as benchmark
 
@@ -183,7 +183,7 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
         numbers = benchmark.run(config, activity)
     numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
     runfolder.write_files(out.parent, {out.name: runfolder.json_writer(numbers)})
-    report.show(report.bench_listing(numbers), "table", Console())
+    report.show(report.bench_listing(numbers), fmt, Console())
     err.print(f"Results in {out}")
     return numbers
 
