@@ -294,9 +294,10 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Pro
     by_settings: dict[TrainSettings, list[Job]] = {}
     for job in jobs:
         by_settings.setdefault(job.settings, []).append(job)
-    chunks = [group[start:start + size] for settings, group in by_settings.items()
-              for size in [max_models or default_max_models(settings, device)]
-              for start in range(0, len(group), size)]
+    chunks: list[list[Job]] = []
+    for settings, group in by_settings.items():
+        size = max_models or default_max_models(settings, device)
+        chunks += [group[start:start + size] for start in range(0, len(group), size)]
     for k, chunk in enumerate(chunks):
         label = (f"{len(chunk)} model{'s' * (len(chunk) != 1)}"
                  + (f" (group {k + 1} of {len(chunks)})" if len(chunks) > 1 else ""))

@@ -28,9 +28,7 @@ from initbench.errors import InitbenchError, Terminated, UsageError
 from initbench.jobs import ACTIVATIONS, TrainSettings
 from initbench.schemes import BIAS_POLICIES
 
-ABOUT = "Train the same network from different initial weights on real FashionMNIST and compare how they learn."
-app = typer.Typer(
-    help=ABOUT,
+app = typer.Typer(  # its help is _main's docstring
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # Click's plain help and errors: wrapped to the terminal, never cut

@@ -21,7 +21,7 @@ from initbench import schemes as scheme_registry
 from initbench.data import TRAIN_SPLIT, default_data_dir
 from initbench.engine import ENGINES
 from initbench.errors import UsageError
-from initbench.jobs import ACTIVATIONS, Job, TrainSettings
+from initbench.jobs import ACTIVATIONS, Job, TrainSettings, check_batch_size
 from initbench.schemes import BIAS_POLICIES
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
@@ -231,9 +231,5 @@ def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None =
     _apply(values, options or {}, lambda key: CLI_NAMES.get(key, "--" + key.replace("_", "-")))
     train = {k: values.pop(k) for k in TRAIN_KEYS & values.keys()}
     config = RunConfig(**values, train=TrainSettings(**train))
-    n_train = config.train_samples or TRAIN_SPLIT
-    if config.train.batch_size > n_train:
-        raise UsageError(f"--batch-size {config.train.batch_size:,} is larger than the training set ({n_train:,} "
-                         f"images). Use a batch size of at most {n_train:,}, or train on more images "
-                         "(--train-samples).")
+    check_batch_size(config.train.batch_size, config.train_samples or TRAIN_SPLIT)
     return config

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from initbench.errors import InitbenchError
-from initbench.jobs import EpochHook, Job, JobResult, Progress
+from initbench.jobs import EpochHook, Job, JobResult, Progress, check_batch_size
 
 if TYPE_CHECKING:
     import torch
@@ -49,10 +49,7 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str =
     is doing; ``on_epoch`` sees each model at init (epoch 0) and after every epoch."""
     from initbench import batched, sequential
 
-    batch_size, n_train = max(job.settings.batch_size for job in jobs), len(data.y_train)
-    if batch_size > n_train:
-        raise InitbenchError(f"--batch-size {batch_size} is larger than the training set ({n_train} images). "
-                             f"Use a batch size of at most {n_train}, or train on more images (--train-samples).")
+    check_batch_size(max(job.settings.batch_size for job in jobs), len(data.y_train))
     for settings in {job.settings for job in jobs}:
         batched.default_max_models(settings, device)  # refuses, before any training, a model that cannot fit
     if engine == "sequential":

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from initbench.errors import UsageError
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -74,6 +76,13 @@ class JobResult:
     val_acc: list[float]  # after each epoch
     test_acc: float
     diverged_at: int | None  # 1-based number of the batch whose loss was NaN/inf, if any
+
+
+def check_batch_size(batch_size: int, n_train: int) -> None:
+    """Refuse a batch larger than the training set (it would only cost memory)."""
+    if batch_size > n_train:
+        raise UsageError(f"--batch-size {batch_size:,} is larger than the training set ({n_train:,} images). "
+                         f"Use a batch size of at most {n_train:,}, or train on more images (--train-samples).")
 
 
 def batches_per_epoch(n_train: int, batch_size: int) -> int:

@@ -24,6 +24,7 @@ import torch
 from initbench import schemes
 from initbench.errors import InitbenchError
 from initbench.model import N_CLASSES
+from initbench.report import plural
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -285,11 +286,6 @@ def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
 OFF_SCALE = 10.0  # a curve peaking this many times above the lowest peak is left off the linear scale
 
 
-def _plural(n: int, word: str, words: str = "") -> str:
-    """"1 epoch", "2 epochs"; "1 batch", "100 batches" with ``words`` given."""
-    return f"{n:,} {word if n == 1 else words or word + 's'}"
-
-
 def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: int | None = None) -> Figure:
     """One line per scheme (mean over seeds, band from min to max when seeds > 1),
     and the loss of a uniform guess (chance), where a model that learns nothing sits.
@@ -312,11 +308,11 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
     drawn = int(curves["step"].max())
     diverged = _diverged(losses, n_batches)
     if first is None:
-        title = f"Training loss over {_plural(epochs, 'epoch')} ({_plural(drawn, 'batch', 'batches')}, log scale)"
+        title = f"Training loss over {plural(epochs, 'epoch')} ({plural(drawn, 'batch', 'batches')}, log scale)"
     elif drawn < first and not diverged:  # the whole run, shorter than the batches asked for
-        title = f"Training loss over all {_plural(drawn, 'batch', 'batches')} ({_plural(epochs, 'epoch')})"
+        title = f"Training loss over all {plural(drawn, 'batch', 'batches')} ({plural(epochs, 'epoch')})"
     else:
-        title = f"Training loss over the first {_plural(drawn, 'batch', 'batches')}"
+        title = f"Training loss over the first {plural(drawn, 'batch', 'batches')}"
     seeds = losses["seed"].nunique()
     peaks = curves.groupby("scheme", sort=False)["mean"].max()
     off_scale = (peaks > OFF_SCALE * peaks.min()) & (first is not None)  # only the linear plot fits its axis

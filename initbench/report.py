@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 FORMATS = ("table", "markdown", "json", "csv")
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' * (n != 1)}"
+def plural(n: int, word: str, words: str = "") -> str:
+    """"1 epoch", "2 epochs"; "1 batch", "100 batches" with ``words`` given."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
 # --- tables

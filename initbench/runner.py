@@ -74,7 +74,9 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "train_seconds": round(train_seconds, 3),
         }
-        stats_files = _stats_files(pd.DataFrame(stats)) if stats else {}
+        stats_frame = pd.DataFrame(stats)
+        stats_files = ({"layer_stats.csv": runfolder.csv_writer(stats_frame),
+                        "layer_stats.png": _stats_picture(stats_frame)} if stats else {})
         runfolder.write_files(folder.staging, {
             "accuracy.csv": runfolder.csv_writer(summary),
             "runs.csv": runfolder.csv_writer(runs),
@@ -94,10 +96,9 @@ def _loss_pictures(losses: pd.DataFrame, plot_batches: int, n_batches: int) -> d
             "loss_full.png": lambda p: pictures.plot_losses(losses, p, None, n_batches)}
 
 
-def _stats_files(stats: pd.DataFrame) -> dict[str, Callable[[Path], object]]:
-    return {"layer_stats.csv": runfolder.csv_writer(stats),
-            "layer_stats.png": lambda p: pictures.plot_layer_profile(
-                stats, p, "Per layer at init (dashed) and after the last epoch (solid)")}
+def _stats_picture(stats: pd.DataFrame) -> Callable[[Path], object]:
+    title = "Per layer at init (dashed) and after the last epoch (solid)"
+    return lambda p: pictures.plot_layer_profile(stats, p, title)
 
 
 def _print_where(console: Console, folder: runfolder.RunFolder) -> None:
@@ -120,8 +121,8 @@ def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
     epochs = {c["epochs"] for c in configs}
     eval_dropout = {c.get("lesson_eval", False) and c["dropout"] > 0 for c in configs}
     summary = pd.concat(frames, ignore_index=True)
-    listing = report.accuracy_listing(summary, epochs.pop() if len(epochs) == 1 else 0, eval_dropout == {True})
-    if len(finished) > 1 and not epochs:
+    listing = report.accuracy_listing(summary, max(epochs), eval_dropout == {True})
+    if len(epochs) > 1:
         listing.title = "Runs trained for different numbers of epochs"
     if redraw:
         err = Console(stderr=True)
@@ -130,8 +131,7 @@ def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
             n_batches = batches_per_epoch(info["data"]["train"], config["batch_size"])
             files = _loss_pictures(_read_csv(folder / "losses.csv"), config["plot_batches"], n_batches)
             if (folder / "layer_stats.csv").exists():
-                stats = _stats_files(_read_csv(folder / "layer_stats.csv"))
-                files["layer_stats.png"] = stats["layer_stats.png"]
+                files["layer_stats.png"] = _stats_picture(_read_csv(folder / "layer_stats.csv"))
             runfolder.write_files(folder, files)
             err.print(f"Pictures redrawn in {folder}: {', '.join(files)}", style="dim")
     report.show(listing, fmt, Console())

@@ -84,6 +84,9 @@ def test_report_redraws_pictures_and_puts_runs_in_one_table(finished, tmp_path: 
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0])[0] == "run" and len(rows) == 6
     assert {r["run"] for r in rows} == {str(out), str(copy)}
+    joined = runner.invoke(app, ["report", str(out), str(copy), "-f", "markdown", "--no-pictures"]).stdout
+    assert joined.startswith("**After 1 epoch, mean ± std over 2 seeds**")  # the runs' common epochs
+    assert "| Run | Scheme |" in joined
 
 
 @pytest.mark.parametrize(("make", "words"), [
