@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from initbench import batched, data, lesson, sequential
+from initbench import data, lesson
+from initbench.engines import batched, sequential
 from initbench.config import LESSON_SCHEMES
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
 from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS

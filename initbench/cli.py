@@ -23,7 +23,7 @@ from rich.text import Text
 import initbench
 from initbench import report
 from initbench.config import LESSON_SCHEMES, RunConfig
-from initbench.engine import ENGINES
+from initbench.engines import ENGINES
 from initbench.errors import InitbenchError, Terminated, UsageError
 from initbench.jobs import ACTIVATIONS, TrainSettings
 from initbench.schemes import BIAS_POLICIES

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from initbench import schemes as scheme_registry
-from initbench.data import TRAIN_SPLIT, default_data_dir
-from initbench.engine import ENGINES
+from initbench.data import CLASS_NAMES, TRAIN_SPLIT, class_number, default_data_dir
+from initbench.engines import ENGINES
 from initbench.errors import UsageError
 from initbench.jobs import ACTIVATIONS, Job, TrainSettings, check_batch_size
 from initbench.schemes import BIAS_POLICIES
@@ -43,6 +43,8 @@ class RunConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     out: Path | None = None  # None: results/<timestamp>-<schemes>
     overwrite: bool = False  # replace an --out folder that already holds files, whole
+    save_weights: bool = True  # every model's final weights in weights/ (safetensors)
+    save_init: bool = False  # and its initial weights in weights/init/
 
     def jobs(self) -> list[Job]:
         """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
@@ -133,6 +135,27 @@ def _schemes(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _classes(value: Any) -> tuple[int, ...]:
+    """FashionMNIST classes by number or name: [5, 6], "5,6", "sandal,shirt"."""
+    parts = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    classes = tuple(c if isinstance(c, int) and not isinstance(c, bool) else class_number(str(c).strip())
+                    for c in parts)
+    if not all(0 <= c < len(CLASS_NAMES) for c in classes):
+        raise ValueError(f"must be class numbers from 0 to {len(CLASS_NAMES) - 1}, or class names")
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError("must name at least two different classes")
+    return classes
+
+
+def _layer_scheme(value: Any) -> str:
+    """A scheme that initializes one layer (pretrained's new output layer)."""
+    name = _text(value)
+    base = scheme_registry.get(name).name.partition(":")[0]
+    if scheme_registry.whole_model(base):
+        raise ValueError(f"must be a scheme that initializes one layer ({base} initializes whole models)")
+    return name
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty string")
@@ -183,12 +206,19 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "bias": _choice(*BIAS_POLICIES),
     "track_stats": _flag,
     "lesson_eval": _flag,
+    "classes": _classes,
+    "head_init": _layer_scheme,
+    "freeze": _whole(0),
+    "unfreeze_after": _optional(_whole(1)),
+    "unfreeze_lr": _optional(_number(1e-300, float("inf"), "greater than 0")),
     "device": _device,
     "engine": _choice(*ENGINES),
     "max_batch_models": _optional(_whole(1)),
     "data_dir": _path,
     "out": _optional(_path),
     "overwrite": _flag,
+    "save_weights": _flag,
+    "save_init": _flag,
 }
 CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
@@ -232,4 +262,20 @@ def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None =
     train = {k: values.pop(k) for k in TRAIN_KEYS & values.keys()}
     config = RunConfig(**values, train=TrainSettings(**train))
     check_batch_size(config.train.batch_size, config.train_samples or TRAIN_SPLIT)
+    check_freezing(config.train)
     return config
+
+
+def check_freezing(s: TrainSettings) -> None:
+    """--freeze leaves something to train; --unfreeze-after and --unfreeze-lr have a frozen
+    layer to act on, within the run's epochs."""
+    if s.freeze >= s.layers:
+        raise UsageError(f"--freeze {s.freeze} would freeze every layer of this {s.layers}-layer network, and "
+                         f"nothing would train. Freeze at most {s.layers - 1} (the output layer always trains).")
+    if s.unfreeze_after is not None and not s.freeze:
+        raise UsageError("--unfreeze-after needs frozen layers: give --freeze N too.")
+    if s.unfreeze_after is not None and s.unfreeze_after >= s.epochs:
+        raise UsageError(f"--unfreeze-after {s.unfreeze_after} is not before the last epoch (--epochs {s.epochs}), "
+                         "so the frozen layers would never train again. Give a number of epochs below --epochs.")
+    if s.unfreeze_lr is not None and s.unfreeze_after is None:
+        raise UsageError("--unfreeze-lr sets the learning rate of layers unfrozen by --unfreeze-after: give that too.")

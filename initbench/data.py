@@ -36,6 +36,32 @@ VALIDATION_FRACTION = 0.2
 TRAIN_IMAGES = 60_000  # in the training file, before the split
 TRAIN_SPLIT = TRAIN_IMAGES - int(TRAIN_IMAGES * VALIDATION_FRACTION)  # 48,000 images to train on
 
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+               "Ankle boot")
+ALL_CLASSES = tuple(range(len(CLASS_NAMES)))
+# Other ways to write a class name (compared in lower case, ignoring spaces, '-', '_' and '/').
+CLASS_ALIASES = {"tshirt": 0, "top": 0, "tshirttop": 0, "boot": 9}
+
+
+def class_number(name: str) -> int:
+    """A class given by number (0-9) or by FashionMNIST's name, in any case."""
+    key = "".join(c for c in name.lower() if c not in " -_/")
+    if key.isdigit() and int(key) < len(CLASS_NAMES):
+        return int(key)
+    names = {"".join(c for c in n.lower() if c not in " -_/"): i for i, n in enumerate(CLASS_NAMES)} | CLASS_ALIASES
+    if key not in names:
+        raise ValueError(f"{name!r} is not one of FashionMNIST's classes: "
+                         + ", ".join(f"{i} {n.lower()}" for i, n in enumerate(CLASS_NAMES)))
+    return names[key]
+
+
+def describe(classes: tuple[int, ...]) -> str:
+    """'5 sandal, 6 shirt' (or 'all 10')."""
+    if classes == ALL_CLASSES:
+        return f"all {len(CLASS_NAMES)}"
+    return ", ".join(f"{i} {CLASS_NAMES[i].lower()}" for i in classes)
+
+
 # SHA-256 of the decompressed IDX files of the real FashionMNIST (Xiao et al. 2017).
 SHA256 = {
     "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -67,6 +93,13 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def identity(split_seed: int, train_samples: int | None, classes: tuple[int, ...]) -> dict:
+    """What decides which images a model saw and is scored on: the files (by SHA-256; they are
+    verified against these before use), the split, the training subset and the classes."""
+    return {"dataset": "FashionMNIST", "files_sha256": dict(SHA256), "split_seed": split_seed,
+            "train_samples": train_samples, "classes": list(classes)}
 
 
 def default_data_dir() -> Path:
@@ -162,11 +195,13 @@ def read_idx(path: Path) -> Tensor:
 
 
 def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
-         log: Callable[[str], None] = lambda _: None) -> Splits:
+         classes: tuple[int, ...] = ALL_CLASSES, log: Callable[[str], None] = lambda _: None) -> Splits:
     """The verified data as tensors: a seeded 80/20 train/validation split of the 60,000
     training images (the same split for every scheme of a run), and the 10,000 test images.
 
-    ``train_samples`` keeps a seeded subset of the training part (for smoke runs).
+    ``classes`` keeps the images of those classes only (in every part), their labels
+    renumbered 0, 1, ... in the order given; ``train_samples`` then keeps a seeded subset
+    of the training part (the first N of the split's shuffled order).
     """
     import torch
 
@@ -183,10 +218,18 @@ def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
     x_test, y_test = tensors("t10k")
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
     n_val = int(len(y) * VALIDATION_FRACTION)
-    val, train = order[:n_val], order[n_val:]
+    val, train, test = order[:n_val], order[n_val:], torch.arange(len(y_test))
+    label = torch.arange(len(CLASS_NAMES))
+    if classes != ALL_CLASSES:
+        wanted = torch.tensor(classes)
+        label = torch.full((len(CLASS_NAMES),), -1).index_put_((wanted,), torch.arange(len(classes)))
+        val, train, test = (rows[torch.isin(labels[rows], wanted)] for rows, labels in
+                            ((val, y), (train, y), (test, y_test)))
     if train_samples is not None:
         if train_samples > len(train):
-            raise InitbenchError(f"train_samples is {train_samples}, but the training split has only "
-                                 f"{len(train)} images.")
+            raise InitbenchError(f"--train-samples is {train_samples:,}, but the training split has only "
+                                 f"{len(train):,} images" + (f" of classes {describe(classes)}" if classes !=
+                                                             ALL_CLASSES else "") + ". Ask for fewer.")
         train = train[:train_samples]
-    return Splits(pixels(x[train]), y[train], pixels(x[val]), y[val], pixels(x_test), y_test)
+    return Splits(pixels(x[train]), label[y[train]], pixels(x[val]), label[y[val]], pixels(x_test[test]),
+                  label[y_test[test]])

@@ -33,11 +33,29 @@ class TrainSettings:
     activation: str = "relu"
     bias: str = "scheme"  # the scheme's own bias, or "zeros", or "default" (PyTorch's)
     lesson_eval: bool = False  # score with dropout still on, as the lesson's helper does (no model.eval())
+    classes: tuple[int, ...] = tuple(range(10))  # FashionMNIST's labels the model tells apart, in output order
+    head_init: str = "default"  # the scheme of an output layer that pretrained cannot load (other classes)
+    freeze: int = 0  # the lowest layers kept as initialized
+    unfreeze_after: int | None = None  # train the frozen layers again after this many epochs
+    unfreeze_lr: float | None = None  # their learning rate then; None: lr / 10
 
     @property
     def eval_dropout(self) -> bool:
         """Whether models are scored with dropout on (--lesson-eval, and dropout to leave on)."""
         return self.lesson_eval and self.dropout > 0
+
+    @property
+    def layers(self) -> int:
+        return len(self.hidden) + 1
+
+    def frozen(self, epoch: int) -> int:
+        """How many of the lowest layers are frozen in ``epoch`` (0-based)."""
+        return 0 if self.unfreeze_after is not None and epoch >= self.unfreeze_after else self.freeze
+
+    @property
+    def lr_unfrozen(self) -> float:
+        """The learning rate of layers trained after being frozen."""
+        return self.lr / 10 if self.unfreeze_lr is None else self.unfreeze_lr
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,8 @@ class JobResult:
     val_acc: list[float]  # after each epoch
     test_acc: float
     diverged_at: int | None  # 1-based number of the batch whose loss was NaN/inf, if any
+    weights: dict[str, Tensor] | None = None  # the final state dict (on the CPU), when asked for
+    initial: dict[str, Tensor] | None = None  # the state dict as initialized, when asked for
 
 
 def check_batch_size(batch_size: int, n_train: int) -> None:
@@ -95,9 +115,15 @@ def correct(logits: Tensor, y: Tensor) -> Tensor:
     return ((logits.argmax(-1) == y) & logits.isfinite().all(-1)).sum(-1)
 
 
-def result(job: Job, losses: Tensor, val_acc: list[float], test_acc: float, diverged_at: int | None) -> JobResult:
+def result(job: Job, losses: Tensor, val_acc: list[float], test_acc: float, diverged_at: int | None,
+           weights: dict[str, Tensor] | None = None, initial: dict[str, Tensor] | None = None) -> JobResult:
     """A JobResult whose losses are NaN after the batch where the model diverged."""
     losses = losses.cpu().clone()
     if diverged_at is not None:
         losses.view(-1)[diverged_at:] = math.nan
-    return JobResult(job, losses, val_acc, test_acc, diverged_at)
+    return JobResult(job, losses, val_acc, test_acc, diverged_at, weights, initial)
+
+
+def state_dict(model: MLP) -> dict[str, Tensor]:
+    """A copy of the model's parameters on the CPU, keyed as MLP names them."""
+    return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from initbench import data, schemes
-from initbench.model import N_CLASSES, N_INPUTS, init_linear
+from initbench.model import N_CLASSES, N_INPUTS
 
 
 class LessonNet(nn.Module):
@@ -76,7 +76,7 @@ def lesson_model(scheme: str) -> LessonNet:
     model = LessonNet()
     init = schemes.get(scheme)
     for layer in (model.fc1, model.fc2, model.fc3):
-        init_linear(layer, init, None)
+        init.init_layer(layer, None)
     return model
 
 

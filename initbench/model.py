@@ -3,29 +3,26 @@ and dropout between them, and the dropout masks each model draws from its own ge
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initbench.schemes import GAIN, Scheme
-
 N_INPUTS = 28 * 28
-N_CLASSES = 10
+N_CLASSES = 10  # FashionMNIST's; a model for a subset of them (--classes) has fewer outputs
 MASK_BLOCK = 16  # training steps of dropout masks drawn per generator call
 EVAL_CHUNK = 2_000  # images per evaluation pass (both engines; --lesson-eval draws a mask per chunk)
 ACTIVATION_FNS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "selu": F.selu}
 
 
 class MLP(nn.Module):
-    """784 -> hidden... -> 10, the activation after each hidden layer, then dropout."""
+    """784 -> hidden... -> classes, the activation after each hidden layer, then dropout.
+    Its state dict's keys are ``layers.<i>.weight`` ([out, in]) and ``layers.<i>.bias``."""
 
-    def __init__(self, hidden: tuple[int, ...], activation: str = "relu") -> None:
+    def __init__(self, hidden: tuple[int, ...], activation: str = "relu", n_classes: int = N_CLASSES) -> None:
         super().__init__()
-        sizes = (N_INPUTS, *hidden, N_CLASSES)
+        sizes = (N_INPUTS, *hidden, n_classes)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
         self.activation = ACTIVATION_FNS[activation]
 
@@ -37,46 +34,6 @@ class MLP(nn.Module):
             if masks is not None:
                 x = x * masks[i][..., :len(x), :]
         return last(x)
-
-
-def build(hidden: tuple[int, ...], scheme: Scheme, generator: torch.Generator, activation: str = "relu",
-          bias: str = "scheme", batch: Tensor | None = None) -> MLP:
-    """A fresh model on the CPU, every layer initialized by ``scheme`` from ``generator``
-    (drawn on the CPU, so the initial weights are the same whatever the training device),
-    then, for a data-dependent scheme, rescaled on ``batch`` (real training images)."""
-    model = MLP(hidden, activation)
-    for layer in model.layers:
-        init_linear(layer, scheme, generator, activation, bias)
-    if scheme.data_dependent:
-        lsuv_(model.layers, model.activation, batch)
-    return model
-
-
-@torch.no_grad()
-def init_linear(layer: nn.Linear, scheme: Scheme, generator: torch.Generator | None,
-                activation: str = "relu", bias: str = "scheme") -> None:
-    """Initialize ``layer`` with ``scheme``; ``bias`` = "zeros" or "default" (PyTorch's
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
-    scheme.init(layer.weight, layer.bias, generator, GAIN[activation])
-    if bias == "zeros":
-        layer.bias.zero_()
-    elif bias == "default":
-        bound = 1.0 / math.sqrt(layer.in_features)
-        layer.bias.uniform_(-bound, bound, generator=generator)
-
-
-@torch.no_grad()
-def lsuv_(layers: Sequence[nn.Linear], activation: Callable[[Tensor], Tensor], x: Tensor,
-          tolerance: float = 0.1, max_iterations: int = 10) -> None:
-    """Layer after layer, rescale the weights until the layer's output on the batch ``x``
-    has variance 1 (within ``tolerance``); the second step of LSUV."""
-    for i, layer in enumerate(layers):
-        for _ in range(max_iterations):
-            var = layer(x).var()
-            if not torch.isfinite(var) or var == 0 or abs(var - 1) < tolerance:
-                break
-            layer.weight.div_(var.sqrt())
-        x = layer(x) if i == len(layers) - 1 else activation(layer(x))
 
 
 class DropoutMasks:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import platform
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,10 @@ import pandas as pd
 import torch
 
 import initbench
-from initbench.jobs import JobResult
+from initbench import checkpoint, schemes
+from initbench.data import CLASS_NAMES
+from initbench.jobs import Job, JobResult
+from initbench.model import N_INPUTS
 
 
 def runs_frame(results: Sequence[JobResult]) -> pd.DataFrame:
@@ -110,3 +115,62 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def weights_names(jobs: Sequence[Job]) -> dict[Job, str]:
+    """Each job's weights file name, ``<scheme>-seed<N>.safetensors``, safe on any file
+    system: parameters' ``:`` and ``,`` become ``_`` (``uniform_-0.1_0.1``), a file scheme
+    is named by its file's SHA-256 (``pretrained-1a2b3c4d5e6f``); distinct names stay distinct."""
+    names: dict[Job, str] = {}
+    for job in jobs:
+        scheme = schemes.get(job.scheme)
+        if scheme.params == (schemes.registry.TEXT_PARAM,):
+            stem = scheme.name.replace(":", "-")[:len("pretrained-") + 12]
+        else:
+            stem = re.sub(r"[^A-Za-z0-9._+-]", "_", job.scheme)
+        name, n = f"{stem}-seed{job.seed}", 1
+        while f"{name}.safetensors" in names.values():
+            n += 1
+            name = f"{stem}-{n}-seed{job.seed}"
+        names[job] = f"{name}.safetensors"
+    return names
+
+
+def architecture(job: Job) -> dict[str, Any]:
+    s = job.settings
+    return {"inputs": N_INPUTS, "hidden": list(s.hidden), "outputs": len(s.classes), "activation": s.activation,
+            "classes": list(s.classes), "class_names": [CLASS_NAMES[c] for c in s.classes]}
+
+
+def weights_writers(trained: Sequence[JobResult], about_run: dict[str, Any]) -> dict[str, Callable[[Path], None]]:
+    """``weights/<name>`` (final) and, where kept, ``weights/init/<name>`` (initial) for every
+    result, each with its metadata: the architecture, the job, ``about_run`` (data identity,
+    engine, device) and, for final weights, the accuracy recorded now."""
+    files: dict[str, Callable[[Path], None]] = {}
+    for result, name in zip(trained, weights_names([r.job for r in trained]).values()):
+        job = result.job
+        meta = {
+            "initbench": initbench.__version__,
+            "architecture": architecture(job),
+            "job": {"scheme": job.scheme, "scheme_key": schemes.get(job.scheme).name, "seed": job.seed,
+                    "settings": _jsonable(dataclasses.asdict(job.settings))},
+            **about_run,
+        }
+        if result.weights is not None:
+            files[f"weights/{name}"] = _weights_writer(result.weights, meta | {
+                "weights": "final", "file": name,
+                "accuracy": {"val": result.val_acc[-1], "test": result.test_acc, "val_per_epoch": result.val_acc},
+                "diverged_at_batch": result.diverged_at})
+        if result.initial is not None:
+            files[f"weights/init/{name}"] = _weights_writer(result.initial, meta | {"weights": "initial", "file": name})
+    return files
+
+
+def _weights_writer(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Callable[[Path], None]:
+    return lambda path: checkpoint.save(path, state, meta)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return list(value) if isinstance(value, tuple) else value

@@ -116,8 +116,10 @@ def write_files(out: Path, writers: Mapping[str, Callable[[Path], object]]) -> N
     """Call each writer on a temporary path in ``out``, then rename all into place."""
     staged: list[tuple[Path, Path]] = []
     try:
-        for name, write in writers.items():
-            staged.append((out / f".{name}.{os.getpid()}.tmp", out / name))
+        for name, write in writers.items():  # a name may have folders: weights/rule-seed0.safetensors
+            final = out / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staged.append((final.with_name(f".{final.name}.{os.getpid()}.tmp"), final))
             write(staged[-1][0])
         for tmp, final in staged:
             tmp.replace(final)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from initbench import data, diagnostics, engine, pictures, report, results, runfolder
+from initbench import data, diagnostics, engines, pictures, report, results, runfolder
 from initbench.config import RunConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import Job, batches_per_epoch
@@ -35,18 +35,20 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
     started = datetime.now().astimezone()
     err = Console(stderr=True)
     activity = report.Activity(err, quiet)
-    device = engine.resolve_device(config.device)
+    device = engines.resolve_device(config.device)
     names = "-".join(config.schemes)
     names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
     with runfolder.run_folder(config.out or _stamped(started, names), config.overwrite) as folder, \
             activity.running():
         activity.stage("Loading FashionMNIST")
-        splits = data.load(config.data_dir, config.split_seed, config.train_samples, activity.stage).to(device)
+        splits = data.load(config.data_dir, config.split_seed, config.train_samples, config.train.classes,
+                           activity.stage).to(device)
         jobs = config.jobs()
         n_batches = batches_per_epoch(len(splits.y_train), config.train.batch_size)
+        of_classes = "" if config.train.classes == data.ALL_CLASSES else f" of classes {data.describe(config.train.classes)}"
         activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(config.schemes), 'scheme')}"
-                      f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images, "
-                      f"{report.plural(config.train.epochs, 'epoch')} of {n_batches:,} batches, "
+                      f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
+                      f"{of_classes}, {report.plural(config.train.epochs, 'epoch')} of {n_batches:,} batches, "
                       f"{config.engine} engine on {device}")
         stats: list[dict] = []
         if config.track_stats:
@@ -58,18 +60,21 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
 
         tic = time.perf_counter()
         activity.stage("Training", total=len(jobs) * config.train.epochs * n_batches)
-        trained = engine.train(jobs, splits, device, config.engine, config.max_batch_models, activity.tick,
-                               track if config.track_stats else None)
+        trained = engines.train(jobs, splits, device, config.engine, config.max_batch_models, activity.tick,
+                                track if config.track_stats else None, config.save_weights, config.save_init)
         train_seconds = time.perf_counter() - tic
 
         activity.stage("Writing the results and drawing the pictures")
         runs = results.runs_frame(trained)
         summary = results.summary_frame(runs)
         losses = results.losses_frame(trained)
+        environment = results.environment(device)
+        data_identity = data.identity(config.split_seed, config.train_samples, config.train.classes)
         run_info = {
             "config": config.to_dict() | {"out": str(folder.path)},
-            **results.environment(device),
+            **environment,
             "data": splits.sizes(),
+            "data_identity": data_identity,
             "started": started.isoformat(timespec="seconds"),
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "train_seconds": round(train_seconds, 3),
@@ -85,6 +90,10 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
             "run.json": runfolder.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
             **stats_files,
+            **results.weights_writers(trained, {
+                "data": data_identity | {"sizes": splits.sizes()},
+                "trained_with": {"engine": config.engine, "device": str(device),
+                                 "device_name": environment["device_name"]}}),
         })
     report.show(report.accuracy_listing(summary, config.train.epochs, config.train.eval_dropout), fmt, Console())
     _print_where(err, folder)
@@ -173,7 +182,7 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
 
     started = datetime.now().astimezone()
     err = Console(stderr=True)
-    device = engine.resolve_device(device_name)
+    device = engines.resolve_device(device_name)
     out = out or _stamped(started, "bench.json")
     runfolder.check_file_destination(out)
     config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
@@ -200,7 +209,7 @@ def inspect(config: RunConfig, fmt: str = "table") -> Path:
     with runfolder.run_folder(config.out or _stamped(started, "inspect"), config.overwrite) as folder, \
             activity.running():
         activity.stage("Loading FashionMNIST")
-        splits = data.load(config.data_dir, config.split_seed, log=activity.stage)
+        splits = data.load(config.data_dir, config.split_seed, classes=config.train.classes, log=activity.stage)
         x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
         rows, found, weights, listings = [], {}, {}, []
         activity.stage("Inspecting", total=len(config.schemes))

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from initbench import schemes
 from initbench.jobs import Job
-from initbench.model import MLP, DropoutMasks, build
+from initbench.model import MLP, DropoutMasks
 
 
 def stream_seed(seed: int, purpose: str, scheme: str = "") -> int:
@@ -33,16 +33,24 @@ def generator(seed: int, purpose: str, scheme: str = "", device: torch.device | 
 INIT_BATCH = 500  # training images a data-dependent scheme (LSUV) is fitted on
 
 
-def initial_model(job: Job, x_train: Tensor) -> MLP:
-    """The job's model as initialized: its scheme under its canonical name (so an alias
-    gives the same numbers), from its own generator; LSUV fitted on INIT_BATCH training
-    images drawn from the seed."""
+def initialize(job: Job, x_train: Tensor) -> tuple[MLP, list[str]]:
+    """The job's model as initialized, and where each layer's weights came from: its scheme
+    under its canonical name (so an alias gives the same numbers), from its own generator;
+    LSUV fitted on INIT_BATCH training images drawn from the seed. Drawn on the CPU, so
+    the initial weights are the same whatever the training device."""
     s, scheme = job.settings, schemes.get(job.scheme)
     batch = None
     if scheme.data_dependent:
         rows = torch.randperm(len(x_train), generator=generator(job.seed, "init-batch"))[:INIT_BATCH]
         batch = x_train[rows.to(x_train.device)].cpu()
-    return build(s.hidden, scheme, generator(job.seed, "init", scheme.name), s.activation, s.bias, batch)
+    model = MLP(s.hidden, s.activation, len(s.classes))
+    context = schemes.InitContext(generator(job.seed, "init", scheme.name), s.activation, s.bias, batch, s.classes,
+                                  s.head_init)
+    return model, scheme.initialize(model, context)
+
+
+def initial_model(job: Job, x_train: Tensor) -> MLP:
+    return initialize(job, x_train)[0]
 
 
 def dropout_generator(job: Job, device: torch.device, purpose: str = "dropout") -> torch.Generator:

@@ -50,7 +50,7 @@ def test_split_is_seeded_and_subset_is_a_prefix_of_the_training_split(data_dir: 
 
 
 def test_too_many_train_samples_is_an_error(data_dir: Path) -> None:
-    with pytest.raises(InitbenchError, match="only 48000"):
+    with pytest.raises(InitbenchError, match="only 48,000"):
         data.load(data_dir, train_samples=50_000)
 
 

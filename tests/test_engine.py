@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from initbench import batched, engine, sequential
+from initbench import engines
+from initbench.engines import batched, sequential
 from initbench.jobs import Job, TrainSettings
-from initbench.streams import stream_seed
+from initbench.streams import initial_model, stream_seed
 
 CPU = torch.device("cpu")
 DEVICES = [CPU] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -29,10 +30,10 @@ def same_numbers(a, b, device: torch.device) -> bool:
     return torch.allclose(a.losses[0, :10], b.losses[0, :10], rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", engine.ENGINES)
+@pytest.mark.parametrize("name", engines.ENGINES)
 def test_same_job_same_numbers(small, name: str) -> None:
     job = Job("rule", 0, ONE_EPOCH)
-    first, again = (engine.train([job], small, CPU, name)[0] for _ in range(2))
+    first, again = (engines.train([job], small, CPU, name)[0] for _ in range(2))
     assert torch.equal(first.losses, again.losses) and first.val_acc == again.val_acc
 
 
@@ -75,21 +76,21 @@ def test_engines_agree_statistically(data_dir) -> None:
 
     splits = data.load(data_dir, train_samples=6000)
     jobs = [Job(scheme, seed, ONE_EPOCH) for seed in range(3) for scheme in LESSON]
-    acc = {name: torch.tensor([r.val_acc[-1] for r in engine.train(jobs, splits, CPU, name)]).view(3, -1)
-           for name in engine.ENGINES}
+    acc = {name: torch.tensor([r.val_acc[-1] for r in engines.train(jobs, splits, CPU, name)]).view(3, -1)
+           for name in engines.ENGINES}
     spread = torch.maximum(acc["batched"].std(0), acc["sequential"].std(0))
     gap = (acc["batched"].mean(0) - acc["sequential"].mean(0)).abs()
     assert (gap <= spread + 0.005).all(), (gap, spread)
     assert acc["batched"].mean(0)[LESSON.index("rule")] > 0.7
 
 
-@pytest.mark.parametrize("name", engine.ENGINES)
+@pytest.mark.parametrize("name", engines.ENGINES)
 def test_divergence_is_recorded_and_does_not_poison_the_others(small, name: str) -> None:
     """At lr 1e20 `rule` and `uniform` blow up within two batches while `ones` and `zeros`
     stay finite; in one batched group, the finite ones are exactly as when alone."""
     settings = TrainSettings(epochs=2, lr=1e20)
     jobs = [Job(scheme, 0, settings) for scheme in ("ones", "rule", "zeros", "uniform")]
-    results = engine.train(jobs, small, CPU, name)
+    results = engines.train(jobs, small, CPU, name)
     for job, r in zip(jobs, results):
         if job.scheme in ("rule", "uniform"):
             assert r.diverged_at == 2
@@ -98,13 +99,13 @@ def test_divergence_is_recorded_and_does_not_poison_the_others(small, name: str)
             assert len(r.val_acc) == 2 and 0 <= r.test_acc <= 1
         else:
             assert r.diverged_at is None and torch.isfinite(r.losses).all()
-            assert torch.equal(r.losses, engine.train([job], small, CPU, name)[0].losses)
+            assert torch.equal(r.losses, engines.train([job], small, CPU, name)[0].losses)
 
 
 def test_frozen_model_stays_frozen(small) -> None:
     """A diverged model's parameters do not move after the batch that diverged."""
     jobs = [Job("rule", 0, TrainSettings(epochs=1, lr=1e20)), Job("zeros", 0, TrainSettings(epochs=1, lr=1e20))]
-    population = batched.Population(jobs, small.x_train, CPU)
+    population = batched.Population(jobs, [initial_model(job, small.x_train) for job in jobs], CPU)
     alive = torch.ones(2, dtype=torch.bool)
     idx = torch.arange(100).view(1, 100)  # both models are of seed 0
     population.train_step(small.x_train, small.y_train, idx, None, alive)
@@ -213,11 +214,11 @@ def test_lesson_eval_masks_are_each_models_own(small) -> None:
         assert abs(b.val_acc[-1] - s.val_acc[-1]) < 0.002 and abs(b.test_acc - s.test_acc) < 0.002
 
 
-@pytest.mark.parametrize("name", engine.ENGINES)
+@pytest.mark.parametrize("name", engines.ENGINES)
 def test_epoch_hook_sees_every_model_at_init_and_after_each_epoch(small, name: str) -> None:
     seen = []
     jobs = [Job("rule", 0, TrainSettings(epochs=2)), Job("zeros", 1, TrainSettings(epochs=2))]
-    engine.train(jobs, small, CPU, name, on_epoch=lambda job, epoch, model: seen.append(
+    engines.train(jobs, small, CPU, name, on_epoch=lambda job, epoch, model: seen.append(
         (job.scheme, epoch, float(model.layers[0].weight.detach().abs().sum()))))
     assert sorted((s, e) for s, e, _ in seen) == [("rule", 0), ("rule", 1), ("rule", 2),
                                                   ("zeros", 0), ("zeros", 1), ("zeros", 2)]

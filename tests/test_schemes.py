@@ -8,15 +8,16 @@ from torch import nn
 
 from initbench import schemes
 from initbench.errors import InitbenchError
-from initbench.model import init_linear
+from initbench.schemes.layer import variance_scaling_
 
 SHAPES = [(256, 784), (128, 256), (10, 128), (300, 20)]  # (fan_out, fan_in)
+LAYER_SCHEMES = [n for n in schemes.names() if not schemes.whole_model(n)]  # lsuv and pretrained fill whole models
 
 
 def init(name: str, shape: tuple[int, int], seed: int = 0, activation: str = "relu",
          bias: str = "scheme") -> tuple[torch.Tensor, torch.Tensor]:
     layer = nn.Linear(shape[1], shape[0])
-    init_linear(layer, schemes.get(name), torch.Generator().manual_seed(seed), activation, bias)
+    schemes.get(name).init_layer(layer, torch.Generator().manual_seed(seed), activation, bias)
     return layer.weight.detach(), layer.bias.detach()
 
 
@@ -68,7 +69,7 @@ def test_constant_schemes(name: str, value: float, shape: tuple[int, int]) -> No
     assert torch.all(w == value) and torch.all(b == 0)
 
 
-@pytest.mark.parametrize("name", [n for n in schemes.names() if n != "default"])
+@pytest.mark.parametrize("name", [n for n in LAYER_SCHEMES if n != "default"])
 def test_schemes_zero_the_bias_and_bias_policies_override(name: str) -> None:
     assert torch.all(init(name, (256, 784))[1] == 0)
     assert torch.all(init(name, (256, 784), bias="zeros")[1] == 0)
@@ -103,7 +104,7 @@ def test_constant_takes_its_value_and_is_0_without_one_as_keras_constant() -> No
     assert torch.all(w == 0) and torch.all(b == 0)
 
 
-@pytest.mark.parametrize("name", schemes.names() + ["constant:2"])
+@pytest.mark.parametrize("name", LAYER_SCHEMES + ["constant:2"])
 def test_every_scheme_draws_only_from_its_generator(name: str) -> None:
     torch.manual_seed(1)
     first = init(name, (64, 96), seed=5)
@@ -161,7 +162,7 @@ def test_conventions_and_keras_schemes_cite_keras() -> None:
     rows = {row["name"]: row for row in schemes.catalogue()}
     assert {n for n, r in rows.items() if r["convention"] == "lesson"} == {
         "zeros", "ones", "uniform", "centered", "rule", "normal"}
-    assert {n for n, r in rows.items() if r["convention"] == "paper"} == {"trunc_normal", "lsuv"}
+    assert {n for n, r in rows.items() if r["convention"] == "paper"} == {"trunc_normal", "lsuv", "pretrained"}
     for name, cls in (("glorot_normal", "GlorotNormal"), ("he_uniform", "HeUniform"), ("he_normal", "HeNormal"),
                       ("lecun_uniform", "LecunUniform"), ("lecun_normal", "LecunNormal"), ("constant", "Constant")):
         assert rows[name]["convention"] == "keras" and f"keras.initializers.{cls}" in rows[name]["reference"]
@@ -349,7 +350,7 @@ def test_keras_checks_catch_the_old_aliases() -> None:
 @pytest.mark.parametrize("distribution", ["truncated_normal", "untruncated_normal", "uniform"])
 def test_variance_scaling_gives_scale_over_n_as_keras(mode: str, distribution: str) -> None:
     w = torch.empty(300, 200)
-    schemes.variance_scaling_(w, torch.Generator().manual_seed(0), scale=3.0, mode=mode, distribution=distribution)
+    variance_scaling_(w, torch.Generator().manual_seed(0), scale=3.0, mode=mode, distribution=distribution)
     n = {"fan_in": 200, "fan_out": 300, "fan_avg": 250}[mode]
     kind, p = {"truncated_normal": ("truncated", math.sqrt(3 / n) / 0.87962566103423978),
                "untruncated_normal": ("normal", math.sqrt(3 / n)),

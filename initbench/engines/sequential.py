@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initbench.data import Splits
-from initbench.jobs import EpochHook, Job, JobResult, Progress, Tick, batches_per_epoch, correct, result
+from initbench.jobs import (
+    EpochHook, Job, JobResult, Progress, Tick, batches_per_epoch, correct, result, state_dict,
+)
 from initbench.model import EVAL_CHUNK, DropoutMasks
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
@@ -29,17 +31,30 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, masks: DropoutMasks | None 
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
-          on_epoch: EpochHook | None = None) -> list[JobResult]:
+          on_epoch: EpochHook | None = None, keep_weights: bool = False, keep_initial: bool = False) -> list[JobResult]:
     return [_train_one(job, data, device, progress, f"{job.scheme}, seed {job.seed} ({i + 1} of {len(jobs)})",
-                       on_epoch or (lambda job, epoch, model: None)) for i, job in enumerate(jobs)]
+                       on_epoch or (lambda job, epoch, model: None), keep_weights, keep_initial)
+            for i, job in enumerate(jobs)]
+
+
+def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor, device: torch.device) -> list[float]:
+    """Each model's accuracy on (x, y), computed exactly as training computed it."""
+    return [accuracy(model.to(device), x, y) for model in models]
 
 
 def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress, label: str,
-               on_epoch: EpochHook) -> JobResult:
+               on_epoch: EpochHook, keep_weights: bool, keep_initial: bool) -> JobResult:
     s = job.settings
     progress(Tick("building", label))
-    model = initial_model(job, data.x_train).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    model = initial_model(job, data.x_train)
+    initial = state_dict(model) if keep_initial else None
+    model = model.to(device)
+    # Frozen layers take no gradient; when they are unfrozen they join Adam as a param
+    # group of their own, with fresh moments and their own learning rate.
+    frozen = [p for layer in model.layers[:s.freeze] for p in layer.parameters()]
+    for p in frozen:
+        p.requires_grad_(False)
+    optimizer = torch.optim.Adam([p for layer in model.layers[s.freeze:] for p in layer.parameters()], lr=s.lr)
     orders = batch_orders(job.seed, len(data.y_train))
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = (DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches, [dropout_generator(job, device)], device)
@@ -50,6 +65,11 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     diverged_at = None
     on_epoch(job, 0, model)
     for epoch in range(s.epochs):
+        if frozen and s.frozen(epoch) == 0:
+            for p in frozen:
+                p.requires_grad_(True)
+            optimizer.add_param_group({"params": frozen, "lr": s.lr_unfrozen})
+            frozen = []
         if diverged_at is None:
             model.train()
             order = next(orders).to(device)
@@ -72,4 +92,5 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
         val_acc.append(accuracy(model, data.x_val, data.y_val, eval_masks))
         on_epoch(job, epoch + 1, model)
     progress(Tick("testing", label, s.epochs, s.epochs))
-    return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test, eval_masks), diverged_at)
+    return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test, eval_masks), diverged_at,
+                  state_dict(model) if keep_weights else None, initial)

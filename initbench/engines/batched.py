@@ -32,8 +32,10 @@ from torch import Tensor
 
 from initbench.data import Splits
 from initbench.errors import InitbenchError
-from initbench.jobs import EpochHook, Job, JobResult, Progress, Tick, TrainSettings, batches_per_epoch, correct, result
-from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_CLASSES, N_INPUTS, DropoutMasks
+from initbench.jobs import (
+    EpochHook, Job, JobResult, Progress, Tick, TrainSettings, batches_per_epoch, correct, result, state_dict,
+)
+from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_INPUTS, DropoutMasks
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
@@ -94,9 +96,9 @@ class Population:
     call for all models (a call per model would cost a kernel launch each): there the
     numbers agree to rounding."""
 
-    def __init__(self, jobs: Sequence[Job], x_train: Tensor, device: torch.device) -> None:
-        models = [initial_model(job, x_train) for job in jobs]
-        self.activation_name = jobs[0].settings.activation
+    def __init__(self, jobs: Sequence[Job], models: Sequence[MLP], device: torch.device) -> None:
+        s = jobs[0].settings
+        self.activation_name = s.activation
         self.ops = ACTIVATION_OPS[self.activation_name]
         layers = [list(group) for group in zip(*(m.layers for m in models))]
         self.m, self.device = len(jobs), device
@@ -107,16 +109,33 @@ class Population:
         self.biases = [self._stack([l.bias.detach()[None] for l in ls]) for ls in layers]
         self.grads = [self._zeros(p) for p in self.parameters()]
         self.moments = [(self._zeros(p), self._zeros(p)) for p in self.parameters()]
+        self.settings = s
+        self.frozen = s.freeze  # layers below this one are not trained: no gradients, no update
+        # Adam's groups: (layers, step count, learning rate). Layers unfrozen later get a
+        # group of their own, with fresh moments and step count, as a new param group would.
+        self._adam_groups: list[tuple[list[list[Tensor]], Tensor, float]] = []
+        self._add_adam_group(range(s.freeze, len(layers)), s.lr)
+        self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
+
+    def _add_adam_group(self, layers: range, lr: float) -> None:
         # Adam's fused kernel (the one torch.optim.Adam(fused=True) runs) is given every
         # model's slice of each tensor as a tensor of its own: it takes vector or scalar
         # paths by an element's position, so only then is each update computed exactly as
         # if the model were alone. Calling it directly also spares the optimizer's per-step
         # Python work and its import of torch._dynamo (a second of start-up).
-        tensors = (self.parameters(), self.grads, *zip(*self.moments))
-        self._adam_lists = [[t[i] for t in group for i in range(self.m)] for group in tensors]
-        self.lr = jobs[0].settings.lr
-        self.step = torch.zeros((), device=device)
-        self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
+        n = len(self.weights)
+        chosen = [i for i in range(2 * n) if i % n in layers]  # the layers' weights and biases
+        tensors = ([self.parameters()[i] for i in chosen], [self.grads[i] for i in chosen],
+                   *zip(*(self.moments[i] for i in chosen)))
+        lists = [[t[k] for t in group for k in range(self.m)] for group in tensors]
+        self._adam_groups.append((lists, torch.zeros((), device=self.device), lr))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Unfreeze the layers the settings train again from ``epoch`` (0-based) on."""
+        frozen = self.settings.frozen(epoch)
+        if frozen < self.frozen:
+            self._add_adam_group(range(frozen, self.frozen), self.settings.lr_unfrozen)
+            self.frozen = frozen
 
     def _stack(self, tensors: list[Tensor]) -> Tensor:
         out = stacked(len(tensors), tuple(tensors[0].shape), self.device)
@@ -132,7 +151,7 @@ class Population:
 
     def model(self, i: int) -> MLP:
         """Model ``i`` as a plain MLP on the CPU (a copy of its parameters as they stand)."""
-        model = MLP(tuple(w.shape[1] for w in self.weights[:-1]), self.activation_name)
+        model = MLP(tuple(w.shape[1] for w in self.weights[:-1]), self.activation_name, self.weights[-1].shape[1])
         with torch.no_grad():
             for layer, w, b in zip(model.layers, self.weights, self.biases):
                 layer.weight.copy_(w[i])
@@ -191,9 +210,9 @@ class Population:
         self._each(_cross_entropy, loss, delta, logits, y, torch.full(y.shape, -1.0, device=y.device))
         inputs = [x, *(h for _, _, h in hidden)]
         n = len(self.weights)
-        for i in reversed(range(n)):
+        for i in reversed(range(self.frozen, n)):  # frozen layers need no gradient, nor the layers' below
             self._each(_weight_and_bias_grad, self.grads[i], self.grads[n + i], delta, inputs[i])
-            if i:  # back through layer i's input: the dropout and activation of layer i - 1
+            if i > self.frozen:  # back through layer i's input: the dropout and activation of layer i - 1
                 w = self.weights[i]
                 delta_in = self._buffer(f"delta{i}", rows, w.shape[2])
                 self._each(_matmul, delta_in, delta, w)
@@ -206,10 +225,10 @@ class Population:
         # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
         if alive.device.type != "cpu" or not bool(alive.all()):
             self._freeze(~alive)
-        self.step += 1
-        params, grads, exp_avgs, exp_avg_sqs = self._adam_lists
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [self.step] * len(params), lr=self.lr,
-                           beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+        for (params, grads, exp_avgs, exp_avg_sqs), step, lr in self._adam_groups:
+            step += 1
+            torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [step] * len(params), lr=lr,
+                               beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
         return loss
 
     @torch.no_grad()
@@ -255,7 +274,7 @@ def bytes_per_model(s: TrainSettings) -> int:
     """A generous estimate of one model's memory in a group: parameters, gradients and
     Adam's two moments, activations and their gradients, a block of dropout masks,
     the evaluation activations (and masks, under --lesson-eval)."""
-    sizes = (N_INPUTS, *s.hidden, N_CLASSES)
+    sizes = (N_INPUTS, *s.hidden, len(s.classes))
     params = sum(a * b + b for a, b in pairwise(sizes))
     activations = 4 * s.batch_size * sum(sizes)
     masks = MASK_BLOCK * s.batch_size * sum(s.hidden)
@@ -287,9 +306,11 @@ def default_max_models(s: TrainSettings, device: torch.device) -> int:
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
-          max_models: int | None = None, on_epoch: EpochHook | None = None) -> list[JobResult]:
+          max_models: int | None = None, on_epoch: EpochHook | None = None, keep_weights: bool = False,
+          keep_initial: bool = False) -> list[JobResult]:
     """Train ``jobs`` in groups of equal settings, each split into chunks of at most
-    ``max_models`` (default: what fits in half the free memory)."""
+    ``max_models`` (default: what fits in half the free memory); with ``keep_weights``
+    (``keep_initial``) each result holds the model's final (initial) state dict."""
     done: dict[Job, JobResult] = {}
     by_settings: dict[TrainSettings, list[Job]] = {}
     for job in jobs:
@@ -301,15 +322,19 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Pro
     for k, chunk in enumerate(chunks):
         label = (f"{len(chunk)} model{'s' * (len(chunk) != 1)}"
                  + (f" (group {k + 1} of {len(chunks)})" if len(chunks) > 1 else ""))
-        done.update(zip(chunk, _train_chunk(chunk, data, device, progress, label, on_epoch)))
+        done.update(zip(chunk, _train_chunk(chunk, data, device, progress, label, on_epoch, keep_weights,
+                                            keep_initial)))
     return [done[job] for job in jobs]
 
 
 def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress, label: str,
-                 on_epoch: EpochHook | None) -> list[JobResult]:
+                 on_epoch: EpochHook | None, keep_weights: bool, keep_initial: bool) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
     progress(Tick("building", label))
-    population = Population(jobs, data.x_train, device)
+    models = [initial_model(job, data.x_train) for job in jobs]
+    initial = [state_dict(model) if keep_initial else None for model in models]
+    population = Population(jobs, models, device)
+    del models
     orders = [batch_orders(seed, len(data.y_train)) for seed in population.seeds]
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches,
@@ -326,6 +351,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
 
     report(0)
     for epoch in range(s.epochs):
+        population.start_epoch(epoch)
         order = torch.stack([next(o) for o in orders]).to(device)
         for b in range(n_batches):
             idx = order[:, b * s.batch_size:(b + 1) * s.batch_size]
@@ -341,5 +367,11 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
     flat = losses.view(m, -1)
     first_bad = (~torch.isfinite(flat)).int().argmax(1).tolist()
     return [result(job, flat[i].view(s.epochs, -1), [acc[i] for acc in val_acc], test_acc[i],
-                   None if bool(alive[i]) else first_bad[i] + 1)
+                   None if bool(alive[i]) else first_bad[i] + 1,
+                   state_dict(population.model(i)) if keep_weights else None, initial[i])
             for i, job in enumerate(jobs)]
+
+
+def score(jobs: Sequence[Job], models: Sequence[MLP], x: Tensor, y: Tensor, device: torch.device) -> list[float]:
+    """Each model's accuracy on (x, y), computed exactly as training computed it."""
+    return Population(jobs, models, device).accuracy(x, y).tolist()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
 
     from initbench.data import Splits
+    from initbench.model import MLP
 
 ENGINES = ("batched", "sequential")
 
@@ -44,14 +45,25 @@ def resolve_device(name: str) -> torch.device:
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
           max_models: int | None = None, progress: Progress = lambda tick: None,
-          on_epoch: EpochHook | None = None) -> list[JobResult]:
+          on_epoch: EpochHook | None = None, keep_weights: bool = False, keep_initial: bool = False) -> list[JobResult]:
     """One JobResult per job, in the order of ``jobs``; ``progress`` hears what the engine
-    is doing; ``on_epoch`` sees each model at init (epoch 0) and after every epoch."""
-    from initbench import batched, sequential
+    is doing; ``on_epoch`` sees each model at init (epoch 0) and after every epoch; with
+    ``keep_weights`` (``keep_initial``) each result holds the final (initial) weights."""
+    from initbench.engines import batched, sequential
 
     check_batch_size(max(job.settings.batch_size for job in jobs), len(data.y_train))
     for settings in {job.settings for job in jobs}:
         batched.default_max_models(settings, device)  # refuses, before any training, a model that cannot fit
     if engine == "sequential":
-        return sequential.train(jobs, data, device, progress, on_epoch)
-    return batched.train(jobs, data, device, progress, max_models, on_epoch)
+        return sequential.train(jobs, data, device, progress, on_epoch, keep_weights, keep_initial)
+    return batched.train(jobs, data, device, progress, max_models, on_epoch, keep_weights, keep_initial)
+
+
+def score(job: Job, model: MLP, data: Splits, device: torch.device, engine: str = "batched") -> tuple[float, float]:
+    """A model's validation and test accuracy, computed as ``engine`` computed them in training
+    (so, on the same machine and device, to the last bit)."""
+    from initbench.engines import batched, sequential
+
+    scorer = sequential.score if engine == "sequential" else batched.score
+    return (scorer([job], [model], data.x_val, data.y_val, device)[0],
+            scorer([job], [model], data.x_test, data.y_test, device)[0])

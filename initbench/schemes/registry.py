@@ -1,0 +1,306 @@
+"""The scheme registry: one name -> one way to fill a network's initial weights.
+
+Most schemes are plain in-place functions of one Linear layer,
+``fn(weight, bias, generator, ...)`` (``layer.py``, named like ``torch.nn.init``'s
+functions, with a trailing underscore). A whole-model scheme (``whole.py``: LSUV,
+pretrained) is ``fn(model, context, ...)``: it sees every layer at once, may use
+real data or a file, and says where each layer's weights came from. Either way
+the docstring states the formula and a reference on lines that begin with
+``Formula:`` and ``Reference:``; ``register`` reads them from there, so the
+docstring is the one place they are written. Adding a scheme is one decorated
+function.
+
+Keyword parameters after ``generator`` (or ``context``) are the scheme's own,
+set from its name: ``uniform:-0.1,0.1`` calls ``uniform_(..., low=-0.1,
+high=0.1)``; a scheme whose one parameter is ``path`` takes the rest of its name
+as a file (``pretrained:runs/a/weights/rule-seed0.safetensors``). A parameter
+called ``activation_gain`` is not set that way: it receives the gain of the
+network's activation (``torch.nn.init.calculate_gain``; GELU, which it does not
+know, gets ReLU's).
+
+Every name follows one convention (``Scheme.convention``): "lesson" (the
+lesson's own baselines), "torch" (``torch.nn.init``'s definition), "keras"
+(``keras.initializers``' definition, whatever the activation, with Dense's zero
+bias) or "paper" (no framework defines it). A Keras name means Keras's
+initializer: ``he_normal``, ``glorot_normal`` and ``lecun_normal`` are their own
+schemes (truncated normals, through ``variance_scaling_``, as Keras's
+VarianceScaling); where Keras's initializer equals a scheme already here
+(``glorot_uniform`` is ``xavier_uniform``), its names are ``ALIASES``.
+
+All randomness comes from the ``generator`` argument, never from torch's
+global generator, so a model's initial weights depend only on its own seed.
+
+torch is imported inside the few functions that call it, not at the top: the
+command line names and checks schemes before any work, and importing torch
+would make every typo cost two seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from initbench.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from initbench.model import MLP
+
+InitFn = Callable[..., None]
+ModelInitFn = Callable[..., list[str]]
+GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3, "sigmoid": 1.0, "gelu": math.sqrt(2.0), "selu": 0.75}
+BIAS_POLICIES = ("scheme", "zeros", "default")
+CONVENTIONS = ("lesson", "torch", "keras", "paper")
+# Keras's names (keras/src/initializers/__init__.py: class names, their snake_case
+# and its own aliases) for schemes registered here that equal Keras's initializer
+# with its defaults. Every alias follows the "keras" convention. Keras's "uniform"
+# and "normal" (RandomUniform, RandomNormal) are not here: those names keep the
+# lesson's meaning. An alias takes its scheme's parameters: Constant:0.5.
+ALIASES = {
+    "zero": "zeros", "Zeros": "zeros",
+    "one": "ones", "Ones": "ones",
+    "Constant": "constant",
+    "random_uniform": "uniform:-0.05,0.05", "RandomUniform": "uniform:-0.05,0.05",  # minval, maxval defaults
+    "random_normal": "normal:0.05", "RandomNormal": "normal:0.05",  # stddev default
+    "truncated_normal": "trunc_normal:0.05", "TruncatedNormal": "trunc_normal:0.05",  # cut at 2 stddev
+    "glorot_uniform": "xavier_uniform", "GlorotUniform": "xavier_uniform",
+    "GlorotNormal": "glorot_normal",
+    "HeUniform": "he_uniform",
+    "HeNormal": "he_normal",
+    "LecunUniform": "lecun_uniform",
+    "LecunNormal": "lecun_normal",
+    "Orthogonal": "orthogonal", "OrthogonalInitializer": "orthogonal", "orthogonal_initializer": "orthogonal",
+}
+ALIAS_CONVENTION = "keras"
+FLOAT32_MAX = 3.4028234663852886e38  # weights are float32: a larger "finite" value would be inf
+# Each scheme parameter: the values it may take, what it means and its range in words.
+_FLOAT32 = "a finite float32 number (at most 3.4e38 in size)"
+PARAMETERS: dict[str, tuple[Callable[[float], bool], str, str]] = {
+    "value": (lambda v: abs(v) <= FLOAT32_MAX, "the weight every unit gets", _FLOAT32),
+    "low": (lambda v: abs(v) <= FLOAT32_MAX, "the lower end of the range", _FLOAT32),
+    "high": (lambda v: abs(v) <= FLOAT32_MAX, "the upper end of the range", _FLOAT32),
+    "std": (lambda v: 0 < v <= FLOAT32_MAX, "the standard deviation", "a finite number above 0"),
+    "gain": (lambda v: 0 < v <= FLOAT32_MAX, "the factor the weights are scaled by", "a finite number above 0"),
+    "sparsity": (lambda v: 0 <= v < 1, "the fraction of each column's weights set to 0",
+                 "from 0 up to (not including) 1"),
+}
+KERAS_TRUNCATED_STD = 0.87962566103423978  # std of a standard normal cut at +-2, as Keras writes it
+
+
+@dataclass(frozen=True)
+class InitContext:
+    """What a scheme may use besides the model: its own random stream, the network's
+    activation and bias policy, real training images (for a data-dependent scheme), the
+    classes the model is for, and the scheme of the layers a whole-model scheme does not
+    fill itself (pretrained's new output layer)."""
+
+    generator: torch.Generator
+    activation: str = "relu"
+    bias: str = "scheme"  # one of BIAS_POLICIES
+    batch: Tensor | None = None
+    classes: tuple[int, ...] = tuple(range(10))
+    head_init: str = "default"
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str  # as it is keyed: "uniform", with its parameters "uniform:-0.1,0.1", "pretrained:<SHA-256>"
+    init: InitFn | None  # per layer: fn(weight, bias, generator, activation_gain), its own parameters bound
+    summary: str
+    formula: str
+    reference: str
+    params: tuple[str, ...] = ()  # the scheme's own parameters, in the order a name gives them
+    data_dependent: bool = False  # fitted on a batch of real data (LSUV)
+    convention: str = "paper"  # whose definition the name follows: one of CONVENTIONS
+    init_model: ModelInitFn | None = None  # whole model: fn(model, context) -> each layer's provenance
+
+    def initialize(self, model: MLP, context: InitContext) -> list[str]:
+        """Fill ``model``'s weights in place; return, per layer, where its weights came from."""
+        if self.init_model is not None:
+            return self.init_model(model, context)
+        for layer in model.layers:
+            self.init_layer(layer, context.generator, context.activation, context.bias)
+        return [f"initialized by {self.name}"] * len(model.layers)
+
+    def init_layer(self, layer: nn.Linear, generator: torch.Generator | None, activation: str = "relu",
+                   bias: str = "scheme") -> None:
+        """Initialize one layer; ``bias`` = "zeros" or "default" (PyTorch's
+        U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
+        import torch
+
+        if self.init is None:
+            raise UsageError(f"Scheme {self.name!r} initializes whole models, not single layers.")
+        with torch.no_grad():
+            self.init(layer.weight, layer.bias, generator, GAIN[activation])
+        bias_policy_(layer, bias, generator)
+
+
+def bias_policy_(layer: nn.Linear, bias: str, generator: torch.Generator | None) -> None:
+    """Apply --bias after a scheme: "zeros", "default" (PyTorch's U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)), from ``generator``) or "scheme" (leave the scheme's own)."""
+    import torch
+
+    with torch.no_grad():
+        if bias == "zeros":
+            layer.bias.zero_()
+        elif bias == "default":
+            bound = 1.0 / math.sqrt(layer.in_features)
+            layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+_REGISTRY: dict[str, Scheme] = {}
+_FUNCTIONS: dict[str, InitFn] = {}  # name -> the registered function, to bind parameters from a name
+_WHOLE_MODEL: set[str] = set()  # names registered with whole_model=True
+TEXT_PARAM = "path"  # a scheme whose one parameter has this name takes the rest of its name as text
+# Parameters a name does not set: the activation's gain, and a file scheme's SHA-256 (read from the file).
+SET_BY_REGISTRY = ("activation_gain", "sha256")
+
+
+def register(name: str, convention: str = "paper", data_dependent: bool = False,
+             whole_model: bool = False) -> Callable[[InitFn], InitFn]:
+    """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference
+    and the convention (one of CONVENTIONS) whose definition it follows; ``whole_model``:
+    ``fn(model, context, ...)`` rather than ``fn(weight, bias, generator, ...)``."""
+
+    def add(fn: InitFn) -> InitFn:
+        doc = inspect.getdoc(fn) or ""
+        fields = {
+            key: line.split(":", 1)[1].strip()
+            for line in doc.splitlines()
+            for key in ("Formula", "Reference")
+            if line.startswith(key + ":")
+        }
+        if name in _REGISTRY or name in ALIASES or set(fields) != {"Formula", "Reference"}:
+            raise ValueError(f"scheme {name!r}: duplicate name or docstring without Formula:/Reference:")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"scheme {name!r}: convention must be one of {', '.join(CONVENTIONS)}")
+        own = list(inspect.signature(fn).parameters)[2 if whole_model else 3:]
+        params = tuple(p for p in own if p not in SET_BY_REGISTRY)
+        _FUNCTIONS[name] = fn
+        if whole_model:
+            _WHOLE_MODEL.add(name)
+        _REGISTRY[name] = _bind(Scheme(name, None, doc.splitlines()[0], fields["Formula"], fields["Reference"],
+                                       params, data_dependent, convention), name)
+        return fn
+
+    return add
+
+
+def _bind(scheme: Scheme, key: str, **values: float | str) -> Scheme:
+    """``scheme`` keyed as ``key``, its function's own parameters set to ``values``."""
+    fn = _FUNCTIONS[scheme.name.partition(":")[0]]
+    if scheme.name.partition(":")[0] in _WHOLE_MODEL:
+        return dataclasses.replace(scheme, name=key, init=None,
+                                   init_model=lambda model, context: fn(model, context, **values))
+    return dataclasses.replace(scheme, name=key, init=_with_gain(fn, **values))
+
+
+def whole_model(name: str) -> bool:
+    """Whether the registered scheme ``name`` initializes whole models rather than layers."""
+    return name in _WHOLE_MODEL
+
+
+def _with_gain(fn: InitFn, **params: float) -> InitFn:
+    """fn as (weight, bias, generator, activation_gain), whether or not it uses the gain."""
+    if "activation_gain" in inspect.signature(fn).parameters:
+        return lambda weight, bias, generator, activation_gain: fn(
+            weight, bias, generator, activation_gain=activation_gain, **params)
+    return lambda weight, bias, generator, activation_gain: fn(weight, bias, generator, **params)
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def catalogue() -> list[dict]:
+    """Every scheme with how to write it, its convention, its aliases (each with the
+    name it equals and its convention), summary, formula and reference."""
+    aliases: dict[str, list[dict]] = {}
+    for alias, target in ALIASES.items():
+        aliases.setdefault(target.partition(":")[0], []).append(
+            {"name": alias, "equals": target, "convention": ALIAS_CONVENTION})
+    return [{"name": s.name, "usage": usage(s), "convention": s.convention, "aliases": aliases.get(s.name, []),
+             "summary": s.summary, "formula": s.formula, "reference": s.reference, "data_dependent": s.data_dependent}
+            for s in _REGISTRY.values()]
+
+
+def _required(name: str) -> list[str]:
+    return [p.name for p in inspect.signature(_FUNCTIONS[name]).parameters.values()
+            if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name not in SET_BY_REGISTRY]
+
+
+def usage(scheme: Scheme) -> str:
+    """How a scheme is written with its parameters: "uniform[:LOW,HIGH]", "constant:VALUE"."""
+    name = scheme.name.partition(":")[0]
+    if not scheme.params:
+        return name
+    params = ",".join(p.upper() for p in scheme.params)
+    return f"{name}:{params}" if _required(name) else f"{name}[:{params}]"
+
+
+def get(spec: str) -> Scheme:
+    """The scheme a name stands for: a registered name, ``name:p1,p2`` to set its
+    parameters, or an alias (``Constant:0.5`` sets the parameters of the scheme it names).
+    An unknown name names the closest match and the valid ones."""
+    given = spec
+    name, _, args = spec.partition(":")
+    if name in ALIASES:
+        target = ALIASES[name]
+        spec = f"{target.partition(':')[0]}:{args}" if args else target
+        name, _, args = spec.partition(":")
+    if name not in _REGISTRY:
+        known = [*_REGISTRY, *ALIASES]
+        lower = {k.lower(): k for k in reversed(known)}  # HENORMAL -> HeNormal; zeros before Zeros
+        close = (difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                 or [lower[k] for k in difflib.get_close_matches(name.lower(), lower, n=1, cutoff=0.5)])
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}. "
+                             f"Keras's names are accepted too: {', '.join(ALIASES)}. "
+                             "`initbench schemes` lists them all with their formulas.")
+    scheme = _REGISTRY[name]
+    if scheme.params == (TEXT_PARAM,):
+        return _text_scheme(scheme, given, args)
+    required = _required(name)
+    if not args and not required:
+        return scheme
+    try:
+        values = [float(a) for a in args.split(",")] if args else []
+    except ValueError:
+        values = []
+    if not scheme.params:
+        raise UsageError(f"Scheme {name!r} takes no parameters (got {given!r}).")
+    if not len(required) <= len(values) <= len(scheme.params) or not values:
+        raise UsageError(f"Bad parameters in scheme {given!r}: write {usage(scheme)}, with numbers.")
+    params = dict(zip(scheme.params, values))
+    _check_parameters(given, params)
+    return _bind(scheme, spec, **params)
+
+
+def _text_scheme(scheme: Scheme, given: str, path: str) -> Scheme:
+    """A scheme of a file (pretrained:PATH), keyed by the file's content, not its path: the
+    same weights under another name are the same scheme, and changed weights are not."""
+    from initbench import checkpoint
+
+    if not path:
+        raise UsageError(f"Scheme {given!r} needs a file: write {usage(scheme)}.")
+    digest = checkpoint.check_source(path, given)
+    return _bind(scheme, f"{scheme.name}:{digest}", path=path, sha256=digest)
+
+
+def _check_parameters(spec: str, params: dict[str, float]) -> None:
+    """Refuse, when the name is parsed, a parameter outside its range (before any training)."""
+    for param, value in params.items():
+        valid, meaning, allowed = PARAMETERS[param]
+        if not valid(value):
+            raise UsageError(f"Bad parameter in scheme {spec!r}: {param} ({meaning}) must be {allowed}; "
+                                 f"got {value:g}.")
+    if "low" in params and "high" in params and not params["low"] < params["high"]:
+        raise UsageError(f"Bad parameters in scheme {spec!r}: low must be below high "
+                             f"(got low {params['low']:g}, high {params['high']:g}).")

@@ -1,0 +1,102 @@
+"""Whole-model schemes: they see every layer at once, and say where each layer came from.
+
+LSUV fits each layer on real images in turn; ``pretrained`` copies a trained
+network's layers from a file and leaves to another scheme (``--head-init``) only
+the layer the file cannot supply: an output layer for other classes. Nothing runs
+after a scheme, so what it loaded is what training starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from initbench.schemes.registry import InitContext, bias_policy_, get, register
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from initbench.model import MLP
+
+
+@register("lsuv", "paper", data_dependent=True, whole_model=True)
+def lsuv(model: MLP, context: InitContext) -> list[str]:
+    """Layer-sequential unit variance: orthogonal, then each layer rescaled on a real batch.
+
+    The only data-dependent scheme: after an orthogonal start, each layer's
+    weights are divided by the std of its output on 500 training images until
+    that variance is 1 +- 0.1 (at most 10 times), first layer first.
+
+    Formula: W = Q (orthogonal), then W <- W / sqrt(Var(W x + b)) layer by layer on a batch; b = 0
+    Reference: Mishkin & Matas 2016, "All you need is a good init"
+    """
+    import torch
+    from torch.nn import init
+
+    if context.batch is None:
+        raise ValueError("lsuv needs a batch of training images (InitContext.batch)")
+    for layer in model.layers:
+        with torch.no_grad():
+            init.orthogonal_(layer.weight, generator=context.generator)
+            layer.bias.zero_()
+        bias_policy_(layer, context.bias, context.generator)
+    lsuv_(model.layers, model.activation, context.batch)
+    return ["initialized by lsuv"] * len(model.layers)
+
+
+def lsuv_(layers: Sequence[nn.Linear], activation: Callable[[Tensor], Tensor], x: Tensor,
+          tolerance: float = 0.1, max_iterations: int = 10) -> None:
+    """Layer after layer, rescale the weights until the layer's output on the batch ``x``
+    has variance 1 (within ``tolerance``); the second step of LSUV."""
+    import torch
+
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            for _ in range(max_iterations):
+                var = layer(x).var()
+                if not torch.isfinite(var) or var == 0 or abs(var - 1) < tolerance:
+                    break
+                layer.weight.div_(var.sqrt())
+            x = layer(x) if i == len(layers) - 1 else activation(layer(x))
+
+
+@register("pretrained", "paper", whole_model=True)
+def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> list[str]:
+    """A trained network's weights: every layer copied from a file, the output layer too if it fits.
+
+    The file is a weights file initbench wrote (a run folder's weights/) or a
+    PyTorch state dict. Every layer is copied as it is, bit for bit; an output
+    layer for other classes than the file's (--classes) is initialized by
+    --head-init instead (PyTorch's default unless given). A hidden layer whose
+    shape differs from the file's is an error. The scheme is keyed by the file's
+    SHA-256, not its path.
+
+    Formula: W, b = the file's, layer by layer; a new output layer: --head-init
+    Reference: Yosinski et al. 2014, "How transferable are features in deep neural networks?"; Hinton & Salakhutdinov 2006
+    """
+    import torch
+
+    from initbench import checkpoint
+
+    weights = checkpoint.load(Path(path).expanduser(), expect_sha256=sha256)
+    sizes = (model.layers[0].in_features, *(layer.out_features for layer in model.layers))
+    checkpoint.check_shapes(weights, sizes, head=False)
+    *body, head = model.layers
+    with torch.no_grad():
+        for layer, (w, b) in zip(body, weights.layers):
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+    sources = [f"loaded from {path}"] * len(body)
+    file_head, same_classes = weights.layers[-1], weights.classes in (None, context.classes)
+    if head.weight.shape == file_head[0].shape and same_classes:
+        with torch.no_grad():
+            head.weight.copy_(file_head[0])
+            head.bias.copy_(file_head[1])
+        return [*sources, f"loaded from {path}"]
+    scheme = get(context.head_init)
+    scheme.init_layer(head, context.generator, context.activation, context.bias)
+    why = (f"the file's is for classes {','.join(map(str, weights.classes or ()))}" if not same_classes
+           else f"the file's has {file_head[0].shape[0]} outputs")
+    return [*sources, f"initialized by {scheme.name} ({why})"]
