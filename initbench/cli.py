@@ -116,6 +116,12 @@ ActivationOption = Annotated[_choice(ACTIVATIONS), _opt(help="Activation after e
 BiasOption = Annotated[_choice(BIAS_POLICIES), _opt(
     help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
     default=TrainSettings.bias)]
+ClassesOption = Annotated[Optional[str], _opt(
+    help='Train and score on these FashionMNIST classes only, by number or name, e.g. "5,6" or "sandal,shirt".',
+    default="all 10", metavar="CLASSES")]
+HeadInitOption = Annotated[Optional[str], _opt(
+    help="Scheme of an output layer that pretrained:FILE cannot load (other classes than the file's).",
+    default=TrainSettings.head_init, metavar="SCHEME")]
 # Paths are taken as text, so that an empty one reaches the parser (and is refused)
 # rather than becoming the current folder.
 DataDirOption = Annotated[Optional[str], _opt(help="Where FashionMNIST is kept.", metavar="DIR",
@@ -167,6 +173,19 @@ def compare(
                                                 default=RunConfig.plot_batches, metavar="N")] = None,
     track_stats: Annotated[Optional[bool], _flag(
         "--track-stats", "Record per-layer statistics at init and after every epoch (layer_stats.csv).")] = None,
+    classes: ClassesOption = None,
+    head_init: HeadInitOption = None,
+    freeze: Annotated[Optional[int], _opt(help="Keep the N lowest layers as initialized (not trained).",
+                                          default=TrainSettings.freeze, metavar="N")] = None,
+    unfreeze_after: Annotated[Optional[int], _opt(
+        help="Train the frozen layers again after E epochs, with fresh Adam moments.", metavar="E")] = None,
+    unfreeze_lr: Annotated[Optional[float], _opt(help="Their learning rate then.", default="a tenth of --lr",
+                                                 metavar="RATE")] = None,
+    save_weights: Annotated[Optional[bool], typer.Option(
+        "--save-weights/--no-save-weights", help="Keep every model's final weights in weights/ "
+        "(safetensors, with what they are and the accuracy they scored). [default: on]", show_default=False)] = None,
+    save_init: Annotated[Optional[bool], _flag(
+        "--save-init", "Also keep every model's initial weights, in weights/init/.")] = None,
     lesson_eval: Annotated[Optional[bool], _flag(
         "--lesson-eval", "Score validation and test accuracy with dropout still on, as the lesson's "
         "helper does (it never calls model.eval()); each model's masks come from its own seeded stream.")] = None,
@@ -188,9 +207,10 @@ def compare(
 ) -> None:
     """Train the network once per scheme and seed, and compare.
 
-    Writes accuracy.csv, runs.csv, losses.csv, loss curves, run.json and
-    config.toml into the output folder, and prints the validation-accuracy
-    table. Progress and messages go to stderr, the table to stdout.
+    Writes accuracy.csv, runs.csv, losses.csv, loss curves, run.json,
+    config.toml and every model's weights (weights/*.safetensors) into the
+    output folder, and prints the validation-accuracy table. Progress and
+    messages go to stderr, the table to stdout.
     """
     with _errors_to_exit(debug):
         if seeds is not None and seed_list is not None:
@@ -199,6 +219,8 @@ def compare(
             "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
             "lr": lr, "batch_size": batch_size, "hidden": hidden, "dropout": dropout,
             "activation": activation, "bias": bias, "track_stats": track_stats, "lesson_eval": lesson_eval,
+            "classes": classes, "head_init": head_init, "freeze": freeze, "unfreeze_after": unfreeze_after,
+            "unfreeze_lr": unfreeze_lr, "save_weights": save_weights, "save_init": save_init,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
             "device": device, "engine": engine, "max_batch_models": max_batch_models,
             "data_dir": data_dir, "out": out, "overwrite": overwrite,
@@ -246,6 +268,8 @@ def inspect(
     hidden: HiddenOption = None,
     activation: ActivationOption = None,
     bias: BiasOption = None,
+    classes: ClassesOption = None,
+    head_init: HeadInitOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights. [default: 0]", min=0, show_default=False,
                                       metavar="SEED")] = 0,
     data_dir: DataDirOption = None,
@@ -258,17 +282,58 @@ def inspect(
     """Look at each scheme's network before any training.
 
     Builds each scheme's model, runs one forward and backward pass on 500 real
-    images, and reports per layer: weights, outputs, dead units, gradient norm,
-    distinct units; flags symmetry, vanishing and exploding; writes inspect.csv,
-    inspect.json, weights_hist.png and activations.png.
+    images, and reports per layer: where its weights came from (initialized by a
+    scheme, or loaded from a file by pretrained:FILE), weights, outputs, dead
+    units, gradient norm, distinct units; flags symmetry, vanishing and
+    exploding; writes inspect.csv, inspect.json, weights_hist.png and
+    activations.png.
     """
     with _errors_to_exit(debug):
         resolved = _resolve(None, {"schemes": schemes or None, "hidden": hidden, "activation": activation,
-                                   "bias": bias, "seeds": [seed], "data_dir": data_dir, "out": out,
-                                   "overwrite": overwrite})
+                                   "bias": bias, "classes": classes, "head_init": head_init, "seeds": [seed],
+                                   "data_dir": data_dir, "out": out, "overwrite": overwrite})
         from initbench import runner
 
         runner.inspect(resolved, _stdout_format(fmt))
+
+
+@app.command()
+def evaluate(
+    paths: Annotated[list[str], typer.Argument(
+        help="Weights files (.safetensors from a run, or .pt/.pth state dicts) or run folders.", show_default=False,
+        metavar="PATH")],
+    hidden: HiddenOption = None,
+    activation: ActivationOption = None,
+    classes: ClassesOption = None,
+    split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
+                                              default=RunConfig.split_seed, metavar="SEED")] = None,
+    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="cpu",
+                                          metavar="DEVICE")] = None,
+    data_dir: DataDirOption = None,
+    fmt: FormatOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Score trained weights again, and check them against their record.
+
+    A weights file initbench wrote says what it is: the model is rebuilt from
+    it and scored on the validation and test images of the split it was trained
+    on, and the accuracies must equal those recorded in training (to the last
+    bit, on the same machine and device), or it is an error: these are not the
+    weights that were trained. A run folder means every file in its weights/.
+
+    A plain PyTorch state dict has no record: it is scored for the model that
+    --hidden, --activation and --classes describe (these options apply only
+    to such files). Its keys must be layers.<i>.weight and layers.<i>.bias
+    (i from 0) or fc<i>.weight and fc<i>.bias (i from 1, the lesson's names),
+    weights shaped [out, in]; it is read with torch.load(weights_only=True), so
+    a file that would run code is refused and nothing in it runs.
+    """
+    with _errors_to_exit(debug):
+        resolved = _resolve(None, {"hidden": hidden, "activation": activation, "classes": classes,
+                                   "split_seed": split_seed, "device": device or "cpu", "data_dir": data_dir})
+        from initbench import runner
+
+        runner.evaluate([Path(p) for p in paths], resolved, _stdout_format(fmt))
 
 
 @app.command()

@@ -156,8 +156,20 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, lesson_eval: bool = Fal
     return Listing(title, columns, summary.to_dict("records"), notes)
 
 
+def provenance(sources: list[str]) -> list[str]:
+    """Where each layer's weights came from, runs of equal layers joined: "Layers 1-2: loaded from FILE"."""
+    lines, start = [], 0
+    for i in range(1, len(sources) + 1):
+        if i == len(sources) or sources[i] != sources[start]:
+            layers = f"Layer {start + 1}" if i - start == 1 else f"Layers {start + 1}-{i}"
+            lines.append(f"{layers}: {sources[start]}")
+            start = i
+    return lines
+
+
 def inspect_listing(scheme: str, rows: list[dict[str, Any]], found: list[str]) -> Listing:
-    """One scheme's per-layer statistics at init, with what was found under it."""
+    """One scheme's per-layer statistics at init (each row's ``source`` says where its
+    weights came from), with what was found under it."""
     def g(key: str) -> list[str]:
         return [f"{r[key]:.3g}" for r in rows]
 
@@ -174,7 +186,29 @@ def inspect_listing(scheme: str, rows: list[dict[str, Any]], found: list[str]) -
         Column("Distinct\nunits", [str(r["distinct_units"]) for r in rows], drop=2),
     ]
     return Listing(f"{scheme} at init", columns, [{"scheme": scheme, **r} for r in rows],
-                   found or ["nothing wrong found"])
+                   provenance([r["source"] for r in rows]) + (found or ["nothing wrong found"]))
+
+
+def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:
+    """Each weights file's accuracies now and as recorded in training, and the verdict."""
+    def pct(key: str) -> list[str]:
+        return ["" if r[key] is None else f"{100 * r[key]:.2f}%" for r in rows]
+
+    columns = [
+        Column("File", [r["file"] for r in rows], left=True),
+        Column("Scheme", [r["scheme"] for r in rows], left=True, drop=3),
+        Column("Seed", ["" if r["seed"] is None else str(r["seed"]) for r in rows], drop=2),
+        Column("Classes", [r["classes"] for r in rows], left=True, wrap=True, drop=4),
+        Column("Val\nacc", pct("val_acc")),
+        Column("Test\nacc", pct("test_acc")),
+        Column("Recorded\nval acc", pct("recorded_val_acc"), drop=1),
+        Column("Recorded\ntest acc", pct("recorded_test_acc"), drop=1),
+        Column("Check", [r["check"] for r in rows], left=True, wrap=True),
+    ]
+    reproduced = sum(r["check"] == "reproduced" for r in rows)
+    notes = [f"{reproduced} of {plural(len(rows), 'file')} scored exactly what was recorded in training."
+             if reproduced else "No file had a recorded accuracy to check."]
+    return Listing("Weights scored on the validation and test images of their split", columns, rows, notes)
 
 
 def _range(low_high: tuple[float, float], fmt: str) -> str:

@@ -19,7 +19,7 @@ from initbench.config import RunConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import Job, batches_per_epoch
 from initbench.model import MLP
-from initbench.streams import initial_model
+from initbench.streams import initialize
 
 MAX_NAME_CHARS = 120  # of the scheme names in a default folder name (file systems allow 255 bytes)
 
@@ -197,7 +197,7 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
     return numbers
 
 
-INSPECT_KEYS = ("schemes", "seeds", "hidden", "activation", "bias", "split_seed", "data_dir")
+INSPECT_KEYS = ("schemes", "seeds", "hidden", "activation", "bias", "classes", "head_init", "split_seed", "data_dir")
 
 
 def inspect(config: RunConfig, fmt: str = "table") -> Path:
@@ -215,8 +215,9 @@ def inspect(config: RunConfig, fmt: str = "table") -> Path:
         activity.stage("Inspecting", total=len(config.schemes))
         for i, scheme in enumerate(config.schemes):
             activity.advance(0, f"Inspecting {scheme} ({i + 1} of {len(config.schemes)})")
-            model = initial_model(Job(scheme, config.seeds[0], config.train), splits.x_train)
-            layer_rows = diagnostics.layer_stats(model, x_stats, y_stats)
+            model, sources = initialize(Job(scheme, config.seeds[0], config.train), splits.x_train)
+            layer_rows = [row | {"source": source}
+                          for row, source in zip(diagnostics.layer_stats(model, x_stats, y_stats), sources)]
             found[scheme] = diagnostics.flags(layer_rows)
             weights[scheme] = [layer.weight.detach() for layer in model.layers]
             rows += [{"scheme": scheme, **row} for row in layer_rows]
@@ -241,3 +242,103 @@ def inspect(config: RunConfig, fmt: str = "table") -> Path:
             report.show(listing, fmt, stdout)
     _print_where(err, folder)
     return folder.path
+
+
+def evaluate(paths: list[Path], config: RunConfig, fmt: str) -> None:
+    """Score every weights file named (a run folder: its weights/*.safetensors) on the split
+    it was trained on, print the table, and fail if any file's scores differ from those
+    recorded when it was trained. ``config`` describes plain state dicts (hidden,
+    activation, classes, split seed), and gives the device and data folder."""
+    from initbench import checkpoint
+
+    files = [f for path in paths for f in _weights_files(path)]  # every path checked before any work
+    device = engines.resolve_device(config.device)
+    err = Console(stderr=True)
+    activity = report.Activity(err)
+    rows, wrong, loaded_splits = [], [], {}
+    with activity.running():
+        activity.stage("Scoring", total=len(files))
+        for i, (path, in_run) in enumerate(files):
+            activity.advance(0, f"Scoring {path.name} ({i + 1} of {len(files)})")
+            weights = checkpoint.load(path)
+            job, engine, recorded, why_not = _evaluated_job(weights, config, in_run, device)
+            model = MLP(job.settings.hidden, job.settings.activation, len(job.settings.classes))
+            checkpoint.check_shapes(weights, (model.layers[0].in_features, *(l.out_features for l in model.layers)))
+            with torch.no_grad():
+                for layer, (w, b) in zip(model.layers, weights.layers):
+                    layer.weight.copy_(w)
+                    layer.bias.copy_(b)
+            key = (job.settings.classes, weights.meta["data"]["split_seed"] if weights.meta else config.split_seed,
+                   weights.meta["data"]["train_samples"] if weights.meta else None)
+            if key not in loaded_splits:
+                activity.stage("Loading FashionMNIST")
+                loaded_splits[key] = data.load(config.data_dir, key[1], key[2], key[0], activity.stage).to(device)
+                activity.stage("Scoring", total=len(files))
+                activity.advance(i)
+            val, test = engines.score(job, model, loaded_splits[key], device, engine)
+            if recorded is None:
+                check = why_not
+            elif (val, test) == recorded:
+                check = "reproduced"
+            else:
+                check = "DIFFERENT"
+                wrong.append(f"{path}: recorded val {recorded[0]:.4%} and test {recorded[1]:.4%} in training, "
+                             f"scored {val:.4%} and {test:.4%} now" + (f" ({why_not})" if why_not else ""))
+            rows.append({"file": str(path), "scheme": job.scheme, "seed": job.seed if weights.meta else None,
+                         "classes": data.describe(job.settings.classes), "val_acc": val, "test_acc": test,
+                         "recorded_val_acc": recorded[0] if recorded else None,
+                         "recorded_test_acc": recorded[1] if recorded else None, "check": check})
+            activity.advance(1)
+    report.show(report.evaluate_listing(rows), fmt, Console())
+    if wrong:
+        raise InitbenchError("These are not the weights that were trained: " + "; ".join(wrong) + ". The files were "
+                             "changed after training, or belong to another run. Train them again (initbench compare) "
+                             "or take them from the run folder that wrote them.")
+
+
+def _weights_files(path: Path) -> list[tuple[Path, bool]]:
+    """The files a PATH of evaluate stands for, each with whether it is in a run folder's weights/."""
+    if str(path) in ("", "."):
+        raise UsageError("An empty PATH was given. Give weights files or run folders.")
+    if path.is_dir():
+        files = sorted((path / "weights").glob("*.safetensors"))
+        if not files:
+            raise UsageError(f"{path} holds no weights/*.safetensors: it is not a compare run folder, or it was "
+                             "run with --no-save-weights. Give weights files or run folders.")
+        return [(f, True) for f in files]
+    if not path.exists():
+        raise UsageError(f"{path} does not exist. Give weights files or run folders.")
+    return [(path, path.parent.name == "weights")]
+
+
+def _evaluated_job(weights, config: RunConfig, in_run: bool,  # noqa: ANN001
+                   device: torch.device) -> tuple[Job, str, tuple[float, float] | None, str]:
+    """The job the weights came from (rebuilt from their record, or described by ``config``
+    for a plain state dict), the engine that trained them, the accuracies recorded in
+    training (None when there is nothing to compare), and why not or what to know."""
+    import dataclasses as dc
+
+    from initbench.jobs import TrainSettings
+
+    meta = weights.meta
+    if meta is None:
+        return Job(weights.path.name, 0, config.train), "batched", None, "no record (a plain state dict)"
+    if meta["data"]["files_sha256"] != data.SHA256:
+        raise InitbenchError(
+            f"{weights.path} was trained on other data than this initbench verifies as FashionMNIST (the SHA-256 "
+            "of the data files in its record differ), so the split it was trained on cannot be rebuilt and its "
+            "accuracy cannot be checked. Evaluate it with the initbench version and data that trained it.")
+    if in_run and meta.get("file") != weights.path.name:
+        raise InitbenchError(f"These are not the weights that were trained: {weights.path} holds the weights of "
+                             f"{meta['job']['scheme']}, seed {meta['job']['seed']} (written as {meta.get('file')}). "
+                             "Files in this run folder were swapped or renamed: take them from the run that wrote them.")
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["job"]["settings"].items()}
+    job = Job(meta["job"]["scheme"], meta["job"]["seed"], dc.replace(TrainSettings(), **settings))
+    trained = meta["trained_with"]
+    if meta["weights"] != "final":
+        return job, trained["engine"], None, "initial weights: no accuracy recorded"
+    if job.settings.eval_dropout:
+        return job, trained["engine"], None, "trained with --lesson-eval: recorded with random dropout masks"
+    note = "" if torch.device(trained["device"]).type == device.type else (
+        f"trained on {trained['device']}, scored on {device}: rounding differs between devices")
+    return job, trained["engine"], (meta["accuracy"]["val"], meta["accuracy"]["test"]), note

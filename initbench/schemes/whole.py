@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from initbench.data import describe
 from initbench.schemes.registry import InitContext, bias_policy_, get, register
 
 if TYPE_CHECKING:
@@ -97,6 +98,6 @@ def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> l
         return [*sources, f"loaded from {path}"]
     scheme = get(context.head_init)
     scheme.init_layer(head, context.generator, context.activation, context.bias)
-    why = (f"the file's is for classes {','.join(map(str, weights.classes or ()))}" if not same_classes
-           else f"the file's has {file_head[0].shape[0]} outputs")
-    return [*sources, f"initialized by {scheme.name} ({why})"]
+    why = (f"is for other classes: {describe(weights.classes)}" if not same_classes
+           else f"has {file_head[0].shape[0]} outputs")
+    return [*sources, f"initialized by {scheme.name} (--head-init: the file's output layer {why})"]
