@@ -91,7 +91,7 @@ def read_header(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     return header, metadata
 
 
-def _check_kind(path: Path) -> None:
+def check_kind(path: Path) -> None:
     """Refuse, from the first bytes, a file that is none of the kinds initbench reads."""
     if path.suffix == ".safetensors":
         read_header(path)
@@ -106,7 +106,7 @@ def _check_kind(path: Path) -> None:
 
 @lru_cache(maxsize=64)
 def _checked_digest(path: Path, mtime_ns: int, size: int) -> str:
-    _check_kind(path)
+    check_kind(path)
     return sha256(path)
 
 
@@ -147,7 +147,7 @@ def load(path: Path, expect_sha256: str | None = None) -> Weights:
     whole, holds only tensors, and names a chain of Linear layers."""
     if not path.is_file():
         raise UsageError(f"{path} " + ("is not a file." if path.exists() else "does not exist."))
-    _check_kind(path)
+    check_kind(path)
     digest = sha256(path)
     if expect_sha256 is not None and digest != expect_sha256:
         raise InitbenchError(f"{path} changed while the run was starting (its SHA-256 is not the one it had when "
@@ -197,7 +197,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         if "Weights only load failed" in str(e) or "weights_only" in str(e):
             raise InitbenchError(
                 f"{path} was refused: it holds Python objects that unpickling would run code to build "
-                f"({str(e).splitlines()[-1].strip() or 'not tensors'}), and initbench loads only tensors "
+                f"({_unpickler_reason(str(e))}), and initbench loads only tensors "
                 "(torch.load with weights_only=True), so nothing in it was run. Save just the weights: "
                 "torch.save(model.state_dict(), path).") from None
         raise _corrupted(path, str(e).splitlines()[0]) from None
@@ -211,6 +211,16 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise _not_weights(path, "it does not hold a state dict (a dict of tensors)")
     return loaded
+
+
+def _unpickler_reason(message: str) -> str:
+    """What torch's weights-only unpickler objected to: "Unsupported global: GLOBAL posix.system"."""
+    lines = message.splitlines()
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")
+            return reason.strip().rstrip(".") or "not tensors"
+    return "not tensors"
 
 
 def _layers(state: dict[str, Tensor], path: Path) -> list[tuple[Tensor, Tensor]]:

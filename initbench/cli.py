@@ -22,6 +22,7 @@ from rich.text import Text
 
 import initbench
 from initbench import report
+from initbench import config as config_defaults
 from initbench.config import LESSON_SCHEMES, RunConfig
 from initbench.engines import ENGINES
 from initbench.errors import InitbenchError, Terminated, UsageError
@@ -295,6 +296,70 @@ def inspect(
         from initbench import runner
 
         runner.inspect(resolved, _stdout_format(fmt))
+
+
+@app.command()
+def transfer(
+    config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below, and any "
+                                           "compare setting of task B (lr, dropout...).", metavar="FILE")] = None,
+    source: Annotated[Optional[str], _opt(
+        help="A compare run of task A (one scheme, a network per seed) to take the source networks from, "
+        "instead of training them.", metavar="RUN_DIR")] = None,
+    classes: Annotated[Optional[str], _opt(help="Task B's classes.", default="sandal,shirt", metavar="CLASSES")] = None,
+    task_a: Annotated[Optional[str], _opt(help="Task A's classes.", default="the others", metavar="CLASSES")] = None,
+    train_samples: Annotated[Optional[int], _opt(help="Task B's training images.", default=200, metavar="N")] = None,
+    epochs: Annotated[Optional[int], _opt(help="Task B's epochs.", default=20, metavar="N")] = None,
+    batch_size: Annotated[Optional[int], _opt(help="Task B's batch size.", default=20, metavar="N")] = None,
+    seeds: Annotated[Optional[int], _opt(help="Seeds 0..K-1 (task B is small: the answer is a distribution).",
+                                         default=10, metavar="K")] = None,
+    scratch: Annotated[Optional[str], _opt(help="Schemes trained from scratch on task B.",
+                                           default=",".join(config_defaults.TRANSFER_SCRATCH), metavar="SCHEMES")] = None,
+    source_scheme: Annotated[Optional[str], _opt(help="Scheme of the source networks.", default="default",
+                                                 metavar="SCHEME")] = None,
+    source_epochs: Annotated[Optional[int], _opt(help="Epochs of the source networks on task A.", default=2,
+                                                 metavar="N")] = None,
+    hidden: HiddenOption = None,
+    freeze: Annotated[Optional[int], _opt(help="Reused layers kept frozen.", default="every hidden layer",
+                                          metavar="N")] = None,
+    unfreeze_after: Annotated[Optional[int], _opt(help="Epochs frozen before unfreezing, in the frozen-then-"
+                                                  "unfrozen start.", default=5, metavar="E")] = None,
+    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default=RunConfig.device,
+                                          metavar="DEVICE")] = None,
+    data_dir: DataDirOption = None,
+    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder (the sources go to DIR-source).",
+                                       metavar="DIR", default="results/<timestamp>-transfer")] = None,
+    overwrite: OverwriteOption = None,
+    fmt: FormatOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the tables.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Reuse a trained network on a new task, against training from scratch.
+
+    Task A: source networks (one per seed) learn FashionMNIST's other classes.
+    Task B: on a few images of two classes, on the same batches for each seed,
+    networks start from scratch under several schemes, or from the seed's
+    source network with its hidden layers frozen, frozen for a few epochs then
+    unfrozen (at a tenth of the learning rate), or all fine-tuned. Prints each
+    start's accuracy and its paired difference to the best scratch scheme with
+    a 95% confidence interval; writes what compare writes, plus transfer.csv
+    and transfer.png.
+    """
+    with _errors_to_exit(debug):
+        from initbench import config as config_defaults, runfolder
+
+        resolved = config_defaults.resolve_transfer(config, {
+            "source_dir": source, "classes": classes, "task_a": task_a, "train_samples": train_samples,
+            "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "schemes": scratch,
+            "source_scheme": source_scheme, "source_epochs": source_epochs, "hidden": hidden, "freeze": freeze,
+            "unfreeze_after": unfreeze_after, "device": device, "data_dir": data_dir, "out": out,
+            "overwrite": overwrite})
+        if resolved.run.out is not None:
+            runfolder.check_destination(resolved.run.out, resolved.run.overwrite)
+            if resolved.source_dir is None:
+                runfolder.check_destination(resolved.source_run().out, resolved.run.overwrite)
+        from initbench import runner
+
+        runner.transfer(resolved, _stdout_format(fmt), quiet)
 
 
 @app.command()

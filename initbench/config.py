@@ -279,3 +279,91 @@ def check_freezing(s: TrainSettings) -> None:
                          "so the frozen layers would never train again. Give a number of epochs below --epochs.")
     if s.unfreeze_lr is not None and s.unfreeze_after is None:
         raise UsageError("--unfreeze-lr sets the learning rate of layers unfrozen by --unfreeze-after: give that too.")
+
+
+# --- the transfer experiment: task A trains source networks, task B compares starts
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Stage B (``run``: task B's classes, images, epochs, seeds and scratch schemes) and how
+    its pretrained starts are made: sources trained on ``task_a`` (or taken from the run
+    folder ``source_dir``), ``freeze`` lowest layers frozen, unfrozen after ``unfreeze_after``."""
+
+    run: RunConfig
+    task_a: tuple[int, ...]
+    source_scheme: str = "default"
+    source_epochs: int = 2
+    source_dir: Path | None = None
+    freeze: int | None = None  # None: every hidden layer
+    unfreeze_after: int = 5
+
+    @property
+    def frozen_layers(self) -> int:
+        return len(self.run.train.hidden) if self.freeze is None else self.freeze
+
+    def source_run(self) -> RunConfig:
+        """Stage A as a compare run: the source scheme, one network per seed, on task A's
+        classes with the lesson's batch size, into ``<out>-source``."""
+        out = None if self.run.out is None else self.run.out.with_name(self.run.out.name + "-source")
+        train = dataclasses.replace(TrainSettings(), hidden=self.run.train.hidden,
+                                    activation=self.run.train.activation, dropout=self.run.train.dropout,
+                                    lr=self.run.train.lr, epochs=self.source_epochs, classes=self.task_a)
+        return dataclasses.replace(self.run, schemes=(self.source_scheme,), train=train, train_samples=None,
+                                   out=out, save_init=False)
+
+    def to_toml(self) -> str:
+        extra = {"task_a": list(self.task_a), "source_scheme": self.source_scheme,
+                 "source_epochs": self.source_epochs, "source_dir": self.source_dir and str(self.source_dir),
+                 "freeze": self.freeze, "unfreeze_after": self.unfreeze_after}
+        return self.run.to_toml() + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items() if v is not None)
+
+
+TRANSFER_SCRATCH = ("rule", "default", "kaiming_normal", "xavier_normal", "lsuv")
+# The classic set-up: task B is two classes with 200 training images, task A the other eight.
+TRANSFER_DEFAULTS: dict[str, Any] = {"schemes": TRANSFER_SCRATCH, "classes": "sandal,shirt", "train_samples": 200,
+                                     "seeds": 10, "epochs": 20, "batch_size": 20}
+TRANSFER_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "task_a": _classes,
+    "source_scheme": _layer_scheme,
+    "source_epochs": _whole(1),
+    "source_dir": _optional(_path),
+    "freeze": _optional(_whole(1)),
+    "unfreeze_after": _whole(1),
+}
+
+
+def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any] | None = None) -> TransferConfig:
+    """TRANSFER_DEFAULTS, overridden by ``config_file``, overridden by command-line ``options``;
+    the transfer keys (TRANSFER_PARSERS) set the experiment, the others stage B's run."""
+    layers: list[tuple[Mapping[str, Any], Callable[[str], str]]] = [(TRANSFER_DEFAULTS, lambda key: key)]
+    if config_file is not None:
+        layers.append((read_toml(config_file), lambda key: f"{key!r} in {config_file}"))
+    layers.append(({k: v for k, v in (options or {}).items() if v is not None},
+                   lambda key: CLI_NAMES.get(key, "--" + key.replace("_", "-"))))
+    run_values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for source, where in layers:
+        ours = {k: v for k, v in source.items() if k in TRANSFER_PARSERS}
+        for key, raw in ours.items():
+            try:
+                extra[key] = TRANSFER_PARSERS[key](raw)
+            except ValueError as e:
+                raise UsageError(f"Invalid {where(key)}: {e}; got {raw!r}.") from None
+        _apply(run_values, {k: v for k, v in source.items() if k not in TRANSFER_PARSERS}, where)
+    train = {k: run_values.pop(k) for k in TRAIN_KEYS & run_values.keys()}
+    run = RunConfig(**run_values, train=TrainSettings(**train))
+    check_batch_size(run.train.batch_size, run.train_samples or TRAIN_SPLIT)
+    task_a = extra.pop("task_a", tuple(c for c in range(len(CLASS_NAMES)) if c not in run.train.classes))
+    config = TransferConfig(run, task_a, **extra)
+    if set(task_a) & set(run.train.classes):
+        raise UsageError(f"Task A ({', '.join(map(str, task_a))}) and task B ({', '.join(map(str, run.train.classes))}) "
+                         "share classes: the source networks would have seen task B. Give classes apart.")
+    if config.frozen_layers > len(run.train.hidden):
+        raise UsageError(f"--freeze {config.freeze}: the network has {len(run.train.hidden)} hidden layers to reuse "
+                         "(the output layer is new for task B). Freeze at most that many.")
+    if config.unfreeze_after >= run.train.epochs:
+        raise UsageError(f"--unfreeze-after {config.unfreeze_after} is not before the last epoch (--epochs "
+                         f"{run.train.epochs}): give fewer epochs frozen, or more epochs.")
+    check_freezing(run.train)
+    return config

@@ -46,7 +46,6 @@ PALETTE = tuple(COLOURS.values())  # for a scheme not in the table
 # Two schemes of one colour in a picture (xavier_normal:1, xavier_normal:2) differ by these.
 DASHES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
-CHANCE = math.log(N_CLASSES)  # cross-entropy of a uniform guess: a model that learnt nothing
 
 
 def _pyplot():
@@ -286,7 +285,8 @@ def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
 OFF_SCALE = 10.0  # a curve peaking this many times above the lowest peak is left off the linear scale
 
 
-def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: int | None = None) -> Figure:
+def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: int | None = None,
+                classes: int = N_CLASSES) -> Figure:
     """One line per scheme (mean over seeds, band from min to max when seeds > 1),
     and the loss of a uniform guess (chance), where a model that learns nothing sits.
 
@@ -295,7 +295,8 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
     other curve, so the axis is fitted to the rest and the legend gives its peak.
     With ``first=None``, the whole run on a log axis with epoch boundaries marked.
     ``n_batches``: batches per epoch (by default the largest batch number drawn, which
-    falls short only when every model diverged in the first epoch).
+    falls short only when every model diverged in the first epoch). ``classes``: how many
+    the models tell apart (chance is ln of that).
     """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -326,7 +327,7 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
                 marker="o" if c["mean"].notna().sum() < 5 else None, markersize=3)  # a point or two: seen
         if seeds > 1 and not off_scale[scheme]:  # an off-scale band would only poke in at the edge
             ax.fill_between(c["step"], c["min"], c["max"], color=colour(scheme), alpha=0.2, linewidth=0)
-    _chance_line(ax)
+    _chance_line(ax, classes)
     if first is None:
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis, *ax.get_ylim())
@@ -334,7 +335,7 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
             ax.axvline(epoch_end + 0.5, color="grey", linestyle=":", linewidth=1)
     elif off_scale.any():
         on_scale = curves[curves["scheme"].isin(peaks.index[~off_scale])]
-        ax.set_ylim(0, 1.05 * max(on_scale["max"].max(), CHANCE))
+        ax.set_ylim(0, 1.05 * max(on_scale["max"].max(), math.log(classes)))
     ax.set(title=title, xlabel="Batch", ylabel="Training loss (cross-entropy)", xlim=(0, drawn + 1))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # whole batches
     ax.grid(alpha=0.3)
@@ -355,8 +356,37 @@ def _diverged(losses: pd.DataFrame, n_batches: int) -> dict[str, str]:
     return notes
 
 
-def _chance_line(ax: Axes) -> None:
+def _chance_line(ax: Axes, classes: int) -> None:
     """Where a model that learnt nothing sits (``zeros`` does, exactly): behind the curves."""
-    ax.axhline(CHANCE, color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
-    ax.annotate(f"chance: ln {N_CLASSES} = {CHANCE:.3f}", (1, CHANCE), xycoords=("axes fraction", "data"),
+    chance = math.log(classes)
+    ax.axhline(chance, color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
+    ax.annotate(f"chance: ln {classes} = {chance:.3f}", (1, chance), xycoords=("axes fraction", "data"),
                 xytext=(-4, -3), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
+
+
+def plot_transfer(runs: pd.DataFrame, comparison: pd.DataFrame, path: Path, title: str) -> Figure:
+    """Left: each start's validation accuracy, a dot per seed and a bar at the mean; right:
+    its paired difference to the best scratch scheme, mean and 95% confidence interval."""
+    plt = _pyplot()
+    order = list(comparison["scheme"])[::-1]  # best at the top
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.55 * len(order) + 1.8), sharey=True,
+                                      layout="constrained", width_ratios=(3, 2))
+    for y, name in enumerate(order):
+        acc = 100 * runs.loc[runs["scheme"] == name, "val_acc"].to_numpy()
+        jitter = np.linspace(-0.18, 0.18, len(acc)) if len(acc) > 1 else np.zeros(1)
+        left.scatter(acc, y + jitter, s=14, color=colour(name), alpha=0.75, linewidths=0)
+        left.plot([acc.mean()] * 2, [y - 0.3, y + 0.3], color="black", linewidth=1.6)
+        row = comparison[comparison["scheme"] == name].iloc[0]
+        if row["scheme"] != row["baseline"]:
+            mean, low, high = (100 * row[k] for k in ("diff_mean", "diff_low", "diff_high"))
+            right.errorbar(mean, y, xerr=[[mean - low], [high - mean]] if np.isfinite(low) else None, fmt="o",
+                           color=colour(name), capsize=3)
+    baseline = comparison["baseline"].iloc[0]
+    right.axvline(0, color="0.3", linewidth=0.9, linestyle=(0, (6, 3)))
+    left.set(yticks=range(len(order)), yticklabels=order,
+             xlabel="Validation accuracy (%):\na dot per seed, a bar at the mean")
+    right.set(xlabel=f"Difference to {baseline} (points) on the same seeds:\nmean and 95% confidence interval")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title.replace("; ", "\n"), fontsize=10)
+    return _save(fig, path)

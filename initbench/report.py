@@ -211,6 +211,29 @@ def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:
     return Listing("Weights scored on the validation and test images of their split", columns, rows, notes)
 
 
+def transfer_listing(comparison: pd.DataFrame, title: str) -> Listing:
+    """Each start's validation accuracy and its paired difference to the best scratch scheme."""
+    rows = comparison.to_dict("records")
+    baseline = rows[0]["baseline"]
+
+    def diff(r: dict[str, Any]) -> str:
+        if r["scheme"] == baseline:
+            return ""
+        interval = "" if math.isnan(r["diff_low"]) else f" [{100 * r['diff_low']:+.2f}, {100 * r['diff_high']:+.2f}]"
+        return f"{100 * r['diff_mean']:+.2f}{interval}"
+
+    columns = [
+        Column("Start", [r["scheme"] for r in rows], left=True),
+        Column("Validation accuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
+        Column("Difference to\nbest scratch [95% CI]", [diff(r) for r in rows]),
+        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
+    ]
+    seeds = int(comparison["seeds"].max())
+    notes = [f"Mean ± std over {seeds} seeds; differences in percentage points against {baseline} on the same "
+             "seeds (same batches), with a t-interval over seeds."]
+    return Listing(title, columns, rows, notes)
+
+
 def _range(low_high: tuple[float, float], fmt: str) -> str:
     return f"{fmt.format(low_high[0])}-{fmt.format(low_high[1])}"
 

@@ -7,7 +7,7 @@ import importlib.metadata
 import platform
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,22 @@ import pandas as pd
 import torch
 
 import initbench
-from initbench import checkpoint, schemes
+from initbench import checkpoint, schemes, stats
 from initbench.data import CLASS_NAMES
 from initbench.jobs import Job, JobResult
 from initbench.model import N_INPUTS
 
 
-def runs_frame(results: Sequence[JobResult]) -> pd.DataFrame:
+def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = None) -> pd.DataFrame:
     """One row per (scheme, seed): accuracy after the last epoch, the training loss of the
     last batch and its mean over the last epoch (NaN/inf for a run that diverged: its loss
-    is undefined), whether it diverged and at which batch."""
+    is undefined), whether it diverged and at which batch. ``names``: what the scheme
+    column calls each job (a transfer strategy), when not its scheme."""
     rows = []
     for r in results:
         last_epoch = r.losses[-1]
         rows.append({
-            "scheme": r.job.scheme,
+            "scheme": _named(r.job, names),
             "seed": r.job.seed,
             "val_acc": r.val_acc[-1],
             "test_acc": r.test_acc,
@@ -64,7 +65,25 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.sort_values("val_acc_mean", ascending=False, kind="stable").reset_index()
 
 
-def losses_frame(results: Sequence[JobResult]) -> pd.DataFrame:
+def paired_frame(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per scheme (or strategy): validation accuracy over seeds, and its paired difference to
+    ``baseline`` on the same seeds (mean, 95% t-interval, verdict), best first."""
+    val = runs.pivot(index="seed", columns="scheme", values="val_acc")
+    rows = []
+    for name in val.columns:
+        diff = stats.paired((val[name] - val[baseline]).dropna().tolist())
+        rows.append({"scheme": name, "seeds": int(val[name].notna().sum()), "val_acc_mean": val[name].mean(),
+                     "val_acc_std": val[name].std(), "baseline": baseline, "diff_mean": diff.mean,
+                     "diff_low": diff.low, "diff_high": diff.high,
+                     "verdict": "the baseline" if name == baseline else diff.verdict})
+    return pd.DataFrame(rows).sort_values("val_acc_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _named(job: Job, names: Mapping[Job, str] | None) -> str:
+    return names[job] if names else job.scheme
+
+
+def losses_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = None) -> pd.DataFrame:
     """Long format: one row per trained batch (epoch and batch numbered from 1)."""
     frames = []
     for r in results:
@@ -72,7 +91,7 @@ def losses_frame(results: Sequence[JobResult]) -> pd.DataFrame:
         flat = r.losses.flatten().numpy()
         step = np.arange(r.diverged_at or len(flat))
         frames.append(pd.DataFrame({
-            "scheme": r.job.scheme,
+            "scheme": _named(r.job, names),
             "seed": r.job.seed,
             "epoch": step // n_batches + 1,
             "batch": step % n_batches + 1,
@@ -117,17 +136,19 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def weights_names(jobs: Sequence[Job]) -> dict[Job, str]:
-    """Each job's weights file name, ``<scheme>-seed<N>.safetensors``, safe on any file
-    system: parameters' ``:`` and ``,`` become ``_`` (``uniform_-0.1_0.1``), a file scheme
-    is named by its file's SHA-256 (``pretrained-1a2b3c4d5e6f``); distinct names stay distinct."""
+def weights_names(jobs: Mapping[Job, str]) -> dict[Job, str]:
+    """Each job's weights file name, ``<name>-seed<N>.safetensors`` (``jobs`` maps each job to
+    its name: its scheme, or a transfer strategy), safe on any file system: characters
+    other than letters, digits and ``._+-`` become ``_`` (``uniform_-0.1_0.1``,
+    ``pretrained_frozen``), a file scheme is named by its file's SHA-256
+    (``pretrained-1a2b3c4d5e6f``); distinct names stay distinct."""
     names: dict[Job, str] = {}
-    for job in jobs:
+    for job, label in jobs.items():
         scheme = schemes.get(job.scheme)
-        if scheme.params == (schemes.registry.TEXT_PARAM,):
+        if label == job.scheme and scheme.params == (schemes.registry.TEXT_PARAM,):
             stem = scheme.name.replace(":", "-")[:len("pretrained-") + 12]
         else:
-            stem = re.sub(r"[^A-Za-z0-9._+-]", "_", job.scheme)
+            stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", label)
         name, n = f"{stem}-seed{job.seed}", 1
         while f"{name}.safetensors" in names.values():
             n += 1
@@ -142,17 +163,19 @@ def architecture(job: Job) -> dict[str, Any]:
             "classes": list(s.classes), "class_names": [CLASS_NAMES[c] for c in s.classes]}
 
 
-def weights_writers(trained: Sequence[JobResult], about_run: dict[str, Any]) -> dict[str, Callable[[Path], None]]:
+def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str],
+                    about_run: dict[str, Any]) -> dict[str, Callable[[Path], None]]:
     """``weights/<name>`` (final) and, where kept, ``weights/init/<name>`` (initial) for every
     result, each with its metadata: the architecture, the job, ``about_run`` (data identity,
     engine, device) and, for final weights, the accuracy recorded now."""
     files: dict[str, Callable[[Path], None]] = {}
-    for result, name in zip(trained, weights_names([r.job for r in trained]).values()):
-        job = result.job
+    names = weights_names(jobs)
+    for result in trained:
+        job, name = result.job, names[result.job]
         meta = {
             "initbench": initbench.__version__,
             "architecture": architecture(job),
-            "job": {"scheme": job.scheme, "scheme_key": schemes.get(job.scheme).name, "seed": job.seed,
+            "job": {"scheme": job.scheme, "name": jobs[job], "scheme_key": schemes.get(job.scheme).name, "seed": job.seed,
                     "settings": _jsonable(dataclasses.asdict(job.settings))},
             **about_run,
         }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -15,9 +16,9 @@ import torch
 from rich.console import Console
 
 from initbench import data, diagnostics, engines, pictures, report, results, runfolder
-from initbench.config import RunConfig
+from initbench.config import RunConfig, TransferConfig
 from initbench.errors import InitbenchError, UsageError
-from initbench.jobs import Job, batches_per_epoch
+from initbench.jobs import Job, TrainSettings, batches_per_epoch
 from initbench.model import MLP
 from initbench.streams import initialize
 
@@ -32,21 +33,31 @@ def _stamped(now: datetime, name: str) -> Path:
 def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
     """Train every (scheme, seed) job of ``config``, write the run's files, print its table
     on stdout in ``fmt`` (progress and messages go to stderr)."""
+    names = "-".join(config.schemes)
+    names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
+    return _train_run(config, {job: job.scheme for job in config.jobs()}, names, fmt, quiet)
+
+
+Finish = Callable[[pd.DataFrame, pd.DataFrame], tuple[dict[str, Callable[[Path], object]], report.Listing]]
+
+
+def _train_run(config: RunConfig, jobs: dict[Job, str], name: str, fmt: str, quiet: bool,
+               finish: Finish | None = None, kind: str = "scheme") -> Path:
+    """Train ``jobs`` (each with the name its rows get: its scheme, or a transfer strategy)
+    on ``config``'s data with its engine, write the run folder, print its table. ``finish``
+    (runs, summary) adds files and gives the table to print instead of the accuracy table."""
     started = datetime.now().astimezone()
     err = Console(stderr=True)
     activity = report.Activity(err, quiet)
     device = engines.resolve_device(config.device)
-    names = "-".join(config.schemes)
-    names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
-    with runfolder.run_folder(config.out or _stamped(started, names), config.overwrite) as folder, \
+    with runfolder.run_folder(config.out or _stamped(started, name), config.overwrite) as folder, \
             activity.running():
         activity.stage("Loading FashionMNIST")
-        splits = data.load(config.data_dir, config.split_seed, config.train_samples, config.train.classes,
-                           activity.stage).to(device)
-        jobs = config.jobs()
+        classes = config.train.classes
+        splits = data.load(config.data_dir, config.split_seed, config.train_samples, classes, activity.stage).to(device)
         n_batches = batches_per_epoch(len(splits.y_train), config.train.batch_size)
-        of_classes = "" if config.train.classes == data.ALL_CLASSES else f" of classes {data.describe(config.train.classes)}"
-        activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(config.schemes), 'scheme')}"
+        of_classes = "" if classes == data.ALL_CLASSES else f" of classes {data.describe(classes)}"
+        activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(set(jobs.values())), kind)}"
                       f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
                       f"{of_classes}, {report.plural(config.train.epochs, 'epoch')} of {n_batches:,} batches, "
                       f"{config.engine} engine on {device}")
@@ -55,21 +66,22 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
             x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
 
             def track(job: Job, epoch: int, model: MLP) -> None:
-                stats.extend({"scheme": job.scheme, "seed": job.seed, "epoch": epoch, **row}
+                stats.extend({"scheme": jobs[job], "seed": job.seed, "epoch": epoch, **row}
                              for row in diagnostics.layer_stats(model, x_stats, y_stats))
 
         tic = time.perf_counter()
-        activity.stage("Training", total=len(jobs) * config.train.epochs * n_batches)
-        trained = engines.train(jobs, splits, device, config.engine, config.max_batch_models, activity.tick,
+        epochs = max(job.settings.epochs for job in jobs)
+        activity.stage("Training", total=len(jobs) * epochs * n_batches)
+        trained = engines.train(list(jobs), splits, device, config.engine, config.max_batch_models, activity.tick,
                                 track if config.track_stats else None, config.save_weights, config.save_init)
         train_seconds = time.perf_counter() - tic
 
         activity.stage("Writing the results and drawing the pictures")
-        runs = results.runs_frame(trained)
+        runs = results.runs_frame(trained, jobs)
         summary = results.summary_frame(runs)
-        losses = results.losses_frame(trained)
+        losses = results.losses_frame(trained, jobs)
         environment = results.environment(device)
-        data_identity = data.identity(config.split_seed, config.train_samples, config.train.classes)
+        data_identity = data.identity(config.split_seed, config.train_samples, classes)
         run_info = {
             "config": config.to_dict() | {"out": str(folder.path)},
             **environment,
@@ -82,27 +94,31 @@ def compare(config: RunConfig, fmt: str = "table", quiet: bool = False) -> Path:
         stats_frame = pd.DataFrame(stats)
         stats_files = ({"layer_stats.csv": runfolder.csv_writer(stats_frame),
                         "layer_stats.png": _stats_picture(stats_frame)} if stats else {})
+        extra, listing = finish(runs, summary) if finish else (
+            {}, report.accuracy_listing(summary, config.train.epochs, config.train.eval_dropout))
         runfolder.write_files(folder.staging, {
             "accuracy.csv": runfolder.csv_writer(summary),
             "runs.csv": runfolder.csv_writer(runs),
             "losses.csv": runfolder.csv_writer(losses),
-            **_loss_pictures(losses, config.plot_batches, n_batches),
+            **_loss_pictures(losses, config.plot_batches, n_batches, len(classes)),
             "run.json": runfolder.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
             **stats_files,
-            **results.weights_writers(trained, {
+            **extra,
+            **results.weights_writers(trained, jobs, {
                 "data": data_identity | {"sizes": splits.sizes()},
                 "trained_with": {"engine": config.engine, "device": str(device),
                                  "device_name": environment["device_name"]}}),
         })
-    report.show(report.accuracy_listing(summary, config.train.epochs, config.train.eval_dropout), fmt, Console())
+    report.show(listing, fmt, Console())
     _print_where(err, folder)
     return folder.path
 
 
-def _loss_pictures(losses: pd.DataFrame, plot_batches: int, n_batches: int) -> dict[str, Callable[[Path], object]]:
-    return {"loss_curves.png": lambda p: pictures.plot_losses(losses, p, plot_batches, n_batches),
-            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None, n_batches)}
+def _loss_pictures(losses: pd.DataFrame, plot_batches: int, n_batches: int,
+                   classes: int) -> dict[str, Callable[[Path], object]]:
+    return {"loss_curves.png": lambda p: pictures.plot_losses(losses, p, plot_batches, n_batches, classes),
+            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None, n_batches, classes)}
 
 
 def _stats_picture(stats: pd.DataFrame) -> Callable[[Path], object]:
@@ -138,7 +154,8 @@ def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
         for folder, info, _ in finished:
             config = info["config"]
             n_batches = batches_per_epoch(info["data"]["train"], config["batch_size"])
-            files = _loss_pictures(_read_csv(folder / "losses.csv"), config["plot_batches"], n_batches)
+            files = _loss_pictures(_read_csv(folder / "losses.csv"), config["plot_batches"], n_batches,
+                                   len(config.get("classes", data.ALL_CLASSES)))
             if (folder / "layer_stats.csv").exists():
                 files["layer_stats.png"] = _stats_picture(_read_csv(folder / "layer_stats.csv"))
             runfolder.write_files(folder, files)
@@ -300,15 +317,21 @@ def _weights_files(path: Path) -> list[tuple[Path, bool]]:
     """The files a PATH of evaluate stands for, each with whether it is in a run folder's weights/."""
     if str(path) in ("", "."):
         raise UsageError("An empty PATH was given. Give weights files or run folders.")
+    from initbench import checkpoint
+
     if path.is_dir():
         files = sorted((path / "weights").glob("*.safetensors"))
         if not files:
             raise UsageError(f"{path} holds no weights/*.safetensors: it is not a compare run folder, or it was "
                              "run with --no-save-weights. Give weights files or run folders.")
-        return [(f, True) for f in files]
-    if not path.exists():
+        found = [(f, True) for f in files]
+    elif not path.exists():
         raise UsageError(f"{path} does not exist. Give weights files or run folders.")
-    return [(path, path.parent.name == "weights")]
+    else:  # a file in a run folder's weights/ is held to its name there
+        found = [(path, path.parent.name == "weights" and (path.parent.parent / "run.json").is_file())]
+    for file, _ in found:
+        checkpoint.check_kind(file)
+    return found
 
 
 def _evaluated_job(weights, config: RunConfig, in_run: bool,  # noqa: ANN001
@@ -342,3 +365,54 @@ def _evaluated_job(weights, config: RunConfig, in_run: bool,  # noqa: ANN001
     note = "" if torch.device(trained["device"]).type == device.type else (
         f"trained on {trained['device']}, scored on {device}: rounding differs between devices")
     return job, trained["engine"], (meta["accuracy"]["val"], meta["accuracy"]["test"]), note
+
+
+def transfer(config: TransferConfig, fmt: str, quiet: bool = False) -> Path:
+    """The transfer experiment: source networks trained on task A (a compare run of their
+    own, or ``config.source_dir``), then on task B, for every seed on the same batches,
+    networks from scratch under each scheme and from the seed's source network frozen,
+    frozen then unfrozen, and fine-tuned whole; each against the best scratch scheme."""
+    source_dir = config.source_dir or compare(config.source_run(), fmt, quiet)
+    run, frozen = config.run, config.frozen_layers
+    source_scheme = config.source_scheme if config.source_dir is None else _only_scheme(source_dir)
+    names = results.weights_names({Job(source_scheme, seed, run.train): source_scheme for seed in run.seeds})
+    sources = {job.seed: source_dir / "weights" / name for job, name in names.items()}
+    missing = [str(path) for path in sources.values() if not path.is_file()]
+    if missing:
+        raise UsageError(f"The source run {source_dir} has no weights for seeds of this run: {', '.join(missing)}. "
+                         "Give as many --seeds as the source run has, or train the sources here (no --source).")
+    strategies = {
+        f"pretrained, {report.plural(frozen, 'layer')} frozen": {"freeze": frozen},
+        f"pretrained, frozen {report.plural(config.unfreeze_after, 'epoch')}": {
+            "freeze": frozen, "unfreeze_after": config.unfreeze_after},
+        "pretrained, fine-tuned": {},
+    }
+    jobs = {job: job.scheme for job in run.jobs()}
+    for seed, path in sources.items():
+        for label, changes in strategies.items():
+            jobs[Job(f"pretrained:{path}", seed, dataclasses.replace(run.train, **changes))] = label
+
+    def finish(runs: pd.DataFrame, summary: pd.DataFrame) -> tuple[dict[str, Callable[[Path], object]],
+                                                                  report.Listing]:
+        best = summary[summary["scheme"].isin(run.schemes)].iloc[0]["scheme"]
+        comparison = results.paired_frame(runs, best)
+        others = len(data.CLASS_NAMES) - len(run.train.classes)
+        task_a = (f"the other {others} classes" if len(config.task_a) == others else data.describe(config.task_a))
+        title = (f"Task B: {' vs '.join(data.CLASS_NAMES[c].lower() for c in run.train.classes)}, "
+                 f"{run.train_samples or 'all'} training images, {report.plural(run.train.epochs, 'epoch')}; "
+                 f"sources trained on {task_a}")
+        return ({"transfer.csv": runfolder.csv_writer(comparison),
+                 "transfer.png": lambda p: pictures.plot_transfer(runs, comparison, p, title)},
+                report.transfer_listing(comparison, title))
+
+    return _train_run(run, jobs, "transfer", fmt, quiet, finish, kind="start")
+
+
+def _only_scheme(source_dir: Path) -> str:
+    """The scheme of a --source run (one scheme, one network per seed)."""
+    _, _, runs = _finished_run(source_dir)
+    found = sorted(set(runs["scheme"]))
+    if len(found) != 1:
+        raise UsageError(f"The source run {source_dir} trained {len(found)} schemes ({', '.join(found)}); a source "
+                         "run must have one, with a network per seed. Run compare with one scheme for task A.")
+    return found[0]

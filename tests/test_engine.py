@@ -231,3 +231,56 @@ def test_every_activation_has_a_function_a_gain_and_batched_ops() -> None:
     from initbench import jobs, model, schemes
 
     assert set(jobs.ACTIVATIONS) == set(model.ACTIVATION_FNS) == set(schemes.GAIN) == set(batched.ACTIVATION_OPS)
+
+
+FROZEN = TrainSettings(epochs=2, freeze=2)  # the two hidden layers stay as initialized
+UNFROZEN = TrainSettings(epochs=2, freeze=2, unfreeze_after=1)  # ...for the first epoch only
+
+
+def changed_layers(result) -> list[bool]:
+    return [not torch.equal(result.initial[f"layers.{i}.weight"], result.weights[f"layers.{i}.weight"])
+            for i in range(3)]
+
+
+@pytest.mark.parametrize("name", engines.ENGINES)
+def test_frozen_layers_stay_exactly_as_initialized(tiny, name: str) -> None:
+    """--freeze 2: the hidden layers' weights and biases end bit for bit as they began; the
+    output layer trains; the model still learns (above chance on 10 classes)."""
+    [r] = engines.train([Job("rule", 0, FROZEN)], tiny, CPU, name, keep_weights=True, keep_initial=True)
+    assert changed_layers(r) == [False, False, True]
+    assert all(torch.equal(r.initial[f"layers.{i}.bias"], r.weights[f"layers.{i}.bias"]) for i in range(2))
+    assert r.val_acc[-1] > 0.15  # chance is 0.10
+
+
+@pytest.mark.parametrize("name", engines.ENGINES)
+def test_unfrozen_layers_train_from_the_epoch_after(tiny, name: str) -> None:
+    """--unfreeze-after 1: after epoch 1 the hidden layers are still the initial ones, after
+    epoch 2 they have moved; by a tenth of the output layer's learning rate, so less."""
+    seen = {}
+    jobs = [Job("rule", 0, UNFROZEN)]
+    [r] = engines.train(jobs, tiny, CPU, name, keep_weights=True, keep_initial=True,
+                        on_epoch=lambda job, epoch, model: seen.setdefault(
+                            epoch, model.layers[0].weight.detach().clone()))
+    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    assert changed_layers(r) == [True, True, True]
+    hidden_step = (r.weights["layers.0.weight"] - r.initial["layers.0.weight"]).abs().max()
+    assert hidden_step < 7 * 1e-4 * 1.01  # Adam moves a weight at most about lr per step: 7 steps at lr/10
+
+
+@pytest.mark.exactness
+@pytest.mark.parametrize("settings", [FROZEN, UNFROZEN, TrainSettings(epochs=2, freeze=1, unfreeze_after=1,
+                                                                      unfreeze_lr=3e-3, dropout=0.0)], ids=str)
+def test_batched_model_gets_what_it_gets_alone_with_frozen_layers(tiny, settings: TrainSettings) -> None:
+    jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "lsuv")]
+    for job, result in zip(jobs, batched.train(jobs, tiny, CPU)):
+        assert same_numbers(batched.train([job], tiny, CPU)[0], result, CPU), job
+
+
+@pytest.mark.parametrize("settings", [dataclasses.replace(FROZEN, dropout=0.0),
+                                      dataclasses.replace(UNFROZEN, dropout=0.0)], ids=["frozen", "unfrozen"])
+def test_engines_agree_with_frozen_and_unfrozen_layers(tiny, settings: TrainSettings) -> None:
+    """Both epochs (7 batches each: frozen, then unfrozen with fresh Adam moments at a tenth
+    of the learning rate) agree between the engines within float rounding."""
+    jobs = [Job(scheme, 0, settings) for scheme in ("rule", "default", "kaiming_normal")]
+    for b, s in zip(batched.train(jobs, tiny, CPU), sequential.train(jobs, tiny, CPU)):
+        torch.testing.assert_close(b.losses, s.losses, rtol=1e-4, atol=0)

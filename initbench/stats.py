@@ -1,0 +1,40 @@
+"""Paired comparisons over seeds: within a seed every model sees the same batches, so the
+difference between two of them is measured on equal terms, and its spread over seeds
+says whether it is real."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LEVEL = 0.95  # of the confidence intervals
+
+
+@dataclass(frozen=True)
+class Paired:
+    mean: float  # mean difference over seeds
+    low: float  # its 95% confidence interval (t-interval over seeds); NaN with fewer than two seeds
+    high: float
+    seeds: int
+
+    @property
+    def verdict(self) -> str:
+        """"better", "worse", or "indistinguishable at N seeds" (the interval holds 0)."""
+        if self.low > 0:
+            return "better"
+        if self.high < 0:
+            return "worse"
+        return f"indistinguishable at {self.seeds} seeds"
+
+
+def paired(differences: list[float]) -> Paired:
+    """The mean of per-seed differences and its t-interval: mean +- t(0.975, n-1) * sd / sqrt(n)."""
+    from scipy.stats import t
+
+    n = len(differences)
+    mean = sum(differences) / n
+    if n < 2:
+        return Paired(mean, math.nan, math.nan, n)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
+    half = float(t.ppf(0.5 + LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+    return Paired(mean, mean - half, mean + half, n)
