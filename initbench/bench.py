@@ -9,6 +9,7 @@ cores), so a ratio from one run is better evidence than any absolute second.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -24,8 +25,8 @@ from typing import Any
 import torch
 
 from initbench import data, lesson
-from initbench.engines import batched, sequential
 from initbench.config import LESSON_SCHEMES
+from initbench.engines import batched, sequential
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
 from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS
 from initbench.report import Activity
@@ -94,11 +95,16 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     splits = data.load(config.data_dir, log=activity.stage).to(config.device)
     settings = TrainSettings(epochs=1)
     population = [Job(s, seed, settings) for seed in range(config.seeds) for s in config.schemes]
+    # The same models with their hidden layers frozen (transfer's set-up): no gradient or
+    # update for them, and no gradient back through the first layer's input.
+    frozen = [dataclasses.replace(job, settings=dataclasses.replace(settings, freeze=len(settings.hidden)))
+              for job in population]
     reference = [Job(s, 0, settings) for s in config.schemes[:2]]
     lesson_loaders = lesson.loaders(config.data_dir)
     cases: dict[str, tuple[int, Callable[[], Any]]] = {  # name: (model-epochs, work)
         "floor": (1, gemm_floor(settings, len(splits.y_train), len(splits.y_val), len(splits.y_test), config.device)),
         "batched": (len(population), lambda: batched.train(population, splits, config.device)),
+        "batched_frozen": (len(frozen), lambda: batched.train(frozen, splits, config.device)),
         "sequential": (len(reference), lambda: sequential.train(reference, splits, config.device)),
         "lesson": (1, lambda: lesson.train_model(lesson.lesson_model("rule"), *lesson_loaders, epochs=1)),
     }
@@ -124,6 +130,7 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
         "ratios": {
             "batched_over_floor": per_model_epoch["batched"] / per_model_epoch["floor"],
             "sequential_over_batched": per_model_epoch["sequential"] / per_model_epoch["batched"],
+            "batched_over_frozen": per_model_epoch["batched"] / per_model_epoch["batched_frozen"],
         },
     }
     if "lesson" in per_model_epoch:

@@ -176,7 +176,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] | N
     except json.JSONDecodeError:
         raise _corrupted(path, "its initbench metadata is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InitbenchError(f"{path} was written in another weights format ({meta.get('format') if isinstance(meta, dict) else meta!r}); "
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise InitbenchError(f"{path} was written in another weights format ({found!r}); "
                              f"this initbench reads {FORMAT}. Use the initbench version that wrote it.")
     if meta.get("tensors_sha256") != tensors_digest(state):
         raise InitbenchError(f"These are not the weights that were trained: the tensors in {path} do not match "

@@ -21,8 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 import initbench
-from initbench import report
-from initbench import config as config_defaults
+from initbench import config as config_defaults, report
 from initbench.config import LESSON_SCHEMES, RunConfig
 from initbench.engines import ENGINES
 from initbench.errors import InitbenchError, Terminated, UsageError
@@ -312,8 +311,8 @@ def transfer(
     batch_size: Annotated[Optional[int], _opt(help="Task B's batch size.", default=20, metavar="N")] = None,
     seeds: Annotated[Optional[int], _opt(help="Seeds 0..K-1 (task B is small: the answer is a distribution).",
                                          default=10, metavar="K")] = None,
-    scratch: Annotated[Optional[str], _opt(help="Schemes trained from scratch on task B.",
-                                           default=",".join(config_defaults.TRANSFER_SCRATCH), metavar="SCHEMES")] = None,
+    scratch: Annotated[Optional[str], _opt(help="Schemes trained from scratch on task B.", metavar="SCHEMES",
+                                           default=",".join(config_defaults.TRANSFER_SCRATCH))] = None,
     source_scheme: Annotated[Optional[str], _opt(help="Scheme of the source networks.", default="default",
                                                  metavar="SCHEME")] = None,
     source_epochs: Annotated[Optional[int], _opt(help="Epochs of the source networks on task A.", default=2,

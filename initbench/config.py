@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from initbench import schemes as scheme_registry
-from initbench.data import CLASS_NAMES, TRAIN_SPLIT, class_number, default_data_dir
+from initbench.data import CLASS_NAMES, TRAIN_SPLIT, class_number, default_data_dir, describe
 from initbench.engines import ENGINES
 from initbench.errors import UsageError
 from initbench.jobs import ACTIVATIONS, Job, TrainSettings, check_batch_size
@@ -357,8 +357,8 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
     task_a = extra.pop("task_a", tuple(c for c in range(len(CLASS_NAMES)) if c not in run.train.classes))
     config = TransferConfig(run, task_a, **extra)
     if set(task_a) & set(run.train.classes):
-        raise UsageError(f"Task A ({', '.join(map(str, task_a))}) and task B ({', '.join(map(str, run.train.classes))}) "
-                         "share classes: the source networks would have seen task B. Give classes apart.")
+        raise UsageError(f"Task A ({describe(task_a)}) and task B ({describe(run.train.classes)}) share classes: the "
+                         "source networks would have seen task B. Give tasks without a class in common.")
     if config.frozen_layers > len(run.train.hidden):
         raise UsageError(f"--freeze {config.freeze}: the network has {len(run.train.hidden)} hidden layers to reuse "
                          "(the output layer is new for task B). Freeze at most that many.")

@@ -243,8 +243,10 @@ def bench_listing(numbers: dict) -> Listing:
     the ratios the targets use."""
     per, spread = numbers["seconds_per_model_epoch"], numbers["spread"]
     notes = [f"Medians of {len(numbers['samples']['floor'])} interleaved repeats."]
-    names = {"floor": "GEMM floor", "batched": f"batched, {numbers['models_in_batched_step']} models",
-             "sequential": "sequential", "lesson": "lesson pipeline"}
+    models = numbers["models_in_batched_step"]
+    names = {"floor": "GEMM floor", "batched": f"batched, {models} models",
+             "batched_frozen": f"batched, {models} models, hidden layers frozen", "sequential": "sequential",
+             "lesson": "lesson pipeline"}
     rows = []
     for key, label in names.items():
         if key in per:

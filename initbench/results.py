@@ -175,7 +175,8 @@ def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str],
         meta = {
             "initbench": initbench.__version__,
             "architecture": architecture(job),
-            "job": {"scheme": job.scheme, "name": jobs[job], "scheme_key": schemes.get(job.scheme).name, "seed": job.seed,
+            "job": {"scheme": job.scheme, "name": jobs[job], "scheme_key": schemes.get(job.scheme).name,
+                    "seed": job.seed,
                     "settings": _jsonable(dataclasses.asdict(job.settings))},
             **about_run,
         }

@@ -341,7 +341,6 @@ def _evaluated_job(weights, config: RunConfig, in_run: bool,  # noqa: ANN001
     training (None when there is nothing to compare), and why not or what to know."""
     import dataclasses as dc
 
-    from initbench.jobs import TrainSettings
 
     meta = weights.meta
     if meta is None:
@@ -354,7 +353,8 @@ def _evaluated_job(weights, config: RunConfig, in_run: bool,  # noqa: ANN001
     if in_run and meta.get("file") != weights.path.name:
         raise InitbenchError(f"These are not the weights that were trained: {weights.path} holds the weights of "
                              f"{meta['job']['scheme']}, seed {meta['job']['seed']} (written as {meta.get('file')}). "
-                             "Files in this run folder were swapped or renamed: take them from the run that wrote them.")
+                             "Files in this run folder were swapped or renamed: take them from the run that wrote "
+                             "them.")
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["job"]["settings"].items()}
     job = Job(meta["job"]["scheme"], meta["job"]["seed"], dc.replace(TrainSettings(), **settings))
     trained = meta["trained_with"]

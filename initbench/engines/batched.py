@@ -33,7 +33,16 @@ from torch import Tensor
 from initbench.data import Splits
 from initbench.errors import InitbenchError
 from initbench.jobs import (
-    EpochHook, Job, JobResult, Progress, Tick, TrainSettings, batches_per_epoch, correct, result, state_dict,
+    EpochHook,
+    Job,
+    JobResult,
+    Progress,
+    Tick,
+    TrainSettings,
+    batches_per_epoch,
+    correct,
+    result,
+    state_dict,
 )
 from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_INPUTS, DropoutMasks
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model

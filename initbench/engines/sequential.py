@@ -11,9 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initbench.data import Splits
-from initbench.jobs import (
-    EpochHook, Job, JobResult, Progress, Tick, batches_per_epoch, correct, result, state_dict,
-)
+from initbench.jobs import EpochHook, Job, JobResult, Progress, Tick, batches_per_epoch, correct, result, state_dict
 from initbench.model import EVAL_CHUNK, DropoutMasks
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 

@@ -16,7 +16,6 @@ from initbench.data import describe
 from initbench.schemes.registry import InitContext, bias_policy_, get, register
 
 if TYPE_CHECKING:
-    import torch
     from torch import Tensor, nn
 
     from initbench.model import MLP
@@ -75,7 +74,7 @@ def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> l
     SHA-256, not its path.
 
     Formula: W, b = the file's, layer by layer; a new output layer: --head-init
-    Reference: Yosinski et al. 2014, "How transferable are features in deep neural networks?"; Hinton & Salakhutdinov 2006
+    Reference: Yosinski et al. 2014, "How transferable are features in deep neural networks?"
     """
     import torch
 
