@@ -229,8 +229,8 @@ def transfer_listing(comparison: pd.DataFrame, title: str) -> Listing:
         Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
     ]
     seeds = int(comparison["seeds"].max())
-    notes = [f"Mean ± std over {seeds} seeds; differences in percentage points against {baseline} on the same "
-             "seeds (same batches), with a t-interval over seeds."]
+    notes = [f"Mean ± std over {plural(seeds, 'seed')}; differences in percentage points against {baseline} on the "
+             "same seeds (same batches), with a t-interval over seeds."]
     return Listing(title, columns, rows, notes)
 
 

@@ -372,9 +372,17 @@ def transfer(config: TransferConfig, fmt: str, quiet: bool = False) -> Path:
     own, or ``config.source_dir``), then on task B, for every seed on the same batches,
     networks from scratch under each scheme and from the seed's source network frozen,
     frozen then unfrozen, and fine-tuned whole; each against the best scratch scheme."""
-    source_dir = config.source_dir or compare(config.source_run(), fmt, quiet)
     run, frozen = config.run, config.frozen_layers
-    source_scheme = config.source_scheme if config.source_dir is None else _only_scheme(source_dir)
+    source_scheme, task_a = config.source_scheme, config.task_a
+    if config.source_dir is None:
+        source_dir = compare(config.source_run(), fmt, quiet)
+    else:  # task A is what the given sources learned
+        source_dir = config.source_dir
+        source_scheme, task_a = _source_run(source_dir)
+        if set(task_a) & set(run.train.classes):
+            raise UsageError(f"The source run {source_dir} trained on classes {data.describe(task_a)}, which "
+                             f"share classes with task B ({data.describe(run.train.classes)}): its networks have "
+                             "seen task B. Give a source run trained on other classes.")
     names = results.weights_names({Job(source_scheme, seed, run.train): source_scheme for seed in run.seeds})
     sources = {job.seed: source_dir / "weights" / name for job, name in names.items()}
     missing = [str(path) for path in sources.values() if not path.is_file()]
@@ -397,10 +405,10 @@ def transfer(config: TransferConfig, fmt: str, quiet: bool = False) -> Path:
         best = summary[summary["scheme"].isin(run.schemes)].iloc[0]["scheme"]
         comparison = results.paired_frame(runs, best)
         others = len(data.CLASS_NAMES) - len(run.train.classes)
-        task_a = (f"the other {others} classes" if len(config.task_a) == others else data.describe(config.task_a))
+        task_a_named = f"the other {others} classes" if len(task_a) == others else data.describe(task_a)
         title = (f"Task B: {' vs '.join(data.CLASS_NAMES[c].lower() for c in run.train.classes)}, "
                  f"{run.train_samples or 'all'} training images, {report.plural(run.train.epochs, 'epoch')}; "
-                 f"sources trained on {task_a}")
+                 f"sources trained on {task_a_named}")
         return ({"transfer.csv": runfolder.csv_writer(comparison),
                  "transfer.png": lambda p: pictures.plot_transfer(runs, comparison, p, title)},
                 report.transfer_listing(comparison, title))
@@ -408,11 +416,11 @@ def transfer(config: TransferConfig, fmt: str, quiet: bool = False) -> Path:
     return _train_run(run, jobs, "transfer", fmt, quiet, finish, kind="start")
 
 
-def _only_scheme(source_dir: Path) -> str:
-    """The scheme of a --source run (one scheme, one network per seed)."""
-    _, _, runs = _finished_run(source_dir)
+def _source_run(source_dir: Path) -> tuple[str, tuple[int, ...]]:
+    """The scheme and classes of a --source run (one scheme, one network per seed)."""
+    _, info, runs = _finished_run(source_dir)
     found = sorted(set(runs["scheme"]))
     if len(found) != 1:
         raise UsageError(f"The source run {source_dir} trained {len(found)} schemes ({', '.join(found)}); a source "
                          "run must have one, with a network per seed. Run compare with one scheme for task A.")
-    return found[0]
+    return found[0], tuple(info["config"].get("classes", data.ALL_CLASSES))

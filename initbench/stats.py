@@ -24,7 +24,7 @@ class Paired:
             return "better"
         if self.high < 0:
             return "worse"
-        return f"indistinguishable at {self.seeds} seeds"
+        return f"indistinguishable at {self.seeds} seed{'s' * (self.seeds != 1)}"
 
 
 def paired(differences: list[float]) -> Paired:

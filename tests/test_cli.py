@@ -116,7 +116,8 @@ def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     numbers = json.loads(out.read_text())
     per = numbers["seconds_per_model_epoch"]
-    assert set(per) == {"floor", "batched", "sequential", "lesson"} and all(v > 0 for v in per.values())
+    assert set(per) == {"floor", "batched", "batched_frozen", "sequential", "lesson"}
+    assert all(v > 0 for v in per.values()) and "hidden layers frozen" in result.output
     assert numbers["ratios"]["batched_over_floor"] == pytest.approx(per["batched"] / per["floor"])
     assert numbers["models_in_batched_step"] == 6 and "GEMM floor" in result.output
 
