@@ -72,6 +72,12 @@ def _base(scheme: str) -> str:
         return scheme.partition(":")[0]
 
 
+def short(scheme: str) -> str:
+    """A scheme as a picture names it: a file scheme by its file's name, not its whole path."""
+    base, _, rest = scheme.partition(":")
+    return f"{base}:{Path(rest).name}" if rest and ("/" in rest or "\\" in rest) else scheme
+
+
 def colour(scheme: str) -> str:
     """The scheme's colour, whatever else a picture shows and in whatever order."""
     base = _base(scheme)
@@ -172,7 +178,7 @@ def plot_weight_histograms(weights: dict[str, list], path: Path) -> Figure:
             left_out = w.numel() - len(values)
             note = (f"\n({left_out} non-finite left out)" if left_out else "") + (
                 "\n(too narrow to see at this scale)" if narrow else "")
-            ax.set_title(f"{scheme}, layer {i + 1}: {_spread(values)}{note}", fontsize=8)
+            ax.set_title(f"{short(scheme)}, layer {i + 1}: {_spread(values)}{note}", fontsize=8)
             ax.set_xlim(limits[i])
             ax.xaxis.set_major_locator(MaxNLocator(4))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
@@ -241,8 +247,8 @@ def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> Figure:
     # An overflowed layer is flagged by inspect's table, and named here rather than drawn.
     overflowed = stats[~np.isfinite(stats[list(PROFILE)]).all(axis=1)].groupby("scheme")["layer"].unique()
     handles = [Line2D([], [], color=colour(s), marker=MARKERS[variant[s] % len(MARKERS)], markersize=4,
-                      label=s if s not in overflowed else
-                      f"{s} (non-finite, not drawn: layer{'s' * (len(overflowed[s]) > 1)} "
+                      label=short(s) if s not in overflowed else
+                      f"{short(s)} (non-finite, not drawn: layer{'s' * (len(overflowed[s]) > 1)} "
                       f"{', '.join(map(str, overflowed[s]))})")
                for s in stats["scheme"].unique()]
     if len(shown) > 1:
@@ -323,7 +329,8 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
         notes = [f"off scale, peak {peaks[scheme]:,.0f}"] if off_scale[scheme] else []
         notes += [diverged[scheme]] if scheme in diverged else []
         ax.plot(c["step"], c["mean"], DASHES[variant[scheme] % len(DASHES)], color=colour(scheme),
-                label=f"{scheme} ({'; '.join(notes)})" if notes else scheme, linewidth=1.2 if first else 0.8,
+                label=f"{short(scheme)} ({'; '.join(notes)})" if notes else short(scheme),
+                linewidth=1.2 if first else 0.8,
                 marker="o" if c["mean"].notna().sum() < 5 else None, markersize=3)  # a point or two: seen
         if seeds > 1 and not off_scale[scheme]:  # an off-scale band would only poke in at the edge
             ax.fill_between(c["step"], c["min"], c["max"], color=colour(scheme), alpha=0.2, linewidth=0)
