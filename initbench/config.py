@@ -241,14 +241,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"Config file {path} is not valid TOML: {e}.") from None
 
 
-def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[str], str]) -> None:
+def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[str], str],
+           parsers: Mapping[str, Callable[[Any], Any]] = PARSERS) -> None:
     for key, raw in source.items():
-        if key not in PARSERS:
-            close = difflib.get_close_matches(key, PARSERS, n=1)
+        if key not in parsers:
+            close = difflib.get_close_matches(key, parsers, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"Unknown setting {where(key)}.{hint} Valid keys: {', '.join(PARSERS)}.")
+            raise UsageError(f"Unknown setting {where(key)}.{hint} Valid keys: {', '.join(parsers)}.")
         try:
-            values[key] = PARSERS[key](raw)
+            values[key] = parsers[key](raw)
         except ValueError as e:
             raise UsageError(f"Invalid {where(key)}: {e}; got {raw!r}.") from None
 
@@ -258,7 +259,16 @@ def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None =
     values: dict[str, Any] = {}
     if config_file is not None:
         _apply(values, read_toml(config_file), lambda key: f"{key!r} in {config_file}")
-    _apply(values, options or {}, lambda key: CLI_NAMES.get(key, "--" + key.replace("_", "-")))
+    _apply(values, options or {}, _cli_name)
+    return _run_config(values)
+
+
+def _cli_name(key: str) -> str:
+    return CLI_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
+def _run_config(values: dict[str, Any]) -> RunConfig:
+    """A RunConfig of parsed flat ``values``, checked as a whole."""
     train = {k: values.pop(k) for k in TRAIN_KEYS & values.keys()}
     config = RunConfig(**values, train=TrainSettings(**train))
     check_batch_size(config.train.batch_size, config.train_samples or TRAIN_SPLIT)
@@ -306,9 +316,9 @@ class TransferConfig:
         """Stage A as a compare run: the source scheme, one network per seed, on task A's
         classes with the lesson's batch size, into ``<out>-source``."""
         out = None if self.run.out is None else self.run.out.with_name(self.run.out.name + "-source")
-        train = dataclasses.replace(TrainSettings(), hidden=self.run.train.hidden,
-                                    activation=self.run.train.activation, dropout=self.run.train.dropout,
-                                    lr=self.run.train.lr, epochs=self.source_epochs, classes=self.task_a)
+        train = TrainSettings(hidden=self.run.train.hidden, activation=self.run.train.activation,
+                              dropout=self.run.train.dropout, lr=self.run.train.lr, epochs=self.source_epochs,
+                              classes=self.task_a)
         return dataclasses.replace(self.run, schemes=(self.source_scheme,), train=train, train_samples=None,
                                    out=out, save_init=False)
 
@@ -339,21 +349,13 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
     layers: list[tuple[Mapping[str, Any], Callable[[str], str]]] = [(TRANSFER_DEFAULTS, lambda key: key)]
     if config_file is not None:
         layers.append((read_toml(config_file), lambda key: f"{key!r} in {config_file}"))
-    layers.append(({k: v for k, v in (options or {}).items() if v is not None},
-                   lambda key: CLI_NAMES.get(key, "--" + key.replace("_", "-"))))
+    layers.append(({k: v for k, v in (options or {}).items() if v is not None}, _cli_name))
     run_values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for source, where in layers:
-        ours = {k: v for k, v in source.items() if k in TRANSFER_PARSERS}
-        for key, raw in ours.items():
-            try:
-                extra[key] = TRANSFER_PARSERS[key](raw)
-            except ValueError as e:
-                raise UsageError(f"Invalid {where(key)}: {e}; got {raw!r}.") from None
+        _apply(extra, {k: v for k, v in source.items() if k in TRANSFER_PARSERS}, where, TRANSFER_PARSERS)
         _apply(run_values, {k: v for k, v in source.items() if k not in TRANSFER_PARSERS}, where)
-    train = {k: run_values.pop(k) for k in TRAIN_KEYS & run_values.keys()}
-    run = RunConfig(**run_values, train=TrainSettings(**train))
-    check_batch_size(run.train.batch_size, run.train_samples or TRAIN_SPLIT)
+    run = _run_config(run_values)
     task_a = extra.pop("task_a", tuple(c for c in range(len(CLASS_NAMES)) if c not in run.train.classes))
     config = TransferConfig(run, task_a, **extra)
     if set(task_a) & set(run.train.classes):
@@ -365,5 +367,4 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
     if config.unfreeze_after >= run.train.epochs:
         raise UsageError(f"--unfreeze-after {config.unfreeze_after} is not before the last epoch (--epochs "
                          f"{run.train.epochs}): give fewer epochs frozen, or more epochs.")
-    check_freezing(run.train)
     return config

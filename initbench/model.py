@@ -3,6 +3,7 @@ and dropout between them, and the dropout masks each model draws from its own ge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
@@ -25,6 +26,18 @@ class MLP(nn.Module):
         sizes = (N_INPUTS, *hidden, n_classes)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
         self.activation = ACTIVATION_FNS[activation]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The layer sizes, inputs first: (784, 256, 128, 10)."""
+        return (self.layers[0].in_features, *(layer.out_features for layer in self.layers))
+
+    @torch.no_grad()
+    def load_layers_(self, layers: Sequence[tuple[Tensor, Tensor]]) -> None:
+        """Copy (weight, bias) pairs into the lowest ``len(layers)`` layers, bit for bit."""
+        for layer, (weight, bias) in zip(self.layers, layers):
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
 
     def forward(self, x: Tensor, masks: list[Tensor] | None = None) -> Tensor:
         """``masks``: one dropout mask per hidden layer (values 0 or 1/(1-p)), or None."""

@@ -145,7 +145,7 @@ def weights_names(jobs: Mapping[Job, str]) -> dict[Job, str]:
     names: dict[Job, str] = {}
     for job, label in jobs.items():
         scheme = schemes.get(job.scheme)
-        if label == job.scheme and scheme.params == (schemes.registry.TEXT_PARAM,):
+        if label == job.scheme and scheme.takes_file:
             stem = scheme.name.replace(":", "-")[:len("pretrained-") + 12]
         else:
             stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", label)

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from initbench import data, diagnostics, engines, pictures, report, results, runfolder
+from initbench import checkpoint, data, diagnostics, engines, pictures, report, results, runfolder
 from initbench.config import RunConfig, TransferConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
@@ -266,8 +266,6 @@ def evaluate(paths: list[Path], config: RunConfig, fmt: str) -> None:
     it was trained on, print the table, and fail if any file's scores differ from those
     recorded when it was trained. ``config`` describes plain state dicts (hidden,
     activation, classes, split seed), and gives the device and data folder."""
-    from initbench import checkpoint
-
     files = [f for path in paths for f in _weights_files(path)]  # every path checked before any work
     device = engines.resolve_device(config.device)
     err = Console(stderr=True)
@@ -280,11 +278,8 @@ def evaluate(paths: list[Path], config: RunConfig, fmt: str) -> None:
             weights = checkpoint.load(path)
             job, engine, recorded, why_not = _evaluated_job(weights, config, in_run, device)
             model = MLP(job.settings.hidden, job.settings.activation, len(job.settings.classes))
-            checkpoint.check_shapes(weights, (model.layers[0].in_features, *(l.out_features for l in model.layers)))
-            with torch.no_grad():
-                for layer, (w, b) in zip(model.layers, weights.layers):
-                    layer.weight.copy_(w)
-                    layer.bias.copy_(b)
+            checkpoint.check_shapes(weights, model.sizes)
+            model.load_layers_(weights.layers)
             key = (job.settings.classes, weights.meta["data"]["split_seed"] if weights.meta else config.split_seed,
                    weights.meta["data"]["train_samples"] if weights.meta else None)
             if key not in loaded_splits:
@@ -317,8 +312,6 @@ def _weights_files(path: Path) -> list[tuple[Path, bool]]:
     """The files a PATH of evaluate stands for, each with whether it is in a run folder's weights/."""
     if str(path) in ("", "."):
         raise UsageError("An empty PATH was given. Give weights files or run folders.")
-    from initbench import checkpoint
-
     if path.is_dir():
         files = sorted((path / "weights").glob("*.safetensors"))
         if not files:
@@ -334,14 +327,11 @@ def _weights_files(path: Path) -> list[tuple[Path, bool]]:
     return found
 
 
-def _evaluated_job(weights, config: RunConfig, in_run: bool,  # noqa: ANN001
+def _evaluated_job(weights: checkpoint.Weights, config: RunConfig, in_run: bool,
                    device: torch.device) -> tuple[Job, str, tuple[float, float] | None, str]:
     """The job the weights came from (rebuilt from their record, or described by ``config``
     for a plain state dict), the engine that trained them, the accuracies recorded in
     training (None when there is nothing to compare), and why not or what to know."""
-    import dataclasses as dc
-
-
     meta = weights.meta
     if meta is None:
         return Job(weights.path.name, 0, config.train), "batched", None, "no record (a plain state dict)"
@@ -356,7 +346,7 @@ def _evaluated_job(weights, config: RunConfig, in_run: bool,  # noqa: ANN001
                              "Files in this run folder were swapped or renamed: take them from the run that wrote "
                              "them.")
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["job"]["settings"].items()}
-    job = Job(meta["job"]["scheme"], meta["job"]["seed"], dc.replace(TrainSettings(), **settings))
+    job = Job(meta["job"]["scheme"], meta["job"]["seed"], TrainSettings(**settings))
     trained = meta["trained_with"]
     if meta["weights"] != "final":
         return job, trained["engine"], None, "initial weights: no accuracy recorded"

@@ -161,10 +161,7 @@ class Population:
     def model(self, i: int) -> MLP:
         """Model ``i`` as a plain MLP on the CPU (a copy of its parameters as they stand)."""
         model = MLP(tuple(w.shape[1] for w in self.weights[:-1]), self.activation_name, self.weights[-1].shape[1])
-        with torch.no_grad():
-            for layer, w, b in zip(model.layers, self.weights, self.biases):
-                layer.weight.copy_(w[i])
-                layer.bias.copy_(b[i, 0])
+        model.load_layers_([(w[i], b[i, 0]) for w, b in zip(self.weights, self.biases)])
         return model
 
     def _buffer(self, name: str, *shape: int, count: int | None = None) -> Tensor:

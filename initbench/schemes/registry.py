@@ -121,6 +121,11 @@ class Scheme:
     convention: str = "paper"  # whose definition the name follows: one of CONVENTIONS
     init_model: ModelInitFn | None = None  # whole model: fn(model, context) -> each layer's provenance
 
+    @property
+    def takes_file(self) -> bool:
+        """Whether the name's parameter is a file (pretrained:PATH), keyed by its SHA-256."""
+        return self.params == (TEXT_PARAM,)
+
     def initialize(self, model: MLP, context: InitContext) -> list[str]:
         """Fill ``model``'s weights in place; return, per layer, where its weights came from."""
         if self.init_model is not None:
@@ -265,7 +270,7 @@ def get(spec: str) -> Scheme:
                              f"Keras's names are accepted too: {', '.join(ALIASES)}. "
                              "`initbench schemes` lists them all with their formulas.")
     scheme = _REGISTRY[name]
-    if scheme.params == (TEXT_PARAM,):
+    if scheme.takes_file:
         return _text_scheme(scheme, given, args)
     required = _required(name)
     if not args and not required:

@@ -76,25 +76,17 @@ def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> l
     Formula: W, b = the file's, layer by layer; a new output layer: --head-init
     Reference: Yosinski et al. 2014, "How transferable are features in deep neural networks?"
     """
-    import torch
-
     from initbench import checkpoint
 
     weights = checkpoint.load(Path(path).expanduser(), expect_sha256=sha256)
-    sizes = (model.layers[0].in_features, *(layer.out_features for layer in model.layers))
-    checkpoint.check_shapes(weights, sizes, head=False)
-    *body, head = model.layers
-    with torch.no_grad():
-        for layer, (w, b) in zip(body, weights.layers):
-            layer.weight.copy_(w)
-            layer.bias.copy_(b)
-    sources = [f"loaded from {path}"] * len(body)
-    file_head, same_classes = weights.layers[-1], weights.classes in (None, context.classes)
+    checkpoint.check_shapes(weights, model.sizes, head=False)
+    head, file_head = model.layers[-1], weights.layers[-1]
+    same_classes = weights.classes in (None, context.classes)
     if head.weight.shape == file_head[0].shape and same_classes:
-        with torch.no_grad():
-            head.weight.copy_(file_head[0])
-            head.bias.copy_(file_head[1])
-        return [*sources, f"loaded from {path}"]
+        model.load_layers_(weights.layers)
+        return [f"loaded from {path}"] * len(model.layers)
+    model.load_layers_(weights.layers[:-1])
+    sources = [f"loaded from {path}"] * (len(model.layers) - 1)
     scheme = get(context.head_init)
     scheme.init_layer(head, context.generator, context.activation, context.bias)
     why = (f"is for other classes: {describe(weights.classes)}" if not same_classes
