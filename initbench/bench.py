@@ -24,9 +24,8 @@ from typing import Any
 
 import torch
 
-from initbench import data, lesson
+from initbench import data, engines, lesson
 from initbench.config import LESSON_SCHEMES
-from initbench.engines import batched, sequential
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
 from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS
 from initbench.report import Activity
@@ -103,9 +102,9 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     lesson_loaders = lesson.loaders(config.data_dir)
     cases: dict[str, tuple[int, Callable[[], Any]]] = {  # name: (model-epochs, work)
         "floor": (1, gemm_floor(settings, len(splits.y_train), len(splits.y_val), len(splits.y_test), config.device)),
-        "batched": (len(population), lambda: batched.train(population, splits, config.device)),
-        "batched_frozen": (len(frozen), lambda: batched.train(frozen, splits, config.device)),
-        "sequential": (len(reference), lambda: sequential.train(reference, splits, config.device)),
+        "batched": (len(population), lambda: engines.train(population, splits, config.device, "batched")),
+        "batched_frozen": (len(frozen), lambda: engines.train(frozen, splits, config.device, "batched")),
+        "sequential": (len(reference), lambda: engines.train(reference, splits, config.device, "sequential")),
         "lesson": (1, lambda: lesson.train_model(lesson.lesson_model("rule"), *lesson_loaders, epochs=1)),
     }
     if config.device.type != "cpu":

@@ -25,7 +25,7 @@ from initbench import config as config_defaults, report
 from initbench.config import LESSON_SCHEMES, RunConfig
 from initbench.engines import ENGINES
 from initbench.errors import InitbenchError, Terminated, UsageError
-from initbench.jobs import ACTIVATIONS, TrainSettings
+from initbench.jobs import ACTIVATIONS, OPTIMIZERS, TrainSettings
 from initbench.schemes import BIAS_POLICIES
 
 app = typer.Typer(  # its help is _main's docstring
@@ -157,7 +157,12 @@ def compare(
     seeds: Annotated[Optional[int], _opt(help="Train each scheme with seeds 0..K-1.", default=len(RunConfig.seeds),
                                          metavar="K")] = None,
     seed_list: Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".', metavar="SEEDS")] = None,
-    lr: Annotated[Optional[float], _opt(help="Adam learning rate.", default=TrainSettings.lr, metavar="RATE")] = None,
+    lr: Annotated[Optional[float], _opt(help="Learning rate.", default=TrainSettings.lr, metavar="RATE")] = None,
+    optimizer: Annotated[_choice(OPTIMIZERS), _opt(
+        help="adam (torch.optim.Adam's defaults, as in the lesson) or sgd (with --momentum).",
+        default=TrainSettings.optimizer)] = None,
+    momentum: Annotated[Optional[float], _opt(help="SGD's momentum.", default=TrainSettings.momentum,
+                                              metavar="M")] = None,
     batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default=TrainSettings.batch_size,
                                               metavar="N")] = None,
     hidden: HiddenOption = None,
@@ -168,7 +173,7 @@ def compare(
     train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
                                                  default="all 48,000", metavar="N")] = None,
     split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
-                                              default=RunConfig.split_seed, metavar="SEED")] = None,
+                                              default=TrainSettings.split_seed, metavar="SEED")] = None,
     plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.",
                                                 default=RunConfig.plot_batches, metavar="N")] = None,
     track_stats: Annotated[Optional[bool], _flag(
@@ -217,7 +222,8 @@ def compare(
             raise UsageError("Give either --seeds or --seed-list, not both.")
         resolved = _resolve(config, {
             "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
-            "lr": lr, "batch_size": batch_size, "hidden": hidden, "dropout": dropout,
+            "lr": lr, "optimizer": optimizer, "momentum": momentum, "batch_size": batch_size, "hidden": hidden,
+            "dropout": dropout,
             "activation": activation, "bias": bias, "track_stats": track_stats, "lesson_eval": lesson_eval,
             "classes": classes, "head_init": head_init, "freeze": freeze, "unfreeze_after": unfreeze_after,
             "unfreeze_lr": unfreeze_lr, "save_weights": save_weights, "save_init": save_init,
@@ -232,8 +238,8 @@ def compare(
 
 @app.command("report")
 def report_(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders written by initbench compare.", show_default=False,
-                                               metavar="RUN_DIR")],
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by initbench compare, or a sweep folder.",
+                                               show_default=False, metavar="DIR")],
     fmt: FormatOption = None,
     pictures: Annotated[bool, typer.Option(help="Redraw each run's pictures in its folder. [default: on]",
                                            show_default=False)] = True,
@@ -242,14 +248,56 @@ def report_(
     """Print finished runs' table and redraw their pictures.
 
     Nothing is trained: the table comes from each run's runs.csv, the pictures
-    from its losses.csv (and layer_stats.csv).
+    from its losses.csv (and layer_stats.csv). With several runs, their rows
+    share one table, with a column naming the run.
 
-    With several runs, their rows share one table, with a column naming the run.
+    A sweep folder (of initbench sweep) is reported from its store, every job it
+    holds: per grid cell and scheme, mean ± std over seeds and the paired
+    difference to the cell's best scheme with its 95% interval and verdict;
+    its CSVs and pictures are rewritten.
     """
     with _errors_to_exit(debug):
         from initbench import runner
 
         runner.report_runs(runs, _stdout_format(fmt), pictures)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="TOML file: compare's settings, and a [grid] table of settings to "
+                                           "vary, each with a list of values.", show_default=False,
+                                           metavar="CONFIG")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", "-s", help="KEY=VALUE: fix a setting (taking it out of the grid), e.g. seeds=5; "
+        "grid.KEY=[...] to vary one, e.g. 'grid.lr=[0.001, 0.01]'. Repeatable.", show_default=False,
+        metavar="KEY=VALUE")] = None,
+    out: Annotated[Optional[str], _opt("--out", "-o", help="The sweep's folder: run again, it resumes or extends.",
+                                       metavar="DIR", default="results/<CONFIG's name>")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the jobs, train nothing.")] = False,
+    fmt: FormatOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train a grid of settings x schemes x seeds into a resumable store.
+
+    Every combination of the [grid] settings (a cell) is trained for every
+    scheme and seed. Jobs are keyed by what they are, and each finished chunk
+    is committed to the folder's store.sqlite: running the same command again
+    (after an interruption, or with more seeds or values) trains only the jobs
+    the store lacks. Prints the plan (jobs, chunks, estimated time and memory)
+    and then the report: per cell, each scheme against the cell's best, paired
+    over seeds; writes runs.csv, cells.csv, pictures, sweep.toml and sweep.json.
+    """
+    with _errors_to_exit(debug):
+        from initbench import config as config_mod, store
+
+        resolved = config_mod.resolve_sweep(config, set_, {"out": out} if out is not None else {},
+                                            default_out=Path("results") / config.stem)
+        assert resolved.run.out is not None
+        store.check_folder(resolved.run.out, "sweep")
+        from initbench import sweep as sweeps
+
+        sweeps.run(resolved, str(config), _stdout_format(fmt), quiet, dry_run)
 
 
 @app.command()
@@ -370,7 +418,7 @@ def evaluate(
     activation: ActivationOption = None,
     classes: ClassesOption = None,
     split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
-                                              default=RunConfig.split_seed, metavar="SEED")] = None,
+                                              default=TrainSettings.split_seed, metavar="SEED")] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="cpu",
                                           metavar="DEVICE")] = None,
     data_dir: DataDirOption = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import json
 import re
 import tomllib
@@ -21,7 +22,7 @@ from initbench import schemes as scheme_registry
 from initbench.data import CLASS_NAMES, TRAIN_SPLIT, class_number, default_data_dir, describe
 from initbench.engines import ENGINES
 from initbench.errors import UsageError
-from initbench.jobs import ACTIVATIONS, Job, TrainSettings, check_batch_size
+from initbench.jobs import ACTIVATIONS, OPTIMIZERS, Job, TrainSettings, check_batch_size
 from initbench.schemes import BIAS_POLICIES
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
@@ -33,8 +34,6 @@ class RunConfig:
     schemes: tuple[str, ...] = LESSON_SCHEMES
     seeds: tuple[int, ...] = (0,)
     train: TrainSettings = TrainSettings()
-    train_samples: int | None = None  # None: the whole training split
-    split_seed: int = 0
     plot_batches: int = 100
     track_stats: bool = False  # per-layer statistics after every epoch (layer_stats.csv)
     device: str = "auto"
@@ -128,10 +127,13 @@ def _schemes(value: Any) -> tuple[str, ...]:
     names = value.split(",") if isinstance(value, str) else list(value)
     if not names or not all(isinstance(n, str) for n in names):
         raise ValueError("must be a list of scheme names")
+    canonical: dict[str, str] = {}
     for name in names:
-        scheme_registry.get(name)  # raises with the valid names and the closest match
-    if len(set(names)) != len(names):
-        raise ValueError(f"names a scheme twice: {', '.join(names)}")
+        key = scheme_registry.get(name).name  # raises with the valid names and the closest match
+        if key in canonical:
+            same = "twice" if canonical[key] == name else f"twice ({canonical[key]} and {name} are the same scheme)"
+            raise ValueError(f"names a scheme {same}: {', '.join(names)}")
+        canonical[key] = name
     return tuple(names)
 
 
@@ -196,6 +198,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "seeds": _seeds,
     "epochs": _whole(1),
     "lr": _number(1e-300, float("inf"), "greater than 0"),
+    "optimizer": _choice(*OPTIMIZERS),
+    "momentum": _number(0.0, 1.0, "from 0 up to (not including) 1"),
     "batch_size": _whole(1),
     "hidden": _hidden,
     "dropout": _number(0.0, 1.0, "from 0 up to (not including) 1"),
@@ -271,7 +275,7 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     """A RunConfig of parsed flat ``values``, checked as a whole."""
     train = {k: values.pop(k) for k in TRAIN_KEYS & values.keys()}
     config = RunConfig(**values, train=TrainSettings(**train))
-    check_batch_size(config.train.batch_size, config.train_samples or TRAIN_SPLIT)
+    check_batch_size(config.train.batch_size, config.train.train_samples or TRAIN_SPLIT)
     check_freezing(config.train)
     return config
 
@@ -316,11 +320,11 @@ class TransferConfig:
         """Stage A as a compare run: the source scheme, one network per seed, on task A's
         classes with the lesson's batch size, into ``<out>-source``."""
         out = None if self.run.out is None else self.run.out.with_name(self.run.out.name + "-source")
-        train = TrainSettings(hidden=self.run.train.hidden, activation=self.run.train.activation,
-                              dropout=self.run.train.dropout, lr=self.run.train.lr, epochs=self.source_epochs,
-                              classes=self.task_a)
-        return dataclasses.replace(self.run, schemes=(self.source_scheme,), train=train, train_samples=None,
-                                   out=out, save_init=False)
+        b = self.run.train
+        train = TrainSettings(hidden=b.hidden, activation=b.activation, dropout=b.dropout, lr=b.lr,
+                              optimizer=b.optimizer, momentum=b.momentum, epochs=self.source_epochs,
+                              classes=self.task_a, split_seed=b.split_seed)
+        return dataclasses.replace(self.run, schemes=(self.source_scheme,), train=train, out=out, save_init=False)
 
     def to_toml(self) -> str:
         extra = {"task_a": list(self.task_a), "source_scheme": self.source_scheme,
@@ -368,3 +372,107 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
         raise UsageError(f"--unfreeze-after {config.unfreeze_after} is not before the last epoch (--epochs "
                          f"{run.train.epochs}): give fewer epochs frozen, or more epochs.")
     return config
+
+
+# --- sweeps: a grid of settings, every combination trained for every scheme and seed
+
+
+SWEEP_DEFAULTS: dict[str, Any] = {"save_weights": False}  # a grid's weights can fill a disk: keep them when asked
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """``run``'s settings, with each ``grid`` setting taking each of its values in turn:
+    the sweep is every combination (a cell), each trained for every scheme and seed."""
+
+    run: RunConfig
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (setting, its values), in the order given
+
+    def cells(self) -> list[TrainSettings]:
+        keys = [k for k, _ in self.grid]
+        return [dataclasses.replace(self.run.train, **dict(zip(keys, combo)))
+                for combo in itertools.product(*(values for _, values in self.grid))]
+
+    def jobs(self) -> list[Job]:
+        """One job per (cell, seed, scheme), cell by cell."""
+        return [Job(scheme, seed, cell) for cell in self.cells() for seed in self.run.seeds
+                for scheme in self.run.schemes]
+
+    def to_toml(self) -> str:
+        """This sweep as a config file (its grid under [grid])."""
+        def value(v: Any) -> Any:
+            return list(v) if isinstance(v, tuple) else v
+        return self.run.to_toml() + "\n[grid]\n" + "".join(
+            f"{k} = {json.dumps([value(v) for v in values])}\n" for k, values in self.grid)
+
+
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """--set KEY=VALUE: VALUE as a TOML value (5, 0.01, true, ["relu", "tanh"]) or, when it
+    is not one, as text (256x30, sandal,shirt)."""
+    name, sep, raw = assignment.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"--set takes KEY=VALUE, e.g. --set seeds=5 or --set 'grid.lr=[0.001, 0.01]'; got "
+                         f"{assignment!r}.")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return name.strip(), value
+
+
+def resolve_sweep(config_file: Path, sets: list[str] | None = None, options: Mapping[str, Any] | None = None,
+                  default_out: Path | None = None) -> SweepConfig:
+    """SWEEP_DEFAULTS, overridden by ``config_file``, overridden by ``sets`` (--set KEY=VALUE
+    fixes a setting, taking it out of the grid; grid.KEY=[...] makes it vary), overridden
+    by command-line ``options`` (--out); ``default_out`` where none of them sets ``out``.
+    Every cell is checked here, before any work."""
+    values = dict(SWEEP_DEFAULTS)
+    settings = read_toml(config_file)
+    grid_raw = settings.pop("grid", {})
+    if not isinstance(grid_raw, dict):
+        raise UsageError(f"'grid' in {config_file} must be a table ([grid]) of settings, each with a list of values.")
+    where_file = lambda key: f"{key!r} in {config_file}"  # noqa: E731
+    fixed = dict(settings)
+    for name, value in (parse_set(s) for s in sets or []):
+        if name.startswith("grid."):
+            grid_raw[name.removeprefix("grid.")] = value
+            fixed.pop(name.removeprefix("grid."), None)
+        else:
+            fixed[name] = value
+            grid_raw.pop(name, None)
+    try:
+        _apply(values, fixed, lambda key: f"{key!r} ({config_file} or --set)")
+    except UsageError as e:
+        lists = [k for k, v in fixed.items() if k in TRAIN_KEYS and isinstance(v, list)]
+        raise UsageError(f"{e} To try several values of a setting, list them under [grid] in the file (or "
+                         "--set 'grid.KEY=[...]').") if lists else e from None
+    _apply(values, options or {}, _cli_name)
+    grid: list[tuple[str, tuple[Any, ...]]] = []
+    for key, alternatives in grid_raw.items():
+        where = where_file(f"grid.{key}")
+        if key not in TRAIN_KEYS:
+            allowed = "" if key in PARSERS else f" Valid keys: {', '.join(sorted(TRAIN_KEYS))}."
+            raise UsageError(f"{where} cannot vary in a sweep: a grid varies training settings (schemes and seeds "
+                             f"are set at the top, and every cell trains them all).{allowed}")
+        if not isinstance(alternatives, list) or not alternatives:
+            raise UsageError(f"Invalid {where}: must be a list of values to try, e.g. {key} = [...]; got "
+                             f"{alternatives!r}.")
+        parsed: list[Any] = []
+        for raw in alternatives:
+            one: dict[str, Any] = {}
+            _apply(one, {key: raw}, lambda k: where)
+            if one[key] in parsed:
+                raise UsageError(f"Invalid {where}: {raw!r} is given twice.")
+            parsed.append(one[key])
+        grid.append((key, tuple(parsed)))
+    if default_out is not None and values.get("out") is None:
+        values["out"] = default_out
+    sweep = SweepConfig(_run_config(values), tuple(grid))
+    for cell in sweep.cells():
+        try:
+            check_batch_size(cell.batch_size, cell.train_samples or TRAIN_SPLIT)
+            check_freezing(cell)
+        except UsageError as e:
+            varied = ", ".join(f"{k} = {getattr(cell, k)!r}" for k, _ in grid)
+            raise UsageError(f"In the grid's cell {varied}: {e}") from None
+    return sweep

@@ -35,7 +35,7 @@ def layer_stats(model: MLP, x: Tensor, y: Tensor) -> list[dict[str, float]]:
     output mean and std (after the activation; logits for the last layer), the share of
     units that output 0 on every image, the weight gradient's norm, and how many distinct
     units the layer has (identical units get identical gradients: they never separate)."""
-    model = copy.deepcopy(model).cpu()
+    model = copy.deepcopy(model).cpu().requires_grad_(True)  # frozen layers too: what their gradient would be
     outputs = []
     h = x
     for i, layer in enumerate(model.layers):
@@ -61,6 +61,12 @@ def layer_stats(model: MLP, x: Tensor, y: Tensor) -> list[dict[str, float]]:
                 "distinct_units": len(torch.unique(units, dim=0)),
             })
     return rows
+
+
+def epoch_rows(model: MLP, batch: tuple[Tensor, Tensor] | None, epoch: int) -> list[dict[str, float]]:
+    """``layer_stats`` on ``batch`` (a ``stats_batch``), each row with its ``epoch`` (0: at
+    init); none without a batch (statistics not asked for)."""
+    return [] if batch is None else [{"epoch": epoch, **row} for row in layer_stats(model, *batch)]
 
 
 def flags(rows: list[dict[str, float]]) -> list[str]:

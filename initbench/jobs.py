@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from initbench.model import MLP
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "selu")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,16 @@ class TrainSettings:
     hidden: tuple[int, ...] = (256, 128)
     dropout: float = 0.2
     lr: float = 1e-3
+    optimizer: str = "adam"  # Adam (torch.optim.Adam's defaults, as in the lesson) or SGD
+    momentum: float = 0.9  # SGD's (Adam has its own moments and ignores this)
     batch_size: int = 100
     epochs: int = 2
     activation: str = "relu"
     bias: str = "scheme"  # the scheme's own bias, or "zeros", or "default" (PyTorch's)
     lesson_eval: bool = False  # score with dropout still on, as the lesson's helper does (no model.eval())
     classes: tuple[int, ...] = tuple(range(10))  # FashionMNIST's labels the model tells apart, in output order
+    train_samples: int | None = None  # a seeded subset of the training split; None: all of it
+    split_seed: int = 0  # of the train/validation split
     head_init: str = "default"  # the scheme of an output layer that pretrained cannot load (other classes)
     freeze: int = 0  # the lowest layers kept as initialized
     unfreeze_after: int | None = None  # train the frozen layers again after this many epochs
@@ -43,6 +48,11 @@ class TrainSettings:
     def eval_dropout(self) -> bool:
         """Whether models are scored with dropout on (--lesson-eval, and dropout to leave on)."""
         return self.lesson_eval and self.dropout > 0
+
+    @property
+    def data(self) -> tuple[tuple[int, ...], int, int | None]:
+        """What decides the images: (classes, split_seed, train_samples)."""
+        return self.classes, self.split_seed, self.train_samples
 
     @property
     def layers(self) -> int:
@@ -65,7 +75,13 @@ class Job:
     settings: TrainSettings
 
 
-EpochHook = Callable[[Job, int, "MLP"], None]  # (job, epoch: 0 at init, model as it stands)
+@dataclass(frozen=True)
+class Keep:
+    """What an engine puts in each JobResult beside its accuracies and losses."""
+
+    weights: bool = False  # the final state dict
+    initial: bool = False  # the state dict as initialized
+    layer_stats: bool = False  # per-layer statistics at init and after every epoch
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,7 @@ class JobResult:
     diverged_at: int | None  # 1-based number of the batch whose loss was NaN/inf, if any
     weights: dict[str, Tensor] | None = None  # the final state dict (on the CPU), when asked for
     initial: dict[str, Tensor] | None = None  # the state dict as initialized, when asked for
+    layer_stats: list[dict[str, float]] | None = None  # diagnostics.layer_stats rows with their "epoch" (0: init)
 
 
 def check_batch_size(batch_size: int, n_train: int) -> None:
@@ -116,12 +133,13 @@ def correct(logits: Tensor, y: Tensor) -> Tensor:
 
 
 def result(job: Job, losses: Tensor, val_acc: list[float], test_acc: float, diverged_at: int | None,
-           weights: dict[str, Tensor] | None = None, initial: dict[str, Tensor] | None = None) -> JobResult:
+           weights: dict[str, Tensor] | None = None, initial: dict[str, Tensor] | None = None,
+           layer_stats: list[dict[str, float]] | None = None) -> JobResult:
     """A JobResult whose losses are NaN after the batch where the model diverged."""
     losses = losses.cpu().clone()
     if diverged_at is not None:
         losses.view(-1)[diverged_at:] = math.nan
-    return JobResult(job, losses, val_acc, test_acc, diverged_at, weights, initial)
+    return JobResult(job, losses, val_acc, test_acc, diverged_at, weights, initial, layer_stats)
 
 
 def state_dict(model: MLP) -> dict[str, Tensor]:

@@ -397,3 +397,79 @@ def plot_transfer(runs: pd.DataFrame, comparison: pd.DataFrame, path: Path, titl
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle(title.replace("; ", "\n"), fontsize=10)
     return _save(fig, path)
+
+
+def _cell_label(row: pd.Series, settings: list[str]) -> str:
+    return ", ".join(f"{k} {row[k]}" for k in settings) or "all jobs"
+
+
+def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path: Path) -> Figure:
+    """Validation accuracy against one varied ``setting`` (its values in the sweep's order),
+    a line per scheme at the mean over seeds with a band of ± one std; a panel for each
+    combination of the other varied settings; chance marked."""
+    plt = _pyplot()
+    others = [k for k in varied if k != setting]
+    panels = list(cells.groupby(others, sort=False)) if others else [((), cells)]
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns + 2.2, 3.6 * rows + 0.6), squeeze=False,
+                             sharey=True, layout="constrained")
+    order = list(dict.fromkeys(cells[setting]))
+    seeds = int(cells["seeds"].max())
+    for ax, (key, panel) in zip(axes.flat, panels):
+        for scheme, line in panel.groupby("scheme", sort=False):
+            x = [order.index(v) for v in line[setting]]
+            mean, std = 100 * line["val_acc_mean"].to_numpy(), 100 * line["val_acc_std"].fillna(0).to_numpy()
+            ax.plot(x, mean, "-o", color=colour(scheme), label=short(scheme), markersize=4, linewidth=1.4)
+            if seeds > 1:
+                ax.fill_between(x, mean - std, mean + std, color=colour(scheme), alpha=0.15, linewidth=0)
+        chance = panel["chance"].unique()
+        if len(chance) == 1:
+            ax.axhline(100 * chance[0], color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
+            ax.annotate(f"chance {100 * chance[0]:.0f}%", (1, 100 * chance[0]), xycoords=("axes fraction", "data"),
+                        xytext=(-4, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8,
+                        color="0.3")
+        ax.set_xticks(range(len(order)), order)
+        ax.set(xlabel=setting.replace("_", " "), xlim=(-0.3, len(order) - 0.7))
+        if others:
+            ax.set_title(_cell_label(panel.iloc[0], others), fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Validation accuracy (%)")
+    band = f"line: mean over {seeds} seeds\nband: ± one std" if seeds > 1 else None
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=9, title=band, title_fontsize=9,
+               alignment="left")
+    fig.suptitle(f"Validation accuracy by {setting.replace('_', ' ')}", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path) -> Figure:
+    """Scheme (rows, best on average first) x grid cell (columns): mean validation accuracy,
+    written in each square; a square is outlined where the scheme is the cell's best or
+    indistinguishable from it."""
+    plt = _pyplot()
+    labels = list(dict.fromkeys(_cell_label(row, varied).replace(", ", "\n") for _, row in cells.iterrows()))
+    schemes_shown = list(cells.groupby("scheme")["val_acc_mean"].mean().sort_values(ascending=False).index)
+    grid = np.full((len(schemes_shown), len(labels)), np.nan)
+    top = np.zeros_like(grid, dtype=bool)
+    for _, row in cells.iterrows():
+        i, j = schemes_shown.index(row["scheme"]), labels.index(_cell_label(row, varied).replace(", ", "\n"))
+        grid[i, j] = 100 * row["val_acc_mean"]
+        top[i, j] = row["verdict"] != "worse"
+    fig, ax = plt.subplots(figsize=(1.15 * len(labels) + 3.2, 0.48 * len(schemes_shown) + 1.9),
+                           layout="constrained")
+    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8,
+                    color="black" if value > 60 else "white", fontweight="bold" if top[i, j] else "normal")
+            if top[i, j]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_yticks(range(len(schemes_shown)), [short(s) for s in schemes_shown])
+    fig.colorbar(image, ax=ax, label="Validation accuracy (%)", shrink=0.9)
+    ax.set_title("Mean validation accuracy; outlined: the cell's best, or indistinguishable from it", fontsize=10)
+    return _save(fig, path)

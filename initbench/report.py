@@ -215,23 +215,57 @@ def transfer_listing(comparison: pd.DataFrame, title: str) -> Listing:
     """Each start's validation accuracy and its paired difference to the best scratch scheme."""
     rows = comparison.to_dict("records")
     baseline = rows[0]["baseline"]
-
-    def diff(r: dict[str, Any]) -> str:
-        if r["scheme"] == baseline:
-            return ""
-        interval = "" if math.isnan(r["diff_low"]) else f" [{100 * r['diff_low']:+.2f}, {100 * r['diff_high']:+.2f}]"
-        return f"{100 * r['diff_mean']:+.2f}{interval}"
-
     columns = [
         Column("Start", [r["scheme"] for r in rows], left=True),
         Column("Validation accuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
-        Column("Difference to\nbest scratch [95% CI]", [diff(r) for r in rows]),
+        Column("Difference to\nbest scratch [95% CI]", [_difference(r) for r in rows]),
         Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
     ]
     seeds = int(comparison["seeds"].max())
     notes = [f"Mean ± std over {plural(seeds, 'seed')}; differences in percentage points against {baseline} on the "
              "same seeds (same batches), with a t-interval over seeds."]
     return Listing(title, columns, rows, notes)
+
+
+def _difference(r: dict[str, Any]) -> str:
+    """A paired difference in points, with its 95% interval when there is one."""
+    if r["scheme"] == r["baseline"]:
+        return ""
+    interval = "" if math.isnan(r["diff_low"]) else f" [{100 * r['diff_low']:+.2f}, {100 * r['diff_high']:+.2f}]"
+    return f"{100 * r['diff_mean']:+.2f}{interval}"
+
+
+def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str) -> Listing:
+    """Per grid cell (its varied settings) and scheme: validation accuracy, and the paired
+    difference to the cell's best scheme with its verdict; a line between cells."""
+    rows = cells.to_dict("records")
+    columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True) for k in varied]
+    columns += [
+        Column("Scheme", [r["scheme"] for r in rows], left=True),
+        Column("Validation\naccuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
+        Column("Test\naccuracy", [_pct(r["test_acc_mean"]) for r in rows], drop=1),
+        Column("Difference to the\ncell's best [95% CI]", [_difference(r) for r in rows]),
+        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
+    ]
+    ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in varied)]
+    notes = ["Differences in percentage points against the best scheme of the same cell, paired by seed "
+             "(the same batches), with a t-interval over seeds; \"better\" or \"worse\" when the interval "
+             "excludes 0."]
+    return Listing(title, columns, rows, notes, tuple(ends))
+
+
+def jobs_listing(rows: list[dict[str, Any]]) -> Listing:
+    """A sweep's jobs (``--dry-run``): varied settings, scheme, seed, key, and whether the
+    store already holds it."""
+    headers = [k for k in rows[0] if k not in ("scheme", "seed", "key", "status")] if rows else []
+    columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True) for k in headers]
+    columns += [Column("Scheme", [r["scheme"] for r in rows], left=True),
+                Column("Seed", [str(r["seed"]) for r in rows]),
+                Column("Key", [r["key"][:16] for r in rows], left=True, drop=1),
+                Column("Status", [r["status"] for r in rows], left=True)]
+    todo = sum(r["status"] == "to train" for r in rows)
+    return Listing(f"{plural(len(rows), 'job')}, {todo:,} to train", columns, rows,
+                   ["Key: the first 16 hex digits of the job's SHA-256 key (all 64 with --format json or csv)."])
 
 
 def _range(low_high: tuple[float, float], fmt: str) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 import initbench
-from initbench import checkpoint, schemes, stats
+from initbench import checkpoint, schemes, stats, store
 from initbench.data import CLASS_NAMES
 from initbench.jobs import Job, JobResult
 from initbench.model import N_INPUTS
@@ -163,20 +163,21 @@ def architecture(job: Job) -> dict[str, Any]:
             "classes": list(s.classes), "class_names": [CLASS_NAMES[c] for c in s.classes]}
 
 
-def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str],
-                    about_run: dict[str, Any]) -> dict[str, Callable[[Path], None]]:
+def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str], about_run: dict[str, Any],
+                    names: Mapping[Job, str] | None = None) -> dict[str, Callable[[Path], None]]:
     """``weights/<name>`` (final) and, where kept, ``weights/init/<name>`` (initial) for every
-    result, each with its metadata: the architecture, the job, ``about_run`` (data identity,
-    engine, device) and, for final weights, the accuracy recorded now."""
+    result, each with its metadata: the architecture, the job and its store key, ``about_run``
+    (data identity, engine, device) and, for final weights, the accuracy recorded now.
+    ``names``: each job's file name (by default ``weights_names(jobs)``)."""
     files: dict[str, Callable[[Path], None]] = {}
-    names = weights_names(jobs)
+    names = names or weights_names(jobs)
     for result in trained:
         job, name = result.job, names[result.job]
         meta = {
             "initbench": initbench.__version__,
             "architecture": architecture(job),
             "job": {"scheme": job.scheme, "name": jobs[job], "scheme_key": schemes.get(job.scheme).name,
-                    "seed": job.seed,
+                    "key": store.key(job), "seed": job.seed,
                     "settings": _jsonable(dataclasses.asdict(job.settings))},
             **about_run,
         }

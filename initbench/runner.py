@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from initbench import checkpoint, data, diagnostics, engines, pictures, report, results, runfolder
+from initbench import checkpoint, data, diagnostics, engines, pictures, report, results, runfolder, store, sweep
 from initbench.config import RunConfig, TransferConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
@@ -44,71 +43,64 @@ Finish = Callable[[pd.DataFrame, pd.DataFrame], tuple[dict[str, Callable[[Path],
 def _train_run(config: RunConfig, jobs: dict[Job, str], name: str, fmt: str, quiet: bool,
                finish: Finish | None = None, kind: str = "scheme") -> Path:
     """Train ``jobs`` (each with the name its rows get: its scheme, or a transfer strategy)
-    on ``config``'s data with its engine, write the run folder, print its table. ``finish``
-    (runs, summary) adds files and gives the table to print instead of the accuracy table."""
+    on ``config``'s data with its engine into the run folder's store, write the views of the
+    store (CSVs, pictures) and the weights, print its table. ``finish`` (runs, summary) adds
+    files and gives the table to print instead of the accuracy table."""
     started = datetime.now().astimezone()
     err = Console(stderr=True)
     activity = report.Activity(err, quiet)
     device = engines.resolve_device(config.device)
+    train = config.train
     with runfolder.run_folder(config.out or _stamped(started, name), config.overwrite) as folder, \
             activity.running():
         activity.stage("Loading FashionMNIST")
-        classes = config.train.classes
-        splits = data.load(config.data_dir, config.split_seed, config.train_samples, classes, activity.stage).to(device)
-        n_batches = batches_per_epoch(len(splits.y_train), config.train.batch_size)
-        of_classes = "" if classes == data.ALL_CLASSES else f" of classes {data.describe(classes)}"
+        splits = data.load(config.data_dir, train.split_seed, train.train_samples, train.classes,
+                           activity.stage).to(device)
+        n_batches = batches_per_epoch(len(splits.y_train), train.batch_size)
+        of_classes = "" if train.classes == data.ALL_CLASSES else f" of classes {data.describe(train.classes)}"
         activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(set(jobs.values())), kind)}"
                       f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
-                      f"{of_classes}, {report.plural(config.train.epochs, 'epoch')} of {n_batches:,} batches, "
+                      f"{of_classes}, {report.plural(train.epochs, 'epoch')} of {n_batches:,} batches, "
                       f"{config.engine} engine on {device}")
-        stats: list[dict] = []
-        if config.track_stats:
-            x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
-
-            def track(job: Job, epoch: int, model: MLP) -> None:
-                stats.extend({"scheme": jobs[job], "seed": job.seed, "epoch": epoch, **row}
-                             for row in diagnostics.layer_stats(model, x_stats, y_stats))
-
-        tic = time.perf_counter()
         epochs = max(job.settings.epochs for job in jobs)
         activity.stage("Training", total=len(jobs) * epochs * n_batches)
-        trained = engines.train(list(jobs), splits, device, config.engine, config.max_batch_models, activity.tick,
-                                track if config.track_stats else None, config.save_weights, config.save_init)
-        train_seconds = time.perf_counter() - tic
-
+        keys = [store.key(job) for job in jobs]
+        with store.open_store(folder.staging, "run") as st:
+            tally = sweep.train_into(st, jobs, config, device, activity, folder.staging,
+                                     results.weights_names(jobs) if config.save_weights else None,
+                                     {train.data: splits})
+            # Everything below is a view of the store.
+            stored = st.results(keys)
         activity.stage("Writing the results and drawing the pictures")
-        runs = results.runs_frame(trained, jobs)
+        names = {r.job: jobs[job] for r, job in zip(stored, jobs)}
+        runs = results.runs_frame(stored, names)
         summary = results.summary_frame(runs)
-        losses = results.losses_frame(trained, jobs)
+        losses = results.losses_frame(stored, names)
         environment = results.environment(device)
-        data_identity = data.identity(config.split_seed, config.train_samples, classes)
         run_info = {
             "config": config.to_dict() | {"out": str(folder.path)},
             **environment,
             "data": splits.sizes(),
-            "data_identity": data_identity,
+            "data_identity": data.identity(train.split_seed, train.train_samples, train.classes),
             "started": started.isoformat(timespec="seconds"),
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "train_seconds": round(train_seconds, 3),
+            "train_seconds": round(tally.train_seconds, 3),
         }
-        stats_frame = pd.DataFrame(stats)
+        stats_frame = pd.DataFrame([{"scheme": names[r.job], "seed": r.job.seed, **row}
+                                    for r in stored for row in r.layer_stats or []])
         stats_files = ({"layer_stats.csv": runfolder.csv_writer(stats_frame),
-                        "layer_stats.png": _stats_picture(stats_frame)} if stats else {})
+                        "layer_stats.png": _stats_picture(stats_frame)} if config.track_stats else {})
         extra, listing = finish(runs, summary) if finish else (
-            {}, report.accuracy_listing(summary, config.train.epochs, config.train.eval_dropout))
+            {}, report.accuracy_listing(summary, train.epochs, train.eval_dropout))
         runfolder.write_files(folder.staging, {
             "accuracy.csv": runfolder.csv_writer(summary),
             "runs.csv": runfolder.csv_writer(runs),
             "losses.csv": runfolder.csv_writer(losses),
-            **_loss_pictures(losses, config.plot_batches, n_batches, len(classes)),
+            **_loss_pictures(losses, config.plot_batches, n_batches, len(train.classes)),
             "run.json": runfolder.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
             **stats_files,
             **extra,
-            **results.weights_writers(trained, jobs, {
-                "data": data_identity | {"sizes": splits.sizes()},
-                "trained_with": {"engine": config.engine, "device": str(device),
-                                 "device_name": environment["device_name"]}}),
         })
     report.show(listing, fmt, Console())
     _print_where(err, folder)
@@ -134,7 +126,13 @@ def _print_where(console: Console, folder: runfolder.RunFolder) -> None:
 
 def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
     """Print the table of finished compare runs (one table; a column names each row's run
-    when there are several) and, with ``redraw``, draw their pictures again in their folders."""
+    when there are several) and, with ``redraw``, draw their pictures again in their folders.
+    A sweep folder is reported alone, from its store."""
+    if any(store.kind(folder) == "sweep" for folder in folders if folder.is_dir()):
+        if len(folders) > 1:
+            raise UsageError("A sweep folder is reported alone: give one sweep folder, or compare run folders.")
+        sweep.report_folder(folders[0], fmt, redraw)
+        return
     finished = [_finished_run(folder) for folder in folders]  # every folder checked before any drawing
     frames = []
     for folder, info, runs in finished:
@@ -226,7 +224,8 @@ def inspect(config: RunConfig, fmt: str = "table") -> Path:
     with runfolder.run_folder(config.out or _stamped(started, "inspect"), config.overwrite) as folder, \
             activity.running():
         activity.stage("Loading FashionMNIST")
-        splits = data.load(config.data_dir, config.split_seed, classes=config.train.classes, log=activity.stage)
+        splits = data.load(config.data_dir, config.train.split_seed, classes=config.train.classes,
+                           log=activity.stage)
         x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
         rows, found, weights, listings = [], {}, {}, []
         activity.stage("Inspecting", total=len(config.schemes))
@@ -280,7 +279,8 @@ def evaluate(paths: list[Path], config: RunConfig, fmt: str) -> None:
             model = MLP(job.settings.hidden, job.settings.activation, len(job.settings.classes))
             checkpoint.check_shapes(weights, model.sizes)
             model.load_layers_(weights.layers)
-            key = (job.settings.classes, weights.meta["data"]["split_seed"] if weights.meta else config.split_seed,
+            key = (job.settings.classes,
+                   weights.meta["data"]["split_seed"] if weights.meta else config.train.split_seed,
                    weights.meta["data"]["train_samples"] if weights.meta else None)
             if key not in loaded_splits:
                 activity.stage("Loading FashionMNIST")
@@ -397,7 +397,7 @@ def transfer(config: TransferConfig, fmt: str, quiet: bool = False) -> Path:
         others = len(data.CLASS_NAMES) - len(run.train.classes)
         task_a_named = f"the other {others} classes" if len(task_a) == others else data.describe(task_a)
         title = (f"Task B: {' vs '.join(data.CLASS_NAMES[c].lower() for c in run.train.classes)}, "
-                 f"{run.train_samples or 'all'} training images, {report.plural(run.train.epochs, 'epoch')}; "
+                 f"{run.train.train_samples or 'all'} training images, {report.plural(run.train.epochs, 'epoch')}; "
                  f"sources trained on {task_a_named}")
         return ({"transfer.csv": runfolder.csv_writer(comparison),
                  "transfer.png": lambda p: pictures.plot_transfer(runs, comparison, p, title)},

@@ -95,7 +95,7 @@ def test_a_byte_order_mark_is_allowed(tmp_path: Path) -> None:
 def test_seeds_must_fit_a_generator() -> None:
     with pytest.raises(InitbenchError, match=r"--split-seed: must be at most 9223372036854775807"):
         config.resolve(None, {"split_seed": 2**70})
-    assert config.resolve(None, {"split_seed": 2**63 - 1}).split_seed == 2**63 - 1
+    assert config.resolve(None, {"split_seed": 2**63 - 1}).train.split_seed == 2**63 - 1
 
 
 @pytest.mark.parametrize("name", ["lesson.toml", "smoke.toml", "deep-relu.toml", "deep-tanh.toml"])

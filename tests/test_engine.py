@@ -14,7 +14,7 @@ import torch
 
 from initbench import engines
 from initbench.engines import batched, sequential
-from initbench.jobs import Job, TrainSettings
+from initbench.jobs import Job, Keep, TrainSettings
 from initbench.streams import initial_model, stream_seed
 
 CPU = torch.device("cpu")
@@ -44,16 +44,16 @@ def test_batched_model_gets_what_it_gets_alone(small, device: torch.device) -> N
     and accuracies are those it gets when trained alone."""
     data = small.to(device)
     jobs = [Job(scheme, seed, ONE_EPOCH) for seed in (0, 1) for scheme in LESSON]
-    together = batched.train(jobs, data, device)
+    together = engines.train(jobs, data, device, "batched")
     for job, result in zip(jobs, together):
-        assert same_numbers(batched.train([job], data, device)[0], result, device), job
+        assert same_numbers(engines.train([job], data, device, "batched")[0], result, device), job
 
 
 @pytest.mark.exactness
 def test_chunks_change_nothing(small) -> None:
     jobs = [Job(scheme, 3, ONE_EPOCH) for scheme in LESSON]
-    whole = batched.train(jobs, small, CPU)
-    chunked = batched.train(jobs, small, CPU, max_models=3)
+    whole = engines.train(jobs, small, CPU, "batched")
+    chunked = engines.train(jobs, small, CPU, "batched", max_models=3)
     assert all(torch.equal(a.losses, b.losses) and a.val_acc == b.val_acc for a, b in zip(whole, chunked))
 
 
@@ -65,7 +65,7 @@ def test_engines_agree_over_the_first_batches(small, device: torch.device) -> No
     data = small.to(device)
     settings = TrainSettings(epochs=1, dropout=0.0)
     jobs = [Job(scheme, 0, settings) for scheme in ("zeros", "centered", "rule", "normal", "default")]
-    for b, s in zip(batched.train(jobs, data, device), sequential.train(jobs, data, device)):
+    for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
         torch.testing.assert_close(b.losses[0, :10], s.losses[0, :10], rtol=1e-5, atol=0)
 
 
@@ -141,7 +141,7 @@ def test_engines_agree_for_every_activation(small, activation: str) -> None:
     """The batched engine's hand-written gradients of each activation match autograd's."""
     settings = TrainSettings(epochs=1, dropout=0.0, activation=activation, hidden=(64, 64, 64))
     jobs = [Job(scheme, 0, settings) for scheme in ("kaiming_normal", "xavier_normal", "lsuv")]
-    for b, s in zip(batched.train(jobs, small, CPU), sequential.train(jobs, small, CPU)):
+    for b, s in zip(engines.train(jobs, small, CPU, "batched"), engines.train(jobs, small, CPU, "sequential")):
         torch.testing.assert_close(b.losses[0, :10], s.losses[0, :10], rtol=1e-5, atol=0)
 
 
@@ -163,8 +163,8 @@ def test_batched_exact_alone_for_every_activation_and_shape(tiny, activation: st
     on aligned memory; see batched.Population)."""
     settings = TrainSettings(epochs=1, activation=activation, hidden=hidden)
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("xavier_normal", "default", "lsuv")]
-    for job, result in zip(jobs, batched.train(jobs, tiny, CPU)):
-        assert same_numbers(batched.train([job], tiny, CPU)[0], result, CPU), job
+    for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
+        assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
 
 
 @pytest.mark.skipif("ATEN_CPU_CAPABILITY" in os.environ or "MKL_ENABLE_INSTRUCTIONS" in os.environ,
@@ -193,9 +193,9 @@ def test_stacked_form_agrees_with_the_per_model_form(small, monkeypatch, activat
     the losses agree with the exact per-model form to rounding, the accuracies to a few images."""
     settings = TrainSettings(epochs=1, activation=activation, lesson_eval=True)
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "xavier_normal")]
-    exact = batched.train(jobs, small, CPU)
+    exact = engines.train(jobs, small, CPU, "batched")
     monkeypatch.setattr(batched, "PER_MODEL_DEVICES", ())
-    for a, b in zip(exact, batched.train(jobs, small, CPU)):
+    for a, b in zip(exact, engines.train(jobs, small, CPU, "batched")):
         torch.testing.assert_close(a.losses[0, :10], b.losses[0, :10], rtol=1e-5, atol=0)
         assert abs(a.val_acc[0] - b.val_acc[0]) < 0.005 and abs(a.test_acc - b.test_acc) < 0.005
 
@@ -206,24 +206,23 @@ def test_lesson_eval_masks_are_each_models_own(small) -> None:
     again the same on a second run; the engines agree to within a few images."""
     settings = TrainSettings(epochs=1, lesson_eval=True)
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "normal", "default")]
-    together = batched.train(jobs, small, CPU)
+    together = engines.train(jobs, small, CPU, "batched")
     for job, result in zip(jobs, together):
-        alone = batched.train([job], small, CPU)[0]
+        alone = engines.train([job], small, CPU, "batched")[0]
         assert (alone.val_acc, alone.test_acc) == (result.val_acc, result.test_acc), job
-    for b, s in zip(together, sequential.train(jobs, small, CPU)):
+    for b, s in zip(together, engines.train(jobs, small, CPU, "sequential")):
         assert abs(b.val_acc[-1] - s.val_acc[-1]) < 0.002 and abs(b.test_acc - s.test_acc) < 0.002
 
 
 @pytest.mark.parametrize("name", engines.ENGINES)
-def test_epoch_hook_sees_every_model_at_init_and_after_each_epoch(small, name: str) -> None:
-    seen = []
+def test_layer_stats_are_returned_for_every_model_at_init_and_after_each_epoch(small, name: str) -> None:
     jobs = [Job("rule", 0, TrainSettings(epochs=2)), Job("zeros", 1, TrainSettings(epochs=2))]
-    engines.train(jobs, small, CPU, name, on_epoch=lambda job, epoch, model: seen.append(
-        (job.scheme, epoch, float(model.layers[0].weight.detach().abs().sum()))))
-    assert sorted((s, e) for s, e, _ in seen) == [("rule", 0), ("rule", 1), ("rule", 2),
-                                                  ("zeros", 0), ("zeros", 1), ("zeros", 2)]
-    rule = {e: w for s, e, w in seen if s == "rule"}
-    assert rule[0] != rule[1] != rule[2]  # it is the trained model, not the initial one
+    rule, zeros = engines.train(jobs, small, CPU, name, keep=Keep(layer_stats=True))
+    for r in (rule, zeros):
+        assert [(row["epoch"], row["layer"]) for row in r.layer_stats] == [(e, i) for e in range(3) for i in (1, 2, 3)]
+    weights = {row["epoch"]: row["weight_std"] for row in rule.layer_stats if row["layer"] == 1}
+    assert weights[0] != weights[1] != weights[2]  # the trained model, not the initial one
+    assert engines.train(jobs[:1], small, CPU, name)[0].layer_stats is None  # only when asked
 
 
 def test_every_activation_has_a_function_a_gain_and_batched_ops() -> None:
@@ -246,7 +245,7 @@ def changed_layers(result) -> list[bool]:
 def test_frozen_layers_stay_exactly_as_initialized(tiny, name: str) -> None:
     """--freeze 2: the hidden layers' weights and biases end bit for bit as they began; the
     output layer trains; the model still learns (above chance on 10 classes)."""
-    [r] = engines.train([Job("rule", 0, FROZEN)], tiny, CPU, name, keep_weights=True, keep_initial=True)
+    [r] = engines.train([Job("rule", 0, FROZEN)], tiny, CPU, name, keep=Keep(weights=True, initial=True))
     assert changed_layers(r) == [False, False, True]
     assert all(torch.equal(r.initial[f"layers.{i}.bias"], r.weights[f"layers.{i}.bias"]) for i in range(2))
     assert r.val_acc[-1] > 0.15  # chance is 0.10
@@ -256,12 +255,10 @@ def test_frozen_layers_stay_exactly_as_initialized(tiny, name: str) -> None:
 def test_unfrozen_layers_train_from_the_epoch_after(tiny, name: str) -> None:
     """--unfreeze-after 1: after epoch 1 the hidden layers are still the initial ones, after
     epoch 2 they have moved; by a tenth of the output layer's learning rate, so less."""
-    seen = {}
-    jobs = [Job("rule", 0, UNFROZEN)]
-    [r] = engines.train(jobs, tiny, CPU, name, keep_weights=True, keep_initial=True,
-                        on_epoch=lambda job, epoch, model: seen.setdefault(
-                            epoch, model.layers[0].weight.detach().clone()))
-    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    [r] = engines.train([Job("rule", 0, UNFROZEN)], tiny, CPU, name, keep=Keep(weights=True, initial=True,
+                                                                                  layer_stats=True))
+    first = {row["epoch"]: row["weight_std"] for row in r.layer_stats if row["layer"] == 1}
+    assert first[0] == first[1] != first[2]
     assert changed_layers(r) == [True, True, True]
     hidden_step = (r.weights["layers.0.weight"] - r.initial["layers.0.weight"]).abs().max()
     assert hidden_step < 7 * 1e-4 * 1.01  # Adam moves a weight at most about lr per step: 7 steps at lr/10
@@ -272,8 +269,8 @@ def test_unfrozen_layers_train_from_the_epoch_after(tiny, name: str) -> None:
                                                                       unfreeze_lr=3e-3, dropout=0.0)], ids=str)
 def test_batched_model_gets_what_it_gets_alone_with_frozen_layers(tiny, settings: TrainSettings) -> None:
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "lsuv")]
-    for job, result in zip(jobs, batched.train(jobs, tiny, CPU)):
-        assert same_numbers(batched.train([job], tiny, CPU)[0], result, CPU), job
+    for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
+        assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
 
 
 @pytest.mark.parametrize("settings", [dataclasses.replace(FROZEN, dropout=0.0),
@@ -282,5 +279,36 @@ def test_engines_agree_with_frozen_and_unfrozen_layers(tiny, settings: TrainSett
     """Both epochs (7 batches each: frozen, then unfrozen with fresh Adam moments at a tenth
     of the learning rate) agree between the engines within float rounding."""
     jobs = [Job(scheme, 0, settings) for scheme in ("rule", "default", "kaiming_normal")]
-    for b, s in zip(batched.train(jobs, tiny, CPU), sequential.train(jobs, tiny, CPU)):
+    for b, s in zip(engines.train(jobs, tiny, CPU, "batched"), engines.train(jobs, tiny, CPU, "sequential")):
         torch.testing.assert_close(b.losses, s.losses, rtol=1e-4, atol=0)
+
+
+SGD = TrainSettings(epochs=1, optimizer="sgd", lr=0.05, momentum=0.9)
+
+
+@pytest.mark.exactness
+@pytest.mark.parametrize("settings", [SGD, dataclasses.replace(SGD, momentum=0.0, activation="tanh"),
+                                      dataclasses.replace(SGD, epochs=2, freeze=1, unfreeze_after=1)], ids=str)
+def test_batched_model_gets_what_it_gets_alone_with_sgd(tiny, settings: TrainSettings) -> None:
+    jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "lsuv")]
+    for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
+        assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
+
+
+@pytest.mark.parametrize("settings", [dataclasses.replace(SGD, dropout=0.0),
+                                      dataclasses.replace(SGD, dropout=0.0, momentum=0.0, activation="gelu"),
+                                      dataclasses.replace(SGD, dropout=0.0, epochs=2, freeze=2, unfreeze_after=1)],
+                         ids=["momentum", "plain", "unfrozen"])
+def test_engines_agree_with_sgd(tiny, settings: TrainSettings) -> None:
+    """The batched engine's SGD (buf = momentum * buf + grad; p -= lr * buf, per model)
+    agrees with torch.optim.SGD over every batch."""
+    jobs = [Job(scheme, 0, settings) for scheme in ("rule", "default", "kaiming_normal")]
+    for b, s in zip(engines.train(jobs, tiny, CPU, "batched"), engines.train(jobs, tiny, CPU, "sequential")):
+        torch.testing.assert_close(b.losses, s.losses, rtol=1e-4, atol=0)
+
+
+def test_sgd_trains_and_differs_from_adam(small) -> None:
+    """SGD with momentum learns (well above chance after one epoch) and is not Adam."""
+    adam, sgd = engines.train([Job("kaiming_normal", 0, dataclasses.replace(SGD, optimizer=o)) for o in
+                               ("adam", "sgd")], small, CPU, "batched")
+    assert sgd.val_acc[-1] > 0.5 and not torch.equal(adam.losses, sgd.losses)

@@ -8,11 +8,11 @@ name before any work.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from initbench.errors import InitbenchError
-from initbench.jobs import EpochHook, Job, JobResult, Progress, check_batch_size
+from initbench.jobs import Job, JobResult, Keep, Progress, check_batch_size
 
 if TYPE_CHECKING:
     import torch
@@ -43,20 +43,37 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
-          max_models: int | None = None, progress: Progress = lambda tick: None,
-          on_epoch: EpochHook | None = None, keep_weights: bool = False, keep_initial: bool = False) -> list[JobResult]:
-    """One JobResult per job, in the order of ``jobs``; ``progress`` hears what the engine
-    is doing; ``on_epoch`` sees each model at init (epoch 0) and after every epoch; with
-    ``keep_weights`` (``keep_initial``) each result holds the final (initial) weights."""
+def train_chunks(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
+                 max_models: int | None = None, progress: Progress = lambda tick: None,
+                 keep: Keep = Keep()) -> Iterator[list[JobResult]]:
+    """The jobs' results, a chunk at a time as each is trained (the batched engine: models
+    of equal settings trained together, as many as fit; the sequential one: one by one);
+    ``progress`` hears what the engine is doing; ``keep`` says what else each result holds."""
     from initbench.engines import batched, sequential
 
     check_batch_size(max(job.settings.batch_size for job in jobs), len(data.y_train))
     for settings in {job.settings for job in jobs}:
         batched.default_max_models(settings, device)  # refuses, before any training, a model that cannot fit
     if engine == "sequential":
-        return sequential.train(jobs, data, device, progress, on_epoch, keep_weights, keep_initial)
-    return batched.train(jobs, data, device, progress, max_models, on_epoch, keep_weights, keep_initial)
+        return sequential.train(jobs, data, device, progress, keep)
+    return batched.train(jobs, data, device, progress, max_models, keep)
+
+
+def plan(jobs: Sequence[Job], device: torch.device, engine: str = "batched",
+         max_models: int | None = None) -> list[list[Job]]:
+    """The chunks ``train_chunks`` will train ``jobs`` in (of one data split)."""
+    from initbench.engines import batched
+
+    return [[job] for job in jobs] if engine == "sequential" else batched.chunks(jobs, device, max_models)
+
+
+def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
+          max_models: int | None = None, progress: Progress = lambda tick: None,
+          keep: Keep = Keep()) -> list[JobResult]:
+    """One JobResult per job, in the order of ``jobs`` (see ``train_chunks``)."""
+    done = {r.job: r for chunk in train_chunks(jobs, data, device, engine, max_models, progress, keep)
+            for r in chunk}
+    return [done[job] for job in jobs]
 
 
 def score(job: Job, model: MLP, data: Splits, device: torch.device, engine: str = "batched") -> tuple[float, float]:

@@ -22,7 +22,7 @@ epoch, and divergence is handled with masks rather than branches.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
@@ -30,12 +30,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from initbench import diagnostics
 from initbench.data import Splits
 from initbench.errors import InitbenchError
 from initbench.jobs import (
-    EpochHook,
     Job,
     JobResult,
+    Keep,
     Progress,
     Tick,
     TrainSettings,
@@ -117,33 +118,35 @@ class Population:
         self.weights = [self._stack([l.weight.detach() for l in ls]) for ls in layers]
         self.biases = [self._stack([l.bias.detach()[None] for l in ls]) for ls in layers]
         self.grads = [self._zeros(p) for p in self.parameters()]
-        self.moments = [(self._zeros(p), self._zeros(p)) for p in self.parameters()]
+        # The optimizer's state per parameter: Adam's two moments, or SGD's momentum buffer
+        # (zeros: its first update, momentum * 0 + grad, is the gradient, as in torch.optim.SGD).
+        self.moments = [tuple(self._zeros(p) for _ in range(2 if s.optimizer == "adam" else 1))
+                        for p in self.parameters()]
         self.settings = s
         self.frozen = s.freeze  # layers below this one are not trained: no gradients, no update
-        # Adam's groups: (layers, step count, learning rate). Layers unfrozen later get a
-        # group of their own, with fresh moments and step count, as a new param group would.
-        self._adam_groups: list[tuple[list[list[Tensor]], Tensor, float]] = []
-        self._add_adam_group(range(s.freeze, len(layers)), s.lr)
+        # The optimizer's groups: (tensor lists, step count, learning rate). Layers unfrozen
+        # later get a group of their own, with fresh state and step count, as a new param
+        # group would.
+        self._groups: list[tuple[list[list[Tensor]], Tensor, float]] = []
+        self._add_group(range(s.freeze, len(layers)), s.lr)
         self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
 
-    def _add_adam_group(self, layers: range, lr: float) -> None:
-        # Adam's fused kernel (the one torch.optim.Adam(fused=True) runs) is given every
-        # model's slice of each tensor as a tensor of its own: it takes vector or scalar
-        # paths by an element's position, so only then is each update computed exactly as
-        # if the model were alone. Calling it directly also spares the optimizer's per-step
-        # Python work and its import of torch._dynamo (a second of start-up).
+    def _add_group(self, layers: range, lr: float) -> None:
+        # The optimizer's kernels are given every model's slice of each tensor as a tensor
+        # of its own: they take vector or scalar paths by an element's position, so only
+        # then is each update computed exactly as if the model were alone.
         n = len(self.weights)
         chosen = [i for i in range(2 * n) if i % n in layers]  # the layers' weights and biases
         tensors = ([self.parameters()[i] for i in chosen], [self.grads[i] for i in chosen],
                    *zip(*(self.moments[i] for i in chosen)))
         lists = [[t[k] for t in group for k in range(self.m)] for group in tensors]
-        self._adam_groups.append((lists, torch.zeros((), device=self.device), lr))
+        self._groups.append((lists, torch.zeros((), device=self.device), lr))
 
     def start_epoch(self, epoch: int) -> None:
         """Unfreeze the layers the settings train again from ``epoch`` (0-based) on."""
         frozen = self.settings.frozen(epoch)
         if frozen < self.frozen:
-            self._add_adam_group(range(frozen, self.frozen), self.settings.lr_unfrozen)
+            self._add_group(range(frozen, self.frozen), self.settings.lr_unfrozen)
             self.frozen = frozen
 
     def _stack(self, tensors: list[Tensor]) -> Tensor:
@@ -231,15 +234,30 @@ class Population:
         # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
         if alive.device.type != "cpu" or not bool(alive.all()):
             self._freeze(~alive)
-        for (params, grads, exp_avgs, exp_avg_sqs), step, lr in self._adam_groups:
+        for lists, step, lr in self._groups:
+            self._update(lists, step, lr)
+        return loss
+
+    def _update(self, lists: list[list[Tensor]], step: Tensor, lr: float) -> None:
+        """One optimizer step over per-model slices. Adam: the fused kernel that
+        torch.optim.Adam(fused=True) runs, called directly (it spares the optimizer's
+        per-step Python work and its import of torch._dynamo, a second of start-up). SGD:
+        torch.optim.SGD's own operations, buf = momentum * buf + grad, p -= lr * buf."""
+        if self.settings.optimizer == "adam":
+            params, grads, exp_avgs, exp_avg_sqs = lists
             step += 1
             torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [step] * len(params), lr=lr,
                                beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
-        return loss
+        else:
+            params, grads, bufs = lists
+            torch._foreach_mul_(bufs, self.settings.momentum)
+            torch._foreach_add_(bufs, grads)
+            torch._foreach_add_(params, bufs, alpha=-lr)
 
     @torch.no_grad()
     def _freeze(self, dead: Tensor) -> None:
-        """Zero dead models' gradients and moments, so that their update is 0 / (0 + eps) = 0."""
+        """Zero dead models' gradients and optimizer state, so that their update is 0
+        (Adam: 0 / (0 + eps); SGD: lr * (momentum * 0 + 0))."""
         for g, moments in zip(self.grads, self.moments):
             mask = dead.view(-1, *(1,) * (g.dim() - 1))
             for t in (g, *moments):
@@ -311,34 +329,36 @@ def default_max_models(s: TrainSettings, device: torch.device) -> int:
     return budget // need
 
 
-def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
-          max_models: int | None = None, on_epoch: EpochHook | None = None, keep_weights: bool = False,
-          keep_initial: bool = False) -> list[JobResult]:
-    """Train ``jobs`` in groups of equal settings, each split into chunks of at most
-    ``max_models`` (default: what fits in half the free memory); with ``keep_weights``
-    (``keep_initial``) each result holds the model's final (initial) state dict."""
-    done: dict[Job, JobResult] = {}
+def chunks(jobs: Sequence[Job], device: torch.device, max_models: int | None = None) -> list[list[Job]]:
+    """``jobs`` in groups of equal settings (in order of first appearance), each split into
+    chunks of at most ``max_models`` (default: what fits in half the free memory)."""
     by_settings: dict[TrainSettings, list[Job]] = {}
     for job in jobs:
         by_settings.setdefault(job.settings, []).append(job)
-    chunks: list[list[Job]] = []
+    found: list[list[Job]] = []
     for settings, group in by_settings.items():
         size = max_models or default_max_models(settings, device)
-        chunks += [group[start:start + size] for start in range(0, len(group), size)]
-    for k, chunk in enumerate(chunks):
+        found += [group[start:start + size] for start in range(0, len(group), size)]
+    return found
+
+
+def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
+          max_models: int | None = None, keep: Keep = Keep()) -> Iterator[list[JobResult]]:
+    """Train ``jobs`` chunk by chunk (see ``chunks``), yielding each chunk's results as it
+    finishes."""
+    planned = chunks(jobs, device, max_models)
+    for k, chunk in enumerate(planned):
         label = (f"{len(chunk)} model{'s' * (len(chunk) != 1)}"
-                 + (f" (group {k + 1} of {len(chunks)})" if len(chunks) > 1 else ""))
-        done.update(zip(chunk, _train_chunk(chunk, data, device, progress, label, on_epoch, keep_weights,
-                                            keep_initial)))
-    return [done[job] for job in jobs]
+                 + (f" (group {k + 1} of {len(planned)})" if len(planned) > 1 else ""))
+        yield _train_chunk(chunk, data, device, progress, label, keep)
 
 
 def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress, label: str,
-                 on_epoch: EpochHook | None, keep_weights: bool, keep_initial: bool) -> list[JobResult]:
+                 keep: Keep) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
     progress(Tick("building", label))
     models = [initial_model(job, data.x_train) for job in jobs]
-    initial = [state_dict(model) if keep_initial else None for model in models]
+    initial = [state_dict(model) if keep.initial else None for model in models]
     population = Population(jobs, models, device)
     del models
     orders = [batch_orders(seed, len(data.y_train)) for seed in population.seeds]
@@ -349,13 +369,13 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
     losses = torch.full((m, s.epochs, n_batches), math.nan, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)
     val_acc = []
+    stats_batch = diagnostics.stats_batch(data.x_val, data.y_val) if keep.layer_stats else None
 
-    def report(epoch: int) -> None:
-        if on_epoch is not None:
-            for i, job in enumerate(jobs):
-                on_epoch(job, epoch, population.model(i))
+    def layer_stats(epoch: int) -> list[list[dict[str, float]]]:
+        return [diagnostics.epoch_rows(population.model(i), stats_batch, epoch) if stats_batch else []
+                for i in range(m)]
 
-    report(0)
+    stats = layer_stats(0)
     for epoch in range(s.epochs):
         population.start_epoch(epoch)
         order = torch.stack([next(o) for o in orders]).to(device)
@@ -366,7 +386,8 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
             progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches, m, loss))
         progress(Tick("evaluating", label, epoch + 1, s.epochs))
         val_acc.append(population.accuracy(data.x_val, data.y_val, eval_masks).tolist())
-        report(epoch + 1)
+        for rows, more in zip(stats, layer_stats(epoch + 1)):
+            rows += more
     progress(Tick("testing", label, s.epochs, s.epochs))
     test_acc = population.accuracy(data.x_test, data.y_test, eval_masks).tolist()
     # A model diverged at its first non-finite loss (it was frozen from that batch on).
@@ -374,7 +395,8 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
     first_bad = (~torch.isfinite(flat)).int().argmax(1).tolist()
     return [result(job, flat[i].view(s.epochs, -1), [acc[i] for acc in val_acc], test_acc[i],
                    None if bool(alive[i]) else first_bad[i] + 1,
-                   state_dict(population.model(i)) if keep_weights else None, initial[i])
+                   state_dict(population.model(i)) if keep.weights else None, initial[i],
+                   stats[i] if keep.layer_stats else None)
             for i, job in enumerate(jobs)]
 
 

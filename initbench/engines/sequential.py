@@ -4,14 +4,26 @@ one after another, the way a person would write it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from initbench import diagnostics
 from initbench.data import Splits
-from initbench.jobs import EpochHook, Job, JobResult, Progress, Tick, batches_per_epoch, correct, result, state_dict
+from initbench.jobs import (
+    Job,
+    JobResult,
+    Keep,
+    Progress,
+    Tick,
+    TrainSettings,
+    batches_per_epoch,
+    correct,
+    result,
+    state_dict,
+)
 from initbench.model import EVAL_CHUNK, DropoutMasks
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
@@ -29,10 +41,17 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, masks: DropoutMasks | None 
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
-          on_epoch: EpochHook | None = None, keep_weights: bool = False, keep_initial: bool = False) -> list[JobResult]:
-    return [_train_one(job, data, device, progress, f"{job.scheme}, seed {job.seed} ({i + 1} of {len(jobs)})",
-                       on_epoch or (lambda job, epoch, model: None), keep_weights, keep_initial)
-            for i, job in enumerate(jobs)]
+          keep: Keep = Keep()) -> Iterator[list[JobResult]]:
+    """Each job's result, alone in a chunk of one, as it is trained."""
+    for i, job in enumerate(jobs):
+        yield [_train_one(job, data, device, progress, f"{job.scheme}, seed {job.seed} ({i + 1} of {len(jobs)})",
+                          keep)]
+
+
+def optimizer(params: list[Tensor], s: TrainSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
+    return torch.optim.Adam(params, lr=s.lr)
 
 
 def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor, device: torch.device) -> list[float]:
@@ -41,18 +60,18 @@ def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor
 
 
 def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress, label: str,
-               on_epoch: EpochHook, keep_weights: bool, keep_initial: bool) -> JobResult:
+               keep: Keep) -> JobResult:
     s = job.settings
     progress(Tick("building", label))
     model = initial_model(job, data.x_train)
-    initial = state_dict(model) if keep_initial else None
+    initial = state_dict(model) if keep.initial else None
     model = model.to(device)
-    # Frozen layers take no gradient; when they are unfrozen they join Adam as a param
-    # group of their own, with fresh moments and their own learning rate.
+    # Frozen layers take no gradient; when they are unfrozen they join the optimizer as a
+    # param group of their own, with fresh moments and their own learning rate.
     frozen = [p for layer in model.layers[:s.freeze] for p in layer.parameters()]
     for p in frozen:
         p.requires_grad_(False)
-    optimizer = torch.optim.Adam([p for layer in model.layers[s.freeze:] for p in layer.parameters()], lr=s.lr)
+    opt = optimizer([p for layer in model.layers[s.freeze:] for p in layer.parameters()], s)
     orders = batch_orders(job.seed, len(data.y_train))
     n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
     dropout = (DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches, [dropout_generator(job, device)], device)
@@ -61,12 +80,13 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     losses = torch.full((s.epochs, n_batches), math.nan, device=device)
     val_acc: list[float] = []
     diverged_at = None
-    on_epoch(job, 0, model)
+    stats_batch = diagnostics.stats_batch(data.x_val, data.y_val) if keep.layer_stats else None
+    stats = diagnostics.epoch_rows(model, stats_batch, 0)
     for epoch in range(s.epochs):
         if frozen and s.frozen(epoch) == 0:
             for p in frozen:
                 p.requires_grad_(True)
-            optimizer.add_param_group({"params": frozen, "lr": s.lr_unfrozen})
+            opt.add_param_group({"params": frozen, "lr": s.lr_unfrozen})
             frozen = []
         if diverged_at is None:
             model.train()
@@ -82,13 +102,13 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
                     progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches,
                                   (s.epochs - epoch) * n_batches - b, loss.detach()))
                     break
-                optimizer.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                opt.step()
                 progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches, 1, loss.detach()))
         progress(Tick("evaluating", label, epoch + 1, s.epochs))
         val_acc.append(accuracy(model, data.x_val, data.y_val, eval_masks))
-        on_epoch(job, epoch + 1, model)
+        stats += diagnostics.epoch_rows(model, stats_batch, epoch + 1)
     progress(Tick("testing", label, s.epochs, s.epochs))
     return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test, eval_masks), diverged_at,
-                  state_dict(model) if keep_weights else None, initial)
+                  state_dict(model) if keep.weights else None, initial, stats if keep.layer_stats else None)

@@ -1,0 +1,338 @@
+"""Training into a store (``compare``'s run and ``sweep``'s grid alike), and the sweep:
+a grid expanded into jobs, only the jobs the store lacks trained, chunk by chunk, and a
+report of every cell with paired comparisons.
+
+A chunk of jobs is trained by the engine, its weights files (if kept) written whole,
+and then its rows committed in one transaction: a row in the store means the job is
+finished and its files are there. A sweep killed at any moment resumes from its store.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from rich.console import Console
+
+from initbench import data, engines, pictures, report, results, runfolder, store
+from initbench.config import RunConfig, SweepConfig
+from initbench.data import TRAIN_SPLIT
+from initbench.engines import batched
+from initbench.errors import UsageError
+from initbench.jobs import Job, Keep, TrainSettings, batches_per_epoch
+
+VALIDATION_IMAGES, TEST_IMAGES = 12_000, 10_000  # of all ten classes
+CALIBRATION_MODELS = 4  # models whose steps are timed, per cell, for the estimate
+
+
+def machine(config: RunConfig, device: torch.device) -> store.Machine:
+    env = results.environment(device)
+    return store.Machine(config.engine, str(device), env["device_name"], env["versions"]["initbench"],
+                         env["versions"]["torch"])
+
+
+@dataclass
+class Trained:
+    """What training into a store cost: seconds of training (data loading excluded), and
+    seconds spent writing the store (the commits, and weights files if kept)."""
+
+    train_seconds: float = 0.0
+    store_seconds: float = 0.0
+    jobs: int = 0
+
+
+def train_into(st: store.Store, jobs: Mapping[Job, str], config: RunConfig, device: torch.device,
+               activity: report.Activity, folder: Path, weights_names: Mapping[Job, str] | None = None,
+               loaded: Mapping[tuple, data.Splits] | None = None) -> Trained:
+    """Train ``jobs`` (each with the name tables give it) with ``config``'s engine, a data
+    split at a time (``loaded``: splits already on the device, by ``settings.data``),
+    committing each chunk's rows to ``st`` as it finishes; with ``weights_names`` (file
+    names under ``folder/weights``), each chunk's final weights are written before its rows."""
+    tally = Trained()
+    by_data: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        by_data.setdefault(job.settings.data, []).append(job)
+    where = machine(config, device)
+    keep = Keep(weights=weights_names is not None, initial=config.save_init and weights_names is not None,
+                layer_stats=config.track_stats)
+    for (classes, split_seed, train_samples), group in by_data.items():
+        splits = (loaded or {}).get((classes, split_seed, train_samples)) or data.load(
+            config.data_dir, split_seed, train_samples, classes, activity.note).to(device)
+        about = {"data": data.identity(split_seed, train_samples, classes) | {"sizes": splits.sizes()},
+                 "trained_with": {"engine": config.engine, "device": str(device), "device_name": where.device_name}}
+        tic = time.perf_counter()
+        for chunk in engines.train_chunks(group, splits, device, config.engine, config.max_batch_models,
+                                          activity.tick, keep):
+            trained = time.perf_counter()
+            files = None
+            if weights_names is not None:
+                files = {r.job: f"weights/{weights_names[r.job]}" for r in chunk}
+                runfolder.write_files(folder, results.weights_writers(chunk, jobs, about, weights_names))
+            st.add(chunk, jobs, trained - tic, where, files)
+            tally.train_seconds += trained - tic
+            tic = time.perf_counter()
+            tally.store_seconds += tic - trained
+            tally.jobs += len(chunk)
+    return tally
+
+
+# --- the sweep
+
+
+@dataclass
+class Plan:
+    """A sweep's jobs, those the store lacks, the chunks they train in, and an estimate."""
+
+    jobs: dict[Job, str]  # every job of the grid (one per key), with its name
+    missing: list[Job]
+    chunks: list[list[Job]]
+    seconds: float  # of training, estimated from the engine's measured steps
+    peak_bytes: int  # the largest chunk's models and the data, estimated
+
+
+def expand(sweep: SweepConfig) -> tuple[dict[Job, str], int]:
+    """The grid's jobs, one per key (cells that differ only where it changes nothing, such
+    as momentum under Adam, share their jobs), and how many repeats were dropped."""
+    jobs: dict[str, Job] = {}
+    all_jobs = sweep.jobs()
+    for job in all_jobs:
+        jobs.setdefault(store.key(job), job)
+    return {job: job.scheme for job in jobs.values()}, len(all_jobs) - len(jobs)
+
+
+def _images(s: TrainSettings) -> tuple[int, int, int]:
+    """Training, validation and test images of a cell, without loading them (classes are
+    near equal in size)."""
+    share = len(s.classes) / len(data.ALL_CLASSES)
+    return (s.train_samples or round(TRAIN_SPLIT * share), round(VALIDATION_IMAGES * share),
+            round(TEST_IMAGES * share))
+
+
+def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATION_MODELS) -> float:
+    """Seconds per model of one batched training step with these settings, measured here
+    (the median of three steps after a warm-up one)."""
+    from initbench.streams import initial_model
+
+    n = max(s.batch_size, 1)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, batched.N_INPUTS, generator=gen).to(device)
+    y = torch.randint(len(s.classes), (n,), generator=gen).to(device)
+    jobs = [Job("default", seed, s) for seed in range(models)]
+    population = batched.Population(jobs, [initial_model(job, x) for job in jobs], device)
+    idx = torch.arange(n, device=device)[None].expand(models, -1)
+    alive = torch.ones(models, dtype=torch.bool, device=device)
+    times = []
+    for _ in range(4):
+        tic = time.perf_counter()
+        population.train_step(x, y, idx, None, alive)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - tic)
+    return sorted(times[1:])[1] / models
+
+
+def plan(jobs: dict[Job, str], done: set[str], config: RunConfig, device: torch.device) -> Plan:
+    missing = [job for job in jobs if store.key(job) not in done]
+    by_data: dict[tuple, list[Job]] = {}
+    for job in missing:
+        by_data.setdefault(job.settings.data, []).append(job)
+    chunks = [chunk for group in by_data.values()
+              for chunk in engines.plan(group, device, config.engine, config.max_batch_models)]
+    per_step = {s: step_seconds(s, device) for s in {job.settings for job in missing}}
+    seconds, peak = 0.0, 0
+    for chunk in chunks:
+        s = chunk[0].settings
+        n_train, n_val, n_test = _images(s)
+        steps = s.epochs * (batches_per_epoch(n_train, s.batch_size) + n_val / (3 * s.batch_size))
+        seconds += per_step[s] * len(chunk) * (steps + n_test / (3 * s.batch_size))  # evaluation: a forward pass
+        images = (n_train + n_val + n_test) * batched.N_INPUTS * 4
+        peak = max(peak, len(chunk) * batched.bytes_per_model(s) + images)
+    return Plan(jobs, missing, chunks, seconds, peak)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: bool = False) -> Path:
+    """Train what the sweep's store lacks, chunk by chunk, then write its views (runs.csv,
+    cells.csv, pictures, sweep.toml, sweep.json) and print its report."""
+    config, folder = sweep.run, sweep.run.out
+    assert folder is not None
+    err = Console(stderr=True)
+    activity = report.Activity(err, quiet)
+    device = engines.resolve_device(config.device)
+    started = datetime.now().astimezone()
+    tic = time.perf_counter()  # deciding what is left: the keys, and the store's answer
+    jobs, repeats = expand(sweep)
+    keys = {job: store.key(job) for job in jobs}
+    if dry_run:
+        done = _peek(folder)
+        decided = time.perf_counter() - tic
+        planned = plan(jobs, done, config, device)
+        _tell_plan(activity, sweep, planned, repeats, name, device, err if not quiet else None)
+        report.show(report.jobs_listing(_job_rows(jobs, keys, done, sweep)), fmt, Console())
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with store.open_store(folder, "sweep") as st, activity.running():
+        done = st.done(keys.values())
+        decided = time.perf_counter() - tic
+        planned = plan(jobs, done, config, device)
+        _tell_plan(activity, sweep, planned, repeats, name, device, err if not quiet else None)
+        runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
+        activity.stage("Training", total=sum(
+            len(c) * c[0].settings.epochs * batches_per_epoch(_images(c[0].settings)[0], c[0].settings.batch_size)
+            for c in planned.chunks))
+        tally = train_into(st, {job: jobs[job] for job in planned.missing}, config, device, activity, folder,
+                           {job: f"{keys[job][:16]}.safetensors" for job in planned.missing}
+                           if config.save_weights else None)
+        activity.stage("Writing the views and drawing the pictures")
+        frame = st.frame(list(keys.values()))
+        model_epochs = sum(job.settings.epochs for job in planned.missing)
+        figures = {
+            "jobs": len(jobs), "trained_now": len(planned.missing), "in_store_before": len(jobs) - len(planned.missing),
+            "estimated_seconds": round(planned.seconds, 1), "estimated_peak_bytes": planned.peak_bytes,
+            "train_seconds": round(tally.train_seconds, 3),
+            "model_epochs_per_second": round(model_epochs / tally.train_seconds, 3) if tally.train_seconds else None,
+            "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "store_seconds_per_job": round(tally.store_seconds / tally.jobs, 6) if tally.jobs else None,
+            "resume_decision_seconds": round(decided, 6),
+        }
+        info = {"config": sweep.to_toml(), **results.environment(device), "started": started.isoformat(
+            timespec="seconds"), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "figures": figures}
+        listing = write_views(folder, frame, info)
+    report.show(listing, fmt, Console())
+    if not quiet:
+        err.print(f"Trained {report.plural(len(planned.missing), 'job')} in {_duration(tally.train_seconds)} "
+                  f"({figures['model_epochs_per_second'] or 0:.2f} model-epochs/s); the store holds all "
+                  f"{report.plural(len(jobs), 'job')} of this grid.")
+        err.print(f"Results in {folder}")
+    return folder
+
+
+def _peek(folder: Path) -> set[str]:
+    """The keys a folder's store holds, read without taking its lock (a dry run)."""
+    if not store.exists(folder):
+        return set()
+    with store.open_store(folder, write=False) as st:
+        return st.done()
+
+
+def _tell_plan(activity: report.Activity, sweep: SweepConfig, planned: Plan, repeats: int, name: str,
+               device: torch.device, console: Console | None) -> None:
+    if console is None:
+        return
+    cells = len(sweep.cells())
+    axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.grid)
+    n = len(planned.jobs)
+    console.print(f"Sweep {name}: {report.plural(n, 'job')} = {report.plural(cells, 'cell')}"
+                  + (f" ({axes})" if axes else "")
+                  + f" x {report.plural(len(sweep.run.schemes), 'scheme')} x "
+                  f"{report.plural(len(sweep.run.seeds), 'seed')}"
+                  + (f" ({repeats} repeated jobs counted once)" if repeats else "") + ".")
+    largest = max((len(c) for c in planned.chunks), default=0)
+    console.print(f"In the store: {n - len(planned.missing):,}; to train: {len(planned.missing):,}"
+                  + (f", in {report.plural(len(planned.chunks), 'chunk')} of up to {largest} models (one cell "
+                     f"each, {sweep.run.engine} engine on {device}); estimated {_duration(planned.seconds)} of "
+                     f"training and {planned.peak_bytes / 2**30:.1f} GiB of memory at most (from steps timed "
+                     "here)." if planned.missing else "."))
+
+
+def _job_rows(jobs: dict[Job, str], keys: dict[Job, str], done: set[str], sweep: SweepConfig) -> list[dict]:
+    varied = [k for k, _ in sweep.grid]
+    return [{**{k: shown(k, getattr(job.settings, k)) for k in varied}, "scheme": name, "seed": job.seed,
+             "key": keys[job], "status": "in the store" if keys[job] in done else "to train"}
+            for job, name in jobs.items()]
+
+
+def shown(key: str, value: Any) -> str:
+    """A setting's value as tables and pictures show it: hidden 256x30, classes 5,6."""
+    if key == "hidden":
+        sizes = list(value)
+        return f"{sizes[0]}x{len(sizes)}" if len(set(sizes)) == 1 and len(sizes) > 1 else ",".join(map(str, sizes))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if value is None:
+        return "all" if key == "train_samples" else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+SETTINGS = [f for f in TrainSettings.__dataclass_fields__]
+
+
+def cells_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Per cell (a combination of the settings that vary among the rows) and scheme: seeds,
+    mean and std of validation accuracy, and the paired difference to the best scheme of
+    the cell (mean, 95% t-interval over seeds, verdict). And the varied settings."""
+    shown_frame = frame.assign(**{k: [shown(k, v) for v in frame[k]] for k in SETTINGS})
+    varied = [k for k in SETTINGS if shown_frame[k].nunique() > 1]
+    parts = []
+    groups = shown_frame.groupby(varied, sort=False) if varied else [((), shown_frame)]
+    for cell, rows in groups:
+        runs = rows[["name", "seed", "val_acc"]].rename(columns={"name": "scheme"})
+        best = runs.groupby("scheme", sort=False)["val_acc"].mean().idxmax()
+        paired = results.paired_frame(runs, best)
+        values = cell if isinstance(cell, tuple) else (cell,)
+        for k, v in zip(varied, values):
+            paired.insert(varied.index(k), k, v)
+        paired.insert(len(varied) + 1, "test_acc_mean", paired["scheme"].map(
+            rows.groupby("name")["test_acc"].mean()))
+        paired["diverged_seeds"] = paired["scheme"].map(rows.groupby("name")["diverged_at"].count())
+        paired["chance"] = 1 / len(frame.loc[rows.index[0], "classes"])
+        parts.append(paired)
+    return pd.concat(parts, ignore_index=True), varied
+
+
+def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None = None) -> report.Listing:
+    """runs.csv, cells.csv and the pictures of ``frame`` (store rows) in ``folder``, and
+    (with ``info``) sweep.json; returns the report's table."""
+    cells, varied = cells_frame(frame)
+    files: dict[str, Callable[[Path], object]] = {
+        "runs.csv": runfolder.csv_writer(frame.drop(columns=["identity", "layer_stats"]).assign(
+            **{k: [shown(k, v) for v in frame[k]] for k in ("hidden", "classes")})),
+        "cells.csv": runfolder.csv_writer(cells),
+        "heatmap.png": lambda p: pictures.plot_sweep_heatmap(cells, varied, p),
+    }
+    for setting in varied:
+        files[f"accuracy_by_{setting}.png"] = (
+            lambda p, setting=setting: pictures.plot_sweep_lines(cells, setting, varied, p))
+    if info is not None:
+        files["sweep.json"] = runfolder.json_writer(info)
+    runfolder.write_files(folder, files)
+    return _listing(frame, cells, varied)
+
+
+def _listing(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str]) -> report.Listing:
+    seeds = int(cells["seeds"].max())
+    epochs = sorted(frame["epochs"].unique())
+    title = (f"Validation accuracy after {' or '.join(report.plural(int(e), 'epoch') for e in epochs)}"
+             + (f", mean ± std over {report.plural(seeds, 'seed')}" if seeds > 1 else "")
+             + f" ({report.plural(len(frame), 'job')})")
+    return report.sweep_listing(cells, varied, title)
+
+
+def report_folder(folder: Path, fmt: str, redraw: bool) -> None:
+    """``initbench report`` of a sweep folder: every job its store holds (the union of
+    every grid swept into it), its views rewritten with ``redraw``."""
+    with store.open_store(folder, write=False) as st:
+        frame = st.frame()
+    if frame.empty:
+        raise UsageError(f"The store in {folder} holds no finished job yet. Run the sweep first (it resumes).")
+    if redraw:
+        listing = write_views(folder, frame)
+        Console(stderr=True).print(f"Views rewritten in {folder}: runs.csv, cells.csv and the pictures.",
+                                   style="dim")
+    else:
+        listing = _listing(frame, *cells_frame(frame))
+    report.show(listing, fmt, Console())
