@@ -225,7 +225,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "save_init": _flag,
 }
 CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
-TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainSettings)}
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))  # in their order
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -273,7 +273,7 @@ def _cli_name(key: str) -> str:
 
 def _run_config(values: dict[str, Any]) -> RunConfig:
     """A RunConfig of parsed flat ``values``, checked as a whole."""
-    train = {k: values.pop(k) for k in TRAIN_KEYS & values.keys()}
+    train = {k: values.pop(k) for k in TRAIN_KEYS if k in values}
     config = RunConfig(**values, train=TrainSettings(**train))
     check_batch_size(config.train.batch_size, config.train.train_samples or TRAIN_SPLIT)
     check_freezing(config.train)

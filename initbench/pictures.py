@@ -426,8 +426,8 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
         chance = panel["chance"].unique()
         if len(chance) == 1:
             ax.axhline(100 * chance[0], color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
-            ax.annotate(f"chance {100 * chance[0]:.0f}%", (1, 100 * chance[0]), xycoords=("axes fraction", "data"),
-                        xytext=(-4, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8,
+            ax.annotate(f"chance {100 * chance[0]:.0f}%", (0, 100 * chance[0]), xycoords=("axes fraction", "data"),
+                        xytext=(4, 3), textcoords="offset points", ha="left", va="bottom", fontsize=8,
                         color="0.3")
         ax.set_xticks(range(len(order)), order)
         ax.set(xlabel=setting.replace("_", " "), xlim=(-0.3, len(order) - 0.7))
@@ -448,7 +448,7 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
 
 def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path) -> Figure:
     """Scheme (rows, best on average first) x grid cell (columns): mean validation accuracy,
-    written in each square; a square is outlined where the scheme is the cell's best or
+    written in each square, starred (and bold) where the scheme is the cell's best or
     indistinguishable from it."""
     plt = _pyplot()
     labels = list(dict.fromkeys(_cell_label(row, varied).replace(", ", "\n") for _, row in cells.iterrows()))
@@ -464,12 +464,10 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path) -> Fi
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         if np.isfinite(value):
-            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, f"{value:.1f}" + ("*" if top[i, j] else ""), ha="center", va="center", fontsize=9,
                     color="black" if value > 60 else "white", fontweight="bold" if top[i, j] else "normal")
-            if top[i, j]:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(schemes_shown)), [short(s) for s in schemes_shown])
     fig.colorbar(image, ax=ax, label="Validation accuracy (%)", shrink=0.9)
-    ax.set_title("Mean validation accuracy; outlined: the cell's best, or indistinguishable from it", fontsize=10)
+    ax.set_title("Mean validation accuracy (%); * the cell's best, or indistinguishable from it", fontsize=10)
     return _save(fig, path)

@@ -170,7 +170,7 @@ def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str], about
     (data identity, engine, device) and, for final weights, the accuracy recorded now.
     ``names``: each job's file name (by default ``weights_names(jobs)``)."""
     files: dict[str, Callable[[Path], None]] = {}
-    names = names or weights_names(jobs)
+    names = weights_names(jobs) if names is None else names
     for result in trained:
         job, name = result.job, names[result.job]
         meta = {

@@ -20,6 +20,8 @@ class Paired:
     @property
     def verdict(self) -> str:
         """"better", "worse", or "indistinguishable at N seeds" (the interval holds 0)."""
+        if not self.seeds:
+            return "no seed in common with the baseline"
         if self.low > 0:
             return "better"
         if self.high < 0:
@@ -32,6 +34,8 @@ def paired(differences: list[float]) -> Paired:
     from scipy.stats import t
 
     n = len(differences)
+    if n == 0:
+        return Paired(math.nan, math.nan, math.nan, 0)
     mean = sum(differences) / n
     if n < 2:
         return Paired(mean, math.nan, math.nan, n)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from initbench import data, schemes
 from initbench.errors import InitbenchError, UsageError
-from initbench.jobs import Job, TrainSettings
+from initbench.jobs import Job, Keep, TrainSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,13 +89,17 @@ CREATE TABLE IF NOT EXISTS jobs (       -- one row per finished job
 def identity(job: Job) -> dict[str, Any]:
     """What decides a job's numbers, canonically: scheme names as the registry keys them
     (aliases and parameter spellings agree; a file by its SHA-256), and momentum only
-    where the optimizer uses it."""
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(job.settings).items()}
-    settings["head_init"] = schemes.get(job.settings.head_init).name
-    if job.settings.optimizer != "sgd":
+    where the optimizer uses it, head_init only for a file scheme, lesson_eval only with dropout."""
+    scheme, s = schemes.get(job.scheme), job.settings
+    settings = _plain(s)
+    settings["lesson_eval"] = s.eval_dropout  # without dropout, scoring is the same either way
+    if s.optimizer != "sgd":
         del settings["momentum"]
-    return {"scheme": schemes.get(job.scheme).name, "seed": job.seed, "settings": settings,
-            "data_files_sha256": data.SHA256}
+    if scheme.takes_file:  # the output layer pretrained cannot load
+        settings["head_init"] = schemes.get(s.head_init).name
+    else:
+        del settings["head_init"]
+    return {"scheme": scheme.name, "seed": job.seed, "settings": settings, "data_files_sha256": data.SHA256}
 
 
 def key(job: Job) -> str:
@@ -123,10 +127,26 @@ class Store:
         self.path = path
         self.db = connection
 
-    def done(self, keys: Iterable[str] | None = None) -> set[str]:
-        """The keys of finished jobs (of ``keys``, when given)."""
-        found = {k for (k,) in self.db.execute("SELECT key FROM jobs")}
+    def done(self, keys: Iterable[str] | None = None, keep: Keep = Keep()) -> set[str]:
+        """The keys of finished jobs (of ``keys``, when given) whose rows hold what ``keep``
+        asks for (layer statistics, a weights file): a row without them is trained again."""
+        wanted = [f"{column} IS NOT NULL" for column, asked in (("layer_stats", keep.layer_stats),
+                                                                 ("weights_file", keep.weights)) if asked]
+        found = {k for (k,) in self.db.execute("SELECT key FROM jobs" + "".join(f" AND {w}" for w in wanted)
+                                               .replace(" AND", " WHERE", 1))}
         return found if keys is None else found & set(keys)
+
+    def check_trained_by(self, engine: str, device: str) -> None:
+        """Refuse to add to a store whose jobs another engine or kind of device trained: their
+        numbers round differently, and a cell's paired comparisons would mix them."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO info VALUES ('engine', ?), ('device', ?)", (engine, device))
+        found = self.info()
+        if (found["engine"], found["device"]) != (engine, device):
+            raise UsageError(f"The store in {self.path.parent} holds jobs trained by the {found['engine']} engine on "
+                             f"{found['device']}; this sweep would train with the {engine} engine on {device}, and "
+                             "their numbers would mix in one comparison. Use the same engine and device, or "
+                             "another --out.")
 
     def add(self, results: Sequence[JobResult], names: Mapping[Job, str], seconds: float, machine: Machine,
             weights_files: Mapping[Job, str] | None = None) -> None:
@@ -140,14 +160,18 @@ class Store:
             last = losses[-1]
             rows.append((
                 key(r.job), json.dumps(ident, sort_keys=True, separators=(",", ":")), names[r.job],
-                ident["scheme"], r.job.seed, json.dumps(_settings(r.job.settings)), r.val_acc[-1], r.test_acc,
+                ident["scheme"], r.job.seed, json.dumps(_plain(r.job.settings)), r.val_acc[-1], r.test_acc,
                 json.dumps(r.val_acc), _real(float(last[-1])), _real(float(last.mean())), r.diverged_at,
                 losses.shape[0], losses.shape[1], losses.numpy().astype("<f4").tobytes(),
                 None if r.layer_stats is None else json.dumps(r.layer_stats),
                 (weights_files or {}).get(r.job), chunk, len(results), seconds / len(results), machine.engine,
                 machine.device, machine.device_name, machine.host, machine.initbench, machine.torch, finished))
-        with self.db:  # BEGIN ... COMMIT, or ROLLBACK on any error
-            self.db.executemany(f"INSERT OR REPLACE INTO jobs VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        try:
+            with self.db:  # BEGIN ... COMMIT, or ROLLBACK on any error
+                self.db.executemany(f"INSERT OR REPLACE INTO jobs VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        except sqlite3.OperationalError as e:  # a full disk, a quota, a folder removed under the sweep
+            raise InitbenchError(f"Could not write to the store {self.path}: {e}. Its earlier chunks are kept: free "
+                                 "some space and run the same command again, it resumes.") from None
 
     def frame(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
         """The rows (of ``keys``, in their order, when given) as a DataFrame, settings spread
@@ -168,20 +192,21 @@ class Store:
 
     def results(self, keys: Sequence[str]) -> list[JobResult]:
         """The stored results of ``keys``, in that order, as the engine returned them (less
-        weights): losses, accuracies, divergence, layer statistics."""
+        weights: losses, accuracies, divergence, layer statistics), each job under its
+        scheme's canonical name (a row's ``name`` is in ``frame``)."""
         import torch
 
         from initbench.jobs import JobResult
 
         found = {}
-        query = ("SELECT key, name, seed, settings, losses, epochs, batches, val_acc_per_epoch, test_acc, "
+        query = ("SELECT key, scheme, seed, settings, losses, epochs, batches, val_acc_per_epoch, test_acc, "
                  "diverged_at, layer_stats FROM jobs WHERE key IN ({})")
         for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
             part = keys[start:start + 500]
-            for k, name, seed, settings, blob, epochs, batches, val, test, diverged, stats in self.db.execute(
+            for k, scheme, seed, settings, blob, epochs, batches, val, test, diverged, stats in self.db.execute(
                     query.format(", ".join("?" * len(part))), part):
                 losses = torch.frombuffer(bytearray(blob), dtype=torch.float32).view(epochs, batches)
-                job = Job(name, seed, TrainSettings(**{k: tuple(v) if isinstance(v, list) else v
+                job = Job(scheme, seed, TrainSettings(**{k: tuple(v) if isinstance(v, list) else v
                                                        for k, v in json.loads(settings).items()}))
                 found[k] = JobResult(job, losses, json.loads(val), test, diverged, None, None,
                                      None if stats is None else json.loads(stats))
@@ -191,7 +216,8 @@ class Store:
         return dict(self.db.execute("SELECT name, value FROM info"))
 
 
-def _settings(s: TrainSettings) -> dict[str, Any]:
+def _plain(s: TrainSettings) -> dict[str, Any]:
+    """The settings as JSON-ready values (tuples as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(s).items()}
 
 
@@ -224,47 +250,77 @@ def check_folder(folder: Path, kind: str) -> None:
 @contextmanager
 def open_store(folder: Path, kind: str | None = None, write: bool = True) -> Iterator[Store]:
     """The store in ``folder`` (made if absent, when writing), of ``kind`` ("run" or
-    "sweep"; None when reading: either). Writing takes an exclusive lock on the folder for as long as the store is
-    open; a second writer is refused with a clear error."""
+    "sweep"; None when reading: either). Writing takes an exclusive lock on the folder for
+    as long as the store is open (a second writer is refused with a clear error) and keeps
+    the file in WAL mode meanwhile; on closing, the file goes back to a single file
+    (rollback journal), which a reader opens read-only without leaving files behind."""
     path = folder / FILE
-    lock = None
-    if write:
-        lock = os.open(folder, os.O_RDONLY)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
+    lock = _lock(folder) if write else None
+    if not write and not path.is_file():
+        raise UsageError(f"{folder} has no {FILE}: it was not written by initbench sweep or compare.")
+    try:
+        db = _connect(path, kind, write)
+    except BaseException:
+        if lock is not None:
             os.close(lock)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
+        raise
+    try:
+        yield Store(path, db)
+    finally:
+        if write:
+            try:
+                db.execute("PRAGMA journal_mode=DELETE")  # needs no reader in the file: else it stays WAL
+            except sqlite3.OperationalError:
+                pass
+        db.close()
+        if lock is not None:
+            os.close(lock)  # releases the flock
+
+
+def _lock(folder: Path) -> int:
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return lock
+    except OSError as e:
+        os.close(lock)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise UsageError(f"Another initbench process is writing to {folder} (its store is locked). Wait for it "
                              "to finish, or stop it first (a stopped sweep resumes where it stopped); two writers "
                              "would train the same jobs twice.") from None
-    elif not path.is_file():
-        raise UsageError(f"{folder} has no {FILE}: it was not written by initbench sweep or compare.")
+        raise InitbenchError(f"Cannot lock {folder} ({e.strerror}): its file system does not support the lock that "
+                             "keeps two processes from writing one store. Use a folder on a local disk.") from None
+
+
+def _connect(path: Path, kind: str | None, write: bool) -> sqlite3.Connection:
+    """An open, checked connection: WAL and full syncs when writing, read-only otherwise."""
     try:
-        db = sqlite3.connect(path, isolation_level=None)  # a reader too: on close it tidies the WAL files away
-        try:
-            if write:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.executescript(SCHEMA)
-                db.execute("INSERT OR IGNORE INTO info VALUES ('version', ?), ('kind', ?)",
-                           (str(VERSION), kind or "run"))
-            db.isolation_level = ""  # `with db:` then opens and commits one transaction
-            store = Store(path, db)
-            found = store.info()
-            if found.get("version") != str(VERSION):
-                raise InitbenchError(f"{path} is a store of version {found.get('version')}; this initbench reads "
-                                     f"version {VERSION}. Use the initbench version that wrote it.")
-            if kind is not None and found.get("kind") != kind:
-                raise UsageError(f"{folder} holds a {found.get('kind')} folder's store, not a {kind}'s. Give "
-                                 f"another --out (or `initbench report` to read it).")
-            yield store
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as e:
+        db = sqlite3.connect(path if write else path.resolve().as_uri() + "?mode=ro", uri=not write,
+                             isolation_level=None)
+    except sqlite3.Error as e:
+        raise InitbenchError(f"Cannot open the store {path}: {e}.") from None
+    try:
+        if write:
+            if db.execute("PRAGMA journal_mode=WAL").fetchone() != ("wal",):
+                raise InitbenchError(f"The store {path} cannot use SQLite's WAL mode on this file system, which "
+                                     "keeps it whole if the process is killed. Use a folder on a local disk.")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO info VALUES ('version', ?), ('kind', ?)", (str(VERSION), kind or "run"))
+        db.isolation_level = ""  # `with db:` then opens and commits one transaction
+        found = dict(db.execute("SELECT name, value FROM info"))
+    except sqlite3.DatabaseError as e:  # not a database, or damaged
+        db.close()
         raise InitbenchError(f"Cannot use the store {path}: {e}. If the file was damaged, move it away and run "
                              "again: its jobs will be trained anew.") from None
-    finally:
-        if lock is not None:
-            os.close(lock)  # releases the flock
+    except BaseException:
+        db.close()
+        raise
+    if found.get("version") != str(VERSION) or (kind is not None and found.get("kind") != kind):
+        db.close()
+        if found.get("version") != str(VERSION):
+            raise InitbenchError(f"{path} is a store of version {found.get('version')}; this initbench reads "
+                                 f"version {VERSION}. Use the initbench version that wrote it.")
+        raise UsageError(f"{path.parent} holds a {found.get('kind')} folder's store, not a {kind}'s. Give another "
+                         "--out (or `initbench report` to read it).")
+    return db

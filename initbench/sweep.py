@@ -9,6 +9,7 @@ finished and its files are there. A sweep killed at any moment resumes from its 
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from collections.abc import Callable, Mapping
@@ -22,20 +23,24 @@ import torch
 from rich.console import Console
 
 from initbench import data, engines, pictures, report, results, runfolder, store
-from initbench.config import RunConfig, SweepConfig
+from initbench.config import TRAIN_KEYS, RunConfig, SweepConfig
 from initbench.data import TRAIN_SPLIT
-from initbench.engines import batched
 from initbench.errors import UsageError
 from initbench.jobs import Job, Keep, TrainSettings, batches_per_epoch
+from initbench.model import N_INPUTS
 
 VALIDATION_IMAGES, TEST_IMAGES = 12_000, 10_000  # of all ten classes
-CALIBRATION_MODELS = 4  # models whose steps are timed, per cell, for the estimate
 
 
 def machine(config: RunConfig, device: torch.device) -> store.Machine:
     env = results.environment(device)
     return store.Machine(config.engine, str(device), env["device_name"], env["versions"]["initbench"],
                          env["versions"]["torch"])
+
+
+def kept(config: RunConfig, weights: bool) -> Keep:
+    """What a run keeps of each job beside its metrics."""
+    return Keep(weights=weights, initial=weights and config.save_init, layer_stats=config.track_stats)
 
 
 @dataclass
@@ -60,8 +65,7 @@ def train_into(st: store.Store, jobs: Mapping[Job, str], config: RunConfig, devi
     for job in jobs:
         by_data.setdefault(job.settings.data, []).append(job)
     where = machine(config, device)
-    keep = Keep(weights=weights_names is not None, initial=config.save_init and weights_names is not None,
-                layer_stats=config.track_stats)
+    keep = kept(config, weights_names is not None)
     for (classes, split_seed, train_samples), group in by_data.items():
         splits = (loaded or {}).get((classes, split_seed, train_samples)) or data.load(
             config.data_dir, split_seed, train_samples, classes, activity.note).to(device)
@@ -115,29 +119,6 @@ def _images(s: TrainSettings) -> tuple[int, int, int]:
             round(TEST_IMAGES * share))
 
 
-def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATION_MODELS) -> float:
-    """Seconds per model of one batched training step with these settings, measured here
-    (the median of three steps after a warm-up one)."""
-    from initbench.streams import initial_model
-
-    n = max(s.batch_size, 1)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(n, batched.N_INPUTS, generator=gen).to(device)
-    y = torch.randint(len(s.classes), (n,), generator=gen).to(device)
-    jobs = [Job("default", seed, s) for seed in range(models)]
-    population = batched.Population(jobs, [initial_model(job, x) for job in jobs], device)
-    idx = torch.arange(n, device=device)[None].expand(models, -1)
-    alive = torch.ones(models, dtype=torch.bool, device=device)
-    times = []
-    for _ in range(4):
-        tic = time.perf_counter()
-        population.train_step(x, y, idx, None, alive)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - tic)
-    return sorted(times[1:])[1] / models
-
-
 def plan(jobs: dict[Job, str], done: set[str], config: RunConfig, device: torch.device) -> Plan:
     missing = [job for job in jobs if store.key(job) not in done]
     by_data: dict[tuple, list[Job]] = {}
@@ -145,15 +126,15 @@ def plan(jobs: dict[Job, str], done: set[str], config: RunConfig, device: torch.
         by_data.setdefault(job.settings.data, []).append(job)
     chunks = [chunk for group in by_data.values()
               for chunk in engines.plan(group, device, config.engine, config.max_batch_models)]
-    per_step = {s: step_seconds(s, device) for s in {job.settings for job in missing}}
+    per_step = {s: engines.step_seconds(s, device) for s in {job.settings for job in missing}}
     seconds, peak = 0.0, 0
     for chunk in chunks:
         s = chunk[0].settings
         n_train, n_val, n_test = _images(s)
         steps = s.epochs * (batches_per_epoch(n_train, s.batch_size) + n_val / (3 * s.batch_size))
         seconds += per_step[s] * len(chunk) * (steps + n_test / (3 * s.batch_size))  # evaluation: a forward pass
-        images = (n_train + n_val + n_test) * batched.N_INPUTS * 4
-        peak = max(peak, len(chunk) * batched.bytes_per_model(s) + images)
+        images = (n_train + n_val + n_test) * N_INPUTS * 4
+        peak = max(peak, len(chunk) * engines.bytes_per_model(s) + images)
     return Plan(jobs, missing, chunks, seconds, peak)
 
 
@@ -185,7 +166,8 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     with store.open_store(folder, "sweep") as st, activity.running():
-        done = st.done(keys.values())
+        st.check_trained_by(config.engine, device.type)
+        done = st.done(keys.values(), kept(config, config.save_weights))
         decided = time.perf_counter() - tic
         planned = plan(jobs, done, config, device)
         _tell_plan(activity, sweep, planned, repeats, name, device, err if not quiet else None)
@@ -263,20 +245,17 @@ def shown(key: str, value: Any) -> str:
         return f"{sizes[0]}x{len(sizes)}" if len(set(sizes)) == 1 and len(sizes) > 1 else ",".join(map(str, sizes))
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # pandas reads None as NaN
         return "all" if key == "train_samples" else "none"
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-SETTINGS = [f for f in TrainSettings.__dataclass_fields__]
 
 
 def cells_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Per cell (a combination of the settings that vary among the rows) and scheme: seeds,
     mean and std of validation accuracy, and the paired difference to the best scheme of
     the cell (mean, 95% t-interval over seeds, verdict). And the varied settings."""
-    shown_frame = frame.assign(**{k: [shown(k, v) for v in frame[k]] for k in SETTINGS})
-    varied = [k for k in SETTINGS if shown_frame[k].nunique() > 1]
+    shown_frame = frame.assign(**{k: [shown(k, v) for v in frame[k]] for k in TRAIN_KEYS})
+    varied = [k for k in TRAIN_KEYS if shown_frame[k].nunique() > 1]
     parts = []
     groups = shown_frame.groupby(varied, sort=False) if varied else [((), shown_frame)]
     for cell, rows in groups:

@@ -162,7 +162,7 @@ def test_sweep_writes_its_store_and_views(finished: tuple[Path, Path]) -> None:
     assert sorted(p.name for p in folder.iterdir()) == [
         "accuracy_by_hidden.png", "cells.csv", "heatmap.png", "runs.csv", store.FILE, "sweep.json", "sweep.toml"]
     with sqlite3.connect(folder / store.FILE) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # WAL only while it is written
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         (count,) = db.execute("SELECT count(*) FROM jobs").fetchone()
         assert count == 8  # 2 cells x 2 schemes x 2 seeds
@@ -333,3 +333,54 @@ def test_the_shipped_sweeps_are_valid() -> None:
     bench = config.resolve_sweep(ROOT / "configs" / "sweep-bench.toml")
     assert len(bench.jobs()) == 162
     assert len(config.resolve_sweep(SMOKE).jobs()) == 24
+
+
+def test_report_pairs_schemes_over_the_seeds_they_share(finished: tuple[Path, Path], tmp_path: Path) -> None:
+    """A store extended for one scheme only (rule gets seed 2): the report compares each
+    scheme with its cell's best on the seeds both have, and says how many."""
+    import shutil
+
+    path, done = finished
+    folder = tmp_path / "uneven"
+    shutil.copytree(done, folder)
+    assert sweep(str(path), "--out", str(folder), "--set", "seeds=[2]", "--set", "schemes=['rule']",
+                 "--quiet").exit_code == 0
+    result = runner.invoke(app, ["report", str(folder), "--format", "csv", "--no-pictures"])
+    assert result.exit_code == 0, result.output
+    cells = pd.read_csv(pd.io.common.StringIO(result.stdout))
+    assert len(cells) == 4 and sorted(cells["seeds"]) == [2, 2, 3, 3]
+
+
+def test_a_store_is_kept_to_one_engine_and_device(finished: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    path, done = finished
+    folder = tmp_path / "other-engine"
+    shutil.copytree(done, folder)
+    result = sweep(str(path), "--out", str(folder), "--set", "engine=sequential")
+    assert_clean_error(result, "holds jobs trained by the batched engine on cpu", "sequential", code=2)
+
+
+def test_rows_without_what_is_now_kept_are_trained_again(finished: tuple[Path, Path], tmp_path: Path) -> None:
+    """Resuming with track_stats: rows recorded without layer statistics count as missing."""
+    import shutil
+
+    path, done = finished
+    folder = tmp_path / "stats"
+    shutil.copytree(done, folder)
+    result = sweep(str(path), "--out", str(folder), "--set", "track_stats=true", "--set", "grid.hidden=['32']")
+    assert result.exit_code == 0, result.output
+    assert "In the store: 0; to train: 4" in " ".join(result.output.split())
+    with sqlite3.connect(folder / store.FILE) as db:
+        assert db.execute("SELECT count(*) FROM jobs WHERE layer_stats IS NOT NULL").fetchone() == (4,)
+
+
+def test_the_ci_smoke_sweep_runs_and_finds_depth_hurts_rule(data_dir: Path, tmp_path: Path) -> None:
+    """configs/sweep-smoke.toml, as CI runs it: 24 jobs, and the report it prints."""
+    result = sweep(str(SMOKE), "--out", str(tmp_path / "smoke"), "--set", f"data_dir='{data_dir}'",
+                   "--format", "csv", "--quiet")
+    assert result.exit_code == 0, result.output
+    cells = pd.read_csv(pd.io.common.StringIO(result.stdout), dtype={"hidden": str})
+    assert len(cells) == 12 and set(cells["seeds"]) == {2}
+    rule = cells[cells["scheme"] == "rule"].set_index(["activation", "hidden"])["val_acc_mean"]
+    assert (rule.xs("64x6", level="hidden") < rule.xs("64x2", level="hidden") - 0.15).all()  # depth: rule falls

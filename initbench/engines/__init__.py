@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from initbench.errors import InitbenchError
-from initbench.jobs import Job, JobResult, Keep, Progress, check_batch_size
+from initbench.jobs import Job, JobResult, Keep, Progress, TrainSettings, check_batch_size
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +65,20 @@ def plan(jobs: Sequence[Job], device: torch.device, engine: str = "batched",
     from initbench.engines import batched
 
     return [[job] for job in jobs] if engine == "sequential" else batched.chunks(jobs, device, max_models)
+
+
+def step_seconds(settings: TrainSettings, device: torch.device) -> float:
+    """Seconds per model of one batched training step with ``settings``, timed here."""
+    from initbench.engines import batched
+
+    return batched.step_seconds(settings, device)
+
+
+def bytes_per_model(settings: TrainSettings) -> int:
+    """The batched engine's generous estimate of one model's memory in a chunk."""
+    from initbench.engines import batched
+
+    return batched.bytes_per_model(settings)
 
 
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",

@@ -22,6 +22,7 @@ epoch, and divergence is handled with masks rather than branches.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -78,6 +79,7 @@ ACTIVATION_OPS = {
 PER_MODEL_DEVICES = ("cpu",)  # where rounding-sensitive ops are called per model (exact)
 ALIGN = 64  # floats (256 bytes): every model's slice of a stacked tensor starts this aligned
 MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
+CALIBRATION_MODELS = 4  # models whose steps step_seconds times
 
 
 def stacked(m: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
@@ -342,6 +344,27 @@ def chunks(jobs: Sequence[Job], device: torch.device, max_models: int | None = N
     return found
 
 
+def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATION_MODELS) -> float:
+    """Seconds per model of one batched training step with these settings, measured here
+    (the median of three steps after a warm-up one)."""
+    n = max(s.batch_size, 1)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, N_INPUTS, generator=gen).to(device)
+    y = torch.randint(len(s.classes), (n,), generator=gen).to(device)
+    jobs = [Job("default", seed, s) for seed in range(models)]
+    population = Population(jobs, [initial_model(job, x) for job in jobs], device)
+    idx = torch.arange(n, device=device)[None].expand(models, -1)
+    alive = torch.ones(models, dtype=torch.bool, device=device)
+    times = []
+    for _ in range(4):
+        tic = time.perf_counter()
+        population.train_step(x, y, idx, None, alive)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - tic)
+    return sorted(times[1:])[1] / models
+
+
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
           max_models: int | None = None, keep: Keep = Keep()) -> Iterator[list[JobResult]]:
     """Train ``jobs`` chunk by chunk (see ``chunks``), yielding each chunk's results as it
@@ -371,7 +394,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
     val_acc = []
     stats_batch = diagnostics.stats_batch(data.x_val, data.y_val) if keep.layer_stats else None
 
-    def layer_stats(epoch: int) -> list[list[dict[str, float]]]:
+    def layer_stats(epoch: int) -> list[list[dict[str, float]]]:  # each model copied out only when asked
         return [diagnostics.epoch_rows(population.model(i), stats_batch, epoch) if stats_batch else []
                 for i in range(m)]
 
