@@ -159,9 +159,8 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
     keys = {job: store.key(job) for job in jobs}
     if dry_run:
         done = _peek(folder)
-        decided = time.perf_counter() - tic
         planned = plan(jobs, done, config, device)
-        _tell_plan(activity, sweep, planned, repeats, name, device, err if not quiet else None)
+        _tell_plan(sweep, planned, repeats, name, device, err if not quiet else None)
         report.show(report.jobs_listing(_job_rows(jobs, keys, done, sweep)), fmt, Console())
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,7 +169,7 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
         done = st.done(keys.values(), kept(config, config.save_weights))
         decided = time.perf_counter() - tic
         planned = plan(jobs, done, config, device)
-        _tell_plan(activity, sweep, planned, repeats, name, device, err if not quiet else None)
+        _tell_plan(sweep, planned, repeats, name, device, err if not quiet else None)
         runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
         activity.stage("Training", total=sum(
             len(c) * c[0].settings.epochs * batches_per_epoch(_images(c[0].settings)[0], c[0].settings.batch_size)
@@ -196,9 +195,10 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
         listing = write_views(folder, frame, info)
     report.show(listing, fmt, Console())
     if not quiet:
-        err.print(f"Trained {report.plural(len(planned.missing), 'job')} in {_duration(tally.train_seconds)} "
-                  f"({figures['model_epochs_per_second'] or 0:.2f} model-epochs/s); the store holds all "
-                  f"{report.plural(len(jobs), 'job')} of this grid.")
+        trained = (f"Trained {report.plural(len(planned.missing), 'job')} in {_duration(tally.train_seconds)} "
+                   f"({figures['model_epochs_per_second']:.2f} model-epochs/s)" if planned.missing
+                   else "Nothing to train")
+        err.print(f"{trained}; the store holds all {report.plural(len(jobs), 'job')} of this grid.")
         err.print(f"Results in {folder}")
     return folder
 
@@ -211,7 +211,7 @@ def _peek(folder: Path) -> set[str]:
         return st.done()
 
 
-def _tell_plan(activity: report.Activity, sweep: SweepConfig, planned: Plan, repeats: int, name: str,
+def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str,
                device: torch.device, console: Console | None) -> None:
     if console is None:
         return
