@@ -275,9 +275,14 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     """A RunConfig of parsed flat ``values``, checked as a whole."""
     train = {k: values.pop(k) for k in TRAIN_KEYS if k in values}
     config = RunConfig(**values, train=TrainSettings(**train))
-    check_batch_size(config.train.batch_size, config.train.train_samples or TRAIN_SPLIT)
-    check_freezing(config.train)
+    check_settings(config.train)
     return config
+
+
+def check_settings(s: TrainSettings) -> None:
+    """What no single value's parser can see: the batch against the training set, and freezing."""
+    check_batch_size(s.batch_size, s.train_samples or TRAIN_SPLIT)
+    check_freezing(s)
 
 
 def check_freezing(s: TrainSettings) -> None:
@@ -470,8 +475,7 @@ def resolve_sweep(config_file: Path, sets: list[str] | None = None, options: Map
     sweep = SweepConfig(_run_config(values), tuple(grid))
     for cell in sweep.cells():
         try:
-            check_batch_size(cell.batch_size, cell.train_samples or TRAIN_SPLIT)
-            check_freezing(cell)
+            check_settings(cell)
         except UsageError as e:
             varied = ", ".join(f"{k} = {getattr(cell, k)!r}" for k, _ in grid)
             raise UsageError(f"In the grid's cell {varied}: {e}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import platform
 import re
@@ -178,7 +177,7 @@ def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str], about
             "architecture": architecture(job),
             "job": {"scheme": job.scheme, "name": jobs[job], "scheme_key": schemes.get(job.scheme).name,
                     "key": store.key(job), "seed": job.seed,
-                    "settings": _jsonable(dataclasses.asdict(job.settings))},
+                    "settings": store.plain_settings(job.settings)},
             **about_run,
         }
         if result.weights is not None:
@@ -194,8 +193,3 @@ def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str], about
 def _weights_writer(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Callable[[Path], None]:
     return lambda path: checkpoint.save(path, state, meta)
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return list(value) if isinstance(value, tuple) else value

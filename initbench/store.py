@@ -91,7 +91,7 @@ def identity(job: Job) -> dict[str, Any]:
     (aliases and parameter spellings agree; a file by its SHA-256), and momentum only
     where the optimizer uses it, head_init only for a file scheme, lesson_eval only with dropout."""
     scheme, s = schemes.get(job.scheme), job.settings
-    settings = _plain(s)
+    settings = plain_settings(s)
     settings["lesson_eval"] = s.eval_dropout  # without dropout, scoring is the same either way
     if s.optimizer != "sgd":
         del settings["momentum"]
@@ -102,9 +102,17 @@ def identity(job: Job) -> dict[str, Any]:
     return {"scheme": scheme.name, "seed": job.seed, "settings": settings, "data_files_sha256": data.SHA256}
 
 
+def _encoded(ident: dict[str, Any]) -> str:
+    """An identity as canonical JSON (sorted keys, no spaces): what its key hashes."""
+    return json.dumps(ident, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def key(job: Job) -> str:
-    """The SHA-256 of the job's identity as canonical JSON (sorted keys, no spaces)."""
-    encoded = json.dumps(identity(job), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """The SHA-256 of the job's identity as canonical JSON."""
+    return _key(_encoded(identity(job)))
+
+
+def _key(encoded: str) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
@@ -156,11 +164,12 @@ class Store:
         rows = []
         for r in results:
             ident = identity(r.job)
+            encoded = _encoded(ident)
             losses = r.losses.float().contiguous()
             last = losses[-1]
             rows.append((
-                key(r.job), json.dumps(ident, sort_keys=True, separators=(",", ":")), names[r.job],
-                ident["scheme"], r.job.seed, json.dumps(_plain(r.job.settings)), r.val_acc[-1], r.test_acc,
+                _key(encoded), encoded, names[r.job],
+                ident["scheme"], r.job.seed, json.dumps(plain_settings(r.job.settings)), r.val_acc[-1], r.test_acc,
                 json.dumps(r.val_acc), _real(float(last[-1])), _real(float(last.mean())), r.diverged_at,
                 losses.shape[0], losses.shape[1], losses.numpy().astype("<f4").tobytes(),
                 None if r.layer_stats is None else json.dumps(r.layer_stats),
@@ -216,7 +225,7 @@ class Store:
         return dict(self.db.execute("SELECT name, value FROM info"))
 
 
-def _plain(s: TrainSettings) -> dict[str, Any]:
+def plain_settings(s: TrainSettings) -> dict[str, Any]:
     """The settings as JSON-ready values (tuples as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(s).items()}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +38,14 @@ def machine(config: RunConfig, device: torch.device) -> store.Machine:
                          env["versions"]["torch"])
 
 
+def _by_data(jobs: Iterable[Job]) -> dict[tuple, list[Job]]:
+    """Jobs by the data they train on (``settings.data``), in order: one split loaded per group."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.settings.data, []).append(job)
+    return groups
+
+
 def kept(config: RunConfig, weights: bool) -> Keep:
     """What a run keeps of each job beside its metrics."""
     return Keep(weights=weights, initial=weights and config.save_init, layer_stats=config.track_stats)
@@ -61,12 +69,9 @@ def train_into(st: store.Store, jobs: Mapping[Job, str], config: RunConfig, devi
     committing each chunk's rows to ``st`` as it finishes; with ``weights_names`` (file
     names under ``folder/weights``), each chunk's final weights are written before its rows."""
     tally = Trained()
-    by_data: dict[tuple, list[Job]] = {}
-    for job in jobs:
-        by_data.setdefault(job.settings.data, []).append(job)
     where = machine(config, device)
     keep = kept(config, weights_names is not None)
-    for (classes, split_seed, train_samples), group in by_data.items():
+    for (classes, split_seed, train_samples), group in _by_data(jobs).items():
         splits = (loaded or {}).get((classes, split_seed, train_samples)) or data.load(
             config.data_dir, split_seed, train_samples, classes, activity.note).to(device)
         about = {"data": data.identity(split_seed, train_samples, classes) | {"sizes": splits.sizes()},
@@ -94,7 +99,7 @@ def train_into(st: store.Store, jobs: Mapping[Job, str], config: RunConfig, devi
 class Plan:
     """A sweep's jobs, those the store lacks, the chunks they train in, and an estimate."""
 
-    jobs: dict[Job, str]  # every job of the grid (one per key), with its name
+    keys: dict[Job, str]  # every job of the grid (one per key), with its key
     missing: list[Job]
     chunks: list[list[Job]]
     seconds: float  # of training, estimated from the engine's measured steps
@@ -102,13 +107,14 @@ class Plan:
 
 
 def expand(sweep: SweepConfig) -> tuple[dict[Job, str], int]:
-    """The grid's jobs, one per key (cells that differ only where it changes nothing, such
-    as momentum under Adam, share their jobs), and how many repeats were dropped."""
-    jobs: dict[str, Job] = {}
+    """The grid's jobs with their keys, one job per key (cells that differ only where it
+    changes nothing, such as momentum under Adam, share their jobs), and how many repeats
+    were dropped."""
+    by_key: dict[str, Job] = {}
     all_jobs = sweep.jobs()
     for job in all_jobs:
-        jobs.setdefault(store.key(job), job)
-    return {job: job.scheme for job in jobs.values()}, len(all_jobs) - len(jobs)
+        by_key.setdefault(store.key(job), job)
+    return {job: k for k, job in by_key.items()}, len(all_jobs) - len(by_key)
 
 
 def _images(s: TrainSettings) -> tuple[int, int, int]:
@@ -119,12 +125,9 @@ def _images(s: TrainSettings) -> tuple[int, int, int]:
             round(TEST_IMAGES * share))
 
 
-def plan(jobs: dict[Job, str], done: set[str], config: RunConfig, device: torch.device) -> Plan:
-    missing = [job for job in jobs if store.key(job) not in done]
-    by_data: dict[tuple, list[Job]] = {}
-    for job in missing:
-        by_data.setdefault(job.settings.data, []).append(job)
-    chunks = [chunk for group in by_data.values()
+def plan(keys: dict[Job, str], done: set[str], config: RunConfig, device: torch.device) -> Plan:
+    missing = [job for job, k in keys.items() if k not in done]
+    chunks = [chunk for group in _by_data(missing).values()
               for chunk in engines.plan(group, device, config.engine, config.max_batch_models)]
     per_step = {s: engines.step_seconds(s, device) for s in {job.settings for job in missing}}
     seconds, peak = 0.0, 0
@@ -135,7 +138,7 @@ def plan(jobs: dict[Job, str], done: set[str], config: RunConfig, device: torch.
         seconds += per_step[s] * len(chunk) * (steps + n_test / (3 * s.batch_size))  # evaluation: a forward pass
         images = (n_train + n_val + n_test) * N_INPUTS * 4
         peak = max(peak, len(chunk) * engines.bytes_per_model(s) + images)
-    return Plan(jobs, missing, chunks, seconds, peak)
+    return Plan(keys, missing, chunks, seconds, peak)
 
 
 def _duration(seconds: float) -> str:
@@ -155,33 +158,32 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
     device = engines.resolve_device(config.device)
     started = datetime.now().astimezone()
     tic = time.perf_counter()  # deciding what is left: the keys, and the store's answer
-    jobs, repeats = expand(sweep)
-    keys = {job: store.key(job) for job in jobs}
+    keys, repeats = expand(sweep)
     if dry_run:
         done = _peek(folder)
-        planned = plan(jobs, done, config, device)
+        planned = plan(keys, done, config, device)
         _tell_plan(sweep, planned, repeats, name, device, err if not quiet else None)
-        report.show(report.jobs_listing(_job_rows(jobs, keys, done, sweep)), fmt, Console())
+        report.show(report.jobs_listing(_job_rows(keys, done, sweep)), fmt, Console())
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     with store.open_store(folder, "sweep") as st, activity.running():
         st.check_trained_by(config.engine, device.type)
         done = st.done(keys.values(), kept(config, config.save_weights))
         decided = time.perf_counter() - tic
-        planned = plan(jobs, done, config, device)
+        planned = plan(keys, done, config, device)
         _tell_plan(sweep, planned, repeats, name, device, err if not quiet else None)
         runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
         activity.stage("Training", total=sum(
             len(c) * c[0].settings.epochs * batches_per_epoch(_images(c[0].settings)[0], c[0].settings.batch_size)
             for c in planned.chunks))
-        tally = train_into(st, {job: jobs[job] for job in planned.missing}, config, device, activity, folder,
+        tally = train_into(st, {job: job.scheme for job in planned.missing}, config, device, activity, folder,
                            {job: f"{keys[job][:16]}.safetensors" for job in planned.missing}
                            if config.save_weights else None)
         activity.stage("Writing the views and drawing the pictures")
         frame = st.frame(list(keys.values()))
         model_epochs = sum(job.settings.epochs for job in planned.missing)
         figures = {
-            "jobs": len(jobs), "trained_now": len(planned.missing), "in_store_before": len(jobs) - len(planned.missing),
+            "jobs": len(keys), "trained_now": len(planned.missing), "in_store_before": len(keys) - len(planned.missing),
             "estimated_seconds": round(planned.seconds, 1), "estimated_peak_bytes": planned.peak_bytes,
             "train_seconds": round(tally.train_seconds, 3),
             "model_epochs_per_second": round(model_epochs / tally.train_seconds, 3) if tally.train_seconds else None,
@@ -198,7 +200,7 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
         trained = (f"Trained {report.plural(len(planned.missing), 'job')} in {_duration(tally.train_seconds)} "
                    f"({figures['model_epochs_per_second']:.2f} model-epochs/s)" if planned.missing
                    else "Nothing to train")
-        err.print(f"{trained}; the store holds all {report.plural(len(jobs), 'job')} of this grid.")
+        err.print(f"{trained}; the store holds all {report.plural(len(keys), 'job')} of this grid.")
         err.print(f"Results in {folder}")
     return folder
 
@@ -217,7 +219,7 @@ def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str,
         return
     cells = len(sweep.cells())
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.grid)
-    n = len(planned.jobs)
+    n = len(planned.keys)
     console.print(f"Sweep {name}: {report.plural(n, 'job')} = {report.plural(cells, 'cell')}"
                   + (f" ({axes})" if axes else "")
                   + f" x {report.plural(len(sweep.run.schemes), 'scheme')} x "
@@ -231,11 +233,11 @@ def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str,
                      "here)." if planned.missing else "."))
 
 
-def _job_rows(jobs: dict[Job, str], keys: dict[Job, str], done: set[str], sweep: SweepConfig) -> list[dict]:
+def _job_rows(keys: dict[Job, str], done: set[str], sweep: SweepConfig) -> list[dict]:
     varied = [k for k, _ in sweep.grid]
-    return [{**{k: shown(k, getattr(job.settings, k)) for k in varied}, "scheme": name, "seed": job.seed,
-             "key": keys[job], "status": "in the store" if keys[job] in done else "to train"}
-            for job, name in jobs.items()]
+    return [{**{k: shown(k, getattr(job.settings, k)) for k in varied}, "scheme": job.scheme, "seed": job.seed,
+             "key": k, "status": "in the store" if k in done else "to train"}
+            for job, k in keys.items()]
 
 
 def shown(key: str, value: Any) -> str:
