@@ -25,6 +25,7 @@ from initbench import config as config_defaults, report
 from initbench.config import LESSON_SCHEMES, RunConfig
 from initbench.engines import ENGINES
 from initbench.errors import InitbenchError, Terminated, UsageError
+from initbench.executors import EXECUTORS
 from initbench.jobs import ACTIVATIONS, OPTIMIZERS, TrainSettings
 from initbench.schemes import BIAS_POLICIES
 
@@ -128,6 +129,18 @@ DataDirOption = Annotated[Optional[str], _opt(help="Where FashionMNIST is kept."
                                               default="$INITBENCH_DATA_DIR or ~/.cache/initbench")]
 OverwriteOption = Annotated[Optional[bool], _flag(
     "--overwrite", "Replace an --out folder that already holds files, whole.")]
+ExecutorOption = Annotated[_choice(EXECUTORS), _opt(
+    help="local: train here; ray: each chunk of models as a task on a Ray cluster (pip install 'initbench[ray]').",
+    default=RunConfig.executor)]
+RayAddressOption = Annotated[Optional[str], _opt(
+    help="With --executor ray: auto (the cluster started here with ray start), HOST:PORT, ray://HOST:PORT or local "
+    "(a new runtime for this run).", default="$RAY_ADDRESS, else a cluster started here, else a new runtime",
+    metavar="ADDRESS")]
+GpusPerTaskOption = Annotated[Optional[float], _opt(
+    help="With --executor ray: GPUs per task; a fraction (0.25) lets tasks share a GPU.",
+    default="1 when training on CUDA, else 0", metavar="G")]
+CpusPerTaskOption = Annotated[Optional[int], _opt(help="With --executor ray: CPU cores (threads) per task.",
+                                                  default=RunConfig.cpus_per_task, metavar="N")]
 SchemesArgument = Annotated[Optional[list[str]], typer.Argument(
     help=f"Initialization schemes (`initbench schemes` lists them). [default: {' '.join(LESSON_SCHEMES)}]",
     show_default=False, metavar="SCHEME")]
@@ -202,6 +215,10 @@ def compare(
     max_batch_models: Annotated[Optional[int], _opt(
         help="At most this many models per batched step; more are trained in chunks.",
         default="what fits in half the free memory", metavar="N")] = None,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    cpus_per_task: CpusPerTaskOption = None,
     data_dir: DataDirOption = None,
     out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.", metavar="DIR",
                                        default="results/<timestamp>-<schemes>")] = None,
@@ -228,7 +245,8 @@ def compare(
             "classes": classes, "head_init": head_init, "freeze": freeze, "unfreeze_after": unfreeze_after,
             "unfreeze_lr": unfreeze_lr, "save_weights": save_weights, "save_init": save_init,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
-            "device": device, "engine": engine, "max_batch_models": max_batch_models,
+            "device": device, "engine": engine, "max_batch_models": max_batch_models, "executor": executor,
+            "ray_address": ray_address, "gpus_per_task": gpus_per_task, "cpus_per_task": cpus_per_task,
             "data_dir": data_dir, "out": out, "overwrite": overwrite,
         })
         from initbench import runner
@@ -273,6 +291,10 @@ def sweep(
         metavar="KEY=VALUE")] = None,
     out: Annotated[Optional[str], _opt("--out", "-o", help="The sweep's folder: run again, it resumes or extends.",
                                        metavar="DIR", default="results/<CONFIG's name>")] = None,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    cpus_per_task: CpusPerTaskOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the jobs, train nothing.")] = False,
     fmt: FormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table.")] = False,
@@ -291,7 +313,9 @@ def sweep(
     with _errors_to_exit(debug):
         from initbench import config as config_mod, store
 
-        resolved = config_mod.resolve_sweep(config, set_, {"out": out} if out is not None else {},
+        options = {"out": out, "executor": executor, "ray_address": ray_address, "gpus_per_task": gpus_per_task,
+                   "cpus_per_task": cpus_per_task}
+        resolved = config_mod.resolve_sweep(config, set_, {k: v for k, v in options.items() if v is not None},
                                             default_out=Path("results") / config.stem)
         assert resolved.run.out is not None
         store.check_folder(resolved.run.out, "sweep")

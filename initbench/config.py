@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import itertools
 import json
 import re
@@ -22,6 +23,7 @@ from initbench import schemes as scheme_registry
 from initbench.data import CLASS_NAMES, TRAIN_SPLIT, class_number, default_data_dir, describe
 from initbench.engines import ENGINES
 from initbench.errors import UsageError
+from initbench.executors import EXECUTORS
 from initbench.jobs import ACTIVATIONS, OPTIMIZERS, Job, TrainSettings, check_batch_size
 from initbench.schemes import BIAS_POLICIES
 
@@ -44,6 +46,10 @@ class RunConfig:
     overwrite: bool = False  # replace an --out folder that already holds files, whole
     save_weights: bool = True  # every model's final weights in weights/ (safetensors)
     save_init: bool = False  # and its initial weights in weights/init/
+    executor: str = "local"  # local: this process trains; ray: chunks as tasks on a Ray cluster
+    ray_address: str | None = None  # None: Ray's choice ($RAY_ADDRESS, a cluster started here, or a new one)
+    gpus_per_task: float | None = None  # None: 1 when tasks train on CUDA, else 0
+    cpus_per_task: int = 1
 
     def jobs(self) -> list[Job]:
         """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
@@ -179,6 +185,21 @@ def _device(value: Any) -> str:
     return value
 
 
+def _ray_address(value: Any) -> str:
+    """auto (the cluster started on this machine), local (a new runtime), HOST:PORT or ray://HOST:PORT."""
+    if not isinstance(value, str) or not re.fullmatch(r"auto|local|(ray://)?[\w.-]+:\d+", value):
+        raise ValueError("must be auto, local, HOST:PORT or ray://HOST:PORT")
+    return value
+
+
+def _gpus(value: Any) -> float:
+    """GPUs per Ray task: a fraction up to 1 (tasks share a GPU) or a whole number."""
+    gpus = _number(0.0, float("inf"), "of 0 or more")(value)
+    if gpus > 1 and not gpus.is_integer():
+        raise ValueError("must be a fraction of at most 1 (tasks sharing a GPU) or a whole number")
+    return gpus
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -223,6 +244,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "overwrite": _flag,
     "save_weights": _flag,
     "save_init": _flag,
+    "executor": _choice(*EXECUTORS),
+    "ray_address": _optional(_ray_address),
+    "gpus_per_task": _optional(_gpus),
+    "cpus_per_task": _whole(1),
 }
 CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))  # in their order
@@ -276,7 +301,30 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     train = {k: values.pop(k) for k in TRAIN_KEYS if k in values}
     config = RunConfig(**values, train=TrainSettings(**train))
     check_settings(config.train)
+    check_executor(config)
     return config
+
+
+def check_executor(config: RunConfig) -> None:
+    """--executor ray has Ray installed, and a device and GPUs a cluster's tasks can use."""
+    if config.executor != "ray":
+        return
+    try:
+        installed = importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        installed = False
+    if not installed:
+        raise UsageError("--executor ray needs Ray, which is not installed here. Install it with "
+                         "pip install 'initbench[ray]' (on every machine of the cluster), or use --executor local.")
+    if re.fullmatch(r"cuda:\d+", config.device):
+        raise UsageError(f"--device {config.device}: on Ray, each task is given its GPU by Ray. Use --device cuda "
+                         "(or auto) with --gpus-per-task.")
+    if config.gpus_per_task and config.device in ("cpu", "mps"):
+        raise UsageError(f"--gpus-per-task {config.gpus_per_task:g} with --device {config.device}: the tasks would "
+                         "hold GPUs and not use them. Use --device cuda (or auto), or leave --gpus-per-task out.")
+    if config.gpus_per_task == 0 and config.device == "cuda":
+        raise UsageError("--device cuda with --gpus-per-task 0: a task without a GPU cannot train on CUDA. Give "
+                         "--gpus-per-task (e.g. 1, or 0.25 to share a GPU among four tasks).")
 
 
 def check_settings(s: TrainSettings) -> None:

@@ -14,7 +14,19 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from initbench import checkpoint, data, diagnostics, engines, pictures, report, results, runfolder, store, sweep
+from initbench import (
+    checkpoint,
+    data,
+    diagnostics,
+    engines,
+    executors,
+    pictures,
+    report,
+    results,
+    runfolder,
+    store,
+    sweep,
+)
 from initbench.config import RunConfig, TransferConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
@@ -49,10 +61,10 @@ def _train_run(config: RunConfig, jobs: dict[Job, str], name: str, fmt: str, qui
     started = datetime.now().astimezone()
     err = Console(stderr=True)
     activity = report.Activity(err, quiet)
-    device = engines.resolve_device(config.device)
     train = config.train
     with runfolder.run_folder(config.out or _stamped(started, name), config.overwrite) as folder, \
-            activity.running():
+            activity.running(), executors.connect(config, activity) as executor:
+        device = executor.data_device
         activity.stage("Loading FashionMNIST")
         splits = data.load(config.data_dir, train.split_seed, train.train_samples, train.classes,
                            activity.stage).to(device)
@@ -61,12 +73,13 @@ def _train_run(config: RunConfig, jobs: dict[Job, str], name: str, fmt: str, qui
         activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(set(jobs.values())), kind)}"
                       f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
                       f"{of_classes}, {report.plural(train.epochs, 'epoch')} of {n_batches:,} batches, "
-                      f"{config.engine} engine on {device}")
+                      f"{executor.description}")
         epochs = max(job.settings.epochs for job in jobs)
         activity.stage("Training", total=len(jobs) * epochs * n_batches)
         keys = [store.key(job) for job in jobs]
         with store.open_store(folder.staging, "run") as st:
-            tally = sweep.train_into(st, jobs, config, device, activity, folder.staging,
+            tally = sweep.train_into(st, jobs, sweep.chunked(list(jobs), config, executor), executor, config,
+                                     activity, folder.staging,
                                      results.weights_names(jobs) if config.save_weights else None,
                                      {train.data: splits})
             # Everything below is a view of the store.
@@ -76,7 +89,7 @@ def _train_run(config: RunConfig, jobs: dict[Job, str], name: str, fmt: str, qui
         runs = results.runs_frame(stored, names)
         summary = results.summary_frame(runs)
         losses = results.losses_frame(stored, names)
-        environment = results.environment(device)
+        environment = results.environment(device) | {"executor": executor.description}
         run_info = {
             "config": config.to_dict() | {"out": str(folder.path)},
             **environment,

@@ -9,33 +9,28 @@ finished and its files are there. A sweep killed at any moment resumes from its 
 
 from __future__ import annotations
 
+import heapq
 import math
 import resource
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from rich.console import Console
 
-from initbench import data, engines, pictures, report, results, runfolder, store
+from initbench import data, engines, executors, pictures, report, results, runfolder, store
 from initbench.config import TRAIN_KEYS, RunConfig, SweepConfig
 from initbench.data import TRAIN_SPLIT
 from initbench.errors import UsageError
+from initbench.executors import Executor
 from initbench.jobs import Job, Keep, TrainSettings, batches_per_epoch
 from initbench.model import N_INPUTS
 
 VALIDATION_IMAGES, TEST_IMAGES = 12_000, 10_000  # of all ten classes
-
-
-def machine(config: RunConfig, device: torch.device) -> store.Machine:
-    env = results.environment(device)
-    return store.Machine(config.engine, str(device), env["device_name"], env["versions"]["initbench"],
-                         env["versions"]["torch"])
 
 
 def _by_data(jobs: Iterable[Job]) -> dict[tuple, list[Job]]:
@@ -51,44 +46,73 @@ def kept(config: RunConfig, weights: bool) -> Keep:
     return Keep(weights=weights, initial=weights and config.save_init, layer_stats=config.track_stats)
 
 
+def chunked(jobs: Sequence[Job], config: RunConfig, executor: Executor) -> list[list[Job]]:
+    """The chunks ``jobs`` train in: one data split and one cell each, as many models as fit
+    where they train (and ``max_batch_models`` allows); with several task slots, no more than
+    spreads the jobs over all of them."""
+    if not jobs:
+        return []
+    fits = executor.max_models(list({job.settings: None for job in jobs}))
+    spread = math.ceil(len(jobs) / executor.slots)
+    size = {s: min(n, config.max_batch_models or n, spread) for s, n in fits.items()}
+    return [chunk for group in _by_data(jobs).values() for chunk in engines.plan(group, config.engine, size.get)]
+
+
 @dataclass
 class Trained:
-    """What training into a store cost: seconds of training (data loading excluded), and
-    seconds spent writing the store (the commits, and weights files if kept)."""
+    """What training into a store cost: seconds waiting for training (data loading and
+    writing excluded; on several workers, the wall-clock time), seconds of training summed
+    over the chunks (where they trained), and seconds writing the store (the commits, and
+    weights files if kept)."""
 
     train_seconds: float = 0.0
+    chunk_seconds: float = 0.0
     store_seconds: float = 0.0
     jobs: int = 0
 
 
-def train_into(st: store.Store, jobs: Mapping[Job, str], config: RunConfig, device: torch.device,
-               activity: report.Activity, folder: Path, weights_names: Mapping[Job, str] | None = None,
+def train_into(st: store.Store, jobs: Mapping[Job, str], chunks: Sequence[Sequence[Job]], executor: Executor,
+               config: RunConfig, activity: report.Activity, folder: Path,
+               weights_names: Mapping[Job, str] | None = None,
                loaded: Mapping[tuple, data.Splits] | None = None) -> Trained:
-    """Train ``jobs`` (each with the name tables give it) with ``config``'s engine, a data
-    split at a time (``loaded``: splits already on the device, by ``settings.data``),
-    committing each chunk's rows to ``st`` as it finishes; with ``weights_names`` (file
-    names under ``folder/weights``), each chunk's final weights are written before its rows."""
+    """Train ``chunks`` of ``jobs`` (each with the name tables give it) with ``executor``,
+    committing each chunk's rows to ``st`` as it finishes (``loaded``: data splits already
+    loaded, by ``settings.data``); with ``weights_names`` (file names under
+    ``folder/weights``), each chunk's final weights are written before its rows."""
     tally = Trained()
-    where = machine(config, device)
     keep = kept(config, weights_names is not None)
-    for (classes, split_seed, train_samples), group in _by_data(jobs).items():
-        splits = (loaded or {}).get((classes, split_seed, train_samples)) or data.load(
-            config.data_dir, split_seed, train_samples, classes, activity.note).to(device)
-        about = {"data": data.identity(split_seed, train_samples, classes) | {"sizes": splits.sizes()},
-                 "trained_with": {"engine": config.engine, "device": str(device), "device_name": where.device_name}}
+    by_data: dict[tuple, list[list[Job]]] = {}
+    for chunk in chunks:
+        by_data.setdefault(chunk[0].settings.data, []).append(list(chunk))
+    sizes: dict[tuple, dict[str, int]] = {}
+    loading = 0.0
+
+    def load(key: tuple) -> data.Splits:
+        nonlocal loading
         tic = time.perf_counter()
-        for chunk in engines.train_chunks(group, splits, device, config.engine, config.max_batch_models,
-                                          activity.tick, keep):
-            trained = time.perf_counter()
-            files = None
-            if weights_names is not None:
-                files = {r.job: f"weights/{weights_names[r.job]}" for r in chunk}
-                runfolder.write_files(folder, results.weights_writers(chunk, jobs, about, weights_names))
-            st.add(chunk, jobs, trained - tic, where, files)
-            tally.train_seconds += trained - tic
-            tic = time.perf_counter()
-            tally.store_seconds += tic - trained
-            tally.jobs += len(chunk)
+        classes, split_seed, train_samples = key
+        splits = (loaded or {}).get(key) or data.load(config.data_dir, split_seed, train_samples, classes,
+                                                      activity.note).to(executor.data_device)
+        sizes[key] = splits.sizes()
+        loading += time.perf_counter() - tic
+        return splits
+
+    started = time.perf_counter()
+    for done in executor.train(by_data, load, keep, activity):
+        trained = time.perf_counter()
+        files = None
+        if weights_names is not None:
+            classes, split_seed, train_samples = key = done.results[0].job.settings.data
+            about = {"data": data.identity(split_seed, train_samples, classes) | {"sizes": sizes[key]},
+                     "trained_with": {"engine": done.machine.engine, "device": done.machine.device,
+                                      "device_name": done.machine.device_name}}
+            files = {r.job: f"weights/{weights_names[r.job]}" for r in done.results}
+            runfolder.write_files(folder, results.weights_writers(done.results, jobs, about, weights_names))
+        st.add(done.results, jobs, done.seconds, done.machine, files)
+        tally.chunk_seconds += done.seconds
+        tally.store_seconds += time.perf_counter() - trained
+        tally.jobs += len(done.results)
+    tally.train_seconds = time.perf_counter() - started - loading - tally.store_seconds
     return tally
 
 
@@ -125,20 +149,28 @@ def _images(s: TrainSettings) -> tuple[int, int, int]:
             round(TEST_IMAGES * share))
 
 
-def plan(keys: dict[Job, str], done: set[str], config: RunConfig, device: torch.device) -> Plan:
+def plan(keys: dict[Job, str], done: set[str], config: RunConfig, executor: Executor) -> Plan:
     missing = [job for job, k in keys.items() if k not in done]
-    chunks = [chunk for group in _by_data(missing).values()
-              for chunk in engines.plan(group, device, config.engine, config.max_batch_models)]
-    per_step = {s: engines.step_seconds(s, device) for s in {job.settings for job in missing}}
-    seconds, peak = 0.0, 0
+    chunks = chunked(missing, config, executor)
+    per_step = executor.step_seconds(list({job.settings: None for job in missing})) if missing else {}
+    seconds, peak = [], 0
     for chunk in chunks:
         s = chunk[0].settings
         n_train, n_val, n_test = _images(s)
         steps = s.epochs * (batches_per_epoch(n_train, s.batch_size) + n_val / (3 * s.batch_size))
-        seconds += per_step[s] * len(chunk) * (steps + n_test / (3 * s.batch_size))  # evaluation: a forward pass
+        seconds.append(per_step[s] * len(chunk) * (steps + n_test / (3 * s.batch_size)))  # evaluation: a forward
         images = (n_train + n_val + n_test) * N_INPUTS * 4
         peak = max(peak, len(chunk) * engines.bytes_per_model(s) + images)
-    return Plan(keys, missing, chunks, seconds, peak)
+    return Plan(keys, missing, chunks, _makespan(seconds, executor.slots), peak)
+
+
+def _makespan(seconds: list[float], slots: int) -> float:
+    """When the last of chunks taking ``seconds`` finishes on ``slots`` workers, each chunk
+    going to the first free one, longest first."""
+    free = [0.0] * slots
+    for s in sorted(seconds, reverse=True):
+        heapq.heappush(free, heapq.heappop(free) + s)
+    return max(free)
 
 
 def _duration(seconds: float) -> str:
@@ -155,46 +187,55 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
     assert folder is not None
     err = Console(stderr=True)
     activity = report.Activity(err, quiet)
-    device = engines.resolve_device(config.device)
     started = datetime.now().astimezone()
     tic = time.perf_counter()  # deciding what is left: the keys, and the store's answer
     keys, repeats = expand(sweep)
+    expanding = time.perf_counter() - tic
+    tell = err if not quiet else None
+    with activity.running(), executors.connect(config, activity) as executor:  # the cluster, before any file
+        if dry_run:
+            done = _peek(folder)
+            planned = plan(keys, done, config, executor)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            with store.open_store(folder, "sweep") as st:
+                tic = time.perf_counter()
+                done = st.done(keys.values(), kept(config, config.save_weights))
+                decided = expanding + time.perf_counter() - tic
+                st.check_trained_by(config.engine, executor.device_type)
+                planned = plan(keys, done, config, executor)
+                _tell_plan(sweep, planned, repeats, name, executor, tell)
+                runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
+                activity.stage("Training", total=sum(
+                    len(c) * c[0].settings.epochs * batches_per_epoch(_images(c[0].settings)[0],
+                                                                      c[0].settings.batch_size)
+                    for c in planned.chunks))
+                tally = train_into(st, {job: job.scheme for job in planned.missing}, planned.chunks, executor,
+                                   config, activity, folder, {job: f"{keys[job][:16]}.safetensors"
+                                                              for job in planned.missing}
+                                   if config.save_weights else None)
+                activity.stage("Writing the views and drawing the pictures")
+                frame = st.frame(list(keys.values()))
+                model_epochs = sum(job.settings.epochs for job in planned.missing)
+                figures = {
+                    "jobs": len(keys), "trained_now": len(planned.missing),
+                    "in_store_before": len(keys) - len(planned.missing),
+                    "estimated_seconds": round(planned.seconds, 1), "estimated_peak_bytes": planned.peak_bytes,
+                    "train_seconds": round(tally.train_seconds, 3), "chunk_seconds": round(tally.chunk_seconds, 3),
+                    "model_epochs_per_second": round(model_epochs / tally.train_seconds, 3) if tally.train_seconds
+                    else None,
+                    "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                    "store_seconds_per_job": round(tally.store_seconds / tally.jobs, 6) if tally.jobs else None,
+                    "resume_decision_seconds": round(decided, 6),
+                }
+                info = {"config": sweep.to_toml(), **results.environment(executor.data_device),
+                        "executor": executor.description, "started": started.isoformat(timespec="seconds"),
+                        "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures}
+                listing = write_views(folder, frame, info)
     if dry_run:
-        done = _peek(folder)
-        planned = plan(keys, done, config, device)
-        _tell_plan(sweep, planned, repeats, name, device, err if not quiet else None)
+        _tell_plan(sweep, planned, repeats, name, executor, tell)
         report.show(report.jobs_listing(_job_rows(keys, done, sweep)), fmt, Console())
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    with store.open_store(folder, "sweep") as st, activity.running():
-        st.check_trained_by(config.engine, device.type)
-        done = st.done(keys.values(), kept(config, config.save_weights))
-        decided = time.perf_counter() - tic
-        planned = plan(keys, done, config, device)
-        _tell_plan(sweep, planned, repeats, name, device, err if not quiet else None)
-        runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
-        activity.stage("Training", total=sum(
-            len(c) * c[0].settings.epochs * batches_per_epoch(_images(c[0].settings)[0], c[0].settings.batch_size)
-            for c in planned.chunks))
-        tally = train_into(st, {job: job.scheme for job in planned.missing}, config, device, activity, folder,
-                           {job: f"{keys[job][:16]}.safetensors" for job in planned.missing}
-                           if config.save_weights else None)
-        activity.stage("Writing the views and drawing the pictures")
-        frame = st.frame(list(keys.values()))
-        model_epochs = sum(job.settings.epochs for job in planned.missing)
-        figures = {
-            "jobs": len(keys), "trained_now": len(planned.missing), "in_store_before": len(keys) - len(planned.missing),
-            "estimated_seconds": round(planned.seconds, 1), "estimated_peak_bytes": planned.peak_bytes,
-            "train_seconds": round(tally.train_seconds, 3),
-            "model_epochs_per_second": round(model_epochs / tally.train_seconds, 3) if tally.train_seconds else None,
-            "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "store_seconds_per_job": round(tally.store_seconds / tally.jobs, 6) if tally.jobs else None,
-            "resume_decision_seconds": round(decided, 6),
-        }
-        info = {"config": sweep.to_toml(), **results.environment(device), "started": started.isoformat(
-            timespec="seconds"), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "figures": figures}
-        listing = write_views(folder, frame, info)
     report.show(listing, fmt, Console())
     if not quiet:
         trained = (f"Trained {report.plural(len(planned.missing), 'job')} in {_duration(tally.train_seconds)} "
@@ -213,8 +254,8 @@ def _peek(folder: Path) -> set[str]:
         return st.done()
 
 
-def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str,
-               device: torch.device, console: Console | None) -> None:
+def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str, executor: Executor,
+               console: Console | None) -> None:
     if console is None:
         return
     cells = len(sweep.cells())
@@ -228,9 +269,10 @@ def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str,
     largest = max((len(c) for c in planned.chunks), default=0)
     console.print(f"In the store: {n - len(planned.missing):,}; to train: {len(planned.missing):,}"
                   + (f", in {report.plural(len(planned.chunks), 'chunk')} of up to {largest} models (one cell "
-                     f"each, {sweep.run.engine} engine on {device}); estimated {_duration(planned.seconds)} of "
-                     f"training and {planned.peak_bytes / 2**30:.1f} GiB of memory at most (from steps timed "
-                     "here)." if planned.missing else "."))
+                     f"each; {executor.description}); estimated {_duration(planned.seconds)} of "
+                     f"training and {planned.peak_bytes / 2**30:.1f} GiB of memory at most"
+                     + (" per task" if executor.slots > 1 else "") + " (from steps timed where they train)."
+                     if planned.missing else "."))
 
 
 def _job_rows(keys: dict[Job, str], done: set[str], sweep: SweepConfig) -> list[dict]:

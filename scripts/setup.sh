@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets initbench up on a fresh Debian machine: FashionMNIST from Debian's package
 # (no download at run time), then torch, torchvision and initbench (with its test
-# tools) from pip. torch==2.14.1 / torchvision==0.29.1 install from local disk on
+# tools and Ray) from pip. torch==2.14.1 / torchvision==0.29.1 install from local disk on
 # this kind of machine; elsewhere pip fetches them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +12,4 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq dataset-fashion-mnist
 fi
-python3 -m pip install -q --root-user-action=ignore torch==2.14.1 torchvision==0.29.1 -e '.[test]'
+python3 -m pip install -q --root-user-action=ignore torch==2.14.1 torchvision==0.29.1 -e '.[test,ray]'

@@ -8,7 +8,7 @@ name before any work.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from initbench.errors import InitbenchError
@@ -43,28 +43,36 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def train_chunks(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
-                 max_models: int | None = None, progress: Progress = lambda tick: None,
-                 keep: Keep = Keep()) -> Iterator[list[JobResult]]:
-    """The jobs' results, a chunk at a time as each is trained (the batched engine: models
-    of equal settings trained together, as many as fit; the sequential one: one by one);
-    ``progress`` hears what the engine is doing; ``keep`` says what else each result holds."""
-    from initbench.engines import batched, sequential
-
-    check_batch_size(max(job.settings.batch_size for job in jobs), len(data.y_train))
-    for settings in {job.settings for job in jobs}:
-        batched.default_max_models(settings, device)  # refuses, before any training, a model that cannot fit
-    if engine == "sequential":
-        return sequential.train(jobs, data, device, progress, keep)
-    return batched.train(jobs, data, device, progress, max_models, keep)
-
-
-def plan(jobs: Sequence[Job], device: torch.device, engine: str = "batched",
-         max_models: int | None = None) -> list[list[Job]]:
-    """The chunks ``train_chunks`` will train ``jobs`` in (of one data split)."""
+def plan(jobs: Sequence[Job], engine: str, size: Callable[[TrainSettings], int]) -> list[list[Job]]:
+    """The chunks to train ``jobs`` (of one data split) in: for the batched engine, models of
+    equal settings, at most ``size(settings)`` a chunk; for the sequential one, one job each."""
     from initbench.engines import batched
 
-    return [[job] for job in jobs] if engine == "sequential" else batched.chunks(jobs, device, max_models)
+    return [[job] for job in jobs] if engine == "sequential" else batched.chunks(jobs, size)
+
+
+def models_that_fit(settings: TrainSettings, device: torch.device) -> int:
+    """How many models with ``settings`` fit in a batched step on ``device`` (half its free
+    memory); an error if not even one does."""
+    from initbench.engines import batched
+
+    return batched.default_max_models(settings, device)
+
+
+def train_chunks(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.device, engine: str = "batched",
+                 progress: Progress = lambda tick: None, keep: Keep = Keep()) -> Iterator[list[JobResult]]:
+    """The results of ``chunks`` (as ``plan`` cuts them), a chunk at a time as each is
+    trained; ``progress`` hears what the engine is doing; ``keep`` says what else each
+    result holds."""
+    from initbench.engines import batched, sequential
+
+    jobs = [job for chunk in chunks for job in chunk]
+    check_batch_size(max(job.settings.batch_size for job in jobs), len(data.y_train))
+    for settings in {job.settings for job in jobs}:
+        models_that_fit(settings, device)  # refuses, before any training, a model that cannot fit
+    if engine == "sequential":
+        return sequential.train(jobs, data, device, progress, keep)
+    return batched.train(chunks, data, device, progress, keep)
 
 
 def step_seconds(settings: TrainSettings, device: torch.device) -> float:
@@ -84,9 +92,10 @@ def bytes_per_model(settings: TrainSettings) -> int:
 def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str = "batched",
           max_models: int | None = None, progress: Progress = lambda tick: None,
           keep: Keep = Keep()) -> list[JobResult]:
-    """One JobResult per job, in the order of ``jobs`` (see ``train_chunks``)."""
-    done = {r.job: r for chunk in train_chunks(jobs, data, device, engine, max_models, progress, keep)
-            for r in chunk}
+    """One JobResult per job, in the order of ``jobs``, trained in chunks of at most
+    ``max_models`` (default: as many as fit)."""
+    chunks = plan(jobs, engine, lambda s: max_models or models_that_fit(s, device))
+    done = {r.job: r for chunk in train_chunks(chunks, data, device, engine, progress, keep) for r in chunk}
     return [done[job] for job in jobs]
 
 

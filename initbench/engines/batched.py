@@ -331,16 +331,16 @@ def default_max_models(s: TrainSettings, device: torch.device) -> int:
     return budget // need
 
 
-def chunks(jobs: Sequence[Job], device: torch.device, max_models: int | None = None) -> list[list[Job]]:
+def chunks(jobs: Sequence[Job], size: Callable[[TrainSettings], int]) -> list[list[Job]]:
     """``jobs`` in groups of equal settings (in order of first appearance), each split into
-    chunks of at most ``max_models`` (default: what fits in half the free memory)."""
+    chunks of at most ``size(settings)`` models."""
     by_settings: dict[TrainSettings, list[Job]] = {}
     for job in jobs:
         by_settings.setdefault(job.settings, []).append(job)
     found: list[list[Job]] = []
     for settings, group in by_settings.items():
-        size = max_models or default_max_models(settings, device)
-        found += [group[start:start + size] for start in range(0, len(group), size)]
+        n = size(settings)
+        found += [group[start:start + n] for start in range(0, len(group), n)]
     return found
 
 
@@ -365,14 +365,13 @@ def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATI
     return sorted(times[1:])[1] / models
 
 
-def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress = lambda tick: None,
-          max_models: int | None = None, keep: Keep = Keep()) -> Iterator[list[JobResult]]:
-    """Train ``jobs`` chunk by chunk (see ``chunks``), yielding each chunk's results as it
-    finishes."""
-    planned = chunks(jobs, device, max_models)
-    for k, chunk in enumerate(planned):
+def train(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.device,
+          progress: Progress = lambda tick: None, keep: Keep = Keep()) -> Iterator[list[JobResult]]:
+    """Train ``chunks`` (each of equal settings) one after another, yielding each chunk's
+    results as it finishes."""
+    for k, chunk in enumerate(chunks):
         label = (f"{len(chunk)} model{'s' * (len(chunk) != 1)}"
-                 + (f" (group {k + 1} of {len(planned)})" if len(planned) > 1 else ""))
+                 + (f" (group {k + 1} of {len(chunks)})" if len(chunks) > 1 else ""))
         yield _train_chunk(chunk, data, device, progress, label, keep)
 
 
