@@ -12,8 +12,10 @@ from __future__ import annotations
 import heapq
 import math
 import resource
+import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -197,8 +199,7 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
             done = _peek(folder)
             planned = plan(keys, done, config, executor)
         else:
-            folder.mkdir(parents=True, exist_ok=True)
-            with store.open_store(folder, "sweep") as st:
+            with _new_folder_removed_on_error(folder), store.open_store(folder, "sweep") as st:
                 tic = time.perf_counter()
                 done = st.done(keys.values(), kept(config, config.save_weights))
                 decided = expanding + time.perf_counter() - tic
@@ -244,6 +245,20 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
         err.print(f"{trained}; the store holds all {report.plural(len(keys), 'job')} of this grid.")
         err.print(f"Results in {folder}")
     return folder
+
+
+@contextmanager
+def _new_folder_removed_on_error(folder: Path) -> Iterator[None]:
+    """Make ``folder`` if it does not exist; if it was made here and the work fails before
+    a job is committed, remove it: a typo in a grid leaves no empty sweep behind."""
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if made and not _peek(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _peek(folder: Path) -> set[str]:

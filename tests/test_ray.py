@@ -193,3 +193,12 @@ def test_without_ray_installed_the_executor_says_how_to_install_it(grid: tuple[P
     assert "--executor ray needs Ray, which is not installed here" in said
     assert "pip install 'initbench[ray]'" in said and "Traceback" not in said
     assert not (tmp_path / "x").exists()
+
+
+def test_a_workers_own_error_reaches_the_user_and_leaves_no_folder(cluster: None, grid: tuple[Path, Path],
+                                                                   tmp_path: Path) -> None:
+    """A model too large for the worker: said as the worker said it, no traceback, nothing made."""
+    path, _ = grid
+    result = on_ray(str(path), "--out", str(tmp_path / "huge"), "--set", "hidden=200000x4")
+    assert_clean_error(result, "On a Ray worker: One model with these settings needs about", "GiB")
+    assert not (tmp_path / "huge").exists()

@@ -326,6 +326,19 @@ def test_a_sweep_will_not_write_into_a_compare_run(data_dir: Path, tmp_path: Pat
     assert_clean_error(result, "holds a run folder's store, not a sweep's", code=2)
 
 
+def test_a_sweep_that_fails_before_any_job_leaves_no_folder(finished: tuple[Path, Path], tmp_path: Path) -> None:
+    """A cell too large for memory is found when planning: the new folder is removed; an
+    existing store is left as it was."""
+    path, done = finished
+    result = sweep(str(path), "--out", str(tmp_path / "huge"), "--set", "hidden=200000x4")
+    assert_clean_error(result, "One model with these settings needs about", "Use smaller --hidden sizes")
+    assert not (tmp_path / "huge").exists()
+    before = rows(done)
+    result = sweep(str(path), "--out", str(done), "--set", "grid.hidden=[\"32\", \"200000x4\"]")
+    assert_clean_error(result, "One model with these settings needs about")
+    assert rows(done) == before
+
+
 def test_the_shipped_sweeps_are_valid() -> None:
     depth = config.resolve_sweep(ROOT / "configs" / "sweep-depth.toml")
     assert {c.hidden for c in depth.cells()} == {(256,) * 2, (256,) * 10, (256,) * 30}
@@ -333,6 +346,7 @@ def test_the_shipped_sweeps_are_valid() -> None:
     bench = config.resolve_sweep(ROOT / "configs" / "sweep-bench.toml")
     assert len(bench.jobs()) == 162
     assert len(config.resolve_sweep(SMOKE).jobs()) == 24
+    assert len(config.resolve_sweep(ROOT / "configs" / "sweep-lesson.toml").jobs()) == 60
 
 
 def test_report_pairs_schemes_over_the_seeds_they_share(finished: tuple[Path, Path], tmp_path: Path) -> None:

@@ -97,8 +97,11 @@ class RayExecutor:
     def _measure(self, what: str, settings: Sequence[TrainSettings]) -> tuple[dict[TrainSettings, Any], float]:
         """``what`` (``fit`` or ``step``) for each of ``settings``, measured by a task on a
         worker; and the share of its node's memory one task may take."""
-        found, node = ray.get(ray.remote(_measure).options(**self.options).remote(
-            what, list(settings), self.device, self.threads))
+        try:
+            found, node = ray.get(ray.remote(_measure).options(**self.options).remote(
+                what, list(settings), self.device, self.threads))
+        except ray.exceptions.RayError as e:  # the worker's own error (a model too large for it), as it said it
+            raise InitbenchError(f"On a Ray worker: {_reason(e)}") from None
         if self.gpus:
             share = min(self.gpus, 1.0)
         else:
