@@ -63,7 +63,7 @@ def connect(config: RunConfig, activity: Activity) -> Iterator[RayExecutor]:
                 "authentication (Ray's default) also needs RAY_AUTH_MODE=token and its token here "
                 "(~/.ray/auth_token, or RAY_AUTH_TOKEN).") from None
     try:
-        yield RayExecutor(config)
+        yield RayExecutor(config, activity)
     finally:
         if not joined:
             ray.shutdown()
@@ -72,8 +72,8 @@ def connect(config: RunConfig, activity: Activity) -> Iterator[RayExecutor]:
 class RayExecutor:
     data_device = torch.device("cpu")  # the images go to the object store from here
 
-    def __init__(self, config: RunConfig) -> None:
-        self.engine, self.threads = config.engine, config.cpus_per_task
+    def __init__(self, config: RunConfig, activity: Activity) -> None:
+        self.engine, self.threads, self.activity = config.engine, config.cpus_per_task, activity
         resources = ray.cluster_resources()
         gpus = config.gpus_per_task
         if gpus is None:  # a GPU a task when the run asks for CUDA, or may use it and the cluster has some
@@ -97,6 +97,8 @@ class RayExecutor:
     def _measure(self, what: str, settings: Sequence[TrainSettings]) -> tuple[dict[TrainSettings, Any], float]:
         """``what`` (``fit`` or ``step``) for each of ``settings``, measured by a task on a
         worker; and the share of its node's memory one task may take."""
+        self.activity.stage("Measuring a Ray worker: " + ("how many models a chunk can hold" if what == "fit"
+                                                         else "how fast a step is"))
         try:
             found, node = ray.get(ray.remote(_measure).options(**self.options).remote(
                 what, list(settings), self.device, self.threads))
@@ -132,6 +134,8 @@ class RayExecutor:
                                     attempts)] = (len(pending), chunk, steps)
         n_chunks, n_jobs = len(pending), sum(len(chunk) for _, chunk, _ in pending.values())
         done_jobs, failed = 0, []
+        activity.advance(0, f"Training on Ray: {plural(n_jobs, 'job')} in {plural(n_chunks, 'chunk')}, "
+                            f"{min(n_chunks, self.slots)} at once")
         try:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
