@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
@@ -26,6 +26,7 @@ import torch
 
 from initbench import data, engines, lesson
 from initbench.config import LESSON_SCHEMES
+from initbench.errors import InitbenchError
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
 from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS
 from initbench.report import Activity
@@ -137,6 +138,36 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     if config.whole_process:
         report["whole_process"] = whole_process(config, activity)
     return report
+
+
+def scaling(counts: Sequence[int], repeats: int, device: torch.device, activity: Activity) -> dict[str, Any]:
+    """How the batched engine's training step scales with the models in it: for each count
+    of the lesson's network, seconds per step (the median of ``repeats`` measurements,
+    interleaved over the counts), model-epochs per second of training on the 48,000
+    images, and the memory of the models and their step."""
+    settings = TrainSettings()
+    n_batches = batches_per_epoch(data.TRAIN_SPLIT, settings.batch_size)
+    fits = engines.models_that_fit(settings, device)
+    if max(counts) > fits:
+        raise InitbenchError(f"--scaling {max(counts):,} models: about {fits:,} fit in half the free memory on "
+                             f"{device}. Give counts of at most {fits:,}.")
+    samples: dict[int, list[float]] = {m: [] for m in counts}
+    memory: dict[int, int] = {}
+    activity.stage("Scaling", total=repeats * len(counts))
+    for r in range(repeats):
+        for m in counts:
+            activity.advance(0, f"Timing a step of {m:,} models, repeat {r + 1} of {repeats}")
+            seconds, used = engines.step_cost(settings, device, m)
+            samples[m].append(seconds)
+            memory[m] = max(memory.get(m, 0), used)
+            activity.advance(1)
+    rows = []
+    for m in counts:
+        step = statistics.median(samples[m])
+        rows.append({"models": m, "seconds_per_step": step, "spread": (min(samples[m]), max(samples[m])),
+                     "model_epochs_per_second": m / (step * n_batches), "memory_bytes": memory[m],
+                     "bytes_per_model": memory[m] / m})
+    return {"scaling": rows, "repeats": repeats, "batches_per_epoch": n_batches}
 
 
 def whole_process(config: BenchConfig, activity: Activity) -> dict[str, float]:

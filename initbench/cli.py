@@ -483,6 +483,9 @@ def bench(
         "[default: on]", show_default=False)] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: cpu]", metavar="DEVICE",
                                         show_default=False)] = "cpu",
+    scaling: Annotated[Optional[str], _opt(
+        help='Instead, time the batched step at each of these numbers of models, e.g. "6,60,600": '
+        "model-epochs per second and memory.", metavar="COUNTS")] = None,
     data_dir: DataDirOption = None,
     out: Annotated[Optional[str], _opt("--out", "-o", help="JSON file for the results.", metavar="FILE",
                                        default="results/<timestamp>-bench.json")] = None,
@@ -504,7 +507,9 @@ def bench(
             runfolder.check_file_destination(paths.out)
         from initbench import runner
 
-        runner.bench(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out, _stdout_format(fmt))
+        counts = config_mod.parse_counts(scaling, "--scaling") if scaling is not None else ()
+        runner.bench(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out, _stdout_format(fmt),
+                     counts)
 
 
 def main() -> None:

@@ -459,6 +459,18 @@ class SweepConfig:
             f"{k} = {json.dumps([value(v) for v in values])}\n" for k, values in self.grid)
 
 
+def parse_counts(text: str, option: str) -> tuple[int, ...]:
+    """Counts like "6,60,600": whole numbers of at least 1, each once, in increasing order."""
+    try:
+        counts = tuple(sorted(_whole(1)(int(part)) for part in text.split(",")))
+    except ValueError:
+        counts = ()
+    if not counts or len(set(counts)) != len(counts):
+        raise UsageError(f'Invalid {option}: must be different whole numbers of at least 1, e.g. "6,60,600"; '
+                         f"got {text!r}.")
+    return counts
+
+
 def parse_set(assignment: str) -> tuple[str, Any]:
     """--set KEY=VALUE: VALUE as a TOML value (5, 0.01, true, ["relu", "tanh"]) or, when it
     is not one, as text (256x30, sandal,shirt)."""

@@ -299,6 +299,23 @@ def bench_listing(numbers: dict) -> Listing:
     return Listing(f"Benchmark: one epoch, batch 100, {numbers['device_name']}", columns, rows, notes, rules)
 
 
+def scaling_listing(numbers: dict) -> Listing:
+    """The batched step at each model count: seconds, model-epochs per second, memory."""
+    rows = [{"models": f"{r['models']:,}", "step": f"{r['seconds_per_step'] * 1000:,.1f}",
+             "min_max": _range([s * 1000 for s in r["spread"]], "{:,.1f}"),
+             "rate": f"{r['model_epochs_per_second']:,.2f}", "memory": f"{r['memory_bytes'] / 2**20:,.0f}",
+             "per_model": f"{r['bytes_per_model'] / 2**20:.1f}"} for r in numbers["scaling"]]
+    headers = {"models": "Models", "step": "ms/step", "min_max": "min-max", "rate": "model-\nepochs/s",
+               "memory": "MiB", "per_model": "MiB/\nmodel"}
+    columns = [Column(h, [r[k] for r in rows]) for k, h in headers.items()]
+    notes = [f"Medians of {numbers['repeats']} interleaved repeats of one training step of the lesson's network "
+             f"(batch 100); model-epochs/s = models / (step x {numbers['batches_per_epoch']} steps), evaluation "
+             "not included. Memory: the models, gradients, Adam's moments and a step's buffers "
+             + ("(CUDA's peak allocation)." if numbers["device"].startswith("cuda")
+                else "(growth of resident memory).")]
+    return Listing(f"Batched step by models per step, {numbers['device_name']}", columns, rows, notes)
+
+
 def schemes_listing(rows: list[dict]) -> Listing:
     """One row per scheme: its name and, indented below it, its aliases (followed by "= what
     they equal" where that is more than the scheme itself), each name's convention beside it,

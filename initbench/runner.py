@@ -204,8 +204,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
-          out: Path | None, fmt: str = "table") -> dict[str, Any]:
-    """Run the benchmark, print its table, write its JSON (with the machine it ran on)."""
+          out: Path | None, fmt: str = "table", scaling: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Run the benchmark (or with ``scaling``, the scaling curve at those model counts),
+    print its table, write its JSON (with the machine it ran on)."""
     from initbench import bench as benchmark
 
     started = datetime.now().astimezone()
@@ -217,10 +218,11 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
                                    data_dir=data_dir or data.default_data_dir())
     activity = report.Activity(err)
     with activity.running():
-        numbers = benchmark.run(config, activity)
+        numbers = benchmark.scaling(scaling, repeats, device, activity) if scaling else benchmark.run(config, activity)
     numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
     runfolder.write_files(out.parent, {out.name: runfolder.json_writer(numbers)})
-    report.show(report.bench_listing(numbers), fmt, Console())
+    listing = report.scaling_listing(numbers) if scaling else report.bench_listing(numbers)
+    report.show(listing, fmt, Console())
     err.print(f"Results in {out}")
     return numbers
 

@@ -122,6 +122,22 @@ def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     assert numbers["models_in_batched_step"] == 6 and "GEMM floor" in result.output
 
 
+def test_bench_scaling_times_the_step_at_each_count(tmp_path: Path) -> None:
+    out = tmp_path / "scaling.json"
+    result = runner.invoke(app, ["bench", "--scaling", "8,2", "--repeats", "2", "--out", str(out), "-f", "csv"])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    rows = numbers["scaling"]
+    assert [r["models"] for r in rows] == [2, 8] and numbers["repeats"] == 2
+    for r in rows:
+        assert r["spread"][0] <= r["seconds_per_step"] <= r["spread"][1]
+        assert r["model_epochs_per_second"] == pytest.approx(r["models"] / (r["seconds_per_step"] * 480))
+        assert r["memory_bytes"] > 0 and r["bytes_per_model"] == pytest.approx(r["memory_bytes"] / r["models"])
+    assert "models,step,min_max,rate,memory,per_model\n2," in result.output
+    bad = runner.invoke(app, ["bench", "--scaling", "6,0", "--out", str(tmp_path / "bad.json")])
+    assert_clean_error(bad, "Invalid --scaling: must be different whole numbers of at least 1", code=2)
+
+
 def test_schemes_lists_every_scheme_and_alias() -> None:
     from initbench import schemes
 

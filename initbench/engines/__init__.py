@@ -82,6 +82,13 @@ def step_seconds(settings: TrainSettings, device: torch.device) -> float:
     return batched.step_seconds(settings, device)
 
 
+def step_cost(settings: TrainSettings, device: torch.device, models: int) -> tuple[float, int]:
+    """Seconds of one batched training step of ``models`` models, and their memory, measured here."""
+    from initbench.engines import batched
+
+    return batched.step_cost(settings, device, models)
+
+
 def bytes_per_model(settings: TrainSettings) -> int:
     """The batched engine's generous estimate of one model's memory in a chunk."""
     from initbench.engines import batched

@@ -22,6 +22,7 @@ epoch, and divergence is handled with masks rather than branches.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
@@ -345,24 +346,44 @@ def chunks(jobs: Sequence[Job], size: Callable[[TrainSettings], int]) -> list[li
 
 
 def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATION_MODELS) -> float:
-    """Seconds per model of one batched training step with these settings, measured here
-    (the median of three steps after a warm-up one)."""
+    """Seconds per model of one batched training step with these settings, measured here."""
+    return step_cost(s, device, models)[0] / models
+
+
+def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 3) -> tuple[float, int]:
+    """Seconds of one batched training step of ``models`` models with these settings (the
+    median of ``steps`` after a warm-up one), and the memory the models and their step
+    take: CUDA's peak allocation, or on the CPU the growth of the resident memory."""
     n = max(s.batch_size, 1)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n, N_INPUTS, generator=gen).to(device)
     y = torch.randint(len(s.classes), (n,), generator=gen).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    before = _memory_in_use(device)
     jobs = [Job("default", seed, s) for seed in range(models)]
     population = Population(jobs, [initial_model(job, x) for job in jobs], device)
     idx = torch.arange(n, device=device)[None].expand(models, -1)
     alive = torch.ones(models, dtype=torch.bool, device=device)
     times = []
-    for _ in range(4):
+    for _ in range(1 + steps):
         tic = time.perf_counter()
         population.train_step(x, y, idx, None, alive)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - tic)
-    return sorted(times[1:])[1] / models
+    used = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _memory_in_use(device)) - before
+    return statistics.median(times[1:]), used
+
+
+def _memory_in_use(device: torch.device) -> int:
+    """Bytes allocated on a CUDA device, or this process's resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def train(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.device,
