@@ -137,7 +137,7 @@ RayAddressOption = Annotated[Optional[str], _opt(
     "(a new runtime for this run).", default="$RAY_ADDRESS, else a cluster started here, else a new runtime",
     metavar="ADDRESS")]
 GpusPerTaskOption = Annotated[Optional[float], _opt(
-    help="With --executor ray: GPUs per task; a fraction (0.25) lets tasks share a GPU.",
+    help="With --executor ray: GPUs per task, at most 1; a fraction (0.25) lets tasks share a GPU.",
     default="1 when training on CUDA, else 0", metavar="G")]
 CpusPerTaskOption = Annotated[Optional[int], _opt(help="With --executor ray: CPU cores (threads) per task.",
                                                   default=RunConfig.cpus_per_task, metavar="N")]

@@ -193,11 +193,8 @@ def _ray_address(value: Any) -> str:
 
 
 def _gpus(value: Any) -> float:
-    """GPUs per Ray task: a fraction up to 1 (tasks share a GPU) or a whole number."""
-    gpus = _number(0.0, float("inf"), "of 0 or more")(value)
-    if gpus > 1 and not gpus.is_integer():
-        raise ValueError("must be a fraction of at most 1 (tasks sharing a GPU) or a whole number")
-    return gpus
+    """GPUs per Ray task: at most one (a chunk trains on one device); a fraction lets tasks share one."""
+    return _number(0.0, 1.0 + 1e-12, "from 0 to 1 (a task trains on one GPU; 0.25 lets four share one)")(value)
 
 
 def _flag(value: Any) -> bool:

@@ -18,7 +18,11 @@ from initbench.jobs import Job, Keep, TrainSettings
 from initbench.streams import initial_model, stream_seed
 
 CPU = torch.device("cpu")
-DEVICES = [CPU] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+# The engine tests that hold on any device run on CUDA too where there is one (skipped
+# here otherwise); bit-for-bit exactness is a CPU claim (see same_numbers).
+DEVICES = [pytest.param(CPU, id="cpu"),
+           pytest.param(torch.device("cuda"), id="cuda",
+                        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"))]
 ONE_EPOCH = TrainSettings(epochs=1)
 LESSON = ["zeros", "ones", "uniform", "centered", "rule", "normal", "default"]
 
@@ -38,7 +42,7 @@ def test_same_job_same_numbers(small, name: str) -> None:
 
 
 @pytest.mark.exactness
-@pytest.mark.parametrize("device", DEVICES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
 def test_batched_model_gets_what_it_gets_alone(small, device: torch.device) -> None:
     """The lesson's schemes, two seeds, dropout on: trained together, each model's losses
     and accuracies are those it gets when trained alone."""
@@ -57,7 +61,7 @@ def test_chunks_change_nothing(small) -> None:
     assert all(torch.equal(a.losses, b.losses) and a.val_acc == b.val_acc for a, b in zip(whole, chunked))
 
 
-@pytest.mark.parametrize("device", DEVICES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
 def test_engines_agree_over_the_first_batches(small, device: torch.device) -> None:
     """Without dropout, per-batch losses agree within 1e-5 (relative) over the first 10
     batches. `ones` and `uniform` are left out: their logits are in the millions, where a
@@ -136,12 +140,14 @@ def test_stream_seeds_are_stable_and_distinct() -> None:
     assert len(seeds) == 12 and all(0 <= s < 2**63 for s in seeds)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "selu"])
-def test_engines_agree_for_every_activation(small, activation: str) -> None:
+def test_engines_agree_for_every_activation(small, activation: str, device: torch.device) -> None:
     """The batched engine's hand-written gradients of each activation match autograd's."""
     settings = TrainSettings(epochs=1, dropout=0.0, activation=activation, hidden=(64, 64, 64))
     jobs = [Job(scheme, 0, settings) for scheme in ("kaiming_normal", "xavier_normal", "lsuv")]
-    for b, s in zip(engines.train(jobs, small, CPU, "batched"), engines.train(jobs, small, CPU, "sequential")):
+    data = small.to(device)
+    for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
         torch.testing.assert_close(b.losses[0, :10], s.losses[0, :10], rtol=1e-5, atol=0)
 
 
@@ -241,11 +247,12 @@ def changed_layers(result) -> list[bool]:
             for i in range(3)]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", engines.ENGINES)
-def test_frozen_layers_stay_exactly_as_initialized(tiny, name: str) -> None:
+def test_frozen_layers_stay_exactly_as_initialized(tiny, name: str, device: torch.device) -> None:
     """--freeze 2: the hidden layers' weights and biases end bit for bit as they began; the
     output layer trains; the model still learns (above chance on 10 classes)."""
-    [r] = engines.train([Job("rule", 0, FROZEN)], tiny, CPU, name, keep=Keep(weights=True, initial=True))
+    [r] = engines.train([Job("rule", 0, FROZEN)], tiny.to(device), device, name, keep=Keep(weights=True, initial=True))
     assert changed_layers(r) == [False, False, True]
     assert all(torch.equal(r.initial[f"layers.{i}.bias"], r.weights[f"layers.{i}.bias"]) for i in range(2))
     assert r.val_acc[-1] > 0.15  # chance is 0.10
@@ -275,11 +282,13 @@ def test_batched_model_gets_what_it_gets_alone_with_frozen_layers(tiny, settings
 
 @pytest.mark.parametrize("settings", [dataclasses.replace(FROZEN, dropout=0.0),
                                       dataclasses.replace(UNFROZEN, dropout=0.0)], ids=["frozen", "unfrozen"])
-def test_engines_agree_with_frozen_and_unfrozen_layers(tiny, settings: TrainSettings) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_engines_agree_with_frozen_and_unfrozen_layers(tiny, settings: TrainSettings, device: torch.device) -> None:
     """Both epochs (7 batches each: frozen, then unfrozen with fresh Adam moments at a tenth
     of the learning rate) agree between the engines within float rounding."""
     jobs = [Job(scheme, 0, settings) for scheme in ("rule", "default", "kaiming_normal")]
-    for b, s in zip(engines.train(jobs, tiny, CPU, "batched"), engines.train(jobs, tiny, CPU, "sequential")):
+    data = tiny.to(device)
+    for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
         torch.testing.assert_close(b.losses, s.losses, rtol=1e-4, atol=0)
 
 
@@ -299,11 +308,13 @@ def test_batched_model_gets_what_it_gets_alone_with_sgd(tiny, settings: TrainSet
                                       dataclasses.replace(SGD, dropout=0.0, momentum=0.0, activation="gelu"),
                                       dataclasses.replace(SGD, dropout=0.0, epochs=2, freeze=2, unfreeze_after=1)],
                          ids=["momentum", "plain", "unfrozen"])
-def test_engines_agree_with_sgd(tiny, settings: TrainSettings) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_engines_agree_with_sgd(tiny, settings: TrainSettings, device: torch.device) -> None:
     """The batched engine's SGD (buf = momentum * buf + grad; p -= lr * buf, per model)
     agrees with torch.optim.SGD over every batch."""
     jobs = [Job(scheme, 0, settings) for scheme in ("rule", "default", "kaiming_normal")]
-    for b, s in zip(engines.train(jobs, tiny, CPU, "batched"), engines.train(jobs, tiny, CPU, "sequential")):
+    data = tiny.to(device)
+    for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
         torch.testing.assert_close(b.losses, s.losses, rtol=1e-4, atol=0)
 
 

@@ -156,7 +156,7 @@ def test_a_task_that_needs_a_gpu_the_cluster_lacks_is_a_clear_error(cluster: Non
 
 
 @pytest.mark.parametrize(("options", "fragment"), [
-    (["--gpus-per-task", "1.5"], "must be a fraction of at most 1 (tasks sharing a GPU) or a whole number"),
+    (["--gpus-per-task", "2"], "must be a number from 0 to 1 (a task trains on one GPU; 0.25 lets four share one)"),
     (["--ray-address", "somewhere"], "must be auto, local, HOST:PORT or ray://HOST:PORT"),
     (["--set", "device=\"cuda:1\""], "on Ray, each task is given its GPU by Ray"),
     (["--set", "device=cpu", "--gpus-per-task", "1"], "the tasks would hold GPUs and not use them"),

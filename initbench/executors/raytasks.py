@@ -86,13 +86,13 @@ class RayExecutor:
                 f"The Ray cluster has {resources.get(kind, 0):g} {kind}s, not enough for one task of {each:g} "
                 f"({'--gpus-per-task' if gpus else '--cpus-per-task'}). Add machines with "
                 f"{'GPUs' if gpus else 'more CPUs'} to the cluster, or ask less of each task.")
-        self.device = "cuda" if gpus else ("cpu" if config.device in ("auto", "cuda") else config.device)
+        self.device = "cuda" if gpus else ("cpu" if config.device == "auto" else config.device)
         self.device_type = self.device
         self.options: dict[str, Any] = {"num_cpus": config.cpus_per_task, "num_gpus": gpus,
                                         "max_retries": MAX_RETRIES}
         nodes = sum(1 for node in ray.nodes() if node["Alive"])
         self.description = (f"Ray cluster of {plural(nodes, 'node')}: {plural(self.slots, 'task')} at once, "
-                            f"each on {each:g} {kind}, {self.engine} engine on {self.device}")
+                            f"each on {each:g} {kind}{'s' * (each > 1)}, {self.engine} engine on {self.device}")
 
     def _measure(self, what: str, settings: Sequence[TrainSettings]) -> tuple[dict[TrainSettings, Any], float]:
         """``what`` (``fit`` or ``step``) for each of ``settings``, measured by a task on a
