@@ -93,10 +93,11 @@ def test_a_resumed_ray_sweep_trains_only_what_is_missing(cluster: None, grid: tu
     assert rows(out) == rows(local)
 
 
-def _kill_first_chunk_task(killed: list[int], deadline: float) -> None:
-    """SIGKILL the first worker process seen training a chunk, once it has run for a moment."""
+def _kill_chunk_tasks(killed: list[int], deadline: float, times: int = 1) -> None:
+    """SIGKILL the first ``times`` worker processes seen training a chunk, each once it has
+    run for a moment; a 0 appended to ``killed`` stops it."""
     seen: dict[int, float] = {}
-    while time.monotonic() < deadline and not killed:
+    while time.monotonic() < deadline and len(killed) < times and 0 not in killed:
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -106,10 +107,9 @@ def _kill_first_chunk_task(killed: list[int], deadline: float) -> None:
                 continue
             if title.startswith(b"ray::_train_chunk"):
                 first = seen.setdefault(int(entry), time.monotonic())
-                if time.monotonic() - first > 0.05:  # its start recorded (the first thing a task does)
+                if int(entry) not in killed and time.monotonic() - first > 0.05:  # its start recorded
                     os.kill(int(entry), signal.SIGKILL)
                     killed.append(int(entry))
-                    return
         time.sleep(0.01)
 
 
@@ -118,7 +118,7 @@ def test_a_task_whose_worker_is_killed_is_run_again_and_said(cluster: None, grid
     path, local = grid
     out = tmp_path / "killed"
     killed: list[int] = []
-    killer = threading.Thread(target=_kill_first_chunk_task, args=(killed, time.monotonic() + 120))
+    killer = threading.Thread(target=_kill_chunk_tasks, args=(killed, time.monotonic() + 120))
     killer.start()
     try:
         result = on_ray(str(path), "--out", str(out), "--set", "max_batch_models=2")
@@ -130,6 +130,26 @@ def test_a_task_whose_worker_is_killed_is_run_again_and_said(cluster: None, grid
     said = " ".join(result.output.split())
     assert f"was run again after its worker died (pid {killed[0]} on" in said and "at attempt 2" in said, said
     assert rows(out) == rows(local)  # nothing lost, nothing trained twice into the store
+
+
+def test_a_chunk_whose_workers_keep_dying_is_reported(cluster: None, grid: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    """One cell, so one chunk (one task at once); its worker killed at each of its 1 + 3
+    attempts: exit 1, one paragraph saying what failed and to run again, nothing left behind."""
+    path, _ = grid
+    out = tmp_path / "failing"
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_chunk_tasks, args=(killed, time.monotonic() + 300, 4))
+    killer.start()
+    try:
+        result = on_ray(str(path), "--out", str(out), "--set", "grid.hidden=[\"32\"]")
+    finally:
+        killed.append(0)
+        killer.join()
+    assert len(killed) == 5, killed  # 4 kills, then the stop
+    assert_clean_error(result, "1 chunk of 1 (4 jobs) failed on the Ray cluster. First failure: its worker died "
+                       "4 times. Run the same command again to train what is missing.")
+    assert not out.exists()  # no job was committed: the sweep's new folder is removed
 
 
 def test_compare_on_ray_equals_compare_here(cluster: None, data_dir: Path, tmp_path: Path) -> None:

@@ -160,10 +160,10 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
         if failed:
             jobs = sum(len(chunk) for chunk, _ in failed)
+            kept = f"; the other {plural(n_jobs - jobs, 'job')} are in the store" if jobs < n_jobs else ""
             raise InitbenchError(
-                f"{plural(len(failed), 'chunk')} of {n_chunks} ({plural(jobs, 'job')}) failed on the Ray cluster; "
-                f"the other {plural(n_jobs - jobs, 'job')} are in the store. First failure: {failed[0][1]} Run the "
-                "same command again to train what is missing.")
+                f"{plural(len(failed), 'chunk')} of {n_chunks} ({plural(jobs, 'job')}) failed on the Ray cluster"
+                f"{kept}. First failure: {failed[0][1]} Run the same command again to train what is missing.")
 
 
 class Attempts:
