@@ -42,6 +42,17 @@ def grid(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path
     return path, tmp / "local"
 
 
+@pytest.fixture(scope="module")
+def slow_grid(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, Path]:
+    """One cell of 4 jobs whose chunks train for about a second (long enough to be killed
+    in the middle), and its folder, swept by the local executor."""
+    tmp = tmp_path_factory.mktemp("slow")
+    path = sweep_file(tmp, 'hidden = ["64x4"]', data_dir=str(data_dir), train_samples=12000, epochs=2)
+    result = sweep(str(path), "--out", str(tmp / "local"), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    return path, tmp / "local"
+
+
 def on_ray(*args: str):
     return sweep(*args, "--executor", "ray", "--cpus-per-task", str(THREADS))
 
@@ -107,21 +118,21 @@ def _kill_chunk_tasks(killed: list[int], deadline: float, times: int = 1) -> Non
                 continue
             if title.startswith(b"ray::_train_chunk"):
                 first = seen.setdefault(int(entry), time.monotonic())
-                if int(entry) not in killed and time.monotonic() - first > 0.05:  # its start recorded
+                if int(entry) not in killed and time.monotonic() - first > 0.2:  # training, its start recorded
                     os.kill(int(entry), signal.SIGKILL)
                     killed.append(int(entry))
         time.sleep(0.01)
 
 
-def test_a_task_whose_worker_is_killed_is_run_again_and_said(cluster: None, grid: tuple[Path, Path],
+def test_a_task_whose_worker_is_killed_is_run_again_and_said(cluster: None, slow_grid: tuple[Path, Path],
                                                              tmp_path: Path) -> None:
-    path, local = grid
+    path, local = slow_grid
     out = tmp_path / "killed"
     killed: list[int] = []
     killer = threading.Thread(target=_kill_chunk_tasks, args=(killed, time.monotonic() + 120))
     killer.start()
     try:
-        result = on_ray(str(path), "--out", str(out), "--set", "max_batch_models=2")
+        result = on_ray(str(path), "--out", str(out))  # one chunk, of about a second
     finally:
         killed.append(0)  # stops the killer if it found nothing
         killer.join()
@@ -132,17 +143,17 @@ def test_a_task_whose_worker_is_killed_is_run_again_and_said(cluster: None, grid
     assert rows(out) == rows(local)  # nothing lost, nothing trained twice into the store
 
 
-def test_a_chunk_whose_workers_keep_dying_is_reported(cluster: None, grid: tuple[Path, Path],
+def test_a_chunk_whose_workers_keep_dying_is_reported(cluster: None, slow_grid: tuple[Path, Path],
                                                       tmp_path: Path) -> None:
     """One cell, so one chunk (one task at once); its worker killed at each of its 1 + 3
     attempts: exit 1, one paragraph saying what failed and to run again, nothing left behind."""
-    path, _ = grid
+    path, _ = slow_grid
     out = tmp_path / "failing"
     killed: list[int] = []
     killer = threading.Thread(target=_kill_chunk_tasks, args=(killed, time.monotonic() + 300, 4))
     killer.start()
     try:
-        result = on_ray(str(path), "--out", str(out), "--set", "grid.hidden=[\"32\"]")
+        result = on_ray(str(path), "--out", str(out))
     finally:
         killed.append(0)
         killer.join()
