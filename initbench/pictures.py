@@ -459,7 +459,7 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path) -> Fi
         i, j = schemes_shown.index(row["scheme"]), labels.index(_cell_label(row, varied).replace(", ", "\n"))
         grid[i, j] = 100 * row["val_acc_mean"]
         top[i, j] = row["verdict"] != "worse"
-    fig, ax = plt.subplots(figsize=(1.15 * len(labels) + 3.2, 0.48 * len(schemes_shown) + 1.9),
+    fig, ax = plt.subplots(figsize=(max(1.15 * len(labels) + 3.2, 5.5), 0.48 * len(schemes_shown) + 2.1),
                            layout="constrained")
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
@@ -469,5 +469,5 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path) -> Fi
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(schemes_shown)), [short(s) for s in schemes_shown])
     fig.colorbar(image, ax=ax, label="Validation accuracy (%)", shrink=0.9)
-    ax.set_title("Mean validation accuracy (%); * the cell's best, or indistinguishable from it", fontsize=10)
+    fig.suptitle("Mean validation accuracy (%)\n* the cell's best, or indistinguishable from it", fontsize=10)
     return _save(fig, path)
