@@ -352,8 +352,9 @@ def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATI
 
 def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 3) -> tuple[float, int]:
     """Seconds of one batched training step of ``models`` models with these settings (the
-    median of ``steps`` after a warm-up one), and the memory the models and their step
-    take: CUDA's peak allocation, or on the CPU the growth of the resident memory."""
+    median of ``steps`` after a warm-up one, with its share of drawing a block of dropout
+    masks), and the memory the models and their step take: CUDA's peak allocation, or on
+    the CPU the growth of the resident memory."""
     n = max(s.batch_size, 1)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n, N_INPUTS, generator=gen).to(device)
@@ -365,15 +366,23 @@ def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 
     population = Population(jobs, [initial_model(job, x) for job in jobs], device)
     idx = torch.arange(n, device=device)[None].expand(models, -1)
     alive = torch.ones(models, dtype=torch.bool, device=device)
-    times = []
-    for _ in range(1 + steps):
-        tic = time.perf_counter()
-        population.train_step(x, y, idx, None, alive)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - tic)
+    masks, drawing = None, 0.0
+    if s.dropout:
+        dropout = DropoutMasks(s.dropout, s.hidden, n, MASK_BLOCK, [dropout_generator(job, device) for job in jobs],
+                               device)
+        drawing = _seconds(lambda: dropout.at(0), device) / MASK_BLOCK  # a block serves MASK_BLOCK steps
+        masks = dropout.at(1)
+    times = [_seconds(lambda: population.train_step(x, y, idx, masks, alive), device) for _ in range(1 + steps)]
     used = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _memory_in_use(device)) - before
-    return statistics.median(times[1:]), used
+    return statistics.median(times[1:]) + drawing, used
+
+
+def _seconds(work: Callable[[], object], device: torch.device) -> float:
+    tic = time.perf_counter()
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - tic
 
 
 def _memory_in_use(device: torch.device) -> int:
