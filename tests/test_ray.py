@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ THREADS = torch.get_num_threads()
 
 
 @pytest.fixture(scope="module")
-def cluster() -> None:
+def cluster() -> Iterator[None]:
     """A local Ray runtime for this module: the command line joins it (and leaves it running)."""
     ray.init(num_cpus=max(2, THREADS), logging_level=logging.ERROR, log_to_driver=False)
     yield
