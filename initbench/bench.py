@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +25,7 @@ import torch
 
 from initbench import data, engines, lesson
 from initbench.config import LESSON_SCHEMES
+from initbench.engines.batched import timed
 from initbench.errors import InitbenchError
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
 from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS
@@ -40,16 +40,6 @@ class BenchConfig:
     whole_process: bool = True
     device: torch.device = torch.device("cpu")
     data_dir: Path = field(default_factory=data.default_data_dir)
-
-
-def _seconds(fn: Callable[[], Any]) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - tic
 
 
 def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: torch.device) -> Callable[[], None]:
@@ -119,7 +109,7 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     for r in range(config.repeats):
         for name, (model_epochs, work) in cases.items():
             activity.advance(0, f"Timing {name}, repeat {r + 1} of {config.repeats}")
-            samples[name].append(_seconds(work) / model_epochs)
+            samples[name].append(timed(work, config.device) / model_epochs)
             activity.advance(1)
     per_model_epoch = {name: statistics.median(v) for name, v in samples.items()}
     report: dict[str, Any] = {
@@ -186,7 +176,8 @@ def whole_process(config: BenchConfig, activity: Activity) -> dict[str, float]:
         for r in range(config.repeats):
             for name, command in commands.items():
                 activity.advance(0, f"Timing the whole process of {name}, repeat {r + 1} of {config.repeats}")
-                samples[name].append(_seconds(partial(subprocess.run, command, check=True, capture_output=True)))
+                samples[name].append(timed(partial(subprocess.run, command, check=True, capture_output=True),
+                                           config.device))
                 activity.advance(1)
     seconds = {name: statistics.median(v) for name, v in samples.items()}
     return {"compare_seconds": seconds["compare"], "lesson_seconds": seconds["lesson"], "samples": samples,

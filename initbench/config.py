@@ -459,7 +459,7 @@ class SweepConfig:
 def parse_counts(text: str, option: str) -> tuple[int, ...]:
     """Counts like "6,60,600": whole numbers of at least 1, each once, in increasing order."""
     try:
-        counts = tuple(sorted(_whole(1)(int(part)) for part in text.split(",")))
+        counts = tuple(sorted(_whole(1)(n) for n in _int_list(text)))
     except ValueError:
         counts = ()
     if not counts or len(set(counts)) != len(counts):

@@ -370,14 +370,15 @@ def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 
     if s.dropout:
         dropout = DropoutMasks(s.dropout, s.hidden, n, MASK_BLOCK, [dropout_generator(job, device) for job in jobs],
                                device)
-        drawing = _seconds(lambda: dropout.at(0), device) / MASK_BLOCK  # a block serves MASK_BLOCK steps
+        drawing = timed(lambda: dropout.at(0), device) / MASK_BLOCK  # a block serves MASK_BLOCK steps
         masks = dropout.at(1)
-    times = [_seconds(lambda: population.train_step(x, y, idx, masks, alive), device) for _ in range(1 + steps)]
+    times = [timed(lambda: population.train_step(x, y, idx, masks, alive), device) for _ in range(1 + steps)]
     used = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _memory_in_use(device)) - before
     return statistics.median(times[1:]) + drawing, used
 
 
-def _seconds(work: Callable[[], object], device: torch.device) -> float:
+def timed(work: Callable[[], object], device: torch.device) -> float:
+    """Seconds ``work`` takes, the device's queued work included (a CUDA call returns early)."""
     tic = time.perf_counter()
     work()
     if device.type == "cuda":

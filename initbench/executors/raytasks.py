@@ -86,13 +86,12 @@ class RayExecutor:
                 f"The Ray cluster has {resources.get(kind, 0):g} {kind}s, not enough for one task of {each:g} "
                 f"({'--gpus-per-task' if gpus else '--cpus-per-task'}). Add machines with "
                 f"{'GPUs' if gpus else 'more CPUs'} to the cluster, or ask less of each task.")
-        self.device = "cuda" if gpus else ("cpu" if config.device == "auto" else config.device)
-        self.device_type = self.device
+        self.device_type = "cuda" if gpus else ("cpu" if config.device == "auto" else config.device)
         self.options: dict[str, Any] = {"num_cpus": config.cpus_per_task, "num_gpus": gpus,
                                         "max_retries": MAX_RETRIES}
         nodes = sum(1 for node in ray.nodes() if node["Alive"])
         self.description = (f"Ray cluster of {plural(nodes, 'node')}: {plural(self.slots, 'task')} at once, "
-                            f"each on {each:g} {kind}{'s' * (each > 1)}, {self.engine} engine on {self.device}")
+                            f"each on {each:g} {kind}{'s' * (each > 1)}, {self.engine} engine on {self.device_type}")
 
     def _measure(self, what: str, settings: Sequence[TrainSettings]) -> tuple[dict[TrainSettings, Any], float]:
         """``what`` (``fit`` or ``step``) for each of ``settings``, measured by a task on a
@@ -101,7 +100,7 @@ class RayExecutor:
                                                          else "how fast a step is"))
         try:
             found, node = ray.get(ray.remote(_measure).options(**self.options).remote(
-                what, list(settings), self.device, self.threads))
+                what, list(settings), self.device_type, self.threads))
         except ray.exceptions.RayError as e:  # the worker's own error (a model too large for it), as it said it
             raise InitbenchError(f"On a Ray worker: {_reason(e)}") from None
         if self.gpus:
@@ -130,7 +129,7 @@ class RayExecutor:
             for chunk in group:
                 s = chunk[0].settings
                 steps = len(chunk) * s.epochs * batches_per_epoch(len(splits.y_train), s.batch_size)
-                pending[task.remote(len(pending), chunk, images, self.engine, keep, self.device, self.threads,
+                pending[task.remote(len(pending), chunk, images, self.engine, keep, self.device_type, self.threads,
                                     attempts)] = (len(pending), chunk, steps)
         n_chunks, n_jobs = len(pending), sum(len(chunk) for _, chunk, _ in pending.values())
         done_jobs, failed = 0, []
