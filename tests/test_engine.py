@@ -90,20 +90,27 @@ def test_engines_agree_statistically(data_dir) -> None:
 
 @pytest.mark.parametrize("name", engines.ENGINES)
 def test_divergence_is_recorded_and_does_not_poison_the_others(small, name: str) -> None:
-    """At lr 1e20 `rule` and `uniform` blow up within two batches while `ones` and `zeros`
-    stay finite; in one batched group, the finite ones are exactly as when alone."""
+    """At lr 1e20 some models blow up (which ones depends on the CPU's kernels: on the AVX2
+    path `ones` does too); whichever they are, each diverged model is recorded at the batch
+    whose loss was not finite, with NaN after it, and every model of the group, diverged or
+    not, has exactly the numbers it has when trained alone."""
     settings = TrainSettings(epochs=2, lr=1e20)
     jobs = [Job(scheme, 0, settings) for scheme in ("ones", "rule", "zeros", "uniform")]
     results = engines.train(jobs, small, CPU, name)
+    assert any(r.diverged_at is not None for r in results)
     for job, r in zip(jobs, results):
-        if job.scheme in ("rule", "uniform"):
-            assert r.diverged_at == 2
-            flat = r.losses.flatten()
-            assert not math.isfinite(flat[1]) and torch.isnan(flat[2:]).all()
-            assert len(r.val_acc) == 2 and 0 <= r.test_acc <= 1
+        flat = r.losses.flatten()
+        assert len(r.val_acc) == 2 and 0 <= r.test_acc <= 1
+        if r.diverged_at is None:
+            assert torch.isfinite(flat).all(), job
         else:
-            assert r.diverged_at is None and torch.isfinite(r.losses).all()
-            assert torch.equal(r.losses, engines.train([job], small, CPU, name)[0].losses)
+            at = r.diverged_at - 1  # 1-based
+            assert torch.isfinite(flat[:at]).all() and not math.isfinite(flat[at]), job
+            assert torch.isnan(flat[at + 1:]).all(), job
+        alone = engines.train([job], small, CPU, name)[0]
+        assert alone.diverged_at == r.diverged_at, job
+        torch.testing.assert_close(alone.losses, r.losses, rtol=0, atol=0, equal_nan=True)
+        assert (alone.val_acc, alone.test_acc) == (r.val_acc, r.test_acc), job
 
 
 def test_frozen_model_stays_frozen(small) -> None:
