@@ -1,3 +1,3 @@
-from initbench.cli import main
+from initbench.launch import main
 
 main()

@@ -13,6 +13,7 @@ importing torchvision takes.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from initbench import paths
 from initbench.errors import InitbenchError
 
 if TYPE_CHECKING:
@@ -45,9 +47,11 @@ CLASS_ALIASES = {"tshirt": 0, "top": 0, "tshirttop": 0, "boot": 9}
 
 def class_number(name: str) -> int:
     """A class given by number (0-9) or by FashionMNIST's name, in any case."""
+    if name.strip().isdigit():  # a number as written: "-1" is no class, not class 1 with a dash ignored
+        if int(name) < len(CLASS_NAMES):
+            return int(name)
+        raise ValueError(f"{name.strip()!r} is not one of FashionMNIST's class numbers (0 to {len(CLASS_NAMES) - 1})")
     key = "".join(c for c in name.lower() if c not in " -_/")
-    if key.isdigit() and int(key) < len(CLASS_NAMES):
-        return int(key)
     names = {"".join(c for c in n.lower() if c not in " -_/"): i for i, n in enumerate(CLASS_NAMES)} | CLASS_ALIASES
     if key not in names:
         raise ValueError(f"{name!r} is not one of FashionMNIST's classes: "
@@ -69,6 +73,9 @@ SHA256 = {
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, a quota, a file-size limit
+DECOMPRESSED_BYTES = 54_950_000  # the four IDX files
 
 HOW_TO_GET = (
     "Get it one of two ways: on Debian, `apt-get update && apt-get install -y dataset-fashion-mnist` "
@@ -143,6 +150,10 @@ def _from_system_copy(system: Path, raw: Path, log: Callable[[str], None]) -> No
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError) as e:
             tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno in FULL_DISK:  # writing failed, not the system copy
+                raise InitbenchError(f"Cannot decompress FashionMNIST into {raw}: {e.strerror} (it needs about "
+                                     f"{DECOMPRESSED_BYTES / 2**20:.0f} MB). Free some space there, or give another "
+                                     "--data-dir.") from None
             raise InitbenchError(
                 f"Cannot decompress {source}: {e}. Reinstall the system copy. {HOW_TO_GET}") from None
         tmp.replace(target)
@@ -166,8 +177,9 @@ def _download(data_dir: Path, log: Callable[[str], None]) -> None:
 def ensure(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Path:
     """Make sure ``data_dir`` holds the verified IDX files; return their folder."""
     raw = raw_dir(data_dir)
-    if data_dir.exists() and not data_dir.is_dir():
-        raise InitbenchError(f"The data folder {data_dir} is a file. Give a folder with --data-dir.")
+    why = paths.problem(data_dir, "folder", missing_ok=True)
+    if why is not None:
+        raise InitbenchError(f"The data folder {data_dir} {why}. Give a folder with --data-dir.")
     if not all((raw / name).is_file() for name in SHA256):
         system = Path(os.environ.get(SYSTEM_DIR_ENV) or DEFAULT_SYSTEM_DIR)
         try:
@@ -194,28 +206,12 @@ def read_idx(path: Path) -> Tensor:
     return content[4 + 4 * n_dims:].view(*dims)
 
 
-def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
-         classes: tuple[int, ...] = ALL_CLASSES, log: Callable[[str], None] = lambda _: None) -> Splits:
-    """The verified data as tensors: a seeded 80/20 train/validation split of the 60,000
-    training images (the same split for every scheme of a run), and the 10,000 test images.
-
-    ``classes`` keeps the images of those classes only (in every part), their labels
-    renumbered 0, 1, ... in the order given; ``train_samples`` then keeps a seeded subset
-    of the training part (the first N of the split's shuffled order).
-    """
+def _rows(y: Tensor, y_test: Tensor, split_seed: int,
+          classes: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The rows of the training part, validation part and test set that a split keeps (the
+    training part in the split's shuffled order), and each label's new number (-1: dropped)."""
     import torch
 
-    raw = ensure(data_dir, log)
-
-    def tensors(prefix: str) -> tuple[Tensor, Tensor]:
-        images = read_idx(raw / f"{prefix}-images-idx3-ubyte")
-        return images.view(len(images), -1), read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
-
-    def pixels(images: Tensor) -> Tensor:  # bytes are picked out before conversion: a quarter of the copying
-        return images.float().div_(255.0)
-
-    x, y = tensors("train")
-    x_test, y_test = tensors("t10k")
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
     n_val = int(len(y) * VALIDATION_FRACTION)
     val, train, test = order[:n_val], order[n_val:], torch.arange(len(y_test))
@@ -225,11 +221,46 @@ def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
         label = torch.full((len(CLASS_NAMES),), -1).index_put_((wanted,), torch.arange(len(classes)))
         val, train, test = (rows[torch.isin(labels[rows], wanted)] for rows, labels in
                             ((val, y), (train, y), (test, y_test)))
+    return train, val, test, label
+
+
+def _labels(raw: Path, prefix: str) -> Tensor:
+    return read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
+
+
+def train_images(data_dir: Path, split_seed: int, classes: tuple[int, ...]) -> int:
+    """How many training images a split of ``classes`` holds (the most ``train_samples`` can
+    ask for), from the labels alone."""
+    raw = ensure(data_dir)
+    return len(_rows(_labels(raw, "train"), _labels(raw, "t10k"), split_seed, classes)[0])
+
+
+def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
+         classes: tuple[int, ...] = ALL_CLASSES, log: Callable[[str], None] = lambda _: None) -> Splits:
+    """The verified data as tensors: a seeded 80/20 train/validation split of the 60,000
+    training images (the same split for every scheme of a run), and the 10,000 test images.
+
+    ``classes`` keeps the images of those classes only (in every part), their labels
+    renumbered 0, 1, ... in the order given; ``train_samples`` then keeps a seeded subset
+    of the training part (the first N of the split's shuffled order).
+    """
+    raw = ensure(data_dir, log)
+
+    def images(prefix: str) -> Tensor:
+        found = read_idx(raw / f"{prefix}-images-idx3-ubyte")
+        return found.view(len(found), -1)
+
+    def pixels(rows: Tensor) -> Tensor:  # bytes are picked out before conversion: a quarter of the copying
+        return rows.float().div_(255.0)
+
+    y, y_test = _labels(raw, "train"), _labels(raw, "t10k")
+    train, val, test, label = _rows(y, y_test, split_seed, classes)
     if train_samples is not None:
         if train_samples > len(train):
             raise InitbenchError(f"--train-samples is {train_samples:,}, but the training split has only "
                                  f"{len(train):,} images" + (f" of classes {describe(classes)}" if classes !=
                                                              ALL_CLASSES else "") + ". Ask for fewer.")
         train = train[:train_samples]
+    x, x_test = images("train"), images("t10k")
     return Splits(pixels(x[train]), label[y[train]], pixels(x[val]), label[y[val]], pixels(x_test[test]),
                   label[y_test[test]])

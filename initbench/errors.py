@@ -1,13 +1,32 @@
-"""The exceptions the CLI turns into a clean message and an exit status."""
+"""The exceptions the CLI turns into a clean message and an exit status, and the signals
+it turns into one of them."""
+
+import signal
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a batch system's timeout, a closed terminal
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a batch system's timeout, a closed terminal), handled like Ctrl-C:
-    the run stops, nothing half-written stays, the exit status is 128 + the signal."""
+    """SIGINT, SIGTERM or SIGHUP, handled alike: the run stops, nothing half-written stays,
+    the exit status is 128 + the signal."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def handle_stop_signals() -> None:
+    """Turn the stop signals into ``Terminated`` (in the main thread)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
+
+
+def _stop(signum: int, frame: object) -> None:
+    # Once only: a second Ctrl-C (or a SIGTERM after it) while the first one's cleanup runs
+    # would cut that cleanup short, with a traceback and a staged folder left behind.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 class InitbenchError(Exception):

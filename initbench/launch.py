@@ -1,0 +1,24 @@
+"""The ``initbench`` console script: signals handled from its first instant.
+
+Importing the command line (typer, rich, initbench's modules) takes a tenth of a second or
+more, before any command can catch a Ctrl-C; here the stop signals are handled before that
+import, so an interruption at any moment ends in one line and exit status 128 + the signal,
+never in a traceback.
+"""
+
+import signal
+import sys
+
+from initbench.errors import handle_stop_signals
+
+
+def main() -> None:
+    handle_stop_signals()
+    try:
+        from initbench import cli
+
+        cli.main()
+    except KeyboardInterrupt as e:  # outside a command (while starting or finishing): nothing was written
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"Interrupted by {signal.Signals(signum).name}.", file=sys.stderr)
+        sys.exit(128 + signum)
