@@ -26,6 +26,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from rich.table import Column as RichColumn, Table
 from rich.text import Text
 
+from initbench.runfolder import spreadsheet_safe
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -67,8 +69,8 @@ def show(listing: Listing, fmt: str, console: Console) -> None:
     elif fmt == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=list(listing.records[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in _plain(r).items()}
-                         for r in listing.records)
+        writer.writerows({k: spreadsheet_safe(json.dumps(v) if isinstance(v, (list, dict)) else v)
+                          for k, v in _plain(r).items()} for r in listing.records)
     elif fmt == "markdown":
         print(markdown(listing))
     else:
@@ -204,6 +206,7 @@ def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:
         Column("Recorded\nval acc", pct("recorded_val_acc"), drop=1),
         Column("Recorded\ntest acc", pct("recorded_test_acc"), drop=1),
         Column("Check", [r["check"] for r in rows], left=True, wrap=True),
+        Column("File checked against", [r["integrity"] for r in rows], left=True, wrap=True),
     ]
     reproduced = sum(r["check"] == "reproduced" for r in rows)
     notes = [f"{reproduced} of {plural(len(rows), 'file')} scored exactly what was recorded in training."

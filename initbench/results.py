@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 import sys
@@ -191,5 +192,17 @@ def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str], about
 
 
 def _weights_writer(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Callable[[Path], None]:
-    return lambda path: checkpoint.save(path, state, meta)
+    def write(path: Path) -> None:
+        from safetensors import SafetensorError
+
+        try:
+            checkpoint.save(path, state, meta)
+        except SafetensorError as e:  # its own error for what the OS refused: made the OSError it is
+            found = re.search(r"os error (\d+)", str(e))
+            if found is None:
+                raise
+            number = int(found[1])
+            raise OSError(number, os.strerror(number), str(path)) from None
+
+    return write
 

@@ -18,6 +18,14 @@ Readers (``initbench report``, ``sqlite3``, pandas) may read while it writes.
 The schema (``SCHEMA``) is the documented interface; the CSVs, tables and pictures
 are views of it. Nothing here imports torch: the command line asks a store what is
 done before any work.
+
+Nothing lost, nothing mixed: a store is a file with initbench's marker (its ``info``
+table names its version and kind), and a SQLite file without it is never written into.
+Each row carries the SHA-256 of its own values (``row_sha256``) and, with a weights
+file, that file's size and SHA-256, so a row edited by hand, or whose file was deleted
+or altered, is never taken for a result (``Store.done`` decides what is finished, for a
+run and its dry run alike). A writer checks before each commit that its path still leads
+to the file it opened: a folder deleted or replaced under a sweep stops it.
 """
 
 from __future__ import annotations
@@ -29,14 +37,15 @@ import hashlib
 import json
 import math
 import os
+import re
 import socket
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from initbench import data, schemes
 from initbench.errors import InitbenchError, UsageError
@@ -48,7 +57,11 @@ if TYPE_CHECKING:
     from initbench.jobs import JobResult
 
 FILE = "store.sqlite"
-VERSION = 1  # of the schema; a store of another version is refused, not misread
+# Of the schema; a store of another version is refused, not misread. Version 2 added the
+# weights file's size and digest and each row's digest; a version-1 store is read as it is,
+# and migrated when written (_migrate: its rows digested as they are, so it resumes).
+VERSION = 2
+READS = ("1", "2")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (       -- what the store is: 'version', 'kind' (run or sweep)
     name TEXT PRIMARY KEY,
@@ -81,9 +94,18 @@ CREATE TABLE IF NOT EXISTS jobs (       -- one row per finished job
     host TEXT NOT NULL,
     initbench TEXT NOT NULL,            -- versions
     torch TEXT NOT NULL,
-    finished TEXT NOT NULL              -- ISO 8601 time of the commit
+    finished TEXT NOT NULL,             -- ISO 8601 time of the commit
+    weights_bytes INTEGER,              -- the weights file's size; NULL unless kept
+    weights_sha256 TEXT,                -- its SHA-256: the row is done only while the file matches both
+    row_sha256 TEXT                     -- SHA-256 of the row's other values (canonical JSON, see _canonical)
 );
 """
+# The jobs table's columns and their types, in order, read from SCHEMA (its one definition).
+COLUMNS: dict[str, str] = dict(re.findall(r"^ {4}(\w+) (TEXT|INTEGER|REAL|BLOB)",
+                                          SCHEMA.split("CREATE TABLE IF NOT EXISTS jobs", 1)[1], re.M))
+_JSON_COLUMNS = {"identity": dict, "settings": dict, "val_acc_per_epoch": list, "layer_stats": list}
+_SHOWN_KEYS = 5  # keys named in a message, at most
+T = TypeVar("T")
 
 
 def identity(job: Job) -> dict[str, Any]:
@@ -116,6 +138,104 @@ def _key(encoded: str) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+def _canonical(row: Mapping[str, Any]) -> str | None:
+    """A row's values (all but ``row_sha256``) as canonical JSON: each as its column's type
+    (REAL as a float, whatever SQLite stored), a blob by its SHA-256. None when the row is
+    not one initbench could have written: a value of another type (a text accuracy), a JSON
+    column that does not hold JSON of its kind, or a key that is not its identity's SHA-256."""
+    values: list[Any] = []
+    for column, kind in COLUMNS.items():
+        value = row.get(column)
+        if column == "row_sha256" or value is None:
+            values.append(None)
+        elif kind == "REAL" and isinstance(value, (int, float)) and math.isfinite(value):
+            values.append(float(value))
+        elif kind == "INTEGER" and isinstance(value, int) and not isinstance(value, bool):
+            values.append(int(value))
+        elif kind == "TEXT" and isinstance(value, str):
+            values.append(str(value))  # torch's version is a str of its own class
+        elif kind == "BLOB" and isinstance(value, bytes):
+            values.append(hashlib.sha256(value).hexdigest())
+        else:
+            return None
+    for column, container in _JSON_COLUMNS.items():
+        try:
+            if row.get(column) is not None and not isinstance(json.loads(row[column]), container):
+                return None
+        except json.JSONDecodeError:
+            return None
+    if row.get("key") != _key(row.get("identity") or ""):
+        return None
+    return json.dumps(values, separators=(",", ":"))
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """What ``path`` leads to (device and inode), or None where nothing is."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _file_record(path: Path) -> tuple[int, str]:
+    """A file's size and SHA-256."""
+    with path.open("rb") as f:
+        return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _file_matches(path: Path, size: int | None, sha256: str | None) -> bool:
+    """Whether ``path`` is a file of ``size`` bytes and that SHA-256 (the size first: a
+    truncated file is found without reading it)."""
+    try:
+        return (size is not None and path.is_file() and path.stat().st_size == size
+                and _file_record(path)[1] == sha256)
+    except OSError:
+        return False
+
+
+def _jobs(n: int) -> str:
+    return f"{n:,} {'job' if n == 1 else 'jobs'}"
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} {'row' if n == 1 else 'rows'}"
+
+
+def _named(keys: Sequence[str]) -> str:
+    """Keys as a message names them: their first 16 characters, at most a few."""
+    shown = ", ".join(k[:16] for k in keys[:_SHOWN_KEYS])
+    return shown + (f" and {len(keys) - _SHOWN_KEYS:,} more" if len(keys) > _SHOWN_KEYS else "")
+
+
+@dataclass
+class Checked:
+    """A store's rows read back: those whose values match their digest (or, in a version-1
+    store read as it is, that are values initbench writes), and the keys of those that do not."""
+
+    rows: list[dict[str, Any]]
+    edited: list[str]  # values that do not match the row's digest, or are not of their column's type
+
+
+@dataclass
+class Done:
+    """What a store holds of a set of jobs: the keys that count as finished, and those that
+    do not although a row has them, by why (a run says so, and trains them again)."""
+
+    keys: set[str]
+    edited: list[str]
+    weights_lost: list[str]  # the row's weights file is missing, or not the file that was written
+
+    def notes(self) -> list[str]:
+        """Why rows of the store are trained again, in words (nothing when none is)."""
+        why = [(self.edited, "whose values do not match the digest recorded with them (edited by hand, or written "
+                             "by another program)"),
+               (self.weights_lost, "whose weights file is missing or is not the file that was written (deleted, "
+                                   "truncated or changed)")]
+        return [f"{_rows(len(keys))} of the store {text}: {_named(keys)}; they are trained again."
+                for keys, text in why if keys]
+
+
 @dataclass(frozen=True)
 class Machine:
     """Where results were trained: recorded on every row."""
@@ -128,27 +248,63 @@ class Machine:
     host: str = socket.gethostname()
 
 
+class LostStore(InitbenchError):
+    """The store's path no longer leads to the file this process writes."""
+
+
 class Store:
     """An open store. Use ``open_store``; ``add`` needs it opened for writing."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
         self.db = connection
+        self.file_id = file_id(path)  # the file opened: see check_in_place
+        self.added = 0  # jobs this process committed
 
-    def done(self, keys: Iterable[str] | None = None, keep: Keep = Keep()) -> set[str]:
-        """The keys of finished jobs (of ``keys``, when given) whose rows hold what ``keep``
-        asks for (layer statistics, a weights file): a row without them is trained again."""
-        wanted = [f"{column} IS NOT NULL" for column, asked in (("layer_stats", keep.layer_stats),
-                                                                 ("weights_file", keep.weights)) if asked]
-        found = {k for (k,) in self.db.execute("SELECT key FROM jobs" + "".join(f" AND {w}" for w in wanted)
-                                               .replace(" AND", " WHERE", 1))}
-        return found if keys is None else found & set(keys)
+    def check_in_place(self) -> None:
+        """Stop if the store's path no longer leads to the file opened (its folder deleted,
+        moved or replaced): SQLite would go on committing into a file no one can reach."""
+        if file_id(self.path) == self.file_id:
+            return
+        (held,) = self.db.execute("SELECT count(*) FROM jobs").fetchone()
+        raise LostStore(f"The store {self.path} was deleted or replaced while this command ran (its folder removed, "
+                        f"moved or swapped): {_jobs(held)} had been committed to it ({self.added:,} by this "
+                        f"command), and they are not in {self.path.parent} now. Nothing more was written. Run the "
+                        "same command again: it trains them anew (if you moved the folder, move it back first and "
+                        "it resumes instead).")
+
+    def count(self) -> int:
+        """The rows the store holds."""
+        return self._sql(lambda: self.db.execute("SELECT count(*) FROM jobs").fetchone()[0])
+
+    def done(self, keys: Iterable[str] | None = None, keep: Keep = Keep()) -> Done:
+        """What is finished of ``keys`` (of every row, when None): rows whose values match
+        their digest and that hold what ``keep`` asks for (layer statistics; a weights file
+        that is there, of the size and SHA-256 recorded). Any other row is trained again. The
+        one answer for a run and for its dry run."""
+        checked = self._checked(keys)
+        done = Done(set(), checked.edited, [])
+        for row in checked.rows:
+            if (keep.layer_stats and row["layer_stats"] is None) or (keep.weights and row["weights_file"] is None):
+                continue
+            # A version-1 row (read for a dry run: writing migrates it) counts as its migration
+            # will record it, with its file as it is now.
+            file = self.path.parent / row["weights_file"] if keep.weights else None
+            if file is not None and not (_file_matches(file, row["weights_bytes"], row["weights_sha256"])
+                                         if row["row_sha256"] is not None else file.is_file()):
+                done.weights_lost.append(row["key"])
+                continue
+            done.keys.add(row["key"])
+        return done
 
     def check_trained_by(self, engine: str, device: str) -> None:
         """Refuse to add to a store whose jobs another engine or kind of device trained: their
         numbers round differently, and a cell's paired comparisons would mix them."""
-        with self.db:
-            self.db.execute("INSERT OR IGNORE INTO info VALUES ('engine', ?), ('device', ?)", (engine, device))
+        def record() -> None:
+            with self.db:
+                self.db.execute("INSERT OR IGNORE INTO info VALUES ('engine', ?), ('device', ?)", (engine, device))
+
+        self._sql(record)
         found = self.info()
         if (found["engine"], found["device"]) != (engine, device):
             raise UsageError(f"The store in {self.path.parent} holds jobs trained by the {found['engine']} engine on "
@@ -158,8 +314,11 @@ class Store:
 
     def add(self, results: Sequence[JobResult], names: Mapping[Job, str], seconds: float, machine: Machine,
             weights_files: Mapping[Job, str] | None = None) -> None:
-        """One chunk's results, in one transaction: all of its rows or none."""
-        (chunk,) = self.db.execute("SELECT coalesce(max(chunk), 0) + 1 FROM jobs").fetchone()
+        """One chunk's results, in one transaction: all of its rows or none, each with its
+        digest and its weights file's size and SHA-256 (``weights_files``: written before,
+        relative to the store's folder)."""
+        self.check_in_place()
+        (chunk,) = self._sql(lambda: self.db.execute("SELECT coalesce(max(chunk), 0) + 1 FROM jobs").fetchone())
         finished = datetime.now().astimezone().isoformat(timespec="seconds")
         rows = []
         for r in results:
@@ -167,29 +326,39 @@ class Store:
             encoded = _encoded(ident)
             losses = r.losses.float().contiguous()
             last = losses[-1]
-            rows.append((
+            file = (weights_files or {}).get(r.job)
+            size, digest = _file_record(self.path.parent / file) if file else (None, None)
+            row = dict(zip(COLUMNS, (
                 _key(encoded), encoded, names[r.job],
                 ident["scheme"], r.job.seed, json.dumps(plain_settings(r.job.settings)), r.val_acc[-1], r.test_acc,
                 json.dumps(r.val_acc), _real(float(last[-1])), _real(float(last.mean())), r.diverged_at,
                 losses.shape[0], losses.shape[1], losses.numpy().astype("<f4").tobytes(),
                 None if r.layer_stats is None else json.dumps(r.layer_stats),
-                (weights_files or {}).get(r.job), chunk, len(results), seconds / len(results), machine.engine,
-                machine.device, machine.device_name, machine.host, machine.initbench, machine.torch, finished))
-        try:
+                file, chunk, len(results), seconds / len(results), machine.engine,
+                machine.device, machine.device_name, machine.host, machine.initbench, machine.torch, finished,
+                size, digest, None)))
+            canonical = _canonical(row)
+            assert canonical is not None, f"a row initbench itself would refuse: {row['key']}"
+            row["row_sha256"] = _key(canonical)
+            rows.append(tuple(row.values()))
+
+        def commit() -> None:
             with self.db:  # BEGIN ... COMMIT, or ROLLBACK on any error
-                self.db.executemany(f"INSERT OR REPLACE INTO jobs VALUES ({', '.join('?' * len(rows[0]))})", rows)
-        except sqlite3.OperationalError as e:  # a full disk, a quota, a folder removed under the sweep
-            raise InitbenchError(f"Could not write to the store {self.path}: {e}. Its earlier chunks are kept: free "
-                                 "some space and run the same command again, it resumes.") from None
+                self.db.executemany(f"INSERT OR REPLACE INTO jobs ({', '.join(COLUMNS)}) "
+                                    f"VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+
+        self._sql(commit)
+        self.added += len(rows)
 
     def frame(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
         """The rows (of ``keys``, in their order, when given) as a DataFrame, settings spread
-        into columns of their own, NULL losses as NaN, without the losses blob."""
+        into columns of their own, NULL losses as NaN, without the losses blob and the row's
+        digest. Rows edited by hand are refused, never shown as results."""
         import pandas as pd
 
-        columns = [c for (_, c, *_) in self.db.execute("PRAGMA table_info(jobs)") if c not in ("losses",)]
-        rows = self.db.execute(f"SELECT {', '.join(columns)} FROM jobs").fetchall()
-        frame = pd.DataFrame(rows, columns=columns)
+        rows = self._unaltered(None if keys is None else list(keys))
+        columns = [c for c in (rows[0] if rows else COLUMNS) if c not in ("losses", "row_sha256")]
+        frame = pd.DataFrame([[row[c] for c in columns] for row in rows], columns=columns)
         if keys is not None:
             frame = frame.set_index("key").loc[list(keys)].reset_index()
         settings = pd.DataFrame([json.loads(s) for s in frame["settings"]], index=frame.index)
@@ -202,27 +371,73 @@ class Store:
     def results(self, keys: Sequence[str]) -> list[JobResult]:
         """The stored results of ``keys``, in that order, as the engine returned them (less
         weights: losses, accuracies, divergence, layer statistics), each job under its
-        scheme's canonical name (a row's ``name`` is in ``frame``)."""
+        scheme's canonical name (a row's ``name`` is in ``frame``). Rows edited by hand are
+        refused."""
         import torch
 
         from initbench.jobs import JobResult
 
         found = {}
-        query = ("SELECT key, scheme, seed, settings, losses, epochs, batches, val_acc_per_epoch, test_acc, "
-                 "diverged_at, layer_stats FROM jobs WHERE key IN ({})")
-        for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
-            part = keys[start:start + 500]
-            for k, scheme, seed, settings, blob, epochs, batches, val, test, diverged, stats in self.db.execute(
-                    query.format(", ".join("?" * len(part))), part):
-                losses = torch.frombuffer(bytearray(blob), dtype=torch.float32).view(epochs, batches)
-                job = Job(scheme, seed, TrainSettings(**{k: tuple(v) if isinstance(v, list) else v
-                                                       for k, v in json.loads(settings).items()}))
-                found[k] = JobResult(job, losses, json.loads(val), test, diverged, None, None,
-                                     None if stats is None else json.loads(stats))
+        for row in self._unaltered(keys):
+            losses = torch.frombuffer(bytearray(row["losses"]), dtype=torch.float32).view(row["epochs"], row["batches"])
+            job = Job(row["scheme"], row["seed"], TrainSettings(**{k: tuple(v) if isinstance(v, list) else v
+                                                                 for k, v in json.loads(row["settings"]).items()}))
+            stats = row["layer_stats"]
+            found[row["key"]] = JobResult(job, losses, json.loads(row["val_acc_per_epoch"]), row["test_acc"],
+                                          row["diverged_at"], None, None, None if stats is None else json.loads(stats))
         return [found[k] for k in keys]
 
     def info(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT name, value FROM info"))
+        return self._sql(lambda: dict(self.db.execute("SELECT name, value FROM info")))
+
+    def weights_row(self, file: str) -> dict[str, Any] | None:
+        """The row that names the weights file ``file`` (relative to the folder), checked against
+        its digest (an edited row raises), or None if no row names it."""
+        (key,) = self._sql(lambda: self.db.execute("SELECT key FROM jobs WHERE weights_file = ?", (file,)).fetchone()
+                           or (None,))
+        return None if key is None else self._unaltered([key])[0]
+
+    def _sql(self, work: Callable[[], T]) -> T:
+        """``work``'s answer; a SQLite error as what is the matter, in words."""
+        try:
+            return work()
+        except sqlite3.Error as e:
+            raise failure(self.path, e) from None
+
+    def _checked(self, keys: Iterable[str] | None = None) -> Checked:
+        """The rows (of ``keys``: all when None), each checked against its digest."""
+        columns = [c for (_, c, *_) in self._sql(lambda: self.db.execute("PRAGMA table_info(jobs)").fetchall())]
+        select = f"SELECT {', '.join(columns)} FROM jobs"
+        wanted = None if keys is None else list(keys)
+        parts = [None] if wanted is None else [wanted[i:i + 500] for i in range(0, len(wanted), 500)]  # SQLite's limit
+        # A version-1 store (read as it is: writing migrates it) has no digests to match.
+        digested = self.info()["version"] != "1"
+        checked = Checked([], [])
+        for part in parts:
+            query = (select, ()) if part is None else (f"{select} WHERE key IN ({', '.join('?' * len(part))})", part)
+            for values in self._sql(lambda: self.db.execute(*query).fetchall()):
+                row = {c: None for c in COLUMNS} | dict(zip(columns, values))  # a version-1 store lacks three
+                canonical = _canonical(row)
+                if canonical is None or (digested and row["row_sha256"] != _key(canonical)):
+                    checked.edited.append(str(row["key"]))
+                    continue
+                checked.rows.append(row)
+        return checked
+
+    def _unaltered(self, keys: Sequence[str] | None) -> list[dict[str, Any]]:
+        """The rows (of ``keys``: all when None), refusing any edited by hand: such a row is
+        never reported as a result. Rows of a version-1 store (without digests) are read."""
+        checked = self._checked(keys)
+        if checked.edited:
+            first = checked.edited[0]
+            raise InitbenchError(
+                f"The store {self.path} holds {_rows(len(checked.edited))} whose values do not match the digest "
+                f"recorded with them, or are not values initbench writes (edited by hand, or written by another "
+                f"program): {_named(checked.edited)} (the first 16 characters of their keys). They are not reported "
+                "as results. Run the sweep or compare that trained them again: it trains them anew and replaces "
+                f"their rows; or delete them, e.g. sqlite3 {self.path} \"DELETE FROM jobs WHERE key LIKE "
+                f"'{first[:16]}%'\".")
+        return checked.rows
 
 
 def plain_settings(s: TrainSettings) -> dict[str, Any]:
@@ -239,21 +454,65 @@ def exists(folder: Path) -> bool:
 
 
 def kind(folder: Path) -> str | None:
-    """"run" or "sweep" for a folder with a store; None without one."""
+    """"run" or "sweep" for a folder with a store; None without one. A compare run's folder
+    (it has run.json) is a run even when its store cannot be read (locked, damaged, not
+    initbench's): its report reads the run's CSVs, not the store."""
     if not exists(folder):
         return None
+    try:
+        with open_store(folder, write=False) as st:
+            return st.info().get("kind")
+    except InitbenchError:
+        if (folder / "run.json").is_file():
+            return "run"
+        raise
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What could be checked of a weights file's origin, in words, and why it is not the
+    file that was trained, when it is not."""
+
+    checked: str
+    problem: str | None = None
+
+
+def check_weights_file(path: Path, sha256: str) -> FileCheck:
+    """A weights file (of SHA-256 ``sha256``) against the store of the folder it is in
+    (FOLDER/weights/NAME): the SHA-256 recorded when it was written. A file's own tensors
+    digest proves it whole, not that it is what was trained: anyone can recompute it."""
+    own = "the file's own digest only"
+    inside = path.parent.name == "weights" or (path.parent.name == "init" and path.parent.parent.name == "weights")
+    folder = path.parent.parent if path.parent.name == "weights" else path.parent.parent.parent
+    if not inside or not exists(folder):
+        return FileCheck(f"{own}: no run or sweep store beside it")
+    if path.parent.name == "init":
+        return FileCheck(f"{own}: the store records final weights only")
     with open_store(folder, write=False) as st:
-        return st.info().get("kind")
+        row = st.weights_row(f"weights/{path.name}")
+    if row is None:
+        return FileCheck(f"{own}: the store beside it names no such file")
+    if row["weights_sha256"] is None:
+        return FileCheck(f"{own}: its store was written before stores recorded files' digests")
+    if row["weights_sha256"] != sha256:
+        return FileCheck("NOT the file the store recorded",
+                         f"its SHA-256 is not the one the store in {folder} recorded when it was trained (the file "
+                         "was changed or replaced since, even if its own tensors digest was made to fit)")
+    return FileCheck("matches the store's record (its SHA-256 when trained)")
 
 
 def check_folder(folder: Path, kind: str) -> None:
-    """Refuse, before any work, a folder that cannot hold this store: a file, or a folder
-    that holds files but no store (another run's, or anything else)."""
+    """Refuse, before any work, a folder that cannot hold this store: a file, a folder that
+    holds files but no store (another run's, or anything else), or one whose store is not
+    initbench's, of another version or of another kind (read, never written)."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"The output folder {folder} is a file. Choose another with --out.")
     if folder.is_dir() and not exists(folder) and any(folder.iterdir()):
         raise UsageError(f"The output folder {folder} holds files but no {kind} store ({FILE}): it is not a "
                          f"folder initbench {kind} wrote. Choose another with --out.")
+    if exists(folder):
+        with open_store(folder, kind, write=False):
+            pass
 
 
 @contextmanager
@@ -302,34 +561,123 @@ def _lock(folder: Path) -> int:
 
 
 def _connect(path: Path, kind: str | None, write: bool) -> sqlite3.Connection:
-    """An open, checked connection: WAL and full syncs when writing, read-only otherwise."""
+    """An open, checked connection: WAL and full syncs when writing, read-only otherwise.
+    The file's marker, version and kind are checked before anything is written: a SQLite
+    file that initbench did not make is left as it was."""
     try:
         db = sqlite3.connect(path if write else path.resolve().as_uri() + "?mode=ro", uri=not write,
                              isolation_level=None)
     except sqlite3.Error as e:
-        raise InitbenchError(f"Cannot open the store {path}: {e}.") from None
+        raise failure(path, e) from None
     try:
+        found = _marker(db, path, kind, write)
         if write:
             if db.execute("PRAGMA journal_mode=WAL").fetchone() != ("wal",):
                 raise InitbenchError(f"The store {path} cannot use SQLite's WAL mode on this file system, which "
                                      "keeps it whole if the process is killed. Use a folder on a local disk.")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO info VALUES ('version', ?), ('kind', ?)", (str(VERSION), kind or "run"))
+            if found is None:  # a new store: its tables and its marker in one transaction, or none of them
+                db.executescript(f"BEGIN; {SCHEMA} INSERT INTO info VALUES ('version', '{VERSION}'), "
+                                 f"('kind', '{kind or 'run'}'); COMMIT;")
+            elif found["version"] != str(VERSION):
+                _migrate(db, path)
         db.isolation_level = ""  # `with db:` then opens and commits one transaction
-        found = dict(db.execute("SELECT name, value FROM info"))
-    except sqlite3.DatabaseError as e:  # not a database, or damaged
+    except sqlite3.Error as e:
         db.close()
-        raise InitbenchError(f"Cannot use the store {path}: {e}. If the file was damaged, move it away and run "
-                             "again: its jobs will be trained anew.") from None
+        raise failure(path, e) from None
     except BaseException:
         db.close()
         raise
-    if found.get("version") != str(VERSION) or (kind is not None and found.get("kind") != kind):
-        db.close()
-        if found.get("version") != str(VERSION):
-            raise InitbenchError(f"{path} is a store of version {found.get('version')}; this initbench reads "
-                                 f"version {VERSION}. Use the initbench version that wrote it.")
-        raise UsageError(f"{path.parent} holds a {found.get('kind')} folder's store, not a {kind}'s. Give another "
-                         "--out (or `initbench report` to read it).")
     return db
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """A version-1 store brought to this version in one transaction: the three columns it
+    lacks added, and each row's digests computed from what it holds now (its weights file as
+    it is now), so that an earlier sweep resumes where it stopped instead of training every
+    job again. A row that is not what initbench writes gets no digest: it counts as edited."""
+    have = {c for (_, c, *_) in db.execute("PRAGMA table_info(jobs)")}
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for column, kind in COLUMNS.items():
+            if column not in have:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        for values in db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs").fetchall():
+            row = dict(zip(COLUMNS, values))
+            file = None if row["weights_file"] is None else path.parent / row["weights_file"]
+            if file is not None and file.is_file():
+                row["weights_bytes"], row["weights_sha256"] = _file_record(file)
+            canonical = _canonical(row)
+            if canonical is not None:
+                db.execute("UPDATE jobs SET weights_bytes = ?, weights_sha256 = ?, row_sha256 = ? WHERE key = ?",
+                           (row["weights_bytes"], row["weights_sha256"], _key(canonical), row["key"]))
+        db.execute("UPDATE info SET value = ? WHERE name = 'version'", (str(VERSION),))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _marker(db: sqlite3.Connection, path: Path, kind: str | None, write: bool) -> dict[str, str] | None:
+    """The store's info, checked (its version one this initbench reads, its kind ``kind``),
+    or None for a file without tables (a new store, when writing). Only reads: a SQLite file
+    without initbench's marker (an info table with its version and kind, and a jobs table)
+    is refused."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables and write:
+        return None
+    found: dict[str, str] = {}
+    if "info" in tables:
+        try:
+            found = dict(db.execute("SELECT name, value FROM info"))
+        except sqlite3.OperationalError:  # an info table of other columns
+            pass
+    if not {"version", "kind"} <= found.keys() or "jobs" not in tables:
+        raise UsageError(f"{path} is not a store initbench made: it is a SQLite file without initbench's marker (an "
+                         "info table naming its version and kind), another program's perhaps. initbench neither "
+                         "writes into it nor reads it as results, and left it as it was. Move it elsewhere, or use "
+                         "another folder.")
+    if found["version"] not in READS:
+        raise InitbenchError(f"{path} is a store of version {found['version']}; this initbench reads versions "
+                             f"{' and '.join(READS)}. Use the initbench version that wrote it.")
+    if kind is not None and found["kind"] != kind:
+        raise UsageError(f"{path.parent} holds a {found['kind']} folder's store, not a {kind}'s. Give another "
+                         "--out (or `initbench report` to read it).")
+    return found
+
+
+def failure(path: Path, e: sqlite3.Error) -> InitbenchError:
+    """What is the matter with a store SQLite refused, in words, and what to do. Only real
+    damage is worth moving the file away: every job in it would be trained again."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF  # extended codes keep the primary one in their low byte
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return InitbenchError(f"The store {path} is locked by another process (one that holds it open in a "
+                              "transaction: sqlite3, a database browser, a backup tool). Nothing was changed. Wait "
+                              "until it is done, or close it, and run the same command again.")
+    if primary == sqlite3.SQLITE_READONLY:
+        return InitbenchError(f"The store {path} is read-only for this process: the file or its folder lacks write "
+                              "permission, or its file system is mounted read-only. Nothing was changed. Give write "
+                              "permission (e.g. chmod u+w on the file and its folder), or write to another --out; "
+                              "`initbench report` reads it as it is.")
+    if primary == sqlite3.SQLITE_FULL:
+        return InitbenchError(f"The disk holding the store {path} is full (or a file-size limit was reached): "
+                              "nothing more was written to it. Free some space and run the same command again.")
+    if primary == sqlite3.SQLITE_CANTOPEN:
+        return InitbenchError(f"Cannot open the store {path} ({e}): its folder was removed, or you may not read and "
+                              "write it. Check the folder and its permissions, or use another one.")
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        rows = _countable(path)
+        return InitbenchError(f"The store {path} is damaged ({e}). Move it away and run the same command again: "
+                              + ("its jobs" if rows is None else f"the {_jobs(rows)} it held") + " will be trained "
+                              "anew.")
+    return InitbenchError(f"Cannot use the store {path}: {e}.")
+
+
+def _countable(path: Path) -> int | None:
+    """The rows a damaged store still lets one count, if any."""
+    try:
+        with closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    except sqlite3.Error:
+        return None

@@ -27,7 +27,7 @@ from rich.console import Console
 from initbench import data, engines, executors, pictures, report, results, runfolder, store
 from initbench.config import TRAIN_KEYS, RunConfig, SweepConfig
 from initbench.data import TRAIN_SPLIT
-from initbench.errors import UsageError
+from initbench.errors import InitbenchError, UsageError
 from initbench.executors import Executor
 from initbench.jobs import Job, Keep, TrainSettings, batches_per_epoch
 from initbench.model import N_INPUTS
@@ -109,7 +109,9 @@ def train_into(st: store.Store, jobs: Mapping[Job, str], chunks: Sequence[Sequen
                      "trained_with": {"engine": done.machine.engine, "device": done.machine.device,
                                       "device_name": done.machine.device_name}}
             files = {r.job: f"weights/{weights_names[r.job]}" for r in done.results}
-            runfolder.write_files(folder, results.weights_writers(done.results, jobs, about, weights_names))
+            st.check_in_place()  # before the files: a deleted folder is not made again for them
+            # On disk (fsync) before the row that names them commits: a power cut cannot leave a row without its file.
+            runfolder.write_files(folder, results.weights_writers(done.results, jobs, about, weights_names), sync=True)
         st.add(done.results, jobs, done.seconds, done.machine, files)
         tally.chunk_seconds += done.seconds
         tally.store_seconds += time.perf_counter() - trained
@@ -143,6 +145,23 @@ def expand(sweep: SweepConfig) -> tuple[dict[Job, str], int]:
     return {job: k for k, job in by_key.items()}, len(all_jobs) - len(by_key)
 
 
+def check_data(sweep: SweepConfig) -> None:
+    """Refuse, before any work, a cell whose training subset is larger than its split holds
+    (which depends on its classes and split seed: counted from the labels, once each)."""
+    held: dict[tuple[int, tuple[int, ...]], int] = {}
+    for cell in sweep.cells():
+        if cell.train_samples is None:
+            continue
+        split = (cell.split_seed, cell.classes)
+        if split not in held:
+            held[split] = data.train_images(sweep.run.data_dir, *split)
+        if cell.train_samples > held[split]:
+            of = "" if cell.classes == data.ALL_CLASSES else f" of classes {data.describe(cell.classes)}"
+            raise UsageError(f"In the grid's cell {sweep.cell_name(cell)}: train_samples is {cell.train_samples:,}, "
+                             f"but the training split holds only {held[split]:,} images{of}. Give train_samples at "
+                             "most that (in the config, or with --set), or vary it with the classes.")
+
+
 def _images(s: TrainSettings) -> tuple[int, int, int]:
     """Training, validation and test images of a cell, without loading them (classes are
     near equal in size)."""
@@ -151,10 +170,12 @@ def _images(s: TrainSettings) -> tuple[int, int, int]:
             round(TEST_IMAGES * share))
 
 
-def plan(keys: dict[Job, str], done: set[str], config: RunConfig, executor: Executor) -> Plan:
+def plan(keys: dict[Job, str], done: set[str], config: RunConfig, executor: Executor,
+         activity: report.Activity | None = None) -> Plan:
+    """The jobs the store lacks, their chunks, and the time and memory they will take."""
     missing = [job for job, k in keys.items() if k not in done]
     chunks = chunked(missing, config, executor)
-    per_step = executor.step_seconds(list({job.settings: None for job in missing})) if missing else {}
+    per_step = _step_seconds({job.settings: None for job in missing}, executor, activity)
     seconds, peak = [], 0
     for chunk in chunks:
         s = chunk[0].settings
@@ -164,6 +185,19 @@ def plan(keys: dict[Job, str], done: set[str], config: RunConfig, executor: Exec
         images = (n_train + n_val + n_test) * N_INPUTS * 4
         peak = max(peak, len(chunk) * engines.bytes_per_model(s) + images)
     return Plan(keys, missing, chunks, _makespan(seconds, executor.slots), peak)
+
+
+def _step_seconds(settings: Iterable[TrainSettings], executor: Executor,
+                  activity: report.Activity | None) -> dict[TrainSettings, float]:
+    """Seconds per model of a step with each of ``settings``, timed once per shape (what a
+    step's cost depends on, engines.step_shape: cells that differ in lr, seeds or momentum
+    share one timing), in a stage of its own."""
+    shapes = {s: engines.step_shape(s) for s in settings}
+    distinct = list(dict.fromkeys(shapes.values()))
+    if activity is not None and distinct:
+        activity.stage(f"Timing a step of {report.plural(len(distinct), 'shape')}")
+    timed = executor.step_seconds(distinct) if distinct else {}
+    return {s: timed[shape] for s, shape in shapes.items()}
 
 
 def _makespan(seconds: list[float], slots: int) -> float:
@@ -190,52 +224,56 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
     err = Console(stderr=True)
     activity = report.Activity(err, quiet)
     started = datetime.now().astimezone()
-    tic = time.perf_counter()  # deciding what is left: the keys, and the store's answer
-    keys, repeats = expand(sweep)
-    expanding = time.perf_counter() - tic
     tell = err if not quiet else None
-    with activity.running(), executors.connect(config, activity) as executor:  # the cluster, before any file
-        if dry_run:
-            done = _peek(folder)
-            planned = plan(keys, done, config, executor)
-        else:
-            with _new_folder_removed_on_error(folder), store.open_store(folder, "sweep") as st:
-                tic = time.perf_counter()
-                done = st.done(keys.values(), kept(config, config.save_weights))
-                decided = expanding + time.perf_counter() - tic
-                st.check_trained_by(config.engine, executor.device_type)
-                planned = plan(keys, done, config, executor)
-                _tell_plan(sweep, planned, repeats, name, executor, tell)
-                runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
-                activity.stage("Training", total=sum(
-                    len(c) * c[0].settings.epochs * batches_per_epoch(_images(c[0].settings)[0],
-                                                                      c[0].settings.batch_size)
-                    for c in planned.chunks))
-                tally = train_into(st, {job: job.scheme for job in planned.missing}, planned.chunks, executor,
-                                   config, activity, folder, {job: f"{keys[job][:16]}.safetensors"
-                                                              for job in planned.missing}
-                                   if config.save_weights else None)
-                activity.stage("Writing the views and drawing the pictures")
-                frame = st.frame(list(keys.values()))
-                model_epochs = sum(job.settings.epochs for job in planned.missing)
-                figures = {
-                    "jobs": len(keys), "trained_now": len(planned.missing),
-                    "in_store_before": len(keys) - len(planned.missing),
-                    "estimated_seconds": round(planned.seconds, 1), "estimated_peak_bytes": planned.peak_bytes,
-                    "train_seconds": round(tally.train_seconds, 3), "chunk_seconds": round(tally.chunk_seconds, 3),
-                    "model_epochs_per_second": round(model_epochs / tally.train_seconds, 3) if tally.train_seconds
-                    else None,
-                    "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                    "store_seconds_per_job": round(tally.store_seconds / tally.jobs, 6) if tally.jobs else None,
-                    "resume_decision_seconds": round(decided, 6),
-                }
-                info = {"config": sweep.to_toml(), **results.environment(executor.data_device),
-                        "executor": executor.description, "started": started.isoformat(timespec="seconds"),
-                        "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures}
-                listing = write_views(folder, frame, info)
+    with activity.running():
+        activity.stage(f"Keying the grid's {report.plural(sweep.size(), 'job')}")
+        tic = time.perf_counter()  # deciding what is left: the keys, and the store's answer
+        keys, repeats = expand(sweep)
+        expanding = time.perf_counter() - tic
+        check_data(sweep)
+        with executors.connect(config, activity) as executor:  # the cluster, before any file
+            if dry_run:
+                done = _peek(folder, keys, config)
+                planned = plan(keys, done.keys, config, executor, activity)
+            else:
+                with _new_folder_removed_on_error(folder), store.open_store(folder, "sweep") as st, _resumable(st):
+                    tic = time.perf_counter()
+                    done = _done(st, keys, config)
+                    decided = expanding + time.perf_counter() - tic
+                    st.check_trained_by(config.engine, executor.device_type)
+                    planned = plan(keys, done.keys, config, executor, activity)
+                    _tell_plan(sweep, planned, repeats, name, executor, tell, done)
+                    runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
+                    activity.stage("Training", total=sum(
+                        len(c) * c[0].settings.epochs * batches_per_epoch(_images(c[0].settings)[0],
+                                                                          c[0].settings.batch_size)
+                        for c in planned.chunks))
+                    tally = train_into(st, {job: job.scheme for job in planned.missing}, planned.chunks, executor,
+                                       config, activity, folder, {job: f"{keys[job][:16]}.safetensors"
+                                                                  for job in planned.missing}
+                                       if config.save_weights else None)
+                    st.check_in_place()  # the views are of this store, in this folder: not of one deleted meanwhile
+                    activity.stage("Writing the views and drawing the pictures")
+                    frame = st.frame(list(keys.values()))
+                    model_epochs = sum(job.settings.epochs for job in planned.missing)
+                    figures = {
+                        "jobs": len(keys), "trained_now": len(planned.missing),
+                        "in_store_before": len(keys) - len(planned.missing),
+                        "estimated_seconds": round(planned.seconds, 1), "estimated_peak_bytes": planned.peak_bytes,
+                        "train_seconds": round(tally.train_seconds, 3), "chunk_seconds": round(tally.chunk_seconds, 3),
+                        "model_epochs_per_second": round(model_epochs / tally.train_seconds, 3) if tally.train_seconds
+                        else None,
+                        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                        "store_seconds_per_job": round(tally.store_seconds / tally.jobs, 6) if tally.jobs else None,
+                        "resume_decision_seconds": round(decided, 6),
+                    }
+                    info = {"config": sweep.to_toml(), **results.environment(executor.data_device),
+                            "executor": executor.description, "started": started.isoformat(timespec="seconds"),
+                            "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures}
+                    listing = write_views(folder, frame, info)
     if dry_run:
-        _tell_plan(sweep, planned, repeats, name, executor, tell)
-        report.show(report.jobs_listing(_job_rows(keys, done, sweep)), fmt, Console())
+        _tell_plan(sweep, planned, repeats, name, executor, tell, done)
+        report.show(report.jobs_listing(_job_rows(keys, done.keys, sweep)), fmt, Console())
         return folder
     report.show(listing, fmt, Console())
     if not quiet:
@@ -247,30 +285,76 @@ def run(sweep: SweepConfig, name: str, fmt: str, quiet: bool = False, dry_run: b
     return folder
 
 
+def _done(st: store.Store, keys: dict[Job, str], config: RunConfig) -> store.Done:
+    """What of the grid is finished, as the run and its dry run both decide it."""
+    return st.done(keys.values(), kept(config, config.save_weights))
+
+
+def _peek(folder: Path, keys: dict[Job, str], config: RunConfig) -> store.Done:
+    """What a dry run finds finished: the run's answer, read without taking the lock."""
+    if not store.exists(folder):
+        return store.Done(set(), [], [])
+    with store.open_store(folder, "sweep", write=False) as st:
+        return _done(st, keys, config)
+
+
+@contextmanager
+def _resumable(st: store.Store) -> Iterator[None]:
+    """A sweep that stops says what its store keeps: a signal (the CLI words ``kept``, and
+    the exit status stays 128 + the signal), or an error during the work, to which is added
+    that the same command resumes. Not a lost store (it keeps nothing), nor a usage error."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        e.kept, e.folder = _kept(st), st.path.parent  # type: ignore[attr-defined]
+        raise
+    except (store.LostStore, UsageError):
+        raise
+    except InitbenchError as e:
+        held = _kept(st)
+        if not held:
+            raise
+        raise InitbenchError(f"{e} The store in {st.path.parent} keeps {report.plural(held, 'job')}: once that is "
+                             "put right, the same command resumes from them.") from e
+
+
+def _kept(st: store.Store) -> int:
+    """The jobs a store holds, as far as it can be read."""
+    try:
+        return st.count()
+    except InitbenchError:
+        return 0
+
+
 @contextmanager
 def _new_folder_removed_on_error(folder: Path) -> Iterator[None]:
     """Make ``folder`` if it does not exist; if it was made here and the work fails before
-    a job is committed, remove it: a typo in a grid leaves no empty sweep behind."""
+    a job is committed, remove it: a typo in a grid leaves no empty sweep behind. Not if
+    another folder took its place meanwhile: that one is someone else's."""
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    mine = store.file_id(folder)
     try:
         yield
     except BaseException:
-        if made and not _peek(folder):
+        if made and store.file_id(folder) == mine and not _holds_rows(folder):
             shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def _peek(folder: Path) -> set[str]:
-    """The keys a folder's store holds, read without taking its lock (a dry run)."""
+def _holds_rows(folder: Path) -> bool:
+    """Whether a folder's store holds a row (or cannot be read, so may)."""
     if not store.exists(folder):
-        return set()
-    with store.open_store(folder, write=False) as st:
-        return st.done()
+        return False
+    try:
+        with store.open_store(folder, write=False) as st:
+            return st.count() > 0
+    except InitbenchError:
+        return True
 
 
 def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str, executor: Executor,
-               console: Console | None) -> None:
+               console: Console | None, done: store.Done) -> None:
     if console is None:
         return
     cells = len(sweep.cells())
@@ -288,6 +372,8 @@ def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str, execu
                      f"training and {planned.peak_bytes / 2**30:.1f} GiB of memory at most"
                      + (" per task" if executor.slots > 1 else "") + " (from steps timed where they train)."
                      if planned.missing else "."))
+    for note in done.notes():  # rows the store holds that do not count as finished, and why
+        console.print(note)
 
 
 def _job_rows(keys: dict[Job, str], done: set[str], sweep: SweepConfig) -> list[dict]:
