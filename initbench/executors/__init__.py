@@ -10,6 +10,7 @@ alone, so resuming is the same whichever executor trained the rows.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,17 @@ if TYPE_CHECKING:
 
 EXECUTORS = ("local", "ray")
 DataKey = tuple  # TrainSettings.data: the images a job trains on
+RAY_ADDRESS = "RAY_ADDRESS"  # Ray's own variable
+
+
+def ray_address(option: str | None) -> tuple[str | None, str]:
+    """The address a Ray run uses and where it came from (``--ray-address`` or ``RAY_ADDRESS``),
+    as ``ray.init`` decides it: the environment variable stands in for no address and for auto.
+    None: Ray's choice, the cluster ``ray start`` recorded on this machine, else a new runtime."""
+    variable = os.environ.get(RAY_ADDRESS)
+    if variable and option in (None, "auto"):
+        return variable, RAY_ADDRESS
+    return option, "--ray-address"
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,10 @@ class Executor(Protocol):
 def connect(config: RunConfig, activity: Activity) -> Iterator[Executor]:
     """``config``'s executor, ready to train (a Ray runtime started, or joined, for the run)."""
     if config.executor == "ray":
+        # Else Ray's C++ core, once ray.init has started it here, catches SIGTERM with abseil's failure handler: a
+        # stack dump, then an abort 3 s later whatever the shutdown is doing (exit 134). raytasks takes SIGTERM back
+        # after ray.init, but not during it. Read when Ray is imported, for this process and the runtime it starts.
+        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
         from initbench.executors import raytasks
 
         with raytasks.connect(config, activity) as executor:

@@ -12,68 +12,232 @@ alone writes the store, chunk by chunk, so a resumed sweep is the same as a loca
 A worker that dies (killed, out of memory, its node lost) has its chunk run again, up
 to MAX_RETRIES times, and the driver says so; a chunk that still fails is reported at
 the end, after every other chunk has been committed.
+
+A run ends on Ray as it ends here: an address where no cluster answers is refused in
+seconds, SIGTERM and Ctrl-C reach the command line as they do without Ray, and a runtime
+the run starts itself (no cluster given or found) ends with it, however it ends: it
+keeps its files in a folder of its own, which ``raywatch`` clears of processes and
+removes once the run is over or gone.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import ray
 import torch
+from ray._private import services, utils as ray_utils
 
-from initbench import engines
+from initbench import engines, executors
 from initbench.config import RunConfig
 from initbench.data import Splits
 from initbench.errors import InitbenchError
-from initbench.executors import DataKey, Finished
+from initbench.executors import RAY_ADDRESS, DataKey, Finished, raywatch
 from initbench.executors.local import machine
 from initbench.jobs import Job, JobResult, Keep, TrainSettings, batches_per_epoch
 from initbench.report import Activity, plural
 
 MAX_RETRIES = 3  # runs of a chunk after its worker died
-CONNECT_SECONDS = 10  # to reach a cluster's address
+CONNECT_SECONDS = 10  # to reach a cluster's address, and for it to answer there
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (a cluster's GCS, or its Ray
+# Client server) answers them at once with a SETTINGS frame (type 4) of its own.
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS = 4
+RUNTIME_ROOM = 16 * 2**20  # bytes free for a runtime's folder (its logs take a few hundred KB a run)
+RECORDED = "recorded"  # an address's source: the cluster `ray start` recorded on this machine
+ADVICE = {  # what else to do, by where the address came from
+    RAY_ADDRESS: " Or unset RAY_ADDRESS to start a Ray runtime for this run only.",
+    RECORDED: " If that cluster is gone, `ray stop` clears its record; or give --ray-address local to start a Ray "
+              "runtime for this run only.",
+}
 
 
 @contextmanager
 def connect(config: RunConfig, activity: Activity) -> Iterator[RayExecutor]:
-    """The cluster at ``config.ray_address`` (None: Ray's own choice, $RAY_ADDRESS or a
-    cluster started on this machine, else a runtime started for this run only), or the
-    runtime this process already joined."""
-    joined = ray.is_initialized()
-    if not joined:
-        address = config.ray_address
-        activity.stage("Connecting to Ray" + (f" at {address}" if address else ""))
+    """The cluster at ``config.ray_address`` or $RAY_ADDRESS (auto: the one started on this
+    machine; None: that one if there is one, else a runtime started for this run only, which
+    ends with it, however it ends), or the runtime this process already joined (left running)."""
+    if ray.is_initialized():
+        yield RayExecutor(config, activity, shared=True)
+        return
+    address, named, source = _cluster(config.ray_address)
+    with ExitStack() as stack:
+        if address is None:
+            activity.stage("Starting a Ray runtime for this run")
+            folder = stack.enter_context(_runtime_folder())
+            # No dashboard: nobody looks at it during a run, and it is a process (and a port) fewer to start.
+            options: dict[str, Any] = {"address": "local", "_temp_dir": str(folder), "include_dashboard": False}
+        else:
+            activity.stage(f"Connecting to Ray at {named}")
+            options = {"address": address}
         try:
-            if address and ":" in address:  # Ray would wait for minutes on an address where nothing listens
-                host, _, port = address.removeprefix("ray://").rpartition(":")
-                socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            stack.enter_context(_ray(**options))
         except (OSError, RuntimeError, ValueError) as e:  # ConnectionError is an OSError
-            raise InitbenchError(
-                f"Could not connect to a Ray cluster at {address}: {str(e).rstrip('.')}. Start one with `ray start "
-                "--head` on the head machine (and `ray start --address=HEAD:6379` on each other machine), then "
-                "give --ray-address auto on the head, or HEAD:6379 on another machine. A cluster with token "
-                "authentication (Ray's default) also needs RAY_AUTH_MODE=token and its token here "
-                "(~/.ray/auth_token, or RAY_AUTH_TOKEN).") from None
+            why = str(e).rstrip(".")
+            if address is None:
+                raise InitbenchError(f"Could not start a Ray runtime here: {why}. Run again; if it fails again, give "
+                                     "--executor local.") from None
+            raise _unreachable(named, why, source) from None
+        yield RayExecutor(config, activity, shared=False)
+
+
+def _cluster(option: str | None) -> tuple[str | None, str, str]:
+    """Where ``ray.init`` connects for ``option`` (None: it starts a runtime), that address in
+    words, and where it came from; checked to answer as a Ray cluster does, in seconds: where
+    nothing listens, or something else does, Ray retries for minutes, deaf to SIGTERM."""
+    given, source = executors.ray_address(option)
+    named = f"{given} (from {RAY_ADDRESS})" if source == RAY_ADDRESS else str(given)
+    address = given
+    if given is None or "://" not in given:
+        try:  # as ray.init reads it: auto, `ray start`'s record, localhost as this machine's address
+            address = services.canonicalize_bootstrap_address(given)
+        except ConnectionError:
+            raise _unreachable(named, "no Ray cluster runs on this machine (without an address, a run starts a "
+                               "Ray runtime of its own)", source) from None
+        if address is None:
+            return None, "a runtime for this run", source
+        if given is None:
+            named, source = f"{address} (the cluster `ray start` recorded on this machine)", RECORDED
+        elif address != given:  # localhost: Ray goes to this machine's own address, which another server may not
+            named += f", which Ray reaches as {address}"
+    why = _not_a_cluster(address)
+    if why:
+        raise _unreachable(named, why, source)
+    return address, named, source
+
+
+def _not_a_cluster(address: str) -> str | None:
+    """Why nothing at ``address`` answers as a Ray cluster does; None if it does."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
-        yield RayExecutor(config, activity)
+        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as s:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # the hello is not TLS: reaching it is all
+                return None
+            s.sendall(HTTP2_HELLO)
+            reply = b""
+            while len(reply) < 9 and (part := s.recv(9 - len(reply))):
+                reply += part
+    except TimeoutError:
+        return f"nothing answered there within {CONNECT_SECONDS} s"
+    except OSError as e:
+        return (e.strerror or str(e)).rstrip(".")
+    if len(reply) < 9 or reply[3] != SETTINGS:
+        return ("something listens there, but it is not a Ray cluster (give the head's GCS port: 6379 unless "
+                "`ray start --port` chose another; the dashboard's 8265 is not it)")
+    return None
+
+
+def _unreachable(named: str, why: str, source: str) -> InitbenchError:
+    return InitbenchError(
+        f"Could not connect to a Ray cluster at {named}: {why}. Start one with `ray start --head` on the head "
+        "machine (and `ray start --address=HEAD:6379` on each other machine), then give --ray-address auto on the "
+        "head, or HEAD:6379 on another machine. A cluster with token authentication (Ray's default) also needs "
+        "RAY_AUTH_MODE=token and its token here (~/.ray/auth_token, or RAY_AUTH_TOKEN)." + ADVICE.get(source, ""))
+
+
+@contextmanager
+def _runtime_folder() -> Iterator[Path]:
+    """A folder of its own for the runtime this run starts, watched by ``raywatch``: when this
+    process closes the pipe (after ray.shutdown) or dies, whatever of the runtime still runs is
+    ended and the folder removed. Ray would leave its agents running for a minute after a
+    SIGKILL, and its folders (/tmp/ray/session_*) for ever."""
+    parent = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()  # where Ray itself would put it
+    try:
+        if (free := shutil.disk_usage(parent).free) < RUNTIME_ROOM:  # Ray would wait half a minute for files it
+            raise OSError(errno.ENOSPC, f"the disk is full ({free / 2**20:.1f} MiB free)")  # cannot write
+        folder = Path(tempfile.mkdtemp(prefix="initbench-ray-", dir=parent))
+    except OSError as e:
+        raise InitbenchError(f"Cannot start a Ray runtime in {parent}: {e.strerror}. Set RAY_TMPDIR to a writable "
+                             f"folder with {RUNTIME_ROOM // 2**20} MiB free or more (Ray keeps its logs, sockets and "
+                             "spilled objects there while the run lasts), or make room there.") from None
+    watcher = subprocess.Popen([sys.executable, "-m", "initbench.executors.raywatch", str(folder)],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # a terminal's Ctrl-C is sent to this process group only
+    try:
+        yield folder
     finally:
-        if not joined:
+        watcher.stdin.close()  # type: ignore[union-attr]
+        with suppress(subprocess.TimeoutExpired):  # else it goes on alone
+            watcher.wait(raywatch.LIMIT + 1)
+
+
+@contextmanager
+def _ray(**options: Any) -> Iterator[None]:
+    """ray.init, then ray.shutdown (after a failed start too: what it started ends), with this
+    process's own signal handlers throughout. ray.init would set SIGTERM's to sys.exit, and an
+    exception raised anywhere in ray.init leaves Ray half started (the process crashes at exit):
+    while it runs, a signal is held back, and delivered once it is done. Setting the handlers
+    again after it also takes SIGTERM back from Ray's C++ core where it took it (see
+    executors.connect). What a handler raises in a Ray call (errors.Terminated for SIGTERM)
+    reaches the caller as a bare KeyboardInterrupt, as if from Ctrl-C: it is remembered here
+    and raised as it was."""
+    main = threading.current_thread() is threading.main_thread()  # the only thread that sets handlers
+    kept = {signum: handler for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+            if main and (handler := signal.getsignal(signum)) is not None}  # None: set outside Python
+    held: list[int] = []
+    raised: list[BaseException] = []
+
+    def remembered(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def handle(signum: int, frame: Any) -> Any:
+            try:
+                return handler(signum, frame)
+            except BaseException as e:
+                raised.append(e)
+                raise
+        return handle
+
+    def set_handlers(handlers: Mapping[int, Any]) -> None:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    set_handlers({signum: lambda signum, frame: held.append(signum) for signum in kept})
+    # ray.init's own SIGTERM handler (sys.exit) is not set: a private function of Ray's, so
+    # where a version lacks it, the handlers set again below take SIGTERM back all the same.
+    sets_handler = getattr(ray_utils, "set_sigterm_handler", None)
+    if sets_handler is not None:
+        ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        try:
+            ray.init(logging_level=logging.ERROR, log_to_driver=False, **options)
+        finally:
+            if sets_handler is not None:
+                ray_utils.set_sigterm_handler = sets_handler
+            set_handlers({signum: remembered(h) if callable(h) else h for signum, h in kept.items()})
+            for signum in held[:1]:  # now, to its own handler
+                signal.raise_signal(signum)
+        yield
+    except KeyboardInterrupt as e:
+        if type(e) is KeyboardInterrupt and raised:
+            raise raised[-1] from None
+        raise
+    finally:
+        try:
             ray.shutdown()
+        finally:
+            set_handlers(kept)
 
 
 class RayExecutor:
     data_device = torch.device("cpu")  # the images go to the object store from here
 
-    def __init__(self, config: RunConfig, activity: Activity) -> None:
+    def __init__(self, config: RunConfig, activity: Activity, shared: bool) -> None:
         self.engine, self.threads, self.activity = config.engine, config.cpus_per_task, activity
+        self.shared = shared  # a runtime that outlives the run (joined, not started or connected to by it)
         resources = ray.cluster_resources()
         gpus = config.gpus_per_task
         if gpus is None:  # a GPU a task when the run asks for CUDA, or may use it and the cluster has some
@@ -155,7 +319,10 @@ class RayExecutor:
                                         f"{n_chunks - len(pending)} of {plural(n_chunks, 'chunk')} done")
                 yield Finished(trained, where, seconds)
         finally:
-            for ref in pending:  # stopped early (an error here, Ctrl-C): free the cluster
+            # Stopped early (an error here, Ctrl-C): free the cluster. Only a runtime that outlives the run needs it;
+            # otherwise leaving it ends the tasks (a cluster ends a gone driver's), and cancelling races with their
+            # replies: Ray then aborts the process on a failed check ("Tried to complete task that was not pending").
+            for ref in pending if self.shared else ():
                 ray.cancel(ref, force=True)
         if failed:
             jobs = sum(len(chunk) for chunk, _ in failed)
