@@ -76,10 +76,21 @@ def train_chunks(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.de
 
 
 def step_seconds(settings: TrainSettings, device: torch.device) -> float:
-    """Seconds per model of one batched training step with ``settings``, timed here."""
+    """Seconds per model of one batched training step with ``settings``, timed here on as
+    many models as fit (at most a few: a network that fits once is timed alone)."""
     from initbench.engines import batched
 
-    return batched.step_seconds(settings, device)
+    models = min(batched.CALIBRATION_MODELS, models_that_fit(settings, device))
+    return batched.step_seconds(settings, device, models)
+
+
+def step_shape(settings: TrainSettings) -> TrainSettings:
+    """The settings that decide what a training step costs (the network's sizes, activation
+    and dropout, the optimizer, the batch size, the frozen layers), the others at their
+    defaults: settings of one shape step alike, whatever their lr, seeds or momentum."""
+    return TrainSettings(hidden=settings.hidden, classes=tuple(range(len(settings.classes))),
+                         activation=settings.activation, dropout=settings.dropout, optimizer=settings.optimizer,
+                         batch_size=settings.batch_size, freeze=settings.freeze)
 
 
 def step_cost(settings: TrainSettings, device: torch.device, models: int) -> tuple[float, int]:

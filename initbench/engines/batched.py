@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from initbench import diagnostics
-from initbench.data import Splits
+from initbench.data import TRAIN_SPLIT, Splits
 from initbench.errors import InitbenchError
 from initbench.jobs import (
     Job,
@@ -47,6 +47,7 @@ from initbench.jobs import (
     result,
     state_dict,
 )
+from initbench.memory import MEMORY_SHARE, available
 from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_INPUTS, DropoutMasks
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
@@ -79,7 +80,6 @@ ACTIVATION_OPS = {
 }
 PER_MODEL_DEVICES = ("cpu",)  # where rounding-sensitive ops are called per model (exact)
 ALIGN = 64  # floats (256 bytes): every model's slice of a stacked tensor starts this aligned
-MEMORY_SHARE = 0.5  # of the free memory that a group may take by default
 CALIBRATION_MODELS = 4  # models whose steps step_seconds times
 
 
@@ -298,37 +298,38 @@ def _weight_and_bias_grad(weight_grad: Tensor, bias_grad: Tensor, delta: Tensor,
 
 
 def bytes_per_model(s: TrainSettings) -> int:
-    """A generous estimate of one model's memory in a group: parameters, gradients and
-    Adam's two moments, activations and their gradients, a block of dropout masks,
-    the evaluation activations (and masks, under --lesson-eval)."""
+    """A generous estimate of one model's memory in a group: its parameters six times
+    (stacked, gradients, Adam's two moments; the model as initialized, alive while the
+    group is stacked; its weights copied out, initial or final), activations and their
+    gradients, a block of dropout masks, the evaluation activations (and masks, under
+    --lesson-eval), and what grows with the training's length: every batch's loss (on
+    the device, and its copy in the result), an epoch's batch order and each epoch's
+    accuracy."""
     sizes = (N_INPUTS, *s.hidden, len(s.classes))
-    params = sum(a * b + b for a, b in pairwise(sizes))
+    params = 6 * sum(a * b + b for a, b in pairwise(sizes))
     activations = 4 * s.batch_size * sum(sizes)
     masks = MASK_BLOCK * s.batch_size * sum(s.hidden)
     evaluation = 3 * EVAL_CHUNK * sum(sizes[1:]) + (EVAL_CHUNK * sum(s.hidden) if s.eval_dropout else 0)
-    return 4 * (4 * params + activations + masks + evaluation)
+    n_train = s.train_samples or TRAIN_SPLIT  # at most: a subset of the classes has fewer images
+    record = s.epochs * (2 * 4 * batches_per_epoch(n_train, s.batch_size) + 32) + 8 * n_train
+    return 4 * (params + activations + masks + evaluation) + record
 
 
 def free_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30  # unknown: assume 4 GiB
+    return available()
 
 
 def default_max_models(s: TrainSettings, device: torch.device) -> int:
     """As many models as fit in MEMORY_SHARE of the free memory; an error if not even one does."""
     budget, need = int(MEMORY_SHARE * free_memory(device)), bytes_per_model(s)
     if need > budget:
-        raise InitbenchError(f"One model with these settings needs about {need / 2**30:.1f} GiB (hidden "
-                             f"{','.join(map(str, s.hidden))}, batch size {s.batch_size}), more than half the "
-                             f"free memory on {device} ({budget / 2**30:.1f} GiB). Use smaller --hidden sizes "
-                             "or a smaller --batch-size.")
+        raise InitbenchError(f"One model with these settings needs about {need / 2**30:,.1f} GiB ({len(s.hidden)} "
+                             f"hidden layers of up to {max(s.hidden):,} units, batch size {s.batch_size:,}, "
+                             f"{s.epochs:,} epochs), more than half the free memory on {device} "
+                             f"({budget / 2**30:.1f} GiB). Use smaller --hidden sizes, a smaller --batch-size or "
+                             "fewer --epochs.")
     return budget // need
 
 

@@ -79,7 +79,7 @@ def constant_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = 
     bias.zero_()
 
 
-@register("uniform", "lesson")
+@register("uniform", "lesson", uniform_width=lambda low, high: high - low)
 def uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
              low: float = 0.0, high: float = 1.0) -> None:
     """Uniform on [low, high), by default [0, 1): the lesson's all-positive baseline.
@@ -149,7 +149,7 @@ def default_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = N
     init.uniform_(bias, -bound, bound, generator=generator)
 
 
-@register("xavier_uniform", "torch")
+@register("xavier_uniform", "torch", uniform_width=lambda gain: 2 * gain * math.sqrt(3))  # fan_in, fan_out >= 1
 def xavier_uniform_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
                     gain: float = 1.0) -> None:
     """Glorot/Xavier uniform: keeps the variance of activations and gradients alike across layers.

@@ -163,16 +163,20 @@ def bias_policy_(layer: nn.Linear, bias: str, generator: torch.Generator | None)
 _REGISTRY: dict[str, Scheme] = {}
 _FUNCTIONS: dict[str, InitFn] = {}  # name -> the registered function, to bind parameters from a name
 _WHOLE_MODEL: set[str] = set()  # names registered with whole_model=True
+# name -> the widest range (b - a) of the U[a, b) a per-layer scheme draws from, given its parameters
+_UNIFORM_WIDTHS: dict[str, Callable[..., float]] = {}
 TEXT_PARAM = "path"  # a scheme whose one parameter has this name takes the rest of its name as text
 # Parameters a name does not set: the activation's gain, and a file scheme's SHA-256 (read from the file).
 SET_BY_REGISTRY = ("activation_gain", "sha256")
 
 
-def register(name: str, convention: str = "paper", data_dependent: bool = False,
-             whole_model: bool = False) -> Callable[[InitFn], InitFn]:
+def register(name: str, convention: str = "paper", data_dependent: bool = False, whole_model: bool = False,
+             uniform_width: Callable[..., float] | None = None) -> Callable[[InitFn], InitFn]:
     """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference
     and the convention (one of CONVENTIONS) whose definition it follows; ``whole_model``:
-    ``fn(model, context, ...)`` rather than ``fn(weight, bias, generator, ...)``."""
+    ``fn(model, context, ...)`` rather than ``fn(weight, bias, generator, ...)``;
+    ``uniform_width``: of a scheme that draws U[a, b), the widest b - a from its parameters
+    (in any layer), which a name's parameters must keep finite."""
 
     def add(fn: InitFn) -> InitFn:
         doc = inspect.getdoc(fn) or ""
@@ -191,6 +195,8 @@ def register(name: str, convention: str = "paper", data_dependent: bool = False,
         _FUNCTIONS[name] = fn
         if whole_model:
             _WHOLE_MODEL.add(name)
+        if uniform_width is not None:
+            _UNIFORM_WIDTHS[name] = uniform_width
         _REGISTRY[name] = _bind(Scheme(name, None, doc.splitlines()[0], fields["Formula"], fields["Reference"],
                                        params, data_dependent, convention), name)
         return fn
@@ -284,7 +290,9 @@ def get(spec: str) -> Scheme:
     if not len(required) <= len(values) <= len(scheme.params) or not values:
         raise UsageError(f"Bad parameters in scheme {given!r}: write {usage(scheme)}, with numbers.")
     params = dict(zip(scheme.params, values))
-    _check_parameters(given, params)
+    defaults = {p.name: p.default for p in inspect.signature(_FUNCTIONS[name]).parameters.values()
+                if p.name in scheme.params and isinstance(p.default, (int, float))}
+    _check_parameters(given, name, defaults | params)  # uniform:5 is [5, 1): checked with the default it keeps
     return _bind(scheme, spec, **params)
 
 
@@ -299,8 +307,9 @@ def _text_scheme(scheme: Scheme, given: str, path: str) -> Scheme:
     return _bind(scheme, f"{scheme.name}:{digest}", path=path, sha256=digest)
 
 
-def _check_parameters(spec: str, params: dict[str, float]) -> None:
-    """Refuse, when the name is parsed, a parameter outside its range (before any training)."""
+def _check_parameters(spec: str, name: str, params: dict[str, float]) -> None:
+    """Refuse, when the name is parsed, a parameter outside its range (before any training),
+    or parameters of scheme ``name`` that torch would refuse to draw from."""
     for param, value in params.items():
         valid, meaning, allowed = PARAMETERS[param]
         if not valid(value):
@@ -309,3 +318,8 @@ def _check_parameters(spec: str, params: dict[str, float]) -> None:
     if "low" in params and "high" in params and not params["low"] < params["high"]:
         raise UsageError(f"Bad parameters in scheme {spec!r}: low must be below high "
                              f"(got low {params['low']:g}, high {params['high']:g}).")
+    width = _UNIFORM_WIDTHS.get(name)
+    if width is not None and width(**params) > FLOAT32_MAX:  # torch draws U[a, b) only for a finite b - a
+        raise UsageError(f"Bad parameters in scheme {spec!r}: the range its weights are drawn from would be "
+                         f"{width(**params):g} wide, more than float32's largest number (3.4e38). Give parameters "
+                         "of a finite range.")
