@@ -4,13 +4,15 @@ Exit status: 0 done; 1 the work failed (missing or corrupted data, a full disk,
 not enough memory); 2 the command as typed cannot run (an unknown option, a bad
 value, scheme name or config file, an output folder that is taken), found before
 any work and before torch is imported; 128 + N stopped by signal N (130 Ctrl-C,
-143 SIGTERM). Errors are one paragraph on stderr, with no traceback unless
---debug is given.
+143 SIGTERM; 141 when the reader of the output went away, as in `| head`).
+Errors are one paragraph on stderr, with no traceback unless --debug is given.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +26,7 @@ import initbench
 from initbench import config as config_defaults, report
 from initbench.config import LESSON_SCHEMES, RunConfig
 from initbench.engines import ENGINES
-from initbench.errors import InitbenchError, Terminated, UsageError
+from initbench.errors import InitbenchError, UsageError, handle_stop_signals
 from initbench.executors import EXECUTORS
 from initbench.jobs import ACTIVATIONS, OPTIMIZERS, TrainSettings
 from initbench.schemes import BIAS_POLICIES
@@ -42,8 +44,7 @@ DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceb
 @contextmanager
 def _errors_to_exit(debug: bool) -> Iterator[None]:
     err = Console(stderr=True)
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # a batch system's timeout, a closed terminal
-        signal.signal(signum, _terminate)
+    handle_stop_signals()  # again: a command may run without the console script (python -m, tests)
     try:
         yield
     except InitbenchError as e:
@@ -53,8 +54,14 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        err.print(f"Interrupted by {signal.Signals(signum).name}: no result files were written.")
+        kept = getattr(e, "kept", 0)  # a sweep's store keeps its committed jobs (set by sweep._resumable)
+        err.print(f"Interrupted by {signal.Signals(signum).name}: " + (
+            f"the store in {e.folder} keeps {report.plural(kept, 'job')}; the same command resumes from them."
+            if kept else "no result files were written."))
         raise typer.Exit(128 + signum) from None
+    except BrokenPipeError:  # `initbench ... | head`: the reader has gone, as for any Unix tool
+        _quiet_pipes()
+        raise typer.Exit(128 + signal.SIGPIPE) from None
     except Exception as e:
         if debug:
             raise
@@ -63,8 +70,14 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated(signum)
+def _quiet_pipes() -> None:
+    """Point stdout and stderr at /dev/null, so that flushing them at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):  # no file descriptor (a test's captured stream)
+            pass
 
 
 def _version(value: bool) -> None:
@@ -81,7 +94,7 @@ def _main(
     """Train the same network from different initial weights on real FashionMNIST and compare how they learn.
 
     Exit status: 0 done, 1 the work failed, 2 a bad command line or config file,
-    130/143 interrupted (Ctrl-C/SIGTERM).
+    130/143 interrupted (Ctrl-C/SIGTERM), 141 output pipe closed (| head).
     """
 
 
@@ -275,9 +288,12 @@ def report_(
     its CSVs and pictures are rewritten.
     """
     with _errors_to_exit(debug):
+        from initbench import runfolder
+
+        chosen = runfolder.reported(runs, pictures)
         from initbench import runner
 
-        runner.report_runs(runs, _stdout_format(fmt), pictures)
+        runner.report_runs(chosen, _stdout_format(fmt), pictures)
 
 
 @app.command()
@@ -311,13 +327,15 @@ def sweep(
     over seeds; writes runs.csv, cells.csv, pictures, sweep.toml and sweep.json.
     """
     with _errors_to_exit(debug):
-        from initbench import config as config_mod, store
+        from initbench import config as config_mod, runfolder, store
 
         options = {"out": out, "executor": executor, "ray_address": ray_address, "gpus_per_task": gpus_per_task,
                    "cpus_per_task": cpus_per_task}
         resolved = config_mod.resolve_sweep(config, set_, {k: v for k, v in options.items() if v is not None},
                                             default_out=Path("results") / config.stem)
         assert resolved.run.out is not None
+        if not dry_run:  # which writes nothing: a read-only sweep's plan can be shown
+            runfolder.destination(resolved.run.out, staged=False)  # a sweep writes in its folder
         store.check_folder(resolved.run.out, "sweep")
         from initbench import sweep as sweeps
 
@@ -329,9 +347,10 @@ def schemes(
     fmt: FormatOption = None,
 ) -> None:
     """List every scheme and alias, its formula and reference."""
-    from initbench import schemes as registry
+    with _errors_to_exit(False):
+        from initbench import schemes as registry
 
-    report.show(report.schemes_listing(registry.catalogue()), _stdout_format(fmt), Console())
+        report.show(report.schemes_listing(registry.catalogue()), _stdout_format(fmt), Console())
 
 
 @app.command()
@@ -428,6 +447,8 @@ def transfer(
             runfolder.check_destination(resolved.run.out, resolved.run.overwrite)
             if resolved.source_dir is None:
                 runfolder.check_destination(resolved.source_run().out, resolved.run.overwrite)
+        if resolved.source_dir is not None:
+            runfolder.source_run(resolved.source_dir, resolved.run.train.classes)
         from initbench import runner
 
         runner.transfer(resolved, _stdout_format(fmt), quiet)
@@ -467,9 +488,12 @@ def evaluate(
     with _errors_to_exit(debug):
         resolved = _resolve(None, {"hidden": hidden, "activation": activation, "classes": classes,
                                    "split_seed": split_seed, "device": device or "cpu", "data_dir": data_dir})
+        from initbench import runfolder
+
+        files = runfolder.weights_files([Path(p) for p in paths])
         from initbench import runner
 
-        runner.evaluate([Path(p) for p in paths], resolved, _stdout_format(fmt))
+        runner.evaluate(files, resolved, _stdout_format(fmt))
 
 
 @app.command()

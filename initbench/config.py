@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import itertools
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -19,16 +20,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initbench import schemes as scheme_registry
+from initbench import paths, schemes as scheme_registry
 from initbench.data import CLASS_NAMES, TRAIN_SPLIT, class_number, default_data_dir, describe
 from initbench.engines import ENGINES
 from initbench.errors import UsageError
-from initbench.executors import EXECUTORS
-from initbench.jobs import ACTIVATIONS, OPTIMIZERS, Job, TrainSettings, check_batch_size
+from initbench.executors import EXECUTORS, RAY_ADDRESS, ray_address
+from initbench.jobs import ACTIVATIONS, OPTIMIZERS, Job, TrainSettings, batches_per_epoch, check_batch_size
 from initbench.schemes import BIAS_POLICIES
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
 MAX_WHOLE = 2**63 - 1  # the largest seed a torch.Generator takes, and a bound on every count
+# Bounds on what is parsed, far beyond any real run, so that an absurd value is refused at once
+# rather than built (256x20000000 was 20 million layers) or allocated.
+MAX_HIDDEN_LAYERS = 1_000
+MAX_UNITS = 1_000_000  # in a hidden layer
+MAX_EPOCHS = 100_000  # a weights file records each epoch's accuracy in its header (checkpoint.MAX_HEADER)
+MAX_LOSSES = 10**8  # per model: one loss per batch, kept in memory and written to losses.csv
+MAX_SEEDS = 100_000
+MAX_SWEEP_JOBS = 200_000  # cells x schemes x seeds: planning takes about 0.3 ms a job (100,000 jobs: 6.7 s to 30 s)
+MAX_CONFIG_BYTES = 1 << 20  # a config file's size; one takes a few hundred bytes
+SHOWN_CHARS = 80  # of a value quoted in a message (a wrong value may be megabytes)
 
 
 @dataclass(frozen=True)
@@ -105,8 +116,11 @@ def _int_list(value: Any) -> list[Any]:
 def _seeds(value: Any) -> tuple[int, ...]:
     """A count K (seeds 0..K-1) or an explicit list of seeds."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(_whole(1)(value)))
-    seeds = tuple(_whole(0)(s) for s in _int_list(value))
+        return tuple(range(_whole(1, MAX_SEEDS)(value)))
+    listed = _int_list(value)
+    if len(listed) > MAX_SEEDS:
+        raise ValueError(f"must list at most {MAX_SEEDS:,} seeds")
+    seeds = tuple(_whole(0)(s) for s in listed)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError("must be a count, or a list of distinct seeds that are whole numbers ≥ 0")
     return seeds
@@ -114,19 +128,27 @@ def _seeds(value: Any) -> tuple[int, ...]:
 
 def _hidden(value: Any) -> tuple[int, ...]:
     """Hidden layer sizes: [256, 128], "256,128", or "256x10" for ten layers of 256."""
+    too_many = ValueError(f"must name at most {MAX_HIDDEN_LAYERS:,} hidden layers")
     if isinstance(value, str):
         sizes: list[Any] = []
         for part in value.split(","):
             size, _, count = part.strip().partition("x")
             try:
-                sizes += [int(size)] * (int(count) if count else 1)
+                width, repeats = int(size), int(count) if count else 1
             except ValueError:
-                raise ValueError('must be sizes like "256,128" or "256x10"') from None
+                repeats = 0
+            if repeats < 1:
+                raise ValueError('must be sizes like "256,128" or "256x10"')
+            if len(sizes) + repeats > MAX_HIDDEN_LAYERS:  # before the list is made
+                raise too_many
+            sizes += [width] * repeats
     else:
         sizes = _int_list(value)
     if not sizes:
         raise ValueError("must name at least one hidden layer")
-    return tuple(_whole(1)(s) for s in sizes)
+    if len(sizes) > MAX_HIDDEN_LAYERS:
+        raise too_many
+    return tuple(_whole(1, MAX_UNITS)(s) for s in sizes)
 
 
 def _schemes(value: Any) -> tuple[str, ...]:
@@ -187,8 +209,11 @@ def _device(value: Any) -> str:
 
 def _ray_address(value: Any) -> str:
     """auto (the cluster started on this machine), local (a new runtime), HOST:PORT or ray://HOST:PORT."""
-    if not isinstance(value, str) or not re.fullmatch(r"auto|local|(ray://)?[\w.-]+:\d+", value):
+    match = re.fullmatch(r"auto|local|(?:ray://)?[\w.-]+:(\d+)", value) if isinstance(value, str) else None
+    if match is None:
         raise ValueError("must be auto, local, HOST:PORT or ray://HOST:PORT")
+    if match[1] is not None and not 0 < int(match[1]) < 65536:
+        raise ValueError("the port must be from 1 to 65535")
     return value
 
 
@@ -214,7 +239,7 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "schemes": _schemes,
     "seeds": _seeds,
-    "epochs": _whole(1),
+    "epochs": _whole(1, MAX_EPOCHS),
     "lr": _number(1e-300, float("inf"), "greater than 0"),
     "optimizer": _choice(*OPTIMIZERS),
     "momentum": _number(0.0, 1.0, "from 0 up to (not including) 1"),
@@ -253,10 +278,12 @@ TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))  # in thei
 def read_toml(path: Path) -> dict[str, Any]:
     """A config file's settings; a missing, special (a FIFO would block), unreadable,
     binary or malformed file is an error. A UTF-8 byte-order mark is allowed."""
-    if not path.exists():
-        raise UsageError(f"Config file {path} does not exist.")
-    if not path.is_file():
-        raise UsageError(f"Config file {path} is not a regular file. Give a TOML file with --config.")
+    why = paths.problem(path, "file")
+    if why is not None:
+        raise UsageError(f"Config file {path} {why}. Give a TOML file with --config.")
+    if (size := path.stat().st_size) > MAX_CONFIG_BYTES:  # before reading: parsing 1 GiB took 9 s and 2 GB
+        raise UsageError(f"Config file {path} takes {size:,} bytes; a config file is a few settings, and initbench "
+                         f"reads at most {MAX_CONFIG_BYTES:,}. Give a TOML file with --config.")
     try:
         return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except OSError as e:
@@ -273,11 +300,18 @@ def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[s
         if key not in parsers:
             close = difflib.get_close_matches(key, parsers, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"Unknown setting {where(key)}.{hint} Valid keys: {', '.join(parsers)}.")
+            raise UsageError(f"Unknown setting {where(_short(key))}.{hint} Valid keys: {', '.join(parsers)}.")
         try:
             values[key] = parsers[key](raw)
         except ValueError as e:
-            raise UsageError(f"Invalid {where(key)}: {e}; got {raw!r}.") from None
+            raise UsageError(f"Invalid {where(key)}: {e}; got {_short(repr(raw))}.") from None
+
+
+def _short(text: str) -> str:
+    """``text`` cut to SHOWN_CHARS characters, saying how much more there was."""
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text) - SHOWN_CHARS:,} more characters)"
 
 
 def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None = None) -> RunConfig:
@@ -313,6 +347,15 @@ def check_executor(config: RunConfig) -> None:
     if not installed:
         raise UsageError("--executor ray needs Ray, which is not installed here. Install it with "
                          "pip install 'initbench[ray]' (on every machine of the cluster), or use --executor local.")
+    address, source = ray_address(config.ray_address)
+    if source == RAY_ADDRESS:  # --ray-address's values are parsed where they are read; the variable's here
+        try:
+            _ray_address(address)
+        except ValueError as e:
+            raise UsageError(f"The environment variable RAY_ADDRESS ({address!r}), the Ray cluster a run joins when "
+                             f"--ray-address is not given (or is auto): {e}. Set it to the cluster's address "
+                             "(HEAD:6379, or ray://HEAD:10001; not the dashboard's http:// address), or unset it "
+                             "to start a Ray runtime for this run.") from None
     if re.fullmatch(r"cuda:\d+", config.device):
         raise UsageError(f"--device {config.device}: on Ray, each task is given its GPU by Ray. Use --device cuda "
                          "(or auto) with --gpus-per-task.")
@@ -327,6 +370,11 @@ def check_executor(config: RunConfig) -> None:
 def check_settings(s: TrainSettings) -> None:
     """What no single value's parser can see: the batch against the training set, and freezing."""
     check_batch_size(s.batch_size, s.train_samples or TRAIN_SPLIT)
+    batches = batches_per_epoch(s.train_samples or TRAIN_SPLIT, s.batch_size)
+    if s.epochs * batches > MAX_LOSSES:
+        raise UsageError(f"{s.epochs:,} epochs of {batches:,} batches would record {s.epochs * batches:,} losses per "
+                         f"model (one per batch, kept in memory and written to losses.csv); initbench records at most "
+                         f"{MAX_LOSSES:,}. Train for fewer epochs, or with larger batches.")
     check_freezing(s)
 
 
@@ -390,7 +438,7 @@ TRANSFER_DEFAULTS: dict[str, Any] = {"schemes": TRANSFER_SCRATCH, "classes": "sa
 TRANSFER_PARSERS: dict[str, Callable[[Any], Any]] = {
     "task_a": _classes,
     "source_scheme": _layer_scheme,
-    "source_epochs": _whole(1),
+    "source_epochs": _whole(1, MAX_EPOCHS),
     "source_dir": _optional(_path),
     "freeze": _optional(_whole(1)),
     "unfreeze_after": _whole(1),
@@ -411,6 +459,10 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
         _apply(run_values, {k: v for k, v in source.items() if k not in TRANSFER_PARSERS}, where)
     run = _run_config(run_values)
     task_a = extra.pop("task_a", tuple(c for c in range(len(CLASS_NAMES)) if c not in run.train.classes))
+    if len(task_a) < 2:  # derived from task B's classes: what is left of the ten
+        raise UsageError(f"Task B takes {describe(run.train.classes)} of FashionMNIST's classes, which leaves "
+                         f"{describe(task_a) if task_a else 'none'} for task A, and the source networks need at least "
+                         "two classes to learn. Give task B fewer classes with --classes (e.g. sandal,shirt).")
     config = TransferConfig(run, task_a, **extra)
     if set(task_a) & set(run.train.classes):
         raise UsageError(f"Task A ({describe(task_a)}) and task B ({describe(run.train.classes)}) share classes: the "
@@ -442,6 +494,19 @@ class SweepConfig:
         keys = [k for k, _ in self.grid]
         return [dataclasses.replace(self.run.train, **dict(zip(keys, combo)))
                 for combo in itertools.product(*(values for _, values in self.grid))]
+
+    def counts(self) -> dict[str, int]:
+        """How many cells, schemes and seeds, counted without making a cell."""
+        return {"cell": math.prod(len(values) for _, values in self.grid), "scheme": len(self.run.schemes),
+                "seed": len(self.run.seeds)}
+
+    def size(self) -> int:
+        """How many jobs: cells x schemes x seeds."""
+        return math.prod(self.counts().values())
+
+    def cell_name(self, cell: TrainSettings) -> str:
+        """What errors call a cell: its grid values, e.g. "lr = 0.01, hidden = (256, 128)"."""
+        return ", ".join(f"{k} = {getattr(cell, k)!r}" for k, _ in self.grid)
 
     def jobs(self) -> list[Job]:
         """One job per (cell, seed, scheme), cell by cell."""
@@ -527,13 +592,22 @@ def resolve_sweep(config_file: Path, sets: list[str] | None = None, options: Map
                 raise UsageError(f"Invalid {where}: {raw!r} is given twice.")
             parsed.append(one[key])
         grid.append((key, tuple(parsed)))
+    if values.pop("overwrite", False):  # a sweep's folder is a store it resumes: nothing there to replace
+        raise UsageError(f"'overwrite' ({config_file} or --set): a sweep resumes and extends its folder's store "
+                         "instead of replacing it. To start afresh, remove the folder or give another --out; "
+                         "leave 'overwrite' out of a sweep's config.")
     if default_out is not None and values.get("out") is None:
         values["out"] = default_out
     sweep = SweepConfig(_run_config(values), tuple(grid))
+    if sweep.size() > MAX_SWEEP_JOBS:  # counted before a cell is made
+        counts = sweep.counts()
+        raise UsageError(f"The sweep has {' x '.join(f'{n:,} {what}' + 's' * (n != 1) for what, n in counts.items())}"
+                         f" = {sweep.size():,} jobs; initbench plans at most {MAX_SWEEP_JOBS:,} "
+                         "at once (planning takes about a minute per 200,000). Sweep the grid in parts into the same "
+                         "--out (its store keeps every part), or give fewer values, schemes or seeds.")
     for cell in sweep.cells():
         try:
             check_settings(cell)
         except UsageError as e:
-            varied = ", ".join(f"{k} = {getattr(cell, k)!r}" for k, _ in grid)
-            raise UsageError(f"In the grid's cell {varied}: {e}") from None
+            raise UsageError(f"In the grid's cell {sweep.cell_name(cell)}: {e}") from None
     return sweep

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from initbench import (
     diagnostics,
     engines,
     executors,
+    paths,
     pictures,
     report,
     results,
@@ -62,7 +63,7 @@ def _train_run(config: RunConfig, jobs: dict[Job, str], name: str, fmt: str, qui
     err = Console(stderr=True)
     activity = report.Activity(err, quiet)
     train = config.train
-    with runfolder.run_folder(config.out or _stamped(started, name), config.overwrite) as folder, \
+    with runfolder.run_folder(config.out or _stamped(started, name), config.overwrite, activity.note) as folder, \
             activity.running(), executors.connect(config, activity) as executor:
         device = executor.data_device
         activity.stage("Loading FashionMNIST")
@@ -133,20 +134,23 @@ def _stats_picture(stats: pd.DataFrame) -> Callable[[Path], object]:
 
 def _print_where(console: Console, folder: runfolder.RunFolder) -> None:
     if folder.path != folder.requested:
-        console.print(f"{folder.requested} was taken by another run meanwhile.")
-    console.print(f"Results in {folder.path}")
+        console.print(f"{folder.requested} was taken by another run meanwhile.", markup=False)
+    where = f"{folder.link} (a link to {folder.path})" if folder.link and folder.path == folder.requested else None
+    console.print(f"Results in {where or folder.path}", markup=False)
 
 
-def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
+def report_runs(chosen: runfolder.Reported, fmt: str, redraw: bool) -> None:
     """Print the table of finished compare runs (one table; a column names each row's run
     when there are several) and, with ``redraw``, draw their pictures again in their folders.
-    A sweep folder is reported alone, from its store."""
-    if any(store.kind(folder) == "sweep" for folder in folders if folder.is_dir()):
-        if len(folders) > 1:
-            raise UsageError("A sweep folder is reported alone: give one sweep folder, or compare run folders.")
-        sweep.report_folder(folders[0], fmt, redraw)
+    A sweep folder is reported alone, from its store. ``chosen`` is checked before torch
+    loads (``runfolder.reported``); what it skipped is said on stderr."""
+    err = Console(stderr=True)
+    for why in chosen.skipped:
+        err.print(f"Not reported: {why}.", style="dim", markup=False)
+    if chosen.sweep is not None:
+        sweep.report_folder(chosen.sweep, fmt, redraw)
         return
-    finished = [_finished_run(folder) for folder in folders]  # every folder checked before any drawing
+    finished = [(run.folder, run.info, _runs_table(run.folder)) for run in chosen.runs]  # all read before drawing
     frames = []
     for folder, info, runs in finished:
         summary = results.summary_frame(runs)
@@ -161,42 +165,41 @@ def report_runs(folders: list[Path], fmt: str, redraw: bool) -> None:
     if len(epochs) > 1:
         listing.title = "Runs trained for different numbers of epochs"
     if redraw:
-        err = Console(stderr=True)
         for folder, info, _ in finished:
             config = info["config"]
             n_batches = batches_per_epoch(info["data"]["train"], config["batch_size"])
             files = _loss_pictures(_read_csv(folder / "losses.csv"), config["plot_batches"], n_batches,
                                    len(config.get("classes", data.ALL_CLASSES)))
-            if (folder / "layer_stats.csv").exists():
+            if os.path.lexists(folder / "layer_stats.csv"):
                 files["layer_stats.png"] = _stats_picture(_read_csv(folder / "layer_stats.csv"))
             runfolder.write_files(folder, files)
-            err.print(f"Pictures redrawn in {folder}: {', '.join(files)}", style="dim")
+            err.print(f"Pictures redrawn in {folder}: {', '.join(files)}", style="dim", markup=False)
     report.show(listing, fmt, Console())
 
 
-def _finished_run(folder: Path) -> tuple[Path, dict[str, Any], pd.DataFrame]:
-    """A compare run folder's run.json and runs.csv, or a clear error."""
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder. Give run folders written by initbench compare.")
-    missing = [name for name in ("run.json", "runs.csv", "losses.csv") if not (folder / name).is_file()]
-    if missing:
-        raise UsageError(f"{folder} is not a finished compare run: it has no {' or '.join(missing)}. "
-                         "Give run folders written by initbench compare.")
-    try:
-        info = json.loads((folder / "run.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InitbenchError(f"Cannot read {folder / 'run.json'}: {e}.") from None
+RUNS_COLUMNS = {"scheme": False, "seed": True, "val_acc": True, "test_acc": True, "last_batch_loss": True,
+                "last_epoch_loss": True, "diverged": False}  # runs.csv's columns report reads: numeric?
+
+
+def _runs_table(folder: Path) -> pd.DataFrame:
+    """A finished run's runs.csv, with the columns report reads, numbers where numbers belong."""
     runs = _read_csv(folder / "runs.csv")
-    expected = {"scheme", "seed", "val_acc", "test_acc", "last_batch_loss", "last_epoch_loss", "diverged"}
-    lacking = sorted(expected - set(runs.columns)) + [f"run.json's {key}" for key in ("config", "data")
-                                                     if key not in info]
-    if lacking:
-        raise InitbenchError(f"{folder} was written by another version of initbench: it lacks {', '.join(lacking)}. "
-                             "Run it again to report on it.")
-    return folder, info, runs
+    lacking = sorted(set(RUNS_COLUMNS) - set(runs.columns))
+    not_numbers = [c for c, numeric in RUNS_COLUMNS.items()
+                   if numeric and c in runs.columns and not pd.api.types.is_numeric_dtype(runs[c])]
+    if lacking or not_numbers:
+        wrong = ([f"it lacks {', '.join(lacking)}"] if lacking else []) + (
+            [f"its {', '.join(not_numbers)} are not numbers"] if not_numbers else [])
+        raise InitbenchError(f"{folder / 'runs.csv'} is not laid out as this initbench writes it ({'; '.join(wrong)}): "
+                             "it was written by another version of initbench, or edited. Run the run again to report "
+                             "on it.")
+    return runs
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    why = paths.problem(path, "file")  # never opened otherwise: reading a FIFO would wait for ever
+    if why is not None:
+        raise UsageError(f"{path} {why}: initbench reads only the regular files it wrote. Run the run again.")
     try:
         return pd.read_csv(path)
     except (OSError, ValueError) as e:  # pandas' parser errors are ValueErrors
@@ -236,7 +239,8 @@ def inspect(config: RunConfig, fmt: str = "table") -> Path:
     started = datetime.now().astimezone()
     err = Console(stderr=True)
     activity = report.Activity(err)
-    with runfolder.run_folder(config.out or _stamped(started, "inspect"), config.overwrite) as folder, \
+    engines.models_that_fit(config.train, torch.device("cpu"))  # as compare: a model too large refused before any
+    with runfolder.run_folder(config.out or _stamped(started, "inspect"), config.overwrite, activity.note) as folder, \
             activity.running():
         activity.stage("Loading FashionMNIST")
         splits = data.load(config.data_dir, config.train.split_seed, classes=config.train.classes,
@@ -275,12 +279,12 @@ def inspect(config: RunConfig, fmt: str = "table") -> Path:
     return folder.path
 
 
-def evaluate(paths: list[Path], config: RunConfig, fmt: str) -> None:
-    """Score every weights file named (a run folder: its weights/*.safetensors) on the split
-    it was trained on, print the table, and fail if any file's scores differ from those
-    recorded when it was trained. ``config`` describes plain state dicts (hidden,
-    activation, classes, split seed), and gives the device and data folder."""
-    files = [f for path in paths for f in _weights_files(path)]  # every path checked before any work
+def evaluate(files: list[tuple[Path, bool]], config: RunConfig, fmt: str) -> None:
+    """Score every weights file named (``runfolder.weights_files``: each with whether it is in
+    a run folder's weights/) on the split it was trained on, print the table, and fail if
+    any file's scores differ from those recorded when it was trained. ``config`` describes
+    plain state dicts (hidden, activation, classes, split seed), and gives the device and
+    data folder."""
     device = engines.resolve_device(config.device)
     err = Console(stderr=True)
     activity = report.Activity(err)
@@ -290,9 +294,12 @@ def evaluate(paths: list[Path], config: RunConfig, fmt: str) -> None:
         for i, (path, in_run) in enumerate(files):
             activity.advance(0, f"Scoring {path.name} ({i + 1} of {len(files)})")
             weights = checkpoint.load(path)
+            origin = store.check_weights_file(path, weights.sha256)  # before scoring: an edit may score the same
+            if origin.problem:
+                wrong.append(f"{path}: {origin.problem}")
             job, engine, recorded, why_not = _evaluated_job(weights, config, in_run, device)
             model = MLP(job.settings.hidden, job.settings.activation, len(job.settings.classes))
-            checkpoint.check_shapes(weights, model.sizes)
+            checkpoint.check_shapes(weights, model.sizes, from_record=weights.meta is not None)
             model.load_layers_(weights.layers)
             key = (job.settings.classes,
                    weights.meta["data"]["split_seed"] if weights.meta else config.train.split_seed,
@@ -314,32 +321,14 @@ def evaluate(paths: list[Path], config: RunConfig, fmt: str) -> None:
             rows.append({"file": str(path), "scheme": job.scheme, "seed": job.seed if weights.meta else None,
                          "classes": data.describe(job.settings.classes), "val_acc": val, "test_acc": test,
                          "recorded_val_acc": recorded[0] if recorded else None,
-                         "recorded_test_acc": recorded[1] if recorded else None, "check": check})
+                         "recorded_test_acc": recorded[1] if recorded else None, "check": check,
+                         "integrity": origin.checked})
             activity.advance(1)
     report.show(report.evaluate_listing(rows), fmt, Console())
     if wrong:
         raise InitbenchError("These are not the weights that were trained: " + "; ".join(wrong) + ". The files were "
                              "changed after training, or belong to another run. Train them again (initbench compare) "
                              "or take them from the run folder that wrote them.")
-
-
-def _weights_files(path: Path) -> list[tuple[Path, bool]]:
-    """The files a PATH of evaluate stands for, each with whether it is in a run folder's weights/."""
-    if str(path) in ("", "."):
-        raise UsageError("An empty PATH was given. Give weights files or run folders.")
-    if path.is_dir():
-        files = sorted((path / "weights").glob("*.safetensors"))
-        if not files:
-            raise UsageError(f"{path} holds no weights/*.safetensors: it is not a compare run folder, or it was "
-                             "run with --no-save-weights. Give weights files or run folders.")
-        found = [(f, True) for f in files]
-    elif not path.exists():
-        raise UsageError(f"{path} does not exist. Give weights files or run folders.")
-    else:  # a file in a run folder's weights/ is held to its name there
-        found = [(path, path.parent.name == "weights" and (path.parent.parent / "run.json").is_file())]
-    for file, _ in found:
-        checkpoint.check_kind(file)
-    return found
 
 
 def _evaluated_job(weights: checkpoint.Weights, config: RunConfig, in_run: bool,
@@ -383,11 +372,7 @@ def transfer(config: TransferConfig, fmt: str, quiet: bool = False) -> Path:
         source_dir = compare(config.source_run(), fmt, quiet)
     else:  # task A is what the given sources learned
         source_dir = config.source_dir
-        source_scheme, task_a = _source_run(source_dir)
-        if set(task_a) & set(run.train.classes):
-            raise UsageError(f"The source run {source_dir} trained on classes {data.describe(task_a)}, which "
-                             f"share classes with task B ({data.describe(run.train.classes)}): its networks have "
-                             "seen task B. Give a source run trained on other classes.")
+        source_scheme, task_a = runfolder.source_run(source_dir, run.train.classes)
     names = results.weights_names({Job(source_scheme, seed, run.train): source_scheme for seed in run.seeds})
     sources = {job.seed: source_dir / "weights" / name for job, name in names.items()}
     missing = [str(path) for path in sources.values() if not path.is_file()]
@@ -420,12 +405,3 @@ def transfer(config: TransferConfig, fmt: str, quiet: bool = False) -> Path:
 
     return _train_run(run, jobs, "transfer", fmt, quiet, finish, kind="start")
 
-
-def _source_run(source_dir: Path) -> tuple[str, tuple[int, ...]]:
-    """The scheme and classes of a --source run (one scheme, one network per seed)."""
-    _, info, runs = _finished_run(source_dir)
-    found = sorted(set(runs["scheme"]))
-    if len(found) != 1:
-        raise UsageError(f"The source run {source_dir} trained {len(found)} schemes ({', '.join(found)}); a source "
-                         "run must have one, with a network per seed. Run compare with one scheme for task A.")
-    return found[0], tuple(info["config"].get("classes", data.ALL_CLASSES))

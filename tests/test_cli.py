@@ -245,7 +245,7 @@ def test_unwritable_output_folder(tmp_path: Path, data_dir: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = compare("rule", "--data-dir", str(data_dir), "--out", str(blocker / "out"))
-    assert_clean_error(result, "Cannot write to the output folder", "Choose another with --out")
+    assert_clean_error(result, "is a file, not a folder", "Choose another with --out", code=2)
 
 
 def test_no_data_and_no_network_leaves_nothing_behind(offline: Path, tmp_path: Path) -> None:

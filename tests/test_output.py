@@ -90,7 +90,7 @@ def test_report_redraws_pictures_and_puts_runs_in_one_table(finished, tmp_path: 
 
 
 @pytest.mark.parametrize(("make", "words"), [
-    (lambda p: p, "is not a folder"),
+    (lambda p: p, "does not exist"),
     (lambda p: (p.mkdir(), p)[1], "is not a finished compare run: it has no run.json or runs.csv or losses.csv"),
 ])
 def test_report_refuses_what_is_not_a_run(tmp_path: Path, make, words) -> None:
