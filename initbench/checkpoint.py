@@ -260,13 +260,15 @@ def _check_archive(path: Path, size: int) -> None:
     _check_memory(path, held)
 
 
-def check_kind(path: Path) -> None:
+def check_kind(path: Path) -> dict[str, Any] | None:
     """Refuse, from its header (a zip archive's directory) and without torch, a file that is
-    none of the kinds initbench reads, or whose tensors could not be held here."""
+    none of the kinds initbench reads, or whose tensors could not be held here; returns a
+    safetensors file's initbench record (None without one, and for a .pt/.pth file)."""
     size = _size(path)
     if path.suffix == ".safetensors":
-        record(path, *read_header(path))
+        meta = record(path, *read_header(path))
         _check_memory(path, size)  # the data after the header is the tensors' bytes
+        return meta
     elif path.suffix in (".pt", ".pth"):
         with path.open("rb") as f:
             start = f.read(4)
@@ -278,6 +280,7 @@ def check_kind(path: Path) -> None:
             raise _not_weights(path, "it is neither a zip archive nor a pickle, as torch.save writes")
     else:
         raise _not_weights(path, f"its name ends in {path.suffix or 'nothing'}, not one of {', '.join(SUFFIXES)}")
+    return None
 
 
 @lru_cache(maxsize=64)
@@ -322,35 +325,30 @@ class Weights:
 def load(path: Path, expect_sha256: str | None = None) -> Weights:
     """Read a weights file (safetensors, or a .pt/.pth state dict), checking that it is
     whole, holds only tensors, and names a chain of Linear layers."""
-    check_kind(path)
+    meta = check_kind(path)
     digest = sha256(path)
     if expect_sha256 is not None and digest != expect_sha256:
         raise InitbenchError(f"{path} changed while the run was starting (its SHA-256 is not the one it had when "
                              "the command was checked). Run again once nothing writes to it.")
-    meta = None
-    if path.suffix == ".safetensors":
-        state, meta = _read_safetensors(path)
-    else:
-        state = _read_state_dict(path)
+    state = _read_safetensors(path, meta) if path.suffix == ".safetensors" else _read_state_dict(path)
     return Weights(path, digest, _layers(state, path), meta)
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
+def _read_safetensors(path: Path, meta: dict[str, Any] | None) -> dict[str, Tensor]:
+    """The tensors of a safetensors file whose header check_kind read (``meta``: its record),
+    held to the tensors' digest in the record."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    meta = record(path, *read_header(path))
     try:
         state = load_file(path)
     except SafetensorError as e:
         raise _corrupted(path, str(e)) from None
-    if meta is None:
-        return state, None
-    if meta.get("tensors_sha256") != tensors_digest(state):
+    if meta is not None and meta.get("tensors_sha256") != tensors_digest(state):
         raise InitbenchError(f"These are not the weights that were trained: the tensors in {path} do not match "
                              "the digest recorded with them when they were written (the file was altered, or its "
                              "weights replaced). Train them again, or take the file from its run folder.")
-    return state, meta
+    return state
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
