@@ -19,7 +19,7 @@ import hashlib
 import os
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -228,11 +228,12 @@ def _labels(raw: Path, prefix: str) -> Tensor:
     return read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
 
 
-def train_images(data_dir: Path, split_seed: int, classes: tuple[int, ...]) -> int:
-    """How many training images a split of ``classes`` holds (the most ``train_samples`` can
-    ask for), from the labels alone."""
+def train_images(data_dir: Path, splits: Iterable[tuple[int, tuple[int, ...]]]) -> dict[tuple, int]:
+    """How many training images each split (split seed, classes) holds (the most
+    ``train_samples`` can ask for), from the labels alone, verified and read once."""
     raw = ensure(data_dir)
-    return len(_rows(_labels(raw, "train"), _labels(raw, "t10k"), split_seed, classes)[0])
+    y, y_test = _labels(raw, "train"), _labels(raw, "t10k")
+    return {split: len(_rows(y, y_test, *split)[0]) for split in dict.fromkeys(splits)}
 
 
 def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,

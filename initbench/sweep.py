@@ -148,13 +148,12 @@ def expand(sweep: SweepConfig) -> tuple[dict[Job, str], int]:
 def check_data(sweep: SweepConfig) -> None:
     """Refuse, before any work, a cell whose training subset is larger than its split holds
     (which depends on its classes and split seed: counted from the labels, once each)."""
-    held: dict[tuple[int, tuple[int, ...]], int] = {}
-    for cell in sweep.cells():
-        if cell.train_samples is None:
-            continue
+    subsets = [cell for cell in sweep.cells() if cell.train_samples is not None]
+    if not subsets:
+        return
+    held = data.train_images(sweep.run.data_dir, [(cell.split_seed, cell.classes) for cell in subsets])
+    for cell in subsets:
         split = (cell.split_seed, cell.classes)
-        if split not in held:
-            held[split] = data.train_images(sweep.run.data_dir, *split)
         if cell.train_samples > held[split]:
             of = "" if cell.classes == data.ALL_CLASSES else f" of classes {data.describe(cell.classes)}"
             raise UsageError(f"In the grid's cell {sweep.cell_name(cell)}: train_samples is {cell.train_samples:,}, "
