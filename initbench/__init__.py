@@ -1,3 +1,80 @@
-"""initbench: compare how initial weights decide how a network trains."""
+"""initbench: compare how initial weights decide how a network trains.
+
+In Python, each command is a function that trains on real FashionMNIST, writes a run
+folder, and returns what it made as an object; nothing is printed (a notebook shows a
+progress bar)::
+
+    import initbench as ib
+
+    run = ib.compare(["zeros", "rule", "default"], seeds=2, epochs=1)
+    run.table                        # per scheme: accuracies (%) and losses, as a DataFrame
+    run.figures()["loss_curves"]     # matplotlib Figures
+    run                              # in a notebook: the table; print(run): as Markdown
+
+    @ib.scheme("half_rule")          # a scheme of your own, for this process
+    def half_rule(weight, bias, generator):
+        bound = 0.5 / weight.shape[1] ** 0.5
+        weight.uniform_(-bound, bound, generator=generator)
+        bias.zero_()
+
+    ib.compare(["rule", "half_rule"], epochs=1)
+    ib.open("results/...")           # a finished run, read again
+
+``compare``, ``sweep``, ``transfer``, ``inspect`` and ``evaluate`` take the command
+line's options as keywords named as in a config file (``train_samples=1000``,
+``seeds=3``), with its defaults and its checks; ``schemes()`` lists the schemes. The
+objects (``Run``, ``TransferRun``, ``Sweep``, ``Inspection``, ``Evaluation``) are in
+``initbench.views``, the functions in ``initbench.api``. From a shell: ``initbench --help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = ("compare", "sweep", "transfer", "inspect", "evaluate", "schemes", "scheme")
+_VIEWS = ("open", "Run", "TransferRun", "Sweep", "SweepPlan", "Inspection", "Evaluation")
+__all__ = [*_API, *_VIEWS]
+
+
+def __getattr__(name: str) -> Any:
+    """The API, imported when first used: ``import initbench`` loads no torch (the command
+    line checks what was typed before torch loads)."""
+    if name in ("sweep", "schemes"):  # submodules too, which are called as the API's functions
+        return importlib.import_module(f"initbench.{name}")
+    if name in _API:
+        return getattr(importlib.import_module("initbench.api"), name)
+    if name in _VIEWS:
+        return getattr(importlib.import_module("initbench.views"), name)
+    raise AttributeError(f"module 'initbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _CalledAsApi(types.ModuleType):
+    """A submodule named as an API function (``initbench.sweep``, ``initbench.schemes``):
+    one attribute of the package is both, so the module, called, is the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> Any:  # for help() and completion
+        import inspect
+
+        return inspect.signature(self._function)
+
+    @property
+    def _function(self) -> Any:
+        return getattr(importlib.import_module("initbench.api"), self.__name__.rpartition(".")[2])
+
+
+def called_as_api(module: str) -> None:
+    """Make the submodule ``module`` callable as the API function of its name."""
+    sys.modules[module].__class__ = _CalledAsApi

@@ -28,7 +28,7 @@ from initbench.config import LESSON_SCHEMES
 from initbench.engines.batched import timed
 from initbench.errors import InitbenchError
 from initbench.jobs import Job, TrainSettings, batches_per_epoch
-from initbench.model import EVAL_CHUNK, N_CLASSES, N_INPUTS
+from initbench.models.dropout import EVAL_CHUNK
 from initbench.report import Activity
 
 
@@ -48,8 +48,8 @@ def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: 
     input gradient of every layer but the first; then the forward products of
     evaluating the validation set (and the test set, once per run: here its share of
     one epoch when ``s.epochs`` is 1)."""
-    sizes = (N_INPUTS, *s.hidden, N_CLASSES)
-    b = s.batch_size
+    sizes = (data.get(s.data.dataset).input_size, *s.network.hidden, len(s.data.class_numbers))
+    b = s.optim.batch_size
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, device=device)
@@ -58,7 +58,7 @@ def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: 
     chunk = EVAL_CHUNK
     eval_layers = [(rand(chunk, i), rand(i, o), rand(chunk, o)) for i, o in pairwise(sizes)]
     n_batches = batches_per_epoch(n_train, b)
-    eval_chunks = -(-(n_val + n_test // s.epochs) // chunk)
+    eval_chunks = -(-(n_val + n_test // s.optim.epochs) // chunk)
 
     def run() -> None:
         for _ in range(n_batches):
@@ -81,13 +81,13 @@ def spread(samples: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
 
 def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     """Measure, and return the numbers the bench command prints and writes."""
-    activity.stage("Loading FashionMNIST")
-    splits = data.load(config.data_dir, log=activity.stage).to(config.device)
-    settings = TrainSettings(epochs=1)
+    settings = TrainSettings.of(epochs=1)
+    activity.stage(f"Loading {data.get(settings.data.dataset).title}")
+    splits = data.load(config.data_dir, settings.data, activity.stage).to(config.device)
     population = [Job(s, seed, settings) for seed in range(config.seeds) for s in config.schemes]
     # The same models with their hidden layers frozen (transfer's set-up): no gradient or
     # update for them, and no gradient back through the first layer's input.
-    frozen = [dataclasses.replace(job, settings=dataclasses.replace(settings, freeze=len(settings.hidden)))
+    frozen = [dataclasses.replace(job, settings=settings.replace(freeze=len(settings.network.hidden)))
               for job in population]
     reference = [Job(s, 0, settings) for s in config.schemes[:2]]
     lesson_loaders = lesson.loaders(config.data_dir)
@@ -136,7 +136,7 @@ def scaling(counts: Sequence[int], repeats: int, device: torch.device, activity:
     interleaved over the counts), model-epochs per second of training on the 48,000
     images, and the memory of the models and their step."""
     settings = TrainSettings()
-    n_batches = batches_per_epoch(data.TRAIN_SPLIT, settings.batch_size)
+    n_batches = batches_per_epoch(data.get(settings.data.dataset).train_split, settings.optim.batch_size)
     fits = engines.models_that_fit(settings, device)
     if max(counts) > fits:
         raise InitbenchError(f"--scaling {max(counts):,} models: about {fits:,} fit in half the free memory on "

@@ -21,7 +21,6 @@ named on the command line is refused at once.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from initbench import memory, paths
 from initbench.errors import InitbenchError, UsageError
-from initbench.jobs import TrainSettings
+from initbench.jobs import ADDED, TrainSettings
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -192,8 +191,8 @@ def record(path: Path, header: dict[str, dict[str, Any]], metadata: dict[str, st
     why = _record_problem(meta)
     if why is not None:
         raise _not_weights(path, f"its initbench record {why}")
-    settings = meta["job"]["settings"]  # checked before a model of its sizes is built
-    outputs = [*settings.get("hidden", TrainSettings.hidden), len(settings.get("classes", TrainSettings.classes))]
+    settings = TrainSettings.from_plain(meta["job"]["settings"])  # checked before a model of its sizes is built
+    outputs = [*settings.network.hidden, len(settings.data.class_numbers)]
     held = [header.get(f"layers.{i}.weight", {}).get("shape", [None])[0] for i in range(len(outputs) + 1)]
     if held != [*outputs, None]:
         raise InitbenchError(f"{path}: its record gives its layers {_shown(outputs)} outputs, its tensors "
@@ -212,7 +211,7 @@ def _record_problem(meta: dict[str, Any]) -> str | None:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             return f"has no {'.'.join(where)} of the kind initbench writes (found {_shown(value)})"
     settings = meta["job"]["settings"]
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    defaults = ADDED | TrainSettings().plain()  # every setting initbench writes, as it writes it
     for key, value in settings.items():
         if key not in defaults or not _like(value, defaults[key]):
             return f"has a setting {_shown(key)} of {_shown(value)}, which is not one initbench writes"
@@ -220,8 +219,8 @@ def _record_problem(meta: dict[str, Any]) -> str | None:
 
 
 def _like(value: object, default: object) -> bool:
-    """Whether a setting read from JSON has the kind of its TrainSettings default."""
-    if isinstance(default, tuple):
+    """Whether a setting read from JSON has the kind of its default as stored."""
+    if isinstance(default, list):
         return isinstance(value, list) and all(_whole(v) for v in value)
     if default is None:
         return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))

@@ -23,12 +23,13 @@ from rich.console import Console
 from rich.text import Text
 
 import initbench
-from initbench import config as config_defaults, report
-from initbench.config import LESSON_SCHEMES, RunConfig
+from initbench import api, config as config_defaults, report
+from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
 from initbench.engines import ENGINES
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals
 from initbench.executors import EXECUTORS
-from initbench.jobs import ACTIVATIONS, OPTIMIZERS, TrainSettings
+from initbench.executors.raysettings import RaySettings
+from initbench.jobs import ACTIVATIONS, OPTIMIZERS, DataSettings, NetworkSettings, OptimSettings
 from initbench.schemes import BIAS_POLICIES
 
 app = typer.Typer(  # its help is _main's docstring
@@ -106,7 +107,7 @@ def _shown(value: Any) -> str:
 
 def _opt(*names: str, help: str, default: Any = None, metavar: str | None = None) -> Any:
     """An option that defaults to None (so that a config file can set it), with its real
-    default, read from RunConfig or TrainSettings, at the end of its help."""
+    default, read from RunConfig or the settings' groups, at the end of its help."""
     shown = "" if default is None else f" [default: {_shown(default)}]"
     return typer.Option(*names, help=help + shown, show_default=False, metavar=metavar)
 
@@ -124,21 +125,21 @@ FORMAT_HELP = "How to print the table: table (boxes) in a terminal, markdown whe
 FormatOption = Annotated[_choice(report.FORMATS), _opt(
     "--format", "-f", help=FORMAT_HELP, default="table in a terminal, markdown otherwise")]
 HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
-                                             default=TrainSettings.hidden, metavar="SIZES")]
+                                             default=NetworkSettings.hidden, metavar="SIZES")]
 ActivationOption = Annotated[_choice(ACTIVATIONS), _opt(help="Activation after each hidden layer.",
-                                                       default=TrainSettings.activation)]
+                                                       default=NetworkSettings.activation)]
 BiasOption = Annotated[_choice(BIAS_POLICIES), _opt(
     help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
-    default=TrainSettings.bias)]
+    default=NetworkSettings.bias)]
 ClassesOption = Annotated[Optional[str], _opt(
-    help='Train and score on these FashionMNIST classes only, by number or name, e.g. "5,6" or "sandal,shirt".',
-    default="all 10", metavar="CLASSES")]
+    help='Train and score on these classes of the dataset only, by number or name, e.g. "5,6" or "sandal,shirt".',
+    default="all of the dataset's", metavar="CLASSES")]
 HeadInitOption = Annotated[Optional[str], _opt(
     help="Scheme of an output layer that pretrained:FILE cannot load (other classes than the file's).",
-    default=TrainSettings.head_init, metavar="SCHEME")]
+    default=NetworkSettings.head_init, metavar="SCHEME")]
 # Paths are taken as text, so that an empty one reaches the parser (and is refused)
 # rather than becoming the current folder.
-DataDirOption = Annotated[Optional[str], _opt(help="Where FashionMNIST is kept.", metavar="DIR",
+DataDirOption = Annotated[Optional[str], _opt(help="Where the datasets are kept.", metavar="DIR",
                                               default="$INITBENCH_DATA_DIR or ~/.cache/initbench")]
 OverwriteOption = Annotated[Optional[bool], _flag(
     "--overwrite", "Replace an --out folder that already holds files, whole.")]
@@ -153,24 +154,38 @@ GpusPerTaskOption = Annotated[Optional[float], _opt(
     help="With --executor ray: GPUs per task, at most 1; a fraction (0.25) lets tasks share a GPU.",
     default="1 when training on CUDA, else 0", metavar="G")]
 CpusPerTaskOption = Annotated[Optional[int], _opt(help="With --executor ray: CPU cores (threads) per task.",
-                                                  default=RunConfig.cpus_per_task, metavar="N")]
+                                                  default=RaySettings.cpus_per_task, metavar="N")]
 SchemesArgument = Annotated[Optional[list[str]], typer.Argument(
     help=f"Initialization schemes (`initbench schemes` lists them). [default: {' '.join(LESSON_SCHEMES)}]",
     show_default=False, metavar="SCHEME")]
 
 
-def _resolve(config_file: Path | None, options: dict[str, Any]) -> RunConfig:
-    """The run's configuration, checked, and its output folder checked, before torch loads."""
-    from initbench import config, runfolder
-
-    resolved = config.resolve(config_file, {k: v for k, v in options.items() if v is not None})
-    if resolved.out is not None:
-        runfolder.check_destination(resolved.out, resolved.overwrite)
-    return resolved
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options given (None: not given, so that a config file or the default decides)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _stdout_format(fmt: str | None) -> str:
     return fmt or ("table" if Console().is_terminal else "markdown")
+
+
+def _show(result: Any, fmt: str | None) -> None:
+    """A result's tables on stdout; in json or csv, one table of all their rows, for scripts."""
+    listings = result.listings()
+    if fmt in ("json", "csv") and len(listings) > 1:
+        listings = [report.Listing("", [], [r for listing in listings for r in listing.records])]
+    for listing in listings:
+        report.show(listing, _stdout_format(fmt), Console())
+
+
+def _shown_where(result: Any, fmt: str | None) -> None:
+    """A run's tables, then where its folder went, on stderr."""
+    _show(result, fmt)
+    folder, err = result.placed, Console(stderr=True)
+    if folder.path != folder.requested:
+        err.print(f"{folder.requested} was taken by another run meanwhile.", markup=False)
+    where = f"{folder.link} (a link to {folder.path})" if folder.link and folder.path == folder.requested else None
+    err.print(f"Results in {where or folder.path}", markup=False)
 
 
 @app.command()
@@ -178,28 +193,33 @@ def compare(
     schemes: SchemesArgument = None,
     config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below.",
                                            metavar="FILE")] = None,
-    epochs: Annotated[Optional[int], _opt(help="Training epochs per model.", default=TrainSettings.epochs,
+    epochs: Annotated[Optional[int], _opt(help="Training epochs per model.", default=OptimSettings.epochs,
                                           metavar="N")] = None,
     seeds: Annotated[Optional[int], _opt(help="Train each scheme with seeds 0..K-1.", default=len(RunConfig.seeds),
                                          metavar="K")] = None,
     seed_list: Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".', metavar="SEEDS")] = None,
-    lr: Annotated[Optional[float], _opt(help="Learning rate.", default=TrainSettings.lr, metavar="RATE")] = None,
+    lr: Annotated[Optional[float], _opt(help="Learning rate.", default=OptimSettings.lr, metavar="RATE")] = None,
     optimizer: Annotated[_choice(OPTIMIZERS), _opt(
         help="adam (torch.optim.Adam's defaults, as in the lesson) or sgd (with --momentum).",
-        default=TrainSettings.optimizer)] = None,
-    momentum: Annotated[Optional[float], _opt(help="SGD's momentum.", default=TrainSettings.momentum,
+        default=OptimSettings.optimizer)] = None,
+    momentum: Annotated[Optional[float], _opt(help="SGD's momentum.", default=OptimSettings.momentum,
                                               metavar="M")] = None,
-    batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default=TrainSettings.batch_size,
+    batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default=OptimSettings.batch_size,
                                               metavar="N")] = None,
+    dataset: Annotated[Optional[str], _opt(help="The dataset trained on (one registered in initbench.data).",
+                                           default=DataSettings.dataset, metavar="NAME")] = None,
+    network: Annotated[Optional[str], _opt(
+        help="The network trained (one registered in initbench.models; other than mlp: with --engine sequential).",
+        default=NetworkSettings.network, metavar="NAME")] = None,
     hidden: HiddenOption = None,
     dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.",
-                                             default=TrainSettings.dropout, metavar="P")] = None,
+                                             default=NetworkSettings.dropout, metavar="P")] = None,
     activation: ActivationOption = None,
     bias: BiasOption = None,
     train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
-                                                 default="all 48,000", metavar="N")] = None,
+                                                 default="all of the training split", metavar="N")] = None,
     split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
-                                              default=TrainSettings.split_seed, metavar="SEED")] = None,
+                                              default=DataSettings.split_seed, metavar="SEED")] = None,
     plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.",
                                                 default=RunConfig.plot_batches, metavar="N")] = None,
     track_stats: Annotated[Optional[bool], _flag(
@@ -207,7 +227,7 @@ def compare(
     classes: ClassesOption = None,
     head_init: HeadInitOption = None,
     freeze: Annotated[Optional[int], _opt(help="Keep the N lowest layers as initialized (not trained).",
-                                          default=TrainSettings.freeze, metavar="N")] = None,
+                                          default=OptimSettings.freeze, metavar="N")] = None,
     unfreeze_after: Annotated[Optional[int], _opt(
         help="Train the frozen layers again after E epochs, with fresh Adam moments.", metavar="E")] = None,
     unfreeze_lr: Annotated[Optional[float], _opt(help="Their learning rate then.", default="a tenth of --lr",
@@ -250,10 +270,10 @@ def compare(
     with _errors_to_exit(debug):
         if seeds is not None and seed_list is not None:
             raise UsageError("Give either --seeds or --seed-list, not both.")
-        resolved = _resolve(config, {
-            "schemes": schemes or None, "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
+        run = api.compare(schemes or None, config=config, progress=not quiet, **_given({
+            "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
             "lr": lr, "optimizer": optimizer, "momentum": momentum, "batch_size": batch_size, "hidden": hidden,
-            "dropout": dropout,
+            "dataset": dataset, "network": network, "dropout": dropout,
             "activation": activation, "bias": bias, "track_stats": track_stats, "lesson_eval": lesson_eval,
             "classes": classes, "head_init": head_init, "freeze": freeze, "unfreeze_after": unfreeze_after,
             "unfreeze_lr": unfreeze_lr, "save_weights": save_weights, "save_init": save_init,
@@ -261,10 +281,8 @@ def compare(
             "device": device, "engine": engine, "max_batch_models": max_batch_models, "executor": executor,
             "ray_address": ray_address, "gpus_per_task": gpus_per_task, "cpus_per_task": cpus_per_task,
             "data_dir": data_dir, "out": out, "overwrite": overwrite,
-        })
-        from initbench import runner
-
-        runner.compare(resolved, _stdout_format(fmt), quiet=quiet)
+        }))
+        _shown_where(run, fmt)
 
 
 @app.command("report")
@@ -291,9 +309,13 @@ def report_(
         from initbench import runfolder
 
         chosen = runfolder.reported(runs, pictures)
-        from initbench import runner
+        err = Console(stderr=True)
+        for why in chosen.skipped:
+            err.print(f"Not reported: {why}.", style="dim", markup=False)
+        from initbench.commands.report import report_runs
 
-        runner.report_runs(chosen, _stdout_format(fmt), pictures)
+        listing = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False))
+        report.show(listing, _stdout_format(fmt), Console())
 
 
 @app.command()
@@ -327,26 +349,24 @@ def sweep(
     over seeds; writes runs.csv, cells.csv, pictures, sweep.toml and sweep.json.
     """
     with _errors_to_exit(debug):
-        from initbench import config as config_mod, runfolder, store
+        result = api.sweep(config, sets=set_ or (), dry_run=dry_run, progress=not quiet, **_given({
+            "out": out, "executor": executor, "ray_address": ray_address, "gpus_per_task": gpus_per_task,
+            "cpus_per_task": cpus_per_task}))
+        _show(result, fmt)
+        if not dry_run and not quiet:
+            from initbench.commands.sweep import trained
 
-        options = {"out": out, "executor": executor, "ray_address": ray_address, "gpus_per_task": gpus_per_task,
-                   "cpus_per_task": cpus_per_task}
-        resolved = config_mod.resolve_sweep(config, set_, {k: v for k, v in options.items() if v is not None},
-                                            default_out=Path("results") / config.stem)
-        assert resolved.run.out is not None
-        if not dry_run:  # which writes nothing: a read-only sweep's plan can be shown
-            runfolder.destination(resolved.run.out, staged=False)  # a sweep writes in its folder
-        store.check_folder(resolved.run.out, "sweep")
-        from initbench import sweep as sweeps
-
-        sweeps.run(resolved, str(config), _stdout_format(fmt), quiet, dry_run)
+            err = Console(stderr=True)
+            err.print(trained(result))
+            err.print(f"Results in {result.folder}")
 
 
 @app.command()
 def schemes(
     fmt: FormatOption = None,
 ) -> None:
-    """List every scheme and alias, its formula and reference."""
+    """List every scheme and alias, its formula and reference, and the schemes installed
+    packages add (entry points initbench.schemes: importing them runs their code), with their package."""
     with _errors_to_exit(False):
         from initbench import schemes as registry
 
@@ -380,12 +400,10 @@ def inspect(
     activations.png.
     """
     with _errors_to_exit(debug):
-        resolved = _resolve(None, {"schemes": schemes or None, "hidden": hidden, "activation": activation,
-                                   "bias": bias, "classes": classes, "head_init": head_init, "seeds": [seed],
-                                   "data_dir": data_dir, "out": out, "overwrite": overwrite})
-        from initbench import runner
-
-        runner.inspect(resolved, _stdout_format(fmt))
+        found = api.inspect(schemes or None, seed=seed, progress=True, **_given({
+            "hidden": hidden, "activation": activation, "bias": bias, "classes": classes, "head_init": head_init,
+            "data_dir": data_dir, "out": out, "overwrite": overwrite}))
+        _shown_where(found, fmt)
 
 
 @app.command()
@@ -395,24 +413,32 @@ def transfer(
     source: Annotated[Optional[str], _opt(
         help="A compare run of task A (one scheme, a network per seed) to take the source networks from, "
         "instead of training them.", metavar="RUN_DIR")] = None,
-    classes: Annotated[Optional[str], _opt(help="Task B's classes.", default="sandal,shirt", metavar="CLASSES")] = None,
+    classes: Annotated[Optional[str], _opt(help="Task B's classes.",
+                                           default=TRANSFER_DEFAULTS["classes"], metavar="CLASSES")] = None,
     task_a: Annotated[Optional[str], _opt(help="Task A's classes.", default="the others", metavar="CLASSES")] = None,
-    train_samples: Annotated[Optional[int], _opt(help="Task B's training images.", default=200, metavar="N")] = None,
-    epochs: Annotated[Optional[int], _opt(help="Task B's epochs.", default=20, metavar="N")] = None,
-    batch_size: Annotated[Optional[int], _opt(help="Task B's batch size.", default=20, metavar="N")] = None,
+    train_samples: Annotated[Optional[int], _opt(help="Task B's training images.",
+                                                 default=TRANSFER_DEFAULTS["train_samples"], metavar="N")] = None,
+    epochs: Annotated[Optional[int], _opt(help="Task B's epochs.",
+                                          default=TRANSFER_DEFAULTS["epochs"], metavar="N")] = None,
+    batch_size: Annotated[Optional[int], _opt(help="Task B's batch size.",
+                                              default=TRANSFER_DEFAULTS["batch_size"], metavar="N")] = None,
     seeds: Annotated[Optional[int], _opt(help="Seeds 0..K-1 (task B is small: the answer is a distribution).",
-                                         default=10, metavar="K")] = None,
+                                         default=TRANSFER_DEFAULTS["seeds"], metavar="K")] = None,
     scratch: Annotated[Optional[str], _opt(help="Schemes trained from scratch on task B.", metavar="SCHEMES",
                                            default=",".join(config_defaults.TRANSFER_SCRATCH))] = None,
     source_scheme: Annotated[Optional[str], _opt(help="Scheme of the source networks (without --source).",
-                                                 default="default", metavar="SCHEME")] = None,
+                                                 default=TransferConfig.source_scheme,
+                                                 metavar="SCHEME")] = None,
     source_epochs: Annotated[Optional[int], _opt(help="Epochs of the source networks on task A (without --source).",
-                                                 default=2, metavar="N")] = None,
+                                                 default=TransferConfig.source_epochs,
+                                                 metavar="N")] = None,
     hidden: HiddenOption = None,
     freeze: Annotated[Optional[int], _opt(help="Reused layers kept frozen.", default="every hidden layer",
                                           metavar="N")] = None,
     unfreeze_after: Annotated[Optional[int], _opt(help="Epochs frozen before unfreezing, in the frozen-then-"
-                                                  "unfrozen start.", default=5, metavar="E")] = None,
+                                                  "unfrozen start.",
+                                                  default=TransferConfig.unfreeze_after,
+                                                  metavar="E")] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default=RunConfig.device,
                                           metavar="DEVICE")] = None,
     data_dir: DataDirOption = None,
@@ -435,23 +461,15 @@ def transfer(
     and transfer.png.
     """
     with _errors_to_exit(debug):
-        from initbench import config as config_defaults, runfolder
-
-        resolved = config_defaults.resolve_transfer(config, {
+        run = api.transfer(config=config, progress=not quiet, **_given({
             "source_dir": source, "classes": classes, "task_a": task_a, "train_samples": train_samples,
             "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "schemes": scratch,
             "source_scheme": source_scheme, "source_epochs": source_epochs, "hidden": hidden, "freeze": freeze,
             "unfreeze_after": unfreeze_after, "device": device, "data_dir": data_dir, "out": out,
-            "overwrite": overwrite})
-        if resolved.run.out is not None:
-            runfolder.check_destination(resolved.run.out, resolved.run.overwrite)
-            if resolved.source_dir is None:
-                runfolder.check_destination(resolved.source_run().out, resolved.run.overwrite)
-        if resolved.source_dir is not None:
-            runfolder.source_run(resolved.source_dir, resolved.run.train.classes)
-        from initbench import runner
-
-        runner.transfer(resolved, _stdout_format(fmt), quiet)
+            "overwrite": overwrite}))
+        if run.source is not None:  # the sources trained for it: a compare run of their own
+            _shown_where(run.source, fmt)
+        _shown_where(run, fmt)
 
 
 @app.command()
@@ -463,7 +481,7 @@ def evaluate(
     activation: ActivationOption = None,
     classes: ClassesOption = None,
     split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
-                                              default=TrainSettings.split_seed, metavar="SEED")] = None,
+                                              default=DataSettings.split_seed, metavar="SEED")] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="cpu",
                                           metavar="DEVICE")] = None,
     data_dir: DataDirOption = None,
@@ -486,14 +504,11 @@ def evaluate(
     a file that would run code is refused and nothing in it runs.
     """
     with _errors_to_exit(debug):
-        resolved = _resolve(None, {"hidden": hidden, "activation": activation, "classes": classes,
-                                   "split_seed": split_seed, "device": device or "cpu", "data_dir": data_dir})
-        from initbench import runfolder
-
-        files = runfolder.weights_files([Path(p) for p in paths])
-        from initbench import runner
-
-        runner.evaluate(files, resolved, _stdout_format(fmt))
+        scored = api.evaluate(*paths, check=False, progress=True, **_given({
+            "hidden": hidden, "activation": activation, "classes": classes, "split_seed": split_seed,
+            "device": device, "data_dir": data_dir}))
+        _show(scored, fmt)
+        scored.check()
 
 
 @app.command()
@@ -529,11 +544,15 @@ def bench(
         paths = config_mod.resolve(None, {k: v for k, v in given.items() if v is not None})
         if paths.out is not None:
             runfolder.check_file_destination(paths.out)
-        from initbench import runner
-
         counts = config_mod.parse_counts(scaling, "--scaling") if scaling is not None else ()
-        runner.bench(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out, _stdout_format(fmt),
-                     counts)
+        from initbench.commands.bench import bench as run
+
+        err = Console(stderr=True)
+        numbers, written = run(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out,
+                               report.Activity(err), counts)
+        report.show(report.scaling_listing(numbers) if counts else report.bench_listing(numbers),
+                    _stdout_format(fmt), Console())
+        err.print(f"Results in {written}")
 
 
 def main() -> None:

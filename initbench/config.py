@@ -7,29 +7,41 @@ typed or read from a file; only the place named in the message differs.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
-import importlib.util
 import itertools
 import json
 import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initbench import paths, schemes as scheme_registry
-from initbench.data import CLASS_NAMES, TRAIN_SPLIT, class_number, default_data_dir, describe
-from initbench.engines import ENGINES
+from initbench import data, models, paths, schemes as scheme_registry
+from initbench.data import default_data_dir
+from initbench.engines import ENGINES, check_network
 from initbench.errors import UsageError
-from initbench.executors import EXECUTORS, RAY_ADDRESS, ray_address
-from initbench.jobs import ACTIVATIONS, OPTIMIZERS, Job, TrainSettings, batches_per_epoch, check_batch_size
+from initbench.executors import EXECUTORS, Placement, raysettings
+from initbench.executors.raysettings import RaySettings
+from initbench.jobs import (
+    ACTIVATIONS,
+    FLAT,
+    OPTIMIZERS,
+    DataSettings,
+    Job,
+    NetworkSettings,
+    OptimSettings,
+    TrainSettings,
+    batches_per_epoch,
+    check_batch_size,
+)
+from initbench.parsing import number, optional, whole
 from initbench.schemes import BIAS_POLICIES
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
-MAX_WHOLE = 2**63 - 1  # the largest seed a torch.Generator takes, and a bound on every count
 # Bounds on what is parsed, far beyond any real run, so that an absurd value is refused at once
 # rather than built (256x20000000 was 20 million layers) or allocated.
 MAX_HIDDEN_LAYERS = 1_000
@@ -58,9 +70,12 @@ class RunConfig:
     save_weights: bool = True  # every model's final weights in weights/ (safetensors)
     save_init: bool = False  # and its initial weights in weights/init/
     executor: str = "local"  # local: this process trains; ray: chunks as tasks on a Ray cluster
-    ray_address: str | None = None  # None: Ray's choice ($RAY_ADDRESS, a cluster started here, or a new one)
-    gpus_per_task: float | None = None  # None: 1 when tasks train on CUDA, else 0
-    cpus_per_task: int = 1
+    ray: RaySettings = RaySettings()  # read with --executor ray
+
+    @property
+    def placement(self) -> Placement:
+        """Where and how the run's chunks train (what an executor is given)."""
+        return Placement(self.executor, self.engine, self.device, self.ray)
 
     def jobs(self) -> list[Job]:
         """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
@@ -70,38 +85,28 @@ class RunConfig:
         """This configuration as a config file: ``compare --config RUN/config.toml`` repeats
         the run, into a new folder (``out`` and ``overwrite`` are left out, as are
         settings left unset)."""
-        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in self.to_dict().items()
+        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in self._flat().items()
                        if key not in ("out", "overwrite") and value is not None)
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat, JSON-ready form: the same keys a config file uses."""
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if k != "train"}
-        flat.update(dataclasses.asdict(self.train))
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for k, v in flat.items()}
+        """The flat, JSON-ready form: the same keys a config file uses, the classes as the
+        numbers trained on (what readers of run.json take)."""
+        return self._flat() | {"classes": list(self.train.data.class_numbers)}
+
+    def _flat(self) -> dict[str, Any]:
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("train", "ray")}
+        flat.update(dataclasses.asdict(self.ray))
+        flat.update(self.train.flat())
+        return {k: _plain(v) for k, v in flat.items()}
+
+
+def _plain(value: Any) -> Any:
+    """A setting's value as JSON and TOML write it."""
+    return str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
 
 
 # --- parsers: each takes a raw value (from TOML or the CLI) and returns it checked, or raises ValueError
-
-
-def _whole(minimum: int, maximum: int = MAX_WHOLE) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("must be a whole number")
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        if value > maximum:
-            raise ValueError(f"must be at most {maximum}" + (" (2**63 - 1)" if maximum == MAX_WHOLE else ""))
-        return value
-    return parse
-
-
-def _number(low: float, high: float, describe: str) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
-            raise ValueError(f"must be a number {describe}")
-        return float(value)
-    return parse
+# (the generic ones, whole, number and optional, are initbench.parsing's)
 
 
 def _int_list(value: Any) -> list[Any]:
@@ -116,11 +121,11 @@ def _int_list(value: Any) -> list[Any]:
 def _seeds(value: Any) -> tuple[int, ...]:
     """A count K (seeds 0..K-1) or an explicit list of seeds."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(_whole(1, MAX_SEEDS)(value)))
+        return tuple(range(whole(1, MAX_SEEDS)(value)))
     listed = _int_list(value)
     if len(listed) > MAX_SEEDS:
         raise ValueError(f"must list at most {MAX_SEEDS:,} seeds")
-    seeds = tuple(_whole(0)(s) for s in listed)
+    seeds = tuple(whole(0)(s) for s in listed)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError("must be a count, or a list of distinct seeds that are whole numbers ≥ 0")
     return seeds
@@ -148,7 +153,7 @@ def _hidden(value: Any) -> tuple[int, ...]:
         raise ValueError("must name at least one hidden layer")
     if len(sizes) > MAX_HIDDEN_LAYERS:
         raise too_many
-    return tuple(_whole(1, MAX_UNITS)(s) for s in sizes)
+    return tuple(whole(1, MAX_UNITS)(s) for s in sizes)
 
 
 def _schemes(value: Any) -> tuple[str, ...]:
@@ -165,13 +170,13 @@ def _schemes(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _classes(value: Any) -> tuple[int, ...]:
-    """FashionMNIST classes by number or name: [5, 6], "5,6", "sandal,shirt"."""
+def _classes(value: Any, dataset: data.Dataset) -> tuple[int, ...]:
+    """The dataset's classes by number or name: [5, 6], "5,6", "sandal,shirt"."""
     parts = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
-    classes = tuple(c if isinstance(c, int) and not isinstance(c, bool) else class_number(str(c).strip())
+    classes = tuple(c if isinstance(c, int) and not isinstance(c, bool) else dataset.class_number(str(c).strip())
                     for c in parts)
-    if not all(0 <= c < len(CLASS_NAMES) for c in classes):
-        raise ValueError(f"must be class numbers from 0 to {len(CLASS_NAMES) - 1}, or class names")
+    if not all(0 <= c < len(dataset.class_names) for c in classes):
+        raise ValueError(f"must be class numbers from 0 to {len(dataset.class_names) - 1}, or class names")
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ValueError("must name at least two different classes")
     return classes
@@ -192,7 +197,8 @@ def _text(value: Any) -> str:
     return value
 
 
-def _choice(*choices: str) -> Callable[[Any], str]:
+def _choice(choices: Collection[str]) -> Callable[[Any], str]:
+    """One of ``choices`` (looked in when parsing: a registry's, with what was registered since)."""
     def parse(value: Any) -> str:
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
@@ -207,21 +213,6 @@ def _device(value: Any) -> str:
     return value
 
 
-def _ray_address(value: Any) -> str:
-    """auto (the cluster started on this machine), local (a new runtime), HOST:PORT or ray://HOST:PORT."""
-    match = re.fullmatch(r"auto|local|(?:ray://)?[\w.-]+:(\d+)", value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError("must be auto, local, HOST:PORT or ray://HOST:PORT")
-    if match[1] is not None and not 0 < int(match[1]) < 65536:
-        raise ValueError("the port must be from 1 to 65535")
-    return value
-
-
-def _gpus(value: Any) -> float:
-    """GPUs per Ray task: at most one (a chunk trains on one device); a fraction lets tasks share one."""
-    return _number(0.0, 1.0 + 1e-12, "from 0 to 1 (a task trains on one GPU; 0.25 lets four share one)")(value)
-
-
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -232,47 +223,43 @@ def _path(value: Any) -> Path:
     return Path(value if isinstance(value, Path) else _text(value)).expanduser()
 
 
-def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else parse(value)
-
-
-PARSERS: dict[str, Callable[[Any], Any]] = {
+PARSERS: dict[str, Callable[..., Any]] = {
     "schemes": _schemes,
     "seeds": _seeds,
-    "epochs": _whole(1, MAX_EPOCHS),
-    "lr": _number(1e-300, float("inf"), "greater than 0"),
-    "optimizer": _choice(*OPTIMIZERS),
-    "momentum": _number(0.0, 1.0, "from 0 up to (not including) 1"),
-    "batch_size": _whole(1),
+    "epochs": whole(1, MAX_EPOCHS),
+    "lr": number(1e-300, float("inf"), "greater than 0"),
+    "optimizer": _choice(OPTIMIZERS),
+    "momentum": number(0.0, 1.0, "from 0 up to (not including) 1"),
+    "batch_size": whole(1),
+    "dataset": _choice(data.DATASETS),
+    "network": _choice(models.NETWORKS),
     "hidden": _hidden,
-    "dropout": _number(0.0, 1.0, "from 0 up to (not including) 1"),
-    "train_samples": _optional(_whole(1, TRAIN_SPLIT)),
-    "split_seed": _whole(0),
-    "plot_batches": _whole(1),
-    "activation": _choice(*ACTIVATIONS),
-    "bias": _choice(*BIAS_POLICIES),
+    "dropout": number(0.0, 1.0, "from 0 up to (not including) 1"),
+    "train_samples": optional(whole(1)),  # at most the dataset's training split: check_settings
+    "split_seed": whole(0),
+    "plot_batches": whole(1),
+    "activation": _choice(ACTIVATIONS),
+    "bias": _choice(BIAS_POLICIES),
     "track_stats": _flag,
     "lesson_eval": _flag,
-    "classes": _classes,
+    "classes": _classes,  # given the dataset too (see _apply)
     "head_init": _layer_scheme,
-    "freeze": _whole(0),
-    "unfreeze_after": _optional(_whole(1)),
-    "unfreeze_lr": _optional(_number(1e-300, float("inf"), "greater than 0")),
+    "freeze": whole(0),
+    "unfreeze_after": optional(whole(1)),
+    "unfreeze_lr": optional(number(1e-300, float("inf"), "greater than 0")),
     "device": _device,
-    "engine": _choice(*ENGINES),
-    "max_batch_models": _optional(_whole(1)),
+    "engine": _choice(ENGINES),
+    "max_batch_models": optional(whole(1)),
     "data_dir": _path,
-    "out": _optional(_path),
+    "out": optional(_path),
     "overwrite": _flag,
     "save_weights": _flag,
     "save_init": _flag,
-    "executor": _choice(*EXECUTORS),
-    "ray_address": _optional(_ray_address),
-    "gpus_per_task": _optional(_gpus),
-    "cpus_per_task": _whole(1),
+    "executor": _choice(EXECUTORS),
+    **raysettings.PARSERS,
 }
 CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
-TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))  # in their order
+TRAIN_KEYS = tuple(FLAT)  # in their order
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -295,14 +282,19 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _apply(values: dict[str, Any], source: Mapping[str, Any], where: Callable[[str], str],
-           parsers: Mapping[str, Callable[[Any], Any]] = PARSERS) -> None:
-    for key, raw in source.items():
+           parsers: Mapping[str, Callable[..., Any]] = PARSERS, known: Mapping[str, Any] | None = None) -> None:
+    """Parse ``source`` into ``values``. Classes are read as the dataset in ``known`` (by
+    default ``values``, where ``source``'s own dataset is parsed first) names them."""
+    known = values if known is None else known
+    for key, raw in sorted(source.items(), key=lambda item: item[0] != "dataset"):
         if key not in parsers:
             close = difflib.get_close_matches(key, parsers, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UsageError(f"Unknown setting {where(_short(key))}.{hint} Valid keys: {', '.join(parsers)}.")
         try:
-            values[key] = parsers[key](raw)
+            parse = parsers[key]
+            values[key] = (parse(raw, data.get(known.get("dataset", DataSettings.dataset))) if parse is _classes
+                           else parse(raw))
         except ValueError as e:
             raise UsageError(f"Invalid {where(key)}: {e}; got {_short(repr(raw))}.") from None
 
@@ -329,67 +321,51 @@ def _cli_name(key: str) -> str:
 
 def _run_config(values: dict[str, Any]) -> RunConfig:
     """A RunConfig of parsed flat ``values``, checked as a whole."""
-    train = {k: values.pop(k) for k in TRAIN_KEYS if k in values}
-    config = RunConfig(**values, train=TrainSettings(**train))
-    check_settings(config.train)
-    check_executor(config)
+    if values.get("classes") == data.get(values.get("dataset", DataSettings.dataset)).all_classes:
+        values["classes"] = None  # every class in order is the default: the same data (and keys), as run.json has it
+    train = TrainSettings.of(**{k: values.pop(k) for k in TRAIN_KEYS if k in values})
+    ray = RaySettings(**{k: values.pop(k) for k in raysettings.PARSERS if k in values})
+    config = RunConfig(**values, train=train, ray=ray)
+    check_settings(config.train, config.engine)
+    if config.executor == "ray":
+        raysettings.check(config.ray, config.device)
     return config
 
 
-def check_executor(config: RunConfig) -> None:
-    """--executor ray has Ray installed, and a device and GPUs a cluster's tasks can use."""
-    if config.executor != "ray":
-        return
-    try:
-        installed = importlib.util.find_spec("ray") is not None
-    except (ImportError, ValueError):  # a broken or blocked installation
-        installed = False
-    if not installed:
-        raise UsageError("--executor ray needs Ray, which is not installed here. Install it with "
-                         "pip install 'initbench[ray]' (on every machine of the cluster), or use --executor local.")
-    address, source = ray_address(config.ray_address)
-    if source == RAY_ADDRESS:  # --ray-address's values are parsed where they are read; the variable's here
-        try:
-            _ray_address(address)
-        except ValueError as e:
-            raise UsageError(f"The environment variable RAY_ADDRESS ({address!r}), the Ray cluster a run joins when "
-                             f"--ray-address is not given (or is auto): {e}. Set it to the cluster's address "
-                             "(HEAD:6379, or ray://HEAD:10001; not the dashboard's http:// address), or unset it "
-                             "to start a Ray runtime for this run.") from None
-    if re.fullmatch(r"cuda:\d+", config.device):
-        raise UsageError(f"--device {config.device}: on Ray, each task is given its GPU by Ray. Use --device cuda "
-                         "(or auto) with --gpus-per-task.")
-    if config.gpus_per_task and config.device in ("cpu", "mps"):
-        raise UsageError(f"--gpus-per-task {config.gpus_per_task:g} with --device {config.device}: the tasks would "
-                         "hold GPUs and not use them. Use --device cuda (or auto), or leave --gpus-per-task out.")
-    if config.gpus_per_task == 0 and config.device == "cuda":
-        raise UsageError("--device cuda with --gpus-per-task 0: a task without a GPU cannot train on CUDA. Give "
-                         "--gpus-per-task (e.g. 1, or 0.25 to share a GPU among four tasks).")
-
-
-def check_settings(s: TrainSettings) -> None:
-    """What no single value's parser can see: the batch against the training set, and freezing."""
-    check_batch_size(s.batch_size, s.train_samples or TRAIN_SPLIT)
-    batches = batches_per_epoch(s.train_samples or TRAIN_SPLIT, s.batch_size)
-    if s.epochs * batches > MAX_LOSSES:
-        raise UsageError(f"{s.epochs:,} epochs of {batches:,} batches would record {s.epochs * batches:,} losses per "
+def check_settings(s: TrainSettings, engine: str) -> None:
+    """What no single value's parser can see: the classes and training images against the
+    dataset, the batch against the training set, freezing, and the network against the engine."""
+    dataset, o = data.get(s.data.dataset), s.optim
+    if s.data.classes is not None and max(s.data.classes) >= len(dataset.class_names):  # a dataset set after them
+        raise UsageError(f"--classes {','.join(map(str, s.data.classes))}: {dataset.title}'s classes are numbered 0 "
+                         f"to {len(dataset.class_names) - 1}. Give classes of the dataset trained on.")
+    if (s.data.train_samples or 0) > dataset.train_split:
+        raise UsageError(f"--train-samples {s.data.train_samples:,} is more than the {dataset.train_split:,} images "
+                         f"of {dataset.title}'s training split. Ask for fewer.")
+    n_train = s.data.train_samples or dataset.train_split
+    check_batch_size(o.batch_size, n_train)
+    batches = batches_per_epoch(n_train, o.batch_size)
+    if o.epochs * batches > MAX_LOSSES:
+        raise UsageError(f"{o.epochs:,} epochs of {batches:,} batches would record {o.epochs * batches:,} losses per "
                          f"model (one per batch, kept in memory and written to losses.csv); initbench records at most "
                          f"{MAX_LOSSES:,}. Train for fewer epochs, or with larger batches.")
     check_freezing(s)
+    check_network(engine, s.network.network)
 
 
 def check_freezing(s: TrainSettings) -> None:
     """--freeze leaves something to train; --unfreeze-after and --unfreeze-lr have a frozen
     layer to act on, within the run's epochs."""
-    if s.freeze >= s.layers:
-        raise UsageError(f"--freeze {s.freeze} would freeze every layer of this {s.layers}-layer network, and "
-                         f"nothing would train. Freeze at most {s.layers - 1} (the output layer always trains).")
-    if s.unfreeze_after is not None and not s.freeze:
+    o, layers = s.optim, s.network.layers
+    if o.freeze >= layers:
+        raise UsageError(f"--freeze {o.freeze} would freeze every layer of this {layers}-layer network, and "
+                         f"nothing would train. Freeze at most {layers - 1} (the output layer always trains).")
+    if o.unfreeze_after is not None and not o.freeze:
         raise UsageError("--unfreeze-after needs frozen layers: give --freeze N too.")
-    if s.unfreeze_after is not None and s.unfreeze_after >= s.epochs:
-        raise UsageError(f"--unfreeze-after {s.unfreeze_after} is not before the last epoch (--epochs {s.epochs}), "
+    if o.unfreeze_after is not None and o.unfreeze_after >= o.epochs:
+        raise UsageError(f"--unfreeze-after {o.unfreeze_after} is not before the last epoch (--epochs {o.epochs}), "
                          "so the frozen layers would never train again. Give a number of epochs below --epochs.")
-    if s.unfreeze_lr is not None and s.unfreeze_after is None:
+    if o.unfreeze_lr is not None and o.unfreeze_after is None:
         raise UsageError("--unfreeze-lr sets the learning rate of layers unfrozen by --unfreeze-after: give that too.")
 
 
@@ -412,22 +388,21 @@ class TransferConfig:
 
     @property
     def frozen_layers(self) -> int:
-        return len(self.run.train.hidden) if self.freeze is None else self.freeze
+        return len(self.run.train.network.hidden) if self.freeze is None else self.freeze
 
     def source_run(self) -> RunConfig:
         """Stage A as a compare run: the source scheme, one network per seed, on task A's
-        classes with the lesson's batch size, into ``<out>-source``."""
+        classes, into ``<out>-source``: task B's dataset, split, network and optimizer,
+        everything else at its default (all of task A's images, the lesson's batch size)."""
         out = None if self.run.out is None else self.run.out.with_name(self.run.out.name + "-source")
-        b = self.run.train
-        train = TrainSettings(hidden=b.hidden, activation=b.activation, dropout=b.dropout, lr=b.lr,
-                              optimizer=b.optimizer, momentum=b.momentum, epochs=self.source_epochs,
-                              classes=self.task_a, split_seed=b.split_seed)
+        d, n, o = self.run.train.data, self.run.train.network, self.run.train.optim
+        train = TrainSettings(DataSettings(d.dataset, self.task_a, split_seed=d.split_seed),
+                              NetworkSettings(n.network, n.hidden, n.activation, n.dropout),
+                              OptimSettings(o.optimizer, o.lr, o.momentum, epochs=self.source_epochs))
         return dataclasses.replace(self.run, schemes=(self.source_scheme,), train=train, out=out, save_init=False)
 
     def to_toml(self) -> str:
-        extra = {"task_a": list(self.task_a), "source_scheme": self.source_scheme,
-                 "source_epochs": self.source_epochs, "source_dir": self.source_dir and str(self.source_dir),
-                 "freeze": self.freeze, "unfreeze_after": self.unfreeze_after}
+        extra = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "run"}
         return self.run.to_toml() + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items() if v is not None)
 
 
@@ -438,10 +413,10 @@ TRANSFER_DEFAULTS: dict[str, Any] = {"schemes": TRANSFER_SCRATCH, "classes": "sa
 TRANSFER_PARSERS: dict[str, Callable[[Any], Any]] = {
     "task_a": _classes,
     "source_scheme": _layer_scheme,
-    "source_epochs": _whole(1, MAX_EPOCHS),
-    "source_dir": _optional(_path),
-    "freeze": _optional(_whole(1)),
-    "unfreeze_after": _whole(1),
+    "source_epochs": whole(1, MAX_EPOCHS),
+    "source_dir": optional(_path),
+    "freeze": optional(whole(1)),
+    "unfreeze_after": whole(1),
 }
 
 
@@ -454,25 +429,27 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
     layers.append(({k: v for k, v in (options or {}).items() if v is not None}, _cli_name))
     run_values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    for source, where in layers:
-        _apply(extra, {k: v for k, v in source.items() if k in TRANSFER_PARSERS}, where, TRANSFER_PARSERS)
+    for source, where in layers:  # the run's first: task A's classes are read as its dataset names them
         _apply(run_values, {k: v for k, v in source.items() if k not in TRANSFER_PARSERS}, where)
+        _apply(extra, {k: v for k, v in source.items() if k in TRANSFER_PARSERS}, where, TRANSFER_PARSERS, run_values)
     run = _run_config(run_values)
-    task_a = extra.pop("task_a", tuple(c for c in range(len(CLASS_NAMES)) if c not in run.train.classes))
-    if len(task_a) < 2:  # derived from task B's classes: what is left of the ten
-        raise UsageError(f"Task B takes {describe(run.train.classes)} of FashionMNIST's classes, which leaves "
-                         f"{describe(task_a) if task_a else 'none'} for task A, and the source networks need at least "
-                         "two classes to learn. Give task B fewer classes with --classes (e.g. sandal,shirt).")
+    dataset, task_b = data.get(run.train.data.dataset), run.train.data.class_numbers
+    task_a = extra.pop("task_a", tuple(c for c in dataset.all_classes if c not in task_b))
+    if len(task_a) < 2:  # derived from task B's classes: what is left of the dataset's
+        raise UsageError(f"Task B takes {dataset.describe(task_b)} of {dataset.title}'s classes, which leaves "
+                         f"{dataset.describe(task_a) if task_a else 'none'} for task A, and the source networks need "
+                         "at least two classes to learn. Give task B fewer classes with --classes (e.g. sandal,shirt).")
     config = TransferConfig(run, task_a, **extra)
-    if set(task_a) & set(run.train.classes):
-        raise UsageError(f"Task A ({describe(task_a)}) and task B ({describe(run.train.classes)}) share classes: the "
-                         "source networks would have seen task B. Give tasks without a class in common.")
-    if config.frozen_layers > len(run.train.hidden):
-        raise UsageError(f"--freeze {config.freeze}: the network has {len(run.train.hidden)} hidden layers to reuse "
+    if set(task_a) & set(task_b):
+        raise UsageError(f"Task A ({dataset.describe(task_a)}) and task B ({dataset.describe(task_b)}) share classes: "
+                         "the source networks would have seen task B. Give tasks without a class in common.")
+    hidden = len(run.train.network.hidden)
+    if config.frozen_layers > hidden:
+        raise UsageError(f"--freeze {config.freeze}: the network has {hidden} hidden layers to reuse "
                          "(the output layer is new for task B). Freeze at most that many.")
-    if config.unfreeze_after >= run.train.epochs:
+    if config.unfreeze_after >= run.train.optim.epochs:
         raise UsageError(f"--unfreeze-after {config.unfreeze_after} is not before the last epoch (--epochs "
-                         f"{run.train.epochs}): give fewer epochs frozen, or more epochs.")
+                         f"{run.train.optim.epochs}): give fewer epochs frozen, or more epochs.")
     return config
 
 
@@ -492,7 +469,7 @@ class SweepConfig:
 
     def cells(self) -> list[TrainSettings]:
         keys = [k for k, _ in self.grid]
-        return [dataclasses.replace(self.run.train, **dict(zip(keys, combo)))
+        return [self.run.train.replace(**dict(zip(keys, combo)))
                 for combo in itertools.product(*(values for _, values in self.grid))]
 
     def counts(self) -> dict[str, int]:
@@ -506,7 +483,8 @@ class SweepConfig:
 
     def cell_name(self, cell: TrainSettings) -> str:
         """What errors call a cell: its grid values, e.g. "lr = 0.01, hidden = (256, 128)"."""
-        return ", ".join(f"{k} = {getattr(cell, k)!r}" for k, _ in self.grid)
+        flat = cell.flat()
+        return ", ".join(f"{k} = {flat[k]!r}" for k, _ in self.grid)
 
     def jobs(self) -> list[Job]:
         """One job per (cell, seed, scheme), cell by cell."""
@@ -515,16 +493,14 @@ class SweepConfig:
 
     def to_toml(self) -> str:
         """This sweep as a config file (its grid under [grid])."""
-        def value(v: Any) -> Any:
-            return list(v) if isinstance(v, tuple) else v
         return self.run.to_toml() + "\n[grid]\n" + "".join(
-            f"{k} = {json.dumps([value(v) for v in values])}\n" for k, values in self.grid)
+            f"{k} = {json.dumps([_plain(v) for v in values])}\n" for k, values in self.grid)
 
 
 def parse_counts(text: str, option: str) -> tuple[int, ...]:
     """Counts like "6,60,600": whole numbers of at least 1, each once, in increasing order."""
     try:
-        counts = tuple(sorted(_whole(1)(n) for n in _int_list(text)))
+        counts = tuple(sorted(whole(1)(n) for n in _int_list(text)))
     except ValueError:
         counts = ()
     if not counts or len(set(counts)) != len(counts):
@@ -547,14 +523,17 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
-def resolve_sweep(config_file: Path, sets: list[str] | None = None, options: Mapping[str, Any] | None = None,
-                  default_out: Path | None = None) -> SweepConfig:
-    """SWEEP_DEFAULTS, overridden by ``config_file``, overridden by ``sets`` (--set KEY=VALUE
-    fixes a setting, taking it out of the grid; grid.KEY=[...] makes it vary), overridden
-    by command-line ``options`` (--out); ``default_out`` where none of them sets ``out``.
-    Every cell is checked here, before any work."""
+def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None = None,
+                  options: Mapping[str, Any] | None = None, default_out: Path | None = None) -> SweepConfig:
+    """SWEEP_DEFAULTS, overridden by ``config_file`` (a TOML file, or its settings as a
+    mapping), overridden by ``sets`` (--set KEY=VALUE fixes a setting, taking it out of the
+    grid; grid.KEY=[...] makes it vary), overridden by command-line ``options`` (--out);
+    ``default_out`` where none of them sets ``out``. Every cell is checked here, before any work."""
     values = dict(SWEEP_DEFAULTS)
-    settings = read_toml(config_file)
+    if isinstance(config_file, Path):
+        settings = read_toml(config_file)
+    else:  # a copy (its grid is changed below), and what messages call it
+        settings, config_file = copy.deepcopy(dict(config_file)), "the sweep's settings"
     grid_raw = settings.pop("grid", {})
     if not isinstance(grid_raw, dict):
         raise UsageError(f"'grid' in {config_file} must be a table ([grid]) of settings, each with a list of values.")
@@ -587,7 +566,7 @@ def resolve_sweep(config_file: Path, sets: list[str] | None = None, options: Map
         parsed: list[Any] = []
         for raw in alternatives:
             one: dict[str, Any] = {}
-            _apply(one, {key: raw}, lambda k: where)
+            _apply(one, {key: raw}, lambda k: where, known=values)
             if one[key] in parsed:
                 raise UsageError(f"Invalid {where}: {raw!r} is given twice.")
             parsed.append(one[key])
@@ -607,7 +586,7 @@ def resolve_sweep(config_file: Path, sets: list[str] | None = None, options: Map
                          "--out (its store keeps every part), or give fewer values, schemes or seeds.")
     for cell in sweep.cells():
         try:
-            check_settings(cell)
+            check_settings(cell, sweep.run.engine)
         except UsageError as e:
             raise UsageError(f"In the grid's cell {sweep.cell_name(cell)}: {e}") from None
     return sweep

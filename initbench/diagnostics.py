@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from initbench.model import MLP
+from initbench.models.mlp import MLP
 from initbench.streams import generator
 
 STATS_BATCH = 500  # validation images the statistics are computed on

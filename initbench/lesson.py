@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from initbench import data, schemes
-from initbench.model import N_CLASSES, N_INPUTS
+from initbench.data.fashion_mnist import FASHION_MNIST, ensure
+
+N_INPUTS, N_CLASSES = FASHION_MNIST.input_size, len(FASHION_MNIST.class_names)
 
 
 class LessonNet(nn.Module):
@@ -41,7 +43,7 @@ def loaders(data_dir: Path, batch_size: int = 100, split_seed: int = 0):
     from torch.utils.data import DataLoader, SubsetRandomSampler
     from torchvision import datasets, transforms
 
-    data.ensure(data_dir)
+    ensure(data_dir)
     train_data = datasets.FashionMNIST(str(data_dir), train=True, download=False, transform=transforms.ToTensor())
     order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(split_seed)).tolist()
     n_val = int(len(order) * data.VALIDATION_FRACTION)

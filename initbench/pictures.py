@@ -2,8 +2,8 @@
 
 A scheme has one colour in every picture of every run (``colour``), so that a
 reader who has learnt that ``rule`` is red in one picture finds it red in the
-next. Each plotting function saves its picture and returns the figure (closed),
-for tests to read.
+next. Each plotting function saves its picture (given a path) and returns the
+figure, for tests to read and notebooks to show.
 
 matplotlib is imported inside the plotting functions: it costs start-up time
 that a run only pays once it has results to draw.
@@ -11,11 +11,13 @@ that a run only pays once it has results to draw.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ import torch
 
 from initbench import schemes
 from initbench.errors import InitbenchError
-from initbench.model import N_CLASSES
+from initbench.jobs import DataSettings
 from initbench.report import plural
 
 if TYPE_CHECKING:
@@ -46,21 +48,36 @@ PALETTE = tuple(COLOURS.values())  # for a scheme not in the table
 # Two schemes of one colour in a picture (xavier_normal:1, xavier_normal:2) differ by these.
 DASHES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
+DPI = 110
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _subplots(*shape: int, figsize: tuple[float, float], layout: str, **options: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, made without pyplot: no backend is chosen (a notebook keeps its
+    own) and no figure stays open in pyplot's list."""
+    fig = _picture_class()(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*shape, **options)
 
 
-def _save(fig: Figure, path: Path) -> Figure:
-    """Figures are made with layout="constrained": the margins fit the labels and a legend outside the axes."""
-    fig.savefig(path, format="png", dpi=110)
-    _pyplot().close(fig)
+@functools.cache
+def _picture_class() -> type[Figure]:
+    from matplotlib.figure import Figure
+
+    class Picture(Figure):
+        """A figure that a notebook shows (as the PNG a run writes), whatever matplotlib's backend."""
+
+        def _repr_png_(self) -> bytes:
+            png = io.BytesIO()
+            self.savefig(png, format="png", dpi=DPI)
+            return png.getvalue()
+
+    return Picture
+
+
+def _save(fig: Figure, path: Path | None) -> Figure:
+    """Figures are made with layout="constrained": the margins fit the labels and a legend outside the axes.
+    Saved as a PNG where a path is given."""
+    if path is not None:
+        fig.savefig(path, format="png", dpi=DPI)
     return fig
 
 
@@ -158,10 +175,9 @@ def _log_scale(ax: Axes, values: np.ndarray) -> bool:
     return True
 
 
-def plot_weight_histograms(weights: dict[str, list], path: Path) -> Figure:
+def plot_weight_histograms(weights: dict[str, list], path: Path | None) -> Figure:
     """The initial weights of each layer (columns) for each scheme (rows). A column
     shares its x range, so that the schemes' scales can be compared: the lesson's point."""
-    plt = _pyplot()
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     n_layers = max(len(w) for w in weights.values())
@@ -169,7 +185,7 @@ def plot_weight_histograms(weights: dict[str, list], path: Path) -> Figure:
     finite = {scheme: [w.flatten()[torch.isfinite(w.flatten())].double().numpy() for w in layers]
               for scheme, layers in weights.items()}
     limits = [_shared_range([f[i] for f in finite.values() if i < len(f)]) for i in range(n_layers)]
-    fig, axes = plt.subplots(len(weights), n_layers, figsize=(2.8 * n_layers + 0.4, 1.9 * len(weights) + 1.0),
+    fig, axes = _subplots(len(weights), n_layers, figsize=(2.8 * n_layers + 0.4, 1.9 * len(weights) + 1.0),
                              squeeze=False, layout="constrained")
     for row, (scheme, layers) in zip(axes, weights.items()):
         for i, (ax, w) in enumerate(zip(row, layers)):
@@ -232,16 +248,15 @@ def _spread(values: np.ndarray) -> str:
 PROFILE = {"act_std": "Output std", "grad_norm": "Weight-gradient norm"}  # column: what layer_profile draws
 
 
-def plot_layer_profile(stats: pd.DataFrame, path: Path, title: str) -> Figure:
+def plot_layer_profile(stats: pd.DataFrame, path: Path | None, title: str) -> Figure:
     """Output std and weight-gradient norm per layer, one line per scheme (mean over seeds);
     with an ``epoch`` column, dashed at init and solid after the last epoch."""
-    plt = _pyplot()
     from matplotlib.lines import Line2D
 
     epochs = sorted(stats["epoch"].unique()) if "epoch" in stats else [None]
     shown = [epochs[0], epochs[-1]] if len(epochs) > 1 else epochs
     variant = variants(stats["scheme"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     for column, ax in zip(PROFILE, axes):
         _profile_panel(ax, stats, column, shown, variant)
     # An overflowed layer is flagged by inspect's table, and named here rather than drawn.
@@ -291,8 +306,8 @@ def _curves(losses: pd.DataFrame, n_batches: int) -> pd.DataFrame:
 OFF_SCALE = 10.0  # a curve peaking this many times above the lowest peak is left off the linear scale
 
 
-def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: int | None = None,
-                classes: int = N_CLASSES) -> Figure:
+def plot_losses(losses: pd.DataFrame, path: Path | None, first: int | None, n_batches: int | None = None,
+                classes: int = len(DataSettings().class_numbers)) -> Figure:
     """One line per scheme (mean over seeds, band from min to max when seeds > 1),
     and the loss of a uniform guess (chance), where a model that learns nothing sits.
 
@@ -304,7 +319,6 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
     falls short only when every model diverged in the first epoch). ``classes``: how many
     the models tell apart (chance is ln of that).
     """
-    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     n_batches = n_batches or int(losses["batch"].max())
@@ -324,7 +338,7 @@ def plot_losses(losses: pd.DataFrame, path: Path, first: int | None, n_batches: 
     peaks = curves.groupby("scheme", sort=False)["mean"].max()
     off_scale = (peaks > OFF_SCALE * peaks.min()) & (first is not None)  # only the linear plot fits its axis
     variant = variants(peaks.index)
-    fig, ax = plt.subplots(figsize=(10, 6), layout="constrained")
+    fig, ax = _subplots(figsize=(10, 6), layout="constrained")
     for scheme, c in curves.groupby("scheme", sort=False):
         notes = [f"off scale, peak {peaks[scheme]:,.0f}"] if off_scale[scheme] else []
         notes += [diverged[scheme]] if scheme in diverged else []
@@ -371,12 +385,11 @@ def _chance_line(ax: Axes, classes: int) -> None:
                 xytext=(-4, -3), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
 
 
-def plot_transfer(runs: pd.DataFrame, comparison: pd.DataFrame, path: Path, title: str) -> Figure:
+def plot_transfer(runs: pd.DataFrame, comparison: pd.DataFrame, path: Path | None, title: str) -> Figure:
     """Left: each start's validation accuracy, a dot per seed and a bar at the mean; right:
     its paired difference to the best scratch scheme, mean and 95% confidence interval."""
-    plt = _pyplot()
     order = list(comparison["scheme"])[::-1]  # best at the top
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.55 * len(order) + 1.8), sharey=True,
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 0.55 * len(order) + 1.8), sharey=True,
                                       layout="constrained", width_ratios=(3, 2))
     for y, name in enumerate(order):
         acc = 100 * runs.loc[runs["scheme"] == name, "val_acc"].to_numpy()
@@ -403,16 +416,15 @@ def _cell_label(row: pd.Series, settings: list[str]) -> str:
     return ", ".join(f"{k} {row[k]}" for k in settings) or "all jobs"
 
 
-def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path: Path) -> Figure:
+def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path: Path | None) -> Figure:
     """Validation accuracy against one varied ``setting`` (its values in the sweep's order),
     a line per scheme at the mean over seeds with a band of ± one std; a panel for each
     combination of the other varied settings; chance marked."""
-    plt = _pyplot()
     others = [k for k in varied if k != setting]
     panels = list(cells.groupby(others, sort=False)) if others else [((), cells)]
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns + 2.2, 3.6 * rows + 0.6), squeeze=False,
+    fig, axes = _subplots(rows, columns, figsize=(4.6 * columns + 2.2, 3.6 * rows + 0.6), squeeze=False,
                              sharey=True, layout="constrained")
     order = list(dict.fromkeys(cells[setting]))
     seeds = int(cells["seeds"].max())
@@ -446,11 +458,10 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
     return _save(fig, path)
 
 
-def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path) -> Figure:
+def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None) -> Figure:
     """Scheme (rows, best on average first) x grid cell (columns): mean validation accuracy,
     written in each square, starred (and bold) where the scheme is the cell's best or
     indistinguishable from it."""
-    plt = _pyplot()
     labels = list(dict.fromkeys(_cell_label(row, varied).replace(", ", "\n") for _, row in cells.iterrows()))
     schemes_shown = list(cells.groupby("scheme")["val_acc_mean"].mean().sort_values(ascending=False).index)
     grid = np.full((len(schemes_shown), len(labels)), np.nan)
@@ -459,7 +470,7 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path) -> Fi
         i, j = schemes_shown.index(row["scheme"]), labels.index(_cell_label(row, varied).replace(", ", "\n"))
         grid[i, j] = 100 * row["val_acc_mean"]
         top[i, j] = row["verdict"] != "worse"
-    fig, ax = plt.subplots(figsize=(max(1.15 * len(labels) + 3.2, 5.5), 0.48 * len(schemes_shown) + 2.1),
+    fig, ax = _subplots(figsize=(max(1.15 * len(labels) + 3.2, 5.5), 0.48 * len(schemes_shown) + 2.1),
                            layout="constrained")
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):

@@ -11,13 +11,15 @@ hold them). The pictures are drawn by ``initbench.pictures``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -91,6 +93,18 @@ def markdown(listing: Listing) -> str:
              "| " + " | ".join(":--" if c.left else "--:" for c in listing.columns) + " |"]
     lines += [row(list(cells)) for cells in zip(*(c.cells for c in listing.columns))]
     return "\n".join(lines + ([""] + listing.notes if listing.notes else []))
+
+
+def html(listing: Listing) -> str:
+    """An HTML table (as a notebook shows it), its title as the caption and its notes below."""
+    def cells(tag: str, texts: Iterable[str]) -> str:
+        return "".join(f'<{tag} style="text-align: {"left" if c.left else "right"}">'
+                       f'{escape(text).replace(chr(10), "<br>")}</{tag}>' for c, text in zip(listing.columns, texts))
+
+    rows = "".join(f"<tr>{cells('td', row)}</tr>" for row in zip(*(c.cells for c in listing.columns)))
+    return (f"<table><caption>{escape(listing.title)}</caption><thead><tr>"
+            f"{cells('th', (c.header for c in listing.columns))}</tr></thead><tbody>{rows}</tbody></table>"
+            + "".join(f"<p>{escape(note)}</p>" for note in listing.notes))
 
 
 def _width(column: Column) -> int:
@@ -337,9 +351,17 @@ def schemes_listing(rows: list[dict]) -> Listing:
         names.append("\n".join(lines))
         conventions.append("\n".join(follows))
     columns = [Column("Name", names, left=True), Column("Convention", conventions, left=True),
-               Column("Formula / reference", [f"{r['formula']}\n{r['reference']}" for r in rows], wrap=True,
-                      left=True)]
+               Column("Formula / reference", [_described(r) for r in rows], wrap=True, left=True)]
     return Listing("Initialization schemes (aliases indented)", columns, rows)
+
+
+def _described(row: dict) -> str:
+    """The formula over the reference; a user's scheme (schemes.user) also says where it comes
+    from, after its summary where its docstring has no Formula:/Reference: lines."""
+    if row["origin"] == "initbench":
+        return f"{row['formula']}\n{row['reference']}"
+    return "\n".join([*([text for text in (row["formula"], row["reference"]) if text] or [row["summary"]]),
+                      f"from {row['origin']}"])
 
 
 # --- progress
@@ -372,6 +394,11 @@ class Activity:
         if not self.quiet:
             self.console.print(text, style="dim", soft_wrap=True)
 
+    def say(self, text: str) -> None:
+        """A message that stays, as it is (a sweep's plan)."""
+        if not self.quiet:
+            self.console.print(text)
+
     def stage(self, text: str, total: int | None = None) -> None:
         """A new stage (``total``: its steps, for a bar and an ETA; None: a spinner)."""
         if self.bar is not None:
@@ -400,3 +427,63 @@ class Activity:
         else:
             self.advance(0, f"{tick.stage.capitalize()} {tick.models}"
                          + (f" after epoch {tick.epoch}/{tick.epochs}" if tick.epoch else ""))
+
+
+class NotebookActivity(Activity):
+    """Progress in a Jupyter notebook: one output updated in place (at most five times a
+    second): the notes, and the current stage with a bar and an ETA, which goes when done."""
+
+    def __init__(self) -> None:
+        super().__init__(Console(file=io.StringIO()))  # never printed to: shown through IPython's display
+        self.live = True  # an engine's ticks then say the batch and the loss
+        self.lines: list[str] = []
+        self.total: int | None = None
+        self.done, self.started, self.shown_at = 0, 0.0, 0.0
+        self.handle: Any = None
+
+    @contextmanager
+    def running(self) -> Iterator[Activity]:
+        from IPython.display import display
+
+        self.handle = display(self._bundle(), raw=True, display_id=True)
+        try:
+            yield self
+        finally:
+            self.last_line = ""
+            self._show(force=True)
+            self.handle, self.lines = None, []  # the notes stay in this output, not in the next
+
+    def note(self, text: str) -> None:
+        self.lines.append(text)
+        self._show(force=True)
+
+    def say(self, text: str) -> None:
+        self.note(text)
+
+    def stage(self, text: str, total: int | None = None) -> None:
+        self.last_line, self.total, self.done, self.started = text, total, 0, time.monotonic()
+        self._show(force=True)
+
+    def advance(self, steps: int = 1, text: str | None = None) -> None:
+        self.done += steps
+        self.last_line = text or self.last_line
+        self._show()
+
+    def _show(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.handle is not None and (force or now - self.shown_at > 0.2):
+            self.shown_at = now
+            self.handle.update(self._bundle(), raw=True)
+
+    def _bundle(self) -> dict[str, str]:
+        """What the output shows, as text and as HTML (a <progress> bar)."""
+        text, shown = list(self.lines), [escape(line) for line in self.lines]
+        if self.last_line:
+            bar, counted = "", ""
+            if self.total:
+                left = (time.monotonic() - self.started) * (self.total - self.done) / max(self.done, 1)
+                counted = f" {self.done / self.total:.0%}, eta {int(left) // 60}:{int(left) % 60:02d}"
+                bar = f'<progress value="{self.done}" max="{self.total}"></progress> '
+            text.append(self.last_line + counted)
+            shown.append(bar + escape(self.last_line + counted))
+        return {"text/plain": "\n".join(text), "text/html": "<br>".join(shown)}

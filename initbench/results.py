@@ -16,10 +16,8 @@ import pandas as pd
 import torch
 
 import initbench
-from initbench import checkpoint, schemes, stats, store
-from initbench.data import CLASS_NAMES
+from initbench import checkpoint, data, schemes, stats, store
 from initbench.jobs import Job, JobResult
-from initbench.model import N_INPUTS
 
 
 def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = None) -> pd.DataFrame:
@@ -141,14 +139,15 @@ def weights_names(jobs: Mapping[Job, str]) -> dict[Job, str]:
     its name: its scheme, or a transfer strategy), safe on any file system: characters
     other than letters, digits and ``._+-`` become ``_`` (``uniform_-0.1_0.1``,
     ``pretrained_frozen``), a file scheme is named by its file's SHA-256
-    (``pretrained-1a2b3c4d5e6f``); distinct names stay distinct."""
+    (``pretrained-1a2b3c4d5e6f``), a user's file or module scheme by its file's or module's
+    name and its function (``my_inits.scaled_normal_``); distinct names stay distinct."""
     names: dict[Job, str] = {}
     for job, label in jobs.items():
         scheme = schemes.get(job.scheme)
         if label == job.scheme and scheme.takes_file:
             stem = scheme.name.replace(":", "-")[:len("pretrained-") + 12]
         else:
-            stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", label)
+            stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", schemes.stem(label))
         name, n = f"{stem}-seed{job.seed}", 1
         while f"{name}.safetensors" in names.values():
             n += 1
@@ -158,9 +157,10 @@ def weights_names(jobs: Mapping[Job, str]) -> dict[Job, str]:
 
 
 def architecture(job: Job) -> dict[str, Any]:
-    s = job.settings
-    return {"inputs": N_INPUTS, "hidden": list(s.hidden), "outputs": len(s.classes), "activation": s.activation,
-            "classes": list(s.classes), "class_names": [CLASS_NAMES[c] for c in s.classes]}
+    dataset, classes, net = data.get(job.settings.data.dataset), job.settings.data.class_numbers, job.settings.network
+    return {"inputs": dataset.input_size, "hidden": list(net.hidden), "outputs": len(classes),
+            "activation": net.activation, "classes": list(classes),
+            "class_names": [dataset.class_names[c] for c in classes]}
 
 
 def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str], about_run: dict[str, Any],
@@ -178,7 +178,7 @@ def weights_writers(trained: Sequence[JobResult], jobs: Mapping[Job, str], about
             "architecture": architecture(job),
             "job": {"scheme": job.scheme, "name": jobs[job], "scheme_key": schemes.get(job.scheme).name,
                     "key": store.key(job), "seed": job.seed,
-                    "settings": store.plain_settings(job.settings)},
+                    "settings": job.settings.plain()},
             **about_run,
         }
         if result.weights is not None:

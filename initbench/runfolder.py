@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import checkpoint, paths, store
-from initbench.data import ALL_CLASSES, CLASS_NAMES, describe
+from initbench import checkpoint, data, paths, store
 from initbench.errors import InitbenchError, UsageError
+from initbench.jobs import DataSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -306,9 +306,9 @@ def _names(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(name, str) for name in value)
 
 
-def _classes(value: Any) -> bool:
+def _classes(value: Any) -> bool:  # the dataset's range is checked where the dataset is known (source_run)
     return (isinstance(value, list) and bool(value) and len(set(value)) == len(value)
-            and all(_integer(c, 0, len(CLASS_NAMES) - 1) for c in value))
+            and all(_integer(c, 0) for c in value))
 
 
 # What report and transfer read of run.json (section, key): a check, what it must be, whether it may be absent.
@@ -319,7 +319,7 @@ RUN_INFO: dict[tuple[str, str], tuple[Callable[[Any], bool], str, bool]] = {
     ("config", "plot_batches"): (_whole, "a whole number from 1", False),
     ("config", "dropout"): (_fraction, "a number from 0 up to 1", False),
     ("config", "lesson_eval"): (lambda v: isinstance(v, bool), "true or false", True),
-    ("config", "classes"): (_classes, "a list of class numbers 0-9", True),
+    ("config", "classes"): (_classes, "a list of distinct class numbers", True),
     ("data", "train"): (_whole, "a whole number from 1", False),
 }
 
@@ -452,9 +452,9 @@ def weights_files(given: list[Path]) -> list[tuple[Path, bool]]:
     return found
 
 
-def source_run(folder: Path, task_b: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+def source_run(folder: Path, task_b: DataSettings) -> tuple[str, tuple[int, ...]]:
     """The scheme and classes (task A) of a transfer --source run: a finished compare run of
-    one scheme, a network per seed, on classes that task B does not have."""
+    one scheme, a network per seed, on task B's dataset, on classes that task B does not have."""
     info = finished_run(folder).info
     with (folder / "runs.csv").open(newline="") as f:
         try:
@@ -464,9 +464,13 @@ def source_run(folder: Path, task_b: tuple[int, ...]) -> tuple[str, tuple[int, .
     if len(found) != 1:
         raise UsageError(f"The source run {folder} trained {len(found)} schemes ({', '.join(found)}); a source "
                          "run must have one, with a network per seed. Run compare with one scheme for task A.")
-    task_a = tuple(info["config"].get("classes", ALL_CLASSES))
-    if set(task_a) & set(task_b):
-        raise UsageError(f"The source run {folder} trained on classes {describe(task_a)}, which share classes "
-                         f"with task B ({describe(task_b)}): its networks have seen task B. Give a source run "
-                         "trained on other classes.")
+    dataset, trained_on = data.get(task_b.dataset), info["config"].get("dataset", DataSettings.dataset)
+    task_a = tuple(info["config"].get("classes", dataset.all_classes))
+    if trained_on != dataset.name or max(task_a) >= len(dataset.class_names):
+        raise UsageError(f"The source run {folder} trained on {trained_on!r}, task B is on {dataset.name!r}. Give a "
+                         f"source run trained on {dataset.name}.")
+    if set(task_a) & set(task_b.class_numbers):
+        raise UsageError(f"The source run {folder} trained on classes {dataset.describe(task_a)}, which share "
+                         f"classes with task B ({dataset.describe(task_b.class_numbers)}): its networks have seen "
+                         "task B. Give a source run trained on other classes.")
     return found[0], task_a

@@ -30,7 +30,6 @@ to the file it opened: a folder deleted or replaced under a sweep stops it.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -42,14 +41,14 @@ import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from initbench import data, schemes
 from initbench.errors import InitbenchError, UsageError
-from initbench.jobs import Job, Keep, TrainSettings
+from initbench.jobs import ADDED, Job, Keep, TrainSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,17 +110,19 @@ T = TypeVar("T")
 def identity(job: Job) -> dict[str, Any]:
     """What decides a job's numbers, canonically: scheme names as the registry keys them
     (aliases and parameter spellings agree; a file by its SHA-256), and momentum only
-    where the optimizer uses it, head_init only for a file scheme, lesson_eval only with dropout."""
+    where the optimizer uses it, head_init only for a file scheme, lesson_eval only with dropout,
+    a dataset and network only where they are not the defaults (``TrainSettings.plain``)."""
     scheme, s = schemes.get(job.scheme), job.settings
-    settings = plain_settings(s)
-    settings["lesson_eval"] = s.eval_dropout  # without dropout, scoring is the same either way
-    if s.optimizer != "sgd":
+    settings = s.plain()
+    settings["lesson_eval"] = s.network.eval_dropout  # without dropout, scoring is the same either way
+    if s.optim.optimizer != "sgd":
         del settings["momentum"]
     if scheme.takes_file:  # the output layer pretrained cannot load
-        settings["head_init"] = schemes.get(s.head_init).name
+        settings["head_init"] = schemes.get(s.network.head_init).name
     else:
         del settings["head_init"]
-    return {"scheme": scheme.name, "seed": job.seed, "settings": settings, "data_files_sha256": data.SHA256}
+    return {"scheme": scheme.name, "seed": job.seed, "settings": settings,
+            "data_files_sha256": dict(data.get(s.data.dataset).files_sha256)}
 
 
 def _encoded(ident: dict[str, Any]) -> str:
@@ -225,15 +226,18 @@ class Done:
     keys: set[str]
     edited: list[str]
     weights_lost: list[str]  # the row's weights file is missing, or not the file that was written
+    code_changed: dict[str, int] = field(default_factory=dict)  # a user's scheme as given -> its jobs new by it
 
     def notes(self) -> list[str]:
-        """Why rows of the store are trained again, in words (nothing when none is)."""
+        """Why rows of the store are trained again, or jobs are new, in words (nothing when none is)."""
         why = [(self.edited, "whose values do not match the digest recorded with them (edited by hand, or written "
                              "by another program)"),
                (self.weights_lost, "whose weights file is missing or is not the file that was written (deleted, "
                                    "truncated or changed)")]
         return [f"{_rows(len(keys))} of the store {text}: {_named(keys)}; they are trained again."
-                for keys, text in why if keys]
+                for keys, text in why if keys] + [
+            f"{_jobs(n)} {'is' if n == 1 else 'are'} new because the code of {name} changed (the store keeps the "
+            "rows of its earlier code)." for name, n in self.code_changed.items()]
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,26 @@ class Store:
             done.keys.add(row["key"])
         return done
 
+    def code_changed(self, missing: Sequence[Job]) -> dict[str, int]:
+        """Of ``missing`` jobs of users' schemes, how many per scheme (as given) the store
+        holds rows of under the same name, seed and settings but another canonical name: jobs
+        new because the scheme's code changed since."""
+        canonical = {spec: found.name for spec in {job.scheme for job in missing}
+                     if (found := schemes.get(spec)).origin}
+        if not canonical:
+            return {}
+        query = (f"SELECT name, seed, settings, scheme FROM jobs WHERE name IN ({', '.join('?' * len(canonical))})",
+                 list(canonical))
+        earlier: dict[tuple[str, int, str], set[str]] = {}
+        for name, seed, settings, scheme in self._sql(lambda: self.db.execute(*query).fetchall()):
+            earlier.setdefault((name, seed, settings), set()).add(scheme)
+        counts: dict[str, int] = {}
+        for job in missing:
+            there = earlier.get((job.scheme, job.seed, json.dumps(job.settings.plain())), set())
+            if job.scheme in canonical and there - {canonical[job.scheme]}:
+                counts[job.scheme] = counts.get(job.scheme, 0) + 1
+        return counts
+
     def check_trained_by(self, engine: str, device: str) -> None:
         """Refuse to add to a store whose jobs another engine or kind of device trained: their
         numbers round differently, and a cell's paired comparisons would mix them."""
@@ -330,7 +354,7 @@ class Store:
             size, digest = _file_record(self.path.parent / file) if file else (None, None)
             row = dict(zip(COLUMNS, (
                 _key(encoded), encoded, names[r.job],
-                ident["scheme"], r.job.seed, json.dumps(plain_settings(r.job.settings)), r.val_acc[-1], r.test_acc,
+                ident["scheme"], r.job.seed, json.dumps(r.job.settings.plain()), r.val_acc[-1], r.test_acc,
                 json.dumps(r.val_acc), _real(float(last[-1])), _real(float(last.mean())), r.diverged_at,
                 losses.shape[0], losses.shape[1], losses.numpy().astype("<f4").tobytes(),
                 None if r.layer_stats is None else json.dumps(r.layer_stats),
@@ -361,7 +385,8 @@ class Store:
         frame = pd.DataFrame([[row[c] for c in columns] for row in rows], columns=columns)
         if keys is not None:
             frame = frame.set_index("key").loc[list(keys)].reset_index()
-        settings = pd.DataFrame([json.loads(s) for s in frame["settings"]], index=frame.index)
+        # A setting added since a row was written is at its default there (ADDED).
+        settings = pd.DataFrame([ADDED | json.loads(s) for s in frame["settings"]], index=frame.index)
         frame = pd.concat([frame.drop(columns=["settings", "epochs"]), settings], axis=1)  # epochs: a setting
         for column in ("last_batch_loss", "last_epoch_loss"):
             frame[column] = frame[column].astype(float)
@@ -380,8 +405,7 @@ class Store:
         found = {}
         for row in self._unaltered(keys):
             losses = torch.frombuffer(bytearray(row["losses"]), dtype=torch.float32).view(row["epochs"], row["batches"])
-            job = Job(row["scheme"], row["seed"], TrainSettings(**{k: tuple(v) if isinstance(v, list) else v
-                                                                 for k, v in json.loads(row["settings"]).items()}))
+            job = Job(row["scheme"], row["seed"], TrainSettings.from_plain(json.loads(row["settings"])))
             stats = row["layer_stats"]
             found[row["key"]] = JobResult(job, losses, json.loads(row["val_acc_per_epoch"]), row["test_acc"],
                                           row["diverged_at"], None, None, None if stats is None else json.loads(stats))
@@ -438,11 +462,6 @@ class Store:
                 f"their rows; or delete them, e.g. sqlite3 {self.path} \"DELETE FROM jobs WHERE key LIKE "
                 f"'{first[:16]}%'\".")
         return checked.rows
-
-
-def plain_settings(s: TrainSettings) -> dict[str, Any]:
-    """The settings as JSON-ready values (tuples as lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(s).items()}
 
 
 def _real(value: float) -> float | None:

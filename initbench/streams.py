@@ -4,7 +4,8 @@ Each model draws from its own generators, never from torch's global one:
 initial weights and dropout masks from streams keyed by (seed, scheme), the
 batch order from a stream keyed by the seed alone, so that within a seed every
 scheme sees the same batches in the same order, and a model's numbers do not
-depend on which other models are trained beside it.
+depend on which other models are trained beside it. A user's scheme that draws from
+torch's global generator finds it seeded from the model's init stream (``schemes.user``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import hashlib
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from initbench import schemes
+from initbench import models, schemes
 from initbench.jobs import Job
-from initbench.model import MLP, DropoutMasks
+from initbench.models.dropout import DropoutMasks
 
 
 def stream_seed(seed: int, purpose: str, scheme: str = "") -> int:
@@ -33,7 +34,7 @@ def generator(seed: int, purpose: str, scheme: str = "", device: torch.device | 
 INIT_BATCH = 500  # training images a data-dependent scheme (LSUV) is fitted on
 
 
-def initialize(job: Job, x_train: Tensor) -> tuple[MLP, list[str]]:
+def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
     """The job's model as initialized, and where each layer's weights came from: its scheme
     under its canonical name (so an alias gives the same numbers), from its own generator;
     LSUV fitted on INIT_BATCH training images drawn from the seed. Drawn on the CPU, so
@@ -43,13 +44,13 @@ def initialize(job: Job, x_train: Tensor) -> tuple[MLP, list[str]]:
     if scheme.data_dependent:
         rows = torch.randperm(len(x_train), generator=generator(job.seed, "init-batch"))[:INIT_BATCH]
         batch = x_train[rows.to(x_train.device)].cpu()
-    model = MLP(s.hidden, s.activation, len(s.classes))
-    context = schemes.InitContext(generator(job.seed, "init", scheme.name), s.activation, s.bias, batch, s.classes,
-                                  s.head_init)
+    model, net = models.build(s), s.network
+    context = schemes.InitContext(generator(job.seed, "init", scheme.name), net.activation, net.bias, batch, s.data,
+                                  net.head_init)
     return model, scheme.initialize(model, context)
 
 
-def initial_model(job: Job, x_train: Tensor) -> MLP:
+def initial_model(job: Job, x_train: Tensor) -> nn.Module:
     return initialize(job, x_train)[0]
 
 
@@ -61,7 +62,7 @@ def dropout_generator(job: Job, device: torch.device, purpose: str = "dropout") 
 
 def evaluation_masks(jobs: Sequence[Job], device: torch.device) -> DropoutMasks | None:
     """Under --lesson-eval (and dropout), each model's evaluation masks from its own stream."""
-    s = jobs[0].settings
+    s = jobs[0].settings.network
     if not s.eval_dropout:
         return None
     return DropoutMasks.for_evaluation(s.dropout, s.hidden, [dropout_generator(job, device, "eval-dropout")

@@ -21,14 +21,15 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_are_the_lessons() -> None:
     c = config.resolve()
     assert c.schemes == ("zeros", "ones", "uniform", "rule", "normal", "default")
-    assert c.train == TrainSettings(hidden=(256, 128), dropout=0.2, lr=0.001, batch_size=100, epochs=2)
+    assert c.train == TrainSettings.of(hidden=(256, 128), dropout=0.2, lr=0.001, batch_size=100, epochs=2)
     assert c.seeds == (0,) and len(c.jobs()) == 6
 
 
 def test_options_override_the_file_which_overrides_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, 'schemes = ["rule", "zeros"]\nepochs = 5\nlr = 0.01\nseeds = [3, 9]\n')
     c = config.resolve(path, {"epochs": 1, "seeds": 2})
-    assert c.train.epochs == 1 and c.train.lr == 0.01 and c.seeds == (0, 1) and c.schemes == ("rule", "zeros")
+    assert c.train.optim.epochs == 1 and c.train.optim.lr == 0.01
+    assert c.seeds == (0, 1) and c.schemes == ("rule", "zeros")
     assert [(j.scheme, j.seed) for j in c.jobs()] == [("rule", 0), ("zeros", 0), ("rule", 1), ("zeros", 1)]
 
 
@@ -36,7 +37,7 @@ def test_options_override_the_file_which_overrides_defaults(tmp_path: Path) -> N
     ("256,128", (256, 128)), ("256x10", (256,) * 10), ("512, 64x2", (512, 64, 64)), ([32], (32,)),
 ])
 def test_hidden_sizes(text, expected) -> None:
-    assert config.resolve(options={"hidden": text}).train.hidden == expected
+    assert config.resolve(options={"hidden": text}).train.network.hidden == expected
 
 
 def test_seed_list_from_the_command_line() -> None:
@@ -89,22 +90,35 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
 def test_a_byte_order_mark_is_allowed(tmp_path: Path) -> None:
     path = tmp_path / "bom.toml"
     path.write_bytes("\ufeffepochs = 3\n".encode("utf-8"))
-    assert config.resolve(path).train.epochs == 3
+    assert config.resolve(path).train.optim.epochs == 3
 
 
 def test_seeds_must_fit_a_generator() -> None:
     with pytest.raises(InitbenchError, match=r"--split-seed: must be at most 9223372036854775807"):
         config.resolve(None, {"split_seed": 2**70})
-    assert config.resolve(None, {"split_seed": 2**63 - 1}).train.split_seed == 2**63 - 1
+    assert config.resolve(None, {"split_seed": 2**63 - 1}).train.data.split_seed == 2**63 - 1
 
 
 @pytest.mark.parametrize("name", ["lesson.toml", "smoke.toml", "deep-relu.toml", "deep-tanh.toml"])
 def test_shipped_configs_resolve(name: str) -> None:
     c = config.resolve(ROOT / "configs" / name)
     assert "rule" in c.schemes
-    assert c.train.hidden == ((256,) * 10 if name.startswith("deep") else (256, 128))
+    assert c.train.network.hidden == ((256,) * 10 if name.startswith("deep") else (256, 128))
 
 
 def test_to_dict_round_trips_through_resolve() -> None:
     c = config.resolve(options={"hidden": "64x2", "seeds": 2, "out": "x"})
     assert config.resolve(options=c.to_dict()) == c
+
+
+def test_the_dataset_decides_classes_and_training_images() -> None:
+    """What a value may be against the dataset is checked with the run's dataset; every class
+    in order is the default (no classes chosen: the same data and keys)."""
+    with pytest.raises(InitbenchError, match=r"--train-samples 48,001 is more than the 48,000 images"):
+        config.resolve(options={"train_samples": 48_001})
+    with pytest.raises(InitbenchError, match=r"Invalid --dataset: must be one of fashion-mnist"):
+        config.resolve(options={"dataset": "mnist"})
+    with pytest.raises(InitbenchError, match=r"Invalid --network: must be one of mlp"):
+        config.resolve(options={"network": "cnn"})
+    assert config.resolve(options={"classes": "0,1,2,3,4,5,6,7,8,9"}).train == TrainSettings()
+    assert config.resolve(options={"classes": "sandal,shirt"}).train.data.classes == (5, 6)

@@ -7,14 +7,16 @@ import pytest
 import torch
 
 from initbench import data
+from initbench.data import fashion_mnist
 from initbench.errors import InitbenchError
+from initbench.jobs import DataSettings
 
 
 def test_system_copy_is_decompressed_and_verified(data_dir: Path) -> None:
-    raw = data.raw_dir(data_dir)
-    assert sorted(p.name for p in raw.iterdir()) == sorted(data.SHA256)
+    raw = fashion_mnist.raw_dir(data_dir)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(fashion_mnist.SHA256)
     assert (raw / "train-images-idx3-ubyte").stat().st_size == 47_040_016
-    data.verify(raw)
+    fashion_mnist.verify(raw)
 
 
 def test_idx_reader_matches_torchvision(data_dir: Path) -> None:
@@ -22,13 +24,13 @@ def test_idx_reader_matches_torchvision(data_dir: Path) -> None:
 
     for train, prefix in ((True, "train"), (False, "t10k")):
         reference = datasets.FashionMNIST(str(data_dir), train=train, download=False)
-        raw = data.raw_dir(data_dir)
-        assert torch.equal(data.read_idx(raw / f"{prefix}-images-idx3-ubyte"), reference.data)
-        assert torch.equal(data.read_idx(raw / f"{prefix}-labels-idx1-ubyte").long(), reference.targets)
+        raw = fashion_mnist.raw_dir(data_dir)
+        assert torch.equal(fashion_mnist.read_idx(raw / f"{prefix}-images-idx3-ubyte"), reference.data)
+        assert torch.equal(fashion_mnist.read_idx(raw / f"{prefix}-labels-idx1-ubyte").long(), reference.targets)
 
 
 def test_split_sizes_ranges_and_classes(data_dir: Path) -> None:
-    s = data.load(data_dir, split_seed=0)
+    s = data.load(data_dir, DataSettings(split_seed=0))
     assert s.sizes() == {"train": 48_000, "val": 12_000, "test": 10_000}
     assert s.x_train.shape == (48_000, 784) and s.x_train.dtype == torch.float32
     assert 0.0 <= s.x_train.min() and s.x_train.max() <= 1.0
@@ -39,9 +41,9 @@ def test_split_sizes_ranges_and_classes(data_dir: Path) -> None:
 
 
 def test_split_is_seeded_and_subset_is_a_prefix_of_the_training_split(data_dir: Path, small) -> None:
-    full = data.load(data_dir, split_seed=0)
+    full = data.load(data_dir, DataSettings(split_seed=0))
     assert torch.equal(small.x_train, full.x_train[:2000]) and torch.equal(small.x_val, full.x_val)
-    other = data.load(data_dir, split_seed=1, train_samples=2000)
+    other = data.load(data_dir, DataSettings(split_seed=1, train_samples=2000))
     assert not torch.equal(other.x_val, full.x_val)
     # Validation and training images never overlap (the split is a permutation of 60,000).
     train_keys = set(map(bytes, (full.x_train * 255).to(torch.uint8).numpy()))
@@ -51,35 +53,35 @@ def test_split_is_seeded_and_subset_is_a_prefix_of_the_training_split(data_dir: 
 
 def test_too_many_train_samples_is_an_error(data_dir: Path) -> None:
     with pytest.raises(InitbenchError, match="only 48,000"):
-        data.load(data_dir, train_samples=50_000)
+        data.load(data_dir, DataSettings(train_samples=50_000))
 
 
 def test_corrupted_file_is_named(data_dir: Path, tmp_path: Path) -> None:
-    raw = data.raw_dir(tmp_path)
-    shutil.copytree(data.raw_dir(data_dir), raw)
+    raw = fashion_mnist.raw_dir(tmp_path)
+    shutil.copytree(fashion_mnist.raw_dir(data_dir), raw)
     victim = raw / "train-labels-idx1-ubyte"
     victim.write_bytes(victim.read_bytes()[:-100])  # truncated
     with pytest.raises(InitbenchError) as err:
-        data.load(tmp_path)
+        data.load(tmp_path, DataSettings())
     assert str(victim) in str(err.value) and "corrupted or truncated" in str(err.value)
 
 
 def test_corrupted_system_copy_is_named(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
     system = tmp_path / "system"
     system.mkdir()
-    for name in data.SHA256:
-        shutil.copy(data.DEFAULT_SYSTEM_DIR / f"{name}.gz", system)
+    for name in fashion_mnist.SHA256:
+        shutil.copy(fashion_mnist.DEFAULT_SYSTEM_DIR / f"{name}.gz", system)
     broken = system / "t10k-images-idx3-ubyte.gz"
     broken.write_bytes(broken.read_bytes()[:5000])
-    monkeypatch.setenv(data.SYSTEM_DIR_ENV, str(system))
+    monkeypatch.setenv(fashion_mnist.SYSTEM_DIR_ENV, str(system))
     with pytest.raises(InitbenchError, match="t10k-images-idx3-ubyte.gz"):
-        data.ensure(tmp_path / "data")
-    assert not (data.raw_dir(tmp_path / "data") / "t10k-images-idx3-ubyte").exists()
+        fashion_mnist.ensure(tmp_path / "data")
+    assert not (fashion_mnist.raw_dir(tmp_path / "data") / "t10k-images-idx3-ubyte").exists()
 
 
 def test_no_data_and_no_network_says_how_to_get_it(offline: Path) -> None:
     with pytest.raises(InitbenchError) as err:
-        data.ensure(offline)
+        fashion_mnist.ensure(offline)
     message = str(err.value)
     assert "downloading it failed" in message
-    assert "apt-get install -y dataset-fashion-mnist" in message and data.SYSTEM_DIR_ENV in message
+    assert "apt-get install -y dataset-fashion-mnist" in message and fashion_mnist.SYSTEM_DIR_ENV in message

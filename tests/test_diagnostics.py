@@ -8,7 +8,7 @@ from initbench.streams import initial_model
 
 
 def stats(small, scheme: str, **settings):
-    model = initial_model(Job(scheme, 0, TrainSettings(**settings)), small.x_train)
+    model = initial_model(Job(scheme, 0, TrainSettings.of(**settings)), small.x_train)
     x, y = diagnostics.stats_batch(small.x_val, small.y_val)
     return diagnostics.layer_stats(model, x, y)
 

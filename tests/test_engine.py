@@ -1,7 +1,6 @@
 """Both engines: reproducible, each model independent of the others, divergence recorded,
 and the batched engine equal to the sequential reference."""
 
-import dataclasses
 import math
 import os
 import re
@@ -14,7 +13,7 @@ import torch
 
 from initbench import engines
 from initbench.engines import batched, sequential
-from initbench.jobs import Job, Keep, TrainSettings
+from initbench.jobs import DataSettings, Job, Keep, TrainSettings
 from initbench.streams import initial_model, stream_seed
 
 CPU = torch.device("cpu")
@@ -23,7 +22,7 @@ CPU = torch.device("cpu")
 DEVICES = [pytest.param(CPU, id="cpu"),
            pytest.param(torch.device("cuda"), id="cuda",
                         marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"))]
-ONE_EPOCH = TrainSettings(epochs=1)
+ONE_EPOCH = TrainSettings.of(epochs=1)
 LESSON = ["zeros", "ones", "uniform", "centered", "rule", "normal", "default"]
 
 
@@ -67,7 +66,7 @@ def test_engines_agree_over_the_first_batches(small, device: torch.device) -> No
     batches. `ones` and `uniform` are left out: their logits are in the millions, where a
     float32 step is about 1, so their losses are themselves rounding noise (see README)."""
     data = small.to(device)
-    settings = TrainSettings(epochs=1, dropout=0.0)
+    settings = TrainSettings.of(epochs=1, dropout=0.0)
     jobs = [Job(scheme, 0, settings) for scheme in ("zeros", "centered", "rule", "normal", "default")]
     for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
         torch.testing.assert_close(b.losses[0, :10], s.losses[0, :10], rtol=1e-5, atol=0)
@@ -78,7 +77,7 @@ def test_engines_agree_statistically(data_dir) -> None:
     differs between the engines by less than the seed-to-seed spread."""
     from initbench import data
 
-    splits = data.load(data_dir, train_samples=6000)
+    splits = data.load(data_dir, DataSettings(train_samples=6000))
     jobs = [Job(scheme, seed, ONE_EPOCH) for seed in range(3) for scheme in LESSON]
     acc = {name: torch.tensor([r.val_acc[-1] for r in engines.train(jobs, splits, CPU, name)]).view(3, -1)
            for name in engines.ENGINES}
@@ -94,7 +93,7 @@ def test_divergence_is_recorded_and_does_not_poison_the_others(small, name: str)
     path `ones` does too); whichever they are, each diverged model is recorded at the batch
     whose loss was not finite, with NaN after it, and every model of the group, diverged or
     not, has exactly the numbers it has when trained alone."""
-    settings = TrainSettings(epochs=2, lr=1e20)
+    settings = TrainSettings.of(epochs=2, lr=1e20)
     jobs = [Job(scheme, 0, settings) for scheme in ("ones", "rule", "zeros", "uniform")]
     results = engines.train(jobs, small, CPU, name)
     assert any(r.diverged_at is not None for r in results)
@@ -115,7 +114,7 @@ def test_divergence_is_recorded_and_does_not_poison_the_others(small, name: str)
 
 def test_frozen_model_stays_frozen(small) -> None:
     """A diverged model's parameters do not move after the batch that diverged."""
-    jobs = [Job("rule", 0, TrainSettings(epochs=1, lr=1e20)), Job("zeros", 0, TrainSettings(epochs=1, lr=1e20))]
+    jobs = [Job("rule", 0, TrainSettings.of(epochs=1, lr=1e20)), Job("zeros", 0, TrainSettings.of(epochs=1, lr=1e20))]
     population = batched.Population(jobs, [initial_model(job, small.x_train) for job in jobs], CPU)
     alive = torch.ones(2, dtype=torch.bool)
     idx = torch.arange(100).view(1, 100)  # both models are of seed 0
@@ -137,7 +136,7 @@ def test_memory_estimate_bounds_the_group() -> None:
     lesson = TrainSettings()
     per_model = batched.bytes_per_model(lesson)
     assert 4 * 4 * 235_146 < per_model < 64 << 20  # parameters x 4 (weights, grads, 2 moments) .. 64 MiB
-    assert batched.bytes_per_model(dataclasses.replace(lesson, hidden=(1024,) * 4)) > 4 * per_model
+    assert batched.bytes_per_model(lesson.replace(hidden=(1024,) * 4)) > 4 * per_model
     assert batched.default_max_models(lesson, CPU) >= 1
 
 
@@ -151,7 +150,7 @@ def test_stream_seeds_are_stable_and_distinct() -> None:
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "selu"])
 def test_engines_agree_for_every_activation(small, activation: str, device: torch.device) -> None:
     """The batched engine's hand-written gradients of each activation match autograd's."""
-    settings = TrainSettings(epochs=1, dropout=0.0, activation=activation, hidden=(64, 64, 64))
+    settings = TrainSettings.of(epochs=1, dropout=0.0, activation=activation, hidden=(64, 64, 64))
     jobs = [Job(scheme, 0, settings) for scheme in ("kaiming_normal", "xavier_normal", "lsuv")]
     data = small.to(device)
     for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
@@ -174,7 +173,7 @@ def test_batched_exact_alone_for_every_activation_and_shape(tiny, activation: st
     """With dropout, three schemes x two seeds trained together give each model the losses
     and accuracies it gets alone, bit for bit (the CPU path calls every operation per model
     on aligned memory; see batched.Population)."""
-    settings = TrainSettings(epochs=1, activation=activation, hidden=hidden)
+    settings = TrainSettings.of(epochs=1, activation=activation, hidden=hidden)
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("xavier_normal", "default", "lsuv")]
     for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
         assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
@@ -204,7 +203,7 @@ def test_code_path_is_the_one_asked_for() -> None:
 def test_stacked_form_agrees_with_the_per_model_form(small, monkeypatch, activation: str) -> None:
     """The form a GPU runs (one call per operation for all models), run here on the CPU:
     the losses agree with the exact per-model form to rounding, the accuracies to a few images."""
-    settings = TrainSettings(epochs=1, activation=activation, lesson_eval=True)
+    settings = TrainSettings.of(epochs=1, activation=activation, lesson_eval=True)
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "xavier_normal")]
     exact = engines.train(jobs, small, CPU, "batched")
     monkeypatch.setattr(batched, "PER_MODEL_DEVICES", ())
@@ -217,7 +216,7 @@ def test_stacked_form_agrees_with_the_per_model_form(small, monkeypatch, activat
 def test_lesson_eval_masks_are_each_models_own(small) -> None:
     """Scored with dropout on, a model's accuracies are the same alone as in a group, and
     again the same on a second run; the engines agree to within a few images."""
-    settings = TrainSettings(epochs=1, lesson_eval=True)
+    settings = TrainSettings.of(epochs=1, lesson_eval=True)
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "normal", "default")]
     together = engines.train(jobs, small, CPU, "batched")
     for job, result in zip(jobs, together):
@@ -229,7 +228,7 @@ def test_lesson_eval_masks_are_each_models_own(small) -> None:
 
 @pytest.mark.parametrize("name", engines.ENGINES)
 def test_layer_stats_are_returned_for_every_model_at_init_and_after_each_epoch(small, name: str) -> None:
-    jobs = [Job("rule", 0, TrainSettings(epochs=2)), Job("zeros", 1, TrainSettings(epochs=2))]
+    jobs = [Job("rule", 0, TrainSettings.of(epochs=2)), Job("zeros", 1, TrainSettings.of(epochs=2))]
     rule, zeros = engines.train(jobs, small, CPU, name, keep=Keep(layer_stats=True))
     for r in (rule, zeros):
         assert [(row["epoch"], row["layer"]) for row in r.layer_stats] == [(e, i) for e in range(3) for i in (1, 2, 3)]
@@ -240,13 +239,14 @@ def test_layer_stats_are_returned_for_every_model_at_init_and_after_each_epoch(s
 
 def test_every_activation_has_a_function_a_gain_and_batched_ops() -> None:
     """An activation named in jobs.ACTIVATIONS (what --activation accepts) exists everywhere it must."""
-    from initbench import jobs, model, schemes
+    from initbench import jobs, schemes
+    from initbench.models import mlp
 
-    assert set(jobs.ACTIVATIONS) == set(model.ACTIVATION_FNS) == set(schemes.GAIN) == set(batched.ACTIVATION_OPS)
+    assert set(jobs.ACTIVATIONS) == set(mlp.ACTIVATION_FNS) == set(schemes.GAIN) == set(batched.ACTIVATION_OPS)
 
 
-FROZEN = TrainSettings(epochs=2, freeze=2)  # the two hidden layers stay as initialized
-UNFROZEN = TrainSettings(epochs=2, freeze=2, unfreeze_after=1)  # ...for the first epoch only
+FROZEN = TrainSettings.of(epochs=2, freeze=2)  # the two hidden layers stay as initialized
+UNFROZEN = TrainSettings.of(epochs=2, freeze=2, unfreeze_after=1)  # ...for the first epoch only
 
 
 def changed_layers(result) -> list[bool]:
@@ -279,7 +279,7 @@ def test_unfrozen_layers_train_from_the_epoch_after(tiny, name: str) -> None:
 
 
 @pytest.mark.exactness
-@pytest.mark.parametrize("settings", [FROZEN, UNFROZEN, TrainSettings(epochs=2, freeze=1, unfreeze_after=1,
+@pytest.mark.parametrize("settings", [FROZEN, UNFROZEN, TrainSettings.of(epochs=2, freeze=1, unfreeze_after=1,
                                                                       unfreeze_lr=3e-3, dropout=0.0)], ids=str)
 def test_batched_model_gets_what_it_gets_alone_with_frozen_layers(tiny, settings: TrainSettings) -> None:
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "lsuv")]
@@ -287,8 +287,8 @@ def test_batched_model_gets_what_it_gets_alone_with_frozen_layers(tiny, settings
         assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
 
 
-@pytest.mark.parametrize("settings", [dataclasses.replace(FROZEN, dropout=0.0),
-                                      dataclasses.replace(UNFROZEN, dropout=0.0)], ids=["frozen", "unfrozen"])
+@pytest.mark.parametrize("settings", [FROZEN.replace(dropout=0.0),
+                                      UNFROZEN.replace(dropout=0.0)], ids=["frozen", "unfrozen"])
 @pytest.mark.parametrize("device", DEVICES)
 def test_engines_agree_with_frozen_and_unfrozen_layers(tiny, settings: TrainSettings, device: torch.device) -> None:
     """Both epochs (7 batches each: frozen, then unfrozen with fresh Adam moments at a tenth
@@ -299,21 +299,21 @@ def test_engines_agree_with_frozen_and_unfrozen_layers(tiny, settings: TrainSett
         torch.testing.assert_close(b.losses, s.losses, rtol=1e-4, atol=0)
 
 
-SGD = TrainSettings(epochs=1, optimizer="sgd", lr=0.05, momentum=0.9)
+SGD = TrainSettings.of(epochs=1, optimizer="sgd", lr=0.05, momentum=0.9)
 
 
 @pytest.mark.exactness
-@pytest.mark.parametrize("settings", [SGD, dataclasses.replace(SGD, momentum=0.0, activation="tanh"),
-                                      dataclasses.replace(SGD, epochs=2, freeze=1, unfreeze_after=1)], ids=str)
+@pytest.mark.parametrize("settings", [SGD, SGD.replace(momentum=0.0, activation="tanh"),
+                                      SGD.replace(epochs=2, freeze=1, unfreeze_after=1)], ids=str)
 def test_batched_model_gets_what_it_gets_alone_with_sgd(tiny, settings: TrainSettings) -> None:
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "lsuv")]
     for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
         assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
 
 
-@pytest.mark.parametrize("settings", [dataclasses.replace(SGD, dropout=0.0),
-                                      dataclasses.replace(SGD, dropout=0.0, momentum=0.0, activation="gelu"),
-                                      dataclasses.replace(SGD, dropout=0.0, epochs=2, freeze=2, unfreeze_after=1)],
+@pytest.mark.parametrize("settings", [SGD.replace(dropout=0.0),
+                                      SGD.replace(dropout=0.0, momentum=0.0, activation="gelu"),
+                                      SGD.replace(dropout=0.0, epochs=2, freeze=2, unfreeze_after=1)],
                          ids=["momentum", "plain", "unfrozen"])
 @pytest.mark.parametrize("device", DEVICES)
 def test_engines_agree_with_sgd(tiny, settings: TrainSettings, device: torch.device) -> None:
@@ -327,6 +327,6 @@ def test_engines_agree_with_sgd(tiny, settings: TrainSettings, device: torch.dev
 
 def test_sgd_trains_and_differs_from_adam(small) -> None:
     """SGD with momentum learns (well above chance after one epoch) and is not Adam."""
-    adam, sgd = engines.train([Job("kaiming_normal", 0, dataclasses.replace(SGD, optimizer=o)) for o in
+    adam, sgd = engines.train([Job("kaiming_normal", 0, SGD.replace(optimizer=o)) for o in
                                ("adam", "sgd")], small, CPU, "batched")
     assert sgd.val_acc[-1] > 0.5 and not torch.equal(adam.losses, sgd.losses)

@@ -24,7 +24,7 @@ from initbench.cli import app
 from initbench.engines import batched
 from initbench.errors import UsageError
 from initbench.jobs import TrainSettings
-from initbench.model import MLP
+from initbench.models.mlp import MLP
 
 # Runs a command as its child, under an address-space limit and a timeout (a hang is exit
 # 124), and reports on stderr the child's peak resident memory and seconds.
@@ -139,7 +139,7 @@ def test_a_record_that_does_not_describe_its_tensors_is_refused(tmp_path: Path) 
     tensors': exit 1 (the file was changed), before a model of its sizes is built."""
     state = {"layers.0.weight": torch.ones(16, 784), "layers.0.bias": torch.zeros(16),
              "layers.1.weight": torch.ones(10, 16), "layers.1.bias": torch.zeros(10)}
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(TrainSettings(hidden=(16,))).items()}
+    settings = TrainSettings.of(hidden=(16,)).plain()
     good = {"format": checkpoint.FORMAT, "weights": "final", "file": "w.safetensors",
             "architecture": {"classes": list(range(10))},
             "job": {"scheme": "rule", "seed": 0, "settings": settings},
@@ -306,7 +306,7 @@ def test_inspect_refuses_a_model_too_large_like_compare(data_dir: Path, tmp_path
 def test_the_loss_record_is_in_the_memory_estimate() -> None:
     """A model's losses, one per batch of every epoch (and their copy in its result), are
     part of what it needs: --epochs 10^9 was an attempt to allocate 40 GB."""
-    one, many = TrainSettings(epochs=1), TrainSettings(epochs=10_000)
+    one, many = TrainSettings.of(epochs=1), TrainSettings.of(epochs=10_000)
     assert batched.bytes_per_model(many) - batched.bytes_per_model(one) >= 9_999 * 480 * 4 * 2
 
 
@@ -317,7 +317,7 @@ import resource, sys, torch
 from initbench import engines
 from initbench.engines import batched
 from initbench.jobs import TrainSettings
-settings = TrainSettings(hidden=(4096, 4096), dropout=0.0)
+settings = TrainSettings.of(hidden=(4096, 4096), dropout=0.0)
 budget = int(1.25 * batched.bytes_per_model(settings))
 batched.free_memory = lambda device: 2 * budget
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -362,7 +362,7 @@ def test_scheme_parameters_torch_cannot_draw_from_are_refused(spec: str) -> None
 @pytest.mark.parametrize("spec", ["uniform:-1.7e38,1.7e38", "uniform:-3.4e38", "xavier_uniform:9.8e37",
                                   "constant:-3.4e38"])
 def test_the_widest_ranges_allowed_draw_finite_weights(spec: str) -> None:
-    model = MLP((1, 1, 300), n_classes=2)  # a 1 -> 1 layer: xavier's widest range
+    model = MLP(784, (1, 1, 300), "relu", 2)  # a 1 -> 1 layer: xavier's widest range
     generator = torch.Generator().manual_seed(0)
     scheme = schemes.get(spec)
     for layer in model.layers:

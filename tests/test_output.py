@@ -135,8 +135,8 @@ def test_inspect_json_lists_only_the_settings_that_apply(data_dir: Path, tmp_pat
     result = runner.invoke(app, ["inspect", "rule", "--data-dir", str(data_dir), "--out", str(out), "-f", "csv"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "inspect.json").read_text())["config"]
-    assert set(config) == {"schemes", "seeds", "hidden", "activation", "bias", "classes", "head_init", "split_seed",
-                           "data_dir", "out"}
+    assert set(config) == {"schemes", "seeds", "dataset", "network", "hidden", "activation", "bias", "classes",
+                           "head_init", "split_seed", "data_dir", "out"}
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["layer"] for r in rows] == ["1", "2", "3"] and rows[0]["scheme"] == "rule"
 

@@ -196,7 +196,7 @@ def test_lsuv_gives_unit_variance_outputs_on_real_data(small) -> None:
     from initbench.streams import initial_model
 
     for activation in ("relu", "tanh"):
-        model = initial_model(Job("lsuv", 0, TrainSettings(hidden=(128,) * 5, activation=activation)),
+        model = initial_model(Job("lsuv", 0, TrainSettings.of(hidden=(128,) * 5, activation=activation)),
                               small.x_train)
         x = small.x_val[:500]
         for i, layer in enumerate(model.layers):

@@ -1,7 +1,6 @@
 """Sweeps: grids from a config file, job keys, the store (resume after kill -9, extension,
 one writer), and the report's paired statistics, on real data and a real SQLite file."""
 
-import dataclasses
 import json
 import os
 import signal
@@ -60,23 +59,23 @@ def test_job_key_is_a_sha256_of_everything_that_decides_the_numbers(tmp_path: Pa
     assert store.key(Job("random_uniform", 0, TrainSettings())) == store.key(
         Job("uniform:-0.05,0.05", 0, TrainSettings()))
     changed = [Job("kaiming_normal", 1, TrainSettings()), Job("xavier_normal", 0, TrainSettings())]
-    changed += [Job("kaiming_normal", 0, TrainSettings(**{k: v})) for k, v in [
+    changed += [Job("kaiming_normal", 0, TrainSettings.of(**{k: v})) for k, v in [
         ("lr", 0.01), ("hidden", (256,)), ("split_seed", 1), ("train_samples", 6000), ("classes", (5, 6)),
         ("optimizer", "sgd"), ("freeze", 1), ("dropout", 0.0), ("epochs", 3), ("lesson_eval", True)]]
     assert len({store.key(job) for job in changed} | {key}) == len(changed) + 1
     # Adam does not use momentum: the same job; SGD does: another.
-    assert store.key(Job("kaiming_normal", 0, TrainSettings(momentum=0.5))) == key
-    sgd = TrainSettings(optimizer="sgd")
-    assert store.key(Job("rule", 0, sgd)) != store.key(Job("rule", 0, dataclasses.replace(sgd, momentum=0.5)))
+    assert store.key(Job("kaiming_normal", 0, TrainSettings.of(momentum=0.5))) == key
+    sgd = TrainSettings.of(optimizer="sgd")
+    assert store.key(Job("rule", 0, sgd)) != store.key(Job("rule", 0, sgd.replace(momentum=0.5)))
 
 
 def test_job_key_is_the_same_in_another_process() -> None:
     """Never Python's hash(), which is salted per process."""
     code = ("from initbench import store; from initbench.jobs import Job, TrainSettings; "
-            "print(store.key(Job('uniform:-0.1,0.1', 3, TrainSettings(hidden=(64, 64), classes=(5, 6)))))")
+            "print(store.key(Job('uniform:-0.1,0.1', 3, TrainSettings.of(hidden=(64, 64), classes=(5, 6)))))")
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env=os.environ | {"PYTHONHASHSEED": str(n)}).stdout.strip() for n in (1, 2)}
-    assert keys == {store.key(Job("uniform:-0.1,0.1", 3, TrainSettings(hidden=(64, 64), classes=(5, 6))))}
+    assert keys == {store.key(Job("uniform:-0.1,0.1", 3, TrainSettings.of(hidden=(64, 64), classes=(5, 6))))}
 
 
 def test_pretrained_jobs_are_keyed_by_the_files_content(tmp_path: Path) -> None:
@@ -87,12 +86,12 @@ def test_pretrained_jobs_are_keyed_by_the_files_content(tmp_path: Path) -> None:
     tensors = {"layers.0.weight": torch.zeros(4, 784), "layers.0.bias": torch.zeros(4),
                "layers.1.weight": torch.zeros(10, 4), "layers.1.bias": torch.zeros(10)}
     save_file(tensors, path)
-    first = store.key(Job(f"pretrained:{path}", 0, TrainSettings(hidden=(4,))))
+    first = store.key(Job(f"pretrained:{path}", 0, TrainSettings.of(hidden=(4,))))
     moved = tmp_path / "moved.safetensors"
     path.rename(moved)
-    assert store.key(Job(f"pretrained:{moved}", 0, TrainSettings(hidden=(4,)))) == first  # same bytes
+    assert store.key(Job(f"pretrained:{moved}", 0, TrainSettings.of(hidden=(4,)))) == first  # same bytes
     save_file(tensors | {"layers.1.bias": torch.ones(10)}, moved)
-    assert store.key(Job(f"pretrained:{moved}", 0, TrainSettings(hidden=(4,)))) != first
+    assert store.key(Job(f"pretrained:{moved}", 0, TrainSettings.of(hidden=(4,)))) != first
 
 
 # --- grids
@@ -104,7 +103,7 @@ def test_grid_is_the_product_of_its_lists(tmp_path: Path) -> None:
     assert [k for k, _ in resolved.grid] == ["activation", "hidden", "lr"]
     cells = resolved.cells()
     assert len(cells) == 12 and len(set(cells)) == 12
-    assert {c.hidden for c in cells} == {(32,), (32, 32, 32), (16, 8)}
+    assert {c.network.hidden for c in cells} == {(32,), (32, 32, 32), (16, 8)}
     assert len(resolved.jobs()) == 12 * 2 * 2
     assert resolved.run.save_weights is False  # a sweep keeps weights only when asked
 
@@ -112,8 +111,8 @@ def test_grid_is_the_product_of_its_lists(tmp_path: Path) -> None:
 def test_set_fixes_a_setting_or_varies_one(tmp_path: Path) -> None:
     path = sweep_file(tmp_path, 'activation = ["relu", "tanh"]')
     fixed = config.resolve_sweep(path, ["activation=tanh", "seeds=3", "hidden=64x2"])
-    assert fixed.grid == () and fixed.run.train.activation == "tanh" and fixed.run.seeds == (0, 1, 2)
-    assert fixed.run.train.hidden == (64, 64)
+    assert fixed.grid == () and fixed.run.train.network.activation == "tanh" and fixed.run.seeds == (0, 1, 2)
+    assert fixed.run.train.network.hidden == (64, 64)
     varied = config.resolve_sweep(path, ["grid.optimizer=['adam', 'sgd']", "grid.momentum=[0.0, 0.9]"])
     assert [k for k, _ in varied.grid] == ["activation", "optimizer", "momentum"] and len(varied.cells()) == 8
 
@@ -341,8 +340,8 @@ def test_a_sweep_that_fails_before_any_job_leaves_no_folder(finished: tuple[Path
 
 def test_the_shipped_sweeps_are_valid() -> None:
     depth = config.resolve_sweep(ROOT / "configs" / "sweep-depth.toml")
-    assert {c.hidden for c in depth.cells()} == {(256,) * 2, (256,) * 10, (256,) * 30}
-    assert {c.activation for c in depth.cells()} == {"relu", "tanh"}
+    assert {c.network.hidden for c in depth.cells()} == {(256,) * 2, (256,) * 10, (256,) * 30}
+    assert {c.network.activation for c in depth.cells()} == {"relu", "tanh"}
     bench = config.resolve_sweep(ROOT / "configs" / "sweep-bench.toml")
     assert len(bench.jobs()) == 162
     assert len(config.resolve_sweep(SMOKE).jobs()) == 24

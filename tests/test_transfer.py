@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from initbench import config, data, streams
 from initbench.cli import app
 from initbench.data import Splits
-from initbench.jobs import Job, TrainSettings
+from initbench.jobs import DataSettings, Job, TrainSettings
 
 runner = CliRunner()
 SANDAL, SHIRT = 5, 6
@@ -79,7 +79,7 @@ def transferred(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_classes_keep_only_their_images_renumbered_in_order(data_dir: Path, small: Splits) -> None:
     """--classes 5,6: sandals become label 0 and shirts label 1 everywhere, the same images as before; about
     2,400 validation images and all 2,000 test images of the two classes (FashionMNIST has 1,000 per class)."""
-    two = data.load(data_dir, classes=(SANDAL, SHIRT))
+    two = data.load(data_dir, DataSettings(classes=(SANDAL, SHIRT)))
     for labels in (two.y_train, two.y_val, two.y_test):
         assert set(labels.tolist()) == {0, 1}
     assert len(two.y_test) == 2000 and abs(len(two.y_val) - 2400) < 150
@@ -94,9 +94,9 @@ def test_classes_keep_only_their_images_renumbered_in_order(data_dir: Path, smal
 
 def test_class_names_are_accepted_in_any_case() -> None:
     """Classes may be named as FashionMNIST names them, in any case, with or without hyphens."""
-    assert config.resolve(options={"classes": "Sandal,SHIRT"}).train.classes == (SANDAL, SHIRT)
-    assert config.resolve(options={"classes": "t-shirt,ankle boot"}).train.classes == (0, 9)
-    assert config.resolve(options={"classes": "6,5"}).train.classes == (SHIRT, SANDAL)  # the order given
+    assert config.resolve(options={"classes": "Sandal,SHIRT"}).train.data.classes == (SANDAL, SHIRT)
+    assert config.resolve(options={"classes": "t-shirt,ankle boot"}).train.data.classes == (0, 9)
+    assert config.resolve(options={"classes": "6,5"}).train.data.classes == (SHIRT, SANDAL)  # the order given
 
 
 def test_unknown_class_name_lists_the_valid_classes(data_dir: Path, tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_a_single_class_is_refused(data_dir: Path, tmp_path: Path) -> None:
 def test_train_samples_beyond_the_classes_images_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
     """5,000 of sandal and shirt's 9,527 training images load; 10,000 is an error that names the classes and
     how many images they have, and leaves no run folder."""
-    assert len(data.load(data_dir, train_samples=5000, classes=(SANDAL, SHIRT)).y_train) == 5000
+    assert len(data.load(data_dir, DataSettings(train_samples=5000, classes=(SANDAL, SHIRT))).y_train) == 5000
     out = tmp_path / "o"
     result = invoke("compare", "rule", "--train-samples", "10000", "--classes", "5,6", "--epochs", "1",
                     "--data-dir", str(data_dir), "--out", str(out))
@@ -140,7 +140,7 @@ def test_pretrained_for_other_classes_gets_a_new_output_layer(source: Path, smal
     initialized by --head-init (PyTorch's default unless given)."""
     file = load_file(source)
     for head_init in ("default", "xavier_normal"):
-        settings = TrainSettings(classes=(SANDAL, SHIRT), head_init=head_init)
+        settings = TrainSettings.of(classes=(SANDAL, SHIRT), head_init=head_init)
         model, sources = streams.initialize(Job(f"pretrained:{source}", 3, settings), small.x_train)
         for i in (0, 1):
             assert torch.equal(model.layers[i].weight, file[f"layers.{i}.weight"])

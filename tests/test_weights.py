@@ -2,7 +2,6 @@
 again, as a user meets it, on real data. One small run is trained for the whole module;
 every other case is a copy of its files, altered the way a user's files go wrong."""
 
-import dataclasses
 import json
 import os
 import pickle
@@ -17,8 +16,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from initbench import checkpoint, data, schemes
+from initbench import checkpoint, schemes
 from initbench.cli import app
+from initbench.data import fashion_mnist
 from initbench.jobs import TrainSettings
 
 runner = CliRunner()
@@ -100,9 +100,9 @@ def test_run_folder_keeps_every_model_with_its_record(run: Path) -> None:
                 [256, 128], "relu", list(range(10)), 10)
             job = meta["job"]
             assert (job["scheme"], job["seed"]) == (scheme, seed)
-            assert set(job["settings"]) == {f.name for f in dataclasses.fields(TrainSettings)}
+            assert set(job["settings"]) == set(TrainSettings().plain())
             assert job["settings"]["epochs"] == 1 and job["settings"]["hidden"] == [256, 128]
-            assert meta["data"]["files_sha256"] == data.SHA256
+            assert meta["data"]["files_sha256"] == fashion_mnist.SHA256
             assert (meta["data"]["split_seed"], meta["data"]["train_samples"], meta["data"]["classes"]) == (
                 0, 2000, list(range(10)))
             row = runs.loc[(scheme, seed)]

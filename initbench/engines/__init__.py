@@ -1,9 +1,9 @@
 """Where and how jobs are trained: the device, and the choice of engine.
 
-``batched`` (the default) trains every model of a run together; ``sequential``
-is the reference: one plain model after another. torch and the engines are
-imported when they are used, so that the command line can check an engine's
-name before any work.
+``batched`` (the default) trains every model of a run together, for the networks it
+was written for (BATCHED_NETWORKS); ``sequential`` is the reference: one plain model
+after another, of any registered network. torch and the engines are imported when
+they are used, so that the command line can check an engine's name before any work.
 """
 
 from __future__ import annotations
@@ -11,16 +11,34 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from initbench.errors import InitbenchError
-from initbench.jobs import Job, JobResult, Keep, Progress, TrainSettings, check_batch_size
+from initbench.errors import InitbenchError, UsageError
+from initbench.jobs import (
+    DataSettings,
+    Job,
+    JobResult,
+    Keep,
+    NetworkSettings,
+    OptimSettings,
+    Progress,
+    TrainSettings,
+    check_batch_size,
+)
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
     from initbench.data import Splits
-    from initbench.model import MLP
 
 ENGINES = ("batched", "sequential")
+BATCHED_NETWORKS = ("mlp",)  # the networks whose forward and backward the batched engine writes out by hand
+
+
+def check_network(engine: str, network: str) -> None:
+    """Refuse a network the engine cannot train."""
+    if engine == "batched" and network not in BATCHED_NETWORKS:
+        raise UsageError(f"The batched engine trains {', '.join(BATCHED_NETWORKS)} networks only, not {network!r}: "
+                         "give --engine sequential (one model after another) to train it.")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,7 +85,9 @@ def train_chunks(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.de
     from initbench.engines import batched, sequential
 
     jobs = [job for chunk in chunks for job in chunk]
-    check_batch_size(max(job.settings.batch_size for job in jobs), len(data.y_train))
+    check_batch_size(max(job.settings.optim.batch_size for job in jobs), len(data.y_train))
+    for network in {job.settings.network.network for job in jobs}:
+        check_network(engine, network)
     for settings in {job.settings for job in jobs}:
         models_that_fit(settings, device)  # refuses, before any training, a model that cannot fit
     if engine == "sequential":
@@ -88,9 +108,10 @@ def step_shape(settings: TrainSettings) -> TrainSettings:
     """The settings that decide what a training step costs (the network's sizes, activation
     and dropout, the optimizer, the batch size, the frozen layers), the others at their
     defaults: settings of one shape step alike, whatever their lr, seeds or momentum."""
-    return TrainSettings(hidden=settings.hidden, classes=tuple(range(len(settings.classes))),
-                         activation=settings.activation, dropout=settings.dropout, optimizer=settings.optimizer,
-                         batch_size=settings.batch_size, freeze=settings.freeze)
+    data, net, o = settings.data, settings.network, settings.optim
+    return TrainSettings(DataSettings(data.dataset, tuple(range(len(data.class_numbers)))),
+                         NetworkSettings(net.network, net.hidden, net.activation, net.dropout),
+                         OptimSettings(o.optimizer, batch_size=o.batch_size, freeze=o.freeze))
 
 
 def step_cost(settings: TrainSettings, device: torch.device, models: int) -> tuple[float, int]:
@@ -117,7 +138,8 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, engine: str =
     return [done[job] for job in jobs]
 
 
-def score(job: Job, model: MLP, data: Splits, device: torch.device, engine: str = "batched") -> tuple[float, float]:
+def score(job: Job, model: nn.Module, data: Splits, device: torch.device,
+          engine: str = "batched") -> tuple[float, float]:
     """A model's validation and test accuracy, computed as ``engine`` computed them in training
     (so, on the same machine and device, to the last bit)."""
     from initbench.engines import batched, sequential

@@ -32,8 +32,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from initbench import diagnostics
-from initbench.data import TRAIN_SPLIT, Splits
+from initbench import data, diagnostics
+from initbench.data import Splits
 from initbench.errors import InitbenchError
 from initbench.jobs import (
     Job,
@@ -48,7 +48,8 @@ from initbench.jobs import (
     state_dict,
 )
 from initbench.memory import MEMORY_SHARE, available
-from initbench.model import EVAL_CHUNK, MASK_BLOCK, MLP, N_INPUTS, DropoutMasks
+from initbench.models.dropout import EVAL_CHUNK, MASK_BLOCK, DropoutMasks
+from initbench.models.mlp import MLP
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
@@ -111,7 +112,7 @@ class Population:
 
     def __init__(self, jobs: Sequence[Job], models: Sequence[MLP], device: torch.device) -> None:
         s = jobs[0].settings
-        self.activation_name = s.activation
+        self.activation_name = s.network.activation
         self.ops = ACTIVATION_OPS[self.activation_name]
         layers = [list(group) for group in zip(*(m.layers for m in models))]
         self.m, self.device = len(jobs), device
@@ -123,15 +124,15 @@ class Population:
         self.grads = [self._zeros(p) for p in self.parameters()]
         # The optimizer's state per parameter: Adam's two moments, or SGD's momentum buffer
         # (zeros: its first update, momentum * 0 + grad, is the gradient, as in torch.optim.SGD).
-        self.moments = [tuple(self._zeros(p) for _ in range(2 if s.optimizer == "adam" else 1))
+        self.moments = [tuple(self._zeros(p) for _ in range(2 if s.optim.optimizer == "adam" else 1))
                         for p in self.parameters()]
-        self.settings = s
-        self.frozen = s.freeze  # layers below this one are not trained: no gradients, no update
+        self.optim = s.optim
+        self.frozen = s.optim.freeze  # layers below this one are not trained: no gradients, no update
         # The optimizer's groups: (tensor lists, step count, learning rate). Layers unfrozen
         # later get a group of their own, with fresh state and step count, as a new param
         # group would.
         self._groups: list[tuple[list[list[Tensor]], Tensor, float]] = []
-        self._add_group(range(s.freeze, len(layers)), s.lr)
+        self._add_group(range(s.optim.freeze, len(layers)), s.optim.lr)
         self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
 
     def _add_group(self, layers: range, lr: float) -> None:
@@ -147,9 +148,9 @@ class Population:
 
     def start_epoch(self, epoch: int) -> None:
         """Unfreeze the layers the settings train again from ``epoch`` (0-based) on."""
-        frozen = self.settings.frozen(epoch)
+        frozen = self.optim.frozen(epoch)
         if frozen < self.frozen:
-            self._add_group(range(frozen, self.frozen), self.settings.lr_unfrozen)
+            self._add_group(range(frozen, self.frozen), self.optim.lr_unfrozen)
             self.frozen = frozen
 
     def _stack(self, tensors: list[Tensor]) -> Tensor:
@@ -166,7 +167,8 @@ class Population:
 
     def model(self, i: int) -> MLP:
         """Model ``i`` as a plain MLP on the CPU (a copy of its parameters as they stand)."""
-        model = MLP(tuple(w.shape[1] for w in self.weights[:-1]), self.activation_name, self.weights[-1].shape[1])
+        model = MLP(self.weights[0].shape[2], tuple(w.shape[1] for w in self.weights[:-1]), self.activation_name,
+                    self.weights[-1].shape[1])
         model.load_layers_([(w[i], b[i, 0]) for w, b in zip(self.weights, self.biases)])
         return model
 
@@ -188,7 +190,7 @@ class Population:
             op(*(t[k] for t in tensors))
 
     def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[tuple[Tensor, Tensor, Tensor]]:
-        """x: [M, B, 784] -> for every layer (z, y, h): its linear output, its activation
+        """x: [M, B, inputs] -> for every layer (z, y, h): its linear output, its activation
         and that after dropout (the next layer's input); for the last, all three are the logits."""
         outputs = []
         rows = x.shape[1]
@@ -246,14 +248,14 @@ class Population:
         torch.optim.Adam(fused=True) runs, called directly (it spares the optimizer's
         per-step Python work and its import of torch._dynamo, a second of start-up). SGD:
         torch.optim.SGD's own operations, buf = momentum * buf + grad, p -= lr * buf."""
-        if self.settings.optimizer == "adam":
+        if self.optim.optimizer == "adam":
             params, grads, exp_avgs, exp_avg_sqs = lists
             step += 1
             torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [step] * len(params), lr=lr,
                                beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
         else:
             params, grads, bufs = lists
-            torch._foreach_mul_(bufs, self.settings.momentum)
+            torch._foreach_mul_(bufs, self.optim.momentum)
             torch._foreach_add_(bufs, grads)
             torch._foreach_add_(params, bufs, alpha=-lr)
 
@@ -305,13 +307,15 @@ def bytes_per_model(s: TrainSettings) -> int:
     --lesson-eval), and what grows with the training's length: every batch's loss (on
     the device, and its copy in the result), an epoch's batch order and each epoch's
     accuracy."""
-    sizes = (N_INPUTS, *s.hidden, len(s.classes))
+    net, o = s.network, s.optim
+    dataset = data.get(s.data.dataset)
+    sizes = (dataset.input_size, *net.hidden, len(s.data.class_numbers))
     params = 6 * sum(a * b + b for a, b in pairwise(sizes))
-    activations = 4 * s.batch_size * sum(sizes)
-    masks = MASK_BLOCK * s.batch_size * sum(s.hidden)
-    evaluation = 3 * EVAL_CHUNK * sum(sizes[1:]) + (EVAL_CHUNK * sum(s.hidden) if s.eval_dropout else 0)
-    n_train = s.train_samples or TRAIN_SPLIT  # at most: a subset of the classes has fewer images
-    record = s.epochs * (2 * 4 * batches_per_epoch(n_train, s.batch_size) + 32) + 8 * n_train
+    activations = 4 * o.batch_size * sum(sizes)
+    masks = MASK_BLOCK * o.batch_size * sum(net.hidden)
+    evaluation = 3 * EVAL_CHUNK * sum(sizes[1:]) + (EVAL_CHUNK * sum(net.hidden) if net.eval_dropout else 0)
+    n_train = s.data.train_samples or dataset.train_split  # at most: a subset of the classes has fewer images
+    record = o.epochs * (2 * 4 * batches_per_epoch(n_train, o.batch_size) + 32) + 8 * n_train
     return 4 * (params + activations + masks + evaluation) + record
 
 
@@ -325,9 +329,10 @@ def default_max_models(s: TrainSettings, device: torch.device) -> int:
     """As many models as fit in MEMORY_SHARE of the free memory; an error if not even one does."""
     budget, need = int(MEMORY_SHARE * free_memory(device)), bytes_per_model(s)
     if need > budget:
-        raise InitbenchError(f"One model with these settings needs about {need / 2**30:,.1f} GiB ({len(s.hidden)} "
-                             f"hidden layers of up to {max(s.hidden):,} units, batch size {s.batch_size:,}, "
-                             f"{s.epochs:,} epochs), more than half the free memory on {device} "
+        hidden = s.network.hidden
+        raise InitbenchError(f"One model with these settings needs about {need / 2**30:,.1f} GiB ({len(hidden)} "
+                             f"hidden layers of up to {max(hidden):,} units, batch size {s.optim.batch_size:,}, "
+                             f"{s.optim.epochs:,} epochs), more than half the free memory on {device} "
                              f"({budget / 2**30:.1f} GiB). Use smaller --hidden sizes, a smaller --batch-size or "
                              "fewer --epochs.")
     return budget // need
@@ -356,10 +361,10 @@ def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 
     median of ``steps`` after a warm-up one, with its share of drawing a block of dropout
     masks), and the memory the models and their step take: CUDA's peak allocation, or on
     the CPU the growth of the resident memory."""
-    n = max(s.batch_size, 1)
+    n = max(s.optim.batch_size, 1)
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(n, N_INPUTS, generator=gen).to(device)
-    y = torch.randint(len(s.classes), (n,), generator=gen).to(device)
+    x = torch.rand(n, data.get(s.data.dataset).input_size, generator=gen).to(device)
+    y = torch.randint(len(s.data.class_numbers), (n,), generator=gen).to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     before = _memory_in_use(device)
@@ -368,9 +373,9 @@ def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 
     idx = torch.arange(n, device=device)[None].expand(models, -1)
     alive = torch.ones(models, dtype=torch.bool, device=device)
     masks, drawing = None, 0.0
-    if s.dropout:
-        dropout = DropoutMasks(s.dropout, s.hidden, n, MASK_BLOCK, [dropout_generator(job, device) for job in jobs],
-                               device)
+    if s.network.dropout:
+        dropout = DropoutMasks(s.network.dropout, s.network.hidden, n, MASK_BLOCK,
+                               [dropout_generator(job, device) for job in jobs], device)
         drawing = timed(lambda: dropout.at(0), device) / MASK_BLOCK  # a block serves MASK_BLOCK steps
         masks = dropout.at(1)
     times = [timed(lambda: population.train_step(x, y, idx, masks, alive), device) for _ in range(1 + steps)]
@@ -410,17 +415,18 @@ def train(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.device,
 def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress, label: str,
                  keep: Keep) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
+    net, o = s.network, s.optim
     progress(Tick("building", label))
     models = [initial_model(job, data.x_train) for job in jobs]
     initial = [state_dict(model) if keep.initial else None for model in models]
     population = Population(jobs, models, device)
     del models
     orders = [batch_orders(seed, len(data.y_train)) for seed in population.seeds]
-    n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
-    dropout = DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches,
-                           [dropout_generator(job, device) for job in jobs], device) if s.dropout else None
+    n_batches = batches_per_epoch(len(data.y_train), o.batch_size)
+    dropout = DropoutMasks(net.dropout, net.hidden, o.batch_size, n_batches,
+                           [dropout_generator(job, device) for job in jobs], device) if net.dropout else None
     eval_masks = evaluation_masks(jobs, device)
-    losses = torch.full((m, s.epochs, n_batches), math.nan, device=device)
+    losses = torch.full((m, o.epochs, n_batches), math.nan, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)
     val_acc = []
     stats_batch = diagnostics.stats_batch(data.x_val, data.y_val) if keep.layer_stats else None
@@ -430,24 +436,24 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
                 for i in range(m)]
 
     stats = layer_stats(0)
-    for epoch in range(s.epochs):
+    for epoch in range(o.epochs):
         population.start_epoch(epoch)
-        order = torch.stack([next(o) for o in orders]).to(device)
+        order = torch.stack([next(seed_order) for seed_order in orders]).to(device)
         for b in range(n_batches):
-            idx = order[:, b * s.batch_size:(b + 1) * s.batch_size]
+            idx = order[:, b * o.batch_size:(b + 1) * o.batch_size]
             loss = population.train_step(data.x_train, data.y_train, idx, dropout.at(b) if dropout else None, alive)
             losses[:, epoch, b] = loss
-            progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches, m, loss))
-        progress(Tick("evaluating", label, epoch + 1, s.epochs))
+            progress(Tick("training", label, epoch + 1, o.epochs, b + 1, n_batches, m, loss))
+        progress(Tick("evaluating", label, epoch + 1, o.epochs))
         val_acc.append(population.accuracy(data.x_val, data.y_val, eval_masks).tolist())
         for rows, more in zip(stats, layer_stats(epoch + 1)):
             rows += more
-    progress(Tick("testing", label, s.epochs, s.epochs))
+    progress(Tick("testing", label, o.epochs, o.epochs))
     test_acc = population.accuracy(data.x_test, data.y_test, eval_masks).tolist()
     # A model diverged at its first non-finite loss (it was frozen from that batch on).
     flat = losses.view(m, -1)
     first_bad = (~torch.isfinite(flat)).int().argmax(1).tolist()
-    return [result(job, flat[i].view(s.epochs, -1), [acc[i] for acc in val_acc], test_acc[i],
+    return [result(job, flat[i].view(o.epochs, -1), [acc[i] for acc in val_acc], test_acc[i],
                    None if bool(alive[i]) else first_bad[i] + 1,
                    state_dict(population.model(i)) if keep.weights else None, initial[i],
                    stats[i] if keep.layer_stats else None)

@@ -1,5 +1,6 @@
 """The reference engine: one plain nn.Module and torch.optim.Adam per job, trained
-one after another, the way a person would write it."""
+one after another, the way a person would write it. It trains any registered network
+(the batched engine, MLPs only)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ from initbench.jobs import (
     Job,
     JobResult,
     Keep,
+    OptimSettings,
     Progress,
     Tick,
-    TrainSettings,
     batches_per_epoch,
     correct,
     result,
     state_dict,
 )
-from initbench.model import EVAL_CHUNK, DropoutMasks
+from initbench.models.dropout import EVAL_CHUNK, DropoutMasks
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
 
@@ -48,7 +49,7 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Pro
                           keep)]
 
 
-def optimizer(params: list[Tensor], s: TrainSettings) -> torch.optim.Optimizer:
+def optimizer(params: list[Tensor], s: OptimSettings) -> torch.optim.Optimizer:
     if s.optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
     return torch.optim.Adam(params, lr=s.lr)
@@ -61,54 +62,54 @@ def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor
 
 def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress, label: str,
                keep: Keep) -> JobResult:
-    s = job.settings
+    net, o = job.settings.network, job.settings.optim
     progress(Tick("building", label))
     model = initial_model(job, data.x_train)
     initial = state_dict(model) if keep.initial else None
     model = model.to(device)
     # Frozen layers take no gradient; when they are unfrozen they join the optimizer as a
     # param group of their own, with fresh moments and their own learning rate.
-    frozen = [p for layer in model.layers[:s.freeze] for p in layer.parameters()]
+    frozen = [p for layer in model.layers[:o.freeze] for p in layer.parameters()]
     for p in frozen:
         p.requires_grad_(False)
-    opt = optimizer([p for layer in model.layers[s.freeze:] for p in layer.parameters()], s)
+    opt = optimizer([p for layer in model.layers[o.freeze:] for p in layer.parameters()], o)
     orders = batch_orders(job.seed, len(data.y_train))
-    n_batches = batches_per_epoch(len(data.y_train), s.batch_size)
-    dropout = (DropoutMasks(s.dropout, s.hidden, s.batch_size, n_batches, [dropout_generator(job, device)], device)
-               if s.dropout else None)
+    n_batches = batches_per_epoch(len(data.y_train), o.batch_size)
+    dropout = (DropoutMasks(net.dropout, net.hidden, o.batch_size, n_batches, [dropout_generator(job, device)],
+                            device) if net.dropout else None)
     eval_masks = evaluation_masks([job], device)
-    losses = torch.full((s.epochs, n_batches), math.nan, device=device)
+    losses = torch.full((o.epochs, n_batches), math.nan, device=device)
     val_acc: list[float] = []
     diverged_at = None
     stats_batch = diagnostics.stats_batch(data.x_val, data.y_val) if keep.layer_stats else None
     stats = diagnostics.epoch_rows(model, stats_batch, 0)
-    for epoch in range(s.epochs):
-        if frozen and s.frozen(epoch) == 0:
+    for epoch in range(o.epochs):
+        if frozen and o.frozen(epoch) == 0:
             for p in frozen:
                 p.requires_grad_(True)
-            opt.add_param_group({"params": frozen, "lr": s.lr_unfrozen})
+            opt.add_param_group({"params": frozen, "lr": o.lr_unfrozen})
             frozen = []
         if diverged_at is None:
             model.train()
             order = next(orders).to(device)
             for b in range(n_batches):
-                idx = order[b * s.batch_size:(b + 1) * s.batch_size]
+                idx = order[b * o.batch_size:(b + 1) * o.batch_size]
                 masks = [m[0] for m in dropout.at(b)] if dropout else None
                 loss = F.cross_entropy(model(data.x_train[idx], masks), data.y_train[idx])
                 losses[epoch, b] = loss.detach()
                 if not torch.isfinite(loss):
                     # Divergence is a result: keep the model as it stands and stop training it.
                     diverged_at = epoch * n_batches + b + 1
-                    progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches,
-                                  (s.epochs - epoch) * n_batches - b, loss.detach()))
+                    progress(Tick("training", label, epoch + 1, o.epochs, b + 1, n_batches,
+                                  (o.epochs - epoch) * n_batches - b, loss.detach()))
                     break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                progress(Tick("training", label, epoch + 1, s.epochs, b + 1, n_batches, 1, loss.detach()))
-        progress(Tick("evaluating", label, epoch + 1, s.epochs))
+                progress(Tick("training", label, epoch + 1, o.epochs, b + 1, n_batches, 1, loss.detach()))
+        progress(Tick("evaluating", label, epoch + 1, o.epochs))
         val_acc.append(accuracy(model, data.x_val, data.y_val, eval_masks))
         stats += diagnostics.epoch_rows(model, stats_batch, epoch + 1)
-    progress(Tick("testing", label, s.epochs, s.epochs))
+    progress(Tick("testing", label, o.epochs, o.epochs))
     return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test, eval_masks), diverged_at,
                   state_dict(model) if keep.weights else None, initial, stats if keep.layer_stats else None)

@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 
 from initbench import engines, results, store
-from initbench.config import RunConfig
 from initbench.data import Splits
-from initbench.executors import DataKey, Finished
+from initbench.executors.base import DataKey, Finished, Placement
 from initbench.jobs import Job, Keep, TrainSettings
 from initbench.report import Activity
 
@@ -25,9 +24,9 @@ def machine(engine: str, device: torch.device) -> store.Machine:
 class Local:
     slots = 1
 
-    def __init__(self, config: RunConfig) -> None:
-        self.engine = config.engine
-        self.data_device = engines.resolve_device(config.device)
+    def __init__(self, placement: Placement) -> None:
+        self.engine = placement.engine
+        self.data_device = engines.resolve_device(placement.device)
         self.device_type = self.data_device.type
         self.description = f"{self.engine} engine on {self.data_device}"
 

@@ -9,6 +9,8 @@ This process, the driver, loads each data split once and puts it in Ray's object
 store (``ray.put``); the tasks read it there, without a copy on a worker's own node.
 Each task trains its chunk on its worker's device and returns the results: the driver
 alone writes the store, chunk by chunk, so a resumed sweep is the same as a local one.
+Users' own schemes travel with each task by content (``schemes.user.Shipment``): a
+worker runs the code this process keyed, never a file of its own machine.
 A worker that dies (killed, out of memory, its node lost) has its chunk run again, up
 to MAX_RETRIES times, and the driver says so; a chunk that still fails is reported at
 the end, after every other chunk has been committed.
@@ -43,14 +45,16 @@ import ray
 import torch
 from ray._private import services, utils as ray_utils
 
-from initbench import engines, executors
-from initbench.config import RunConfig
+from initbench import engines
 from initbench.data import Splits
 from initbench.errors import InitbenchError
-from initbench.executors import RAY_ADDRESS, DataKey, Finished, raywatch
+from initbench.executors import raywatch
+from initbench.executors.base import DataKey, Finished, Placement
 from initbench.executors.local import machine
+from initbench.executors.raysettings import RAY_ADDRESS, ray_address
 from initbench.jobs import Job, JobResult, Keep, TrainSettings, batches_per_epoch
 from initbench.report import Activity, plural
+from initbench.schemes import user
 
 MAX_RETRIES = 3  # runs of a chunk after its worker died
 CONNECT_SECONDS = 10  # to reach a cluster's address, and for it to answer there
@@ -68,14 +72,14 @@ ADVICE = {  # what else to do, by where the address came from
 
 
 @contextmanager
-def connect(config: RunConfig, activity: Activity) -> Iterator[RayExecutor]:
-    """The cluster at ``config.ray_address`` or $RAY_ADDRESS (auto: the one started on this
+def connect(placement: Placement, activity: Activity) -> Iterator[RayExecutor]:
+    """The cluster at ``placement.ray.ray_address`` or $RAY_ADDRESS (auto: the one started on this
     machine; None: that one if there is one, else a runtime started for this run only, which
     ends with it, however it ends), or the runtime this process already joined (left running)."""
     if ray.is_initialized():
-        yield RayExecutor(config, activity, shared=True)
+        yield RayExecutor(placement, activity, shared=True)
         return
-    address, named, source = _cluster(config.ray_address)
+    address, named, source = _cluster(placement.ray.ray_address)
     with ExitStack() as stack:
         if address is None:
             activity.stage("Starting a Ray runtime for this run")
@@ -93,14 +97,14 @@ def connect(config: RunConfig, activity: Activity) -> Iterator[RayExecutor]:
                 raise InitbenchError(f"Could not start a Ray runtime here: {why}. Run again; if it fails again, give "
                                      "--executor local.") from None
             raise _unreachable(named, why, source) from None
-        yield RayExecutor(config, activity, shared=False)
+        yield RayExecutor(placement, activity, shared=False)
 
 
 def _cluster(option: str | None) -> tuple[str | None, str, str]:
     """Where ``ray.init`` connects for ``option`` (None: it starts a runtime), that address in
     words, and where it came from; checked to answer as a Ray cluster does, in seconds: where
     nothing listens, or something else does, Ray retries for minutes, deaf to SIGTERM."""
-    given, source = executors.ray_address(option)
+    given, source = ray_address(option)
     named = f"{given} (from {RAY_ADDRESS})" if source == RAY_ADDRESS else str(given)
     address = given
     if given is None or "://" not in given:
@@ -235,23 +239,24 @@ def _ray(**options: Any) -> Iterator[None]:
 class RayExecutor:
     data_device = torch.device("cpu")  # the images go to the object store from here
 
-    def __init__(self, config: RunConfig, activity: Activity, shared: bool) -> None:
-        self.engine, self.threads, self.activity = config.engine, config.cpus_per_task, activity
+    def __init__(self, placement: Placement, activity: Activity, shared: bool) -> None:
+        device, cpus = placement.device, placement.ray.cpus_per_task
+        self.engine, self.threads, self.activity = placement.engine, cpus, activity
         self.shared = shared  # a runtime that outlives the run (joined, not started or connected to by it)
         resources = ray.cluster_resources()
-        gpus = config.gpus_per_task
+        gpus = placement.ray.gpus_per_task
         if gpus is None:  # a GPU a task when the run asks for CUDA, or may use it and the cluster has some
-            gpus = 1.0 if config.device == "cuda" or (config.device == "auto" and resources.get("GPU")) else 0.0
+            gpus = 1.0 if device == "cuda" or (device == "auto" and resources.get("GPU")) else 0.0
         self.gpus = gpus
-        kind, each = ("GPU", gpus) if gpus else ("CPU", config.cpus_per_task)
+        kind, each = ("GPU", gpus) if gpus else ("CPU", cpus)
         self.slots = int(resources.get(kind, 0) // each)
         if not self.slots:
             raise InitbenchError(
                 f"The Ray cluster has {resources.get(kind, 0):g} {kind}s, not enough for one task of {each:g} "
                 f"({'--gpus-per-task' if gpus else '--cpus-per-task'}). Add machines with "
                 f"{'GPUs' if gpus else 'more CPUs'} to the cluster, or ask less of each task.")
-        self.device_type = "cuda" if gpus else ("cpu" if config.device == "auto" else config.device)
-        self.options: dict[str, Any] = {"num_cpus": config.cpus_per_task, "num_gpus": gpus,
+        self.device_type = "cuda" if gpus else ("cpu" if device == "auto" else device)
+        self.options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus,
                                         "max_retries": MAX_RETRIES}
         nodes = sum(1 for node in ray.nodes() if node["Alive"])
         self.description = (f"Ray cluster of {plural(nodes, 'node')}: {plural(self.slots, 'task')} at once, "
@@ -286,15 +291,16 @@ class RayExecutor:
         attempts = ray.remote(num_cpus=0)(Attempts).remote()
         ray.get(attempts.ready.remote())  # up before any task: a task's start is recorded before its work
         task = ray.remote(_train_chunk).options(**self.options)
+        code = ray.put(user.shipment())  # users' schemes by content: their files need not be on the workers
         pending: dict[ray.ObjectRef, tuple[int, list[Job], int]] = {}  # task -> (number, chunk, model-batches)
         for data_key, group in chunks.items():
             splits = load(data_key)
             images = ray.put(tuple(getattr(splits, f).numpy() for f in Splits.__dataclass_fields__))
             for chunk in group:
-                s = chunk[0].settings
-                steps = len(chunk) * s.epochs * batches_per_epoch(len(splits.y_train), s.batch_size)
+                o = chunk[0].settings.optim
+                steps = len(chunk) * o.epochs * batches_per_epoch(len(splits.y_train), o.batch_size)
                 pending[task.remote(len(pending), chunk, images, self.engine, keep, self.device_type, self.threads,
-                                    attempts)] = (len(pending), chunk, steps)
+                                    attempts, code)] = (len(pending), chunk, steps)
         n_chunks, n_jobs = len(pending), sum(len(chunk) for _, chunk, _ in pending.values())
         done_jobs, failed = 0, []
         activity.advance(0, f"Training on Ray: {plural(n_jobs, 'job')} in {plural(n_chunks, 'chunk')}, "
@@ -369,8 +375,10 @@ def _measure(what: str, settings: list[TrainSettings], device_name: str, threads
 
 
 def _train_chunk(number: int, chunk: list[Job], images: tuple, engine: str, keep: Keep, device_name: str,
-                 threads: int, attempts: Any) -> tuple[list[JobResult], Any, float, list[tuple[str, int]]]:
+                 threads: int, attempts: Any, code: user.Shipment) -> tuple[list[JobResult], Any, float,
+                                                                             list[tuple[str, int]]]:
     starts = ray.get(attempts.start.remote(number, socket.gethostname(), os.getpid()))
+    user.receive(code)
     torch.set_num_threads(threads)
     device = engines.resolve_device(device_name)
     with warnings.catch_warnings():  # the object store's arrays are read-only; training never writes its images

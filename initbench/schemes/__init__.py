@@ -1,7 +1,10 @@
-"""Initialization schemes: the registry (``registry``), per-layer schemes (``layer``) and
-whole-model schemes (``whole``: lsuv, pretrained). ``get(name)`` is the way in."""
+"""Initialization schemes: the registry (``registry``), per-layer schemes (``layer``),
+whole-model schemes (``whole``: lsuv, pretrained) and users' own (``user``: files,
+modules, functions registered in Python or by installed packages). ``get(name)`` is the
+way in."""
 
-from initbench.schemes import layer, whole  # noqa: F401  (importing them registers their schemes)
+from initbench import called_as_api
+from initbench.schemes import layer, user, whole  # noqa: F401  (importing them registers their schemes)
 from initbench.schemes.registry import (
     ALIAS_CONVENTION,
     ALIASES,
@@ -19,6 +22,9 @@ from initbench.schemes.registry import (
     usage,
     whole_model,
 )
+from initbench.schemes.user import stem
 
 __all__ = ["ALIASES", "ALIAS_CONVENTION", "BIAS_POLICIES", "CONVENTIONS", "GAIN", "PARAMETERS", "InitContext",
-           "Scheme", "bias_policy_", "catalogue", "get", "names", "register", "usage", "whole_model"]
+           "Scheme", "bias_policy_", "catalogue", "get", "names", "register", "stem", "usage", "whole_model"]
+
+called_as_api(__name__)  # ib.schemes(...): this module, called, is initbench.api.schemes

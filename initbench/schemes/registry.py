@@ -30,6 +30,10 @@ VarianceScaling); where Keras's initializer equals a scheme already here
 All randomness comes from the ``generator`` argument, never from torch's
 global generator, so a model's initial weights depend only on its own seed.
 
+A name that is no built-in scheme or alias may be a user's own function
+(``path/to/file.py:function``, ``module:function``, a name registered in Python or
+by an installed package): ``get`` asks ``user.py`` for it last, through ``extend``.
+
 torch is imported inside the few functions that call it, not at the top: the
 command line names and checks schemes before any work, and importing torch
 would make every typo cost two seconds.
@@ -46,12 +50,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from initbench.errors import UsageError
+from initbench.jobs import DataSettings
 
 if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-    from initbench.model import MLP
+    from initbench.models.mlp import MLP
 
 InitFn = Callable[..., None]
 ModelInitFn = Callable[..., list[str]]
@@ -98,14 +103,14 @@ KERAS_TRUNCATED_STD = 0.87962566103423978  # std of a standard normal cut at +-2
 class InitContext:
     """What a scheme may use besides the model: its own random stream, the network's
     activation and bias policy, real training images (for a data-dependent scheme), the
-    classes the model is for, and the scheme of the layers a whole-model scheme does not
+    data the model is for (its dataset and classes), and the scheme of the layers a whole-model scheme does not
     fill itself (pretrained's new output layer)."""
 
     generator: torch.Generator
     activation: str = "relu"
     bias: str = "scheme"  # one of BIAS_POLICIES
     batch: Tensor | None = None
-    classes: tuple[int, ...] = tuple(range(10))
+    data: DataSettings = DataSettings()
     head_init: str = "default"
 
 
@@ -118,8 +123,10 @@ class Scheme:
     reference: str
     params: tuple[str, ...] = ()  # the scheme's own parameters, in the order a name gives them
     data_dependent: bool = False  # fitted on a batch of real data (LSUV)
-    convention: str = "paper"  # whose definition the name follows: one of CONVENTIONS
+    convention: str = "paper"  # whose definition the name follows: one of CONVENTIONS, or user.CONVENTION
     init_model: ModelInitFn | None = None  # whole model: fn(model, context) -> each layer's provenance
+    origin: str = ""  # a user's scheme (user.py): where its code comes from, in words; "" for a built-in
+    check: Callable[[nn.Linear, str], None] | None = None  # a user's scheme: refuses a layer it left wrong
 
     @property
     def takes_file(self) -> bool:
@@ -130,14 +137,14 @@ class Scheme:
         """Fill ``model``'s weights in place; return, per layer, where its weights came from."""
         if self.init_model is not None:
             return self.init_model(model, context)
-        for layer in model.layers:
-            self.init_layer(layer, context.generator, context.activation, context.bias)
+        for i, layer in enumerate(model.layers):
+            self.init_layer(layer, context.generator, context.activation, context.bias, f"layers.{i}")
         return [f"initialized by {self.name}"] * len(model.layers)
 
     def init_layer(self, layer: nn.Linear, generator: torch.Generator | None, activation: str = "relu",
-                   bias: str = "scheme") -> None:
-        """Initialize one layer; ``bias`` = "zeros" or "default" (PyTorch's
-        U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
+                   bias: str = "scheme", where: str = "a layer") -> None:
+        """Initialize one layer (``where``: its name in an error); ``bias`` = "zeros" or
+        "default" (PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
         import torch
 
         if self.init is None:
@@ -145,6 +152,8 @@ class Scheme:
         with torch.no_grad():
             self.init(layer.weight, layer.bias, generator, GAIN[activation])
         bias_policy_(layer, bias, generator)
+        if self.check is not None:  # after the bias policy: a bias it replaces may be left unset
+            self.check(layer, where)
 
 
 def bias_policy_(layer: nn.Linear, bias: str, generator: torch.Generator | None) -> None:
@@ -180,12 +189,7 @@ def register(name: str, convention: str = "paper", data_dependent: bool = False,
 
     def add(fn: InitFn) -> InitFn:
         doc = inspect.getdoc(fn) or ""
-        fields = {
-            key: line.split(":", 1)[1].strip()
-            for line in doc.splitlines()
-            for key in ("Formula", "Reference")
-            if line.startswith(key + ":")
-        }
+        fields = doc_fields(doc)
         if name in _REGISTRY or name in ALIASES or set(fields) != {"Formula", "Reference"}:
             raise ValueError(f"scheme {name!r}: duplicate name or docstring without Formula:/Reference:")
         if convention not in CONVENTIONS:
@@ -204,6 +208,12 @@ def register(name: str, convention: str = "paper", data_dependent: bool = False,
     return add
 
 
+def doc_fields(doc: str) -> dict[str, str]:
+    """A docstring's ``Formula:`` and ``Reference:`` lines, by those names (those present)."""
+    return {key: line.split(":", 1)[1].strip() for line in doc.splitlines() for key in ("Formula", "Reference")
+            if line.startswith(key + ":")}
+
+
 def _bind(scheme: Scheme, key: str, **values: float | str) -> Scheme:
     """``scheme`` keyed as ``key``, its function's own parameters set to ``values``."""
     fn = _FUNCTIONS[scheme.name.partition(":")[0]]
@@ -213,9 +223,29 @@ def _bind(scheme: Scheme, key: str, **values: float | str) -> Scheme:
     return dataclasses.replace(scheme, name=key, init=_with_gain(fn, **values))
 
 
+@dataclass(frozen=True)
+class Extension:
+    """Schemes the registry does not hold itself (user.py: users' own), asked after the
+    built-ins: ``resolve`` a name (None: not one of its own), list its ``catalogue`` rows,
+    tell a ``whole_model`` name. An extension adds itself with ``extend`` when imported, so
+    the registry never imports the modules that extend it (imports run one way)."""
+
+    resolve: Callable[[str], Scheme | None]
+    catalogue: Callable[[], list[dict]]
+    whole_model: Callable[[str], bool]
+
+
+_EXTENSIONS: list[Extension] = []
+
+
+def extend(extension: Extension) -> None:
+    _EXTENSIONS.append(extension)
+
+
 def whole_model(name: str) -> bool:
-    """Whether the registered scheme ``name`` initializes whole models rather than layers."""
-    return name in _WHOLE_MODEL
+    """Whether the scheme ``name`` (registered, or a user's by its canonical name without
+    parameters) initializes whole models rather than layers."""
+    return name in _WHOLE_MODEL or any(e.whole_model(name) for e in _EXTENSIONS)
 
 
 def _with_gain(fn: InitFn, **params: float) -> InitFn:
@@ -232,14 +262,16 @@ def names() -> list[str]:
 
 def catalogue() -> list[dict]:
     """Every scheme with how to write it, its convention, its aliases (each with the
-    name it equals and its convention), summary, formula and reference."""
+    name it equals and its convention), summary, formula, reference and origin: the
+    built-in ones, then users' (registered in Python, or by installed packages)."""
     aliases: dict[str, list[dict]] = {}
     for alias, target in ALIASES.items():
         aliases.setdefault(target.partition(":")[0], []).append(
             {"name": alias, "equals": target, "convention": ALIAS_CONVENTION})
     return [{"name": s.name, "usage": usage(s), "convention": s.convention, "aliases": aliases.get(s.name, []),
-             "summary": s.summary, "formula": s.formula, "reference": s.reference, "data_dependent": s.data_dependent}
-            for s in _REGISTRY.values()]
+             "summary": s.summary, "formula": s.formula, "reference": s.reference, "data_dependent": s.data_dependent,
+             "origin": "initbench"}
+            for s in _REGISTRY.values()] + [row for e in _EXTENSIONS for row in e.catalogue()]
 
 
 def _required(name: str) -> list[str]:
@@ -258,8 +290,10 @@ def usage(scheme: Scheme) -> str:
 
 def get(spec: str) -> Scheme:
     """The scheme a name stands for: a registered name, ``name:p1,p2`` to set its
-    parameters, or an alias (``Constant:0.5`` sets the parameters of the scheme it names).
-    An unknown name names the closest match and the valid ones."""
+    parameters, an alias (``Constant:0.5`` sets the parameters of the scheme it names), or
+    a user's own (user.py: ``file.py:function``, ``module:function``, a name registered
+    in Python or by an installed package), which built-in names and aliases take
+    precedence over. An unknown name names the closest match and the valid ones."""
     given = spec
     name, _, args = spec.partition(":")
     if name in ALIASES:
@@ -267,6 +301,9 @@ def get(spec: str) -> Scheme:
         spec = f"{target.partition(':')[0]}:{args}" if args else target
         name, _, args = spec.partition(":")
     if name not in _REGISTRY:
+        for extension in _EXTENSIONS:
+            if (own := extension.resolve(given)) is not None:
+                return own
         known = [*_REGISTRY, *ALIASES]
         lower = {k.lower(): k for k in reversed(known)}  # HENORMAL -> HeNormal; zeros before Zeros
         close = (difflib.get_close_matches(name, known, n=1, cutoff=0.5)
@@ -274,7 +311,8 @@ def get(spec: str) -> Scheme:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UsageError(f"Unknown scheme {name!r}.{hint} Valid schemes: {', '.join(_REGISTRY)}. "
                              f"Keras's names are accepted too: {', '.join(ALIASES)}. "
-                             "`initbench schemes` lists them all with their formulas.")
+                             "`initbench schemes` lists them all with their formulas. Your own function is "
+                             "path/to/file.py:function or module:function.")
     scheme = _REGISTRY[name]
     if scheme.takes_file:
         return _text_scheme(scheme, given, args)

@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from initbench.data import describe
+from initbench import data
 from initbench.schemes.registry import InitContext, bias_policy_, get, register
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from initbench.model import MLP
+    from initbench.models.mlp import MLP
 
 
 @register("lsuv", "paper", data_dependent=True, whole_model=True)
@@ -81,14 +81,14 @@ def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> l
     weights = checkpoint.load(Path(path).expanduser(), expect_sha256=sha256)
     checkpoint.check_shapes(weights, model.sizes, head=False)
     head, file_head = model.layers[-1], weights.layers[-1]
-    same_classes = weights.classes in (None, context.classes)
+    same_classes = weights.classes in (None, context.data.class_numbers)
     if head.weight.shape == file_head[0].shape and same_classes:
         model.load_layers_(weights.layers)
         return [f"loaded from {path}"] * len(model.layers)
     model.load_layers_(weights.layers[:-1])
     sources = [f"loaded from {path}"] * (len(model.layers) - 1)
     scheme = get(context.head_init)
-    scheme.init_layer(head, context.generator, context.activation, context.bias)
-    why = (f"is for other classes: {describe(weights.classes)}" if not same_classes
+    scheme.init_layer(head, context.generator, context.activation, context.bias, f"layers.{len(model.layers) - 1}")
+    why = (f"is for other classes: {data.get(context.data.dataset).describe(weights.classes)}" if not same_classes
            else f"has {file_head[0].shape[0]} outputs")
     return [*sources, f"initialized by {scheme.name} (--head-init: the file's output layer {why})"]

@@ -1,4 +1,4 @@
-"""FashionMNIST: find it, verify it, load it once into tensors, split it.
+"""FashionMNIST (Xiao et al. 2017): find it, verify it, read it.
 
 Where the data comes from, in order: the data folder if it already holds the
 four IDX files (where torchvision's ``datasets.FashionMNIST`` keeps them); a
@@ -19,51 +19,22 @@ import hashlib
 import os
 import shutil
 import struct
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from initbench import paths
+from initbench.data.registry import Arrays, Dataset
 from initbench.errors import InitbenchError
 
 if TYPE_CHECKING:
-    import torch
     from torch import Tensor
 
-DATA_DIR_ENV = "INITBENCH_DATA_DIR"
 SYSTEM_DIR_ENV = "INITBENCH_SYSTEM_DATA"
 DEFAULT_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-VALIDATION_FRACTION = 0.2
-TRAIN_IMAGES = 60_000  # in the training file, before the split
-TRAIN_SPLIT = TRAIN_IMAGES - int(TRAIN_IMAGES * VALIDATION_FRACTION)  # 48,000 images to train on
-
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                "Ankle boot")
-ALL_CLASSES = tuple(range(len(CLASS_NAMES)))
-# Other ways to write a class name (compared in lower case, ignoring spaces, '-', '_' and '/').
-CLASS_ALIASES = {"tshirt": 0, "top": 0, "tshirttop": 0, "boot": 9}
-
-
-def class_number(name: str) -> int:
-    """A class given by number (0-9) or by FashionMNIST's name, in any case."""
-    if name.strip().isdigit():  # a number as written: "-1" is no class, not class 1 with a dash ignored
-        if int(name) < len(CLASS_NAMES):
-            return int(name)
-        raise ValueError(f"{name.strip()!r} is not one of FashionMNIST's class numbers (0 to {len(CLASS_NAMES) - 1})")
-    key = "".join(c for c in name.lower() if c not in " -_/")
-    names = {"".join(c for c in n.lower() if c not in " -_/"): i for i, n in enumerate(CLASS_NAMES)} | CLASS_ALIASES
-    if key not in names:
-        raise ValueError(f"{name!r} is not one of FashionMNIST's classes: "
-                         + ", ".join(f"{i} {n.lower()}" for i, n in enumerate(CLASS_NAMES)))
-    return names[key]
-
-
-def describe(classes: tuple[int, ...]) -> str:
-    """'5 sandal, 6 shirt' (or 'all 10')."""
-    if classes == ALL_CLASSES:
-        return f"all {len(CLASS_NAMES)}"
-    return ", ".join(f"{i} {CLASS_NAMES[i].lower()}" for i in classes)
+CLASS_ALIASES = {"tshirt": 0, "top": 0, "tshirttop": 0, "boot": 9}  # other ways to write a class name
 
 
 # SHA-256 of the decompressed IDX files of the real FashionMNIST (Xiao et al. 2017).
@@ -82,38 +53,6 @@ HOW_TO_GET = (
     f"(installs the files in {DEFAULT_SYSTEM_DIR}; set {SYSTEM_DIR_ENV} to use another folder holding the "
     "four .gz files); or run once on a machine with internet access, which downloads it through torchvision."
 )
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Images as float32 rows of 784 pixels in [0, 1], labels as int64."""
-
-    x_train: Tensor
-    y_train: Tensor
-    x_val: Tensor
-    y_val: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-    def to(self, device: torch.device) -> Splits:
-        return Splits(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
-
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
-
-
-def identity(split_seed: int, train_samples: int | None, classes: tuple[int, ...]) -> dict:
-    """What decides which images a model saw and is scored on: the files (by SHA-256; they are
-    verified against these before use), the split, the training subset and the classes."""
-    return {"dataset": "FashionMNIST", "files_sha256": dict(SHA256), "split_seed": split_seed,
-            "train_samples": train_samples, "classes": list(classes)}
-
-
-def default_data_dir() -> Path:
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "initbench"
 
 
 def raw_dir(data_dir: Path) -> Path:
@@ -206,62 +145,20 @@ def read_idx(path: Path) -> Tensor:
     return content[4 + 4 * n_dims:].view(*dims)
 
 
-def _rows(y: Tensor, y_test: Tensor, split_seed: int,
-          classes: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The rows of the training part, validation part and test set that a split keeps (the
-    training part in the split's shuffled order), and each label's new number (-1: dropped)."""
-    import torch
-
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
-    n_val = int(len(y) * VALIDATION_FRACTION)
-    val, train, test = order[:n_val], order[n_val:], torch.arange(len(y_test))
-    label = torch.arange(len(CLASS_NAMES))
-    if classes != ALL_CLASSES:
-        wanted = torch.tensor(classes)
-        label = torch.full((len(CLASS_NAMES),), -1).index_put_((wanted,), torch.arange(len(classes)))
-        val, train, test = (rows[torch.isin(labels[rows], wanted)] for rows, labels in
-                            ((val, y), (train, y), (test, y_test)))
-    return train, val, test, label
-
-
-def _labels(raw: Path, prefix: str) -> Tensor:
-    return read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
-
-
-def train_images(data_dir: Path, splits: Iterable[tuple[int, tuple[int, ...]]]) -> dict[tuple, int]:
-    """How many training images each split (split seed, classes) holds (the most
-    ``train_samples`` can ask for), from the labels alone, verified and read once."""
-    raw = ensure(data_dir)
-    y, y_test = _labels(raw, "train"), _labels(raw, "t10k")
-    return {split: len(_rows(y, y_test, *split)[0]) for split in dict.fromkeys(splits)}
-
-
-def load(data_dir: Path, split_seed: int = 0, train_samples: int | None = None,
-         classes: tuple[int, ...] = ALL_CLASSES, log: Callable[[str], None] = lambda _: None) -> Splits:
-    """The verified data as tensors: a seeded 80/20 train/validation split of the 60,000
-    training images (the same split for every scheme of a run), and the 10,000 test images.
-
-    ``classes`` keeps the images of those classes only (in every part), their labels
-    renumbered 0, 1, ... in the order given; ``train_samples`` then keeps a seeded subset
-    of the training part (the first N of the split's shuffled order).
-    """
+def read(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Arrays:
+    """The verified files: images as rows of 784 bytes (mapped, not read: a split picks its
+    rows before they are converted), labels as int64."""
     raw = ensure(data_dir, log)
 
     def images(prefix: str) -> Tensor:
         found = read_idx(raw / f"{prefix}-images-idx3-ubyte")
         return found.view(len(found), -1)
 
-    def pixels(rows: Tensor) -> Tensor:  # bytes are picked out before conversion: a quarter of the copying
-        return rows.float().div_(255.0)
+    def labels(prefix: str) -> Tensor:
+        return read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
 
-    y, y_test = _labels(raw, "train"), _labels(raw, "t10k")
-    train, val, test, label = _rows(y, y_test, split_seed, classes)
-    if train_samples is not None:
-        if train_samples > len(train):
-            raise InitbenchError(f"--train-samples is {train_samples:,}, but the training split has only "
-                                 f"{len(train):,} images" + (f" of classes {describe(classes)}" if classes !=
-                                                             ALL_CLASSES else "") + ". Ask for fewer.")
-        train = train[:train_samples]
-    x, x_test = images("train"), images("t10k")
-    return Splits(pixels(x[train]), label[y[train]], pixels(x[val]), label[y[val]], pixels(x_test[test]),
-                  label[y_test[test]])
+    return Arrays(images("train"), labels("train"), images("t10k"), labels("t10k"))
+
+
+FASHION_MNIST = Dataset("fashion-mnist", "FashionMNIST", CLASS_NAMES, input_size=28 * 28, train_images=60_000,
+                        test_images=10_000, files_sha256=SHA256, read=read, scale=255.0, aliases=CLASS_ALIASES)

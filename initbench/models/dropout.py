@@ -1,52 +1,14 @@
-"""The lesson's network: an MLP of Linear layers with an activation (ReLU by default)
-and dropout between them, and the dropout masks each model draws from its own generator."""
+"""Dropout masks for a group of models, each drawn from the model's own generator: both
+engines draw training masks, and --lesson-eval's evaluation masks, through them, and give
+them to the network's ``forward``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from itertools import pairwise
-
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-N_INPUTS = 28 * 28
-N_CLASSES = 10  # FashionMNIST's; a model for a subset of them (--classes) has fewer outputs
 MASK_BLOCK = 16  # training steps of dropout masks drawn per generator call
 EVAL_CHUNK = 2_000  # images per evaluation pass (both engines; --lesson-eval draws a mask per chunk)
-ACTIVATION_FNS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "selu": F.selu}
-
-
-class MLP(nn.Module):
-    """784 -> hidden... -> classes, the activation after each hidden layer, then dropout.
-    Its state dict's keys are ``layers.<i>.weight`` ([out, in]) and ``layers.<i>.bias``."""
-
-    def __init__(self, hidden: tuple[int, ...], activation: str = "relu", n_classes: int = N_CLASSES) -> None:
-        super().__init__()
-        sizes = (N_INPUTS, *hidden, n_classes)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
-        self.activation = ACTIVATION_FNS[activation]
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        """The layer sizes, inputs first: (784, 256, 128, 10)."""
-        return (self.layers[0].in_features, *(layer.out_features for layer in self.layers))
-
-    @torch.no_grad()
-    def load_layers_(self, layers: Sequence[tuple[Tensor, Tensor]]) -> None:
-        """Copy (weight, bias) pairs into the lowest ``len(layers)`` layers, bit for bit."""
-        for layer, (weight, bias) in zip(self.layers, layers):
-            layer.weight.copy_(weight)
-            layer.bias.copy_(bias)
-
-    def forward(self, x: Tensor, masks: list[Tensor] | None = None) -> Tensor:
-        """``masks``: one dropout mask per hidden layer (values 0 or 1/(1-p)), or None."""
-        *hidden, last = self.layers
-        for i, layer in enumerate(hidden):
-            x = self.activation(layer(x))
-            if masks is not None:
-                x = x * masks[i][..., :len(x), :]
-        return last(x)
 
 
 class DropoutMasks:

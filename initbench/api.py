@@ -1,0 +1,206 @@
+"""initbench from Python: the commands as functions that return what they made.
+
+Each function takes the command line's settings as keywords named as in a config file
+(``train_samples=1000``, ``seeds=3``), with the same defaults, and checks them with the
+same parsers, so a bad value raises the same ``UsageError`` before any work. Nothing is
+printed: ``progress=None`` shows a bar in a notebook and nothing elsewhere, ``True`` the
+command line's progress on stderr, ``False`` nothing.
+
+This module imports no torch: the command line calls it to check what was typed first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect as pyinspect
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rich.console import Console
+
+from initbench import config as configs, report, runfolder, store
+from initbench.commands import INSPECT_KEYS, stamped
+from initbench.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from initbench.views import Evaluation, Inspection, Run, Sweep, SweepPlan, TransferRun
+
+PathLike = str | os.PathLike[str]
+Scheme = str | Callable[..., Any]  # a scheme's name, or a function, registered as a scheme when named
+F = TypeVar("F", bound=Callable[..., Any])
+_REGISTERED: dict[Callable[..., Any], str] = {}  # functions registered here, with the name each was given
+
+INSPECT_OPTIONS = (*(k for k in INSPECT_KEYS if k not in ("schemes", "seeds")), "out", "overwrite")
+EVALUATE_OPTIONS = ("hidden", "activation", "classes", "split_seed", "device", "data_dir")
+EVALUATE_DEFAULTS = {"device": "cpu"}  # scores are checked to the bit, as they were recorded: on the CPU
+SWEEP_OPTIONS = ("out", "executor", "ray_address", "gpus_per_task", "cpus_per_task")  # the rest is the config's
+
+
+def scheme(name: str | F | None = None) -> Callable[[F], F] | F:
+    """Register a function as a scheme for this process (``@ib.scheme("name")``, or
+    ``@ib.scheme`` to use its own name), to be named like any scheme. A per-layer scheme is
+    ``fn(weight, bias, generator, ...)`` and fills one layer in place; a whole-model one is
+    ``fn(model, context, ...)`` (see ``initbench.schemes.user``)."""
+    if callable(name):
+        _register(name)
+        return name
+
+    def register(fn: F) -> F:
+        _register(fn, name)
+        return fn
+
+    return register
+
+
+def _register(fn: Callable[..., Any], name: str | None = None) -> str:
+    from initbench.schemes import user
+
+    _REGISTERED[fn] = user.register_function(fn, name)
+    return _REGISTERED[fn]
+
+
+def _scheme_names(schemes: str | Sequence[Scheme]) -> str | list[str]:
+    """Names as the parsers take them: each function registered (again: a notebook may have
+    registered another under its name since) under the name it was given, or its own."""
+    if isinstance(schemes, str):
+        return schemes
+    return [s if isinstance(s, str) else _register(s, _REGISTERED.get(s)) for s in schemes]
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")  # never imported here: a script has none
+    return ipython is not None and hasattr(ipython.get_ipython(), "kernel")
+
+
+def _activity(progress: bool | None) -> report.Activity:
+    if progress is None and _in_notebook():
+        return report.NotebookActivity()
+    return report.Activity(Console(stderr=True), quiet=not progress)
+
+
+def _only(settings: Mapping[str, Any], allowed: Iterable[str], command: str) -> None:
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise UsageError(f"{command}() takes no setting {', '.join(map(repr, unknown))}. It takes "
+                         f"{', '.join(allowed)}.")
+
+
+def _run_config(config: PathLike | None, settings: Mapping[str, Any]) -> configs.RunConfig:
+    """Defaults < the config file < ``settings``, checked, and the output folder checked."""
+    resolved = configs.resolve(None if config is None else Path(config), settings)
+    if resolved.out is not None:
+        runfolder.check_destination(resolved.out, resolved.overwrite)
+    return resolved
+
+
+def compare(schemes: str | Sequence[Scheme] | None = None, *, config: PathLike | None = None,
+            progress: bool | None = None, **settings: Any) -> Run:
+    """Train the network once per scheme and seed, and compare (``initbench compare``).
+
+    ``schemes``: names (``"rule"``, ``"uniform:-0.1,0.1"``) or functions; by default the
+    lesson's six. ``config``: a TOML file of settings, which keywords override. Writes the
+    run folder (``out``, by default results/<timestamp>-<schemes>) and returns it, read."""
+    options = settings if schemes is None else {"schemes": _scheme_names(schemes), **settings}
+    resolved = _run_config(config, options)
+    from initbench.commands.compare import compare as run
+
+    return run(resolved, _activity(progress))
+
+
+def sweep(config: PathLike | Mapping[str, Any], *, sets: Sequence[str] = (), dry_run: bool = False,
+          progress: bool | None = None, **options: Any) -> Sweep | SweepPlan:
+    """Train a grid of settings x schemes x seeds into a resumable store (``initbench sweep``).
+
+    ``config``: a TOML file, or its settings as a dict (a ``"grid"`` dict of settings, each
+    with a list of values); ``sets``: ``"KEY=VALUE"`` as ``--set`` (fixes a setting, taking
+    it out of the grid; ``"grid.KEY=[...]"`` varies one). Called again, it trains only the
+    jobs the store lacks. ``dry_run``: the plan, nothing trained."""
+    _only(options, SWEEP_OPTIONS, "sweep")
+    file = None if isinstance(config, Mapping) else Path(config)
+    default_out = Path("results") / file.stem if file else stamped(datetime.now(), "sweep")
+    resolved = configs.resolve_sweep(file or config, list(sets), options, default_out)
+    assert resolved.run.out is not None
+    if not dry_run:  # which writes nothing: a read-only sweep's plan can be shown
+        runfolder.destination(resolved.run.out, staged=False)  # a sweep writes in its folder
+    store.check_folder(resolved.run.out, "sweep")
+    from initbench.commands.sweep import run
+
+    return run(resolved, str(file) if file else "of the settings given", _activity(progress), dry_run)
+
+
+def transfer(*, config: PathLike | None = None, progress: bool | None = None, **settings: Any) -> TransferRun:
+    """Reuse networks trained on task A on task B, against training from scratch
+    (``initbench transfer``); any compare setting sets task B's run."""
+    resolved = configs.resolve_transfer(None if config is None else Path(config), settings)
+    if resolved.run.out is not None:
+        runfolder.check_destination(resolved.run.out, resolved.run.overwrite)
+        if resolved.source_dir is None:
+            runfolder.check_destination(resolved.source_run().out, resolved.run.overwrite)
+    if resolved.source_dir is not None:
+        runfolder.source_run(resolved.source_dir, resolved.run.train.data)
+    from initbench.commands.transfer import transfer as run
+
+    return run(resolved, _activity(progress))
+
+
+def inspect(schemes: str | Sequence[Scheme] | None = None, *, seed: int = 0, progress: bool | None = None,
+            **settings: Any) -> Inspection:
+    """Each scheme's network before any training, per layer, on 500 real images (``initbench inspect``)."""
+    _only(settings, INSPECT_OPTIONS, "inspect")
+    options = {**settings, "seeds": [seed]} | ({} if schemes is None else {"schemes": _scheme_names(schemes)})
+    resolved = _run_config(None, options)
+    from initbench.commands.inspect import inspect as run
+
+    return run(resolved, _activity(progress))
+
+
+def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None, **settings: Any) -> Evaluation:
+    """Score weights files (or every file of run folders) again, against their record
+    (``initbench evaluate``); ``check``: raise if any scores differ from those recorded in
+    training. The settings describe plain state dicts, which have no record."""
+    _only(settings, EVALUATE_OPTIONS, "evaluate")
+    resolved = _run_config(None, EVALUATE_DEFAULTS | settings)
+    files = runfolder.weights_files([Path(p) for p in paths])
+    from initbench.commands.evaluate import evaluate as run
+
+    result = run(files, resolved, _activity(progress))
+    if check:
+        result.check()
+    return result
+
+
+def schemes() -> pd.DataFrame:
+    """Every scheme, by name: how to write it, its convention, aliases, formula and reference
+    (``initbench schemes``)."""
+    import pandas as pd
+
+    from initbench import schemes as registry
+
+    return pd.DataFrame(registry.catalogue()).set_index("name")
+
+
+def _keywords(fn: F, keys: Iterable[str], defaults: Mapping[str, Any]) -> F:
+    """``fn``'s ``**settings`` shown as the keywords they are, with the defaults config.py
+    gives them: for help() and completion (the parsers still check each value given)."""
+    signature = pyinspect.signature(fn)
+    own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+    given = [pyinspect.Parameter(k, pyinspect.Parameter.KEYWORD_ONLY, default=defaults.get(k))
+             for k in keys if k not in signature.parameters]
+    fn.__signature__ = signature.replace(parameters=own + given)  # type: ignore[attr-defined]
+    return fn
+
+
+_DEFAULTS = configs.RunConfig().to_dict()
+_TRANSFER_DEFAULTS = _DEFAULTS | configs.TRANSFER_DEFAULTS | {
+    f.name: f.default for f in dataclasses.fields(configs.TransferConfig) if f.default is not dataclasses.MISSING}
+_keywords(compare, (k for k in configs.PARSERS if k != "schemes"), _DEFAULTS)
+_keywords(inspect, INSPECT_OPTIONS, _DEFAULTS)
+_keywords(evaluate, EVALUATE_OPTIONS, _DEFAULTS | EVALUATE_DEFAULTS)
+_keywords(sweep, SWEEP_OPTIONS, _DEFAULTS)
+_keywords(transfer, dict.fromkeys([*configs.TRANSFER_PARSERS, *configs.PARSERS]), _TRANSFER_DEFAULTS)

@@ -1,0 +1,21 @@
+"""The commands' work, one module per command: each takes a resolved configuration and
+a progress display (``report.Activity``), writes its files, and returns what it made as
+an object of ``initbench.views``. Nothing here prints: the API returns the object, the
+command line renders it.
+
+This package's own module keeps to what the command line may import before torch loads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+# The settings inspect uses (and records in inspect.json): the network and the data, no training.
+INSPECT_KEYS = ("schemes", "seeds", "dataset", "network", "hidden", "activation", "bias", "classes", "head_init",
+                "split_seed", "data_dir")
+
+
+def stamped(now: datetime, name: str) -> Path:
+    """results/<timestamp>-<name>, e.g. results/20261123-181500-zeros-ones-rule: a run's default folder."""
+    return Path("results") / f"{now:%Y%m%d-%H%M%S}-{name}"

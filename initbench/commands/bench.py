@@ -1,0 +1,27 @@
+"""``initbench bench``: the engines timed against the lesson's pipeline (``initbench.bench``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from initbench import bench as benchmark, data, engines, report, results, runfolder
+from initbench.commands import stamped
+
+
+def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
+          out: Path | None, activity: report.Activity, scaling: tuple[int, ...] = ()) -> tuple[dict[str, Any], Path]:
+    """Run the benchmark (or with ``scaling``, the scaling curve at those model counts), write
+    its JSON (with the machine it ran on); its numbers, and where they were written."""
+    started = datetime.now().astimezone()
+    device = engines.resolve_device(device_name)
+    out = out or stamped(started, "bench.json")
+    runfolder.check_file_destination(out)
+    config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
+                                   data_dir=data_dir or data.default_data_dir())
+    with activity.running():
+        numbers = benchmark.scaling(scaling, repeats, device, activity) if scaling else benchmark.run(config, activity)
+    numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
+    runfolder.write_files(out.parent, {out.name: runfolder.json_writer(numbers)})
+    return numbers, out

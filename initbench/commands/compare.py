@@ -1,0 +1,92 @@
+"""``initbench compare``: every (scheme, seed) job trained into a run folder's store, and
+the views of the store written (CSVs, pictures, weights, run.json)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from initbench import data, executors, report, results, runfolder, schemes, store, sweep, views
+from initbench.commands import stamped
+from initbench.config import RunConfig
+from initbench.jobs import Job, batches_per_epoch
+
+MAX_NAME_CHARS = 120  # of the scheme names in a default folder name (file systems allow 255 bytes)
+
+
+def compare(config: RunConfig, activity: report.Activity) -> views.Run:
+    """Train every (scheme, seed) job of ``config`` and write the run's files."""
+    names = "-".join(map(schemes.stem, config.schemes))  # a file scheme by its file and function, no path
+    names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
+    folder = train_run(config, {job: job.scheme for job in config.jobs()}, names, activity)
+    return views.Run(folder.path, folder)
+
+
+Finish = Callable[[pd.DataFrame, pd.DataFrame], dict[str, Callable[[Path], object]]]
+
+
+def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: report.Activity,
+              finish: Finish | None = None, kind: str = "scheme",
+              about: dict[str, Any] | None = None) -> runfolder.RunFolder:
+    """Train ``jobs`` (each with the name its rows get: its scheme, or a transfer strategy)
+    on ``config``'s data with its engine into the run folder's store, write the views of the
+    store (CSVs, pictures) and the weights; return where the folder went. ``finish`` (runs,
+    summary) adds files; ``about``, entries of run.json."""
+    started = datetime.now().astimezone()
+    train = config.train
+    with runfolder.run_folder(config.out or stamped(started, name), config.overwrite, activity.note) as folder, \
+            activity.running(), executors.connect(config.placement, activity) as executor:
+        device, dataset, classes = executor.data_device, data.get(train.data.dataset), train.data.class_numbers
+        activity.stage(f"Loading {dataset.title}")
+        splits = data.load(config.data_dir, train.data, activity.stage).to(device)
+        n_batches = batches_per_epoch(len(splits.y_train), train.optim.batch_size)
+        of_classes = "" if classes == dataset.all_classes else f" of classes {dataset.describe(classes)}"
+        activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(set(jobs.values())), kind)}"
+                      f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
+                      f"{of_classes}, {report.plural(train.optim.epochs, 'epoch')} of {n_batches:,} batches, "
+                      f"{executor.description}")
+        epochs = max(job.settings.optim.epochs for job in jobs)
+        activity.stage("Training", total=len(jobs) * epochs * n_batches)
+        keys = [store.key(job) for job in jobs]
+        with store.open_store(folder.staging, "run") as st:
+            tally = sweep.train_into(st, jobs, sweep.chunked(list(jobs), executor, config.max_batch_models), executor,
+                                     sweep.kept(config, config.save_weights), config.data_dir, activity, folder.staging,
+                                     results.weights_names(jobs) if config.save_weights else None,
+                                     {train.data: splits})
+            # Everything below is a view of the store.
+            stored = st.results(keys)
+        activity.stage("Writing the results and drawing the pictures")
+        names = {r.job: jobs[job] for r, job in zip(stored, jobs)}
+        runs = results.runs_frame(stored, names)
+        summary = results.summary_frame(runs)
+        losses = results.losses_frame(stored, names)
+        environment = results.environment(device) | {"executor": executor.description}
+        run_info = {
+            "config": config.to_dict() | {"out": str(folder.path)},
+            **environment,
+            "data": splits.sizes(),
+            "data_identity": data.identity(train.data),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "train_seconds": round(tally.train_seconds, 3),
+            **(about or {}),
+        }
+        stats_frame = pd.DataFrame([{"scheme": names[r.job], "seed": r.job.seed, **row}
+                                    for r in stored for row in r.layer_stats or []])
+        stats_files = ({"layer_stats.csv": runfolder.csv_writer(stats_frame),
+                        "layer_stats.png": views.stats_picture(stats_frame)} if config.track_stats else {})
+        runfolder.write_files(folder.staging, {
+            "accuracy.csv": runfolder.csv_writer(summary),
+            "runs.csv": runfolder.csv_writer(runs),
+            "losses.csv": runfolder.csv_writer(losses),
+            **views.loss_pictures(losses, config.plot_batches, n_batches, len(classes)),
+            "run.json": runfolder.json_writer(run_info),
+            "config.toml": lambda p: p.write_text(config.to_toml()),
+            **stats_files,
+            **(finish(runs, summary) if finish else {}),
+        })
+    return folder

@@ -1,0 +1,50 @@
+"""``initbench inspect``: each scheme's network before any training, one forward and
+backward pass on real images, per layer."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+import pandas as pd
+import torch
+
+from initbench import data, diagnostics, engines, pictures, report, results, runfolder, views
+from initbench.commands import INSPECT_KEYS, stamped
+from initbench.config import RunConfig
+from initbench.jobs import Job
+from initbench.streams import initialize
+
+
+def inspect(config: RunConfig, activity: report.Activity) -> views.Inspection:
+    """Build each scheme's model (seed ``config.seeds[0]``), run one forward and backward
+    pass on real images, write its per-layer statistics, flags and pictures."""
+    started = datetime.now().astimezone()
+    engines.models_that_fit(config.train, torch.device("cpu"))  # as compare: a model too large refused before any
+    with runfolder.run_folder(config.out or stamped(started, "inspect"), config.overwrite, activity.note) as folder, \
+            activity.running():
+        activity.stage(f"Loading {data.get(config.train.data.dataset).title}")  # the whole split: its statistics
+        splits = data.load(config.data_dir, dataclasses.replace(config.train.data, train_samples=None), activity.stage)
+        x_stats, y_stats = diagnostics.stats_batch(splits.x_val, splits.y_val)
+        rows, found, weights = [], {}, {}
+        activity.stage("Inspecting", total=len(config.schemes))
+        for i, scheme in enumerate(config.schemes):
+            activity.advance(0, f"Inspecting {scheme} ({i + 1} of {len(config.schemes)})")
+            model, sources = initialize(Job(scheme, config.seeds[0], config.train), splits.x_train)
+            layer_rows = [row | {"source": source}
+                          for row, source in zip(diagnostics.layer_stats(model, x_stats, y_stats), sources)]
+            found[scheme] = diagnostics.flags(layer_rows)
+            weights[scheme] = [layer.weight.detach() for layer in model.layers]
+            rows += [{"scheme": scheme, **row} for row in layer_rows]
+            activity.advance(1)
+        activity.stage("Drawing the pictures")
+        frame = pd.DataFrame(rows)
+        applies = {k: v for k, v in config.to_dict().items() if k in INSPECT_KEYS}
+        runfolder.write_files(folder.staging, {
+            "inspect.csv": runfolder.csv_writer(frame),
+            "inspect.json": runfolder.json_writer({"config": applies | {"out": str(folder.path)}, "flags": found,
+                                                   **results.environment(torch.device("cpu"))}),
+            "weights_hist.png": lambda p: pictures.plot_weight_histograms(weights, p),
+            "activations.png": views.activations_picture(frame, config.train.network.activation),
+        })
+    return views.Inspection(folder.path, folder)

@@ -1,0 +1,119 @@
+"""The data: a registry of datasets (``registry``: a name -> a ``Dataset``; FashionMNIST in
+``fashion_mnist``) and what is the same for every dataset: the seeded 80/20 train/validation
+split, class subsets (``classes``) and training subsets (``train_samples``), loading once
+into tensors, the data's identity for weights' metadata.
+
+Adding a dataset is a module that makes a ``Dataset`` and a line here that registers it.
+torch is imported inside the functions that use it: settings are checked before any work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from initbench.data import fashion_mnist
+from initbench.data.registry import DATASETS, VALIDATION_FRACTION, Arrays, Dataset, get, register
+from initbench.errors import InitbenchError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from initbench.jobs import DataSettings
+
+__all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "default_data_dir", "get", "identity",
+           "load", "register", "train_images"]
+
+register(fashion_mnist.FASHION_MNIST)
+
+DATA_DIR_ENV = "INITBENCH_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Images as float32 rows of the dataset's values (FashionMNIST: 784 pixels in [0, 1]), labels as int64."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+    def to(self, device: torch.device) -> Splits:
+        return Splits(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def identity(settings: DataSettings) -> dict:
+    """What decides which images a model saw and is scored on: the files (by SHA-256; they are
+    verified against these before use), the split, the training subset and the classes."""
+    dataset = get(settings.dataset)
+    return {"dataset": dataset.title, "files_sha256": dict(dataset.files_sha256), "split_seed": settings.split_seed,
+            "train_samples": settings.train_samples, "classes": list(settings.class_numbers)}
+
+
+def default_data_dir() -> Path:
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "initbench"
+
+
+def _rows(arrays: Arrays, settings: DataSettings) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The rows of the training part, validation part and test set that a split keeps (the
+    training part in the split's shuffled order), and each label's new number (-1: dropped)."""
+    import torch
+
+    y, y_test = arrays.y_train, arrays.y_test
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(settings.split_seed))
+    n_val = int(len(y) * VALIDATION_FRACTION)
+    val, train, test = order[:n_val], order[n_val:], torch.arange(len(y_test))
+    dataset, classes = get(settings.dataset), settings.class_numbers
+    label = torch.arange(len(dataset.class_names))
+    if classes != dataset.all_classes:
+        wanted = torch.tensor(classes)
+        label = torch.full((len(dataset.class_names),), -1).index_put_((wanted,), torch.arange(len(classes)))
+        val, train, test = (rows[torch.isin(labels[rows], wanted)] for rows, labels in
+                            ((val, y), (train, y), (test, y_test)))
+    return train, val, test, label
+
+
+def train_images(data_dir: Path, splits: Iterable[DataSettings]) -> dict[DataSettings, int]:
+    """How many training images each split holds (the most ``train_samples`` can ask for),
+    the data verified and read once per dataset."""
+    read = {name: get(name).read(data_dir, lambda _: None) for name in dict.fromkeys(s.dataset for s in splits)}
+    return {split: len(_rows(read[split.dataset], split)[0]) for split in dict.fromkeys(splits)}
+
+
+def load(data_dir: Path, settings: DataSettings, log: Callable[[str], None] = lambda _: None) -> Splits:
+    """The verified data as tensors: a seeded 80/20 train/validation split of the training
+    images (the same split for every scheme of a run), and the test images.
+
+    ``classes`` keeps the images of those classes only (in every part), their labels
+    renumbered 0, 1, ... in the order given; ``train_samples`` then keeps a seeded subset
+    of the training part (the first N of the split's shuffled order).
+    """
+    dataset = get(settings.dataset)
+    arrays = dataset.read(data_dir, log)
+    train, val, test, label = _rows(arrays, settings)
+    if settings.train_samples is not None:
+        if settings.train_samples > len(train):
+            classes = settings.class_numbers
+            of = "" if classes == dataset.all_classes else f" of classes {dataset.describe(classes)}"
+            raise InitbenchError(f"--train-samples is {settings.train_samples:,}, but the training split has only "
+                                 f"{len(train):,} images{of}. Ask for fewer.")
+        train = train[:settings.train_samples]
+
+    def values(x: Tensor, rows: Tensor) -> Tensor:  # rows picked before conversion: a quarter of the copying
+        return x[rows].float().div_(dataset.scale)
+
+    y, y_test = arrays.y_train, arrays.y_test
+    return Splits(values(arrays.x_train, train), label[y[train]], values(arrays.x_train, val), label[y[val]],
+                  values(arrays.x_test, test), label[y_test[test]])

@@ -1,0 +1,108 @@
+"""The dataset registry: one name -> one ``Dataset``.
+
+A dataset is a module that makes a ``Dataset`` (what settings are checked by and
+jobs are keyed by, and ``read``, which gives its verified images and labels) and a
+line that registers it (``register``: in ``data/__init__.py`` for initbench's own).
+What is the same for every dataset (the seeded split, class and training subsets)
+is ``data/__init__.py``'s. Nothing here imports torch: the command line checks a
+dataset's name and classes before any work.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from initbench.errors import UsageError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+VALIDATION_FRACTION = 0.2  # of a dataset's training images, held out by the seeded split
+
+
+class Arrays(NamedTuple):
+    """A dataset as read: images as rows of ``input_size`` values (of any dtype: converted to
+    float32 and divided by the dataset's ``scale`` only once a split's rows are picked),
+    labels as int64 class numbers."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset: what settings are checked by and jobs keyed by, known without loading it,
+    and ``read``, which loads it."""
+
+    name: str  # as settings name it: dataset = "fashion-mnist"
+    title: str  # as people and weights files' records name it: "FashionMNIST"
+    class_names: tuple[str, ...]
+    input_size: int  # values per image: the network's inputs
+    train_images: int  # in its training set, before the validation split
+    test_images: int
+    files_sha256: Mapping[str, str]  # what a job's identity names the data by (read verifies the files by it)
+    read: Callable[[Path, Callable[[str], None]], Arrays]  # (data folder, log) -> the verified arrays
+    scale: float = 1.0  # the images' values are divided by it (255 for bytes)
+    aliases: Mapping[str, int] = field(default_factory=dict)  # other names of classes, as _plain writes them
+
+    @property
+    def all_classes(self) -> tuple[int, ...]:
+        return tuple(range(len(self.class_names)))
+
+    @property
+    def train_split(self) -> int:
+        """Images the split leaves to train on (of all classes)."""
+        return self.train_images - int(self.train_images * VALIDATION_FRACTION)
+
+    @property
+    def validation_split(self) -> int:
+        return self.train_images - self.train_split
+
+    def class_number(self, name: str) -> int:
+        """A class given by number or by name, in any case (spaces, '-', '_' and '/' ignored)."""
+        if name.strip().isdigit():  # a number as written: "-1" is no class, not class 1 with a dash ignored
+            if int(name) < len(self.class_names):
+                return int(name)
+            raise ValueError(f"{name.strip()!r} is not one of {self.title}'s class numbers (0 to "
+                             f"{len(self.class_names) - 1})")
+        names = {_plain(n): i for i, n in enumerate(self.class_names)} | dict(self.aliases)
+        if _plain(name) not in names:
+            raise ValueError(f"{name!r} is not one of {self.title}'s classes: "
+                             + ", ".join(f"{i} {n.lower()}" for i, n in enumerate(self.class_names)))
+        return names[_plain(name)]
+
+    def describe(self, classes: tuple[int, ...]) -> str:
+        """'5 sandal, 6 shirt' (or 'all 10')."""
+        if classes == self.all_classes:
+            return f"all {len(self.class_names)}"
+        return ", ".join(f"{i} {self.class_names[i].lower()}" for i in classes)
+
+
+def _plain(name: str) -> str:
+    return "".join(c for c in name.lower() if c not in " -_/")
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register(dataset: Dataset) -> Dataset:
+    """Make ``dataset`` a choice of the ``dataset`` setting."""
+    if dataset.name in DATASETS:
+        raise ValueError(f"a dataset {dataset.name!r} is registered already")
+    DATASETS[dataset.name] = dataset
+    return dataset
+
+
+def get(name: str) -> Dataset:
+    """The dataset called ``name``; an error naming the registered ones and the closest match."""
+    if name not in DATASETS:
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        raise UsageError(f"Unknown dataset {name!r}." + (f" Did you mean {close[0]!r}?" if close else "")
+                         + f" Datasets: {', '.join(DATASETS)}.")
+    return DATASETS[name]

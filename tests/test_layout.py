@@ -1,0 +1,225 @@
+"""How the code is laid out: imports run one way (no cycle among initbench's modules), the
+settings' groups and their flat keys agree, stored keys do not move, and a dataset or a
+network is one new module and a registry line."""
+
+import ast
+import dataclasses
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from initbench import store
+from initbench.jobs import FLAT, Job, TrainSettings
+
+from .conftest import NO_NETWORK, ROOT
+
+PACKAGE = ROOT / "initbench"
+
+
+def _modules() -> dict[str, Path]:
+    """initbench's modules by dotted name (a package by its own name, for its __init__.py)."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The initbench modules ``name`` imports, at module level or in a function, leaving out
+    ``if TYPE_CHECKING:`` blocks (never run). Importing ``a.b.c`` runs ``a.b``'s __init__
+    first, so a module depends on the packages above what it imports, except its own
+    packages: those are initialized before it is imported at all."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            test = node.test
+            if (test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)) == "TYPE_CHECKING":
+                for child in node.orelse:
+                    self.visit(child)
+            else:
+                self.generic_visit(node)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            targets.update(alias.name for alias in node.names)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            base = node.module or ""
+            if node.level:  # relative: from the package, up level - 1 packages
+                above = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*above, base] if base else above)
+            # "from a import b": the module a.b when there is one, else a name in a's __init__.
+            targets.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                           for alias in node.names)
+
+    Visitor().visit(ast.parse(path.read_text()))
+    implied = {".".join(t.split(".")[:i]) for t in targets for i in range(1, t.count(".") + 1)}
+    own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)} | {package}
+    return {t for t in targets | (implied - own) if t in modules and t != name}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for after in sorted(graph[node]):
+            if after not in index:
+                visit(after)
+                low[node] = min(low[node], low[after])
+            elif after in stack:
+                low[node] = min(low[node], index[after])
+        if low[node] == index[node]:
+            component = []
+            while (top := stack.pop()) != node:
+                component.append(top)
+            if component:
+                found.append(sorted([node, *component]))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_itself_back() -> None:
+    """No import cycle among initbench's modules (an import inside a function counts: it
+    still needs the other module whole when it runs)."""
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert "initbench.executors" in graph["initbench.config"]  # the graph sees what it must
+    assert "initbench.data" in graph["initbench.models"] and "initbench.data" in graph["initbench.engines.batched"]
+    assert _cycles(graph) == [], "import cycles (each a set of modules that import one another)"
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_setting_has_one_flat_key() -> None:
+    """FLAT (the config file's keys) names every field of the three groups once, in its group."""
+    defaults = TrainSettings()
+    fields = {f.name: group.name for group in dataclasses.fields(defaults)
+              for f in dataclasses.fields(getattr(defaults, group.name))}
+    assert FLAT == {key: fields[key] for key in FLAT} and set(FLAT) == set(fields)
+    changed = TrainSettings.of(hidden=(8,), lr=0.5, classes=(1, 2), network="mlp")
+    assert changed.network.hidden == (8,) and changed.optim.lr == 0.5 and changed.data.classes == (1, 2)
+    assert TrainSettings.of(**changed.flat()) == changed
+    assert TrainSettings.from_plain(changed.plain()) == changed
+
+
+# Keys written before the settings were grouped, and the dataset and network added: a store's
+# rows stay finished jobs only while these stay what they were.
+PINNED = {
+    "69dd8387313cd04700b9c582a470f98c9967a739fe4423e3b319a143a287e01a": Job("rule", 0, TrainSettings()),
+    "7a6b6c5d2c8f44650ed5b66a21846645a1fdf0b5da7dea11354d061ae49b3d7d": Job(
+        "default", 1, TrainSettings.of(optimizer="sgd", momentum=0.5)),
+    "5d335193b990c06726cc0db9da29d0c3f7066d793852c6d3bbf1eaec54fb9b75": Job(
+        "xavier_normal", 0, TrainSettings.of(classes=(5, 6), train_samples=200, batch_size=20, epochs=20)),
+    "d6662b7d302bc4712920a8acc9b729a42125a768a539522c7cc0b85e3fbdb7d9": Job(
+        "uniform", 2, TrainSettings.of(lesson_eval=True)),
+}
+
+
+def test_stored_keys_do_not_move() -> None:
+    assert {store.key(job): job for job in PINNED.values()} == PINNED
+    # All ten classes named are the default's data, and the same key.
+    assert store.key(Job("rule", 0, TrainSettings.of(classes=tuple(range(10))))) == next(iter(PINNED))
+
+
+LINEAR = '''
+    """A linear classifier: one layer from the inputs to the classes."""
+    from torch import nn
+
+
+    class Linear(nn.Module):
+        def __init__(self, inputs, classes):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(inputs, classes)])
+            self.activation = nn.Identity()  # between layers: there are none
+
+        def forward(self, x, masks=None):  # no hidden layer, so no dropout mask to apply
+            return self.layers[0](x)
+
+
+    def build(settings, inputs, classes):
+        return Linear(inputs, classes)
+'''
+BLOCKS = '''
+    """Blocks: 8x8 images of one bright 4x4 block in a corner (the class), on noise."""
+    import hashlib
+
+    from initbench.data import Arrays, Dataset
+
+    CORNERS = {"top left": (0, 0), "top right": (0, 4), "bottom left": (4, 0), "bottom right": (4, 4)}
+
+
+    def read(data_dir, log):
+        import torch
+
+        generator = torch.Generator().manual_seed(0)
+
+        def images(n):
+            y = torch.arange(n) % len(CORNERS)
+            x = torch.rand(n, 8, 8, generator=generator) * 0.6
+            for k, (row, column) in enumerate(CORNERS.values()):
+                x[y == k, row:row + 4, column:column + 4] += 0.4
+            return x.view(n, 64), y
+
+        return Arrays(*images(400), *images(100))
+
+
+    BLOCKS = Dataset("blocks", "Blocks", tuple(CORNERS), input_size=64, train_images=400, test_images=100,
+                     files_sha256={"made by read": hashlib.sha256(b"blocks 1").hexdigest()}, read=read)
+'''
+# One line each, through the registries' public functions; here run at start-up (sitecustomize).
+REGISTER = '''
+    from initbench import data, models
+    import blocks
+    data.register(blocks.BLOCKS)
+    models.register(models.Network("linear", "linear:build", depth=lambda settings: 1))
+'''
+
+
+def test_a_dataset_and_a_network_are_a_module_and_a_line_each(tmp_path: Path) -> None:
+    """Three files outside initbench (a dataset module, a network module, and the two lines
+    that register them) and compare trains the new network on the new dataset, through the
+    real command line, with the sequential engine; the batched one refuses the network."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for name, text in {"linear.py": LINEAR, "blocks.py": BLOCKS, "sitecustomize.py": REGISTER}.items():
+        (plugins / name).write_text(textwrap.dedent(text))
+    config = tmp_path / "run.toml"
+    config.write_text('dataset = "blocks"\nnetwork = "linear"\nepochs = 3\nbatch_size = 20\nseeds = 2\n')
+    env = os.environ | NO_NETWORK | {"PYTHONPATH": os.pathsep.join([str(plugins), str(ROOT)])}
+
+    def compare(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "initbench", "compare", "rule", "default", "--config",
+                               str(config), *args], text=True, capture_output=True, env=env, timeout=300)
+
+    refused = compare("--out", str(tmp_path / "batched"))
+    assert refused.returncode == 2 and "--engine sequential" in " ".join(refused.stderr.split()), refused.stderr
+    out = tmp_path / "run"
+    done = compare("--engine", "sequential", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert (info["config"]["dataset"], info["config"]["network"], info["config"]["classes"]) == (
+        "blocks", "linear", [0, 1, 2, 3])
+    assert info["data"] == {"train": 320, "val": 80, "test": 100}
+    with sqlite3.connect(out / store.FILE) as db:
+        rows = db.execute("SELECT identity, val_acc FROM jobs").fetchall()
+    assert len(rows) == 4 and all(acc > 0.6 for _, acc in rows)  # four corners: chance is 0.25
+    for identity, _ in rows:  # a setting other than its default is in the key
+        settings = json.loads(identity)["settings"]
+        assert (settings["dataset"], settings["network"], settings["hidden"]) == ("blocks", "linear", [256, 128])
