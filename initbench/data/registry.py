@@ -10,13 +10,12 @@ dataset's name and classes before any work.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from initbench.errors import UsageError
+from initbench.choices import Registry
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -88,21 +87,6 @@ def _plain(name: str) -> str:
     return "".join(c for c in name.lower() if c not in " -_/")
 
 
-DATASETS: dict[str, Dataset] = {}
-
-
-def register(dataset: Dataset) -> Dataset:
-    """Make ``dataset`` a choice of the ``dataset`` setting."""
-    if dataset.name in DATASETS:
-        raise ValueError(f"a dataset {dataset.name!r} is registered already")
-    DATASETS[dataset.name] = dataset
-    return dataset
-
-
-def get(name: str) -> Dataset:
-    """The dataset called ``name``; an error naming the registered ones and the closest match."""
-    if name not in DATASETS:
-        close = difflib.get_close_matches(name, DATASETS, n=1)
-        raise UsageError(f"Unknown dataset {name!r}." + (f" Did you mean {close[0]!r}?" if close else "")
-                         + f" Datasets: {', '.join(DATASETS)}.")
-    return DATASETS[name]
+DATASETS: Registry[Dataset] = Registry("dataset")
+register = DATASETS.register
+get = DATASETS.find

@@ -14,14 +14,13 @@ network is built, so the registry, like the command line's checks, does not impo
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from initbench import data
-from initbench.errors import UsageError
+from initbench.choices import Registry
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,24 +41,9 @@ class Network:
         return getattr(importlib.import_module(module), function)(settings, inputs, classes)
 
 
-NETWORKS: dict[str, Network] = {}
-
-
-def register(network: Network) -> Network:
-    """Make ``network`` a choice of the ``network`` setting."""
-    if network.name in NETWORKS:
-        raise ValueError(f"a network {network.name!r} is registered already")
-    NETWORKS[network.name] = network
-    return network
-
-
-def get(name: str) -> Network:
-    """The network called ``name``; an error naming the registered ones and the closest match."""
-    if name not in NETWORKS:
-        close = difflib.get_close_matches(name, NETWORKS, n=1)
-        raise UsageError(f"Unknown network {name!r}." + (f" Did you mean {close[0]!r}?" if close else "")
-                         + f" Networks: {', '.join(NETWORKS)}.")
-    return NETWORKS[name]
+NETWORKS: Registry[Network] = Registry("network")
+register = NETWORKS.register
+get = NETWORKS.find
 
 
 register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidden) + 1))
