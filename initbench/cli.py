@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ import initbench
 from initbench import api, config as config_defaults, report
 from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
 from initbench.engines import ENGINES
-from initbench.errors import InitbenchError, UsageError, handle_stop_signals
+from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
 from initbench.executors import EXECUTORS
 from initbench.executors.raysettings import RaySettings
 from initbench.jobs import ACTIVATIONS, OPTIMIZERS, DataSettings, NetworkSettings, OptimSettings
@@ -54,21 +54,27 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
         err.print(Text("Error: ", style="bold red") + Text(str(e)))
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        kept = getattr(e, "kept", 0)  # a sweep's store keeps its committed jobs (set by sweep._resumable)
-        err.print(f"Interrupted by {signal.Signals(signum).name}: " + (
-            f"the store in {e.folder} keeps {report.plural(kept, 'job')}; the same command resumes from them."
-            if kept else "no result files were written."))
-        raise typer.Exit(128 + signum) from None
+        _interrupted(err, e)
     except BrokenPipeError:  # `initbench ... | head`: the reader has gone, as for any Unix tool
         _quiet_pipes()
         raise typer.Exit(128 + signal.SIGPIPE) from None
     except Exception as e:
+        if (stop := interruption(e)) is not None:
+            _interrupted(err, stop)
         if debug:
             raise
         err.print(Text("Unexpected error: ", style="bold red") + Text(f"{type(e).__name__}: {e}. "
                   "Run again with --debug for the traceback."))
         raise typer.Exit(1) from None
+
+
+def _interrupted(err: Console, e: KeyboardInterrupt) -> NoReturn:
+    signum = getattr(e, "signum", signal.SIGINT)
+    kept = getattr(e, "kept", 0)  # a sweep's store keeps its committed jobs (set by sweep._resumable)
+    err.print(f"Interrupted by {signal.Signals(signum).name}: " + (
+        f"the store in {e.folder} keeps {report.plural(kept, 'job')}; the same command resumes from them."
+        if kept else "no result files were written."))
+    raise typer.Exit(128 + signum) from None
 
 
 def _quiet_pipes() -> None:

@@ -29,6 +29,15 @@ def _stop(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
+def interruption(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or stop signal that ``e`` is, or that Python wrapped: a signal that arrives
+    while a class is being made (in a ``__set_name__``, as importing rich does) reaches the
+    caller as a RuntimeError whose cause is the interruption."""
+    while e is not None and not isinstance(e, KeyboardInterrupt):
+        e = e.__cause__
+    return e
+
+
 class InitbenchError(Exception):
     """A problem the user can fix that stopped the work (missing or corrupted data,
     an unwritable folder, a full disk, a model too large for memory).

@@ -9,7 +9,7 @@ never in a traceback.
 import signal
 import sys
 
-from initbench.errors import handle_stop_signals
+from initbench.errors import handle_stop_signals, interruption
 
 
 def main() -> None:
@@ -18,7 +18,10 @@ def main() -> None:
         from initbench import cli
 
         cli.main()
-    except KeyboardInterrupt as e:  # outside a command (while starting or finishing): nothing was written
-        signum = getattr(e, "signum", signal.SIGINT)
+    except BaseException as e:  # outside a command (while starting or finishing): nothing was written
+        stop = interruption(e)
+        if stop is None:
+            raise
+        signum = getattr(stop, "signum", signal.SIGINT)
         print(f"Interrupted by {signal.Signals(signum).name}.", file=sys.stderr)
         sys.exit(128 + signum)

@@ -100,6 +100,23 @@ def test_a_closed_output_pipe_ends_quietly(args: list[str], tmp_path: Path) -> N
     assert "Error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+def test_an_interruption_python_wrapped_is_still_an_interruption() -> None:
+    """A signal during a class's creation (importing rich, at start-up) reaches the command
+    line inside the RuntimeError Python wraps __set_name__'s exceptions in (3.11); it is
+    still an interruption, never an unexpected error with a traceback."""
+    from initbench.errors import Terminated, interruption
+
+    class Stops:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise Terminated(signal.SIGTERM)
+
+    with pytest.raises(BaseException) as caught:
+        type("Owner", (), {"field": Stops()})
+    stop = interruption(caught.value)
+    assert isinstance(stop, Terminated) and stop.signum == signal.SIGTERM
+    assert interruption(RuntimeError("no signal here")) is None
+
+
 def _interrupted(done_code: int, stderr: str) -> None:
     # Death by the signal itself (before Python handles signals at all) is what a shell shows as 130 too.
     assert done_code in (130, -signal.SIGINT), stderr
