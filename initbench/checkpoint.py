@@ -12,7 +12,8 @@ is read with ``torch.load(..., weights_only=True)``, which refuses a pickle that
 would run code. Its keys must be ``layers.<i>.weight`` / ``layers.<i>.bias`` (i from
 0, as initbench's MLP names them) or ``fc<i>.weight`` / ``fc<i>.bias`` (i from 1,
 as the lesson's network names them); weights are [out, in], as ``nn.Linear`` holds
-them. A dict holding the state dict under ``state_dict`` or ``model_state_dict``
+them, or, below the Linear layers, convolutions' kernels [out, in, k, k] (``nn.Conv2d``'s,
+the cnn's). A dict holding the state dict under ``state_dict`` or ``model_state_dict``
 (a training checkpoint) is accepted too.
 
 Only the header check (``check_source``) runs before torch is imported: a bad file
@@ -33,12 +34,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import memory, paths
+from initbench import memory, models, paths
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import ADDED, TrainSettings
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    from torch import Tensor, nn
 
 FORMAT = "initbench-weights/1"
 METADATA_KEY = "initbench"
@@ -66,7 +67,8 @@ RECORD_CONTRADICTED = ("The file's record (its initbench metadata) describes oth
                        "it was changed after initbench wrote it. --hidden does not apply to it (its record says what "
                        "network it is): take the file from the run folder that wrote it, or train it again.")
 KEYS_HELP = ("initbench expects the keys layers.<i>.weight and layers.<i>.bias (i from 0) or fc<i>.weight and "
-             "fc<i>.bias (i from 1, as the lesson names them), weights shaped [out, in] as nn.Linear holds them")
+             "fc<i>.bias (i from 1, as the lesson names them), weights shaped [out, in] as nn.Linear holds them "
+             "(or [out, in, k, k], a convolution's kernel, below them)")
 
 
 def sha256(path: Path) -> str:
@@ -192,7 +194,7 @@ def record(path: Path, header: dict[str, dict[str, Any]], metadata: dict[str, st
     if why is not None:
         raise _not_weights(path, f"its initbench record {why}")
     settings = TrainSettings.from_plain(meta["job"]["settings"])  # checked before a model of its sizes is built
-    outputs = [*settings.network.hidden, len(settings.data.class_numbers)]
+    outputs = [*models.get(settings.network.network).widths(settings.network), len(settings.data.class_numbers)]
     held = [header.get(f"layers.{i}.weight", {}).get("shape", [None])[0] for i in range(len(outputs) + 1)]
     if held != [*outputs, None]:
         raise InitbenchError(f"{path}: its record gives its layers {_shown(outputs)} outputs, its tensors "
@@ -302,8 +304,8 @@ def check_source(path_text: str, spelled: str) -> str:
 
 @dataclass(frozen=True)
 class Weights:
-    """A weights file read back: its layers in order (weight [out, in], bias [out]) and,
-    for a file initbench wrote, its metadata."""
+    """A weights file read back: its layers in order (weight [out, in], or a kernel [out, in, k,
+    k]; bias [out]) and, for a file initbench wrote, its metadata."""
 
     path: Path
     sha256: str
@@ -312,8 +314,8 @@ class Weights:
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        """The layer sizes, inputs first: (784, 256, 128, 10)."""
-        return (self.layers[0][0].shape[1], *(w.shape[0] for w, _ in self.layers))
+        """The layer sizes, inputs first: (784, 256, 128, 10); a CNN's from its input channels: (1, 16, 32, 128, 10)."""
+        return _sizes([tuple(w.shape) for w, _ in self.layers])
 
     @property
     def classes(self) -> tuple[int, ...] | None:
@@ -323,7 +325,7 @@ class Weights:
 
 def load(path: Path, expect_sha256: str | None = None) -> Weights:
     """Read a weights file (safetensors, or a .pt/.pth state dict), checking that it is
-    whole, holds only tensors, and names a chain of Linear layers."""
+    whole, holds only tensors, and names a chain of layers (convolutions, then Linear layers)."""
     meta = check_kind(path)
     digest = sha256(path)
     if expect_sha256 is not None and digest != expect_sha256:
@@ -407,12 +409,23 @@ def _layers(state: dict[str, Tensor], path: Path) -> list[tuple[Tensor, Tensor]]
         raise InitbenchError(f"{path} is missing {', '.join(missing)}: every layer needs a weight and a bias.")
     layers = [(found[i]["weight"], found[i]["bias"]) for i in range(len(names))]
     for i, (w, b) in enumerate(layers):
-        if w.dim() != 2 or b.shape != (w.shape[0],):
-            raise InitbenchError(f"{path}: {names[i]} is not a Linear layer (weight {list(w.shape)}, bias "
-                                 f"{list(b.shape)}; a layer of n outputs has weight [n, inputs] and bias [n]).")
-        if i and w.shape[1] != layers[i - 1][0].shape[0]:
+        kernel = w.dim() == 4 and w.shape[2] == w.shape[3]
+        if not (w.dim() == 2 or kernel) or b.shape != (w.shape[0],):
+            raise InitbenchError(f"{path}: {names[i]} is not a Linear layer nor a convolution (weight "
+                                 f"{list(w.shape)}, bias {list(b.shape)}; a layer of n outputs has weight [n, inputs] "
+                                 "or a kernel [n, channels, k, k], and bias [n]).")
+        if not i:
+            continue
+        below = layers[i - 1][0]
+        if kernel and below.dim() != 4:
+            raise InitbenchError(f"{path}: {names[i]} is a convolution above a Linear layer ({names[i - 1]}); "
+                                 "initbench's networks have their convolutions lowest.")
+        # A Linear layer above a convolution takes its output maps flattened: channels x positions.
+        flattened = w.dim() == 2 and below.dim() == 4
+        fits = w.shape[1] % below.shape[0] == 0 if flattened else w.shape[1] == below.shape[0]
+        if not fits:
             raise InitbenchError(f"{path}: {names[i]}.weight takes {w.shape[1]} inputs, but {names[i - 1]} gives "
-                                 f"{layers[i - 1][0].shape[0]} outputs.")
+                                 f"{below.shape[0]} {'channels' if flattened else 'outputs'}.")
     return [(w.float(), b.float()) for w, b in layers]
 
 
@@ -420,14 +433,25 @@ def _name(state: dict[str, Tensor], i: int) -> str:
     return f"fc{i + 1}" if any(k.startswith("fc") for k in state) else f"layers.{i}"
 
 
-def check_shapes(weights: Weights, sizes: tuple[int, ...], *, head: bool = True, from_record: bool = False) -> None:
-    """Refuse weights that do not fit a model of layer ``sizes`` (inputs first), naming the
-    layer and the expected and found shapes, as load_state_dict does. ``head=False``
+def shapes(model: nn.Module) -> list[tuple[int, ...]]:
+    """The shapes of a model's layers' weights, input first: what ``check_shapes`` holds a file to."""
+    return [tuple(layer.weight.shape) for layer in model.layers]
+
+
+def _sizes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """Layers' sizes, inputs first, from their weights' shapes: (784, 256, 128, 10)."""
+    return (shapes[0][1], *(shape[0] for shape in shapes))
+
+
+def check_shapes(weights: Weights, expected: list[tuple[int, ...]], *, head: bool = True,
+                 from_record: bool = False) -> None:
+    """Refuse weights that do not fit a model of weights shaped ``expected`` (``shapes``), naming
+    the layer and the expected and found shapes, as load_state_dict does. ``head=False``
     leaves the output layer's size unchecked (a new task may need other classes).
     ``from_record``: the model was built from the file's own initbench metadata (evaluate),
     so a mismatch is the record contradicting the tensors, which no option can mend."""
     fix = " " + RECORD_CONTRADICTED if from_record else " Give --hidden the file's hidden sizes."
-    expected = [(b, a) for a, b in zip(sizes, sizes[1:])]
+    sizes = _sizes(expected)
     if len(weights.layers) != len(expected):
         raise InitbenchError(
             f"{weights.path} holds {len(weights.layers)} layers ({_arrow(weights.sizes)}), the model has "

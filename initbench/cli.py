@@ -23,13 +23,14 @@ from rich.console import Console
 from rich.text import Text
 
 import initbench
-from initbench import api, config as config_defaults, report
+from initbench import api, config as config_defaults, data, report
 from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
-from initbench.engines import ENGINES
+from initbench.engines import ENGINE_CHOICES
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
 from initbench.executors import EXECUTORS
 from initbench.executors.raysettings import RaySettings
 from initbench.jobs import ACTIVATIONS, OPTIMIZERS, DataSettings, NetworkSettings, OptimSettings
+from initbench.parametrization import PARAMETRIZATIONS
 from initbench.schemes import BIAS_POLICIES
 
 app = typer.Typer(  # its help is _main's docstring
@@ -98,7 +99,7 @@ def _main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
-    """Train the same network from different initial weights on real FashionMNIST and compare how they learn.
+    """Train the same network from different initial weights on real data and compare how they learn.
 
     Exit status: 0 done, 1 the work failed, 2 a bad command line or config file,
     130/143 interrupted (Ctrl-C/SIGTERM), 141 output pipe closed (| head).
@@ -130,16 +131,31 @@ def _flag(name: str, help: str) -> Any:
 FORMAT_HELP = "How to print the table: table (boxes) in a terminal, markdown when piped, or json or csv."
 FormatOption = Annotated[_choice(report.FORMATS), _opt(
     "--format", "-f", help=FORMAT_HELP, default="table in a terminal, markdown otherwise")]
-HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10".',
+HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10" (cnn: its fully '
+                                             'connected ones, 128 unless given).',
                                              default=NetworkSettings.hidden, metavar="SIZES")]
+NetworkOption = Annotated[Optional[str], _opt(
+    help="The network trained (one registered in initbench.models: mlp, cnn, ...).",
+    default=NetworkSettings.network, metavar="NAME")]
 ActivationOption = Annotated[_choice(ACTIVATIONS), _opt(help="Activation after each hidden layer.",
                                                        default=NetworkSettings.activation)]
+ParametrizationOption = Annotated[_choice(PARAMETRIZATIONS), _opt(
+    help="sp: the scheme's weights and one learning rate; mup: μP (Tensor Programs V, Table 3) relative to "
+    "--base-width: the output layer's weights scaled and each layer's Adam or SGD learning rate set by its "
+    "width (mlp only).", default=NetworkSettings.parametrization)]
+BaseWidthOption = Annotated[Optional[int], _opt(
+    help="With --parametrization mup: the hidden width at which μP equals sp (where its lr is tuned).",
+    default=NetworkSettings.base_width, metavar="N")]
 BiasOption = Annotated[_choice(BIAS_POLICIES), _opt(
     help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
     default=NetworkSettings.bias)]
 ClassesOption = Annotated[Optional[str], _opt(
     help='Train and score on these classes of the dataset only, by number or name, e.g. "5,6" or "sandal,shirt".',
     default="all of the dataset's", metavar="CLASSES")]
+DatasetOption = Annotated[Optional[str], _opt(
+    "--dataset", "--data", help=f"The dataset trained on: {', '.join(data.DATASETS.choices)} (idx:DIR: a folder of "
+    "MNIST's four IDX files, .gz or not, as MNIST, KMNIST and EMNIST are published).",
+    default=DataSettings.dataset, metavar="NAME")]
 HeadInitOption = Annotated[Optional[str], _opt(
     help="Scheme of an output layer that pretrained:FILE cannot load (other classes than the file's).",
     default=NetworkSettings.head_init, metavar="SCHEME")]
@@ -212,15 +228,14 @@ def compare(
                                               metavar="M")] = None,
     batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default=OptimSettings.batch_size,
                                               metavar="N")] = None,
-    dataset: Annotated[Optional[str], _opt(help="The dataset trained on (one registered in initbench.data).",
-                                           default=DataSettings.dataset, metavar="NAME")] = None,
-    network: Annotated[Optional[str], _opt(
-        help="The network trained (one registered in initbench.models; other than mlp: with --engine sequential).",
-        default=NetworkSettings.network, metavar="NAME")] = None,
+    dataset: DatasetOption = None,
+    network: NetworkOption = None,
     hidden: HiddenOption = None,
     dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.",
                                              default=NetworkSettings.dropout, metavar="P")] = None,
     activation: ActivationOption = None,
+    parametrization: ParametrizationOption = None,
+    base_width: BaseWidthOption = None,
     bias: BiasOption = None,
     train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
                                                  default="all of the training split", metavar="N")] = None,
@@ -248,8 +263,9 @@ def compare(
         "helper does (it never calls model.eval()); each model's masks come from its own seeded stream.")] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default=RunConfig.device,
                                           metavar="DEVICE")] = None,
-    engine: Annotated[_choice(ENGINES), _opt(
-        help="batched: all models in one step; sequential: one plain model after another.",
+    engine: Annotated[_choice(ENGINE_CHOICES), _opt(
+        help="batched: all models in one step; sequential: one plain model after another; auto: batched where "
+             "it writes out the network (mlp), else sequential.",
         default=RunConfig.engine)] = None,
     max_batch_models: Annotated[Optional[int], _opt(
         help="At most this many models per batched step; more are trained in chunks.",
@@ -280,7 +296,8 @@ def compare(
             "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
             "lr": lr, "optimizer": optimizer, "momentum": momentum, "batch_size": batch_size, "hidden": hidden,
             "dataset": dataset, "network": network, "dropout": dropout,
-            "activation": activation, "bias": bias, "track_stats": track_stats, "lesson_eval": lesson_eval,
+            "activation": activation, "parametrization": parametrization, "base_width": base_width, "bias": bias,
+            "track_stats": track_stats, "lesson_eval": lesson_eval,
             "classes": classes, "head_init": head_init, "freeze": freeze, "unfreeze_after": unfreeze_after,
             "unfreeze_lr": unfreeze_lr, "save_weights": save_weights, "save_init": save_init,
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
@@ -382,9 +399,13 @@ def schemes(
 @app.command()
 def inspect(
     schemes: SchemesArgument = None,
+    network: NetworkOption = None,
     hidden: HiddenOption = None,
     activation: ActivationOption = None,
+    parametrization: ParametrizationOption = None,
+    base_width: BaseWidthOption = None,
     bias: BiasOption = None,
+    dataset: DatasetOption = None,
     classes: ClassesOption = None,
     head_init: HeadInitOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights. [default: 0]", min=0, show_default=False,
@@ -407,7 +428,8 @@ def inspect(
     """
     with _errors_to_exit(debug):
         found = api.inspect(schemes or None, seed=seed, progress=True, **_given({
-            "hidden": hidden, "activation": activation, "bias": bias, "classes": classes, "head_init": head_init,
+            "network": network, "hidden": hidden, "activation": activation, "parametrization": parametrization,
+            "base_width": base_width, "bias": bias, "dataset": dataset, "classes": classes, "head_init": head_init,
             "data_dir": data_dir, "out": out, "overwrite": overwrite}))
         _shown_where(found, fmt)
 
@@ -419,6 +441,7 @@ def transfer(
     source: Annotated[Optional[str], _opt(
         help="A compare run of task A (one scheme, a network per seed) to take the source networks from, "
         "instead of training them.", metavar="RUN_DIR")] = None,
+    dataset: DatasetOption = None,
     classes: Annotated[Optional[str], _opt(help="Task B's classes.",
                                            default=TRANSFER_DEFAULTS["classes"], metavar="CLASSES")] = None,
     task_a: Annotated[Optional[str], _opt(help="Task A's classes.", default="the others", metavar="CLASSES")] = None,
@@ -438,8 +461,9 @@ def transfer(
     source_epochs: Annotated[Optional[int], _opt(help="Epochs of the source networks on task A (without --source).",
                                                  default=TransferConfig.source_epochs,
                                                  metavar="N")] = None,
+    network: NetworkOption = None,
     hidden: HiddenOption = None,
-    freeze: Annotated[Optional[int], _opt(help="Reused layers kept frozen.", default="every hidden layer",
+    freeze: Annotated[Optional[int], _opt(help="Reused layers kept frozen.", default="every layer below the output",
                                           metavar="N")] = None,
     unfreeze_after: Annotated[Optional[int], _opt(help="Epochs frozen before unfreezing, in the frozen-then-"
                                                   "unfrozen start.",
@@ -457,7 +481,7 @@ def transfer(
 ) -> None:
     """Reuse a trained network on a new task, against training from scratch.
 
-    Task A: source networks (one per seed) learn FashionMNIST's other classes.
+    Task A: source networks (one per seed) learn the dataset's other classes.
     Task B: on a few images of two classes, on the same batches for each seed,
     networks start from scratch under several schemes, or from the seed's
     source network with its hidden layers frozen, frozen for a few epochs then
@@ -468,9 +492,11 @@ def transfer(
     """
     with _errors_to_exit(debug):
         run = api.transfer(config=config, progress=not quiet, **_given({
-            "source_dir": source, "classes": classes, "task_a": task_a, "train_samples": train_samples,
-            "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "schemes": scratch,
-            "source_scheme": source_scheme, "source_epochs": source_epochs, "hidden": hidden, "freeze": freeze,
+            "source_dir": source, "dataset": dataset, "classes": classes, "task_a": task_a,
+            "train_samples": train_samples, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
+            "schemes": scratch,
+            "source_scheme": source_scheme, "source_epochs": source_epochs, "network": network, "hidden": hidden,
+            "freeze": freeze,
             "unfreeze_after": unfreeze_after, "device": device, "data_dir": data_dir, "out": out,
             "overwrite": overwrite}))
         if run.source is not None:  # the sources trained for it: a compare run of their own

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initbench import data, models, paths, schemes as scheme_registry
+from initbench import data, models, parametrization, paths, schemes as scheme_registry
 from initbench.data import default_data_dir
-from initbench.engines import ENGINES, check_network
+from initbench.engines import ENGINE_CHOICES, check_network, choose
 from initbench.errors import UsageError
 from initbench.executors import EXECUTORS, Placement, raysettings
 from initbench.executors.raysettings import RaySettings
@@ -62,7 +62,7 @@ class RunConfig:
     plot_batches: int = 100
     track_stats: bool = False  # per-layer statistics after every epoch (layer_stats.csv)
     device: str = "auto"
-    engine: str = "batched"
+    engine: str = "auto"  # auto: batched where it writes out the network, else sequential (engines.choose)
     max_batch_models: int | None = None  # None: as many as fit in half the free memory
     data_dir: Path = field(default_factory=default_data_dir)
     out: Path | None = None  # None: results/<timestamp>-<schemes>
@@ -75,7 +75,7 @@ class RunConfig:
     @property
     def placement(self) -> Placement:
         """Where and how the run's chunks train (what an executor is given)."""
-        return Placement(self.executor, self.engine, self.device, self.ray)
+        return Placement(self.executor, choose(self.engine, [self.train.network.network]), self.device, self.ray)
 
     def jobs(self) -> list[Job]:
         """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
@@ -197,6 +197,14 @@ def _text(value: Any) -> str:
     return value
 
 
+def _dataset(value: Any) -> str:
+    """A dataset's name as its entry has it: idx:DIR resolved (its files read and checked, the
+    folder made absolute, so that the settings name it from anywhere)."""
+    if not data.DATASETS.holds(_text(value)):
+        raise ValueError(f"must be one of {', '.join(data.DATASETS.choices)}")
+    return data.get(value).name
+
+
 def _choice(choices: Collection[str]) -> Callable[[Any], str]:
     """One of ``choices`` (looked in when parsing: a registry's, with what was registered since)."""
     def parse(value: Any) -> str:
@@ -231,8 +239,10 @@ PARSERS: dict[str, Callable[..., Any]] = {
     "optimizer": _choice(OPTIMIZERS),
     "momentum": number(0.0, 1.0, "from 0 up to (not including) 1"),
     "batch_size": whole(1),
-    "dataset": _choice(data.DATASETS),
+    "dataset": _dataset,
     "network": _choice(models.NETWORKS),
+    "parametrization": _choice(parametrization.PARAMETRIZATIONS),
+    "base_width": whole(1, MAX_UNITS),
     "hidden": _hidden,
     "dropout": number(0.0, 1.0, "from 0 up to (not including) 1"),
     "train_samples": optional(whole(1)),  # at most the dataset's training split: check_settings
@@ -248,7 +258,7 @@ PARSERS: dict[str, Callable[..., Any]] = {
     "unfreeze_after": optional(whole(1)),
     "unfreeze_lr": optional(number(1e-300, float("inf"), "greater than 0")),
     "device": _device,
-    "engine": _choice(ENGINES),
+    "engine": _choice(ENGINE_CHOICES),
     "max_batch_models": optional(whole(1)),
     "data_dir": _path,
     "out": optional(_path),
@@ -323,10 +333,14 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     """A RunConfig of parsed flat ``values``, checked as a whole."""
     if values.get("classes") == data.get(values.get("dataset", DataSettings.dataset)).all_classes:
         values["classes"] = None  # every class in order is the default: the same data (and keys), as run.json has it
+    network = models.get(values.get("network", NetworkSettings.network))
+    if "hidden" not in values and network.hidden is not None:  # the network's own default (cnn: 128)
+        values["hidden"] = network.hidden
     train = TrainSettings.of(**{k: values.pop(k) for k in TRAIN_KEYS if k in values})
     ray = RaySettings(**{k: values.pop(k) for k in raysettings.PARSERS if k in values})
     config = RunConfig(**values, train=train, ray=ray)
     check_settings(config.train, config.engine)
+    check_schemes(config.schemes, config.train)
     if config.executor == "ray":
         raysettings.check(config.ray, config.device)
     return config
@@ -334,7 +348,8 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
 
 def check_settings(s: TrainSettings, engine: str) -> None:
     """What no single value's parser can see: the classes and training images against the
-    dataset, the batch against the training set, freezing, and the network against the engine."""
+    dataset, the batch against the training set, freezing, and the network against the engine
+    and its parametrization."""
     dataset, o = data.get(s.data.dataset), s.optim
     if s.data.classes is not None and max(s.data.classes) >= len(dataset.class_names):  # a dataset set after them
         raise UsageError(f"--classes {','.join(map(str, s.data.classes))}: {dataset.title}'s classes are numbered 0 "
@@ -351,6 +366,20 @@ def check_settings(s: TrainSettings, engine: str) -> None:
                          f"{MAX_LOSSES:,}. Train for fewer epochs, or with larger batches.")
     check_freezing(s)
     check_network(engine, s.network.network)
+    models.get(s.network.network).check(dataset)
+    parametrization.check(s.network)
+
+
+def check_schemes(names: Collection[str], s: TrainSettings) -> None:
+    """Refuse a scheme that cannot fill the network's layers: one for matrices only (sparse)
+    on a network with convolutions."""
+    network = models.get(s.network.network)
+    for name in names if network.kernels else ():
+        if scheme_registry.get(name).matrices_only:
+            raise UsageError(f"Scheme {name!r} fills matrices (Linear layers) only, and the {network.name} network's "
+                             "lowest layers are convolutions, whose kernels it cannot fill (torch.nn.init's refuses "
+                             f"them too). Give the {network.name} network other schemes, or train {name} with "
+                             "--network mlp.")
 
 
 def check_freezing(s: TrainSettings) -> None:
@@ -388,7 +417,7 @@ class TransferConfig:
 
     @property
     def frozen_layers(self) -> int:
-        return len(self.run.train.network.hidden) if self.freeze is None else self.freeze
+        return self.run.train.network.layers - 1 if self.freeze is None else self.freeze
 
     def source_run(self) -> RunConfig:
         """Stage A as a compare run: the source scheme, one network per seed, on task A's
@@ -440,10 +469,11 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
                          f"{dataset.describe(task_a) if task_a else 'none'} for task A, and the source networks need "
                          "at least two classes to learn. Give task B fewer classes with --classes (e.g. sandal,shirt).")
     config = TransferConfig(run, task_a, **extra)
+    check_schemes((config.source_scheme,), run.train)
     if set(task_a) & set(task_b):
         raise UsageError(f"Task A ({dataset.describe(task_a)}) and task B ({dataset.describe(task_b)}) share classes: "
                          "the source networks would have seen task B. Give tasks without a class in common.")
-    hidden = len(run.train.network.hidden)
+    hidden = run.train.network.layers - 1
     if config.frozen_layers > hidden:
         raise UsageError(f"--freeze {config.freeze}: the network has {hidden} hidden layers to reuse "
                          "(the output layer is new for task B). Freeze at most that many.")
@@ -466,6 +496,13 @@ class SweepConfig:
 
     run: RunConfig
     grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (setting, its values), in the order given
+
+    @property
+    def placement(self) -> Placement:
+        """Where and how the sweep's chunks train: one engine for every cell (a store's numbers do
+        not mix engines), ``auto`` choosing it by every network of the grid."""
+        networks = {cell.network.network for cell in self.cells()}
+        return dataclasses.replace(self.run.placement, engine=choose(self.run.engine, networks))
 
     def cells(self) -> list[TrainSettings]:
         keys = [k for k, _ in self.grid]
@@ -587,6 +624,7 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
     for cell in sweep.cells():
         try:
             check_settings(cell, sweep.run.engine)
+            check_schemes(sweep.run.schemes, cell)
         except UsageError as e:
             raise UsageError(f"In the grid's cell {sweep.cell_name(cell)}: {e}") from None
     return sweep

@@ -32,31 +32,35 @@ def stats_batch(x: Tensor, y: Tensor, n: int = STATS_BATCH) -> tuple[Tensor, Ten
 
 def layer_stats(model: MLP, x: Tensor, y: Tensor) -> list[dict[str, float]]:
     """One forward and backward pass (no dropout) on ``x``; per layer: weight mean and std,
-    output mean and std (after the activation; logits for the last layer), the share of
-    units that output 0 on every image, the weight gradient's norm, and how many distinct
-    units the layer has (identical units get identical gradients: they never separate)."""
+    output mean and std (as the next layer receives it: after the activation, or a residual
+    block's sum, or a CNN's pooling; logits for the last layer), the share of units (a
+    convolution's: channels) that output 0 on every image, the weight gradient's norm, and
+    how many distinct units the layer has (identical units get identical gradients: they
+    never separate)."""
     model = copy.deepcopy(model).cpu().requires_grad_(True)  # frozen layers too: what their gradient would be
-    outputs = []
-    h = x
-    for i, layer in enumerate(model.layers):
-        h = layer(h)
-        if i < len(model.layers) - 1:
-            h = model.activation(h)
-        h.retain_grad()
-        outputs.append(h)
-    F.cross_entropy(h, y).backward()
+    outputs: list[Tensor] = []
+    # Each layer's output is what the next one is called with: read there, whatever the network does between them.
+    hooks = [layer.register_forward_pre_hook(lambda _, args: outputs.append(args[0])) for layer in model.layers[1:]]
+    logits = model(x)
+    for hook in hooks:
+        hook.remove()
+    outputs.append(logits)
+    F.cross_entropy(logits, y).backward()
     rows = []
     with torch.no_grad():
         for i, (layer, out) in enumerate(zip(model.layers, outputs)):
-            units = torch.cat([layer.weight, layer.bias[:, None]], dim=1)
+            units = torch.cat([layer.weight.flatten(1), layer.bias[:, None]], dim=1)
+            # Per unit: an output feature, or a convolution's channel over every position (a CNN's
+            # pooled maps, flattened or not, keep their channels first).
+            per_unit = out.reshape(len(out), layer.weight.shape[0], -1)
             rows.append({
                 "layer": i + 1,
-                "units": layer.out_features,
+                "units": layer.weight.shape[0],
                 "weight_mean": layer.weight.mean().item(),
                 "weight_std": layer.weight.std().item(),
                 "act_mean": out.mean().item(),
                 "act_std": out.std().item(),
-                "dead_fraction": (out == 0).all(0).float().mean().item(),
+                "dead_fraction": (per_unit == 0).all(2).all(0).float().mean().item(),
                 "grad_norm": layer.weight.grad.norm().item() if layer.weight.grad is not None else 0.0,
                 "distinct_units": len(torch.unique(units, dim=0)),
             })

@@ -18,7 +18,7 @@ from initbench.errors import UsageError
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "selu")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "selu", "linear")
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -51,6 +51,11 @@ class NetworkSettings:
     bias: str = "scheme"  # the scheme's own bias, or "zeros", or "default" (PyTorch's)
     head_init: str = "default"  # the scheme of an output layer that pretrained cannot load (other classes)
     lesson_eval: bool = False  # score with dropout still on, as the lesson's helper does (no model.eval())
+    parametrization: str = "sp"  # "sp": the scheme's weights, one lr; "mup": μP (parametrization.py)
+    # μP's base: the width of every hidden layer of the network whose numbers μP keeps (there μP = SP).
+    # A fixed width rather than the network's own, so that one base serves a sweep over widths: the
+    # lr tuned at 64 units (cheap) is the one μP transfers to wider networks. Read under mup only.
+    base_width: int = 64
 
     @property
     def eval_dropout(self) -> bool:
@@ -93,10 +98,11 @@ FLAT = {"hidden": "network", "dropout": "network", "lr": "optim", "optimizer": "
         "batch_size": "optim", "epochs": "optim", "activation": "network", "bias": "network",
         "lesson_eval": "network", "classes": "data", "train_samples": "data", "split_seed": "data",
         "head_init": "network", "freeze": "optim", "unfreeze_after": "optim", "unfreeze_lr": "optim",
-        "dataset": "data", "network": "network"}
+        "dataset": "data", "network": "network", "parametrization": "network", "base_width": "network"}
 # Settings added after stores were first written, with their defaults: stored (identity, rows, weights
 # files' records) only where they differ from them, so that every key and record written before stays valid.
-ADDED = {"dataset": DataSettings.dataset, "network": NetworkSettings.network}
+ADDED = {"dataset": DataSettings.dataset, "network": NetworkSettings.network,
+         "parametrization": NetworkSettings.parametrization, "base_width": NetworkSettings.base_width}
 
 
 @dataclass(frozen=True)

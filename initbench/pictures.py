@@ -482,3 +482,48 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None
     fig.colorbar(image, ax=ax, label="Validation accuracy (%)", shrink=0.9)
     fig.suptitle("Mean validation accuracy (%)\n* the cell's best, or indistinguishable from it", fontsize=10)
     return _save(fig, path)
+
+
+def plot_lines(panels: dict[str, dict[str, dict[float, list[float]]]], xlabel: str, ylabel: str, title: str,
+               path: Path | None = None, logx: bool = False, logy: bool = False) -> Figure:
+    """Panels (titled by their keys) of lines (labelled by theirs): each line x -> the values
+    of its seeds, drawn at their mean with a band of ± one std and each seed a faint dot;
+    a line named by a scheme takes its colour. Non-finite values are left out (an x with
+    none is not drawn)."""
+    fig, axes = _subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.2, 4.2), squeeze=False, sharey=True,
+                          layout="constrained")
+    palette = iter(PALETTE)
+    colours: dict[str, str] = {}
+    seeds = 1
+    for ax, (panel, lines) in zip(axes.flat, panels.items()):
+        for label, points in lines.items():
+            if label not in colours:
+                colours[label] = colour(label) if _base(label) in COLOURS else next(palette)
+            xs = sorted(x for x, v in points.items() if np.isfinite(v).any())
+            kept = [np.asarray(points[x], dtype=float) for x in xs]
+            kept = [v[np.isfinite(v)] for v in kept]
+            seeds = max([seeds, *(len(v) for v in kept)])
+            mean = np.array([v.mean() for v in kept])
+            std = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in kept])
+            ax.plot(xs, mean, "-o", color=colours[label], label=label, markersize=4, linewidth=1.4)
+            ax.fill_between(xs, mean - std, mean + std, color=colours[label], alpha=0.15, linewidth=0)
+            for x, v in zip(xs, kept):
+                ax.plot([x] * len(v), v, ".", color=colours[label], alpha=0.35, markersize=3)
+        if logx:
+            xs = [x for points in lines.values() for x in points]
+            ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis, min(xs), max(xs))
+        values = np.concatenate([np.asarray(v, dtype=float) for points in lines.values() for v in points.values()])
+        values = values[np.isfinite(values) & (values > 0)]
+        if logy and len(values):
+            ax.set_yscale("log")
+            _plain_log_ticks(ax.yaxis, values.min(), values.max())
+        ax.set(xlabel=xlabel, title=panel)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    band = f"line: mean over {seeds} seeds\nband: ± one std; dots: seeds" if seeds > 1 else None
+    fig.legend(handles, labels, loc="outside right upper", fontsize=9, title=band, title_fontsize=9,
+               alignment="left")
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)

@@ -111,9 +111,12 @@ def identity(job: Job) -> dict[str, Any]:
     """What decides a job's numbers, canonically: scheme names as the registry keys them
     (aliases and parameter spellings agree; a file by its SHA-256), and momentum only
     where the optimizer uses it, head_init only for a file scheme, lesson_eval only with dropout,
-    a dataset and network only where they are not the defaults (``TrainSettings.plain``)."""
-    scheme, s = schemes.get(job.scheme), job.settings
+    a dataset and network only where they are not the defaults (``TrainSettings.plain``; a dataset
+    as ``Dataset.keyed_as`` names it)."""
+    scheme, s, dataset = schemes.get(job.scheme), job.settings, data.get(job.settings.data.dataset)
     settings = s.plain()
+    if "dataset" in settings and dataset.keyed_as:  # idx:DIR: by its files' SHA-256 (below), not its folder
+        settings["dataset"] = dataset.keyed_as
     settings["lesson_eval"] = s.network.eval_dropout  # without dropout, scoring is the same either way
     if s.optim.optimizer != "sgd":
         del settings["momentum"]
@@ -122,7 +125,7 @@ def identity(job: Job) -> dict[str, Any]:
     else:
         del settings["head_init"]
     return {"scheme": scheme.name, "seed": job.seed, "settings": settings,
-            "data_files_sha256": dict(data.get(s.data.dataset).files_sha256)}
+            "data_files_sha256": dict(dataset.files_sha256)}
 
 
 def _encoded(ident: dict[str, Any]) -> str:

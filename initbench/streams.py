@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from initbench import models, schemes
+from initbench import models, parametrization, schemes
 from initbench.jobs import Job
 from initbench.models.dropout import DropoutMasks
 
@@ -37,8 +37,9 @@ INIT_BATCH = 500  # training images a data-dependent scheme (LSUV) is fitted on
 def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
     """The job's model as initialized, and where each layer's weights came from: its scheme
     under its canonical name (so an alias gives the same numbers), from its own generator;
-    LSUV fitted on INIT_BATCH training images drawn from the seed. Drawn on the CPU, so
-    the initial weights are the same whatever the training device."""
+    LSUV fitted on INIT_BATCH training images drawn from the seed; then, under μP, the drawn
+    output layer scaled (``parametrization.rescale_``). Drawn on the CPU, so the initial
+    weights are the same whatever the training device."""
     s, scheme = job.settings, schemes.get(job.scheme)
     batch = None
     if scheme.data_dependent:
@@ -47,7 +48,7 @@ def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
     model, net = models.build(s), s.network
     context = schemes.InitContext(generator(job.seed, "init", scheme.name), net.activation, net.bias, batch, s.data,
                                   net.head_init)
-    return model, scheme.initialize(model, context)
+    return model, parametrization.rescale_(model, s, scheme.initialize(model, context))
 
 
 def initial_model(job: Job, x_train: Tensor) -> nn.Module:

@@ -118,7 +118,7 @@ def test_the_dataset_decides_classes_and_training_images() -> None:
         config.resolve(options={"train_samples": 48_001})
     with pytest.raises(InitbenchError, match=r"Invalid --dataset: must be one of fashion-mnist"):
         config.resolve(options={"dataset": "mnist"})
-    with pytest.raises(InitbenchError, match=r"Invalid --network: must be one of mlp"):
-        config.resolve(options={"network": "cnn"})
+    with pytest.raises(InitbenchError, match=r"Invalid --network: must be one of mlp, cnn, resmlp"):
+        config.resolve(options={"network": "convnet"})
     assert config.resolve(options={"classes": "0,1,2,3,4,5,6,7,8,9"}).train == TrainSettings()
     assert config.resolve(options={"classes": "sandal,shirt"}).train.data.classes == (5, 6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from initbench import data
-from initbench.data import fashion_mnist
+from initbench.data import fashion_mnist, idx
 from initbench.errors import InitbenchError
 from initbench.jobs import DataSettings
 
@@ -25,8 +25,10 @@ def test_idx_reader_matches_torchvision(data_dir: Path) -> None:
     for train, prefix in ((True, "train"), (False, "t10k")):
         reference = datasets.FashionMNIST(str(data_dir), train=train, download=False)
         raw = fashion_mnist.raw_dir(data_dir)
-        assert torch.equal(fashion_mnist.read_idx(raw / f"{prefix}-images-idx3-ubyte"), reference.data)
-        assert torch.equal(fashion_mnist.read_idx(raw / f"{prefix}-labels-idx1-ubyte").long(), reference.targets)
+        images, labels = idx.read(raw / f"{prefix}-images-idx3-ubyte", "images"), idx.read(
+            raw / f"{prefix}-labels-idx1-ubyte", "labels")
+        assert torch.equal(torch.from_numpy(images), reference.data)
+        assert torch.equal(torch.from_numpy(labels).long(), reference.targets)
 
 
 def test_split_sizes_ranges_and_classes(data_dir: Path) -> None:

@@ -147,7 +147,7 @@ def test_stream_seeds_are_stable_and_distinct() -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "selu"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "selu", "linear"])
 def test_engines_agree_for_every_activation(small, activation: str, device: torch.device) -> None:
     """The batched engine's hand-written gradients of each activation match autograd's."""
     settings = TrainSettings.of(epochs=1, dropout=0.0, activation=activation, hidden=(64, 64, 64))
@@ -157,12 +157,12 @@ def test_engines_agree_for_every_activation(small, activation: str, device: torc
         torch.testing.assert_close(b.losses[0, :10], s.losses[0, :10], rtol=1e-5, atol=0)
 
 
-ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu", "selu"]
+ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu", "selu", "linear"]
 # Every width from 1 to 16 in every position (the only hidden layer, the first of two,
 # the second of two: the last two feed the 10-unit output layer), the activations in
 # turn; then the lesson's shapes and a deep stack. Narrow products are where MKL
 # switches kernels.
-NARROW = [(ACTIVATIONS[(w + i) % 5], hidden) for w in range(1, 17) for i, hidden in enumerate(((w,), (w, 32), (32, w)))]
+NARROW = [(ACTIVATIONS[(w + i) % len(ACTIVATIONS)], hidden) for w in range(1, 17) for i, hidden in enumerate(((w,), (w, 32), (32, w)))]
 SHAPES = [*((a, (256, 128)) for a in ACTIVATIONS), ("relu", (64,) * 6), ("tanh", (64,) * 6), *NARROW]
 
 
@@ -177,6 +177,36 @@ def test_batched_exact_alone_for_every_activation_and_shape(tiny, activation: st
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("xavier_normal", "default", "lsuv")]
     for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
         assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
+
+
+# resmlp (residual blocks, dropout inside each): narrow and uneven widths, a deep stack,
+# the residual schemes, and frozen layers that end inside a block and between blocks.
+RESIDUAL = [*(TrainSettings.of(epochs=1, network="resmlp", activation=a, hidden=h) for a, h in
+              (("relu", (16, 16)), ("tanh", (7, 3, 12)), ("linear", (5,)), ("gelu", (16,) * 8))),
+            TrainSettings.of(epochs=2, network="resmlp", hidden=(16, 16), freeze=2, unfreeze_after=1),
+            TrainSettings.of(epochs=1, network="resmlp", hidden=(16, 16), freeze=3)]
+RESIDUAL_SCHEMES = ("default", "fixup", "skipinit")
+
+
+@pytest.mark.exactness
+@pytest.mark.parametrize("settings", RESIDUAL, ids=lambda s: f"{s.network.activation}-{s.optim.freeze}-"
+                                                          + "x".join(map(str, s.network.hidden)))
+def test_batched_resmlp_exact_alone(tiny, settings: TrainSettings) -> None:
+    """Residual networks trained together: each model's numbers are those it gets alone, bit for bit."""
+    jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in RESIDUAL_SCHEMES]
+    for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
+        assert same_numbers(engines.train([job], tiny, CPU, "batched")[0], result, CPU), job
+
+
+@pytest.mark.parametrize("settings", [RESIDUAL[1], RESIDUAL[4].replace(dropout=0.0)], ids=["tanh-dropout", "unfrozen"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_engines_agree_on_resmlp(tiny, settings: TrainSettings, device: torch.device) -> None:
+    """The batched engine's hand-written residual backward (the skip's gradient added to the
+    branch's) agrees with autograd's over every batch."""
+    jobs = [Job(scheme, 0, settings) for scheme in RESIDUAL_SCHEMES]
+    data = tiny.to(device)
+    for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
+        torch.testing.assert_close(b.losses, s.losses, rtol=1e-4, atol=0)
 
 
 @pytest.mark.skipif("ATEN_CPU_CAPABILITY" in os.environ or "MKL_ENABLE_INSTRUCTIONS" in os.environ,
@@ -280,7 +310,9 @@ def test_unfrozen_layers_train_from_the_epoch_after(tiny, name: str) -> None:
 
 @pytest.mark.exactness
 @pytest.mark.parametrize("settings", [FROZEN, UNFROZEN, TrainSettings.of(epochs=2, freeze=1, unfreeze_after=1,
-                                                                      unfreeze_lr=3e-3, dropout=0.0)], ids=str)
+                                                                      unfreeze_lr=3e-3, dropout=0.0),
+                                      # μP: an optimizer group per learning rate, unfrozen ones too
+                                      UNFROZEN.replace(hidden=(128, 64), parametrization="mup")], ids=str)
 def test_batched_model_gets_what_it_gets_alone_with_frozen_layers(tiny, settings: TrainSettings) -> None:
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "lsuv")]
     for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):
@@ -304,7 +336,8 @@ SGD = TrainSettings.of(epochs=1, optimizer="sgd", lr=0.05, momentum=0.9)
 
 @pytest.mark.exactness
 @pytest.mark.parametrize("settings", [SGD, SGD.replace(momentum=0.0, activation="tanh"),
-                                      SGD.replace(epochs=2, freeze=1, unfreeze_after=1)], ids=str)
+                                      SGD.replace(epochs=2, freeze=1, unfreeze_after=1),
+                                      SGD.replace(lr=0.02, hidden=(128, 128), parametrization="mup")], ids=str)
 def test_batched_model_gets_what_it_gets_alone_with_sgd(tiny, settings: TrainSettings) -> None:
     jobs = [Job(scheme, seed, settings) for seed in (0, 1) for scheme in ("rule", "default", "lsuv")]
     for job, result in zip(jobs, engines.train(jobs, tiny, CPU, "batched")):

@@ -195,7 +195,7 @@ REGISTER = '''
 def test_a_dataset_and_a_network_are_a_module_and_a_line_each(tmp_path: Path) -> None:
     """Three files outside initbench (a dataset module, a network module, and the two lines
     that register them) and compare trains the new network on the new dataset, through the
-    real command line, with the sequential engine; the batched one refuses the network."""
+    real command line, with the sequential engine that auto picks; the batched one refuses the network."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     for name, text in {"linear.py": LINEAR, "blocks.py": BLOCKS, "sitecustomize.py": REGISTER}.items():
@@ -208,10 +208,10 @@ def test_a_dataset_and_a_network_are_a_module_and_a_line_each(tmp_path: Path) ->
         return subprocess.run([sys.executable, "-m", "initbench", "compare", "rule", "default", "--config",
                                str(config), *args], text=True, capture_output=True, env=env, timeout=300)
 
-    refused = compare("--out", str(tmp_path / "batched"))
+    refused = compare("--engine", "batched", "--out", str(tmp_path / "batched"))
     assert refused.returncode == 2 and "--engine sequential" in " ".join(refused.stderr.split()), refused.stderr
     out = tmp_path / "run"
-    done = compare("--engine", "sequential", "--out", str(out))
+    done = compare("--out", str(out))  # auto: the sequential engine, for a network the batched one does not write out
     assert done.returncode == 0, done.stderr
     info = json.loads((out / "run.json").read_text())
     assert (info["config"]["dataset"], info["config"]["network"], info["config"]["classes"]) == (

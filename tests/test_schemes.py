@@ -162,7 +162,8 @@ def test_conventions_and_keras_schemes_cite_keras() -> None:
     rows = {row["name"]: row for row in schemes.catalogue()}
     assert {n for n, r in rows.items() if r["convention"] == "lesson"} == {
         "zeros", "ones", "uniform", "centered", "rule", "normal"}
-    assert {n for n, r in rows.items() if r["convention"] == "paper"} == {"trunc_normal", "lsuv", "pretrained"}
+    assert {n for n, r in rows.items() if r["convention"] == "paper"} == {"trunc_normal", "lsuv", "pretrained",
+                                                                             "fixup", "skipinit"}
     for name, cls in (("glorot_normal", "GlorotNormal"), ("he_uniform", "HeUniform"), ("he_normal", "HeNormal"),
                       ("lecun_uniform", "LecunUniform"), ("lecun_normal", "LecunNormal"), ("constant", "Constant")):
         assert rows[name]["convention"] == "keras" and f"keras.initializers.{cls}" in rows[name]["reference"]

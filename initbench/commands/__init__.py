@@ -13,7 +13,7 @@ from pathlib import Path
 
 # The settings inspect uses (and records in inspect.json): the network and the data, no training.
 INSPECT_KEYS = ("schemes", "seeds", "dataset", "network", "hidden", "activation", "bias", "classes", "head_init",
-                "split_seed", "data_dir")
+                "split_seed", "data_dir", "parametrization", "base_width")
 
 
 def stamped(now: datetime, name: str) -> Path:

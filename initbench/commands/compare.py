@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from initbench import data, executors, report, results, runfolder, schemes, store, sweep, views
+from initbench import data, engines, executors, report, results, runfolder, schemes, store, sweep, views
 from initbench.commands import stamped
 from initbench.config import RunConfig
 from initbench.jobs import Job, batches_per_epoch
@@ -50,6 +50,9 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
                       f"{of_classes}, {report.plural(train.optim.epochs, 'epoch')} of {n_batches:,} batches, "
                       f"{executor.description}")
         epochs = max(job.settings.optim.epochs for job in jobs)
+        chosen = engines.choice_note(config.engine, {job.settings.network.network for job in jobs})
+        if chosen is not None:
+            activity.note(chosen + ".")
         activity.stage("Training", total=len(jobs) * epochs * n_batches)
         keys = [store.key(job) for job in jobs]
         with store.open_store(folder.staging, "run") as st:

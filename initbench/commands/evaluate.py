@@ -30,7 +30,7 @@ def evaluate(files: list[tuple[Path, bool]], config: RunConfig, activity: report
                 wrong.append(f"{path}: {origin.problem}")
             job, engine, recorded, why_not = _evaluated_job(weights, config, in_run, device)
             model = models.build(job.settings)
-            checkpoint.check_shapes(weights, model.sizes, from_record=weights.meta is not None)
+            checkpoint.check_shapes(weights, checkpoint.shapes(model), from_record=weights.meta is not None)
             model.load_layers_(weights.layers)
             # A plain state dict is scored on the whole split config describes.
             key = job.settings.data if weights.meta else dataclasses.replace(job.settings.data, train_samples=None)
@@ -65,7 +65,8 @@ def _evaluated_job(weights: checkpoint.Weights, config: RunConfig, in_run: bool,
     training (None when there is nothing to compare), and why not or what to know."""
     meta = weights.meta
     if meta is None:
-        return Job(weights.path.name, 0, config.train), "batched", None, "no record (a plain state dict)"
+        engine = engines.choose(config.engine, [config.train.network.network])
+        return Job(weights.path.name, 0, config.train), engine, None, "no record (a plain state dict)"
     job = Job(meta["job"]["scheme"], meta["job"]["seed"], TrainSettings.from_plain(meta["job"]["settings"]))
     dataset = data.get(job.settings.data.dataset)
     if meta["data"]["files_sha256"] != dataset.files_sha256:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from initbench import executors, report, results, runfolder, store, views
+from initbench import engines, executors, report, results, runfolder, store, views
 from initbench.config import RunConfig, SweepConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.executors import Executor
@@ -45,7 +45,10 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
         keys, repeats = expand(sweep)
         expanding = time.perf_counter() - tic
         check_data(sweep)
-        with executors.connect(config.placement, activity) as executor:  # the cluster, before any file
+        with executors.connect(sweep.placement, activity) as executor:  # the cluster, before any file
+            chosen = engines.choice_note(config.engine, {cell.network.network for cell in sweep.cells()})
+            if chosen is not None:
+                activity.note(chosen + ".")
             if dry_run:
                 done = _peek(folder, keys, config)
                 planned = plan(keys, done.keys, executor, config.max_batch_models, activity)
@@ -54,7 +57,7 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                     tic = time.perf_counter()
                     done = _done(st, keys, config)
                     decided = expanding + time.perf_counter() - tic
-                    st.check_trained_by(config.engine, executor.device_type)
+                    st.check_trained_by(executor.engine, executor.device_type)
                     planned = plan(keys, done.keys, executor, config.max_batch_models, activity)
                     _tell_plan(sweep, planned, repeats, name, executor, activity, done)
                     runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})

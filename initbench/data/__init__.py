@@ -1,5 +1,6 @@
 """The data: a registry of datasets (``registry``: a name -> a ``Dataset``; FashionMNIST in
-``fashion_mnist``) and what is the same for every dataset: the seeded 80/20 train/validation
+``fashion_mnist``, scikit-learn's 8x8 digits in ``digits``, ``idx:DIR`` (any folder of IDX
+files) in ``idx``) and what is the same for every dataset: the seeded 80/20 train/validation
 split, class subsets (``classes``) and training subsets (``train_samples``), loading once
 into tensors, the data's identity for weights' metadata.
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from initbench.data import fashion_mnist
+from initbench.data import digits, fashion_mnist, idx
 from initbench.data.registry import DATASETS, VALIDATION_FRACTION, Arrays, Dataset, get, register
 from initbench.errors import InitbenchError
 
@@ -29,13 +30,16 @@ __all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "de
            "load", "register", "train_images"]
 
 register(fashion_mnist.FASHION_MNIST)
+register(digits.DIGITS)
+DATASETS.register_family(idx.PREFIX, "DIR", idx.dataset)  # idx:DIR: a folder of IDX files
 
 DATA_DIR_ENV = "INITBENCH_DATA_DIR"
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Images as float32 rows of the dataset's values (FashionMNIST: 784 pixels in [0, 1]), labels as int64."""
+    """Images as float32 rows of the dataset's values divided by its scale (FashionMNIST: 784 pixels
+    in [0, 1]), labels as int64."""
 
     x_train: Tensor
     y_train: Tensor

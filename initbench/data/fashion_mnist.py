@@ -18,17 +18,13 @@ import gzip
 import hashlib
 import os
 import shutil
-import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from initbench import paths
+from initbench.data import idx
 from initbench.data.registry import Arrays, Dataset
 from initbench.errors import InitbenchError
-
-if TYPE_CHECKING:
-    from torch import Tensor
 
 SYSTEM_DIR_ENV = "INITBENCH_SYSTEM_DATA"
 DEFAULT_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -133,32 +129,13 @@ def ensure(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Path:
     return raw
 
 
-def read_idx(path: Path) -> Tensor:
-    """An IDX file as a uint8 tensor mapped from the file (copy-on-write, no read pass):
-    zero bytes, a type byte, the number of dimensions, each dimension as a big-endian
-    32-bit integer, then the data."""
-    import torch
-
-    content = torch.from_file(str(path), size=path.stat().st_size, dtype=torch.uint8)
-    n_dims = int(content[3])
-    dims = struct.unpack(f">{n_dims}I", content[4:4 + 4 * n_dims].numpy().tobytes())
-    return content[4 + 4 * n_dims:].view(*dims)
-
-
 def read(data_dir: Path, log: Callable[[str], None] = lambda _: None) -> Arrays:
     """The verified files: images as rows of 784 bytes (mapped, not read: a split picks its
     rows before they are converted), labels as int64."""
     raw = ensure(data_dir, log)
-
-    def images(prefix: str) -> Tensor:
-        found = read_idx(raw / f"{prefix}-images-idx3-ubyte")
-        return found.view(len(found), -1)
-
-    def labels(prefix: str) -> Tensor:
-        return read_idx(raw / f"{prefix}-labels-idx1-ubyte").long()
-
-    return Arrays(images("train"), labels("train"), images("t10k"), labels("t10k"))
+    return idx.arrays({name: idx.read(raw / name, kind) for name, kind in idx.FILES.items()})
 
 
 FASHION_MNIST = Dataset("fashion-mnist", "FashionMNIST", CLASS_NAMES, input_size=28 * 28, train_images=60_000,
-                        test_images=10_000, files_sha256=SHA256, read=read, scale=255.0, aliases=CLASS_ALIASES)
+                        test_images=10_000, files_sha256=SHA256, read=read, scale=255.0, aliases=CLASS_ALIASES,
+                        image_shape=(28, 28))

@@ -49,6 +49,16 @@ class Dataset:
     read: Callable[[Path, Callable[[str], None]], Arrays]  # (data folder, log) -> the verified arrays
     scale: float = 1.0  # the images' values are divided by it (255 for bytes)
     aliases: Mapping[str, int] = field(default_factory=dict)  # other names of classes, as _plain writes them
+    # (rows, columns) of the image an input row is, row after row (a network that needs images reads
+    # it); None: the inputs are not an image.
+    image_shape: tuple[int, int] | None = None
+    # The name jobs are keyed by where it is not ``name``: idx:DIR's is "idx", its files' SHA-256
+    # naming the data, so that moving or copying the folder keeps its keys.
+    keyed_as: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_shape is not None and self.image_shape[0] * self.image_shape[1] != self.input_size:
+            raise ValueError(f"{self.name}: images of {self.image_shape} are not {self.input_size} inputs")
 
     @property
     def all_classes(self) -> tuple[int, ...]:
@@ -73,14 +83,19 @@ class Dataset:
         names = {_plain(n): i for i, n in enumerate(self.class_names)} | dict(self.aliases)
         if _plain(name) not in names:
             raise ValueError(f"{name!r} is not one of {self.title}'s classes: "
-                             + ", ".join(f"{i} {n.lower()}" for i, n in enumerate(self.class_names)))
+                             + ", ".join(map(self._named, self.all_classes)))
         return names[_plain(name)]
 
     def describe(self, classes: tuple[int, ...]) -> str:
         """'5 sandal, 6 shirt' (or 'all 10')."""
         if classes == self.all_classes:
             return f"all {len(self.class_names)}"
-        return ", ".join(f"{i} {self.class_names[i].lower()}" for i in classes)
+        return ", ".join(map(self._named, classes))
+
+    def _named(self, number: int) -> str:
+        """'5 sandal'; a class named by its number (a digit) just '5'."""
+        name = self.class_names[number].lower()
+        return name if name == str(number) else f"{number} {name}"
 
 
 def _plain(name: str) -> str:

@@ -1,14 +1,15 @@
 """Where and how jobs are trained: the device, and the choice of engine.
 
-``batched`` (the default) trains every model of a run together, for the networks it
-was written for (BATCHED_NETWORKS); ``sequential`` is the reference: one plain model
-after another, of any registered network. torch and the engines are imported when
+``batched`` trains every model of a run together, for the networks it was written for
+(BATCHED_NETWORKS); ``sequential`` is the reference: one plain model after another, of
+any registered network. ``auto`` (the default) is the batched engine where it writes out
+every network of the run, the sequential one otherwise (``choose``). torch and the engines are imported when
 they are used, so that the command line can check an engine's name before any work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from initbench.errors import InitbenchError, UsageError
@@ -31,14 +32,35 @@ if TYPE_CHECKING:
     from initbench.data import Splits
 
 ENGINES = ("batched", "sequential")
-BATCHED_NETWORKS = ("mlp",)  # the networks whose forward and backward the batched engine writes out by hand
+AUTO = "auto"  # the engine chosen by the networks trained (choose)
+ENGINE_CHOICES = (AUTO, *ENGINES)  # what settings may name
+BATCHED_NETWORKS = ("mlp", "resmlp")  # the networks whose forward and backward the batched engine writes out by hand
 
 
 def check_network(engine: str, network: str) -> None:
     """Refuse a network the engine cannot train."""
     if engine == "batched" and network not in BATCHED_NETWORKS:
         raise UsageError(f"The batched engine trains {', '.join(BATCHED_NETWORKS)} networks only, not {network!r}: "
-                         "give --engine sequential (one model after another) to train it.")
+                         "give --engine sequential (one model after another) to train it, or leave --engine out "
+                         "(auto picks the engine by the network).")
+
+
+def choose(engine: str, networks: Iterable[str]) -> str:
+    """The engine that trains ``networks``: ``engine`` as named, or for ``auto`` the batched
+    one where it writes out every one of them, the sequential one otherwise (a run or sweep
+    trains with one engine: a store's numbers do not mix engines)."""
+    if engine != AUTO:
+        return engine
+    return "batched" if set(networks) <= set(BATCHED_NETWORKS) else "sequential"
+
+
+def choice_note(engine: str, networks: Iterable[str]) -> str | None:
+    """What a run says when ``auto`` chose the sequential engine, and why (None otherwise)."""
+    others = sorted(set(networks) - set(BATCHED_NETWORKS))
+    if engine != AUTO or not others:
+        return None
+    return (f"{', '.join(others)} trains with the sequential engine (the batched engine is exact for "
+            f"{', '.join(BATCHED_NETWORKS)} only)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,9 +119,12 @@ def train_chunks(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.de
 
 def step_seconds(settings: TrainSettings, device: torch.device) -> float:
     """Seconds per model of one batched training step with ``settings``, timed here on as
-    many models as fit (at most a few: a network that fits once is timed alone)."""
-    from initbench.engines import batched
+    many models as fit (at most a few: a network that fits once is timed alone); of a
+    network the batched engine does not write out, one sequential step."""
+    from initbench.engines import batched, sequential
 
+    if settings.network.network not in BATCHED_NETWORKS:
+        return sequential.step_seconds(settings, device)
     models = min(batched.CALIBRATION_MODELS, models_that_fit(settings, device))
     return batched.step_seconds(settings, device, models)
 

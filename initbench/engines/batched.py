@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from initbench import data, diagnostics
+from initbench import data, diagnostics, parametrization
 from initbench.data import Splits
 from initbench.errors import InitbenchError
 from initbench.jobs import (
@@ -48,6 +48,7 @@ from initbench.jobs import (
     state_dict,
 )
 from initbench.memory import MEMORY_SHARE, available
+from initbench.models import build, get as network_named
 from initbench.models.dropout import EVAL_CHUNK, MASK_BLOCK, DropoutMasks
 from initbench.models.mlp import MLP
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
@@ -78,6 +79,8 @@ ACTIVATION_OPS = {
     "selu": ActivationOps(lambda z, out: aten.elu.out(z, **SELU, out=out),
                           lambda g, z, y: aten.elu_backward.grad_input(g, **SELU, is_result=False, self_or_result=z,
                                                                        grad_input=g)),
+    # The identity: a copy forward, its gradient left as it is.
+    "linear": ActivationOps(lambda z, out: out.copy_(z), lambda g, z, y: None, True),
 }
 PER_MODEL_DEVICES = ("cpu",)  # where rounding-sensitive ops are called per model (exact)
 ALIGN = 64  # floats (256 bytes): every model's slice of a stacked tensor starts this aligned
@@ -112,15 +115,16 @@ class Population:
 
     def __init__(self, jobs: Sequence[Job], models: Sequence[MLP], device: torch.device) -> None:
         s = jobs[0].settings
-        self.activation_name = s.network.activation
-        self.ops = ACTIVATION_OPS[self.activation_name]
+        self.settings = s
+        self.ops = ACTIVATION_OPS[s.network.activation]
+        self.wiring = models[0].wiring  # how each layer's output is passed on (the network's, as it runs it)
         layers = [list(group) for group in zip(*(m.layers for m in models))]
         self.m, self.device = len(jobs), device
         self.per_model = device.type in PER_MODEL_DEVICES
         self.seeds = sorted({job.seed for job in jobs})  # the order of train_step's rows of ``idx``
         self.seed_row = torch.tensor([self.seeds.index(job.seed) for job in jobs], device=device)
-        self.weights = [self._stack([l.weight.detach() for l in ls]) for ls in layers]
-        self.biases = [self._stack([l.bias.detach()[None] for l in ls]) for ls in layers]
+        self.weights = [self._stack([layer.weight.detach() for layer in ls]) for ls in layers]
+        self.biases = [self._stack([layer.bias.detach()[None] for layer in ls]) for ls in layers]
         self.grads = [self._zeros(p) for p in self.parameters()]
         # The optimizer's state per parameter: Adam's two moments, or SGD's momentum buffer
         # (zeros: its first update, momentum * 0 + grad, is the gradient, as in torch.optim.SGD).
@@ -128,9 +132,12 @@ class Population:
                         for p in self.parameters()]
         self.optim = s.optim
         self.frozen = s.optim.freeze  # layers below this one are not trained: no gradients, no update
-        # The optimizer's groups: (tensor lists, step count, learning rate). Layers unfrozen
-        # later get a group of their own, with fresh state and step count, as a new param
-        # group would.
+        # Each parameter's factor on the learning rate, in parameters()' order (all 1 under SP).
+        scales = parametrization.scales(s)
+        self.lr_scales = [scale.weight_lr for scale in scales] + [scale.bias_lr for scale in scales]
+        # The optimizer's groups: (tensor lists, step count, learning rate), one per distinct
+        # learning rate. Layers unfrozen later get groups of their own, with fresh state and
+        # step count, as new param groups would.
         self._groups: list[tuple[list[list[Tensor]], Tensor, float]] = []
         self._add_group(range(s.optim.freeze, len(layers)), s.optim.lr)
         self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
@@ -141,10 +148,12 @@ class Population:
         # then is each update computed exactly as if the model were alone.
         n = len(self.weights)
         chosen = [i for i in range(2 * n) if i % n in layers]  # the layers' weights and biases
-        tensors = ([self.parameters()[i] for i in chosen], [self.grads[i] for i in chosen],
-                   *zip(*(self.moments[i] for i in chosen)))
-        lists = [[t[k] for t in group for k in range(self.m)] for group in tensors]
-        self._groups.append((lists, torch.zeros((), device=self.device), lr))
+        for rate, members in parametrization.by_rate([lr * self.lr_scales[i] for i in chosen]).items():
+            picked = [chosen[j] for j in members]
+            tensors = ([self.parameters()[i] for i in picked], [self.grads[i] for i in picked],
+                       *zip(*(self.moments[i] for i in picked)))
+            lists = [[t[k] for t in group for k in range(self.m)] for group in tensors]
+            self._groups.append((lists, torch.zeros((), device=self.device), rate))
 
     def start_epoch(self, epoch: int) -> None:
         """Unfreeze the layers the settings train again from ``epoch`` (0-based) on."""
@@ -166,9 +175,8 @@ class Population:
         return [*self.weights, *self.biases]
 
     def model(self, i: int) -> MLP:
-        """Model ``i`` as a plain MLP on the CPU (a copy of its parameters as they stand)."""
-        model = MLP(self.weights[0].shape[2], tuple(w.shape[1] for w in self.weights[:-1]), self.activation_name,
-                    self.weights[-1].shape[1])
+        """Model ``i`` as a plain module of its network on the CPU (a copy of its parameters as they stand)."""
+        model = build(self.settings)
         model.load_layers_([(w[i], b[i, 0]) for w, b in zip(self.weights, self.biases)])
         return model
 
@@ -191,18 +199,23 @@ class Population:
 
     def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[tuple[Tensor, Tensor, Tensor]]:
         """x: [M, B, inputs] -> for every layer (z, y, h): its linear output, its activation
-        and that after dropout (the next layer's input); for the last, all three are the logits."""
+        and what it passes on as ``wiring`` says (after dropout, plus a residual branch's
+        input: the next layer's input); for the output layer, all three are the logits."""
         outputs = []
+        inputs = []
         rows = x.shape[1]
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b, wiring) in enumerate(zip(self.weights, self.biases, self.wiring)):
+            inputs.append(x)
             z = y = self._buffer(f"z{i}", rows, w.shape[1])
             self._each(_matmul, z, x, w.transpose(1, 2))
             x = z.add_(b)  # one IEEE add: rounds the same in any kernel
-            if i < len(self.weights) - 1:
+            if wiring.activated:
                 y = x = self._buffer(f"y{i}", rows, w.shape[1])
                 self._each(self.ops.forward, z, y, together=self.ops.rounds_alike)
-                if masks is not None:  # one IEEE multiply: rounds the same in any kernel
-                    x = torch.mul(y, masks[i][:, :rows], out=self._buffer(f"h{i}", rows, w.shape[1]))
+            if masks is not None and wiring.mask is not None:  # one IEEE multiply: rounds the same in any kernel
+                x = torch.mul(y, masks[wiring.mask][:, :rows], out=self._buffer(f"h{i}", rows, w.shape[1]))
+            if wiring.skip is not None:  # one IEEE add
+                x = torch.add(inputs[wiring.skip], x, out=self._buffer(f"s{i}", rows, w.shape[1]))
             outputs.append((z, y, x))
         return outputs
 
@@ -224,16 +237,23 @@ class Population:
         self._each(_cross_entropy, loss, delta, logits, y, torch.full(y.shape, -1.0, device=y.device))
         inputs = [x, *(h for _, _, h in hidden)]
         n = len(self.weights)
+        skipped: dict[int, Tensor] = {}  # layer -> the gradient its input gets through a residual connection
         for i in reversed(range(self.frozen, n)):  # frozen layers need no gradient, nor the layers' below
             self._each(_weight_and_bias_grad, self.grads[i], self.grads[n + i], delta, inputs[i])
-            if i > self.frozen:  # back through layer i's input: the dropout and activation of layer i - 1
+            if i > self.frozen:  # back through layer i's input: what layer i - 1's wiring did to its output
                 w = self.weights[i]
                 delta_in = self._buffer(f"delta{i}", rows, w.shape[2])
                 self._each(_matmul, delta_in, delta, w)
+                if i in skipped:  # one IEEE add: the input also reached a residual branch's end
+                    delta_in.add_(skipped[i])
                 delta = delta_in
-                if masks is not None:
-                    delta.mul_(masks[i - 1][:, :rows])
-                self._each(self.ops.backward, delta, *hidden[i - 1][:2], together=self.ops.rounds_alike)
+                below = self.wiring[i - 1]
+                if below.skip is not None:  # neither activated nor masked (Wiring): delta is left as it is
+                    skipped[below.skip] = delta
+                if masks is not None and below.mask is not None:
+                    delta.mul_(masks[below.mask][:, :rows])
+                if below.activated:
+                    self._each(self.ops.backward, delta, *hidden[i - 1][:2], together=self.ops.rounds_alike)
         loss = loss.clone()
         alive &= torch.isfinite(loss)
         # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
@@ -309,7 +329,7 @@ def bytes_per_model(s: TrainSettings) -> int:
     accuracy."""
     net, o = s.network, s.optim
     dataset = data.get(s.data.dataset)
-    sizes = (dataset.input_size, *net.hidden, len(s.data.class_numbers))
+    sizes = (dataset.input_size, *network_named(net.network).widths(net), len(s.data.class_numbers))
     params = 6 * sum(a * b + b for a, b in pairwise(sizes))
     activations = 4 * o.batch_size * sum(sizes)
     masks = MASK_BLOCK * o.batch_size * sum(net.hidden)

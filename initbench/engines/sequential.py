@@ -5,14 +5,16 @@ one after another, the way a person would write it. It trains any registered net
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initbench import diagnostics
-from initbench.data import Splits
+from initbench import diagnostics, parametrization
+from initbench.data import Splits, get as dataset_named
 from initbench.jobs import (
     Job,
     JobResult,
@@ -20,6 +22,7 @@ from initbench.jobs import (
     OptimSettings,
     Progress,
     Tick,
+    TrainSettings,
     batches_per_epoch,
     correct,
     result,
@@ -49,10 +52,22 @@ def train(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Pro
                           keep)]
 
 
-def optimizer(params: list[Tensor], s: OptimSettings) -> torch.optim.Optimizer:
+def optimizer(params: list[Tensor] | list[dict[str, Any]], s: OptimSettings) -> torch.optim.Optimizer:
+    """Adam or SGD over ``params``, or over param groups (``param_groups``), each at its own lr."""
     if s.optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
     return torch.optim.Adam(params, lr=s.lr)
+
+
+def param_groups(model: nn.Module, layers: range, lr: float, s: TrainSettings) -> list[dict[str, Any]]:
+    """The weights and biases of ``model``'s ``layers`` as param groups, one per distinct
+    learning rate: ``lr`` times each tensor's factor (``parametrization.scales``; under SP one
+    group, every parameter at ``lr``, in the layers' order)."""
+    scales = parametrization.scales(s)
+    params = [(p, scales[i].weight_lr if p is model.layers[i].weight else scales[i].bias_lr)
+              for i in layers for p in model.layers[i].parameters()]
+    return [{"params": [params[j][0] for j in members], "lr": rate}
+            for rate, members in parametrization.by_rate([lr * scale for _, scale in params]).items()]
 
 
 def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor, device: torch.device) -> list[float]:
@@ -67,12 +82,13 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     model = initial_model(job, data.x_train)
     initial = state_dict(model) if keep.initial else None
     model = model.to(device)
-    # Frozen layers take no gradient; when they are unfrozen they join the optimizer as a
-    # param group of their own, with fresh moments and their own learning rate.
+    # Frozen layers take no gradient; when they are unfrozen they join the optimizer as
+    # param groups of their own, with fresh moments and their own learning rate (under μP,
+    # times each tensor's factor, as the layers trained from the start).
     frozen = [p for layer in model.layers[:o.freeze] for p in layer.parameters()]
     for p in frozen:
         p.requires_grad_(False)
-    opt = optimizer([p for layer in model.layers[o.freeze:] for p in layer.parameters()], o)
+    opt = optimizer(param_groups(model, range(o.freeze, len(model.layers)), o.lr, job.settings), o)
     orders = batch_orders(job.seed, len(data.y_train))
     n_batches = batches_per_epoch(len(data.y_train), o.batch_size)
     dropout = (DropoutMasks(net.dropout, net.hidden, o.batch_size, n_batches, [dropout_generator(job, device)],
@@ -87,7 +103,8 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
         if frozen and o.frozen(epoch) == 0:
             for p in frozen:
                 p.requires_grad_(True)
-            opt.add_param_group({"params": frozen, "lr": o.lr_unfrozen})
+            for group in param_groups(model, range(o.freeze), o.lr_unfrozen, job.settings):
+                opt.add_param_group(group)
             frozen = []
         if diverged_at is None:
             model.train()
@@ -113,3 +130,22 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     progress(Tick("testing", label, o.epochs, o.epochs))
     return result(job, losses, val_acc, accuracy(model, data.x_test, data.y_test, eval_masks), diverged_at,
                   state_dict(model) if keep.weights else None, initial, stats if keep.layer_stats else None)
+
+
+def step_seconds(s: TrainSettings, device: torch.device, steps: int = 3) -> float:
+    """Seconds of one training step of one model with these settings, measured here on random
+    images (the median of ``steps`` after a warm-up one): what a sweep plans this engine by."""
+    from initbench.engines.batched import timed
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(s.optim.batch_size, dataset_named(s.data.dataset).input_size, generator=gen).to(device)
+    y = torch.randint(len(s.data.class_numbers), (s.optim.batch_size,), generator=gen).to(device)
+    model = initial_model(Job("default", 0, s), x).to(device).train()
+    opt = optimizer(list(model.parameters()), s.optim)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return statistics.median([timed(step, device) for _ in range(1 + steps)][1:])

@@ -8,19 +8,25 @@ last (schemes fill them, ``--freeze`` counts them, statistics are per layer);
 ``activation``, the function between them; and ``forward(x, masks=None)``, where
 ``masks`` are dropout masks, one per hidden width of the settings (``dropout.py``), to
 multiply after each hidden layer's activation (a network without hidden layers has
-none to apply). The builder is named as ``module:function`` and imported when a
+none to apply). A network's weighted layers may be convolutions (``nn.Conv2d``, cnn):
+schemes fill their kernels by torch's fan rules, and ``hidden`` still names its fully
+connected hidden widths, the ones masks apply to. An MLP-shaped network also says how each
+layer's output is passed on (``wiring``: ``mlp.py``; resmlp's residual blocks), which the batched engine
+and the residual schemes read. The builder is named as ``module:function`` and imported when a
 network is built, so the registry, like the command line's checks, does not import torch.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from initbench import data
 from initbench.choices import Registry
+from initbench.errors import UsageError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -35,6 +41,11 @@ class Network:
     name: str  # as settings name it: network = "mlp"
     builder: str  # "module:function", the function build(settings, inputs, classes) -> nn.Module
     depth: Callable[[NetworkSettings], int]  # its weighted layers with these settings (checked before torch loads)
+    # The outputs (units, or channels) of its layers below the output layer: what a weights file's record is checked by.
+    widths: Callable[[NetworkSettings], tuple[int, ...]] = lambda s: s.hidden
+    hidden: tuple[int, ...] | None = None  # its hidden widths where settings do not give them (None: NetworkSettings')
+    check: Callable[[data.Dataset], None] = lambda dataset: None  # refuses, before torch loads, a dataset it can't take
+    kernels: bool = False  # some of its layers are convolutions (a scheme for matrices only cannot fill them)
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
         module, _, function = self.builder.partition(":")
@@ -46,7 +57,32 @@ register = NETWORKS.register
 get = NETWORKS.find
 
 
+CNN_CHANNELS = (16, 32)  # the cnn's two convolutions' output channels (models/cnn.py)
+MIN_IMAGE_SIDE = 4  # two 2x2 poolings of a smaller image would leave nothing
+
+
+def square_images(dataset: data.Dataset) -> None:
+    """Refuse a dataset a convolutional network cannot take: its images (rows of
+    ``input_size`` values) must be square and single-channel, of side at least MIN_IMAGE_SIDE."""
+    side = math.isqrt(dataset.input_size)
+    if side * side != dataset.input_size or side < MIN_IMAGE_SIDE:
+        raise UsageError(f"The cnn network takes square single-channel images of at least {MIN_IMAGE_SIDE}x"
+                         f"{MIN_IMAGE_SIDE} pixels; {dataset.title}'s images have {dataset.input_size:,} values each, "
+                         "which is not such an image. Train it with --network mlp.")
+
+
+def residual_widths(s: NetworkSettings) -> tuple[int, ...]:
+    """resmlp's layers' outputs below its output layer: one block per ``hidden`` size, the
+    size its inner width, the residual stream as wide as the first (``64x20``: width 64, 20
+    blocks): the input layer's, then each block's two (inner, stream)."""
+    return (s.hidden[0], *(width for inner in s.hidden for width in (inner, s.hidden[0])))
+
+
 register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidden) + 1))
+register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CHANNELS) + len(s.hidden) + 1,
+                 widths=lambda s: (*CNN_CHANNELS, *s.hidden), hidden=(128,), check=square_images, kernels=True))
+register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
+                 widths=residual_widths))
 
 
 def build(settings: TrainSettings) -> nn.Module:

@@ -1,10 +1,10 @@
 """Initialization schemes: the registry (``registry``), per-layer schemes (``layer``),
-whole-model schemes (``whole``: lsuv, pretrained) and users' own (``user``: files,
+whole-model schemes (``whole``: lsuv, pretrained; ``residual``: fixup, skipinit) and users' own (``user``: files,
 modules, functions registered in Python or by installed packages). ``get(name)`` is the
 way in."""
 
 from initbench import called_as_api
-from initbench.schemes import layer, user, whole  # noqa: F401  (importing them registers their schemes)
+from initbench.schemes import layer, residual, user, whole  # noqa: F401  (importing them registers their schemes)
 from initbench.schemes.registry import (
     ALIAS_CONVENTION,
     ALIASES,

@@ -1,25 +1,19 @@
-"""Per-layer schemes: plain in-place functions of one Linear layer's weight and bias,
-named like ``torch.nn.init``'s, each with its formula and reference in its docstring
-(see registry.py). torch is imported inside the functions that need it."""
+"""Per-layer schemes: plain in-place functions of one layer's weight and bias (a Linear
+weight [out, in], or a convolution's kernel [out, in, k, k], its fans by torch's rules:
+``registry.fan_in``), named like ``torch.nn.init``'s, each with its formula and reference
+in its docstring (see registry.py). torch is imported inside the functions that need it."""
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
 
-from initbench.schemes.registry import KERAS_TRUNCATED_STD, register
+from initbench.errors import UsageError
+from initbench.schemes.registry import KERAS_TRUNCATED_STD, fan_in as _fan_in, fan_out as _fan_out, register
 
 if TYPE_CHECKING:
     import torch
     from torch import Tensor
-
-
-def _fan_in(weight: Tensor) -> int:
-    return weight[0].numel()
-
-
-def _fan_out(weight: Tensor) -> int:
-    return weight.shape[0] * weight[0, 0].numel()
 
 
 def variance_scaling_(weight: Tensor, generator: torch.Generator | None, *, scale: float = 1.0,
@@ -295,7 +289,7 @@ def trunc_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | Non
     bias.zero_()
 
 
-@register("sparse", "torch")
+@register("sparse", "torch", matrices_only=True)
 def sparse_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
             sparsity: float = 0.1) -> None:
     """Small normals, and in each column of W (one input's weights to every unit) a fraction set to zero.
@@ -310,6 +304,9 @@ def sparse_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = No
     """
     import torch
 
+    if weight.dim() != 2:  # torch.nn.init.sparse_ too fills matrices only; config refuses such a network first
+        raise UsageError(f"The scheme sparse fills matrices (Linear layers), not a convolution's kernel "
+                         f"{list(weight.shape)}: give the convolutional network another scheme.")
     # As torch.nn.init.sparse_, whose choice of zeros ignores `generator` (torch 2.14).
     weight.normal_(0.0, 0.01, generator=generator)
     n_zeros = math.ceil(sparsity * weight.shape[0])

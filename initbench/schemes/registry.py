@@ -60,7 +60,8 @@ if TYPE_CHECKING:
 
 InitFn = Callable[..., None]
 ModelInitFn = Callable[..., list[str]]
-GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3, "sigmoid": 1.0, "gelu": math.sqrt(2.0), "selu": 0.75}
+GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3, "sigmoid": 1.0, "gelu": math.sqrt(2.0), "selu": 0.75,
+        "linear": 1.0}
 BIAS_POLICIES = ("scheme", "zeros", "default")
 CONVENTIONS = ("lesson", "torch", "keras", "paper")
 # Keras's names (keras/src/initializers/__init__.py: class names, their snake_case
@@ -126,7 +127,8 @@ class Scheme:
     convention: str = "paper"  # whose definition the name follows: one of CONVENTIONS, or user.CONVENTION
     init_model: ModelInitFn | None = None  # whole model: fn(model, context) -> each layer's provenance
     origin: str = ""  # a user's scheme (user.py): where its code comes from, in words; "" for a built-in
-    check: Callable[[nn.Linear, str], None] | None = None  # a user's scheme: refuses a layer it left wrong
+    check: Callable[[nn.Linear | nn.Conv2d, str], None] | None = None  # a user's scheme: refuses a layer it left wrong
+    matrices_only: bool = False  # fills [out, in] matrices, not convolutions' kernels (sparse)
 
     @property
     def takes_file(self) -> bool:
@@ -141,7 +143,7 @@ class Scheme:
             self.init_layer(layer, context.generator, context.activation, context.bias, f"layers.{i}")
         return [f"initialized by {self.name}"] * len(model.layers)
 
-    def init_layer(self, layer: nn.Linear, generator: torch.Generator | None, activation: str = "relu",
+    def init_layer(self, layer: nn.Linear | nn.Conv2d, generator: torch.Generator | None, activation: str = "relu",
                    bias: str = "scheme", where: str = "a layer") -> None:
         """Initialize one layer (``where``: its name in an error); ``bias`` = "zeros" or
         "default" (PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
@@ -156,16 +158,28 @@ class Scheme:
             self.check(layer, where)
 
 
-def bias_policy_(layer: nn.Linear, bias: str, generator: torch.Generator | None) -> None:
+def fan_in(weight: Tensor) -> int:
+    """A unit's inputs by torch's rule (``torch.nn.init._calculate_fan_in_and_fan_out``): a
+    Linear weight [out, in] has ``in``, a convolution's kernel [out, in, k, k] ``in * k * k``."""
+    return weight[0].numel()
+
+
+def fan_out(weight: Tensor) -> int:
+    """An input's outputs by torch's rule: ``out`` of a Linear weight, ``out * k * k`` of a kernel."""
+    return weight.shape[0] * weight[0, 0].numel()
+
+
+def bias_policy_(layer: nn.Linear | nn.Conv2d, bias: str, generator: torch.Generator | None) -> None:
     """Apply --bias after a scheme: "zeros", "default" (PyTorch's U(-1/sqrt(fan_in),
-    1/sqrt(fan_in)), from ``generator``) or "scheme" (leave the scheme's own)."""
+    1/sqrt(fan_in)), from ``generator``, as nn.Linear and nn.Conv2d draw it) or "scheme"
+    (leave the scheme's own)."""
     import torch
 
     with torch.no_grad():
         if bias == "zeros":
             layer.bias.zero_()
         elif bias == "default":
-            bound = 1.0 / math.sqrt(layer.in_features)
+            bound = 1.0 / math.sqrt(fan_in(layer.weight))
             layer.bias.uniform_(-bound, bound, generator=generator)
 
 
@@ -180,10 +194,12 @@ SET_BY_REGISTRY = ("activation_gain", "sha256")
 
 
 def register(name: str, convention: str = "paper", data_dependent: bool = False, whole_model: bool = False,
-             uniform_width: Callable[..., float] | None = None) -> Callable[[InitFn], InitFn]:
+             uniform_width: Callable[..., float] | None = None,
+             matrices_only: bool = False) -> Callable[[InitFn], InitFn]:
     """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference
     and the convention (one of CONVENTIONS) whose definition it follows; ``whole_model``:
     ``fn(model, context, ...)`` rather than ``fn(weight, bias, generator, ...)``;
+    ``matrices_only``: it fills Linear layers only, and a convolutional network is refused;
     ``uniform_width``: of a scheme that draws U[a, b), the widest b - a from its parameters
     (in any layer), which a name's parameters must keep finite."""
 
@@ -202,7 +218,7 @@ def register(name: str, convention: str = "paper", data_dependent: bool = False,
         if uniform_width is not None:
             _UNIFORM_WIDTHS[name] = uniform_width
         _REGISTRY[name] = _bind(Scheme(name, None, doc.splitlines()[0], fields["Formula"], fields["Reference"],
-                                       params, data_dependent, convention), name)
+                                       params, data_dependent, convention, matrices_only=matrices_only), name)
         return fn
 
     return add

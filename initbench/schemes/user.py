@@ -461,12 +461,18 @@ def _raised(e: BaseException, filename: str | None = None) -> str:
     return f"{type(e).__name__}{where}: {' '.join(str(e).split()) or '(no message)'}"
 
 
-def _check_layer(label: str, layer: nn.Linear, where: str) -> None:
+def _check_layer(label: str, layer: nn.Linear | nn.Conv2d, where: str) -> None:
     """Refuse a layer the user's scheme left of another shape or dtype, or not finite."""
     import torch
+    from torch import nn
 
-    for part, tensor, shape in (("weight", layer.weight, (layer.out_features, layer.in_features)),
-                                ("bias", layer.bias, (layer.out_features,))):
+    if isinstance(layer, nn.Conv2d):
+        weight_shape = (layer.out_channels, layer.in_channels // layer.groups, *layer.kernel_size)
+        what = f"{layer.in_channels} -> {layer.out_channels} channels, {'x'.join(map(str, layer.kernel_size))} kernel"
+    else:
+        weight_shape = (layer.out_features, layer.in_features)
+        what = f"{layer.in_features} -> {layer.out_features} units"
+    for part, tensor, shape in (("weight", layer.weight, weight_shape), ("bias", layer.bias, weight_shape[:1])):
         if tuple(tensor.shape) != shape:
             wrong = f"of shape {list(tensor.shape)}, not {list(shape)}"
         elif tensor.dtype != torch.float32:
@@ -476,9 +482,8 @@ def _check_layer(label: str, layer: nn.Linear, where: str) -> None:
                      "in place, weight.normal_(...) or weight.copy_(...), not weight = ...)")
         else:
             continue
-        raise InitbenchError(f"The scheme {label} left the {part} of {where} ({layer.in_features} -> "
-                             f"{layer.out_features} units) {wrong}. Fix the function so that it fills every layer's "
-                             "weight and bias in place, as float32 numbers.")
+        raise InitbenchError(f"The scheme {label} left the {part} of {where} ({what}) {wrong}. Fix the function so "
+                             "that it fills every layer's weight and bias in place, as float32 numbers.")
 
 
 extend(Extension(scheme, catalogue, WHOLE_MODEL.__contains__))  # the registry asks here after its built-ins

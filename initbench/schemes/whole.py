@@ -8,7 +8,6 @@ after a scheme, so what it loaded is what training starts from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,24 +41,35 @@ def lsuv(model: MLP, context: InitContext) -> list[str]:
             init.orthogonal_(layer.weight, generator=context.generator)
             layer.bias.zero_()
         bias_policy_(layer, context.bias, context.generator)
-    lsuv_(model.layers, model.activation, context.batch)
+    lsuv_(model, context.batch)
     return ["initialized by lsuv"] * len(model.layers)
 
 
-def lsuv_(layers: Sequence[nn.Linear], activation: Callable[[Tensor], Tensor], x: Tensor,
-          tolerance: float = 0.1, max_iterations: int = 10) -> None:
+def lsuv_(model: nn.Module, x: Tensor, tolerance: float = 0.1, max_iterations: int = 10) -> None:
     """Layer after layer, rescale the weights until the layer's output on the batch ``x``
-    has variance 1 (within ``tolerance``); the second step of LSUV."""
+    has variance 1 (within ``tolerance``); the second step of LSUV. A layer's output is
+    read as the model's own forward (no dropout) computes it, so any network's layers are
+    fitted: an MLP's, a CNN's convolutions (their output maps) and Linear layers."""
     import torch
 
     with torch.no_grad():
-        for i, layer in enumerate(layers):
+        for layer in model.layers:
             for _ in range(max_iterations):
-                var = layer(x).var()
+                var = _output(model, layer, x).var()
                 if not torch.isfinite(var) or var == 0 or abs(var - 1) < tolerance:
                     break
                 layer.weight.div_(var.sqrt())
-            x = layer(x) if i == len(layers) - 1 else activation(layer(x))
+
+
+def _output(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
+    """``layer``'s output in ``model``'s forward pass on ``x``, caught by a forward hook."""
+    seen: list[Tensor] = []
+    hook = layer.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    return seen[0]
 
 
 @register("pretrained", "paper", whole_model=True)
@@ -79,7 +89,7 @@ def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> l
     from initbench import checkpoint
 
     weights = checkpoint.load(Path(path).expanduser(), expect_sha256=sha256)
-    checkpoint.check_shapes(weights, model.sizes, head=False)
+    checkpoint.check_shapes(weights, checkpoint.shapes(model), head=False)
     head, file_head = model.layers[-1], weights.layers[-1]
     same_classes = weights.classes in (None, context.data.class_numbers)
     if head.weight.shape == file_head[0].shape and same_classes:
