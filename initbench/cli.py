@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 import initbench
-from initbench import api, config as config_defaults, data, report
+from initbench import api, config as config_defaults, data, models, report
 from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
 from initbench.engines import ENGINE_CHOICES
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
@@ -135,7 +135,8 @@ HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256
                                              'connected ones, 128 unless given).',
                                              default=NetworkSettings.hidden, metavar="SIZES")]
 NetworkOption = Annotated[Optional[str], _opt(
-    help="The network trained (one registered in initbench.models: mlp, cnn, ...).",
+    "--network", "--model", help=f"The network trained: {', '.join(models.NETWORKS)} (one registered in "
+    "initbench.models).",
     default=NetworkSettings.network, metavar="NAME")]
 ActivationOption = Annotated[_choice(ACTIVATIONS), _opt(help="Activation after each hidden layer.",
                                                        default=NetworkSettings.activation)]

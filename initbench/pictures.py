@@ -513,17 +513,21 @@ def plot_lines(panels: dict[str, dict[str, dict[float, list[float]]]], xlabel: s
             xs = [x for points in lines.values() for x in points]
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis, min(xs), max(xs))
-        values = np.concatenate([np.asarray(v, dtype=float) for points in lines.values() for v in points.values()])
-        values = values[np.isfinite(values) & (values > 0)]
-        if logy and len(values):
-            ax.set_yscale("log")
-            _plain_log_ticks(ax.yaxis, values.min(), values.max())
         ax.set(xlabel=xlabel, title=panel)
         ax.grid(alpha=0.3)
+    values = np.array([v for lines in panels.values() for points in lines.values() for vs in points.values()
+                       for v in vs], dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if logy and len(values):  # once, for the shared axis: each panel's own range would relabel it
+        axes[0, 0].set_yscale("log")
+        _plain_log_ticks(axes[0, 0].yaxis, values.min(), values.max())
     axes[0, 0].set_ylabel(ylabel)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     band = f"line: mean over {seeds} seeds\nband: ± one std; dots: seeds" if seeds > 1 else None
     fig.legend(handles, labels, loc="outside right upper", fontsize=9, title=band, title_fontsize=9,
                alignment="left")
-    fig.suptitle(title, fontsize=11)
+    if len(panels) > 1:
+        fig.suptitle(title, fontsize=11)
+    else:  # over its axes, clear of the legend beside them
+        axes[0, 0].set_title(title, fontsize=11)
     return _save(fig, path)

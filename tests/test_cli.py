@@ -220,7 +220,7 @@ def test_track_stats_records_every_epoch(data_dir: Path, tmp_path: Path) -> None
     (["rule", "--config", "missing.toml"], ["Config file missing.toml does not exist."], 2),
     (["rule", "--device", "cuda:3"], ["is not available here"], 1),
     (["rule", "--device", "gpu"], ["Invalid --device: must be auto, cpu, cuda, cuda:N or mps; got 'gpu'"], 2),
-    (["rule", "--engine", "fast"], ["'fast' is not one of 'batched', 'sequential'"], 2),
+    (["rule", "--engine", "fast"], ["'fast' is not one of 'auto', 'batched', 'sequential'"], 2),
     (["rule", "--activation", "swish"], ["'swish' is not one of 'relu', 'tanh', 'sigmoid', 'gelu', 'selu'"], 2),
     (["constant:x"], ["write constant[:VALUE]"], 2),
     (["rule", "--max-batch-models", "0"], ["Invalid --max-batch-models: must be at least 1"], 2),

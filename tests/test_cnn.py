@@ -20,7 +20,8 @@ from initbench.models.cnn import CNN
 from initbench.schemes.registry import fan_in, fan_out
 
 runner = CliRunner()
-SMALL = ("--network", "cnn", "--epochs", "1", "--train-samples", "1000", "--seeds", "1")
+SMALL = ("--model", "cnn",  # --model: the alias of --network
+          "--epochs", "1", "--train-samples", "1000", "--seeds", "1")
 
 
 def invoke(*args: str):
@@ -84,12 +85,12 @@ def test_compare_picks_the_sequential_engine_says_so_and_evaluate_reproduces_it(
     assert "cnn trains with the sequential engine (the batched engine is exact for mlp" in " ".join(output.split())
     state = load_file(out / "weights" / "kaiming_normal-seed0.safetensors")
     assert [tuple(state[f"layers.{i}.weight"].shape) for i in range(4)] == [
-        (16, 1, 5, 5), (32, 16, 5, 5), (128, 32 * 7 * 7), (10, 128)]
+        (16, 1, 5, 5), (32, 16, 5, 5), (128, 32 * 7 * 7), (3, 128)]  # three classes
     result = invoke("evaluate", str(out), "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
     assert "2 of 2 files scored exactly what was recorded in training" in " ".join(result.output.split())
     stats = (out / "layer_stats.csv").read_text().splitlines()
-    assert [line.split(",")[4] for line in stats[1:5]] == ["16", "32", "128", "10"]  # units, epoch 0
+    assert [line.split(",")[4] for line in stats[1:5]] == ["16", "32", "128", "3"]  # units, epoch 0
 
 
 def test_lsuv_gives_each_layer_of_a_cnn_unit_variance(small: Splits) -> None:

@@ -108,7 +108,7 @@ def test_help_reads_well_at_80_columns(command: str | None) -> None:
 
 def test_help_lists_choices_and_completion_is_on() -> None:
     help_text = runner.invoke(app, ["compare", "--help"], env={"COLUMNS": "80"}).output
-    assert "<relu|tanh|sigmoid|gelu|selu>" in help_text and "<batched|sequential>" in help_text
+    assert "<relu|tanh|sigmoid|gelu|selu|linear>" in help_text and "<auto|batched|sequential>" in help_text
     assert "<scheme|zeros|default>" in help_text and "<table|markdown|json|csv>" in help_text
     assert "[default: 2]" in help_text and "[default: 256,128]" in help_text
     assert "--install-completion" in runner.invoke(app, ["--help"]).output
