@@ -39,7 +39,7 @@ from initbench.jobs import (
     check_batch_size,
 )
 from initbench.parsing import number, optional, whole
-from initbench.schemes import BIAS_POLICIES
+from initbench.schemes import BIAS_POLICIES, residual
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
 # Bounds on what is parsed, far beyond any real run, so that an absurd value is refused at once
@@ -372,10 +372,13 @@ def check_settings(s: TrainSettings, engine: str) -> None:
 
 def check_schemes(names: Collection[str], s: TrainSettings) -> None:
     """Refuse a scheme that cannot fill the network's layers: one for matrices only (sparse)
-    on a network with convolutions."""
+    on a network with convolutions, one for residual branches (fixup) on a network without."""
     network = models.get(s.network.network)
-    for name in names if network.kernels else ():
-        if scheme_registry.get(name).matrices_only:
+    for name in names:
+        scheme = scheme_registry.get(name)
+        if scheme.residual_only and not network.residual:
+            raise residual.refusal(name, network.name)
+        if scheme.matrices_only and network.kernels:
             raise UsageError(f"Scheme {name!r} fills matrices (Linear layers) only, and the {network.name} network's "
                              "lowest layers are convolutions, whose kernels it cannot fill (torch.nn.init's refuses "
                              f"them too). Give the {network.name} network other schemes, or train {name} with "

@@ -232,7 +232,8 @@ def test_bad_input_is_one_clean_paragraph(tmp_path: Path, args, fragments, code)
 
 
 @pytest.mark.parametrize("args", [["rul"], ["rule", "--epochs", "0"], ["rule", "--activation", "swish"],
-                                  ["sparse:1.5"], ["rule", "--batch-size", "60000"]])
+                                  ["sparse:1.5"], ["rule", "--batch-size", "60000"],
+                                  ["default", "fixup", "--engine", "sequential"]])
 def test_usage_errors_are_found_before_torch_is_imported(args: list[str]) -> None:
     """Exit status 2, and quick: the command line is checked before torch loads (2 s)."""
     code = "import sys; from initbench.cli import main; sys.argv = ['initbench', 'compare', *sys.argv[1:]]\n" \

@@ -48,7 +48,9 @@ def test_residual_schemes_start_every_block_as_the_identity(scheme: str) -> None
 
 
 def test_residual_schemes_refuse_a_network_without_blocks(data_dir: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["compare", "skipinit", "--epochs", "1", "--train-samples", "200", "--seeds", "1",
+    # Refused before any model trains, even with the sequential engine and another scheme first.
+    result = runner.invoke(app, ["compare", "default", "skipinit", "--engine", "sequential", "--epochs", "1",
+                                 "--train-samples", "200", "--seeds", "1",
                                  "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "--network resmlp" in " ".join(result.output.split())

@@ -46,6 +46,7 @@ class Network:
     hidden: tuple[int, ...] | None = None  # its hidden widths where settings do not give them (None: NetworkSettings')
     check: Callable[[data.Dataset], None] = lambda dataset: None  # refuses, before torch loads, a dataset it can't take
     kernels: bool = False  # some of its layers are convolutions (a scheme for matrices only cannot fill them)
+    residual: bool = False  # it has residual branches (what fixup and skipinit start)
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
         module, _, function = self.builder.partition(":")
@@ -82,7 +83,7 @@ register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidd
 register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CHANNELS) + len(s.hidden) + 1,
                  widths=lambda s: (*CNN_CHANNELS, *s.hidden), hidden=(128,), check=square_images, kernels=True))
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
-                 widths=residual_widths))
+                 widths=residual_widths, residual=True))
 
 
 def build(settings: TrainSettings) -> nn.Module:

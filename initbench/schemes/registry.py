@@ -129,6 +129,7 @@ class Scheme:
     origin: str = ""  # a user's scheme (user.py): where its code comes from, in words; "" for a built-in
     check: Callable[[nn.Linear | nn.Conv2d, str], None] | None = None  # a user's scheme: refuses a layer it left wrong
     matrices_only: bool = False  # fills [out, in] matrices, not convolutions' kernels (sparse)
+    residual_only: bool = False  # starts residual branches (fixup): a network without them is refused
 
     @property
     def takes_file(self) -> bool:
@@ -195,11 +196,12 @@ SET_BY_REGISTRY = ("activation_gain", "sha256")
 
 def register(name: str, convention: str = "paper", data_dependent: bool = False, whole_model: bool = False,
              uniform_width: Callable[..., float] | None = None,
-             matrices_only: bool = False) -> Callable[[InitFn], InitFn]:
+             matrices_only: bool = False, residual_only: bool = False) -> Callable[[InitFn], InitFn]:
     """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference
     and the convention (one of CONVENTIONS) whose definition it follows; ``whole_model``:
     ``fn(model, context, ...)`` rather than ``fn(weight, bias, generator, ...)``;
     ``matrices_only``: it fills Linear layers only, and a convolutional network is refused;
+    ``residual_only``: it starts residual branches, and a network without them is refused;
     ``uniform_width``: of a scheme that draws U[a, b), the widest b - a from its parameters
     (in any layer), which a name's parameters must keep finite."""
 
@@ -218,7 +220,8 @@ def register(name: str, convention: str = "paper", data_dependent: bool = False,
         if uniform_width is not None:
             _UNIFORM_WIDTHS[name] = uniform_width
         _REGISTRY[name] = _bind(Scheme(name, None, doc.splitlines()[0], fields["Formula"], fields["Reference"],
-                                       params, data_dependent, convention, matrices_only=matrices_only), name)
+                                       params, data_dependent, convention, matrices_only=matrices_only,
+                                       residual_only=residual_only), name)
         return fn
 
     return add

@@ -31,10 +31,16 @@ def branches(model: nn.Module, scheme: str) -> list[range]:
     wiring = getattr(model, "wiring", ())
     found = [range(w.skip, i + 1) for i, w in enumerate(wiring) if w.skip is not None]
     if not found:
-        raise UsageError(f"Scheme {scheme!r} initializes residual networks: it starts each residual branch near "
-                         f"zero, and this network ({type(model).__name__}) has no residual branches. Give "
-                         "--network resmlp (e.g. --hidden 64x20: width 64, 20 blocks), or another scheme.")
+        raise refusal(scheme, type(model).__name__)
     return found
+
+
+def refusal(scheme: str, network: str) -> UsageError:
+    """The error for ``scheme`` on a network without residual branches (config.check_schemes
+    says it before torch loads; ``branches`` of a network of one's own)."""
+    return UsageError(f"Scheme {scheme!r} initializes residual networks: it starts each residual branch near "
+                      f"zero, and this network ({network}) has no residual branches. Give "
+                      "--network resmlp (e.g. --hidden 64x20: width 64, 20 blocks), or another scheme.")
 
 
 def _fill(model: nn.Module, context: InitContext, scheme: str, zero: dict[int, str],
@@ -61,7 +67,7 @@ def _fill(model: nn.Module, context: InitContext, scheme: str, zero: dict[int, s
     return sources
 
 
-@register("fixup", "paper", whole_model=True)
+@register("fixup", "paper", whole_model=True, residual_only=True)
 def fixup(model: nn.Module, context: InitContext) -> list[str]:
     """Fixup: residual branches He-initialized and scaled down by the depth; each branch's last layer and the output layer zero.
 
@@ -80,7 +86,7 @@ def fixup(model: nn.Module, context: InitContext) -> list[str]:
     return _fill(model, context, "fixup", zero, scale)
 
 
-@register("skipinit", "paper", whole_model=True)
+@register("skipinit", "paper", whole_model=True, residual_only=True)
 def skipinit(model: nn.Module, context: InitContext) -> list[str]:
     """SkipInit: every layer He-initialized, each residual branch's last layer zero, so every block starts as the identity.
 
