@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from initbench.jobs import NetworkSettings
 
 
-
 def identity(x: Tensor) -> Tensor:
     """The linear activation (deep linear networks: Saxe et al. 2014)."""
     return x
