@@ -22,7 +22,9 @@ progress bar)::
 
 ``compare``, ``sweep``, ``transfer``, ``inspect`` and ``evaluate`` take the command
 line's options as keywords named as in a config file (``train_samples=1000``,
-``seeds=3``), with its defaults and its checks; ``schemes()`` lists the schemes. The
+``seeds=3``), with its defaults and its checks; ``schemes()`` lists the schemes;
+``export(*folders, tensorboard="logs")`` writes finished runs as TensorBoard's logs;
+``diff(a, b)`` compares two run or sweep folders job by job. The
 objects (``Run``, ``TransferRun``, ``Sweep``, ``Inspection``, ``Evaluation``) are in
 ``initbench.views``, the functions in ``initbench.api``. From a shell: ``initbench --help``.
 """
@@ -36,7 +38,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("compare", "sweep", "transfer", "inspect", "evaluate", "schemes", "scheme")
+_API = ("compare", "sweep", "transfer", "inspect", "evaluate", "export", "diff", "schemes", "scheme")
 _VIEWS = ("open", "Run", "TransferRun", "Sweep", "SweepPlan", "Inspection", "Evaluation")
 __all__ = [*_API, *_VIEWS]
 
@@ -44,7 +46,7 @@ __all__ = [*_API, *_VIEWS]
 def __getattr__(name: str) -> Any:
     """The API, imported when first used: ``import initbench`` loads no torch (the command
     line checks what was typed before torch loads)."""
-    if name in ("sweep", "schemes"):  # submodules too, which are called as the API's functions
+    if name in ("sweep", "schemes", "diff"):  # submodules too, which are called as the API's functions
         return importlib.import_module(f"initbench.{name}")
     if name in _API:
         return getattr(importlib.import_module("initbench.api"), name)

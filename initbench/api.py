@@ -29,6 +29,8 @@ from initbench.errors import UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from initbench.commands.export import Export
+    from initbench.diff import Diff
     from initbench.views import Evaluation, Inspection, Run, Sweep, SweepPlan, TransferRun
 
 PathLike = str | os.PathLike[str]
@@ -39,7 +41,7 @@ _REGISTERED: dict[Callable[..., Any], str] = {}  # functions registered here, wi
 INSPECT_OPTIONS = (*(k for k in INSPECT_KEYS if k not in ("schemes", "seeds")), "out", "overwrite")
 EVALUATE_OPTIONS = ("hidden", "activation", "classes", "split_seed", "device", "data_dir")
 EVALUATE_DEFAULTS = {"device": "cpu"}  # scores are checked to the bit, as they were recorded: on the CPU
-SWEEP_OPTIONS = ("out", "executor", "ray_address", "gpus_per_task", "cpus_per_task")  # the rest is the config's
+SWEEP_OPTIONS = ("out", "executor", "ray_address", "gpus_per_task", "cpus_per_task", "expect")  # the rest: the config's
 
 
 def scheme(name: str | F | None = None) -> Callable[[F], F] | F:
@@ -105,7 +107,10 @@ def compare(schemes: str | Sequence[Scheme] | None = None, *, config: PathLike |
 
     ``schemes``: names (``"rule"``, ``"uniform:-0.1,0.1"``) or functions; by default the
     lesson's six. ``config``: a TOML file of settings, which keywords override. Writes the
-    run folder (``out``, by default results/<timestamp>-<schemes>) and returns it, read."""
+    run folder (``out``, by default results/<timestamp>-<schemes>) and returns it, read.
+    ``expect``: conditions such as ``["rule > uniform", "default >= 0.80"]`` (see
+    ``initbench.expect``), judged once the run is written: ``.expectations`` on the result
+    says which held (nothing is raised when one fails; the command line exits 1)."""
     options = settings if schemes is None else {"schemes": _scheme_names(schemes), **settings}
     resolved = _run_config(config, options)
     from initbench.commands.compare import compare as run
@@ -120,7 +125,8 @@ def sweep(config: PathLike | Mapping[str, Any], *, sets: Sequence[str] = (), dry
     ``config``: a TOML file, or its settings as a dict (a ``"grid"`` dict of settings, each
     with a list of values); ``sets``: ``"KEY=VALUE"`` as ``--set`` (fixes a setting, taking
     it out of the grid; ``"grid.KEY=[...]"`` varies one). Called again, it trains only the
-    jobs the store lacks. ``dry_run``: the plan, nothing trained."""
+    jobs the store lacks. ``dry_run``: the plan, nothing trained. ``expect``: conditions,
+    as for ``compare``, each judged in every cell (``.expectations``), replacing the config's."""
     _only(options, SWEEP_OPTIONS, "sweep")
     file = None if isinstance(config, Mapping) else Path(config)
     default_out = Path("results") / file.stem if file else stamped(datetime.now(), "sweep")
@@ -173,6 +179,37 @@ def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None,
     if check:
         result.check()
     return result
+
+
+def export(*paths: PathLike, tensorboard: PathLike | None = None, overwrite: bool = False,
+           progress: bool | None = None) -> Export:
+    """Write finished runs and sweeps in another tool's format (``initbench export``); for now
+    TensorBoard's: ``tensorboard``, the log folder (made whole, or not at all; one that holds
+    files only with ``overwrite``, which replaces it). Each job of the run or sweep folders
+    ``paths`` becomes one TensorBoard run (``<folder>[/<cell>]/<scheme>/seed-<k>``): its loss
+    per batch, validation accuracy per epoch, test accuracy, and settings as HParams. Needs
+    ``pip install 'initbench[tensorboard]'``; nothing is trained."""
+    from initbench import tensorboard as tb
+
+    if tensorboard is None:
+        raise UsageError("export() needs tensorboard=LOGDIR, the folder to write TensorBoard's logs in (the one "
+                         "format it writes for now).")
+    tb.check_installed()
+    found = tb.sources(paths)
+    logdir = tb.check_logdir(tensorboard, overwrite, found)
+    from initbench.commands.export import export as run
+
+    return run(found, logdir, overwrite, _activity(progress))
+
+
+def diff(a: PathLike, b: PathLike) -> Diff:
+    """Two run or sweep folders compared job by job, B against A (``initbench diff``): per
+    scheme (and grid cell), the change in validation accuracy over the paired seeds, its 95%
+    interval and verdict (``.table``, ``.rows``; ``.failing("worse")`` or ``"change"``: the
+    rows ``--fail-on`` fails). Reads the folders' stores; nothing is trained."""
+    from initbench import diff as diffs
+
+    return diffs.diff(Path(a), Path(b))
 
 
 def schemes() -> pd.DataFrame:

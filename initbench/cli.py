@@ -1,7 +1,8 @@
 """The command line: thin Typer commands that parse options and delegate.
 
 Exit status: 0 done; 1 the work failed (missing or corrupted data, a full disk,
-not enough memory); 2 the command as typed cannot run (an unknown option, a bad
+not enough memory) or a gate did, once the results are written (an --expect
+condition of compare or sweep, diff --fail-on); 2 the command as typed cannot run (an unknown option, a bad
 value, scheme name or config file, an output folder that is taken), found before
 any work and before torch is imported; 128 + N stopped by signal N (130 Ctrl-C,
 143 SIGTERM; 141 when the reader of the output went away, as in `| head`).
@@ -25,6 +26,7 @@ from rich.text import Text
 import initbench
 from initbench import api, config as config_defaults, data, models, report
 from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
+from initbench.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
 from initbench.engines import ENGINE_CHOICES
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
 from initbench.executors import EXECUTORS
@@ -101,7 +103,7 @@ def _main(
 ) -> None:
     """Train the same network from different initial weights on real data and compare how they learn.
 
-    Exit status: 0 done, 1 the work failed, 2 a bad command line or config file,
+    Exit status: 0 done, 1 the work failed (or --expect, diff --fail-on), 2 a bad command line or config file,
     130/143 interrupted (Ctrl-C/SIGTERM), 141 output pipe closed (| head).
     """
 
@@ -131,6 +133,17 @@ def _flag(name: str, help: str) -> Any:
 FORMAT_HELP = "How to print the table: table (boxes) in a terminal, markdown when piped, or json or csv."
 FormatOption = Annotated[_choice(report.FORMATS), _opt(
     "--format", "-f", help=FORMAT_HELP, default="table in a terminal, markdown otherwise")]
+# compare, sweep and diff (the commands CI gates on) also write JUnit XML (initbench.junit)
+GateFormatOption = Annotated[_choice((*report.FORMATS, "junit")), _opt(
+    "--format", "-f", help=FORMAT_HELP.removesuffix(".") + "; or junit: JUnit XML for CI, a test case per "
+    "expectation (per scheme without --expect; diff: per scheme, failing as --fail-on says).",
+    default="table in a terminal, markdown otherwise")]
+ExpectOption = Annotated[Optional[list[str]], typer.Option(
+    "--expect", help='A condition on validation accuracy; when one fails, the command exits 1 once its results are '
+    'written: "rule > uniform", "default >= 0.80" (or 80%), "kaiming_normal ~ lsuv" (cannot be told apart). With '
+    "2+ seeds judged on the paired 95% t-interval over seeds: > and < need it clear of 0, >= and <= fail only when "
+    "it lies wholly on the wrong side; with 1 seed on the point values (~ needs 2+). Repeatable; replaces the "
+    "config's expect list.", show_default=False, metavar="CONDITION")]
 HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10" (cnn: its fully '
                                              'connected ones, 128 unless given).',
                                              default=NetworkSettings.hidden, metavar="SIZES")]
@@ -192,8 +205,14 @@ def _stdout_format(fmt: str | None) -> str:
     return fmt or ("table" if Console().is_terminal else "markdown")
 
 
-def _show(result: Any, fmt: str | None) -> None:
-    """A result's tables on stdout; in json or csv, one table of all their rows, for scripts."""
+def _show(result: Any, fmt: str | None, fail_on: str | None = None) -> None:
+    """A result's tables on stdout; in json or csv, one table of all their rows, for scripts;
+    in junit (compare, sweep, diff: ``fail_on`` its --fail-on), JUnit XML instead."""
+    if fmt == "junit":
+        from initbench import junit
+
+        print(junit.of(result, fail_on))
+        return
     listings = result.listings()
     if fmt in ("json", "csv") and len(listings) > 1:
         listings = [report.Listing("", [], [r for listing in listings for r in listing.records])]
@@ -209,6 +228,16 @@ def _shown_where(result: Any, fmt: str | None) -> None:
         err.print(f"{folder.requested} was taken by another run meanwhile.", markup=False)
     where = f"{folder.link} (a link to {folder.path})" if folder.link and folder.path == folder.requested else None
     err.print(f"Results in {where or folder.path}", markup=False)
+
+
+def _judged(outcomes: list[Any], quiet: bool) -> bool:
+    """Each expectation's line on stderr (a held one unless ``quiet``); whether any failed."""
+    err = Console(stderr=True)
+    for outcome in outcomes:
+        if not outcome.held or not quiet:
+            err.print(outcome.line, style=None if outcome.held else "red", markup=False, highlight=False,
+                      soft_wrap=True)  # one line each, however narrow the terminal: what CI logs are grepped for
+    return any(not outcome.held for outcome in outcomes)
 
 
 @app.command()
@@ -279,8 +308,10 @@ def compare(
     out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.", metavar="DIR",
                                        default="results/<timestamp>-<schemes>")] = None,
     overwrite: OverwriteOption = None,
-    fmt: FormatOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table.")] = False,
+    expect: ExpectOption = None,
+    fmt: GateFormatOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
+                                        "failed expectations).")] = False,
     debug: DebugOption = False,
 ) -> None:
     """Train the network once per scheme and seed, and compare.
@@ -288,7 +319,9 @@ def compare(
     Writes accuracy.csv, runs.csv, losses.csv, loss curves, run.json,
     config.toml and every model's weights (weights/*.safetensors) into the
     output folder, and prints the validation-accuracy table. Progress and
-    messages go to stderr, the table to stdout.
+    messages go to stderr, the table to stdout. Each --expect condition is
+    then judged (and recorded in run.json): one line each on stderr, and exit
+    status 1 if any failed.
     """
     with _errors_to_exit(debug):
         if seeds is not None and seed_list is not None:
@@ -304,9 +337,12 @@ def compare(
             "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
             "device": device, "engine": engine, "max_batch_models": max_batch_models, "executor": executor,
             "ray_address": ray_address, "gpus_per_task": gpus_per_task, "cpus_per_task": cpus_per_task,
-            "data_dir": data_dir, "out": out, "overwrite": overwrite,
+            "data_dir": data_dir, "out": out, "overwrite": overwrite, "expect": expect or None,
         }))
         _shown_where(run, fmt)
+        failed = _judged(run.expectations, quiet)
+    if failed:  # the run is complete and in place: only the gate failed
+        raise typer.Exit(1)
 
 
 @app.command("report")
@@ -314,8 +350,11 @@ def report_(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by initbench compare, or a sweep folder.",
                                                show_default=False, metavar="DIR")],
     fmt: FormatOption = None,
-    pictures: Annotated[bool, typer.Option(help="Redraw each run's pictures in its folder. [default: on]",
-                                           show_default=False)] = True,
+    pictures: Annotated[bool, typer.Option(help="Redraw each run's pictures, and its report.html, in its folder. "
+                                           "[default: on]", show_default=False)] = True,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Also write one self-contained HTML page of them to FILE (of one folder: its report.html).",
+        show_default=False, metavar="FILE")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Print finished runs' table and redraw their pictures.
@@ -328,17 +367,24 @@ def report_(
     holds: per grid cell and scheme, mean ± std over seeds and the paired
     difference to the cell's best scheme with its 95% interval and verdict;
     its CSVs and pictures are rewritten.
+
+    Every run and sweep folder holds report.html, one file to share: the
+    tables, every picture, the settings and the command that runs them again,
+    and where it ran. --html FILE writes such a page of the folders given: of
+    several runs, their one table, then each run's pictures and settings.
     """
     with _errors_to_exit(debug):
-        from initbench import runfolder
+        from initbench import htmlreport, runfolder
 
+        if html is not None:
+            htmlreport.check_destination(html)
         chosen = runfolder.reported(runs, pictures)
         err = Console(stderr=True)
         for why in chosen.skipped:
             err.print(f"Not reported: {why}.", style="dim", markup=False)
         from initbench.commands.report import report_runs
 
-        listing = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False))
+        listing = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False), html)
         report.show(listing, _stdout_format(fmt), Console())
 
 
@@ -358,8 +404,10 @@ def sweep(
     gpus_per_task: GpusPerTaskOption = None,
     cpus_per_task: CpusPerTaskOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the jobs, train nothing.")] = False,
-    fmt: FormatOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table.")] = False,
+    expect: ExpectOption = None,
+    fmt: GateFormatOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
+                                        "failed expectations).")] = False,
     debug: DebugOption = False,
 ) -> None:
     """Train a grid of settings x schemes x seeds into a resumable store.
@@ -371,11 +419,17 @@ def sweep(
     the store lacks. Prints the plan (jobs, chunks, estimated time and memory)
     and then the report: per cell, each scheme against the cell's best, paired
     over seeds; writes runs.csv, cells.csv, pictures, sweep.toml and sweep.json.
+    Each expectation (--expect, or expect in the config) is then judged in
+    every cell and recorded in sweep.json: one line each on stderr, and exit
+    status 1 if any failed in any cell.
     """
     with _errors_to_exit(debug):
+        if dry_run and fmt == "junit":
+            raise UsageError("--format junit writes a sweep's results, and --dry-run trains nothing: give --dry-run "
+                             "another --format (table, markdown, json or csv).")
         result = api.sweep(config, sets=set_ or (), dry_run=dry_run, progress=not quiet, **_given({
             "out": out, "executor": executor, "ray_address": ray_address, "gpus_per_task": gpus_per_task,
-            "cpus_per_task": cpus_per_task}))
+            "cpus_per_task": cpus_per_task, "expect": expect or None}))
         _show(result, fmt)
         if not dry_run and not quiet:
             from initbench.commands.sweep import trained
@@ -383,6 +437,46 @@ def sweep(
             err = Console(stderr=True)
             err.print(trained(result))
             err.print(f"Results in {result.folder}")
+        failed = not dry_run and _judged(result.expectations, quiet)
+    if failed:  # the sweep's views are written: only the gate failed
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="The run or sweep folder compared against (before).", show_default=False,
+                                      metavar="A")],
+    b: Annotated[Path, typer.Argument(help="The run or sweep folder compared with it (after).", show_default=False,
+                                      metavar="B")],
+    fail_on: Annotated[_choice(FAIL_ON), typer.Option(
+        "--fail-on", help="Exit 1 (once the table is printed) when " + "; or ".join(
+            f"{k}: {v}" for k, v in FAIL_ON_HELP.items()) + ".", show_default=False)] = None,
+    fmt: GateFormatOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Compare two run or sweep folders job by job: B against A (before and after a change).
+
+    Each job of B is paired with A's of the same scheme, seed and settings;
+    a setting that holds one value in each folder may differ (B's lr against
+    A's), and settings that vary within them (a sweep's grid) name cells.
+    Prints per scheme (per cell) both validation accuracies and the change
+    B - A in percentage points over the paired seeds, with its 95% t-interval
+    and a verdict: unchanged (every paired accuracy the same to the bit),
+    better or worse (the interval excludes 0), indistinguishable; with one
+    seed, better or worse by the point value. Schemes and seeds in one folder
+    only are named. Reads the folders' stores; nothing is trained. Two folders
+    that share no job are refused.
+    """
+    with _errors_to_exit(debug):
+        found = api.diff(a, b)
+        _show(found, fmt, fail_on)
+        failing = found.failing(fail_on)
+        err = Console(stderr=True)
+        for row in failing:
+            err.print(f"Diff failed (--fail-on {fail_on}): {diff_line(row, found.varied)}", style="red",
+                      markup=False, highlight=False, soft_wrap=True)
+    if failing:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -542,6 +636,39 @@ def evaluate(
             "device": device, "data_dir": data_dir}))
         _show(scored, fmt)
         scored.check()
+
+
+@app.command()
+def export(
+    folders: Annotated[list[str], typer.Argument(
+        help="Run folders written by initbench compare or transfer, and sweep folders.", show_default=False,
+        metavar="DIR")],
+    tensorboard: Annotated[str, typer.Option(
+        "--tensorboard", help="Write TensorBoard's logs into this new folder: one TensorBoard run per job (needs "
+        "pip install 'initbench[tensorboard]'). Required: the one format for now.", show_default=False,
+        metavar="LOGDIR")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a LOGDIR that already holds files, whole.",
+                                            show_default=False)] = False,
+    fmt: FormatOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Write finished runs and sweeps as TensorBoard logs, for its Scalars and HParams dashboards.
+
+    Nothing is trained: every job of each folder's store becomes one TensorBoard
+    run, DIR's name/[cell/]scheme/seed-K (cell: a sweep's varied settings, as
+    lr=0.01,hidden=64), with its training loss per batch (loss/train, step = the
+    batch's number over the whole training), validation accuracy per epoch
+    (accuracy/val), test accuracy and last epoch's mean loss at the last step
+    (accuracy/test, loss/last_epoch), and its scheme, seed and settings as
+    HParams, one row per job in the HParams table. LOGDIR is written whole or not
+    at all; one that holds files (an earlier export) is refused unless
+    --overwrite replaces it: give every folder to see together to one export.
+    Then: tensorboard --logdir LOGDIR.
+    """
+    with _errors_to_exit(debug):
+        exported = api.export(*folders, tensorboard=tensorboard, overwrite=overwrite, progress=not quiet)
+        _shown_where(exported, fmt)
 
 
 @app.command()

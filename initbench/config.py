@@ -3,6 +3,13 @@
 Both sources use the same flat keys (``epochs``, ``batch_size``, ...) and go
 through the same parsers, so a bad value gets the same message whether it was
 typed or read from a file; only the place named in the message differs.
+
+``expect`` (``--expect``, repeatable; ``expect=`` in Python) is a list of conditions
+on the results, judged when the run or sweep is written (``initbench.expect``), e.g.
+``expect = ["rule > uniform", "default >= 0.80"]``: a plain list key like the others,
+at the top of the file (before a sweep's ``[grid]``); given on the command line, it
+replaces the file's. The schemes it names are checked against the run's here, before
+any work.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initbench import data, models, parametrization, paths, schemes as scheme_registry
+from initbench import data, expect, models, parametrization, paths, schemes as scheme_registry
 from initbench.data import default_data_dir
 from initbench.engines import ENGINE_CHOICES, check_network, choose
 from initbench.errors import UsageError
@@ -58,6 +65,7 @@ SHOWN_CHARS = 80  # of a value quoted in a message (a wrong value may be megabyt
 class RunConfig:
     schemes: tuple[str, ...] = LESSON_SCHEMES
     seeds: tuple[int, ...] = (0,)
+    expect: tuple[str, ...] = ()  # conditions on the results (expect.py), judged when the run is written
     train: TrainSettings = TrainSettings()
     plot_batches: int = 100
     track_stats: bool = False  # per-layer statistics after every epoch (layer_stats.csv)
@@ -84,9 +92,9 @@ class RunConfig:
     def to_toml(self) -> str:
         """This configuration as a config file: ``compare --config RUN/config.toml`` repeats
         the run, into a new folder (``out`` and ``overwrite`` are left out, as are
-        settings left unset)."""
+        settings left unset and an empty ``expect``)."""
         return "".join(f"{key} = {json.dumps(value)}\n" for key, value in self._flat().items()
-                       if key not in ("out", "overwrite") and value is not None)
+                       if key not in ("out", "overwrite") and value not in (None, []))
 
     def to_dict(self) -> dict[str, Any]:
         """The flat, JSON-ready form: the same keys a config file uses, the classes as the
@@ -234,6 +242,7 @@ def _path(value: Any) -> Path:
 PARSERS: dict[str, Callable[..., Any]] = {
     "schemes": _schemes,
     "seeds": _seeds,
+    "expect": expect.parse_all,  # the schemes it names are checked against the run's: _run_config
     "epochs": whole(1, MAX_EPOCHS),
     "lr": number(1e-300, float("inf"), "greater than 0"),
     "optimizer": _choice(OPTIMIZERS),
@@ -341,6 +350,7 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     config = RunConfig(**values, train=train, ray=ray)
     check_settings(config.train, config.engine)
     check_schemes(config.schemes, config.train)
+    expect.check(config.expect, config.schemes, len(config.seeds))
     if config.executor == "ray":
         raysettings.check(config.ray, config.device)
     return config
@@ -434,8 +444,12 @@ class TransferConfig:
         return dataclasses.replace(self.run, schemes=(self.source_scheme,), train=train, out=out, save_init=False)
 
     def to_toml(self) -> str:
+        """This transfer as a config file: ``transfer --config FILE`` repeats it (task B's
+        settings, less the freezing its starts set themselves, then the transfer's own)."""
+        run = "".join(line for line in self.run.to_toml().splitlines(keepends=True)
+                      if line.partition(" = ")[0] not in TRANSFER_PARSERS)
         extra = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "run"}
-        return self.run.to_toml() + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items() if v is not None)
+        return run + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items() if v is not None)
 
 
 TRANSFER_SCRATCH = ("rule", "default", "kaiming_normal", "xavier_normal", "lsuv")
@@ -464,6 +478,9 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
     for source, where in layers:  # the run's first: task A's classes are read as its dataset names them
         _apply(run_values, {k: v for k, v in source.items() if k not in TRANSFER_PARSERS}, where)
         _apply(extra, {k: v for k, v in source.items() if k in TRANSFER_PARSERS}, where, TRANSFER_PARSERS, run_values)
+    if run_values.get("expect"):  # its rows are starts, not schemes: nothing judges them
+        raise UsageError("'expect' is for compare and sweep: transfer does not judge expectations. Leave it out of "
+                         "the transfer's config, or check its schemes with initbench compare --expect.")
     run = _run_config(run_values)
     dataset, task_b = data.get(run.train.data.dataset), run.train.data.class_numbers
     task_a = extra.pop("task_a", tuple(c for c in dataset.all_classes if c not in task_b))
@@ -596,6 +613,9 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
     grid: list[tuple[str, tuple[Any, ...]]] = []
     for key, alternatives in grid_raw.items():
         where = where_file(f"grid.{key}")
+        if key == "expect":  # TOML puts every key written after [grid] in the grid
+            raise UsageError(f"{where}: expect is not a grid setting. Write expect = [...] at the top of the file, "
+                             "before [grid]: each condition is judged in every cell.")
         if key not in TRAIN_KEYS:
             allowed = "" if key in PARSERS else f" Valid keys: {', '.join(sorted(TRAIN_KEYS))}."
             raise UsageError(f"{where} cannot vary in a sweep: a grid varies training settings (schemes and seeds "

@@ -204,6 +204,18 @@ def batches_per_epoch(n_train: int, batch_size: int) -> int:
     return math.ceil(n_train / batch_size)
 
 
+def shown(key: str, value: Any) -> str:
+    """A setting's value as tables and pictures show it: hidden 256x30, classes 5,6."""
+    if key == "hidden":
+        sizes = list(value)
+        return f"{sizes[0]}x{len(sizes)}" if len(set(sizes)) == 1 and len(sizes) > 1 else ",".join(map(str, sizes))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # pandas reads None as NaN
+        return "all" if key == "train_samples" else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def correct(logits: Tensor, y: Tensor) -> Tensor:
     """How many rows are classified right (over the last two dims); a row with a
     non-finite output counts as wrong."""

@@ -14,17 +14,21 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import escape
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
 from rich.table import Column as RichColumn, Table
 from rich.text import Text
 
@@ -51,8 +55,9 @@ class Column:
     header: str  # may hold a line break, to keep a column narrow
     cells: list[str]
     drop: int = 0  # 0: always shown; when a table is too wide, the highest numbers are left out first
-    wrap: bool = False  # long text that may wrap (never names or numbers)
+    wrap: bool = False  # long text that may wrap between words (never inside a name or a number)
     left: bool = False  # text is left-aligned; numbers are right-aligned
+    path: bool = False  # paths, which may also wrap after a "/" (a name is never cut)
 
 
 @dataclass
@@ -76,7 +81,7 @@ def show(listing: Listing, fmt: str, console: Console) -> None:
     elif fmt == "markdown":
         print(markdown(listing))
     else:
-        console.print(_fitted(listing, console))
+        console.print(fitted(listing, console.width))
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:
@@ -107,39 +112,138 @@ def html(listing: Listing) -> str:
             + "".join(f"<p>{escape(note)}</p>" for note in listing.notes))
 
 
-def _width(column: Column) -> int:
-    """The narrowest a column can be: its longest line, or for wrapped text, its longest word."""
-    text = [column.header, *column.cells]
-    parts = [word for t in text for word in (t.split() if column.wrap else t.splitlines())]
-    return max(len(part) for part in parts)
+COMFORT = 16  # a wrapped column is first laid out at least this wide (or as wide as its text), then narrower
+RECORD_LABEL = 22  # a row shown as a block: its headers' width (a longer header goes above its value)
+PER_COLUMN = 3  # a space either side of its cells and a border after them
 
 
-def _table(listing: Listing, columns: list[Column], notes: list[str]) -> Table:
-    t = Table(title=listing.title, caption="\n".join(notes) or None, caption_justify="left",
-              box=box.SIMPLE_HEAD if any(c.wrap for c in columns) else box.HEAVY_HEAD,
-              show_lines=any(c.wrap for c in columns))
-    for c in columns:
-        t.add_column(c.header, justify="left" if c.left else "right", no_wrap=not c.wrap,
-                     min_width=None if c.wrap else _width(c), ratio=1 if c.wrap else None)
-    for i, cells in enumerate(zip(*(c.cells for c in columns))):
-        t.add_row(*(Text(cell) for cell in cells), end_section=i in listing.rules_after)
+def _pieces(text: str, wrap: bool, path: bool = False) -> list[str]:
+    """What a line is never broken inside: each line whole, or with ``wrap`` each word, and
+    with ``path`` each part of a path up to its "/"."""
+    if not (wrap or path):
+        return text.splitlines() or [""]
+    return [piece for word in text.split() for piece in (_parts(word) if path else [word])] or [""]
+
+
+def _parts(word: str) -> list[str]:
+    """A path's parts, each with its "/": /tmp/run/a -> /, tmp/, run/, a."""
+    return re.split(r"(?<=/)(?=.)", word)
+
+
+def _bounds(column: Column, comfort: int) -> tuple[int, int]:
+    """The narrowest a column can be (its longest name or number, and its header's longest
+    word; wrapped text at least ``comfort`` wide where it is that long) and its natural width."""
+    cells = [cell_len(piece) for cell in column.cells for piece in _pieces(cell, column.wrap, column.path)]
+    header = [cell_len(piece) for piece in _pieces(column.header, True)]
+    natural = max(cell_len(line) for text in [column.header, *column.cells] for line in text.splitlines() or [""])
+    narrowest = max(cells + header)
+    if column.wrap or column.path:
+        narrowest = max(narrowest, min(natural, comfort))
+    return narrowest, max(natural, narrowest)
+
+
+def _widths(columns: list[Column], width: int, comfort: int) -> list[int] | None:
+    """Each column's width in a table ``width`` wide (borders and padding included), or None
+    if even at their narrowest they do not fit. Room left over goes to the columns that
+    want it (wrapped text first), in proportion to what they lack."""
+    room = width - PER_COLUMN * len(columns) - 1
+    bounds = [_bounds(c, comfort) for c in columns]
+    widths = [low for low, _ in bounds]
+    if sum(widths) > room:
+        return None
+    for grows in ([c.wrap or c.path for c in columns], [True] * len(columns)):
+        while (spare := room - sum(widths)) > 0:
+            lacking = [high - w if grow else 0 for (_, high), w, grow in zip(bounds, widths, grows)]
+            if not any(lacking):
+                break
+            total = sum(lacking)
+            given = [min(need, spare * need // total) for need in lacking]
+            if not any(given):  # less room than columns that lack it: a character each, widest need first
+                i = lacking.index(max(lacking))
+                given = [int(j == i) for j in range(len(lacking))]
+            widths = [w + g for w, g in zip(widths, given)]
+    return widths
+
+
+def _wrapped(text: str, width: int, wrap: bool, path: bool = False) -> str:
+    """``text`` in lines at most ``width`` wide, broken only between words (``wrap``) or
+    after a path's "/" (``path``); a line that fits is kept as it is."""
+    lines = []
+    for line in text.splitlines() or [""]:
+        if cell_len(line) <= width or not (wrap or path):
+            lines.append(line)
+            continue
+        current = ""
+        for word in line.split():
+            for i, piece in enumerate(_parts(word) if path else [word]):
+                joined = current + ("" if not current or i else " ") + piece
+                if current and cell_len(joined) > width:
+                    lines.append(current)
+                    current = piece
+                else:
+                    current = joined
+        lines.append(current)
+    return "\n".join(lines)
+
+
+def _table(listing: Listing, columns: list[Column], widths: list[int]) -> Table:
+    """The table as laid out: every column as wide as ``widths`` says, its cells broken into
+    lines beforehand (rich neither wraps nor shrinks anything)."""
+    cells = [[_wrapped(cell, w, c.wrap, c.path) for cell in c.cells] for c, w in zip(columns, widths)]
+    tall = any("\n" in cell for column in cells for cell in column)
+    t = Table(title=listing.title, box=box.HEAVY_HEAD, show_lines=tall)
+    for c, w in zip(columns, widths):
+        t.add_column(_wrapped(c.header, w, True), justify="left" if c.left else "right", no_wrap=True, width=w)
+    for i, row in enumerate(zip(*cells)):
+        t.add_row(*(Text(cell) for cell in row), end_section=i in listing.rules_after)
     return t
 
 
-def _fitted(listing: Listing, console: Console) -> Table:
-    """The table with every column that fits the console's width; names and numbers are
-    never cut, so lesser columns are left out instead, and a note says which."""
-    columns, left_out = list(listing.columns), []
-    while True:
+def _records(listing: Listing, width: int) -> list[Text]:
+    """The listing as one block per row ("Header  value" lines): what a terminal too narrow
+    for even its necessary columns gets; values wrap between words, under their header."""
+    headers = [" ".join(c.header.split()) for c in listing.columns]
+    label = min(max(cell_len(h) for h in headers) + 2, RECORD_LABEL, width // 2)
+    blocks = [Text(listing.title, style="bold")]
+    for row in zip(*(c.cells for c in listing.columns)):
+        lines = []
+        for header, column, cell in zip(headers, listing.columns, row):
+            if not cell:
+                continue
+            beside = width - label
+            if cell_len(header) + 2 <= label and all(cell_len(p) <= beside for p in _pieces(cell, True, column.path)):
+                for j, line in enumerate(_wrapped(cell, beside, True, column.path).splitlines()):
+                    lines.append((header if j == 0 else "").ljust(label) + line)
+            else:  # under its header, indented
+                lines.append(header)
+                lines += ["  " + line for line in _wrapped(cell, width - 2, True, column.path).splitlines()]
+        blocks.append(Text("─" * min(width, 40) + "\n" + "\n".join(lines)))
+    return blocks
+
+
+def fitted(listing: Listing, width: int) -> RenderableType:
+    """The listing as a boxed table ``width`` characters wide at most, never cutting a cell.
+    Text columns wrap between words; when that is not enough, the least important columns
+    (highest ``drop``) are left out, those left out put back where they fit again, and a note
+    names them; a table whose necessary columns cannot fit is shown as one block per row."""
+    for comfort in (COMFORT, 0):
+        shown = list(listing.columns)
+        widths = _widths(shown, width, comfort)
+        while widths is None and any(c.drop for c in shown):
+            least = max((c for c in shown if c.drop), key=lambda c: c.drop)
+            shown = [c for c in shown if c is not least]
+            widths = _widths(shown, width, comfort)
+        if widths is None:
+            continue
+        for back in sorted((c for c in listing.columns if all(c is not s for s in shown)), key=lambda c: c.drop):
+            trial = [c for c in listing.columns if c is back or any(c is s for s in shown)]
+            if (tried := _widths(trial, width, comfort)) is not None:
+                shown, widths = trial, tried
+        left_out = [" ".join(c.header.split()) for c in listing.columns if all(c is not s for s in shown)]
         notes = listing.notes + ([f"Left out at this width: {', '.join(left_out)} "
                                   "(wider terminal, --format markdown, or the CSV files)."] if left_out else [])
-        droppable = [c for c in columns if c.drop]
-        needed = sum(_width(c) + 3 for c in columns) + 1  # a space either side and a border per column
-        if needed <= console.width or not droppable:
-            return _table(listing, columns, notes)
-        dropped = max(droppable, key=lambda c: c.drop)
-        columns.remove(dropped)
-        left_out.insert(0, dropped.header.replace("\n", " "))
+        return Group(_table(listing, shown, widths), *(Text(note) for note in notes))
+    return Group(*_records(listing, width), *(Text(note) for note in listing.notes))
 
 
 def _pct(mean: float, std: float = math.nan) -> str:
@@ -157,19 +261,38 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, lesson_eval: bool = Fal
     title = (f"After {plural(epochs, 'epoch')}" + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
              + (", scored with dropout on (--lesson-eval)" if lesson_eval else ""))
     rows = list(summary.itertuples())
-    columns = [Column("Run", [r.run for r in rows], left=True)] if "run" in summary else []
+    names = run_names(str(r.run) for r in rows) if "run" in summary else {}
+    columns = [Column("Run", [names[str(r.run)] for r in rows], left=True, path=True)] if names else []
     columns += [
         Column("Scheme", [r.scheme for r in rows], left=True),
         Column("Validation\naccuracy", [_pct(r.val_acc_mean, r.val_acc_std) for r in rows]),
-        Column("Test\naccuracy", [_pct(r.test_acc_mean, r.test_acc_std) for r in rows], drop=2),
-        Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=1),
-        Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=3),
+        Column("Test\naccuracy", [_pct(r.test_acc_mean, r.test_acc_std) for r in rows], drop=3),
+        Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=2),
+        Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=4),
     ]
     if summary["diverged_seeds"].any():
-        columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows]))
+        columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows], drop=1))
     notes = ["Loss: training cross-entropy on the last batch (the lesson's \"training loss\"), "
              "and its mean over the last epoch."]
-    return Listing(title, columns, summary.to_dict("records"), notes)
+    if names:
+        notes.append("Run: the run's folder (its whole path with --format json or csv).")
+    ends = tuple(i for i in range(len(rows) - 1) if names and rows[i].run != rows[i + 1].run)
+    return Listing(title, columns, summary.to_dict("records"), notes, ends)
+
+
+def run_names(paths: Iterable[str]) -> dict[str, str]:
+    """Each run folder's short name: its own name, with as many of its parents as tell it
+    apart from another run's (results/a/lesson and results/b/lesson: a/lesson, b/lesson)."""
+    parts = {path: PurePath(path).parts or (path,) for path in dict.fromkeys(paths)}
+    depth = dict.fromkeys(parts, 1)
+    while True:
+        names = {path: str(PurePath(*p[-depth[path]:])) for path, p in parts.items()}
+        taken = Counter(names.values())
+        longer = [path for path, name in names.items() if taken[name] > 1 and depth[path] < len(parts[path])]
+        if not longer:
+            return names
+        for path in longer:
+            depth[path] += 1
 
 
 def provenance(sources: list[str]) -> list[str]:
@@ -210,21 +333,30 @@ def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:
     def pct(key: str) -> list[str]:
         return ["" if r[key] is None else f"{100 * r[key]:.2f}%" for r in rows]
 
+    folders = {str(PurePath(r["file"]).parent) for r in rows}
+    shared = next(iter(folders)) if len(folders) == 1 else None  # then the files by name, and the folder in a note
     columns = [
-        Column("File", [r["file"] for r in rows], left=True),
-        Column("Scheme", [r["scheme"] for r in rows], left=True, drop=3),
-        Column("Seed", ["" if r["seed"] is None else str(r["seed"]) for r in rows], drop=2),
+        Column("File", [PurePath(r["file"]).name if shared else r["file"] for r in rows], left=True, path=True),
+        Column("Scheme", [r["scheme"] for r in rows], left=True, drop=2),
+        Column("Seed", ["" if r["seed"] is None else str(r["seed"]) for r in rows], drop=3),
         Column("Classes", [r["classes"] for r in rows], left=True, wrap=True, drop=4),
         Column("Val\nacc", pct("val_acc")),
-        Column("Test\nacc", pct("test_acc")),
-        Column("Recorded\nval acc", pct("recorded_val_acc"), drop=1),
-        Column("Recorded\ntest acc", pct("recorded_test_acc"), drop=1),
+        Column("Test\nacc", pct("test_acc"), drop=1),
+        # What Check says already: the first columns left out.
+        Column("Recorded\nval acc", pct("recorded_val_acc"), drop=5),
+        Column("Recorded\ntest acc", pct("recorded_test_acc"), drop=6),
         Column("Check", [r["check"] for r in rows], left=True, wrap=True),
-        Column("File checked against", [r["integrity"] for r in rows], left=True, wrap=True),
     ]
+    integrity = {r["integrity"] for r in rows}
+    if len(integrity) > 1:
+        columns.append(Column("File checked against", [r["integrity"] for r in rows], left=True, wrap=True))
     reproduced = sum(r["check"] == "reproduced" for r in rows)
     notes = [f"{reproduced} of {plural(len(rows), 'file')} scored exactly what was recorded in training."
              if reproduced else "No file had a recorded accuracy to check."]
+    if shared not in (None, "."):
+        notes.insert(0, f"Files in {shared}")
+    if len(integrity) == 1:
+        notes.append(f"Every file: {next(iter(integrity))}.")
     return Listing("Weights scored on the validation and test images of their split", columns, rows, notes)
 
 
@@ -233,10 +365,10 @@ def transfer_listing(comparison: pd.DataFrame, title: str) -> Listing:
     rows = comparison.to_dict("records")
     baseline = rows[0]["baseline"]
     columns = [
-        Column("Start", [r["scheme"] for r in rows], left=True),
-        Column("Validation accuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
-        Column("Difference to\nbest scratch [95% CI]", [_difference(r) for r in rows]),
-        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
+        Column("Start", [r["scheme"] for r in rows], left=True, wrap=True),  # "pretrained, frozen 2 epochs"
+        Column("Validation\naccuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
+        Column("Difference to\nbest scratch [95% CI]", [_difference(r) for r in rows], drop=2),
+        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
     ]
     seeds = int(comparison["seeds"].max())
     notes = [f"Mean ± std over {plural(seeds, 'seed')}; differences in percentage points against {baseline} on the "
@@ -260,9 +392,9 @@ def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str) -> Listing
     columns += [
         Column("Scheme", [r["scheme"] for r in rows], left=True),
         Column("Validation\naccuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
-        Column("Test\naccuracy", [_pct(r["test_acc_mean"]) for r in rows], drop=1),
-        Column("Difference to the\ncell's best [95% CI]", [_difference(r) for r in rows]),
-        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
+        Column("Test\naccuracy", [_pct(r["test_acc_mean"]) for r in rows], drop=3),
+        Column("Difference to the\ncell's best [95% CI]", [_difference(r) for r in rows], drop=2),
+        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
     ]
     ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in varied)]
     notes = ["Differences in percentage points against the best scheme of the same cell, paired by seed "
@@ -312,7 +444,9 @@ def bench_listing(numbers: dict) -> Listing:
                          "min_max": _range(whole["spread"][name], "{:.1f}"), "x_floor": "", "vs_lesson": speedup})
     headers = {"training": "Training", "seconds": "s/model-\nepoch", "min_max": "min-max", "x_floor": "x floor",
                "vs_lesson": "vs\nlesson"}
-    columns = [Column(h, [r[k] for r in rows], left=k == "training") for k, h in headers.items()]
+    drops = {"min_max": 2, "x_floor": 1}  # the spread, then the ratio to the floor, before the speed-up
+    columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0), wrap=k == "training", left=k == "training")
+               for k, h in headers.items()]
     return Listing(f"Benchmark: one epoch, batch 100, {numbers['device_name']}", columns, rows, notes, rules)
 
 
@@ -324,7 +458,8 @@ def scaling_listing(numbers: dict) -> Listing:
              "per_model": f"{r['bytes_per_model'] / 2**20:.1f}"} for r in numbers["scaling"]]
     headers = {"models": "Models", "step": "ms/step", "min_max": "min-max", "rate": "model-\nepochs/s",
                "memory": "MiB", "per_model": "MiB/\nmodel"}
-    columns = [Column(h, [r[k] for r in rows]) for k, h in headers.items()]
+    drops = {"min_max": 3, "per_model": 2, "memory": 1}
+    columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0)) for k, h in headers.items()]
     notes = [f"Medians of {numbers['repeats']} interleaved repeats of one training step of the lesson's network "
              f"(batch 100); model-epochs/s = models / (step x {numbers['batches_per_epoch']} steps), evaluation "
              "not included. Memory: the models, gradients, Adam's moments and a step's buffers "
@@ -367,6 +502,56 @@ def _described(row: dict) -> str:
 # --- progress
 
 
+BAR_WIDTH = 12
+COUNTED_WIDTH = len("42% eta 4:12")  # room kept for a counted stage's share and time left, at least
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters. Its parts go first, last first: those after
+    ", " (the loss, the batch), then those in parentheses (which group of models), then those
+    after ": " (the epoch); what is still too long is cut with "…"."""
+    parts = _parts_of(text)
+    for kind in (",", "(", ":"):
+        for i in reversed(range(1, len(parts))):
+            if cell_len("".join(parts)) <= width:
+                break
+            if parts[i].lstrip().startswith(kind) or kind == ":" and parts[i].startswith(";"):
+                del parts[i]
+    text = "".join(parts)
+    return text if cell_len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def _parts_of(text: str) -> list[str]:
+    """``text`` cut before each ", ", ": ", "; " and " (" outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if depth == 0 and i > start and (text[i:i + 2] in (", ", ": ", "; ") or text[i:i + 2] == " ("):
+            parts.append(text[start:i])
+            start = i
+        depth += (char == "(") - (char == ")")
+    return parts + [text[start:]]
+
+
+def counted(done: float, total: int, elapsed: float | None) -> str:
+    """A counted stage's share done and the time left at its pace so far: "42% eta 4:12".
+    The pace of the whole stage (evaluations and chunks' building included), not of the
+    last seconds: an engine's steps come between pauses to evaluate."""
+    share = f"{min(done / total, 1.0):.0%}" if total else "100%"
+    if not done or not elapsed or done >= total:
+        return share
+    left = round(elapsed * (total - done) / done)
+    hours, rest = divmod(left, 3600)
+    return f"{share} eta " + (f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}")
+
+
+class _Counted(ProgressColumn):
+    """"42% eta 4:12" of a counted stage."""
+
+    def render(self, task: Task) -> RenderableType:
+        return Text("" if task.total is None else counted(task.completed, int(task.total), task.elapsed),
+                    style="progress.remaining")
+
+
 class Activity:
     """What a command is doing, on stderr: in a terminal, one line that updates (stage,
     models, epoch, batch, current loss, a bar and an ETA) and disappears when done;
@@ -375,6 +560,7 @@ class Activity:
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console, self.quiet, self.live = console, quiet, console.is_terminal and not quiet
         self.bar: Progress | None = None
+        self.total: int | None = None  # of the stage shown
         self.last_line, self.loss_shown_at, self.loss = "", 0.0, ""
 
     @contextmanager
@@ -382,12 +568,32 @@ class Activity:
         if not self.live:
             yield self
             return
-        columns = (SpinnerColumn(), TextColumn("{task.description}", table_column=RichColumn(ratio=1, no_wrap=True)),
-                   BarColumn(bar_width=12), TaskProgressColumn(), TextColumn("eta"), TimeRemainingColumn())
-        with Progress(*columns, console=self.console, transient=True) as self.bar:
+        with Progress(*self._columns(), console=self.console, transient=True, expand=True) as self.bar:
             self.task = self.bar.add_task("", total=None)
             yield self
         self.bar = None
+
+    def _columns(self) -> tuple[ProgressColumn, ...]:
+        """The live line, as wide as the terminal: a spinner and what is being done, and for a
+        counted stage a bar and "42% eta 4:12". Every column but the description has a fixed
+        width, so that only the description gives way (rich would otherwise shrink every
+        column, the time left too, when a line is too long)."""
+        described = (SpinnerColumn(table_column=RichColumn(width=1, no_wrap=True)),
+                     TextColumn("{task.description}", table_column=RichColumn(ratio=1, no_wrap=True,
+                                                                             overflow="ellipsis")))
+        if self.total is None:
+            return described
+        return (*described, BarColumn(bar_width=BAR_WIDTH, table_column=RichColumn(width=BAR_WIDTH, no_wrap=True)),
+                _Counted(table_column=RichColumn(no_wrap=True)))
+
+    def _line(self, text: str) -> str:
+        """``text`` as the live line has room for it: shortened by its last parts first."""
+        fixed = 2  # the spinner, and a space after it
+        if self.bar is not None and self.total is not None:
+            task = self.bar.tasks[0]
+            now = counted(task.completed, self.total, task.elapsed)
+            fixed += BAR_WIDTH + 1 + max(len(now) + 1, COUNTED_WIDTH) + 1  # room for the time left to grow a little
+        return shortened(text, self.console.width - fixed)
 
     def note(self, text: str) -> None:
         """A line that stays (above the progress line, in a terminal)."""
@@ -401,15 +607,20 @@ class Activity:
 
     def stage(self, text: str, total: int | None = None) -> None:
         """A new stage (``total``: its steps, for a bar and an ETA; None: a spinner)."""
+        self.total = total
         if self.bar is not None:
-            self.bar.reset(self.task, total=total, description=text)
+            self.bar.columns = self._columns()
+            self.bar.reset(self.task, total=total)
+            self.bar.update(self.task, description=self._line(text))
         elif total is None and text != self.last_line:  # a counted stage is told by its steps
             self.note(text)
         self.last_line = text
 
     def advance(self, steps: int = 1, text: str | None = None) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, advance=steps, description=text)
+            self.bar.update(self.task, advance=steps)
+            if text is not None:
+                self.bar.update(self.task, description=self._line(text))
         elif text is not None and not self.quiet:
             self.stage(text)
 
@@ -479,11 +690,10 @@ class NotebookActivity(Activity):
         """What the output shows, as text and as HTML (a <progress> bar)."""
         text, shown = list(self.lines), [escape(line) for line in self.lines]
         if self.last_line:
-            bar, counted = "", ""
+            bar, count = "", ""
             if self.total:
-                left = (time.monotonic() - self.started) * (self.total - self.done) / max(self.done, 1)
-                counted = f" {self.done / self.total:.0%}, eta {int(left) // 60}:{int(left) % 60:02d}"
+                count = " " + counted(self.done, self.total, time.monotonic() - self.started)
                 bar = f'<progress value="{self.done}" max="{self.total}"></progress> '
-            text.append(self.last_line + counted)
-            shown.append(bar + escape(self.last_line + counted))
+            text.append(self.last_line + count)
+            shown.append(bar + escape(self.last_line + count))
         return {"text/plain": "\n".join(text), "text/html": "<br>".join(shown)}

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from initbench import called_as_api, data, engines, pictures, report, results, runfolder, store
+from initbench import called_as_api, data, engines, expect, htmlreport, pictures, report, results, runfolder, store
 from initbench.config import TRAIN_KEYS, RunConfig, SweepConfig
 from initbench.errors import UsageError
 from initbench.executors import Executor
-from initbench.jobs import DataSettings, Job, Keep, TrainSettings, batches_per_epoch
+from initbench.jobs import DataSettings, Job, Keep, TrainSettings, batches_per_epoch, shown
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -191,7 +191,8 @@ def _step_seconds(settings: Iterable[TrainSettings], executor: Executor,
     shapes = {s: engines.step_shape(s) for s in settings}
     distinct = list(dict.fromkeys(shapes.values()))
     if activity is not None and distinct:
-        activity.stage(f"Timing a step of {report.plural(len(distinct), 'shape')}")
+        activity.stage(f"Timing a training step of each of {report.plural(len(distinct), 'network shape')} "
+                       f"({executor.description}), to plan the sweep")
     timed = executor.step_seconds(distinct) if distinct else {}
     return {s: timed[shape] for s, shape in shapes.items()}
 
@@ -205,32 +206,34 @@ def _makespan(seconds: list[float], slots: int) -> float:
     return max(free)
 
 
-def shown(key: str, value: Any) -> str:
-    """A setting's value as tables and pictures show it: hidden 256x30, classes 5,6."""
-    if key == "hidden":
-        sizes = list(value)
-        return f"{sizes[0]}x{len(sizes)}" if len(set(sizes)) == 1 and len(sizes) > 1 else ",".join(map(str, sizes))
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    if value is None or (isinstance(value, float) and math.isnan(value)):  # pandas reads None as NaN
-        return "all" if key == "train_samples" else "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def by_cell(frame: pd.DataFrame) -> tuple[list[str], list[tuple[dict[str, str], pd.DataFrame]]]:
+    """The settings that vary among ``frame``'s rows (store rows), and each cell (their values,
+    as tables show them) with its rows, in the rows' order."""
+    shown_frame = frame.assign(**{k: [shown(k, v) for v in frame[k]] for k in TRAIN_KEYS})
+    varied = [k for k in TRAIN_KEYS if shown_frame[k].nunique() > 1]
+    groups = shown_frame.groupby(varied, sort=False) if varied else [((), shown_frame)]
+    return varied, [(dict(zip(varied, cell if isinstance(cell, tuple) else (cell,))), rows) for cell, rows in groups]
+
+
+def expectations(frame: pd.DataFrame, conditions: Sequence[str]) -> list[expect.Outcome]:
+    """Each condition judged in every cell of ``frame`` (store rows) that trains the schemes
+    it names, condition by condition (a grid of one cell: without a cell's name)."""
+    judged = [(cell or None, expect.accuracies(rows, "name")) for cell, rows in by_cell(frame)[1]]
+    return [outcome for condition in conditions for cell, found in judged
+            for outcome in expect.evaluate([condition], found, cell)]
 
 
 def cells_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Per cell (a combination of the settings that vary among the rows) and scheme: seeds,
     mean and std of validation accuracy, and the paired difference to the best scheme of
     the cell (mean, 95% t-interval over seeds, verdict). And the varied settings."""
-    shown_frame = frame.assign(**{k: [shown(k, v) for v in frame[k]] for k in TRAIN_KEYS})
-    varied = [k for k in TRAIN_KEYS if shown_frame[k].nunique() > 1]
+    varied, groups = by_cell(frame)
     parts = []
-    groups = shown_frame.groupby(varied, sort=False) if varied else [((), shown_frame)]
     for cell, rows in groups:
         runs = rows[["name", "seed", "val_acc"]].rename(columns={"name": "scheme"})
         best = runs.groupby("scheme", sort=False)["val_acc"].mean().idxmax()
         paired = results.paired_frame(runs, best)
-        values = cell if isinstance(cell, tuple) else (cell,)
-        for k, v in zip(varied, values):
+        for k, v in cell.items():
             paired.insert(varied.index(k), k, v)
         paired.insert(len(varied) + 1, "test_acc_mean", paired["scheme"].map(
             rows.groupby("name")["test_acc"].mean()))
@@ -241,8 +244,8 @@ def cells_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None = None) -> None:
-    """runs.csv, cells.csv and the pictures of ``frame`` (store rows) in ``folder``, and
-    (with ``info``) sweep.json."""
+    """runs.csv, cells.csv, the pictures and report.html of ``frame`` (store rows) in
+    ``folder``, and (with ``info``) sweep.json; all renamed into place together."""
     cells, varied = cells_frame(frame)
     files: dict[str, Callable[[Path], object]] = {
         "runs.csv": runfolder.csv_writer(frame.drop(columns=["identity", "layer_stats"]).assign(
@@ -252,7 +255,16 @@ def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None =
     }
     if info is not None:
         files["sweep.json"] = runfolder.json_writer(info)
-    runfolder.write_files(folder, files)
+    runfolder.write_files(folder, htmlreport.with_page(files, page_part(folder, frame, cells, varied, info)))
+
+
+def page_part(folder: Path, frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
+              info: dict[str, Any] | None = None) -> htmlreport.Part:
+    """A sweep folder's share of an HTML page: its cells' table and pictures, and ``info``
+    (sweep.json; read from the folder when not given)."""
+    return htmlreport.Part(folder, htmlreport.folder_name(folder), "sweep",
+                           htmlreport.read_info(folder / "sweep.json") if info is None else info,
+                           [listing(frame, cells, varied)], pictures_of(cells, varied))
 
 
 def pictures_of(cells: pd.DataFrame, varied: list[str]) -> dict[str, Callable[[Path | None], Figure]]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from initbench import data, diagnostics, paths, pictures, report, results, runfolder, store, sweep
+from initbench import data, diagnostics, expect, htmlreport, paths, pictures, report, results, runfolder, store, sweep
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import DataSettings, batches_per_epoch
 
@@ -74,6 +74,7 @@ class Run(Shown):
     folder: Path
     placed: runfolder.RunFolder | None = field(default=None, repr=False)  # where it was asked to go, when made now
     info: dict[str, Any] = field(init=False, repr=False)  # run.json
+    command = "compare"  # the command that made it
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
@@ -105,6 +106,12 @@ class Run(Shown):
         return in_percent(self.summary.set_index("scheme"))
 
     @property
+    def expectations(self) -> list[expect.Outcome]:
+        """Each condition it was asked to meet (``expect``) as judged when it was written
+        (``.held``, the numbers, ``str()``: its line); empty when none was given."""
+        return [expect.Outcome.from_record(r) for r in self.info.get("expectations", [])]
+
+    @property
     def eval_dropout(self) -> bool:
         """Whether it was scored with dropout on (--lesson-eval), which its table says."""
         return self.config.get("lesson_eval", False) and self.config["dropout"] > 0
@@ -126,6 +133,11 @@ class Run(Shown):
         """Its pictures as matplotlib Figures, by name (loss_curves, loss_full...), drawn from its files."""
         return {name.removesuffix(".png"): draw(None) for name, draw in self.drawings().items()}
 
+    def page_part(self, name: str | None = None) -> htmlreport.Part:
+        """Its share of an HTML page (its report.html): ``name``, what the page calls it (its folder's name)."""
+        return htmlreport.Part(self.folder, name or htmlreport.folder_name(self.folder), self.command, self.info,
+                               self.listings(), self.drawings())
+
 
 @dataclass(eq=False)
 class TransferRun(Run):
@@ -134,6 +146,7 @@ class TransferRun(Run):
     points). ``source``: the compare run of the source networks, when trained for it."""
 
     source: Run | None = field(default=None, repr=False)
+    command = "transfer"
 
     @cached_property
     def comparison(self) -> pd.DataFrame:
@@ -251,11 +264,21 @@ class Sweep(Shown):
         path = self.folder / "sweep.json"
         return _read_json(path) if os.path.lexists(path) else None
 
+    @property
+    def expectations(self) -> list[expect.Outcome]:
+        """Each condition of the last run of the sweep (``expect``) judged in each grid cell
+        (``.cell``), as sweep.json records them; empty when none was given."""
+        return [expect.Outcome.from_record(r) for r in (self.info or {}).get("expectations", [])]
+
     def listings(self) -> list[report.Listing]:
         return [sweep.listing(self.runs, *self._cells)]
 
     def figures(self) -> dict[str, Figure]:
         return {name.removesuffix(".png"): draw(None) for name, draw in sweep.pictures_of(*self._cells).items()}
+
+    def page_part(self) -> htmlreport.Part:
+        """Its share of an HTML page (its report.html)."""
+        return sweep.page_part(self.folder, self.runs, *self._cells)
 
 
 @dataclass(eq=False)

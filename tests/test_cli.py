@@ -35,8 +35,8 @@ def test_smoke_run_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "After 1 epoch" in result.output and f"Results in {out}" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "accuracy.csv", "config.toml", "loss_curves.png", "loss_full.png", "losses.csv", "run.json", "runs.csv",
-        "store.sqlite", "weights"]
+        "accuracy.csv", "config.toml", "loss_curves.png", "loss_full.png", "losses.csv", "report.html", "run.json",
+        "runs.csv", "store.sqlite", "weights"]
     assert len(list((out / "weights").glob("*.safetensors"))) == 10
 
     acc = pd.read_csv(out / "accuracy.csv").set_index("scheme")

@@ -346,7 +346,7 @@ def test_a_sweep_times_each_shape_once_and_says_so(data_dir: Path, tmp_path: Pat
                            str(tmp_path / "sweep")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     said = " ".join(done.stderr.split())
-    assert "Timing a step of 2 shapes" in said and "12 cells" in said, said
+    assert "Timing a training step of each of 2 network shapes" in said and "12 cells" in said, said
 
 
 @pytest.mark.parametrize("spec", ["uniform:-3e38,3e38", "RandomUniform:-3e38,3e38", "uniform:5",

@@ -109,7 +109,7 @@ def test_help_reads_well_at_80_columns(command: str | None) -> None:
 def test_help_lists_choices_and_completion_is_on() -> None:
     help_text = runner.invoke(app, ["compare", "--help"], env={"COLUMNS": "80"}).output
     assert "<relu|tanh|sigmoid|gelu|selu|linear>" in help_text and "<auto|batched|sequential>" in help_text
-    assert "<scheme|zeros|default>" in help_text and "<table|markdown|json|csv>" in help_text
+    assert "<scheme|zeros|default>" in help_text and "<table|markdown|json|csv|junit>" in help_text
     assert "[default: 2]" in help_text and "[default: 256,128]" in help_text
     assert "--install-completion" in runner.invoke(app, ["--help"]).output
 
@@ -149,3 +149,248 @@ def test_progress_says_which_models_train(data_dir: Path, tmp_path: Path, args, 
     result = runner.invoke(app, ["compare", "zeros", "rule", "--epochs", "1", "--train-samples", "500",
                                  "--data-dir", str(data_dir), "--out", str(tmp_path / "o"), *args])
     assert result.exit_code == 0 and all(line in result.stderr for line in lines), result.stderr
+
+
+# --- every command's table and progress line at 80 and 60 columns
+
+WIDTHS = [80, 60]
+
+
+def shown_whole(listing, text: str, width: int) -> None:
+    """``text`` (``listing`` as a terminal ``width`` wide shows it) fits, cuts nothing, and shows
+    every column whole (a text column may wrap between words, a path after a "/") or names it
+    in its "Left out" note."""
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width and "…" not in text, text
+    for column in listing.columns:
+        header = " ".join(column.header.split())
+        if header in left_out(text):
+            continue
+        for cell in column.cells:
+            pieces = [p for w in cell.split() for p in re.split(r"(?<=/)(?=.)", w)] if column.path else (
+                cell.split() if column.wrap else cell.splitlines())
+            for piece in pieces:
+                assert any(piece in line for line in lines), (header, piece, text)
+
+
+def left_out(text: str) -> str:
+    """What a table's note says it left out ("" when nothing)."""
+    note = re.search(r"Left out at this width: (.*?) \(wider terminal", " ".join(text.split()))
+    return note.group(1) if note else ""
+
+
+def terminal(listing, width: int) -> str:
+    from rich.console import Console
+
+    from initbench import report
+
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+    report.show(listing, "table", console)
+    return console.export_text()
+
+
+def at(width: int, *args: str) -> str:
+    result = runner.invoke(app, [*args, "-f", "table"], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_compare_and_report_tables_fit(finished, width: int) -> None:
+    from initbench import views
+
+    out, _ = finished
+    listing = views.Run(out).listings()[0]
+    text = at(width, "report", str(out), "--no-pictures")
+    shown_whole(listing, text, width)
+    assert all(name in text for name in LONG_NAMES) and text.count("% ± ") >= 3  # each row's accuracy, whole
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_report_of_several_runs_names_each_by_its_folder(finished, tmp_path: Path, width: int) -> None:
+    """Not by its path (73 characters of it left no room for the accuracies): by its folder's
+    name, with as much of its parents as tells two runs of one name apart."""
+    from initbench import report, views
+
+    out, _ = finished
+    twin = tmp_path / "a-long-folder-of-experiments-kept-for-later" / out.name
+    shutil.copytree(out, twin, ignore=shutil.ignore_patterns("weights"))
+    text = at(width, "report", str(out), str(twin), "--no-pictures")
+    summary = pd.concat([views.Run(f).summary.assign(run=str(f)) for f in (out, twin)], ignore_index=True)
+    shown_whole(report.accuracy_listing(summary, 1), text, width)
+    names = report.run_names([str(out), str(twin)])
+    assert names == {str(out): f"{out.parent.name}/{out.name}", str(twin): f"{twin.parent.name}/{out.name}"}
+    assert str(out) not in text and text.count("% ± ") >= 6  # each row's accuracy, whole
+
+
+@pytest.fixture(scope="module")
+def scored_and_inspected(finished, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, Path]:
+    """The compare run's weights scored again (evaluate's rows), and an inspect run."""
+    out, _ = finished
+    scored = runner.invoke(app, ["evaluate", str(out), "--data-dir", str(data_dir), "-f", "json"])
+    inspected = tmp_path_factory.mktemp("inspect") / "two"
+    assert runner.invoke(app, ["inspect", "kaiming_normal", "xavier_normal:2", "--data-dir", str(data_dir),
+                               "--out", str(inspected), "-f", "csv"]).exit_code == 0
+    return json.loads(scored.stdout), inspected
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_evaluate_inspect_and_schemes_tables_fit(scored_and_inspected, width: int) -> None:
+    """As the command line prints them (report.show on a console of that width)."""
+    from initbench import report, schemes, views
+
+    rows, inspected = scored_and_inspected
+    listing = report.evaluate_listing(rows)
+    text = terminal(listing, width)
+    shown_whole(listing, text, width)
+    assert all(f"{s.replace(':', '_')}-seed{seed}.safetensors" in text for s in LONG_NAMES for seed in (0, 1))
+    for listing in views.Inspection(inspected).listings():
+        shown_whole(listing, terminal(listing, width), width)
+    shown_whole(report.schemes_listing(schemes.catalogue()), at(width, "schemes"), width)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_transfer_bench_and_scaling_tables_fit(finished, width: int) -> None:
+    """transfer's table from real runs renamed as its starts are; bench's from the numbers it
+    writes (docs/bench-cpu*.json), without running the benchmark."""
+    from initbench import report, results, views
+
+    out, _ = finished
+    starts = {"kaiming_normal": "kaiming_normal", "xavier_normal:1": "pretrained, 2 layers frozen",
+              "xavier_normal:2": "pretrained, frozen 1 epoch"}
+    runs = views.Run(out).runs.assign(scheme=lambda f: f["scheme"].map(starts))
+    title = views.transfer_title("fashion-mnist", (5, 6), 200, 20, (0, 1, 2, 3, 4, 7, 8, 9))
+    listing = report.transfer_listing(results.paired_frame(runs, "kaiming_normal"), title)
+    text = terminal(listing, width)
+    shown_whole(listing, text, width)
+    assert "Verdict" not in left_out(text)  # a verdict's words wrap: the interval is left out first
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for make, numbers in ((report.bench_listing, "bench-cpu.json"), (report.scaling_listing, "bench-cpu-scaling.json")):
+        listing = make(json.loads((docs / numbers).read_text()))
+        text = terminal(listing, width)
+        shown_whole(listing, text, width)
+        assert "vs lesson" not in left_out(text) and "model-epochs/s" not in left_out(text)
+
+
+class Recorded:
+    """An Activity on a terminal ``width`` columns wide that records every live line it draws."""
+
+    def __new__(cls, width: int):
+        from rich.console import Console
+
+        from initbench import report
+
+        class Recording(report.Activity):
+            def __init__(self) -> None:
+                super().__init__(Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None))
+                self.seen: list[str] = []
+
+            def _record(self) -> None:
+                if self.bar is not None:
+                    out = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+                    out.print(self.bar.get_renderable())
+                    self.seen.append(out.export_text().rstrip("\n"))
+
+            def stage(self, text: str, total: int | None = None) -> None:
+                super().stage(text, total)
+                self._record()
+
+            def advance(self, steps: int = 1, text: str | None = None) -> None:
+                super().advance(steps, text)
+                self._record()
+
+        return Recording()
+
+
+COUNTED = re.compile(r" \d{1,3}%( eta \d+:\d\d(:\d\d)?)?$")  # the share, and the time left whole
+
+
+def progress_fits(seen: list[str], width: int) -> list[str]:
+    """Every line fits; a counted one ends in its share and time left, whole. Returns the
+    counted lines."""
+    assert seen and all(len(line) <= width for line in seen), seen
+    counted = [line for line in seen if COUNTED.search(line)]
+    assert all(COUNTED.search(line) for line in seen if " eta" in line or "%" in line[-5:]), seen
+    return counted
+
+
+@pytest.fixture(scope="module")
+def swept(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """One real sweep (2 schemes x 2 activations x 2 depths x 2 seeds, 500 images), its
+    progress recorded on a terminal 60 columns wide."""
+    import initbench.api as api
+
+    folder = tmp_path_factory.mktemp("sweeps")
+    config = folder / "grid.toml"
+    config.write_text(f'schemes = ["kaiming_normal", "xavier_normal:2"]\nseeds = 2\nepochs = 1\n'
+                      f'train_samples = 500\ndata_dir = "{data_dir}"\n[grid]\nactivation = ["relu", "tanh"]\n'
+                      'hidden = ["32x2", "32x3"]\n')
+    activity = Recorded(60)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api, "_activity", lambda progress: activity)
+        api.sweep(config, out=str(folder / "sweep"))
+    return folder / "sweep", activity.seen
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sweep_and_dry_run_tables_fit(swept, width: int) -> None:
+    from initbench import report, views
+
+    folder, _ = swept
+    listing = views.Sweep(folder).listings()[0]
+    text = at(width, "report", str(folder), "--no-pictures")
+    shown_whole(listing, text, width)
+    assert text.count("% ± ") == 8  # every cell's schemes, accuracy whole
+    planned = at(width, "sweep", str(folder / "sweep.toml"), "--dry-run", "--out", str(folder), "--quiet")
+    jobs = json.loads(runner.invoke(app, ["sweep", str(folder / "sweep.toml"), "--dry-run", "--out", str(folder),
+                                          "--quiet", "-f", "json"]).stdout)
+    shown_whole(report.jobs_listing(jobs), planned, width)
+
+
+def test_a_sweeps_progress_fits_and_says_what_it_times(swept) -> None:
+    _, seen = swept
+    counted = progress_fits(seen, 60)
+    assert counted and counted[-1].endswith(" 100%")  # the total is the sweep's steps, all of them
+    timing = [line for line in seen if "Timing a training step" in line]
+    assert timing and not any(bar in line for line in timing for bar in "━╸╺%")  # a spinner, not an empty bar
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_compares_progress_fits(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  width: int) -> None:
+    import initbench.api as api
+
+    activity = Recorded(width)
+    monkeypatch.setattr(api, "_activity", lambda progress: activity)
+    api.compare(["kaiming_normal", "xavier_normal:2"], epochs=2, train_samples=500, data_dir=data_dir,
+                out=tmp_path / "run", save_weights=False)
+    counted = progress_fits(activity.seen, width)
+    assert any("Training 2 models: epoch 2/2" in line and " eta " in line for line in counted), counted
+    assert counted[-1].endswith(" 100%")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_time_left_stays_whole_and_the_description_gives_way(width: int) -> None:
+    """rich shrank every column of a line too long, the time left to "eta 0:04" for four minutes."""
+    activity = Recorded(width)
+    with activity.running():
+        activity.stage("Timing a training step of each of 3 network shapes (batched engine on cpu), to plan the "
+                       "sweep")
+        activity.stage("Training", total=1000)
+        activity.bar._tasks[activity.task].start_time -= 60  # 200 of 1,000 steps in a minute: 4 minutes left
+        activity.advance(200, "Training 7 models (group 2 of 3): epoch 1/2, batch 10/30, loss 0.906")
+    timing, training = activity.seen[0], activity.seen[-1]
+    assert timing.rstrip() == "⠋ Timing a training step of each of 3 network shapes" + (
+        " (batched engine on cpu)" if width == 80 else "")  # the parts that fit, whole
+    assert training.endswith(" 20% eta 4:00") and len(training) <= width, training
+    assert training.startswith("⠋ Training 7 models")  # shortened by its last parts, not cut in a word
+    assert "…" not in training
+
+
+def test_the_time_left_counts_the_whole_stage_so_far() -> None:
+    """The pace of the stage so far, its pauses to evaluate included: not of the last seconds."""
+    from initbench.report import counted
+
+    assert counted(50, 100, 30.0) == "50% eta 0:30"
+    assert counted(1, 100, 120.0) == "1% eta 3:18:00"
+    assert counted(0, 100, 5.0) == "0%" and counted(100, 100, 5.0) == "100%"

@@ -92,11 +92,128 @@ def test_a_log_axis_under_a_decade_keeps_its_labels(tmp_path: Path) -> None:
     assert len(labels(fig.axes[0].get_yticklabels(which="both"))) >= 3
 
 
-def test_a_scheme_that_stays_off_the_axis_is_named_with_its_peak(tmp_path: Path) -> None:
+def visible(ax, line) -> bool:
+    """Whether any finite point of ``line`` lies within its axes' view."""
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    return bool(np.any(np.isfinite(y) & (x0 <= x) & (x <= x1) & (y0 <= y) & (y <= y1)))
+
+
+def drawn(fig) -> dict[str, bool]:
+    """Per label of a curve in any panel, whether it is seen in one of them."""
+    seen: dict[str, bool] = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):
+                seen[line.get_label()] = seen.get(line.get_label(), False) or visible(ax, line)
+    return seen
+
+
+def lesson_losses() -> pd.DataFrame:
+    """The lesson's seven schemes as they behave: ones and uniform in the thousands, centered
+    in the tens (never down to the others' scale), rule and default on top of each other."""
+    return pd.concat([losses_frame(["zeros", "rule", "normal"]), losses_frame(["default"]),
+                      losses_frame(["ones"], start=2.3, end=5000), losses_frame(["uniform"], start=7e4, end=3e4),
+                      losses_frame(["centered"], start=54, end=7)])
+
+
+def test_a_scheme_that_stays_off_the_axis_is_drawn_above_with_its_peak(tmp_path: Path) -> None:
     losses = pd.concat([losses_frame(["rule"]), losses_frame(["ones"], start=2.3, end=5000)])
     fig = pictures.plot_losses(losses, tmp_path / "l.png", 100)
-    assert "ones (off scale, peak 5,000)" in lines(fig)
-    assert fig.axes[0].get_ylim()[1] < 3
+    assert "ones (peak 5,000, above)" in lines(fig)
+    main, above = fig.axes
+    assert main.get_ylim()[1] < 3 and above.get_yscale() == "log"  # the linear axis keeps the lesson's view
+    assert [line.get_label() for line in above.get_lines()] == ["ones (peak 5,000, above)"]
+    assert drawn(fig) == {"rule": True, "ones (peak 5,000, above)": True}
+
+
+@pytest.mark.parametrize("first", [100, None])
+def test_every_scheme_named_is_drawn_where_it_can_be_seen(tmp_path: Path, first: int | None) -> None:
+    """centered never comes down to the others' scale: it used to be off the picture, unsaid."""
+    fig = pictures.plot_losses(lesson_losses(), tmp_path / "l.png", first)
+    seen = drawn(fig)
+    for scheme in ("zeros", "ones", "uniform", "rule", "normal", "default", "centered"):
+        assert [label for label, shown in seen.items() if label.split(" ")[0] == scheme and shown], (scheme, seen)
+
+
+def test_curves_that_overlap_stay_visible(tmp_path: Path) -> None:
+    """rule and default train alike: their curves differ by line and marker, the broken one over
+    the solid one, and their markers at other batches."""
+    fig = pictures.plot_losses(lesson_losses(), tmp_path / "l.png", 100)
+    rule, default = lines(fig)["rule"], lines(fig)["default"]
+    assert rule.get_linestyle() == "-" and default.get_linestyle() == "--" and default.get_zorder() > rule.get_zorder()
+    assert rule.get_marker() != default.get_marker() and rule.get_markevery() != default.get_markevery()
+    assert rule.get_linewidth() > default.get_linewidth()  # drawn first, underneath: wider
+
+
+def test_schemes_drawn_together_have_colours_apart() -> None:
+    """tab10 and black only (no navy beside black, no lilac beside navy), a colour each for
+    the schemes compared together, and every known scheme's look its own."""
+    groups = [["zeros", "ones", "uniform", "rule", "normal", "default", "centered"],
+              ["rule", "default", "xavier_normal", "kaiming_normal", "lsuv", "orthogonal"],
+              ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"],
+              ["kaiming_normal", "default", "fixup", "skipinit"]]
+    for group in groups:
+        style = pictures.styles(group)
+        assert len({style[s].color for s in group}) == len(group), group
+        assert {style[s].color for s in group} <= set(pictures.PALETTE)
+    assert len(set(pictures.STYLES.values())) == len(pictures.STYLES)
+    # A name the table does not know takes a colour the picture's schemes leave free.
+    starts = pictures.styles(["rule", "pretrained, fine-tuned", "pretrained, frozen 1 epoch"])
+    assert len({look.color for look in starts.values()}) == 3 and starts["rule"].dash == "-"
+
+
+def tick_texts(fig, axis) -> list[str]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    low, high = sorted(axis.get_view_interval())
+    return [t.get_text() for t in axis.get_ticklabels(which="both")
+            if t.get_text() and low <= t.get_position()[1] <= high]
+
+
+@pytest.mark.parametrize(("start", "end", "notation"), [(7e4, 0.5, False), (3e8, 1e-6, True)])
+def test_a_log_axis_labels_its_ticks_in_one_format(tmp_path: Path, start: float, end: float, notation: bool) -> None:
+    """loss_full.png read 1e5 beside 10000: one format for a whole axis, powers of ten in
+    e-notation only when the axis needs them."""
+    fig = pictures.plot_losses(losses_frame(["rule"], start=start, end=end), tmp_path / "l.png", None)
+    texts = tick_texts(fig, fig.axes[0].yaxis)
+    assert len(texts) >= 3 and all(("e" in t) == notation for t in texts), texts
+    if not notation:
+        assert "10,000" in texts
+
+
+def cells_frame(setting: str, values: list[str], schemes: tuple[str, ...] = ("rule", "default", "lsuv"),
+                ) -> pd.DataFrame:
+    """A sweep's cells.csv as sweep.cells_frame makes it: per value and scheme, two seeds."""
+    rows = [{setting: v, "scheme": s, "seeds": 2, "val_acc_mean": 0.5 + 0.05 * i + 0.01 * j, "val_acc_std": 0.02,
+             "verdict": "the baseline" if s == schemes[0] else "worse", "chance": 0.1}
+            for i, v in enumerate(values) for j, s in enumerate(schemes)]
+    return pd.DataFrame(rows)
+
+
+def test_categories_are_points_and_numbers_are_lines(tmp_path: Path) -> None:
+    """Nothing lies between relu and tanh: no line joins them; learning rates lie on a line."""
+    by_activation = pictures.plot_sweep_lines(cells_frame("activation", ["relu", "tanh", "sigmoid"]), "activation",
+                                              ["activation"], tmp_path / "a.png")
+    ax = by_activation.axes[0]
+    assert len(ax.containers) == 3  # an error bar per scheme
+    assert all(line.get_linestyle() == "None" for line in ax.get_lines() if len(line.get_xdata()) > 2)
+    xs = sorted(x for line in ax.get_lines() if line.get_marker() not in ("", "None", None) for x in line.get_xdata())
+    assert len(set(np.round(xs, 6))) == 9  # the schemes side by side in each category
+    by_lr = pictures.plot_sweep_lines(cells_frame("lr", ["0.001", "0.01", "0.1"]), "lr", ["lr"], tmp_path / "b.png")
+    assert {line.get_linestyle() for line in by_lr.axes[0].get_lines() if len(line.get_xdata()) == 3} >= {"-", "--"}
+
+
+def test_a_sweep_of_one_cell_gets_a_chart_that_reads(tmp_path: Path) -> None:
+    """One cell is no grid: a point per scheme on an accuracy axis, best at the top."""
+    cells = cells_frame("activation", ["relu"], ("rule", "default", "lsuv", "xavier_normal"))
+    fig = pictures.plot_sweep_heatmap(cells.drop(columns="activation"), [], tmp_path / "h.png")
+    ax = fig.axes[0]
+    assert not ax.images and len(ax.containers) == 4
+    assert labels(ax.get_yticklabels())[-1] == "xavier_normal"  # the best, at the top
+    grid = pictures.plot_sweep_heatmap(cells_frame("activation", ["relu", "tanh"]), ["activation"], tmp_path / "g.png")
+    assert grid.axes[0].images  # two cells: the heatmap
 
 
 def test_a_diverged_scheme_is_named_and_its_few_points_seen(tmp_path: Path) -> None:

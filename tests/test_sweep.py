@@ -159,7 +159,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[
 def test_sweep_writes_its_store_and_views(finished: tuple[Path, Path]) -> None:
     _, folder = finished
     assert sorted(p.name for p in folder.iterdir()) == [
-        "accuracy_by_hidden.png", "cells.csv", "heatmap.png", "runs.csv", store.FILE, "sweep.json", "sweep.toml"]
+        "accuracy_by_hidden.png", "cells.csv", "heatmap.png", "report.html", "runs.csv", store.FILE, "sweep.json",
+        "sweep.toml"]
     with sqlite3.connect(folder / store.FILE) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # WAL only while it is written
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -244,9 +244,12 @@ def test_transfer_writes_its_files_and_table(transferred) -> None:
     the table names task B and each start's verdict."""
     out, result = transferred
     for name in ("accuracy.csv", "runs.csv", "losses.csv", "run.json", "config.toml", "transfer.csv",
-                 "transfer.png", "loss_curves.png", "loss_full.png"):
+                 "transfer.png", "loss_curves.png", "loss_full.png", "report.html"):
         assert (out / name).is_file(), name
     assert (out / "transfer.png").read_bytes().startswith(b"\x89PNG")
+    page = (out / "report.html").read_text()  # its table, its three pictures, and the transfer's own settings
+    assert "Verdict" in page and page.count("data:image/png;base64,") == 3
+    assert "initbench transfer --config transfer.toml" in page and "source_epochs = 1" in page
     starts = ("rule", "default", "pretrained_2_layers_frozen", "pretrained_frozen_1_epoch", "pretrained_fine-tuned")
     assert sorted(p.name for p in (out / "weights").glob("*.safetensors")) == sorted(
         f"{start}-seed{seed}.safetensors" for start in starts for seed in (0, 1))

@@ -10,9 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from initbench import data, engines, executors, report, results, runfolder, schemes, store, sweep, views
+from initbench import data, engines, executors, htmlreport, report, results, runfolder, schemes, store, sweep, views
 from initbench.commands import stamped
 from initbench.config import RunConfig
+from initbench.expect import accuracies, evaluate
 from initbench.jobs import Job, batches_per_epoch
 
 MAX_NAME_CHARS = 120  # of the scheme names in a default folder name (file systems allow 255 bytes)
@@ -34,8 +35,8 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
               about: dict[str, Any] | None = None) -> runfolder.RunFolder:
     """Train ``jobs`` (each with the name its rows get: its scheme, or a transfer strategy)
     on ``config``'s data with its engine into the run folder's store, write the views of the
-    store (CSVs, pictures) and the weights; return where the folder went. ``finish`` (runs,
-    summary) adds files; ``about``, entries of run.json."""
+    store (CSVs, pictures, then report.html of them) and the weights; return where the folder
+    went. ``finish`` (runs, summary) adds files; ``about``, entries of run.json."""
     started = datetime.now().astimezone()
     train = config.train
     with runfolder.run_folder(config.out or stamped(started, name), config.overwrite, activity.note) as folder, \
@@ -77,6 +78,9 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "train_seconds": round(tally.train_seconds, 3),
             **(about or {}),
+            # Judged here, so that run.json records them; the command line tells them once the folder is in place.
+            **({"expectations": [o.record() for o in evaluate(config.expect, accuracies(runs))]}
+               if config.expect else {}),
         }
         stats_frame = pd.DataFrame([{"scheme": names[r.job], "seed": r.job.seed, **row}
                                     for r in stored for row in r.layer_stats or []])
@@ -92,4 +96,9 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
             **stats_files,
             **(finish(runs, summary) if finish else {}),
         })
+        # The page is a view of the files just written (the folder is still staged: it goes into place with them).
+        written = views.open(folder.staging)
+        assert isinstance(written, views.Run)
+        page = htmlreport.writer([written.page_part(folder.path.name)])
+        runfolder.write_files(folder.staging, {htmlreport.PAGE: page})
     return folder

@@ -1,5 +1,6 @@
-"""``initbench report``: finished runs' table, and their pictures drawn again. Nothing is
-trained: each run is read as ``views.Run`` reads it (a sweep folder as ``views.Sweep``)."""
+"""``initbench report``: finished runs' table, and their pictures and report.html written
+again; with ``--html FILE``, one page of them all. Nothing is trained: each run is read as
+``views.open`` reads it (a sweep folder as ``views.Sweep``)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from initbench import report, runfolder, sweep, views
+from initbench import htmlreport, report, runfolder, sweep, views
 
 
-def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], None]) -> report.Listing:
+def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], None],
+                html: Path | None = None) -> report.Listing:
     """The table of finished compare runs (one table; a column names each row's run when
-    there are several) and, with ``redraw``, their pictures drawn again in their folders
-    (``note`` is told of each). A sweep folder is reported alone, from its store. ``chosen``
-    is checked before torch loads (``runfolder.reported``)."""
+    there are several) and, with ``redraw``, their pictures and report.html written again
+    in their folders (``note`` is told of each); with ``html``, one page of them at that
+    path (of one run: its report.html; of several: the one table, then each run's
+    pictures, settings and provenance). A sweep folder is reported alone, from its store.
+    ``chosen`` is checked before torch loads (``runfolder.reported``)."""
     if chosen.sweep is not None:
-        return _report_sweep(chosen.sweep, redraw, note)
-    runs = [views.Run(run.folder) for run in chosen.runs]
+        return _report_sweep(chosen.sweep, redraw, note, html)
+    runs = [_run(run.folder) for run in chosen.runs]
     summaries = [run.summary for run in runs]  # every run read before any is drawn
     if len(runs) > 1:
         summaries = [summary.assign(run=str(run.folder))[["run", *summary.columns]]
@@ -30,17 +34,29 @@ def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], 
         listing.title = "Runs trained for different numbers of epochs"
     if redraw:
         for run in runs:
-            files = run.drawings()
+            files = htmlreport.with_page(run.drawings(), run.page_part())
             runfolder.write_files(run.folder, files)
-            note(f"Pictures redrawn in {run.folder}: {', '.join(files)}")
+            note(f"Pictures and page written again in {run.folder}: {', '.join(files)}")
+    if html is not None:
+        htmlreport.write_page(html, [run.page_part() for run in runs], [listing] if len(runs) > 1 else None)
+        note(f"Page written: {html}")
     return listing
 
 
-def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None]) -> report.Listing:
+def _run(folder: Path) -> views.Run:
+    """A compare run's view (a transfer run's, with its table and transfer.png, where it is one)."""
+    found = views.open(folder)
+    return found if isinstance(found, views.Run) else views.Run(folder)
+
+
+def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None], html: Path | None) -> report.Listing:
     """A sweep folder's report: every job its store holds (the union of every grid swept
-    into it), its views written again with ``redraw``."""
+    into it), its views written again with ``redraw``, its page at ``html``."""
     found = views.Sweep(folder)
     if redraw:
         sweep.write_views(folder, found.runs)
-        note(f"Views rewritten in {folder}: runs.csv, cells.csv and the pictures.")
+        note(f"Views rewritten in {folder}: runs.csv, cells.csv, the pictures and {htmlreport.PAGE}.")
+    if html is not None:
+        htmlreport.write_page(html, [found.page_part()])
+        note(f"Page written: {html}")
     return found.listings()[0]

@@ -15,12 +15,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from initbench import engines, executors, report, results, runfolder, store, views
+from initbench import data, engines, executors, report, results, runfolder, store, views
 from initbench.config import RunConfig, SweepConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.executors import Executor
 from initbench.jobs import Job, batches_per_epoch
-from initbench.sweep import Plan, check_data, expand, images, kept, plan, shown, train_into, write_views
+from initbench.sweep import Plan, check_data, expand, expectations, images, kept, plan, shown, train_into, write_views
 
 
 def duration(seconds: float) -> str:
@@ -86,7 +86,10 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                     }
                     info = {"config": sweep.to_toml(), **results.environment(executor.data_device),
                             "executor": executor.description, "started": started.isoformat(timespec="seconds"),
-                            "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures}
+                            "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures,
+                            "data_identity": _datasets(sweep)}
+                    if config.expect:  # judged per cell, recorded in sweep.json; the command line tells them
+                        info["expectations"] = [o.record() for o in expectations(frame, config.expect)]
                     write_views(folder, frame, info)
     if dry_run:
         _tell_plan(sweep, planned, repeats, name, executor, activity, done)
@@ -101,6 +104,12 @@ def trained(result: views.Sweep) -> str:
            f"({figures['model_epochs_per_second']:.2f} model-epochs/s)" if figures["trained_now"]
            else "Nothing to train")
     return f"{now}; the store holds all {report.plural(figures['jobs'], 'job')} of this grid."
+
+
+def _datasets(sweep: SweepConfig) -> list[dict]:
+    """The grid's datasets and their files (by SHA-256), as sweep.json records them."""
+    names = dict.fromkeys(cell.data.dataset for cell in sweep.cells())
+    return [{"dataset": data.get(name).title, "files_sha256": dict(data.get(name).files_sha256)} for name in names]
 
 
 def _done(st: store.Store, keys: dict[Job, str], config: RunConfig) -> store.Done:

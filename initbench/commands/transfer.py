@@ -52,6 +52,7 @@ def transfer(config: TransferConfig, activity: report.Activity) -> views.Transfe
         return {"transfer.csv": runfolder.csv_writer(comparison),
                 "transfer.png": lambda p: pictures.plot_transfer(runs, comparison, p, title)}
 
-    about = {"transfer": {"task_a": list(task_a), "source_scheme": source_scheme, "source_dir": str(source_dir)}}
+    about = {"transfer": {"task_a": list(task_a), "source_scheme": source_scheme, "source_dir": str(source_dir),
+                          "config": config.to_toml()}}  # what `initbench transfer --config` repeats it from
     folder = train_run(run, jobs, "transfer", activity, finish, kind="start", about=about)
     return views.TransferRun(folder.path, folder, source=source)
