@@ -27,7 +27,7 @@ import initbench
 from initbench import api, config as config_defaults, data, models, report
 from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
 from initbench.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
-from initbench.engines import ENGINE_CHOICES
+from initbench.engines import BATCHED_NETWORKS, ENGINE_CHOICES
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
 from initbench.executors import EXECUTORS
 from initbench.executors.raysettings import RaySettings
@@ -295,7 +295,7 @@ def compare(
                                           metavar="DEVICE")] = None,
     engine: Annotated[_choice(ENGINE_CHOICES), _opt(
         help="batched: all models in one step; sequential: one plain model after another; auto: batched where "
-             "it writes out the network (mlp), else sequential.",
+             f"it writes out the network ({', '.join(BATCHED_NETWORKS)}), else sequential.",
         default=RunConfig.engine)] = None,
     max_batch_models: Annotated[Optional[int], _opt(
         help="At most this many models per batched step; more are trained in chunks.",

@@ -6,9 +6,9 @@ typed or read from a file; only the place named in the message differs.
 
 ``expect`` (``--expect``, repeatable; ``expect=`` in Python) is a list of conditions
 on the results, judged when the run or sweep is written (``initbench.expect``), e.g.
-``expect = ["rule > uniform", "default >= 0.80"]``: a plain list key like the others,
-at the top of the file (before a sweep's ``[grid]``); given on the command line, it
-replaces the file's. The schemes it names are checked against the run's here, before
+``expect = ["rule > uniform", "default >= 0.80"]`` at the top of the file (before a
+sweep's ``[grid]``), or an ``[expect]`` table with ``conditions = [...]`` anywhere; given on
+the command line, it replaces the file's. The schemes it names are checked against the run's here, before
 any work.
 """
 
@@ -615,7 +615,8 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
         where = where_file(f"grid.{key}")
         if key == "expect":  # TOML puts every key written after [grid] in the grid
             raise UsageError(f"{where}: expect is not a grid setting. Write expect = [...] at the top of the file, "
-                             "before [grid]: each condition is judged in every cell.")
+                             "before [grid], or an [expect] table with conditions = [...]: each condition is judged "
+                             "in every cell.")
         if key not in TRAIN_KEYS:
             allowed = "" if key in PARSERS else f" Valid keys: {', '.join(sorted(TRAIN_KEYS))}."
             raise UsageError(f"{where} cannot vary in a sweep: a grid varies training settings (schemes and seeds "

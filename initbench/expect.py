@@ -84,10 +84,14 @@ def parse(text: str) -> Condition:
 
 def parse_all(value: Any) -> tuple[str, ...]:
     """The ``expect`` setting: one condition or a list of them, each as ``parse`` reads it,
-    written back as ``LEFT OP RIGHT``."""
+    written back as ``LEFT OP RIGHT``. In a file, either ``expect = [...]`` at the top or an
+    ``[expect]`` table with ``conditions = [...]`` (which may stand anywhere, even after a
+    sweep's ``[grid]``)."""
     if isinstance(value, Mapping):
-        raise ValueError('must be a list of conditions at the top of the file (before any [table]), e.g. '
-                         'expect = ["rule > uniform", "default >= 0.80"], not a table')
+        if set(value) != {"conditions"}:
+            raise ValueError('as a table holds one key, conditions: [expect] then conditions = ["rule > uniform", '
+                             '"default >= 0.80"] (or expect = [...] at the top of the file)')
+        value = value["conditions"]
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)):

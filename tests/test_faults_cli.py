@@ -125,10 +125,16 @@ def _interrupted(done_code: int, stderr: str) -> None:
 
 @pytest.mark.parametrize("delay", [0.1, 0.15, 0.2, 0.3, 0.5])
 def test_ctrl_c_while_starting_ends_in_one_line(delay: float, tmp_path: Path) -> None:
-    """While the command line is imported (typer, rich, torch), before a command runs."""
-    process = subprocess.Popen([sys.executable, "-m", "initbench", "compare", "rule", "--epochs", "1",
-                                "--train-samples", "600", "--out", str(tmp_path / "r")],
+    """While the command line is imported (typer, rich, torch), before a command runs. The
+    delay counts from when Python has started: a Ctrl-C during the interpreter's own start
+    (its site module, before any of initbench's code runs) is Python's to answer ("Fatal
+    Python error"), and on a loaded machine 0.1 s can fall there."""
+    started = "import sys; print('started', file=sys.stderr, flush=True); import runpy; sys.argv[0] = 'initbench'; "
+    process = subprocess.Popen([sys.executable, "-c", started + "runpy.run_module('initbench', run_name='__main__')",
+                                "compare", "rule", "--epochs", "1", "--train-samples", "600",
+                                "--out", str(tmp_path / "r")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None and process.stderr.readline() == "started\n"
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

@@ -70,11 +70,12 @@ def worse(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 @pytest.fixture(scope="module")
 def swept(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A sweep of rule in two cells, lr 0.001 and 10, expecting it above 20% in each."""
+    """A sweep of rule in two cells, lr 0.001 and 10, expecting it above 20% in each (an
+    [expect] table, which may follow [grid])."""
     folder = tmp_path_factory.mktemp("gates")
     grid = folder / "grid.toml"
     grid.write_text(f'schemes = ["rule"]\nseeds = 3\nepochs = 1\ntrain_samples = 1000\n'
-                    f'data_dir = "{data_dir}"\nexpect = ["rule > 0.2"]\n\n[grid]\nlr = [0.001, 10.0]\n')
+                    f'data_dir = "{data_dir}"\n\n[grid]\nlr = [0.001, 10.0]\n\n[expect]\nconditions = ["rule > 0.2"]\n')
     out = folder / "sweep"
     return out, invoke("sweep", str(grid), "--out", str(out), "-f", "junit")
 
