@@ -40,6 +40,7 @@ class BenchConfig:
     whole_process: bool = True
     device: torch.device = torch.device("cpu")
     data_dir: Path = field(default_factory=data.default_data_dir)
+    train_samples: int | None = None  # a seeded subset of the training split, for a quick bench; None: all of it
 
 
 def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: torch.device) -> Callable[[], None]:
@@ -81,7 +82,7 @@ def spread(samples: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
 
 def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     """Measure, and return the numbers the bench command prints and writes."""
-    settings = TrainSettings.of(epochs=1)
+    settings = TrainSettings.of(epochs=1, train_samples=config.train_samples)
     activity.stage(f"Loading {data.get(settings.data.dataset).title}")
     splits = data.load(config.data_dir, settings.data, activity.stage).to(config.device)
     population = [Job(s, seed, settings) for seed in range(config.seeds) for s in config.schemes]
@@ -90,7 +91,7 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     frozen = [dataclasses.replace(job, settings=settings.replace(freeze=len(settings.network.hidden)))
               for job in population]
     reference = [Job(s, 0, settings) for s in config.schemes[:2]]
-    lesson_loaders = lesson.loaders(config.data_dir)
+    lesson_loaders = lesson.loaders(config.data_dir, train_samples=config.train_samples)
     cases: dict[str, tuple[int, Callable[[], Any]]] = {  # name: (model-epochs, work)
         "floor": (1, gemm_floor(settings, len(splits.y_train), len(splits.y_val), len(splits.y_test), config.device)),
         "batched": (len(population), lambda: engines.train(population, splits, config.device, "batched")),
@@ -117,6 +118,7 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
         "spread": spread(samples),
         "samples": samples,
         "models_in_batched_step": len(population),
+        "train_images": len(splits.y_train),  # per model-epoch: one pass over these
         "ratios": {
             "batched_over_floor": per_model_epoch["batched"] / per_model_epoch["floor"],
             "sequential_over_batched": per_model_epoch["sequential"] / per_model_epoch["batched"],
@@ -164,13 +166,14 @@ def whole_process(config: BenchConfig, activity: Activity) -> dict[str, float]:
     """Seconds for two whole processes doing the same model-epochs (the schemes, 2 epochs,
     one seed), start-up and data loading included: ``initbench compare`` and the
     lesson-style pipeline, each the median of ``repeats`` runs, interleaved."""
+    subset = [] if config.train_samples is None else ["--train-samples", str(config.train_samples)]
     with tempfile.TemporaryDirectory() as tmp:
         commands = {
             "compare": [sys.executable, "-m", "initbench", "compare", *config.schemes, "--epochs", "2", "--quiet",
                         "--device", str(config.device), "--data-dir", str(config.data_dir), "--out", tmp + "/out",
-                        "--overwrite"],
+                        "--overwrite", *subset],
             "lesson": [sys.executable, "-m", "initbench.lesson", *config.schemes, "--epochs", "2",
-                       "--data-dir", str(config.data_dir)],
+                       "--data-dir", str(config.data_dir), *subset],
         }
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for r in range(config.repeats):

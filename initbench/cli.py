@@ -685,6 +685,9 @@ def bench(
     scaling: Annotated[Optional[str], _opt(
         help='Instead, time the batched step at each of these numbers of models, e.g. "6,60,600": '
         "model-epochs per second and memory.", metavar="COUNTS")] = None,
+    train_samples: Annotated[Optional[int], typer.Option(
+        help="Time training on a seeded subset of N training images (a quick bench; per model-epoch figures are "
+        "then of N images). [default: all 48,000]", min=1, metavar="N", show_default=False)] = None,
     data_dir: DataDirOption = None,
     out: Annotated[Optional[str], _opt("--out", "-o", help="JSON file for the results.", metavar="FILE",
                                        default="results/<timestamp>-bench.json")] = None,
@@ -709,7 +712,7 @@ def bench(
 
         err = Console(stderr=True)
         numbers, written = run(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out,
-                               report.Activity(err), counts)
+                               report.Activity(err), counts, train_samples)
         report.show(report.scaling_listing(numbers) if counts else report.bench_listing(numbers),
                     _stdout_format(fmt), Console())
         err.print(f"Results in {written}")

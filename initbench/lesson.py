@@ -38,8 +38,9 @@ class LessonNet(nn.Module):
         return self.fc3(x)
 
 
-def loaders(data_dir: Path, batch_size: int = 100, split_seed: int = 0):
-    """Train and validation DataLoaders over the 80/20 split, images converted one by one."""
+def loaders(data_dir: Path, batch_size: int = 100, split_seed: int = 0, train_samples: int | None = None):
+    """Train and validation DataLoaders over the 80/20 split, images converted one by one;
+    ``train_samples``: the first N of the training split's shuffled order (a quick bench)."""
     from torch.utils.data import DataLoader, SubsetRandomSampler
     from torchvision import datasets, transforms
 
@@ -47,7 +48,7 @@ def loaders(data_dir: Path, batch_size: int = 100, split_seed: int = 0):
     train_data = datasets.FashionMNIST(str(data_dir), train=True, download=False, transform=transforms.ToTensor())
     order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(split_seed)).tolist()
     n_val = int(len(order) * data.VALIDATION_FRACTION)
-    train = DataLoader(train_data, batch_size=batch_size, sampler=SubsetRandomSampler(order[n_val:]))
+    train = DataLoader(train_data, batch_size=batch_size, sampler=SubsetRandomSampler(order[n_val:][:train_samples]))
     valid = DataLoader(train_data, batch_size=batch_size, sampler=SubsetRandomSampler(order[:n_val]))
     return train, valid
 
@@ -87,8 +88,9 @@ def main() -> None:
     parser.add_argument("schemes", nargs="+")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=data.default_data_dir())
+    parser.add_argument("--train-samples", type=int, default=None, help="train on N of the training split")
     args = parser.parse_args()
-    train_loader, valid_loader = loaders(args.data_dir)
+    train_loader, valid_loader = loaders(args.data_dir, train_samples=args.train_samples)
     for name in args.schemes:
         accuracy = train_model(lesson_model(name), train_loader, valid_loader, args.epochs)
         print(f"{100 * accuracy:8.3f}% -- {name}")

@@ -112,7 +112,7 @@ def test_lesson_eval_scores_with_dropout_on(data_dir: Path, tmp_path: Path) -> N
 def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", "--seeds", "1", "--repeats", "1", "--no-whole-process",
-                                 "--data-dir", str(data_dir), "--out", str(out)])
+                                 "--train-samples", "4000", "--data-dir", str(data_dir), "--out", str(out)])
     assert result.exit_code == 0, result.output
     numbers = json.loads(out.read_text())
     per = numbers["seconds_per_model_epoch"]
@@ -120,6 +120,7 @@ def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     assert all(v > 0 for v in per.values()) and "hidden layers frozen" in result.output
     assert numbers["ratios"]["batched_over_floor"] == pytest.approx(per["batched"] / per["floor"])
     assert numbers["models_in_batched_step"] == 6 and "GEMM floor" in result.output
+    assert numbers["train_images"] == 4000
 
 
 def test_bench_scaling_times_the_step_at_each_count(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from initbench.commands import stamped
 
 
 def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
-          out: Path | None, activity: report.Activity, scaling: tuple[int, ...] = ()) -> tuple[dict[str, Any], Path]:
+          out: Path | None, activity: report.Activity, scaling: tuple[int, ...] = (),
+          train_samples: int | None = None) -> tuple[dict[str, Any], Path]:
     """Run the benchmark (or with ``scaling``, the scaling curve at those model counts), write
     its JSON (with the machine it ran on); its numbers, and where they were written."""
     started = datetime.now().astimezone()
@@ -19,7 +20,7 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
     out = out or stamped(started, "bench.json")
     runfolder.check_file_destination(out)
     config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
-                                   data_dir=data_dir or data.default_data_dir())
+                                   data_dir=data_dir or data.default_data_dir(), train_samples=train_samples)
     with activity.running():
         numbers = benchmark.scaling(scaling, repeats, device, activity) if scaling else benchmark.run(config, activity)
     numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
