@@ -55,3 +55,16 @@ class UsageError(InitbenchError):
     imported); exit status 2, as for the options the command line parser refuses."""
 
     exit_code = 2
+
+
+def require(package: str, missing: str) -> None:
+    """Raise UsageError(``missing``) unless ``package`` can be imported, found without importing
+    it (an optional dependency, checked before any work; a broken installation counts as absent)."""
+    import importlib.util
+
+    try:
+        installed = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        installed = False
+    if not installed:
+        raise UsageError(missing)

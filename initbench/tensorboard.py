@@ -30,7 +30,6 @@ everything it was given before either loads.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import os
 import re
@@ -42,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from initbench import paths, runfolder, store
 from initbench.config import TRAIN_KEYS
-from initbench.errors import InitbenchError, UsageError
+from initbench.errors import InitbenchError, UsageError, require
 from initbench.jobs import ADDED
 
 if TYPE_CHECKING:
@@ -81,14 +80,9 @@ class Source:
 
 def check_installed() -> None:
     """Refuse, before any work, an export without TensorBoard installed."""
-    try:
-        installed = importlib.util.find_spec("tensorboard") is not None
-    except (ImportError, ValueError):  # a broken or blocked installation
-        installed = False
-    if not installed:
-        raise UsageError("--tensorboard needs TensorBoard, which is not installed here: initbench writes its event "
-                         f"files through torch.utils.tensorboard, which needs the tensorboard package. Install it "
-                         f"with {INSTALL} (or pip install tensorboard), then run the same command again.")
+    require("tensorboard", "--tensorboard needs TensorBoard, which is not installed here: initbench writes its event "
+            "files through torch.utils.tensorboard, which needs the tensorboard package. Install it "
+            f"with {INSTALL} (or pip install tensorboard), then run the same command again.")
 
 
 def sources(given: Sequence[str | os.PathLike[str]]) -> list[Source]:

@@ -4,13 +4,12 @@ torch is imported here: the command line checks these before any work."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from initbench.errors import UsageError
+from initbench.errors import UsageError, require
 from initbench.parsing import number, optional, whole
 
 RAY_ADDRESS = "RAY_ADDRESS"  # Ray's own variable
@@ -56,13 +55,8 @@ def ray_address(option: str | None) -> tuple[str | None, str]:
 
 def check(settings: RaySettings, device: str) -> None:
     """Ray is installed, and the device and GPUs are ones a cluster's tasks can use."""
-    try:
-        installed = importlib.util.find_spec("ray") is not None
-    except (ImportError, ValueError):  # a broken or blocked installation
-        installed = False
-    if not installed:
-        raise UsageError("--executor ray needs Ray, which is not installed here. Install it with "
-                         "pip install 'initbench[ray]' (on every machine of the cluster), or use --executor local.")
+    require("ray", "--executor ray needs Ray, which is not installed here. Install it with "
+            "pip install 'initbench[ray]' (on every machine of the cluster), or use --executor local.")
     address, source = ray_address(settings.ray_address)
     if source == RAY_ADDRESS:  # --ray-address's values are parsed where they are read; the variable's here
         try:
