@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from initbench import data, engines, lesson
+from initbench import data, engines, lesson, peers
 from initbench.config import LESSON_SCHEMES
 from initbench.engines.batched import timed
 from initbench.errors import InitbenchError
@@ -43,12 +43,13 @@ class BenchConfig:
     train_samples: int | None = None  # a seeded subset of the training split, for a quick bench; None: all of it
 
 
-def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: torch.device) -> Callable[[], None]:
+def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: torch.device,
+               training: bool = True, evaluation: bool = True) -> Callable[[], None]:
     """One model-epoch of the matrix products the engines must do, and nothing else: per
     batch the forward product of every layer, the weight gradient of every layer and the
-    input gradient of every layer but the first; then the forward products of
-    evaluating the validation set (and the test set, once per run: here its share of
-    one epoch when ``s.epochs`` is 1)."""
+    input gradient of every layer but the first (``training``); then the forward products
+    of evaluating the validation set (and the test set, once per run: here its share of
+    one epoch when ``s.epochs`` is 1) (``evaluation``)."""
     sizes = (data.get(s.data.dataset).input_size, *s.network.hidden, len(s.data.class_numbers))
     b = s.optim.batch_size
 
@@ -58,8 +59,8 @@ def gemm_floor(s: TrainSettings, n_train: int, n_val: int, n_test: int, device: 
     layers = [(rand(b, i), rand(i, o), rand(b, o), rand(b, i), rand(i, o)) for i, o in pairwise(sizes)]
     chunk = EVAL_CHUNK
     eval_layers = [(rand(chunk, i), rand(i, o), rand(chunk, o)) for i, o in pairwise(sizes)]
-    n_batches = batches_per_epoch(n_train, b)
-    eval_chunks = -(-(n_val + n_test // s.optim.epochs) // chunk)
+    n_batches = batches_per_epoch(n_train, b) if training else 0
+    eval_chunks = -(-(n_val + n_test // s.optim.epochs) // chunk) if evaluation else 0
 
     def run() -> None:
         for _ in range(n_batches):
@@ -97,6 +98,9 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
         "batched": (len(population), lambda: engines.train(population, splits, config.device, "batched")),
         "batched_frozen": (len(frozen), lambda: engines.train(frozen, splits, config.device, "batched")),
         "sequential": (len(reference), lambda: engines.train(reference, splits, config.device, "sequential")),
+        # What users would otherwise write (initbench.peers): the same models, each epoch timed.
+        "vmap": (len(population), peers.vmap_ensemble(population, splits, config.device)),
+        "module_loop": (len(population), peers.module_loop(population, splits, config.device)),
         "lesson": (1, lambda: lesson.train_model(lesson.lesson_model("rule"), *lesson_loaders, epochs=1)),
     }
     if config.device.type != "cpu":
@@ -123,6 +127,8 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
             "batched_over_floor": per_model_epoch["batched"] / per_model_epoch["floor"],
             "sequential_over_batched": per_model_epoch["sequential"] / per_model_epoch["batched"],
             "batched_over_frozen": per_model_epoch["batched"] / per_model_epoch["batched_frozen"],
+            "vmap_over_batched": per_model_epoch["vmap"] / per_model_epoch["batched"],
+            "module_loop_over_batched": per_model_epoch["module_loop"] / per_model_epoch["batched"],
         },
     }
     if "lesson" in per_model_epoch:

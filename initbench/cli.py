@@ -685,6 +685,10 @@ def bench(
     scaling: Annotated[Optional[str], _opt(
         help='Instead, time the batched step at each of these numbers of models, e.g. "6,60,600": '
         "model-epochs per second and memory.", metavar="COUNTS")] = None,
+    breakdown: Annotated[bool, typer.Option(
+        "--breakdown", help="Instead, profile one epoch of the batched engine (torch.profiler, on the CPU): its "
+        "time part by part (products, Adam, dropout, activations, loss...), each beside its floor.",
+        show_default=False)] = False,
     train_samples: Annotated[Optional[int], typer.Option(
         help="Time training on a seeded subset of N training images (a quick bench; per model-epoch figures are "
         "then of N images). [default: all 48,000]", min=1, metavar="N", show_default=False)] = None,
@@ -708,13 +712,16 @@ def bench(
         if paths.out is not None:
             runfolder.check_file_destination(paths.out)
         counts = config_mod.parse_counts(scaling, "--scaling") if scaling is not None else ()
+        if counts and breakdown:
+            raise UsageError("--scaling and --breakdown are two different measurements: give one of them.")
         from initbench.commands.bench import bench as run
 
         err = Console(stderr=True)
         numbers, written = run(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out,
-                               report.Activity(err), counts, train_samples)
-        report.show(report.scaling_listing(numbers) if counts else report.bench_listing(numbers),
-                    _stdout_format(fmt), Console())
+                               report.Activity(err), counts, train_samples, breakdown)
+        listing = (report.scaling_listing if counts else report.breakdown_listing if breakdown
+                   else report.bench_listing)
+        report.show(listing(numbers), _stdout_format(fmt), Console())
         err.print(f"Results in {written}")
 
 

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import torch
 
 from initbench import schemes
 from initbench.errors import InitbenchError
@@ -33,6 +31,7 @@ from initbench.jobs import DataSettings
 from initbench.report import plural
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.axis import Axis
     from matplotlib.figure import Figure
@@ -248,6 +247,7 @@ def _log_scale(ax: Axes, values: np.ndarray) -> bool:
 def plot_weight_histograms(weights: dict[str, list], path: Path | None) -> Figure:
     """The initial weights of each layer (columns) for each scheme (rows). A column
     shares its x range, so that the schemes' scales can be compared: the lesson's point."""
+    import torch  # the weights are tensors: only inspect draws them (report reads CSVs, without torch)
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     n_layers = max(len(w) for w in weights.values())

@@ -429,6 +429,7 @@ def bench_listing(numbers: dict) -> Listing:
     models = numbers["models_in_batched_step"]
     names = {"floor": "GEMM floor", "batched": f"batched, {models} models",
              "batched_frozen": f"batched, {models} models, hidden layers frozen", "sequential": "sequential",
+             "vmap": f"torch.func vmap recipe, {models} models", "module_loop": f"loop over {models} nn.Modules",
              "lesson": "lesson pipeline"}
     rows = []
     for key, label in names.items():
@@ -448,6 +449,31 @@ def bench_listing(numbers: dict) -> Listing:
     columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0), wrap=k == "training", left=k == "training")
                for k, h in headers.items()]
     return Listing(f"Benchmark: one epoch, batch 100, {numbers['device_name']}", columns, rows, notes, rules)
+
+
+def breakdown_listing(numbers: dict) -> Listing:
+    """One batched model-epoch part by part (``initbench bench --breakdown``): each part's
+    seconds under the profiler, its share, its floor and how far above it."""
+    total = numbers["profiled_seconds"]
+    rows = [{"part": p["name"], "seconds": f"{p['seconds']:.3f}", "share": f"{p['seconds'] / total:.0%}",
+             "floor": "" if p["floor"] is None else f"{p['floor']:.3f}",
+             "x_floor": "" if not p["floor"] else f"{p['seconds'] / p['floor']:.1f}",
+             "what": p["what"]} for p in numbers["breakdown"]]
+    floors = sum(p["floor"] or 0.0 for p in numbers["breakdown"])
+    rows.append({"part": "total", "seconds": f"{total:.3f}", "share": "100%", "floor": f"{floors:.3f}",
+                 "x_floor": f"{total / floors:.1f}", "what": "under the profiler"})
+    headers = {"part": "Part", "seconds": "s/model-\nepoch", "share": "share", "floor": "floor",
+               "x_floor": "x floor", "what": "What it is"}
+    drops = {"what": 2, "share": 1}
+    columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0), wrap=k == "what", left=k in ("part", "what"))
+               for k, h in headers.items()]
+    notes = [f"One epoch of {numbers['models']} models in one batched group on {numbers['train_images']:,} images, "
+             f"profiled with torch.profiler: {total:.3f} s per model-epoch under the profiler, "
+             f"{numbers['unprofiled_seconds']:.3f} s without it (median of {numbers['repeats']}).",
+             "Floor: the part's work for all models in one call per step, no Python between (products and "
+             "evaluation: the GEMM floor's); medians."]
+    return Listing(f"Where a batched model-epoch goes, {numbers['device_name']}", columns, rows, notes,
+                   (len(rows) - 2,))
 
 
 def scaling_listing(numbers: dict) -> Listing:

@@ -9,15 +9,17 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 import initbench
 from initbench import checkpoint, data, schemes, stats, store
 from initbench.jobs import Job, JobResult
+
+if TYPE_CHECKING:
+    import torch
 
 
 def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = None) -> pd.DataFrame:
@@ -100,6 +102,8 @@ def losses_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None =
 
 def environment(device: torch.device) -> dict[str, Any]:
     """The versions and hardware a run ran with."""
+    import torch  # here alone: the frames are made, and report reads a run's, without torch
+
     if device.type == "cuda":
         device_name = torch.cuda.get_device_name(device)
     elif device.type == "mps":

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from initbench import data, diagnostics, expect, htmlreport, paths, pictures, report, results, runfolder, store, sweep
+from initbench import data, expect, htmlreport, paths, pictures, report, results, runfolder, store, sweep
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import DataSettings, batches_per_epoch
 
@@ -314,6 +314,8 @@ def stats_picture(stats: pd.DataFrame) -> Drawing:
 
 
 def activations_picture(layers: pd.DataFrame, activation: str) -> Drawing:
+    from initbench import diagnostics  # which imports torch: inspect's alone of the views, which read files
+
     title = f"At init, on {diagnostics.STATS_BATCH} validation images ({activation})"
     return lambda p: pictures.plot_layer_profile(layers, p, title)
 

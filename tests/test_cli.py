@@ -116,8 +116,9 @@ def test_bench_writes_its_numbers(data_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     numbers = json.loads(out.read_text())
     per = numbers["seconds_per_model_epoch"]
-    assert set(per) == {"floor", "batched", "batched_frozen", "sequential", "lesson"}
+    assert set(per) == {"floor", "batched", "batched_frozen", "sequential", "vmap", "module_loop", "lesson"}
     assert all(v > 0 for v in per.values()) and "hidden layers frozen" in result.output
+    assert "torch.func vmap recipe" in result.output and "nn.Modules" in result.output
     assert numbers["ratios"]["batched_over_floor"] == pytest.approx(per["batched"] / per["floor"])
     assert numbers["models_in_batched_step"] == 6 and "GEMM floor" in result.output
     assert numbers["train_images"] == 4000
@@ -242,6 +243,21 @@ def test_usage_errors_are_found_before_torch_is_imported(args: list[str]) -> Non
            "try:\n    main()\nexcept SystemExit as e:\n    assert 'torch' not in sys.modules; raise"
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert done.returncode == 2 and "Error" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+HEAVY = ("torch", "pandas", "numpy", "matplotlib", "scipy", "safetensors")  # a second or more to import, together
+
+
+def test_a_runs_first_line_comes_before_the_heavy_imports(tmp_path: Path) -> None:
+    """compare says what it is doing ("Loading FashionMNIST") before torch, pandas and the rest
+    are imported: each is imported where it is used, after that line."""
+    code = ("import sys; from initbench import report; from initbench.cli import main\n"
+            "def stage(self, text, total=None):  # the run's first line: what is imported by then, and stop\n"
+            f"    print(text, [m for m in {HEAVY} if m in sys.modules]); sys.exit(3)\n"
+            "report.Activity.stage = stage\n"
+            "sys.argv = ['initbench', 'compare', 'rule', '--out', sys.argv[1]]; main()")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True)
+    assert done.returncode == 3 and done.stdout == "Loading FashionMNIST []\n", done.stdout + done.stderr
 
 
 def test_unwritable_output_folder(tmp_path: Path, data_dir: Path) -> None:

@@ -6,6 +6,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +89,16 @@ def test_report_redraws_pictures_and_puts_runs_in_one_table(finished, tmp_path: 
     joined = runner.invoke(app, ["report", str(out), str(copy), "-f", "markdown", "--no-pictures"]).stdout
     assert joined.startswith("**After 1 epoch, mean ± std over 2 seeds**")  # the runs' common epochs
     assert "| Run | Scheme |" in joined
+
+
+def test_report_reads_a_run_without_torch(finished) -> None:
+    """report reads CSVs: torch (seconds to import) is never imported, nor matplotlib without pictures."""
+    out, _ = finished
+    code = ("import sys; from initbench.cli import main; sys.argv = ['initbench', 'report', '--no-pictures', "
+            "sys.argv[1]]\ntry:\n    main()\nexcept SystemExit:\n"
+            "    print([m for m in ('torch', 'matplotlib', 'safetensors') if m in sys.modules]); raise")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.endswith("\n[]\n"), done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(("make", "words"), [

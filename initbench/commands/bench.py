@@ -6,15 +6,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from initbench import bench as benchmark, data, engines, report, results, runfolder
+from initbench import bench as benchmark, breakdown as parts, data, engines, report, results, runfolder
 from initbench.commands import stamped
 
 
 def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_dir: Path | None,
           out: Path | None, activity: report.Activity, scaling: tuple[int, ...] = (),
-          train_samples: int | None = None) -> tuple[dict[str, Any], Path]:
-    """Run the benchmark (or with ``scaling``, the scaling curve at those model counts), write
-    its JSON (with the machine it ran on); its numbers, and where they were written."""
+          train_samples: int | None = None, breakdown: bool = False) -> tuple[dict[str, Any], Path]:
+    """Run the benchmark (or with ``scaling``, the scaling curve at those model counts; with
+    ``breakdown``, one batched model-epoch part by part), write its JSON (with the machine
+    it ran on); its numbers, and where they were written."""
     started = datetime.now().astimezone()
     device = engines.resolve_device(device_name)
     out = out or stamped(started, "bench.json")
@@ -22,7 +23,10 @@ def bench(seeds: int, repeats: int, whole_process: bool, device_name: str, data_
     config = benchmark.BenchConfig(seeds=seeds, repeats=repeats, whole_process=whole_process, device=device,
                                    data_dir=data_dir or data.default_data_dir(), train_samples=train_samples)
     with activity.running():
-        numbers = benchmark.scaling(scaling, repeats, device, activity) if scaling else benchmark.run(config, activity)
+        if scaling:
+            numbers = benchmark.scaling(scaling, repeats, device, activity)
+        else:
+            numbers = (parts.run if breakdown else benchmark.run)(config, activity)
     numbers |= results.environment(device) | {"started": started.isoformat(timespec="seconds")}
     runfolder.write_files(out.parent, {out.name: runfolder.json_writer(numbers)})
     return numbers, out

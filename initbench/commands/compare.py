@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from initbench import data, engines, executors, htmlreport, report, results, runfolder, schemes, store, sweep, views
+from initbench import data, engines, executors, report, runfolder, schemes, store
 from initbench.commands import stamped
 from initbench.config import RunConfig
 from initbench.expect import accuracies, evaluate
 from initbench.jobs import Job, batches_per_epoch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from initbench import views
 
 MAX_NAME_CHARS = 120  # of the scheme names in a default folder name (file systems allow 255 bytes)
 
@@ -24,10 +27,12 @@ def compare(config: RunConfig, activity: report.Activity) -> views.Run:
     names = "-".join(map(schemes.stem, config.schemes))  # a file scheme by its file and function, no path
     names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
     folder = train_run(config, {job: job.scheme for job in config.jobs()}, names, activity)
+    from initbench import views  # imported by train_run, after the run's first line
+
     return views.Run(folder.path, folder)
 
 
-Finish = Callable[[pd.DataFrame, pd.DataFrame], dict[str, Callable[[Path], object]]]
+Finish = Callable[["pd.DataFrame", "pd.DataFrame"], dict[str, Callable[[Path], object]]]
 
 
 def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: report.Activity,
@@ -41,8 +46,14 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
     train = config.train
     with runfolder.run_folder(config.out or stamped(started, name), config.overwrite, activity.note) as folder, \
             activity.running(), executors.connect(config.placement, activity) as executor:
-        device, dataset, classes = executor.data_device, data.get(train.data.dataset), train.data.class_numbers
+        dataset, classes = data.get(train.data.dataset), train.data.class_numbers
         activity.stage(f"Loading {dataset.title}")
+        # What trains and writes the run is imported after its first line (above): pandas and torch take seconds.
+        import pandas as pd
+
+        from initbench import htmlreport, results, sweep, views
+
+        device = executor.data_device  # torch is imported here (the local executor resolves its device when asked)
         splits = data.load(config.data_dir, train.data, activity.stage).to(device)
         n_batches = batches_per_epoch(len(splits.y_train), train.optim.batch_size)
         of_classes = "" if classes == dataset.all_classes else f" of classes {dataset.describe(classes)}"

@@ -46,6 +46,7 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
         expanding = time.perf_counter() - tic
         check_data(sweep)
         with executors.connect(sweep.placement, activity) as executor:  # the cluster, before any file
+            device = executor.data_device  # and the device (a local executor resolves it when first asked)
             chosen = engines.choice_note(config.engine, {cell.network.network for cell in sweep.cells()})
             if chosen is not None:
                 activity.note(chosen + ".")
@@ -84,7 +85,7 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                         "store_seconds_per_job": round(tally.store_seconds / tally.jobs, 6) if tally.jobs else None,
                         "resume_decision_seconds": round(decided, 6),
                     }
-                    info = {"config": sweep.to_toml(), **results.environment(executor.data_device),
+                    info = {"config": sweep.to_toml(), **results.environment(device),
                             "executor": executor.description, "started": started.isoformat(timespec="seconds"),
                             "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures,
                             "data_identity": _datasets(sweep)}

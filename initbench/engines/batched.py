@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from initbench import data, diagnostics, parametrization
 from initbench.data import Splits
@@ -49,7 +50,7 @@ from initbench.jobs import (
 )
 from initbench.memory import MEMORY_SHARE, available
 from initbench.models import build, get as network_named
-from initbench.models.dropout import EVAL_CHUNK, MASK_BLOCK, DropoutMasks
+from initbench.models.dropout import DRAWING_SCOPE, EVAL_CHUNK, MASK_BLOCK, DropoutMasks
 from initbench.models.mlp import MLP
 from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
 
@@ -85,6 +86,9 @@ ACTIVATION_OPS = {
 PER_MODEL_DEVICES = ("cpu",)  # where rounding-sensitive ops are called per model (exact)
 ALIGN = 64  # floats (256 bytes): every model's slice of a stacked tensor starts this aligned
 CALIBRATION_MODELS = 4  # models whose steps step_seconds times
+# Profiler scopes of the work outside the training step, where ``initbench bench
+# --breakdown`` finds its time (each entered once per run, epoch or block of masks).
+SCOPES = {"building": "initbench.building", "evaluation": "initbench.evaluation", "dropout masks": DRAWING_SCOPE}
 
 
 def stacked(m: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
@@ -122,7 +126,8 @@ class Population:
         self.m, self.device = len(jobs), device
         self.per_model = device.type in PER_MODEL_DEVICES
         self.seeds = sorted({job.seed for job in jobs})  # the order of train_step's rows of ``idx``
-        self.seed_row = torch.tensor([self.seeds.index(job.seed) for job in jobs], device=device)
+        self.seed_rows = [self.seeds.index(job.seed) for job in jobs]
+        self.seed_row = torch.tensor(self.seed_rows, device=device)
         self.weights = [self._stack([layer.weight.detach() for layer in ls]) for ls in layers]
         self.biases = [self._stack([layer.bias.detach()[None] for layer in ls]) for ls in layers]
         self.grads = [self._zeros(p) for p in self.parameters()]
@@ -141,18 +146,17 @@ class Population:
         self._groups: list[tuple[list[list[Tensor]], Tensor, float]] = []
         self._add_group(range(s.optim.freeze, len(layers)), s.optim.lr)
         self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
+        self._view_cache: dict[int, tuple[Tensor, Sequence[Tensor]]] = {}
+        self.transposed = [w.transpose(1, 2) for w in self.weights]  # what the forward products read
 
     def _add_group(self, layers: range, lr: float) -> None:
-        # The optimizer's kernels are given every model's slice of each tensor as a tensor
-        # of its own: they take vector or scalar paths by an element's position, so only
-        # then is each update computed exactly as if the model were alone.
         n = len(self.weights)
         chosen = [i for i in range(2 * n) if i % n in layers]  # the layers' weights and biases
         for rate, members in parametrization.by_rate([lr * self.lr_scales[i] for i in chosen]).items():
             picked = [chosen[j] for j in members]
             tensors = ([self.parameters()[i] for i in picked], [self.grads[i] for i in picked],
                        *zip(*(self.moments[i] for i in picked)))
-            lists = [[t[k] for t in group for k in range(self.m)] for group in tensors]
+            lists = [[piece for t in group for piece in _optimizer_pieces(t)] for group in tensors]
             self._groups.append((lists, torch.zeros((), device=self.device), rate))
 
     def start_epoch(self, epoch: int) -> None:
@@ -188,26 +192,50 @@ class Population:
             self._buffers[name, count, shape] = stacked(count, shape, self.device)
         return self._buffers[name, count, shape]
 
-    def _each(self, op: Callable[..., object], *tensors: Tensor, together: bool = False) -> None:
-        """``op`` on the stacked ``tensors``: on the CPU once per model, on its slices,
-        unless ``together`` (an op that rounds the same in any kernel)."""
+    def _each(self, op: Callable[..., object], *tensors: Tensor | list[Tensor], together: bool = False) -> None:
+        """``op`` on the stacked ``tensors``: on the CPU once per model, on its slices
+        (a list: the models' own tensors), unless ``together`` (an op that rounds the
+        same in any kernel)."""
         if together or not self.per_model:
             op(*tensors)
             return
-        for k in range(self.m):
-            op(*(t[k] for t in tensors))
+        for slices in zip(*(t if isinstance(t, list) else self._views(t) for t in tensors)):
+            op(*slices)
 
-    def forward(self, x: Tensor, masks: list[Tensor] | None) -> list[tuple[Tensor, Tensor, Tensor]]:
-        """x: [M, B, inputs] -> for every layer (z, y, h): its linear output, its activation
-        and what it passes on as ``wiring`` says (after dropout, plus a residual branch's
-        input: the next layer's input); for the output layer, all three are the logits."""
+    def _views(self, t: Tensor) -> Sequence[Tensor]:
+        """The M model slices of ``t``, a tensor this population keeps (a parameter, a
+        gradient, a buffer or a view of one made once), made on first use: a step would
+        otherwise spend more time making views than a lone model's small operations take.
+        The cache holds ``t``, so no other tensor can take its id."""
+        cached = self._view_cache.get(id(t))
+        if cached is None or cached[0] is not t:
+            cached = self._view_cache[id(t)] = (t, t.unbind(0))
+        return cached[1]
+
+    def cross_entropy(self, loss: Tensor, delta: Tensor, logits: Tensor, y: Tensor) -> None:
+        """loss = each model's mean cross-entropy of ``logits`` against the labels ``y``
+        ([M, B, 1]); delta = its gradient w.r.t. the logits, (softmax - onehot(y)) / B. The
+        logarithms, exponentials and the mean round by kernel (per model on the CPU); the
+        gather, the sign, the -1 and the division by B are exact operations (together)."""
+        self._each(_log_softmax, delta, logits)
+        picked = torch.gather(delta, -1, y, out=self._buffer("picked", y.shape[1], 1))
+        self._each(_mean, loss, picked)
+        loss.neg_()
+        self._each(torch.exp_, delta)
+        delta.scatter_add_(-1, y, torch.full(y.shape, -1.0, device=y.device)).div_(y.shape[-2])
+
+    def forward(self, x: Tensor | list[Tensor], masks: list[Tensor] | None) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """x: [M, B, inputs] (or M tensors [B, inputs]) -> for every layer (z, y, h): its
+        linear output, its activation and what it passes on as ``wiring`` says (after
+        dropout, plus a residual branch's input: the next layer's input); for the output
+        layer, all three are the logits."""
         outputs = []
         inputs = []
-        rows = x.shape[1]
+        rows = x[0].shape[0]
         for i, (w, b, wiring) in enumerate(zip(self.weights, self.biases, self.wiring)):
             inputs.append(x)
             z = y = self._buffer(f"z{i}", rows, w.shape[1])
-            self._each(_matmul, z, x, w.transpose(1, 2))
+            self._each(_matmul, z, x, self.transposed[i])
             x = z.add_(b)  # one IEEE add: rounds the same in any kernel
             if wiring.activated:
                 y = x = self._buffer(f"y{i}", rows, w.shape[1])
@@ -228,13 +256,18 @@ class Population:
         x = self._buffer("x", rows, x_train.shape[1], count=n_seeds)
         for s in range(n_seeds):
             torch.index_select(x_train, 0, idx[s], out=x[s])
-        # Every model reads its seed's batch: a stride-0 view when there is one seed.
-        x = x[:1].expand(self.m, -1, -1) if n_seeds == 1 else torch.index_select(
-            x, 0, self.seed_row, out=self._buffer("x_models", rows, x_train.shape[1]))
+        # Every model reads its seed's batch in place where products are called per model;
+        # else a stride-0 view when there is one seed, or a copy per model.
+        if self.per_model:
+            x = [x[s] for s in self.seed_rows]
+        elif n_seeds == 1:
+            x = x[:1].expand(self.m, -1, -1)
+        else:
+            x = torch.index_select(x, 0, self.seed_row, out=self._buffer("x_models", rows, x_train.shape[1]))
         y = y_train[idx][self.seed_row].unsqueeze(-1)
         *hidden, (logits, _, _) = self.forward(x, masks)
         loss, delta = self._buffer("loss"), self._buffer("delta", rows, logits.shape[-1])
-        self._each(_cross_entropy, loss, delta, logits, y, torch.full(y.shape, -1.0, device=y.device))
+        self.cross_entropy(loss, delta, logits, y)
         inputs = [x, *(h for _, _, h in hidden)]
         n = len(self.weights)
         skipped: dict[int, Tensor] = {}  # layer -> the gradient its input gets through a residual connection
@@ -292,10 +325,29 @@ class Population:
     def accuracy(self, x: Tensor, y: Tensor, masks: DropoutMasks | None = None) -> Tensor:
         """Each model's fraction classified right, [M]; with ``masks``, dropout stays on."""
         hits = 0
-        for i in range(0, len(y), EVAL_CHUNK):
-            logits = self.forward(x[i:i + EVAL_CHUNK].expand(self.m, -1, -1), masks.at(0) if masks else None)[-1][0]
-            hits = hits + correct(logits, y[i:i + EVAL_CHUNK])
+        with record_function(SCOPES["evaluation"]):
+            for i in range(0, len(y), EVAL_CHUNK):
+                chunk = x[i:i + EVAL_CHUNK]
+                chunk = [chunk] * self.m if self.per_model else chunk.expand(self.m, -1, -1)
+                logits = self.forward(chunk, masks.at(0) if masks else None)[-1][0]
+                hits = hits + correct(logits, y[i:i + EVAL_CHUNK])
         return hits.double() / len(y)
+
+
+def _optimizer_pieces(t: Tensor) -> list[Tensor]:
+    """The tensors the optimizer's kernel is given for the stacked ``t``: all models at
+    once where that computes each model's update exactly as alone, else each model's slice.
+
+    The fused Adam kernel splits a tensor among threads at multiples of 16 floats (a cache
+    line) and runs each share in vectors, leaving a scalar tail that rounds differently. A
+    model's slice of a multiple of 16 floats, starting ALIGN-aligned, is then computed in
+    vectors alone and in the stack alike (a vector is 16 floats at most, with AVX-512);
+    where slices follow one another without a gap, the stack is one tensor. Other slices
+    (the output layer's 10 biases) go one by one. One call instead of one per model spares
+    a thread fork and join each."""
+    if t.is_contiguous() and t[0].numel() % 16 == 0:
+        return [t.view(-1)]
+    return list(t.unbind(0))
 
 
 # The step's operations, each written once for one model's 2-D slices ([B, units]) or
@@ -305,13 +357,13 @@ def _matmul(out: Tensor, a: Tensor, b: Tensor) -> None:
     torch.matmul(a, b, out=out)
 
 
-def _cross_entropy(loss: Tensor, delta: Tensor, logits: Tensor, y: Tensor, minus_one: Tensor) -> None:
-    """loss = the mean cross-entropy of ``logits`` against the labels ``y`` ([..., B, 1]);
-    delta = its gradient w.r.t. the logits, (softmax - onehot(y)) / B (``minus_one``: -1s
-    shaped like ``y``, made once per step rather than once per model)."""
-    logp = torch.log_softmax(logits, dim=-1, out=delta)
-    torch.mean(logp.gather(-1, y), (-2, -1), out=loss).neg_()
-    logp.exp_().scatter_add_(-1, y, minus_one).div_(y.shape[-2])
+def _log_softmax(out: Tensor, logits: Tensor) -> None:
+    torch.log_softmax(logits, dim=-1, out=out)
+
+
+def _mean(out: Tensor, picked: Tensor) -> None:
+    """The mean over a model's batch ([..., B, 1] -> [...])."""
+    torch.mean(picked, (-2, -1), out=out)
 
 
 def _weight_and_bias_grad(weight_grad: Tensor, bias_grad: Tensor, delta: Tensor, x: Tensor) -> None:
@@ -437,10 +489,11 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
     s, m = jobs[0].settings, len(jobs)
     net, o = s.network, s.optim
     progress(Tick("building", label))
-    models = [initial_model(job, data.x_train) for job in jobs]
-    initial = [state_dict(model) if keep.initial else None for model in models]
-    population = Population(jobs, models, device)
-    del models
+    with record_function(SCOPES["building"]):
+        models = [initial_model(job, data.x_train) for job in jobs]
+        initial = [state_dict(model) if keep.initial else None for model in models]
+        population = Population(jobs, models, device)
+        del models
     orders = [batch_orders(seed, len(data.y_train)) for seed in population.seeds]
     n_batches = batches_per_epoch(len(data.y_train), o.batch_size)
     dropout = DropoutMasks(net.dropout, net.hidden, o.batch_size, n_batches,

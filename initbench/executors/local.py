@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-import torch
-
-from initbench import engines, results, store
-from initbench.data import Splits
+from initbench import engines, store
 from initbench.executors.base import DataKey, Finished, Placement
 from initbench.jobs import Job, Keep, TrainSettings
-from initbench.report import Activity
+
+if TYPE_CHECKING:
+    import torch
+
+    from initbench.data import Splits
+    from initbench.report import Activity
 
 
 def machine(engine: str, device: torch.device) -> store.Machine:
     """This process as the store records it: the engine, the device, the versions."""
+    from initbench import results  # with pandas: imported when training starts, not when a run connects
+
     env = results.environment(device)
     return store.Machine(engine, str(device), env["device_name"], env["versions"]["initbench"],
                          env["versions"]["torch"])
@@ -25,10 +31,21 @@ class Local:
     slots = 1
 
     def __init__(self, placement: Placement) -> None:
-        self.engine = placement.engine
-        self.data_device = engines.resolve_device(placement.device)
-        self.device_type = self.data_device.type
-        self.description = f"{self.engine} engine on {self.data_device}"
+        self.engine, self.placement = placement.engine, placement
+
+    @cached_property
+    def data_device(self) -> torch.device:
+        """The device, resolved and checked when first asked for: that imports torch, which a
+        compare run does once it has said what it is doing (a sweep asks at once)."""
+        return engines.resolve_device(self.placement.device)
+
+    @property
+    def device_type(self) -> str:
+        return self.data_device.type
+
+    @property
+    def description(self) -> str:
+        return f"{self.engine} engine on {self.data_device}"
 
     def max_models(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, int]:
         return {s: engines.models_that_fit(s, self.data_device) for s in settings}

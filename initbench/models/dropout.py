@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
+# The profiler scope of drawing a block of masks, where ``initbench bench --breakdown``
+# finds its time (entered once per block: about a microsecond when no profiler runs).
+DRAWING_SCOPE = "initbench.dropout_masks"
 MASK_BLOCK = 16  # training steps of dropout masks drawn per generator call
 EVAL_CHUNK = 2_000  # images per evaluation pass (both engines; --lesson-eval draws a mask per chunk)
 
@@ -34,13 +38,16 @@ class DropoutMasks:
         """The masks of batch ``step`` of an epoch: per hidden layer, [models, batch, units]."""
         t = step % self.block
         if t == 0:
-            steps = min(self.block, self.n_batches - step)
-            for i, generator in enumerate(self.generators):
-                for block, bits in zip(self.blocks, self.bits):
-                    out = block[i, :steps]
-                    fields = bits.random_(generator=generator).view(torch.int16)[:out.numel()].view(out.shape)
-                    torch.ge(fields.bitwise_and_(0x7FFF), self.threshold, out=out).mul_(self.scale)
+            with record_function(DRAWING_SCOPE):
+                self._draw(min(self.block, self.n_batches - step))
         return [block[:, t] for block in self.blocks]
+
+    def _draw(self, steps: int) -> None:
+        for i, generator in enumerate(self.generators):
+            for block, bits in zip(self.blocks, self.bits):
+                out = block[i, :steps]
+                fields = bits.random_(generator=generator).view(torch.int16)[:out.numel()].view(out.shape)
+                torch.ge(fields.bitwise_and_(0x7FFF), self.threshold, out=out).mul_(self.scale)
 
     @classmethod
     def for_evaluation(cls, p: float, hidden: tuple[int, ...], generators: list[torch.Generator],
