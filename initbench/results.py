@@ -110,7 +110,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         device_name = "Apple MPS"
     else:
         # The kernel path (AVX512, AVX2...) decides the speed and how products round.
-        device_name = (f"{_cpu_model()}, {torch.backends.cpu.get_cpu_capability()} "
+        device_name = (f"{cpu_model()}, {torch.backends.cpu.get_cpu_capability()} "
                        f"({torch.get_num_threads()} threads)")
     return {
         "versions": {
@@ -128,7 +128,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -159,27 +159,18 @@ def last_line(text: str) -> str:
 # --- env and data checks
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
 def cmd_env(args: argparse.Namespace) -> None:
     """What the measurements run on; one line and exit 3 if it cannot run them."""
+    from initbench.results import cpu_model  # the CPU's name as bench records it
     info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "host": platform.node(), "cpu": cpu_name(), "cpu_count": os.cpu_count()}
+                            "host": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count()}
     if args.device == "cuda":
         info |= cuda_info()
     else:  # the dry run: torch's version without the seconds of importing it (its steps import it)
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            info |= {"torch": version("torch"), "device": "cpu", "device_name": cpu_name()}
+            info |= {"torch": version("torch"), "device": "cpu", "device_name": cpu_model()}
         except PackageNotFoundError:
             fail(f"python3 ({sys.executable}) has no torch installed")
     from initbench.data import default_data_dir, fashion_mnist
