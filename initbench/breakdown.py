@@ -12,6 +12,7 @@ models in one call per step, no Python between (the products: the GEMM floor).
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -106,6 +107,9 @@ def breakdown(settings: TrainSettings, jobs: list[Job], splits: Splits, device: 
     epoch()  # warm-up: first-call costs
     unprofiled = statistics.median(timed(epoch, device) for _ in range(repeats)) / m
     activity.stage("Profiling one epoch")
+    # Kineto, the profiler's library, logs its start and stop (and, without a GPU, an
+    # ERROR line) on stderr; 6 silences it. Read when profiling starts; a user's own level stays.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         profiled = timed(epoch, device) / m
     seconds: dict[str, float] = defaultdict(float)

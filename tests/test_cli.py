@@ -143,6 +143,32 @@ def test_bench_scaling_times_the_step_at_each_count(tmp_path: Path) -> None:
     assert_clean_error(bad, "Invalid --scaling: must be different whole numbers of at least 1", code=2)
 
 
+def test_bench_breakdown_puts_the_epoch_into_parts_beside_their_floors(data_dir: Path, tmp_path: Path) -> None:
+    """In a process of its own, as it is run: the parts in their order, the work's parts
+    measured, each floor positive, what the operations leave to Python not negative, and
+    the profiler's own log lines kept off stderr."""
+    out = tmp_path / "breakdown.json"
+    result = subprocess.run([sys.executable, "-m", "initbench", "bench", "--breakdown", "--seeds", "1", "--repeats",
+                             "1", "--train-samples", "1000", "--data-dir", str(data_dir), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(out.read_text())
+    parts = {p["name"]: p for p in numbers["breakdown"]}
+    assert list(parts)[:10] == ["products", "optimizer", "dropout masks", "activations", "loss", "batches",
+                                "element-wise", "evaluation", "building", "Python and dispatch"]
+    for name in ("products", "optimizer", "dropout masks", "activations", "loss", "evaluation", "building"):
+        assert parts[name]["seconds"] > 0, name
+    assert all(p["floor"] > 0 for p in parts.values() if p["floor"] is not None)
+    assert parts["products"]["floor"] is not None and parts["building"]["floor"] is None
+    assert parts["Python and dispatch"]["seconds"] >= -1e-3
+    assert sum(p["seconds"] for p in parts.values()) == pytest.approx(numbers["profiled_seconds"])
+    assert numbers["models"] == 6 and numbers["unprofiled_seconds"] > 0
+    assert "Python and dispatch" in result.stdout and "Traceback" not in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith(("USDT:", "ERROR:", "STAGE:"))]
+    both = runner.invoke(app, ["bench", "--breakdown", "--scaling", "6,60", "--out", str(tmp_path / "both.json")])
+    assert_clean_error(both, "--scaling and --breakdown are two different measurements", code=2)
+
+
 def test_schemes_lists_every_scheme_and_alias() -> None:
     from initbench import schemes
 
