@@ -614,7 +614,7 @@ def profile_step(models: int, steps: int, device: Any) -> tuple[str, float]:
 
 def step_bench(step: Step) -> None:
     """`initbench bench --no-whole-process`: seconds per model-epoch of the GEMM floor and the
-    engines (and, where bench has them, the vmap recipe and a loop over modules)."""
+    engines, the vmap recipe and a loop over modules."""
     path = step.out / "bench.json"
     step.call(initbench("bench", "--device", step.device, "--no-whole-process", *step.sizes.bench_args, "-o",
                         str(path), "-f", "json"))
