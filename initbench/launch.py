@@ -48,15 +48,17 @@ def _end(code: object) -> None:
         return
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         return
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
+    if not _flushed():
         return
     atexit._run_exitfuncs()  # what the normal exit runs first, and clears
+    if _flushed():
+        os._exit(code or 0)
+
+
+def _flushed() -> bool:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except (OSError, ValueError):
-        return
-    os._exit(code or 0)
+    except (OSError, ValueError):  # a reader gone, a stream closed
+        return False
+    return True
