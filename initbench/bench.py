@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
@@ -106,16 +106,7 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     if config.device.type != "cpu":
         del cases["lesson"]  # the lesson's pipeline runs on the CPU only
     activity.stage("Benchmark", total=len(cases) * (1 + config.repeats) + 2 * config.repeats * config.whole_process)
-    for name, (_, work) in cases.items():  # once untimed: first-call costs (MKL's start-up, allocations)
-        activity.advance(0, f"Warming up: {name}")
-        work()
-        activity.advance(1)
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for r in range(config.repeats):
-        for name, (model_epochs, work) in cases.items():
-            activity.advance(0, f"Timing {name}, repeat {r + 1} of {config.repeats}")
-            samples[name].append(timed(work, config.device) / model_epochs)
-            activity.advance(1)
+    samples = interleaved(cases, config.repeats, config.device, activity)
     per_model_epoch = {name: statistics.median(v) for name, v in samples.items()}
     report: dict[str, Any] = {
         "seconds_per_model_epoch": per_model_epoch,
@@ -136,6 +127,25 @@ def run(config: BenchConfig, activity: Activity) -> dict[str, Any]:
     if config.whole_process:
         report["whole_process"] = whole_process(config, activity)
     return report
+
+
+def interleaved(cases: Mapping[str, tuple[float, Callable[[], object]]], repeats: int, device: torch.device,
+                activity: Activity) -> dict[str, list[float]]:
+    """Seconds per model-epoch of each case (name: (model-epochs per call, work)): every
+    case once untimed (first-call costs: MKL's start-up, allocations), then ``repeats``
+    rounds timing each case in turn, so that a slow moment of the machine is shared.
+    Advances ``activity``'s counted stage by one per call."""
+    for name, (_, work) in cases.items():
+        activity.advance(0, f"Warming up: {name}")
+        work()
+        activity.advance(1)
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(repeats):
+        for name, (model_epochs, work) in cases.items():
+            activity.advance(0, f"Timing {name}, repeat {r + 1} of {repeats}")
+            samples[name].append(timed(work, device) / model_epochs)
+            activity.advance(1)
+    return samples
 
 
 def scaling(counts: Sequence[int], repeats: int, device: torch.device, activity: Activity) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from initbench import data, engines
-from initbench.bench import BenchConfig, gemm_floor
+from initbench.bench import BenchConfig, gemm_floor, interleaved
 from initbench.data import Splits
 from initbench.engines.batched import ACTIVATION_OPS, SCOPES, Population, timed
 from initbench.errors import UsageError
@@ -122,8 +122,7 @@ def breakdown(settings: TrainSettings, jobs: list[Job], splits: Splits, device: 
         if part == "other":
             other[event.name] += event.cpu_time_total / 1e6 / m
     seconds[PYTHON] += profiled - sum(seconds.values())
-    activity.stage("Timing each part's floor")
-    floors = part_floors(settings, jobs, splits, device, repeats)
+    floors = part_floors(settings, jobs, splits, device, repeats, activity)
     names = [*OPS, PYTHON, *(["other"] if other else [])]
     parts = [Part(name, WHAT[name], seconds.get(name, 0.0), floors.get(name)) for name in names]
     return {"breakdown": [vars(p) for p in parts], "models": m, "profiled_seconds": profiled,
@@ -157,7 +156,7 @@ def _repeat(work: Callable[[], object]) -> None:
 
 
 def part_floors(s: TrainSettings, jobs: list[Job], splits: Splits, device: torch.device,
-                repeats: int) -> dict[str, float]:
+                repeats: int, activity: Activity) -> dict[str, float]:
     """Seconds per model-epoch of each part's work done for all ``jobs``' models in one call
     per step (the products and evaluation: the GEMM floor's)."""
     m, seeds = len(jobs), len({job.seed for job in jobs})
@@ -224,10 +223,6 @@ def part_floors(s: TrainSettings, jobs: list[Job], splits: Splits, device: torch
         "evaluation": (1, gemm_floor(s, *n, device, training=False)),
         **{name: (m * STEPS / n_batches, partial(_repeat, work)) for name, work in per_step.items()},
     }
-    for _, work in whole.values():
-        work()
-    samples: dict[str, list[float]] = {name: [] for name in whole}
-    for _ in range(repeats):
-        for name, (model_epochs, work) in whole.items():
-            samples[name].append(timed(work, device) / model_epochs)
+    activity.stage("Timing each part's floor", total=len(whole) * (1 + repeats))
+    samples = interleaved(whole, repeats, device, activity)
     return {name: statistics.median(v) for name, v in samples.items()}
