@@ -570,33 +570,14 @@ def timed_iterations(work: Callable[[], object], iterations: int, device: Any) -
 
 def profile_step(models: int, steps: int, device: Any) -> tuple[str, float]:
     """A torch.profiler table of ``steps`` batched training steps of ``models`` lesson
-    networks, set up as the batched engine's step_cost sets up its timed step (random
+    networks, the step the batched engine's step_cost times (``sample_step``: a random
     batch, dropout masks drawn), and the seconds per step under the profiler."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from initbench import data
-    from initbench.engines.batched import Population, timed
-    from initbench.jobs import Job, TrainSettings
-    from initbench.models.dropout import MASK_BLOCK, DropoutMasks
-    from initbench.streams import dropout_generator, initial_model
+    from initbench.engines.batched import sample_step, timed
+    from initbench.jobs import TrainSettings
 
-    s = TrainSettings()
-    n = s.optim.batch_size
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(n, data.get(s.data.dataset).input_size, generator=gen).to(device)
-    y = torch.randint(len(s.data.class_numbers), (n,), generator=gen).to(device)
-    jobs = [Job("default", seed, s) for seed in range(models)]
-    population = Population(jobs, [initial_model(job, x) for job in jobs], device)
-    idx = torch.arange(n, device=device)[None].expand(models, -1)
-    alive = torch.ones(models, dtype=torch.bool, device=device)
-    dropout = DropoutMasks(s.network.dropout, s.network.hidden, n, MASK_BLOCK,
-                           [dropout_generator(job, device) for job in jobs], device)
-    masks = dropout.at(1)
-
-    def train_step() -> None:
-        population.train_step(x, y, idx, masks, alive)
-
+    train_step, _ = sample_step(TrainSettings(), device, models)
     for _ in range(2):
         timed(train_step, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -433,26 +433,40 @@ def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 
     median of ``steps`` after a warm-up one, with its share of drawing a block of dropout
     masks), and the memory the models and their step take: CUDA's peak allocation, or on
     the CPU the growth of the resident memory."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    before = _memory_in_use(device)
+    step, dropout = sample_step(s, device, models)
+    # A block of masks serves MASK_BLOCK steps: each step's share of drawing one.
+    drawing = timed(lambda: dropout.at(0), device) / MASK_BLOCK if dropout is not None else 0.0
+    times = [timed(step, device) for _ in range(1 + steps)]
+    used = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _memory_in_use(device)) - before
+    return statistics.median(times[1:]) + drawing, used
+
+
+def sample_step(s: TrainSettings, device: torch.device, models: int) -> tuple[Callable[[], None], DropoutMasks | None]:
+    """One batched training step of ``models`` models with these settings on a random batch,
+    to time or profile (each call another step on the same batch), and the dropout masks it
+    uses (a block drawn: the step takes its second step's masks), None without dropout."""
     n = max(s.optim.batch_size, 1)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n, data.get(s.data.dataset).input_size, generator=gen).to(device)
     y = torch.randint(len(s.data.class_numbers), (n,), generator=gen).to(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    before = _memory_in_use(device)
     jobs = [Job("default", seed, s) for seed in range(models)]
     population = Population(jobs, [initial_model(job, x) for job in jobs], device)
     idx = torch.arange(n, device=device)[None].expand(models, -1)
     alive = torch.ones(models, dtype=torch.bool, device=device)
-    masks, drawing = None, 0.0
+    dropout = masks = None
     if s.network.dropout:
         dropout = DropoutMasks(s.network.dropout, s.network.hidden, n, MASK_BLOCK,
                                [dropout_generator(job, device) for job in jobs], device)
-        drawing = timed(lambda: dropout.at(0), device) / MASK_BLOCK  # a block serves MASK_BLOCK steps
+        dropout.at(0)
         masks = dropout.at(1)
-    times = [timed(lambda: population.train_step(x, y, idx, masks, alive), device) for _ in range(1 + steps)]
-    used = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _memory_in_use(device)) - before
-    return statistics.median(times[1:]) + drawing, used
+
+    def step() -> None:
+        population.train_step(x, y, idx, masks, alive)
+
+    return step, dropout
 
 
 def timed(work: Callable[[], object], device: torch.device) -> float:
