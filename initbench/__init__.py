@@ -32,11 +32,34 @@ objects (``Run``, ``TransferRun``, ``Sweep``, ``Inspection``, ``Evaluation``) ar
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from typing import Any
 
 __version__ = "0.1.0"
+
+
+def busy() -> str | None:
+    """This machine's load where other work keeps every CPU this process may use busy
+    already ("load 6.1 on 2 CPUs"), else None (or where the system does not say)."""
+    try:
+        load, cpus = os.getloadavg()[0], len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return f"load {load:.1f} on {cpus} CPU{'s' * (cpus != 1)}" if load >= cpus else None
+
+
+# torch's OpenMP threads (and MKL's) spin while they wait for one another. Where other work
+# already keeps every CPU busy, a spinning thread takes the CPU the thread it waits for
+# needs, and every step waits a time slice: on a 2-core AMD EPYC under load, a sweep's
+# steps took 15 to 50 times as long (configs/sweep-depth.toml: planned at 56 minutes, and
+# training at that pace; 3.5 minutes with passive waiting). OpenMP reads the policy once, when torch
+# loads, so it is set here, before; a user's own setting stays. How threads wait changes no
+# number; on an idle machine spinning is the faster (passive: about 35% slower a step), so
+# it is left to spin there.
+if "OMP_WAIT_POLICY" not in os.environ and busy():
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 _API = ("compare", "sweep", "transfer", "inspect", "evaluate", "export", "diff", "schemes", "scheme")
 _VIEWS = ("open", "Run", "TransferRun", "Sweep", "SweepPlan", "Inspection", "Evaluation")

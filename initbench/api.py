@@ -24,7 +24,7 @@ from rich.console import Console
 
 from initbench import config as configs, report, runfolder, store
 from initbench.commands import INSPECT_KEYS, stamped
-from initbench.errors import UsageError
+from initbench.errors import InitbenchError, UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,12 +67,33 @@ def _register(fn: Callable[..., Any], name: str | None = None) -> str:
     return _REGISTERED[fn]
 
 
-def _scheme_names(schemes: str | Sequence[Scheme]) -> str | list[str]:
+def _scheme_names(schemes: str | Scheme | Iterable[Scheme], command: str) -> str | list[str]:
     """Names as the parsers take them: each function registered (again: a notebook may have
     registered another under its name since) under the name it was given, or its own."""
     if isinstance(schemes, str):
         return schemes
-    return [s if isinstance(s, str) else _register(s, _REGISTERED.get(s)) for s in schemes]
+    given = [schemes] if callable(schemes) else list(schemes) if isinstance(schemes, Iterable) else None
+    if given is None or not all(isinstance(s, str) or callable(s) for s in given):
+        keyword = f"seeds={schemes}" if command == "compare" and isinstance(schemes, int) else 'hidden=[64]'
+        raise UsageError(f"{command}() takes its schemes first: a name ({command}(\"rule\")), a function, or a list "
+                         f"of them ({command}([\"rule\", \"default\"])); got {_shown(schemes)}. Settings are keywords, "
+                         f"as {command}({keyword}); without schemes, the lesson's six are trained.")
+    functions: dict[str, Callable[..., Any]] = {}
+    names = []
+    for s in given:
+        names.append(s if isinstance(s, str) else _register(s, _REGISTERED.get(s)))
+        if not isinstance(s, str) and functions.setdefault(names[-1], s) is not s:
+            raise UsageError(f"{command}() was given two functions named {names[-1]!r}, and a scheme is shown and "
+                             "stored by its name. Give each a name of its own: ib.scheme(\"half\")(fn) registers fn as "
+                             "half (ib.scheme(\"half\")(lambda weight, bias, generator: ...) for a lambda), or define "
+                             "each with def under a name of its own.")
+    return names
+
+
+def _shown(value: object) -> str:
+    """A value a caller passed, in a message: its repr, cut short, and its type."""
+    text, kind = repr(value), type(value).__name__
+    return f"{text if len(text) <= 60 else text[:57] + '...'} (of type {kind})"
 
 
 def _in_notebook() -> bool:
@@ -111,7 +132,7 @@ def compare(schemes: str | Sequence[Scheme] | None = None, *, config: PathLike |
     ``expect``: conditions such as ``["rule > uniform", "default >= 0.80"]`` (see
     ``initbench.expect``), judged once the run is written: ``.expectations`` on the result
     says which held (nothing is raised when one fails; the command line exits 1)."""
-    options = settings if schemes is None else {"schemes": _scheme_names(schemes), **settings}
+    options = settings if schemes is None else {"schemes": _scheme_names(schemes, "compare"), **settings}
     resolved = _run_config(config, options)
     from initbench.commands.compare import compare as run
 
@@ -128,6 +149,10 @@ def sweep(config: PathLike | Mapping[str, Any], *, sets: Sequence[str] = (), dry
     jobs the store lacks. ``dry_run``: the plan, nothing trained. ``expect``: conditions,
     as for ``compare``, each judged in every cell (``.expectations``), replacing the config's."""
     _only(options, SWEEP_OPTIONS, "sweep")
+    if not isinstance(config, (str, os.PathLike, Mapping)):
+        raise UsageError(f"sweep() takes its config first: a TOML file's path (sweep(\"configs/sweep-lesson.toml\")) "
+                         f"or its settings as a dict (sweep({{\"schemes\": [\"rule\", \"default\"], \"grid\": "
+                         f"{{\"lr\": [0.001, 0.01]}}}})); got {_shown(config)}.")
     file = None if isinstance(config, Mapping) else Path(config)
     default_out = Path("results") / file.stem if file else stamped(datetime.now(), "sweep")
     resolved = configs.resolve_sweep(file or config, list(sets), options, default_out)
@@ -159,7 +184,8 @@ def inspect(schemes: str | Sequence[Scheme] | None = None, *, seed: int = 0, pro
             **settings: Any) -> Inspection:
     """Each scheme's network before any training, per layer, on 500 real images (``initbench inspect``)."""
     _only(settings, INSPECT_OPTIONS, "inspect")
-    options = {**settings, "seeds": [seed]} | ({} if schemes is None else {"schemes": _scheme_names(schemes)})
+    named = {} if schemes is None else {"schemes": _scheme_names(schemes, "inspect")}
+    options = {**settings, "seeds": [seed]} | named
     resolved = _run_config(None, options)
     from initbench.commands.inspect import inspect as run
 
@@ -171,6 +197,9 @@ def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None,
     (``initbench evaluate``); ``check``: raise if any scores differ from those recorded in
     training. The settings describe plain state dicts, which have no record."""
     _only(settings, EVALUATE_OPTIONS, "evaluate")
+    if not paths:  # else an empty result, which check=True would pass
+        raise UsageError("evaluate() needs what to score: weights files or run folders, as "
+                         "evaluate(\"results/my-run\") or evaluate(\"a.safetensors\", \"b.safetensors\").")
     resolved = _run_config(None, EVALUATE_DEFAULTS | settings)
     files = runfolder.weights_files([Path(p) for p in paths])
     from initbench.commands.evaluate import evaluate as run
@@ -212,14 +241,38 @@ def diff(a: PathLike, b: PathLike) -> Diff:
     return diffs.diff(Path(a), Path(b))
 
 
-def schemes() -> pd.DataFrame:
+def schemes(pattern: str | None = None) -> pd.DataFrame:
     """Every scheme, by name: how to write it, its convention, aliases, formula and reference
-    (``initbench schemes``)."""
+    (``initbench schemes``); with ``pattern``, those ``catalogue`` finds by it."""
     import pandas as pd
+
+    return pd.DataFrame(catalogue(pattern)).set_index("name")
+
+
+def catalogue(pattern: str | None = None) -> list[dict[str, Any]]:
+    """The schemes' rows (``schemes.catalogue``), or with ``pattern`` those whose name, usage,
+    alias or summary it finds, ignoring case: a glob (``kaiming*``, ``*_uniform``) matches a
+    whole name or alias, or any part of a summary; other text, any part of any of them
+    (``orthogonal``, ``glorot``). A pattern that finds nothing is an error (exit 1, as grep's)."""
+    from fnmatch import fnmatchcase
 
     from initbench import schemes as registry
 
-    return pd.DataFrame(registry.catalogue()).set_index("name")
+    rows = registry.catalogue()
+    if pattern is None:
+        return rows
+    glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
+
+    def found(row: dict[str, Any]) -> bool:
+        names = [row["name"], row["usage"], *(a["name"] for a in row["aliases"])]
+        return (any(fnmatchcase(name.lower(), glob) for name in names)
+                or fnmatchcase((row["summary"] or "").lower(), f"*{glob}*"))
+
+    matched = [row for row in rows if found(row)]
+    if not matched:
+        raise InitbenchError(f"No scheme's name, alias or summary matches {pattern!r}. `initbench schemes` lists "
+                         "them all; a pattern is any part of one (orthogonal), or a glob of a whole name (kaiming*).")
+    return matched
 
 
 def _keywords(fn: F, keys: Iterable[str], defaults: Mapping[str, Any]) -> F:

@@ -210,6 +210,8 @@ def _record_problem(meta: dict[str, Any]) -> str | None:
         value: Any = meta
         for key in where:
             value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is _MISSING:
+            return f"has no {'.'.join(where)} (the field is missing)"
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             return f"has no {'.'.join(where)} of the kind initbench writes (found {_shown(value)})"
     settings = meta["job"]["settings"]

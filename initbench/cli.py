@@ -133,11 +133,22 @@ def _flag(name: str, help: str) -> Any:
 FORMAT_HELP = "How to print the table: table (boxes) in a terminal, markdown when piped, or json or csv."
 FormatOption = Annotated[_choice(report.FORMATS), _opt(
     "--format", "-f", help=FORMAT_HELP, default="table in a terminal, markdown otherwise")]
-# compare, sweep and diff (the commands CI gates on) also write JUnit XML (initbench.junit)
-GateFormatOption = Annotated[_choice((*report.FORMATS, "junit")), _opt(
-    "--format", "-f", help=FORMAT_HELP.removesuffix(".") + "; or junit: JUnit XML for CI, a test case per "
-    "expectation (per scheme without --expect; diff: per scheme, failing as --fail-on says).",
-    default="table in a terminal, markdown otherwise")]
+
+
+def _gate_format(cases: str) -> Any:
+    """--format of compare, sweep and diff (the commands CI gates on), which also write JUnit
+    XML (initbench.junit): ``cases``, what its test cases are for this command."""
+    return Annotated[_choice((*report.FORMATS, "junit")), _opt(
+        "--format", "-f", help=f"{FORMAT_HELP.removesuffix('.')}; or junit: JUnit XML for CI, {cases}.",
+        default="table in a terminal, markdown otherwise")]
+
+
+CompareFormatOption = _gate_format("a test case per --expect condition, failing where it failed (without "
+                                   "--expect, a passing one per scheme, its accuracy as its output)")
+SweepFormatOption = _gate_format("a test case per --expect condition in each grid cell, failing where it failed "
+                                 "(without --expect, a passing one per scheme and cell); not with --dry-run")
+DiffFormatOption = _gate_format("a test case per scheme (and cell), failing as --fail-on says; one in one folder "
+                                "only is skipped, unless --fail-on change fails it")
 ExpectOption = Annotated[Optional[list[str]], typer.Option(
     "--expect", help='A condition on validation accuracy; when one fails, the command exits 1 once its results are '
     'written: "rule > uniform", "default >= 0.80" (or 80%), "kaiming_normal ~ lsuv" (cannot be told apart). With '
@@ -290,7 +301,7 @@ def compare(
         "--save-init", "Also keep every model's initial weights, in weights/init/.")] = None,
     lesson_eval: Annotated[Optional[bool], _flag(
         "--lesson-eval", "Score validation and test accuracy with dropout still on, as the lesson's "
-        "helper does (it never calls model.eval()); each model's masks come from its own seeded stream.")] = None,
+        "helper does (it never calls model.eval()); each model's masks come from its seed's stream.")] = None,
     device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default=RunConfig.device,
                                           metavar="DEVICE")] = None,
     engine: Annotated[_choice(ENGINE_CHOICES), _opt(
@@ -309,7 +320,7 @@ def compare(
                                        default="results/<timestamp>-<schemes>")] = None,
     overwrite: OverwriteOption = None,
     expect: ExpectOption = None,
-    fmt: GateFormatOption = None,
+    fmt: CompareFormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
                                         "failed expectations).")] = False,
     debug: DebugOption = False,
@@ -355,6 +366,9 @@ def report_(
     html: Annotated[Optional[Path], typer.Option(
         "--html", help="Also write one self-contained HTML page of them to FILE (of one folder: its report.html).",
         show_default=False, metavar="FILE")] = None,
+    all_versions: Annotated[bool, typer.Option(
+        "--all-versions", help="Of a sweep folder: show every version of each scheme the store keeps (its code "
+        "before an edit, rows of earlier random streams) side by side, not only the current one.")] = False,
     debug: DebugOption = False,
 ) -> None:
     """Print finished runs' table and redraw their pictures.
@@ -366,7 +380,10 @@ def report_(
     A sweep folder (of initbench sweep) is reported from its store, every job it
     holds: per grid cell and scheme, mean ± std over seeds and the paired
     difference to the cell's best scheme with its 95% interval and verdict;
-    its CSVs and pictures are rewritten.
+    its CSVs and pictures are rewritten. Where the store keeps several
+    versions of a scheme (its code edited between sweeps, or rows of earlier
+    random streams), the current one is shown and the others named;
+    --all-versions shows them side by side.
 
     Every run and sweep folder holds report.html, one file to share: the
     tables, every picture, the settings and the command that runs them again,
@@ -384,7 +401,8 @@ def report_(
             err.print(f"Not reported: {why}.", style="dim", markup=False)
         from initbench.commands.report import report_runs
 
-        listing = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False), html)
+        listing = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False), html,
+                              all_versions)
         report.show(listing, _stdout_format(fmt), Console())
 
 
@@ -405,7 +423,7 @@ def sweep(
     cpus_per_task: CpusPerTaskOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the jobs, train nothing.")] = False,
     expect: ExpectOption = None,
-    fmt: GateFormatOption = None,
+    fmt: SweepFormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
                                         "failed expectations).")] = False,
     debug: DebugOption = False,
@@ -451,7 +469,7 @@ def diff(
     fail_on: Annotated[_choice(FAIL_ON), typer.Option(
         "--fail-on", help="Exit 1 (once the table is printed) when " + "; or ".join(
             f"{k}: {v}" for k, v in FAIL_ON_HELP.items()) + ".", show_default=False)] = None,
-    fmt: GateFormatOption = None,
+    fmt: DiffFormatOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Compare two run or sweep folders job by job: B against A (before and after a change).
@@ -481,14 +499,25 @@ def diff(
 
 @app.command()
 def schemes(
+    pattern: Annotated[Optional[str], typer.Argument(
+        help="Only the schemes whose name, alias or summary holds this (orthogonal), ignoring case; or a "
+             "glob of a whole name or alias (kaiming*, '*_uniform').", show_default=False, metavar="PATTERN")] = None,
+    names: Annotated[bool, _flag("--names", "Print only the schemes' names, one a line (for scripts).")] = False,
     fmt: FormatOption = None,
 ) -> None:
-    """List every scheme and alias, its formula and reference, and the schemes installed
-    packages add (entry points initbench.schemes: importing them runs their code), with their package."""
-    with _errors_to_exit(False):
-        from initbench import schemes as registry
+    """List the schemes and their aliases, formulas and references.
 
-        report.show(report.schemes_listing(registry.catalogue()), _stdout_format(fmt), Console())
+    Built-in schemes first, then those installed packages add (entry points
+    initbench.schemes: importing them runs their code), with their package.
+    initbench schemes orthogonal lists the schemes that name it; --names, their
+    names alone.
+    """
+    with _errors_to_exit(False):
+        rows = api.catalogue(pattern)
+        if names:
+            print("\n".join(row["name"] for row in rows))
+        else:
+            report.show(report.schemes_listing(rows), _stdout_format(fmt), Console())
 
 
 @app.command()
@@ -723,6 +752,12 @@ def bench(
                    else report.bench_listing)
         report.show(listing(numbers), _stdout_format(fmt), Console())
         err.print(f"Results in {written}")
+
+
+# Click cuts a command's first sentence at the width left beside the commands' names
+# ("...a resumable..."): given whole, as each command's short help, it wraps there instead.
+for _command in app.registered_commands:
+    _command.short_help = " ".join((_command.callback.__doc__ or "").split("\n\n")[0].split())
 
 
 def main() -> None:

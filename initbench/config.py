@@ -165,16 +165,11 @@ def _hidden(value: Any) -> tuple[int, ...]:
 
 
 def _schemes(value: Any) -> tuple[str, ...]:
+    """Scheme names, as written: what they stand for is looked up by check_schemes, last of
+    all, since a user's scheme runs its code then."""
     names = value.split(",") if isinstance(value, str) else list(value)
     if not names or not all(isinstance(n, str) for n in names):
         raise ValueError("must be a list of scheme names")
-    canonical: dict[str, str] = {}
-    for name in names:
-        key = scheme_registry.get(name).name  # raises with the valid names and the closest match
-        if key in canonical:
-            same = "twice" if canonical[key] == name else f"twice ({canonical[key]} and {name} are the same scheme)"
-            raise ValueError(f"names a scheme {same}: {', '.join(names)}")
-        canonical[key] = name
     return tuple(names)
 
 
@@ -349,10 +344,10 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     ray = RaySettings(**{k: values.pop(k) for k in raysettings.PARSERS if k in values})
     config = RunConfig(**values, train=train, ray=ray)
     check_settings(config.train, config.engine)
-    check_schemes(config.schemes, config.train)
     expect.check(config.expect, config.schemes, len(config.seeds))
     if config.executor == "ray":
         raysettings.check(config.ray, config.device)
+    check_schemes(config.schemes, config.train)  # last: resolving a user's scheme runs its code
     return config
 
 
@@ -381,11 +376,18 @@ def check_settings(s: TrainSettings, engine: str) -> None:
 
 
 def check_schemes(names: Collection[str], s: TrainSettings) -> None:
-    """Refuse a scheme that cannot fill the network's layers: one for matrices only (sparse)
-    on a network with convolutions, one for residual branches (fixup) on a network without."""
+    """Refuse an unknown scheme, one named twice (also as two names of one scheme), and one
+    that cannot fill the network's layers: one for matrices only (sparse) on a network with
+    convolutions, one for residual branches (fixup) on a network without."""
     network = models.get(s.network.network)
+    canonical: dict[str, str] = {}
     for name in names:
-        scheme = scheme_registry.get(name)
+        scheme = scheme_registry.get(name)  # raises with the valid names and the closest match
+        if scheme.name in canonical:
+            first = canonical[scheme.name]
+            same = "twice" if first == name else f"twice ({first} and {name} are the same scheme)"
+            raise UsageError(f"Invalid schemes: names a scheme {same}: {', '.join(names)}. Name each scheme once.")
+        canonical[scheme.name] = name
         if scheme.residual_only and not network.residual:
             raise residual.refusal(name, network.name)
         if scheme.matrices_only and network.kernels:

@@ -42,9 +42,14 @@ FAIL_ON_HELP = {"worse": "any scheme (in any cell) is worse in B: its interval l
 DATA_FILES = "data_files_sha256"  # of a job's identity: changed with the dataset, or its files
 
 
+# Of a job's identity: streams.VERSION (1 where a row names none), paired across like a setting.
+STREAMS = "random_streams"
+
+
 @dataclass(frozen=True)
 class _Job:
-    scheme: str  # canonical: what pairs
+    scheme: str  # what pairs: the canonical name of a built-in, the name as given of a user's scheme
+    code: str  # the canonical name: a user's scheme's code by its SHA-256
     name: str  # as the folder's tables call it
     seed: int
     settings: dict[str, str]  # each as canonical JSON (None: not set), the data files' digests among them
@@ -61,14 +66,17 @@ def _read(folder: Path, side: str) -> list[_Job]:
                          "Give two folders written by initbench compare or initbench sweep (a run folder, not its "
                          "weights/).")
     with store.open_store(folder, write=False) as st:
-        frame = st.frame()
+        frame = st.versions()[0]  # each scheme's current version, as a report shows it
     if frame.empty:
         raise UsageError(f"The store of {side} ({folder}) holds no finished job yet. Run its sweep first (it resumes).")
     jobs = []
     for row in frame.itertuples():
         identity = json.loads(row.identity)
-        settings = ADDED | identity["settings"] | {DATA_FILES: identity[DATA_FILES]}
-        jobs.append(_Job(identity["scheme"], row.name, identity["seed"],
+        settings = ADDED | identity["settings"] | {DATA_FILES: identity[DATA_FILES],
+                                                   STREAMS: identity.get("streams", 1)}
+        scheme = identity["scheme"]
+        # A user's scheme (function@<SHA-256 of its code>) pairs by its name: its edited code is a change to judge.
+        jobs.append(_Job(row.name if "@" in scheme else scheme, scheme, row.name, identity["seed"],
                          {k: json.dumps(v, sort_keys=True) for k, v in settings.items()}, row.val_acc))
     return jobs
 
@@ -178,11 +186,18 @@ def _row(cell: dict[str, str], a: dict[int, _Job], b: dict[int, _Job]) -> dict[s
     else:
         verdict = "better" if d.low > 0 else "worse" if d.high < 0 else "indistinguishable"
     name = next(iter((b or a).values())).name
-    return {**cell, "scheme": name, "seeds": len(seeds),
+    codes = [{job.code for job in side.values()} for side in (a, b)]
+    code = (f"{_code(codes[0])} -> {_code(codes[1])}" if a and b and codes[0] != codes[1] else "")
+    return {**cell, "scheme": name, "seeds": len(seeds), "code_changed": code,
             "a_val_acc_mean": _mean([a[s].val_acc for s in seeds] or [j.val_acc for j in a.values()]),
             "b_val_acc_mean": _mean([b[s].val_acc for s in seeds] or [j.val_acc for j in b.values()]),
             "diff_mean": d.mean, "diff_low": d.low, "diff_high": d.high, "verdict": verdict,
             "only_in_a": sorted(set(a) - set(b)), "only_in_b": sorted(set(b) - set(a))}
+
+
+def _code(canonical: set[str]) -> str:
+    """A user's scheme's code as a diff names it: its SHA-256's first 8 digits."""
+    return ", ".join(sorted(c.partition("@")[2][:8] for c in canonical))
 
 
 def _mean(values: list[float]) -> float:
@@ -266,6 +281,8 @@ def listing(d: Diff) -> report.Listing:
     if any(r["seeds"] == 1 for r in rows):
         notes.append(f"{ONE_SEED} (\"better\" or \"worse\" by its sign).")
     notes += [line(r, d.varied) for r in rows if r["seeds"] and (r["only_in_a"] or r["only_in_b"])]
+    notes += [f"The code of {name(r, d.varied)} changed ({r['code_changed']}): its jobs are paired by its name and "
+              "seed, and the change judged as any other." for r in rows if r["code_changed"]]
     ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in d.varied)]
     return report.Listing("Validation accuracy, B against A, paired by job", columns, rows, notes, tuple(ends))
 

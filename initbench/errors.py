@@ -1,9 +1,15 @@
 """The exceptions the CLI turns into a clean message and an exit status, and the signals
 it turns into one of them."""
 
+import os
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a batch system's timeout, a closed terminal
+_received: list[int] = []  # the stop signal this command got, once handled (handle_stop_signals)
+_foreign: list[str] = []  # what code initbench did not write runs now, in words (``foreign``)
 
 
 class Terminated(KeyboardInterrupt):
@@ -16,16 +22,70 @@ class Terminated(KeyboardInterrupt):
 
 
 def handle_stop_signals() -> None:
-    """Turn the stop signals into ``Terminated`` (in the main thread)."""
+    """Turn the stop signals into ``Terminated`` (in the main thread), for a command about to run."""
+    _received.clear()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop)
 
 
 def _stop(signum: int, frame: object) -> None:
-    # Once only: a second Ctrl-C (or a SIGTERM after it) while the first one's cleanup runs
-    # would cut that cleanup short, with a traceback and a staged folder left behind.
-    for other in STOP_SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
+    if not _received:
+        _received.append(signum)
+        raise Terminated(signum)
+    if _foreign:  # it swallowed the first (except BaseException: pass): nothing else would end it but SIGKILL
+        os.write(2, f"Interrupted by {signal.Signals(signum).name} a second time while {_foreign[-1]} ran, which went "
+                    "on after the first: stopped at once (the next run in the same place removes what this one staged; "
+                    "a sweep's store keeps its committed jobs).\n".encode())
+        os._exit(128 + signum)
+    # Otherwise a second Ctrl-C (or a SIGTERM after it) does nothing: the first one's cleanup
+    # runs, and cutting it short would leave a traceback and a staged folder behind.
+
+
+def received() -> int | None:
+    """The stop signal this command got (handle_stop_signals), or None."""
+    return _received[0] if _received else None
+
+
+@contextmanager
+def foreign(what: str) -> Iterator[None]:
+    """While code initbench did not write runs (``what``, in words: a user's scheme), a stop
+    signal still stops the command, whatever that code does with the ``Terminated`` it gets:
+    raises something else instead, or swallows it and returns (``Terminated`` is raised then),
+    or swallows it and goes on (a second stop signal ends the process at once, exit status 128
+    + that signal, with one line on stderr: the next run removes the staged folder, a sweep's
+    store is committed a chunk at a time). A stop signal's handler it sets (SIG_IGN) is set back."""
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    # Through the Python API (a notebook, a script) Python's own handler turns Ctrl-C into a
+    # KeyboardInterrupt, which the code could raise itself too: while it runs, a Ctrl-C is noted.
+    noting = (handlers[signal.SIGINT] is signal.default_int_handler
+              and threading.current_thread() is threading.main_thread())
+    if noting:
+        _received.clear()
+        signal.signal(signal.SIGINT, _noted)
+    _foreign.append(what)
+    try:
+        yield
+    except BaseException as e:
+        if _received and not isinstance(e, Terminated):
+            raise Terminated(_received[0]) from e
+        raise
+    finally:
+        _foreign.pop()
+        for signum, handler in handlers.items():
+            if signal.getsignal(signum) is not handler and handler is not None:  # None: set outside Python
+                signal.signal(signum, handler)  # changed, so this is the main thread, the only one that can
+        stopped = received()
+        if noting:
+            _received.clear()  # the API's next call starts afresh
+    if stopped is not None:
+        raise Terminated(stopped)
+
+
+def _noted(signum: int, frame: object) -> None:
+    """Ctrl-C while a user's code runs under the Python API: an interruption, as Python's own
+    handler makes it, and noted as one (``received``)."""
+    if not _received:
+        _received.append(signum)
     raise Terminated(signum)
 
 

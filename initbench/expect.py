@@ -9,8 +9,10 @@ A condition compares two schemes the run trains, or a scheme with an accuracy::
 
 with the operators ``>``, ``>=``, ``<``, ``<=`` and ``~``. A scheme is named as the run
 names it, or by any name the registry resolves to the same scheme (an alias, another
-spelling of its parameters). The metric is the validation accuracy after the last epoch,
-as the run's table shows it. How a condition is judged (its line says which):
+spelling of its parameters; a user's scheme by the file, module or name the run gives it:
+conditions are checked before any user code runs). The metric is the validation accuracy
+after the last epoch, as the run's table shows it. How a condition is judged (its line says
+which):
 
 - With two or more seeds, on the 95% t-interval over seeds (``stats.paired``) of the
   per-seed differences: between the two schemes (paired by seed: within a seed every
@@ -29,6 +31,7 @@ Nothing here imports torch or pandas: conditions are checked before any work.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -117,7 +120,7 @@ def check(conditions: Iterable[str], schemes: Sequence[str], seeds: int) -> None
         for name, run_name in zip(names, found):
             if run_name is None:
                 raise UsageError(f"The expectation {text!r} names {name}, which this run does not train: it trains "
-                                 f"{', '.join(schemes)}. Add {name} to the schemes, or name one of those.")
+                                 f"{', '.join(schemes)}. {_closest(name, schemes)}")
         if len(found) == 2 and found[0] == found[1]:
             raise UsageError(f"The expectation {text!r} compares {found[0]} with itself. Name two different schemes.")
         if condition.op == "~" and seeds < 2:
@@ -126,17 +129,40 @@ def check(conditions: Iterable[str], schemes: Sequence[str], seeds: int) -> None
                              "(--seeds 3), or leave it out.")
 
 
+def _closest(name: str, schemes: Sequence[str]) -> str:
+    """What to do about ``name``, which the run does not train: the closest of its schemes
+    (a typo: "rul" for rule), or adding it (a built-in name may be meant as written)."""
+    lower = {s.lower(): s for s in reversed(schemes)}
+    close = difflib.get_close_matches(name.lower(), lower, n=1, cutoff=0.6)
+    if not close:
+        return f"Add {name} to the schemes, or name one of those."
+    return f"Did you mean {lower[close[0]]}?" + (f" Or add {name} to the schemes." if built_in(name) else "")
+
+
 def _of_run(name: str, schemes: Iterable[str]) -> str | None:
     """The run's name of the scheme ``name`` stands for (the same name, or one the registry
-    resolves to the same scheme), or None when the run does not train it."""
+    resolves to the same scheme), or None when the run does not train it. Resolving a user's
+    scheme runs its code: only a name of a file, module or function the run trains is resolved
+    (another spelling of its parameters), so a condition runs no code the run would not."""
     known = list(schemes)
     if name in known:
         return name
+    head = name.partition(":")[0]
+    alike = [s for s in known if built_in(s)] if built_in(name) else [
+        s for s in known if s.partition(":")[0] == head]
+    if not alike:
+        return None
     try:
         canonical = scheme_registry.get(name).name
     except UsageError:  # an unknown name: not one of the run's, which the message lists
         return None
-    return next((s for s in known if scheme_registry.get(s).name == canonical), None)
+    return next((s for s in alike if scheme_registry.get(s).name == canonical), None)
+
+
+def built_in(name: str) -> bool:
+    """Whether ``name`` is a built-in scheme's (or alias's), told from the text alone."""
+    head = name.partition(":")[0]
+    return head in scheme_registry.names() or head in scheme_registry.ALIASES
 
 
 @dataclass(frozen=True)

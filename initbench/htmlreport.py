@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import shlex
 import struct
@@ -139,11 +140,60 @@ def _part(part: Part, own_tables: bool, pictures: Mapping[str, bytes]) -> dict[s
     return {
         "name": part.name, "kind": part.kind, "summary": _summary(part),
         "tables": [_table(listing) for listing in part.listings] if own_tables else [],
+        "meaning": _meaning(part),
         "expectations": _expectations(info.get("expectations")),
         "figures": [_figure(name, _png(part, name, pictures)) for name in part.drawings],
         "rerun": _rerun(part),
         "facts": _facts(part),
+        "digests": _digests(info),
     }
+
+
+CONSTANT_STARTS = ("zeros", "ones", "constant")  # built-ins whose every weight of a layer is the same
+NEAR_CHANCE = 0.02  # a validation accuracy this close to chance (a fraction): the model learned nothing
+
+
+def _meaning(part: Part) -> list[str]:
+    """What a compare run's table means to a learner, in a few lines: where chance is (1 in
+    as many classes), which schemes stayed there and what their losses say, and why a
+    constant start cannot learn. None for other runs, or a run.json without its classes."""
+    from initbench import schemes
+
+    config = part.info.get("config") if isinstance(part.info.get("config"), dict) else {}
+    classes = config.get("classes")
+    if part.kind != "compare" or not isinstance(classes, list) or len(classes) < 2:
+        return []
+    k = len(classes)
+    chance, guess = 1 / k, math.log(k)  # a uniform guess over k classes: its accuracy, its cross-entropy
+    rows = [r for listing in part.listings for r in listing.records if {"scheme", "val_acc_mean"} <= set(r)]
+    stalled = {r["scheme"]: r.get("last_batch_loss_mean", math.nan) for r in rows
+               if r["val_acc_mean"] < chance + NEAR_CHANCE}
+    said = [f"Chance is {chance:.0%}: with {k} classes, a network that has learned nothing is right about 1 time "
+            f"in {k} (it answers one class, or guesses)."]
+    if not stalled:
+        return said + ["Every scheme scored above chance: each learned something."]
+    said.append(f"{_and(list(stalled))} stayed at chance (within {100 * NEAR_CHANCE:.0f} points of it).")
+    even = [name for name, loss in stalled.items() if abs(loss - guess) < 0.01 * guess]
+    above = {name: loss for name, loss in stalled.items() if loss > 10 * guess}
+    if even:
+        said.append(f"A loss of ln {k} = {guess:.3f} is a network giving every class the same probability: "
+                    f"{_and(even)} ended there.")
+    if above:
+        said.append(f"{_and(list(above))} ended far above ln {k} = {guess:.3f} (last loss "
+                    f"{_and([f'{loss:,.0f}' for loss in above.values()])}): outputs that large are confidently wrong.")
+    known = {name: schemes.get(name) for name in stalled if expect.built_in(name)}  # a user's: never run to say it
+    constant = [name for name, scheme in known.items() if scheme.name.partition(":")[0] in CONSTANT_STARTS]
+    if constant:
+        said.append(f"{_and(constant)} {'start' if len(constant) > 1 else 'starts'} every unit of a layer with the "
+                    "same weights: each unit computes the same output and gets the same gradient, so the units "
+                    "stay copies of one another and a layer learns no more than one unit could (the symmetry "
+                    "problem); with weights of 0, the layers below the last get no gradient at all.")
+    said += [f"{name}: {scheme.summary}" for name, scheme in known.items() if name not in constant]
+    return said
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _summary(part: Part) -> str:
@@ -277,12 +327,19 @@ def _facts(part: Part) -> list[dict[str, Any]]:
         add("Dataset", found.get("dataset"))
         if "split_seed" in found:
             add("Split seed", found["split_seed"])
-        for file, digest in (found.get("files_sha256") or {}).items():
-            add(f"SHA-256 of {file}", digest, code=True)
     transfer = info.get("transfer") if isinstance(info.get("transfer"), dict) else {}
     add("Source networks", transfer.get("source_dir"), code=True)
     add("Folder", part.name, code=True)
     return facts
+
+
+def _digests(info: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The data files' SHA-256 (what a reader checks a copy of the data by), folded below
+    where it ran: each file's name and digest."""
+    identity = info.get("data_identity")
+    found = identity if isinstance(identity, list) else [identity] if isinstance(identity, dict) else []
+    return [{"file": str(file), "digest": str(digest)} for one in found if isinstance(one, dict)
+            for file, digest in (one.get("files_sha256") or {}).items()]
 
 
 def _expectations(found: Any) -> dict[str, Any] | None:

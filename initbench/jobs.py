@@ -181,6 +181,25 @@ class Tick:
 Progress = Callable[[Tick], None]
 
 
+@dataclass(frozen=True)
+class StepTime:
+    """Seconds per model of a training step, timed several times after a warm-up
+    (``of``): the median, and the quartiles around it (how much the machine's load made
+    the steps vary), which a sweep's plan turns into a range of times."""
+
+    median: float
+    low: float  # the first quartile
+    high: float  # the third
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> StepTime:
+        """The median and quartiles of ``seconds`` (each step's, per model)."""
+        import statistics
+
+        low, median, high = statistics.quantiles(seconds, n=4, method="inclusive") if len(seconds) > 1 else seconds * 3
+        return cls(median, low, high)
+
+
 @dataclass
 class JobResult:
     job: Job

@@ -97,9 +97,10 @@ def paired_by_seed(a: pd.Series, b: pd.Series) -> stats.Paired:
 
 
 def read(folder: Path) -> Trained:
-    """A sweep folder's jobs, with their losses and layer statistics."""
+    """A sweep folder's jobs (each scheme's current version: ``Store.versions``), with their
+    losses and layer statistics."""
     with store.open_store(folder, write=False) as st:
-        frame = st.frame()
+        frame = st.versions()[0]
         results = dict(zip(frame["key"], st.results(list(frame["key"]))))
     frame = frame.assign(depth=[len(h) for h in frame["hidden"]], width=[h[0] for h in frame["hidden"]])
     return Trained(frame.drop(columns="scheme").rename(columns={"name": "scheme"}), results)  # as given

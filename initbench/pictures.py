@@ -614,7 +614,7 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None
     for _, row in cells.iterrows():
         i, j = schemes_shown.index(row["scheme"]), labels.index(_cell_label(row, varied).replace(", ", "\n"))
         grid[i, j] = 100 * row["val_acc_mean"]
-        top[i, j] = row["verdict"] != "worse"
+        top[i, j] = _at_the_top(row["verdict"])
     fig, ax = _subplots(figsize=(max(1.15 * len(labels) + 3.2, 5.5), 0.48 * len(schemes_shown) + 2.1),
                         layout="constrained")
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
@@ -629,6 +629,12 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None
     return _save(fig, path)
 
 
+def _at_the_top(verdict: str) -> bool:
+    """Whether a cell's row is its best scheme or indistinguishable from it: never a scheme
+    whose difference could not be tested (one seed, or no seed in common with the best)."""
+    return verdict == "the baseline" or verdict.startswith("indistinguishable")
+
+
 def _accuracy_dots(cells: pd.DataFrame, path: Path | None) -> Figure:
     """The schemes of a sweep's one cell, best at the top: mean validation accuracy with ± one
     std, filled (and starred) where the scheme is the best or indistinguishable from it."""
@@ -639,7 +645,7 @@ def _accuracy_dots(cells: pd.DataFrame, path: Path | None) -> Figure:
     for y, row in rows.iterrows():
         look, mean = style[row["scheme"]], 100 * row["val_acc_mean"]
         std = 100 * row["val_acc_std"] if seeds > 1 and np.isfinite(row["val_acc_std"]) else None
-        best = row["verdict"] != "worse"
+        best = _at_the_top(row["verdict"])
         ax.errorbar(mean, y, xerr=std, color=look.color, marker=look.marker, markersize=8, capsize=3,
                     markerfacecolor=look.color if best else "white", linestyle="none")
         ax.annotate(f"{mean:.1f}" + ("*" if best else ""), (mean, y), xytext=(0, 7), textcoords="offset points",

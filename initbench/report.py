@@ -399,7 +399,10 @@ def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str) -> Listing
     ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in varied)]
     notes = ["Differences in percentage points against the best scheme of the same cell, paired by seed "
              "(the same batches), with a t-interval over seeds; \"better\" or \"worse\" when the interval "
-             "excludes 0."]
+             "excludes 0." if int(cells["seeds"].max()) > 1 else
+             "Differences in percentage points against the best scheme of the same cell, at one seed: point "
+             "values with no interval, so whether a difference is real cannot be tested. Train two or more "
+             "seeds (--set seeds=3) to test it."]
     return Listing(title, columns, rows, notes, tuple(ends))
 
 
@@ -528,22 +531,26 @@ def _described(row: dict) -> str:
 # --- progress
 
 
-BAR_WIDTH = 12
+BAR_WIDTH = 10  # so that, at 80 columns, a training line keeps its batch and its loss
 COUNTED_WIDTH = len("42% eta 4:12")  # room kept for a counted stage's share and time left, at least
 
 
-def shortened(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters. Its parts go first, last first: those after
-    ", " (the loss, the batch), then those in parentheses (which group of models), then those
-    after ": " (the epoch); what is still too long is cut with "…"."""
+def shortened(text: str, width: int, kept: str = "") -> str:
+    """``text``, and ``kept`` after it, in at most ``width`` characters. Parts go first, last
+    first: those of ``text`` after ", " (the batch), then those in parentheses (which group
+    of models), then ``kept`` (a training line's current loss, which the line promises),
+    then those after ": " (the epoch); what is still too long is cut with "…"."""
     parts = _parts_of(text)
-    for kind in (",", "(", ":"):
+    for kind in (",", "(", None, ":"):  # None: ``kept``
+        if kind is None:
+            kept = kept if cell_len("".join(parts) + kept) <= width else ""
+            continue
         for i in reversed(range(1, len(parts))):
-            if cell_len("".join(parts)) <= width:
+            if cell_len("".join(parts) + kept) <= width:
                 break
             if parts[i].lstrip().startswith(kind) or kind == ":" and parts[i].startswith(";"):
                 del parts[i]
-    text = "".join(parts)
+    text = "".join(parts) + kept
     return text if cell_len(text) <= width else text[:max(width - 1, 0)] + "…"
 
 
@@ -581,12 +588,14 @@ class _Counted(ProgressColumn):
 class Activity:
     """What a command is doing, on stderr: in a terminal, one line that updates (stage,
     models, epoch, batch, current loss, a bar and an ETA) and disappears when done;
-    otherwise (logs, CI) one line per stage. ``quiet``: nothing."""
+    otherwise (logs, CI) one line per stage, and in training one per epoch with the share
+    of the stage done and its ETA. ``quiet``: nothing."""
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console, self.quiet, self.live = console, quiet, console.is_terminal and not quiet
         self.bar: Progress | None = None
         self.total: int | None = None  # of the stage shown
+        self.done, self.started = 0, 0.0  # its steps so far, and when it began (a log's ETA)
         self.last_line, self.loss_shown_at, self.loss = "", 0.0, ""
 
     @contextmanager
@@ -612,14 +621,15 @@ class Activity:
         return (*described, BarColumn(bar_width=BAR_WIDTH, table_column=RichColumn(width=BAR_WIDTH, no_wrap=True)),
                 _Counted(table_column=RichColumn(no_wrap=True)))
 
-    def _line(self, text: str) -> str:
-        """``text`` as the live line has room for it: shortened by its last parts first."""
+    def _line(self, text: str, kept: str = "") -> str:
+        """``text`` as the live line has room for it: shortened by its last parts first, and
+        ``kept`` (the current loss) after it (``shortened``)."""
         fixed = 2  # the spinner, and a space after it
         if self.bar is not None and self.total is not None:
             task = self.bar.tasks[0]
             now = counted(task.completed, self.total, task.elapsed)
             fixed += BAR_WIDTH + 1 + max(len(now) + 1, COUNTED_WIDTH) + 1  # room for the time left to grow a little
-        return shortened(text, self.console.width - fixed)
+        return shortened(text, self.console.width - fixed, kept)
 
     def note(self, text: str) -> None:
         """A line that stays (above the progress line, in a terminal)."""
@@ -633,7 +643,7 @@ class Activity:
 
     def stage(self, text: str, total: int | None = None) -> None:
         """A new stage (``total``: its steps, for a bar and an ETA; None: a spinner)."""
-        self.total = total
+        self.total, self.done, self.started = total, 0, time.monotonic()
         if self.bar is not None:
             self.bar.columns = self._columns()
             self.bar.reset(self.task, total=total)
@@ -642,13 +652,19 @@ class Activity:
             self.note(text)
         self.last_line = text
 
-    def advance(self, steps: int = 1, text: str | None = None) -> None:
+    def advance(self, steps: int = 1, text: str | None = None, kept: str = "") -> None:
+        """``steps`` more of the stage done, and what is being done now: ``text`` (in a
+        terminal, shortened to fit; in a log, a line where it changed, with the share done
+        and the ETA), ``kept`` after it (the current loss: in a terminal only)."""
         if self.bar is not None:
             self.bar.update(self.task, advance=steps)
             if text is not None:
-                self.bar.update(self.task, description=self._line(text))
-        elif text is not None and not self.quiet:
-            self.stage(text)
+                self.bar.update(self.task, description=self._line(text, kept))
+        elif text is not None and text != self.last_line:  # counted before ``steps``: where an epoch begins
+            self.note(text if not self.done or not self.total else
+                      f"{text} ({counted(self.done, self.total, time.monotonic() - self.started)})")
+            self.last_line = text
+        self.done += steps
 
     def tick(self, tick: Tick) -> None:
         """An engine's report: steps trained (model-batches), or a stage of its own."""
@@ -659,8 +675,7 @@ class Activity:
                 finite = tick.losses[tick.losses.isfinite()]
                 self.loss = f", loss {finite.mean():.3f}" if len(finite) else ", diverged"
                 self.loss_shown_at = now
-            live = f"{where}, batch {tick.batch}/{tick.batches}{self.loss}"
-            self.advance(tick.steps, live if self.live else where)
+            self.advance(tick.steps, f"{where}, batch {tick.batch}/{tick.batches}" if self.live else where, self.loss)
         else:
             self.advance(0, f"{tick.stage.capitalize()} {tick.models}"
                          + (f" after epoch {tick.epoch}/{tick.epochs}" if tick.epoch else ""))
@@ -674,8 +689,7 @@ class NotebookActivity(Activity):
         super().__init__(Console(file=io.StringIO()))  # never printed to: shown through IPython's display
         self.live = True  # an engine's ticks then say the batch and the loss
         self.lines: list[str] = []
-        self.total: int | None = None
-        self.done, self.started, self.shown_at = 0, 0.0, 0.0
+        self.shown_at = 0.0
         self.handle: Any = None
 
     @contextmanager
@@ -701,9 +715,9 @@ class NotebookActivity(Activity):
         self.last_line, self.total, self.done, self.started = text, total, 0, time.monotonic()
         self._show(force=True)
 
-    def advance(self, steps: int = 1, text: str | None = None) -> None:
+    def advance(self, steps: int = 1, text: str | None = None, kept: str = "") -> None:
         self.done += steps
-        self.last_line = text or self.last_line
+        self.last_line = text + kept if text else self.last_line
         self._show()
 
     def _show(self, force: bool = False) -> None:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 LEVEL = 0.95  # of the confidence intervals
+UNTESTED = "1 seed cannot be tested"  # a verdict's words where a difference has no interval
 
 
 @dataclass(frozen=True)
@@ -19,9 +20,15 @@ class Paired:
 
     @property
     def verdict(self) -> str:
-        """"better", "worse", or "indistinguishable at N seeds" (the interval holds 0)."""
+        """"better", "worse", or "indistinguishable at N seeds" (the interval holds 0); at one
+        seed, where there is no interval, the point difference (of accuracies, in points)
+        and that it cannot be tested."""
         if not self.seeds:
             return "no seed in common with the baseline"
+        if self.seeds == 1:
+            if not self.mean:
+                return f"equal; {UNTESTED}"
+            return f"{'higher' if self.mean > 0 else 'lower'} by {100 * abs(self.mean):.2f} points; {UNTESTED}"
         if self.low > 0:
             return "better"
         if self.high < 0:

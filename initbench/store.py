@@ -30,6 +30,7 @@ to the file it opened: a folder deleted or replaced under a sweep stops it.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -46,7 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from initbench import data, schemes
+from initbench import data, schemes, streams
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import ADDED, Job, Keep, TrainSettings
 
@@ -109,7 +110,8 @@ T = TypeVar("T")
 
 def identity(job: Job) -> dict[str, Any]:
     """What decides a job's numbers, canonically: scheme names as the registry keys them
-    (aliases and parameter spellings agree; a file by its SHA-256), and momentum only
+    (aliases and parameter spellings agree; a file by its SHA-256), the random streams'
+    design (``streams.VERSION``; rows written before it was recorded have none: version 1), and momentum only
     where the optimizer uses it, head_init only for a file scheme, lesson_eval only with dropout,
     a dataset and network only where they are not the defaults (``TrainSettings.plain``; a dataset
     as ``Dataset.keyed_as`` names it)."""
@@ -125,7 +127,7 @@ def identity(job: Job) -> dict[str, Any]:
     else:
         del settings["head_init"]
     return {"scheme": scheme.name, "seed": job.seed, "settings": settings,
-            "data_files_sha256": dict(dataset.files_sha256)}
+            "data_files_sha256": dict(dataset.files_sha256), "streams": streams.VERSION}
 
 
 def _encoded(ident: dict[str, Any]) -> str:
@@ -230,6 +232,7 @@ class Done:
     edited: list[str]
     weights_lost: list[str]  # the row's weights file is missing, or not the file that was written
     code_changed: dict[str, int] = field(default_factory=dict)  # a user's scheme as given -> its jobs new by it
+    restreamed: int = 0  # jobs the store holds rows of under earlier random streams only
 
     def notes(self) -> list[str]:
         """Why rows of the store are trained again, or jobs are new, in words (nothing when none is)."""
@@ -240,7 +243,12 @@ class Done:
         return [f"{_rows(len(keys))} of the store {text}: {_named(keys)}; they are trained again."
                 for keys, text in why if keys] + [
             f"{_jobs(n)} {'is' if n == 1 else 'are'} new because the code of {name} changed (the store keeps the "
-            "rows of its earlier code)." for name, n in self.code_changed.items()]
+            "rows of its earlier code)." for name, n in self.code_changed.items()] + (
+            [f"{_jobs(self.restreamed)} the store holds {'was' if self.restreamed == 1 else 'were'} trained under "
+             f"earlier random streams (before every scheme of a seed shared its initial draws and dropout masks): "
+             f"{'it is' if self.restreamed == 1 else 'they are'} trained again under version {streams.VERSION}, "
+             "and the earlier rows are kept apart (`initbench report --all-versions` shows them)."]
+            if self.restreamed else [])
 
 
 @dataclass(frozen=True)
@@ -304,25 +312,30 @@ class Store:
             done.keys.add(row["key"])
         return done
 
-    def code_changed(self, missing: Sequence[Job]) -> dict[str, int]:
-        """Of ``missing`` jobs of users' schemes, how many per scheme (as given) the store
-        holds rows of under the same name, seed and settings but another canonical name: jobs
-        new because the scheme's code changed since."""
-        canonical = {spec: found.name for spec in {job.scheme for job in missing}
-                     if (found := schemes.get(spec)).origin}
-        if not canonical:
-            return {}
-        query = (f"SELECT name, seed, settings, scheme FROM jobs WHERE name IN ({', '.join('?' * len(canonical))})",
-                 list(canonical))
-        earlier: dict[tuple[str, int, str], set[str]] = {}
-        for name, seed, settings, scheme in self._sql(lambda: self.db.execute(*query).fetchall()):
-            earlier.setdefault((name, seed, settings), set()).add(scheme)
-        counts: dict[str, int] = {}
+    def changed_versions(self, missing: Sequence[Job]) -> tuple[dict[str, int], int]:
+        """Of ``missing`` jobs, those the store holds rows of under the same name, seed and
+        settings but another version: how many per user's scheme (as given) are new because its
+        code changed, and how many are new because the store's rows of them were trained under
+        earlier random streams (``streams.VERSION``)."""
+        names = sorted({job.scheme for job in missing})
+        if not names:
+            return {}, 0
+        canonical = {spec: schemes.get(spec).name for spec in names}
+        earlier: dict[tuple[str, int, str], set[tuple[str, int]]] = {}
+        for part in (names[i:i + 500] for i in range(0, len(names), 500)):  # SQLite's limit of parameters
+            query = (f"SELECT name, seed, settings, scheme, identity FROM jobs WHERE name IN "
+                     f"({', '.join('?' * len(part))})", part)
+            for name, seed, settings, scheme, ident in self._sql(lambda: self.db.execute(*query).fetchall()):
+                earlier.setdefault((name, seed, settings), set()).add((scheme, json.loads(ident).get("streams", 1)))
+        code: dict[str, int] = {}
+        restreamed = 0
         for job in missing:
             there = earlier.get((job.scheme, job.seed, json.dumps(job.settings.plain())), set())
-            if job.scheme in canonical and there - {canonical[job.scheme]}:
-                counts[job.scheme] = counts.get(job.scheme, 0) + 1
-        return counts
+            if any(scheme != canonical[job.scheme] for scheme, _ in there):
+                code[job.scheme] = code.get(job.scheme, 0) + 1
+            elif any(version != streams.VERSION for _, version in there):
+                restreamed += 1
+        return code, restreamed
 
     def check_trained_by(self, engine: str, device: str) -> None:
         """Refuse to add to a store whose jobs another engine or kind of device trained: their
@@ -379,8 +392,10 @@ class Store:
 
     def frame(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
         """The rows (of ``keys``, in their order, when given) as a DataFrame, settings spread
-        into columns of their own, NULL losses as NaN, without the losses blob and the row's
-        digest. Rows edited by hand are refused, never shown as results."""
+        into columns of their own, the random streams' version each was trained under
+        (``streams``), NULL losses as NaN, without the losses blob and the row's digest. Rows
+        edited by hand are refused, never shown as results. A store may hold several versions
+        of a scheme's rows: ``versions`` tells them apart."""
         import pandas as pd
 
         rows = self._unaltered(None if keys is None else list(keys))
@@ -391,6 +406,8 @@ class Store:
         # A setting added since a row was written is at its default there (ADDED).
         settings = pd.DataFrame([ADDED | json.loads(s) for s in frame["settings"]], index=frame.index)
         frame = pd.concat([frame.drop(columns=["settings", "epochs"]), settings], axis=1)  # epochs: a setting
+        frame.insert(frame.columns.get_loc("seed") + 1, "streams",
+                     [json.loads(i).get("streams", 1) for i in frame["identity"]])  # streams.VERSION of the row
         for column in ("last_batch_loss", "last_epoch_loss"):
             frame[column] = frame[column].astype(float)
         frame["diverged_at"] = frame["diverged_at"].astype("Int64")
@@ -416,6 +433,32 @@ class Store:
 
     def info(self) -> dict[str, str]:
         return self._sql(lambda: dict(self.db.execute("SELECT name, value FROM info")))
+
+    def record_current(self, scheme_code: Mapping[str, str]) -> None:
+        """Record each scheme's canonical name (``scheme_code``: as given -> canonical) as this
+        sweep resolved it: the version of its rows a report shows (``versions``)."""
+        def record() -> None:
+            with self.db:
+                self.db.execute("INSERT OR REPLACE INTO info VALUES ('current', ?)",
+                                (json.dumps(dict(scheme_code), sort_keys=True),))
+
+        self._sql(record)
+
+    def current(self) -> dict[str, str]:
+        """Each scheme's canonical name as the last sweep recorded it (``record_current``)."""
+        return json.loads(self.info().get("current", "{}"))
+
+    def versions(self, all_versions: bool = False) -> tuple[pd.DataFrame, list[Version]]:
+        """The rows a report shows: each scheme's current version (its code as the last sweep
+        recorded it, this initbench's random streams; ``current_rows``) and the other versions
+        the store keeps, or with ``all_versions`` every row, each version of a scheme named
+        apart: ``half (code 1a2b3c4d)``, ``half (code 9f8e7d6c, earlier)`` (``all_versions_of``)."""
+        frame = self.frame()
+        if not all_versions:
+            return current_rows(frame, self.current())
+        tagged = all_versions_of(frame, self.current())
+        return tagged.assign(name=[f"{name} ({tag})" if tag else name
+                                   for name, tag in zip(tagged["name"], tagged.pop("version"))]), []
 
     def weights_row(self, file: str) -> dict[str, Any] | None:
         """The row that names the weights file ``file`` (relative to the folder), checked against
@@ -465,6 +508,88 @@ class Store:
                 f"their rows; or delete them, e.g. sqlite3 {self.path} \"DELETE FROM jobs WHERE key LIKE "
                 f"'{first[:16]}%'\".")
         return checked.rows
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a scheme's rows in a store: what trained them beside its name, its
+    code (the canonical name: a user's is ``function@<SHA-256 of its code>``) and the random
+    streams' design (``streams.VERSION``), so that rows of one version never mix with
+    another's in a table."""
+
+    name: str  # as tables call the scheme
+    scheme: str
+    streams: int
+    rows: int = 0
+    trained: str = ""  # when its latest row was committed (ISO 8601)
+    other_code: bool = False  # of a version not shown: its code is not the current version's
+
+    @property
+    def code(self) -> str:
+        """Its code's digest, shortened (a user's scheme), or "" (a built-in)."""
+        return self.scheme.partition("@")[2][:8]
+
+    def tag(self, others: Sequence[Version]) -> str:
+        """What tells it from ``others`` (the other versions of its name), in a few words."""
+        parts = ([f"code {self.code}"] if any(o.scheme != self.scheme for o in others) and self.code else []) + (
+            [f"streams {self.streams}"] if any(o.streams != self.streams for o in others) else [])
+        return ", ".join(parts) or self.scheme
+
+
+def described(older: Sequence[Version]) -> str:
+    """Versions a table leaves out, in words: each user scheme's earlier code by its digest,
+    and the schemes of earlier random streams together, with how many rows and when trained."""
+    def when(versions: Sequence[Version]) -> str:
+        trained = max(v.trained for v in versions)[:16].replace("T", " ")
+        return f"{_rows(sum(v.rows for v in versions))}, trained {trained}"
+
+    parts = [f"{v.name}'s other code {v.code} ({when([v])}"
+             + (f", random streams version {v.streams}" if v.streams != streams.VERSION else "") + ")"
+             for v in older if v.other_code]
+    for version in sorted({v.streams for v in older if not v.other_code}):
+        same = [v for v in older if not v.other_code and v.streams == version]
+        parts.append(f"{', '.join(v.name for v in same)} under random streams version {version} ({when(same)}"
+                     + ("; each scheme then drew its own initial weights and dropout masks" if version == 1 else "")
+                     + ")")
+    return "; ".join(parts)
+
+
+def _versions(frame: pd.DataFrame, current: Mapping[str, str] | None) -> dict[str, list[Version]]:
+    """Each name's versions in ``frame`` (store rows), the current one first: the one that
+    ``current`` names (name -> canonical scheme, as the last run of a sweep resolved it) under
+    this initbench's streams, else the latest streams' version trained last (a store whose
+    sweep recorded none: ``Store.record_current``)."""
+    found: dict[str, list[Version]] = {}
+    for (name, scheme, version), rows in frame.groupby(["name", "scheme", "streams"], sort=False):
+        found.setdefault(name, []).append(Version(name, scheme, int(version), len(rows), max(rows["finished"])))
+
+    def rank(v: Version) -> tuple[bool, int, str]:
+        return (current or {}).get(v.name) == v.scheme and v.streams == streams.VERSION, v.streams, v.trained
+
+    return {name: sorted(found_versions, key=rank, reverse=True) for name, found_versions in found.items()}
+
+
+def current_rows(frame: pd.DataFrame, current: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, list[Version]]:
+    """The rows of each scheme's current version (see ``_versions``), and the other versions
+    the store holds (an edited user scheme's earlier code, rows of earlier random streams):
+    what a report shows by default, and what its note names."""
+    by_name = _versions(frame, current)
+    chosen = {(v[0].name, v[0].scheme, v[0].streams) for v in by_name.values()}
+    keep = [(n, s, v) in chosen for n, s, v in zip(frame["name"], frame["scheme"], frame["streams"])]
+    return frame[keep].reset_index(drop=True), [dataclasses.replace(v, other_code=v.scheme != versions[0].scheme)
+                                                for versions in by_name.values() for v in versions[1:]]
+
+
+def all_versions_of(frame: pd.DataFrame, current: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """``frame`` (store rows) with what tells each version of a scheme that has several from
+    the others (``version``: "code 1a2b3c4d", "streams 1, earlier"; "" for a scheme of one
+    version), the current version's first."""
+    tags = {}
+    for versions in _versions(frame, current).values():
+        for i, v in enumerate(versions):
+            others = versions[:i] + versions[i + 1:]
+            tags[v.name, v.scheme, v.streams] = f"{v.tag(others)}{', earlier' if i else ''}" if others else ""
+    return frame.assign(version=[tags[key] for key in zip(frame["name"], frame["scheme"], frame["streams"])])
 
 
 def _real(value: float) -> float | None:

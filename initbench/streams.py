@@ -1,53 +1,75 @@
-"""The random streams that make each model's numbers its own.
+"""The random streams: every random number a model uses, common to all schemes of a seed.
 
-Each model draws from its own generators, never from torch's global one:
-initial weights and dropout masks from streams keyed by (seed, scheme), the
-batch order from a stream keyed by the seed alone, so that within a seed every
-scheme sees the same batches in the same order, and a model's numbers do not
-depend on which other models are trained beside it. A user's scheme that draws from
-torch's global generator finds it seeded from the model's init stream (``schemes.user``).
+A model never draws from torch's global generator. Its numbers come from streams keyed by
+its seed and their purpose alone, never by its scheme: the batch order, the dropout masks
+(of training, and of --lesson-eval's scoring), LSUV's batch of images, and the initial
+draws, one stream per layer, which each scheme's rule transforms (``normal`` at twice the
+std draws exactly twice the weights). So two schemes of a seed differ by their rule alone,
+the same function under two names trains to the same numbers, and paired comparisons over
+seeds compare starts and nothing else (the method of common random numbers). A model's
+numbers do not depend on which other models are trained beside it. A user's scheme that
+draws from torch's global generator finds it seeded as the layer's own stream
+(``schemes.user``).
+
+``VERSION`` names this design in every job's identity (``store.identity``): version 1 keyed
+the initial draws and dropout masks by (seed, scheme) as well, so its numbers differ, and a
+store keeps its rows apart from version 2's. torch is imported inside the functions: the
+store keys jobs without it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-
-import torch
-from torch import Tensor, nn
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from initbench import models, parametrization, schemes
 from initbench.jobs import Job
-from initbench.models.dropout import DropoutMasks
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from initbench.models.dropout import DropoutMasks
+
+VERSION = 2  # of the streams' design; 1: initial draws and dropout masks keyed by (seed, scheme)
+INIT_BATCH = 500  # training images a data-dependent scheme (LSUV) is fitted on, at most (all, when fewer)
 
 
-def stream_seed(seed: int, purpose: str, scheme: str = "") -> int:
-    """A 63-bit seed for one purpose of one model, stable across runs, machines and versions."""
-    digest = hashlib.sha256(f"initbench/{purpose}/{seed}/{scheme}".encode()).digest()
+def stream_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for one purpose of one seed, stable across runs, machines and versions."""
+    digest = hashlib.sha256(f"initbench/{purpose}/{seed}/".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def generator(seed: int, purpose: str, scheme: str = "", device: torch.device | str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(stream_seed(seed, purpose, scheme))
+def generator(seed: int, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:
+    import torch
+
+    return torch.Generator(device=device).manual_seed(stream_seed(seed, purpose))
 
 
-INIT_BATCH = 500  # training images a data-dependent scheme (LSUV) is fitted on
+def layer_generators(seed: int) -> Callable[[int], torch.Generator]:
+    """Layer ``i``'s initial draws, a fresh generator each time it is asked: what a scheme
+    drew for the layers before never shifts a later layer's numbers."""
+    return lambda i: generator(seed, f"init/layer-{i}")
 
 
 def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
     """The job's model as initialized, and where each layer's weights came from: its scheme
-    under its canonical name (so an alias gives the same numbers), from its own generator;
-    LSUV fitted on INIT_BATCH training images drawn from the seed; then, under μP, the drawn
-    output layer scaled (``parametrization.rescale_``). Drawn on the CPU, so the initial
-    weights are the same whatever the training device."""
+    (an alias gives the same numbers) drawing from the seed's streams; LSUV fitted on
+    INIT_BATCH training images drawn from the seed; then, under μP, the drawn output layer
+    scaled (``parametrization.rescale_``). Drawn on the CPU, so the initial weights are the
+    same whatever the training device."""
+    import torch
+
     s, scheme = job.settings, schemes.get(job.scheme)
     batch = None
     if scheme.data_dependent:
         rows = torch.randperm(len(x_train), generator=generator(job.seed, "init-batch"))[:INIT_BATCH]
         batch = x_train[rows.to(x_train.device)].cpu()
     model, net = models.build(s), s.network
-    context = schemes.InitContext(generator(job.seed, "init", scheme.name), net.activation, net.bias, batch, s.data,
-                                  net.head_init)
+    context = schemes.InitContext(generator(job.seed, "init"), net.activation, net.bias, batch, s.data,
+                                  net.head_init, layer_generators(job.seed))
     return model, parametrization.rescale_(model, s, scheme.initialize(model, context))
 
 
@@ -55,23 +77,41 @@ def initial_model(job: Job, x_train: Tensor) -> nn.Module:
     return initialize(job, x_train)[0]
 
 
-def dropout_generator(job: Job, device: torch.device, purpose: str = "dropout") -> torch.Generator:
-    """The stream of a model's training dropout masks, or with purpose="eval-dropout",
-    of the masks it is scored with under --lesson-eval."""
-    return generator(job.seed, purpose, schemes.get(job.scheme).name, device)
+def dropout_streams(jobs: Sequence[Job], device: torch.device,
+                    purpose: str = "dropout") -> tuple[list[torch.Generator], list[int]]:
+    """The streams of the models' training dropout masks, one per seed (every scheme of a seed
+    drops the same units at the same step), and which of them each model's is; with
+    purpose="eval-dropout", of the masks they are scored with under --lesson-eval."""
+    seeds = list(dict.fromkeys(job.seed for job in jobs))
+    return [generator(seed, purpose, device) for seed in seeds], [seeds.index(job.seed) for job in jobs]
+
+
+def dropout_masks(jobs: Sequence[Job], device: torch.device, batch_size: int, n_batches: int) -> DropoutMasks | None:
+    """The models' training dropout masks (None without dropout)."""
+    from initbench.models.dropout import DropoutMasks
+
+    net = jobs[0].settings.network
+    if not net.dropout:
+        return None
+    generators, rows = dropout_streams(jobs, device)
+    return DropoutMasks(net.dropout, net.hidden, batch_size, n_batches, generators, device, rows=rows)
 
 
 def evaluation_masks(jobs: Sequence[Job], device: torch.device) -> DropoutMasks | None:
-    """Under --lesson-eval (and dropout), each model's evaluation masks from its own stream."""
+    """Under --lesson-eval (and dropout), the models' evaluation masks from their seeds' streams."""
+    from initbench.models.dropout import DropoutMasks
+
     s = jobs[0].settings.network
     if not s.eval_dropout:
         return None
-    return DropoutMasks.for_evaluation(s.dropout, s.hidden, [dropout_generator(job, device, "eval-dropout")
-                                                             for job in jobs], device)
+    generators, rows = dropout_streams(jobs, device, "eval-dropout")
+    return DropoutMasks.for_evaluation(s.dropout, s.hidden, generators, device, rows)
 
 
 def batch_orders(seed: int, n: int) -> Iterator[Tensor]:
     """Each epoch's order of the ``n`` training images for ``seed`` (on the CPU)."""
+    import torch
+
     order_gen = generator(seed, "order")
     while True:
         yield torch.randperm(n, generator=order_gen)

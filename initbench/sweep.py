@@ -24,7 +24,7 @@ from initbench import called_as_api, data, engines, expect, htmlreport, pictures
 from initbench.config import TRAIN_KEYS, RunConfig, SweepConfig
 from initbench.errors import UsageError
 from initbench.executors import Executor
-from initbench.jobs import DataSettings, Job, Keep, TrainSettings, batches_per_epoch, shown
+from initbench.jobs import DataSettings, Job, Keep, StepTime, TrainSettings, batches_per_epoch, shown
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -123,7 +123,8 @@ class Plan:
     keys: dict[Job, str]  # every job of the grid (one per key), with its key
     missing: list[Job]
     chunks: list[list[Job]]
-    seconds: float  # of training, estimated from the engine's measured steps
+    seconds: float  # of training, estimated from the median of the engine's measured steps
+    spread: tuple[float, float]  # the same from their quartiles: how much the machine's load made them vary
     peak_bytes: int  # the largest chunk's models and the data, estimated
 
 
@@ -168,24 +169,30 @@ def images(s: TrainSettings) -> tuple[int, int, int]:
 
 def plan(keys: dict[Job, str], done: set[str], executor: Executor, max_batch_models: int | None,
          activity: report.Activity | None = None) -> Plan:
-    """The jobs the store lacks, their chunks, and the time and memory they will take."""
+    """The jobs the store lacks, their chunks, and the time (the median and quartiles of the
+    timed steps') and memory they will take."""
     missing = [job for job, k in keys.items() if k not in done]
     chunks = chunked(missing, executor, max_batch_models)
     per_step = _step_seconds({job.settings: None for job in missing}, executor, activity)
-    seconds, peak = [], 0
+    model_steps: list[tuple[StepTime, float]] = []  # per chunk: its step's time, and its models' steps
+    peak = 0
     for chunk in chunks:
         s, o = chunk[0].settings, chunk[0].settings.optim
         n_train, n_val, n_test = images(s)
         steps = o.epochs * (batches_per_epoch(n_train, o.batch_size) + n_val / (3 * o.batch_size))
-        seconds.append(per_step[s] * len(chunk) * (steps + n_test / (3 * o.batch_size)))  # evaluation: a forward
+        model_steps.append((per_step[s], len(chunk) * (steps + n_test / (3 * o.batch_size))))  # evaluation: a forward
         data_bytes = (n_train + n_val + n_test) * data.get(s.data.dataset).input_size * 4
         peak = max(peak, len(chunk) * engines.bytes_per_model(s) + data_bytes)
-    return Plan(keys, missing, chunks, _makespan(seconds, executor.slots), peak)
+
+    def makespan(which: str) -> float:
+        return _makespan([getattr(step, which) * n for step, n in model_steps], executor.slots)
+
+    return Plan(keys, missing, chunks, makespan("median"), (makespan("low"), makespan("high")), peak)
 
 
 def _step_seconds(settings: Iterable[TrainSettings], executor: Executor,
-                  activity: report.Activity | None) -> dict[TrainSettings, float]:
-    """Seconds per model of a step with each of ``settings``, timed once per shape (what a
+                  activity: report.Activity | None) -> dict[TrainSettings, StepTime]:
+    """Seconds per model of a step with each of ``settings``, timed per shape (what a
     step's cost depends on, engines.step_shape: cells that differ in lr, seeds or momentum
     share one timing), in a stage of its own."""
     shapes = {s: engines.step_shape(s) for s in settings}
@@ -243,9 +250,11 @@ def cells_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.concat(parts, ignore_index=True), varied
 
 
-def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None = None) -> None:
+def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None = None,
+                older: Sequence[store.Version] = ()) -> None:
     """runs.csv, cells.csv, the pictures and report.html of ``frame`` (store rows) in
-    ``folder``, and (with ``info``) sweep.json; all renamed into place together."""
+    ``folder``, and (with ``info``) sweep.json; all renamed into place together. ``older``:
+    the versions of schemes the store keeps beside ``frame``'s, which the page names."""
     cells, varied = cells_frame(frame)
     files: dict[str, Callable[[Path], object]] = {
         "runs.csv": runfolder.csv_writer(frame.drop(columns=["identity", "layer_stats"]).assign(
@@ -255,16 +264,16 @@ def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None =
     }
     if info is not None:
         files["sweep.json"] = runfolder.json_writer(info)
-    runfolder.write_files(folder, htmlreport.with_page(files, page_part(folder, frame, cells, varied, info)))
+    runfolder.write_files(folder, htmlreport.with_page(files, page_part(folder, frame, cells, varied, info, older)))
 
 
 def page_part(folder: Path, frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
-              info: dict[str, Any] | None = None) -> htmlreport.Part:
+              info: dict[str, Any] | None = None, older: Sequence[store.Version] = ()) -> htmlreport.Part:
     """A sweep folder's share of an HTML page: its cells' table and pictures, and ``info``
     (sweep.json; read from the folder when not given)."""
     return htmlreport.Part(folder, htmlreport.folder_name(folder), "sweep",
                            htmlreport.read_info(folder / "sweep.json") if info is None else info,
-                           [listing(frame, cells, varied)], pictures_of(cells, varied))
+                           [listing(frame, cells, varied, older)], pictures_of(cells, varied))
 
 
 def pictures_of(cells: pd.DataFrame, varied: list[str]) -> dict[str, Callable[[Path | None], Figure]]:
@@ -277,12 +286,21 @@ def pictures_of(cells: pd.DataFrame, varied: list[str]) -> dict[str, Callable[[P
     return drawings
 
 
-def listing(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str]) -> report.Listing:
+def listing(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
+            older: Sequence[store.Version] = ()) -> report.Listing:
+    """The cells' table; its notes name the versions of schemes the store keeps beside those
+    shown (``older``: rows of a user's earlier code, or of earlier random streams)."""
     seeds = int(cells["seeds"].max())
     epochs = sorted(frame["epochs"].unique())
     title = (f"Validation accuracy after {' or '.join(report.plural(int(e), 'epoch') for e in epochs)}"
              + (f", mean ± std over {report.plural(seeds, 'seed')}" if seeds > 1 else "")
              + f" ({report.plural(len(frame), 'job')})")
-    return report.sweep_listing(cells, varied, title)
+    shown_listing = report.sweep_listing(cells, varied, title)
+    if older:
+        shown_listing.notes.append(
+            "Not shown: rows the store keeps of other versions of these schemes (each scheme's rows above are of "
+            f"one version: its code as last swept, this initbench's random streams): {store.described(older)}. "
+            "`initbench report FOLDER --all-versions` shows every version side by side.")
+    return shown_listing
 
 called_as_api(__name__)  # ib.sweep(...): this module, called, is initbench.api.sweep

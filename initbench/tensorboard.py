@@ -43,6 +43,7 @@ from initbench import paths, runfolder, store
 from initbench.config import TRAIN_KEYS
 from initbench.errors import InitbenchError, UsageError, require
 from initbench.jobs import ADDED
+from initbench.schemes import stem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -174,12 +175,18 @@ class Job:
     finished: float  # when it was committed (seconds since the epoch)
     seconds: float  # its training time (its chunk's, shared among the chunk's models)
     run: str = ""  # its TensorBoard run: the path under the log folder
+    version: str = ""  # what tells it from another version of its scheme in the store ("code 1a2b3c4d"), or ""
+
+    @property
+    def label(self) -> str:
+        """Its scheme as tables name it, with its version where the store holds several."""
+        return f"{self.name} ({self.version})" if self.version else self.name
 
 
 def read(source: Source) -> list[Job]:
     """The jobs of ``source``'s store, in its order (rows edited by hand are refused)."""
     with store.open_store(source.folder, write=False) as st:
-        frame = st.frame()
+        frame = store.all_versions_of(st.frame(), st.current())  # a scheme's versions (its code before an edit)
         stored = st.results(list(frame["key"]))
     jobs = []
     for row, result in zip(frame.itertuples(index=False), stored):
@@ -189,7 +196,8 @@ def read(source: Source) -> list[Job]:
         jobs.append(Job(source, row.key, row.name, int(row.seed), ADDED | result.job.settings.plain(),
                         flat[:trained].tolist(), int(result.losses.shape[1]), list(result.val_acc),
                         float(result.test_acc), None if last is None or math.isnan(last) else float(last),
-                        datetime.fromisoformat(row.finished).timestamp(), float(row.train_seconds)))
+                        datetime.fromisoformat(row.finished).timestamp(), float(row.train_seconds),
+                        version=row.version))
     return jobs
 
 
@@ -222,7 +230,8 @@ def name_runs(jobs: Sequence[Job]) -> None:
     taken: set[str] = set()
     for job in jobs:
         cell = ",".join(f"{k}={shown(k, job.settings[k]).replace(',', '-')}" for k in varied[job.source.folder])
-        parts = [prefixes[job.source.folder], *([_safe(cell, "=,")] if cell else []), _safe(job.name)]
+        scheme = _safe(stem(job.name)) + (f"-{_safe(job.version)}" if job.version else "")  # a file's: its name
+        parts = [prefixes[job.source.folder], *([_safe(cell, "=,")] if cell else []), scheme]
         base, n = "/".join([*parts, f"seed-{job.seed}"]), 1
         while (run := base if n == 1 else f"{base}-{n}") in taken:
             n += 1
@@ -245,7 +254,7 @@ def hparams(jobs: Sequence[Job]) -> tuple[list[dict[str, Any]], dict[str, list[s
     keys = [k for k in (*SETTINGS, *TRAIN_KEYS) if used(k)]
     rows: list[dict[str, Any]] = [
         ({"run": job.run.split("/")[0]} if len({j.source.folder for j in jobs}) > 1 else {})
-        | {"scheme": job.name, "seed": job.seed} for job in jobs]
+        | {"scheme": job.label, "seed": job.seed} for job in jobs]
     for key in dict.fromkeys(keys):
         values = [job.settings[key] for job in jobs]
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
@@ -295,7 +304,7 @@ def write(found: Sequence[Source], folder: Path, activity: Activity) -> pd.DataF
             raise InitbenchError(f"Could not write the TensorBoard logs in {folder}: {e.strerror or e}. Free some "
                                  "space or choose another --tensorboard folder.") from e
         written.append({"run": job.run, "folder": str(job.source.folder), "kind": job.source.label,
-                        "scheme": job.name, "seed": job.seed, "key": job.key, "steps": len(job.losses),
+                        "scheme": job.label, "seed": job.seed, "key": job.key, "steps": len(job.losses),
                         "epochs": len(job.val_acc), "val_acc": job.val_acc[-1], "test_acc": job.test_acc})
         activity.advance()
     return pd.DataFrame(written)

@@ -4,8 +4,10 @@ Each object is a view of the files (and the store) a run wrote, as ``initbench
 report`` reads them, so a finished run can be reopened later, in another process:
 ``open(path)``. It shows as its table: HTML in a notebook, Markdown elsewhere
 (``str``), the same table the command line prints. ``.table`` holds that table's
-numbers, accuracies in percent (``_pct`` columns), as printed; the CSV frames
-(``.runs``, ``.losses``) keep the fractions the files hold.
+numbers as printed: accuracies in percent (``_pct`` columns) to 2 decimals, losses to
+3 (``in_percent``); the frames it is made from (``.summary``, ``.comparison``,
+``.rows``, ``.cells``) and the CSV frames (``.runs``, ``.losses``) keep the fractions the
+files hold, unrounded.
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ class Shown:
         return "\n".join(report.html(listing) for listing in self.listings())
 
 
-def open(path: str | os.PathLike[str]) -> Run | TransferRun | Inspection | Sweep:  # noqa: A001  (initbench.open)
-    """The finished run in folder ``path``, of whichever command wrote it."""
+def open(path: str | os.PathLike[str],  # noqa: A001  (initbench.open)
+         all_versions: bool = False) -> Run | TransferRun | Inspection | Sweep:
+    """The finished run in folder ``path``, of whichever command wrote it (a sweep's with
+    ``all_versions``: every version of each scheme its store keeps, side by side)."""
     folder = Path(path)
     if paths.problem(folder, "folder") is None:
         if store.kind(folder) == "sweep":
-            return Sweep(folder)
+            return Sweep(folder, all_versions=all_versions)
         if os.path.lexists(folder / "inspect.json"):
             return Inspection(folder)
         if os.path.lexists(folder / "transfer.csv"):
@@ -236,17 +240,23 @@ class Evaluation(Shown):
 
 @dataclass(eq=False)
 class Sweep(Shown):
-    """A sweep folder's store, every job it holds: ``runs`` one row per job; ``table`` per
-    grid cell and scheme, the paired difference to the cell's best scheme (percent)."""
+    """A sweep folder's store: ``runs`` one row per job; ``table`` per grid cell and scheme,
+    the paired difference to the cell's best scheme (percent). A scheme whose code changed
+    between sweeps, or rows trained under earlier random streams, leave several versions of
+    its rows in the store: each scheme's current version is shown (its code as last swept,
+    this initbench's streams), and ``older`` names the others; ``all_versions=True`` shows
+    them side by side, each named apart."""
 
     folder: Path
     runs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # its rows, read from the store if not given
+    all_versions: bool = False
+    older: list[store.Version] = field(default_factory=list, repr=False)  # the versions not in ``runs``
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         if self.runs.empty:
             with store.open_store(self.folder, write=False) as st:
-                self.runs = st.frame()
+                self.runs, self.older = st.versions(self.all_versions)
         if self.runs.empty:
             raise UsageError(f"The store in {self.folder} holds no finished job yet. Run the sweep first (it resumes).")
 
@@ -255,8 +265,13 @@ class Sweep(Shown):
         return sweep.cells_frame(self.runs)
 
     @property
+    def cells(self) -> pd.DataFrame:
+        """Per cell and scheme (cells.csv): accuracies and paired differences, fractions unrounded."""
+        return self._cells[0]
+
+    @property
     def table(self) -> pd.DataFrame:
-        return in_percent(self._cells[0])
+        return in_percent(self.cells)
 
     @property
     def info(self) -> dict[str, Any] | None:
@@ -271,14 +286,14 @@ class Sweep(Shown):
         return [expect.Outcome.from_record(r) for r in (self.info or {}).get("expectations", [])]
 
     def listings(self) -> list[report.Listing]:
-        return [sweep.listing(self.runs, *self._cells)]
+        return [sweep.listing(self.runs, *self._cells, self.older)]
 
     def figures(self) -> dict[str, Figure]:
         return {name.removesuffix(".png"): draw(None) for name, draw in sweep.pictures_of(*self._cells).items()}
 
     def page_part(self) -> htmlreport.Part:
         """Its share of an HTML page (its report.html)."""
-        return sweep.page_part(self.folder, self.runs, *self._cells)
+        return sweep.page_part(self.folder, self.runs, *self._cells, older=self.older)
 
 
 @dataclass(eq=False)
@@ -297,10 +312,13 @@ class SweepPlan(Shown):
 
 
 def in_percent(frame: pd.DataFrame) -> pd.DataFrame:
-    """Accuracies and their differences as printed, in percent: val_acc_mean -> val_acc_pct."""
+    """The numbers as the printed table shows them: accuracies, their stds and differences in
+    percent (val_acc_mean -> val_acc_pct) rounded to 2 decimals, losses to 3. The frame given
+    keeps them unrounded, in fractions (a view's ``summary``, ``comparison``, ``rows``, ``cells``)."""
     scaled = [c for c in frame.columns if "acc" in c or c.startswith("diff_") or c == "chance"]
-    return frame.assign(**{c: frame[c] * 100 for c in scaled}).rename(
-        columns={c: c.removesuffix("_mean") + "_pct" for c in scaled})
+    losses = [c for c in frame.columns if "loss" in c]
+    return frame.assign(**{c: (frame[c] * 100).round(2) for c in scaled}, **{c: frame[c].round(3) for c in losses}
+                        ).rename(columns={c: c.removesuffix("_mean") + "_pct" for c in scaled})
 
 
 def loss_pictures(losses: pd.DataFrame, plot_batches: int, n_batches: int, classes: int) -> dict[str, Drawing]:

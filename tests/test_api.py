@@ -1,6 +1,7 @@
 """The Python API as a user meets it: `import initbench as ib`, on real data, tiny runs;
 subprocesses where what is printed matters, and the lesson's notebook in a real kernel."""
 
+import base64
 import json
 import os
 import subprocess
@@ -53,6 +54,23 @@ def test_import_is_light_and_help_shows_the_api() -> None:
     assert "compare(schemes" in help_text  # the functions, documented
 
 
+@pytest.mark.parametrize(("load", "given", "policy"), [(99.0, None, "PASSIVE"), (0.0, None, None),
+                                                     (99.0, "ACTIVE", "ACTIVE")])
+def test_threads_wait_passively_where_every_cpu_is_busy(load: float, given: str | None, policy: str | None) -> None:
+    """OpenMP's spinning threads made every step of a sweep 15 to 50 times as long on a
+    2-core machine other work kept busy (planned at 56 minutes; 3.5 with passive waiting):
+    passive there, before torch loads; spinning, faster, on a machine with CPUs to spare;
+    a policy the user set, kept."""
+    code = ("import os; os.getloadavg = lambda: (%r, 0.0, 0.0)\nimport initbench, sys\n"
+            "assert 'torch' not in sys.modules\nprint(os.environ.get('OMP_WAIT_POLICY'), initbench.busy())" % load)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | IMPORTABLE
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env | ({"OMP_WAIT_POLICY": given} if given else {}))
+    assert done.returncode == 0, done.stderr
+    shown, said = done.stdout.split(" ", 1)
+    assert shown == str(policy) and (said.startswith("load 99.0 on ") if load else said.strip() == "None")
+
+
 def test_acceptance_prints_the_table_and_nothing_else(tmp_path: Path, data_dir: Path) -> None:
     code = ("import initbench as ib; print(ib.compare(['rule', 'default'], seeds=2, epochs=1, "
             "train_samples=1000).table)")
@@ -78,6 +96,18 @@ def test_a_run_is_a_view_of_its_folder(run: ib.Run) -> None:
     again = ib.open(run.folder)
     assert type(again) is ib.Run and again.folder == run.folder
     pd.testing.assert_frame_equal(again.table, table)
+
+
+def test_a_tables_numbers_are_rounded_as_printed_and_the_summary_keeps_them_whole(run: ib.Run) -> None:
+    """``.table`` showed 81.233333 where the table prints 81.23%: accuracies in percent to 2
+    decimals, losses to 3, as printed; ``.summary`` keeps the fractions unrounded."""
+    table, summary = run.table, run.summary.set_index("scheme").loc[run.table.index]
+    for shown, whole, scale, decimals in (("val_acc_pct", "val_acc_mean", 100, 2),
+                                          ("val_acc_std_pct", "val_acc_std", 100, 2),
+                                          ("test_acc_pct", "test_acc_mean", 100, 2),
+                                          ("last_batch_loss_mean", "last_batch_loss_mean", 1, 3)):
+        pd.testing.assert_series_equal(table[shown], (scale * summary[whole]).round(decimals), check_names=False)
+    assert (summary["last_batch_loss_mean"] != summary["last_batch_loss_mean"].round(3)).any()  # unrounded there
 
 
 def test_a_run_renders_as_the_command_line_prints_it(run: ib.Run) -> None:
@@ -125,6 +155,8 @@ def test_sweep_from_a_dict_resumes(tmp_path: Path, data_dir: Path) -> None:
     assert isinstance(planned, ib.SweepPlan) and (planned.table["status"] == "to train").sum() == 8
     done = ib.sweep(grid, out=tmp_path / "s")
     assert len(done.runs) == 8 and len(done.table) == 4 and done.table["val_acc_pct"].between(0, 100).all()
+    for shown, whole in (("val_acc_pct", "val_acc_mean"), ("diff_pct", "diff_mean")):  # as printed; .cells whole
+        pd.testing.assert_series_equal(done.table[shown], (100 * done.cells[whole]).round(2), check_names=False)
     assert done.info["figures"]["trained_now"] == 8 and set(done.figures()) == {"heatmap", "accuracy_by_lr"}
     again = ib.sweep(grid, out=tmp_path / "s")
     assert again.info["figures"]["trained_now"] == 0
@@ -137,10 +169,39 @@ def test_sweep_from_a_dict_resumes(tmp_path: Path, data_dir: Path) -> None:
 def test_schemes_and_the_modules_of_the_same_name() -> None:
     listed = ib.schemes()
     assert {"zeros", "rule", "kaiming_normal"} <= set(listed.index) and "formula" in listed.columns
+    assert list(ib.schemes("orthogonal").index) == ["orthogonal", "lsuv"]  # as `initbench schemes PATTERN` finds
     from initbench import schemes, sweep  # still the modules, which, called, are the API's functions
 
     assert schemes.get("rule").name == "rule" and callable(sweep.cells_frame)
     assert ib.sweep is sweep and "dry_run" in str(__import__("inspect").signature(ib.sweep))
+
+
+# The one line that runs the lesson in place, its outputs written into it (docs/python-api.md).
+EXECUTE_THE_LESSON = "jupyter execute --inplace examples/lesson.ipynb"
+
+
+def test_the_lesson_notebook_ships_with_the_outputs_of_running_it() -> None:
+    """A reader on GitHub saw no table and no picture: the notebook is committed executed,
+    by EXECUTE_THE_LESSON (nbclient: every code cell run once, in order, in one kernel, its
+    timing recorded), on the whole lesson as shipped; what it writes, examples/results/, is
+    not committed."""
+    notebook = nbformat.read(ROOT / "examples" / "lesson.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert "TRAIN_SAMPLES = None" in code[0].source and "EPOCHS = 2" in code[0].source  # the lesson, not a subset
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), \
+        f"not executed top to bottom: run `{EXECUTE_THE_LESSON}`"
+    assert all("iopub.execute_input" in cell.metadata.get("execution", {}) for cell in code)  # nbclient's record
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"], outputs
+    shown = [o.data for o in outputs if o.output_type in ("execute_result", "display_data")]
+    tables = [d["text/html"] for d in shown if "<table>" in d.get("text/html", "")]
+    assert any(all(name in table for name in ("zeros", "ones", "uniform", "rule", "normal", "default"))
+               for table in tables), "no table of the lesson's run"
+    pictures = [base64.b64decode(d["image/png"]) for d in shown if "image/png" in d]
+    assert pictures and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in pictures), "no picture"
+    assert not any(str(ROOT) in json.dumps(o) for o in outputs)  # nothing of the machine it was run on
+    ignored = subprocess.run(["git", "check-ignore", "-q", "examples/results/any-run"], cwd=ROOT)
+    assert ignored.returncode == 0, "examples/results/ (what the notebook writes) is not ignored by git"
 
 
 def test_lesson_notebook_runs_in_a_kernel(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,7 +216,9 @@ def test_lesson_notebook_runs_in_a_kernel(tmp_path: Path, data_dir: Path, monkey
     monkeypatch.setenv("INITBENCH_DATA_DIR", str(data_dir))
     monkeypatch.setenv("PYTHONPATH", IMPORTABLE["PYTHONPATH"])
     notebook = nbformat.read(ROOT / "examples" / "lesson.ipynb", as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells)  # shipped without outputs
+    for cell in notebook.cells:  # run afresh from its source: the outputs it ships with are the whole lesson's
+        if cell.cell_type == "code":
+            cell.update(outputs=[], execution_count=None)
     first = next(cell for cell in notebook.cells if cell.cell_type == "code")
     assert "TRAIN_SAMPLES = None" in first.source and "EPOCHS = 2" in first.source  # the real lesson, as shipped
     first.source = first.source.replace("TRAIN_SAMPLES = None", "TRAIN_SAMPLES = 600").replace("EPOCHS = 2",

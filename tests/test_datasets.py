@@ -119,6 +119,17 @@ def _hostile(gzipped: bool) -> Change:
     return change
 
 
+def _loop(folder: Path, _: dict[str, np.ndarray]) -> None:
+    (folder / NAMES[0]).unlink()
+    (folder / NAMES[0]).symlink_to(NAMES[0])
+
+
+def _stray_label(values: dict[str, np.ndarray]) -> np.ndarray:
+    labels = values[NAMES[1]].copy()
+    labels[7] = 255
+    return labels
+
+
 def _truncated(folder: Path, _: dict[str, np.ndarray]) -> None:
     path = folder / NAMES[2]
     content = path.read_bytes()
@@ -138,6 +149,15 @@ PROBLEMS = {
     "hostile": (_hostile(False), "header describes 9,223,372,036,854,775,824 bytes of images, but the file holds 116"),
     "hostile gz": (_hostile(True), "but the file can hold at most about"),
     "truncated": (_truncated, "is shorter than its header says (96,016 bytes decompressed)"),
+    # a label is its class's number: one stray label would make a network of 256 outputs, 253 never trained
+    "stray label": (_replaced(NAMES[1], _stray_label),
+                    "training labels are 0-1 and 255: as a label is its class's number, they make 256 classes, 253 "
+                    "of them without a training image (2-254)"),
+    "classes without images": (lambda folder, source: [_replaced(name, lambda v: v[name] * 9)(folder, source)
+                                                       for name in (NAMES[1], NAMES[3])],
+                               "training labels are 0 and 9: as a label is its class's number, they make 10 "
+                               "classes, 8 of them without a training image (1-8)"),
+    "file that is a link loop": (_loop, f"The IDX file {{folder}}/{NAMES[0]} is a symbolic link loop"),
 }
 
 
@@ -146,7 +166,7 @@ def test_a_bad_idx_folder_is_a_usage_error_naming_what_to_do(problem: str, tmp_p
     folder = write_folder(tmp_path / "data", two_classes, gzipped=False)
     change, fragment = PROBLEMS[problem]
     change(folder, two_classes)
-    with pytest.raises(UsageError, match=re.escape(fragment)) as err:
+    with pytest.raises(UsageError, match=re.escape(fragment.format(folder=folder))) as err:
         config.resolve(options={"dataset": f"idx:{folder}"})
     assert "\n" not in str(err.value) and err.value.exit_code == 2
 

@@ -468,3 +468,71 @@ def test_the_readme_has_runnable_recipes() -> None:
                      "The papers' claims"):
         assert expected in sections, f"no runnable code block under the README's heading {expected!r}"
     assert any(c.kind == "python" for c in COMMANDS)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. The scheme contracts' examples (docs/your-own-scheme.md) do what the page says
+
+
+def test_the_scheme_contracts_examples_do_what_the_page_says(data_dir: Path, tmp_path: Path) -> None:
+    """Each ```python block of the page saved as a file named after its function, then used as
+    the page says: ZerO's residual rule zeroes exactly the layers that end a residual branch;
+    the whole-model example's logits on context.batch have the std it is given; and
+    context.batch holds min(500, training images) images (all 300 under train_samples 300)."""
+    import torch
+
+    from initbench import data, streams
+    from initbench.jobs import DataSettings, Job, TrainSettings
+    from initbench.schemes.registry import layer_records
+
+    _, blocks = prose_and_blocks((DOCS / "your-own-scheme.md").read_text(encoding="utf-8"))
+    files = {}
+    for block in blocks:
+        if block.language == "python" and (defined := re.search(r"^def (\w+)\(", block.text, re.MULTILINE)):
+            files[defined[1]] = tmp_path / f"{defined[1]}.py"
+            files[defined[1]].write_text(block.text + "\n")
+    assert {"zero_", "calibrated"} <= set(files), files
+    (tmp_path / "probe.py").write_text("def probe(model, context):\n"
+                                       "    for layer in model.layers:\n        layer.weight.zero_()\n"
+                                       "        layer.bias.zero_()\n"
+                                       "    return [f'{len(context.batch)} images'] * len(model.layers)\n")
+    x_train = data.load(data_dir, DataSettings(train_samples=300)).x_train
+
+    resmlp = TrainSettings.of(network="resmlp", hidden=(64, 64), train_samples=300)
+    model, _ = streams.initialize(Job(f"{files['zero_']}:zero_", 0, resmlp), x_train)
+    ends = [record.ends_branch for record in layer_records(model)]
+    assert ends == [False, False, True, False, True, False]  # input, two blocks of (W1, W2), output
+    assert [bool((layer.weight == 0).all()) for layer in model.layers] == ends
+
+    mlp = TrainSettings.of(train_samples=300)
+    for spec, std in ((f"{files['calibrated']}:calibrated", 1.0), (f"{files['calibrated']}:calibrated:0.1", 0.1)):
+        model, provenance = streams.initialize(Job(spec, 0, mlp), x_train)
+        with torch.no_grad():
+            assert float(model(x_train).std()) == pytest.approx(std, rel=1e-4)  # the batch is all 300 images
+        assert provenance[-1] == f"He normal, logits scaled to std {std:g}"
+    assert streams.initialize(Job(f"{tmp_path / 'probe.py'}:probe", 0, mlp), x_train)[1][0] == "300 images"
+    assert streams.initialize(Job(f"{tmp_path / 'probe.py'}:probe", 0, TrainSettings.of(train_samples=600)),
+                              data.load(data_dir, DataSettings(train_samples=600)).x_train)[1][0] == "500 images"
+
+
+# A time a text states ("about 6 s", "4 minutes", "a minute or two"), and the machines times are measured on.
+TIME = re.compile(r"\b\d+(?:\.\d+)?(?:(?: to |-)\d+)? (?:s|seconds?|min|minutes?|h|hours?)\b|\ba minute\b|\bminutes\b")
+MACHINE = re.compile(r"Xeon|EPYC|GPU")
+
+
+def test_configs_and_the_notebook_say_where_their_times_were_measured() -> None:
+    """"Well under a minute on 2 CPU cores", "a minute or two on a laptop's CPU": times that
+    did not hold on a 2-core AMD EPYC under load. A config's comment, or a text cell of the
+    lesson notebook, that states a time names the machine it was measured on."""
+    import json
+
+    texts = {str(path.relative_to(ROOT)): "\n".join(line for line in path.read_text().splitlines()
+                                                    if line.lstrip().startswith("#"))
+             for path in sorted((ROOT / "configs").glob("**/*.toml"))}
+    cells = json.loads((ROOT / "examples" / "lesson.ipynb").read_text())["cells"]
+    texts |= {f"examples/lesson.ipynb, cell {i}": "".join(cell["source"]) for i, cell in enumerate(cells)
+              if cell["cell_type"] == "markdown"}
+    unsaid = [where for where, text in texts.items() if TIME.search(text) and not MACHINE.search(text)]
+    assert not unsaid, f"a time without the machine it was measured on: {unsaid}"
+    assert any(TIME.search(text) for text in texts.values())  # the times are there, named
+

@@ -4,6 +4,8 @@ rule against uniform after one epoch on 1,000 images is about 56% against 10% (c
 at a learning rate of 10 rule learns nothing either, on any CPU."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -112,6 +114,8 @@ def test_a_failed_expectation_exits_1_once_the_run_is_written(base: Path, data_d
 
 @pytest.mark.parametrize("args,fragment", [
     (["rule", "uniform", "--seeds", "3", "--expect", "lsuv > rule"], "names lsuv, which this run does not train"),
+    (["rule", "zeros", "--seeds", "3", "--expect", "rul > zeros"], "does not train: it trains rule, zeros. Did you "
+                                                                   "mean rule?"),  # a typo: the closest it trains
     (["rule", "uniform", "--expect", "rule ~ uniform"], "one seed cannot say"),
     (["rule", "uniform", "--expect", "rule > 85"], "write 0.85 or 85%"),
     (["rule", "uniform", "--expect", "rule = uniform"], "with one operator of >=, <=, >, <, ~"),
@@ -222,3 +226,22 @@ def test_conditions_are_judged_as_documented() -> None:
     one = {"a": {0: 0.8}, "b": {0: 0.8}}
     assert [o.held for o in expect.evaluate(["a > b", "a >= b", "a >= 80%", "a > 0.8"], one)] == [
         False, True, True, False]
+
+
+def test_junit_is_valid_xml_whatever_the_folders_are_named(data_dir: Path, tmp_path: Path) -> None:
+    """Folder names holding control characters (an escape sequence, a bell) or a byte that is not
+    UTF-8: XML 1.0 holds none of them, so the document writes them as Python does."""
+    run = tmp_path / "run-\x1b[31m-\x07"
+    done = subprocess.run([sys.executable, "-m", "initbench", "compare", "rule", "--seeds", "1", "--epochs", "1",
+                           "--train-samples", "500", "--data-dir", str(data_dir), "--out", str(run), "-f", "junit"],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    suite = junit_suite(done.stdout.decode())  # parsed by xml.etree: well-formed
+    assert suite.get("name") == f"initbench compare {tmp_path}/run-\\x1b[31m-\\x07"
+    copy = os.fsencode(tmp_path) + b"/copy-\xff"
+    shutil.copytree(os.fsencode(run), copy)
+    done = subprocess.run([sys.executable, "-m", "initbench", "diff", os.fsencode(run), copy, "-f", "junit"],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    suite = junit_suite(done.stdout.decode())
+    assert suite.get("name") == f"initbench diff {tmp_path}/run-\\x1b[31m-\\x07 {tmp_path}/copy-\\xff"

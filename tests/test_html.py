@@ -7,6 +7,7 @@ are skipped where Debian's chromium is not installed (scripts/setup.sh installs 
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import shutil
@@ -129,8 +130,72 @@ def test_a_compare_runs_page_in_a_browser(browser: chromium.Browser, compared: t
     rows = printed_rows(printed)
     assert [row[0] for row in rows] == ["rule", "default", "zeros"]
     texts = [cell for row in rows for cell in row] + ["initbench compare --config config.toml", 'schemes = ["rule", '
-             '"zeros", "default"]', "FashionMNIST", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"]
+             '"zeros", "default"]', "FashionMNIST", "The data files' SHA-256"]
     check_page(browser, out / htmlreport.PAGE, texts, pictures=2, shots=tmp_path)
+    # The data files' digests, folded below where it ran: there for a reader who checks a copy, not in the way.
+    folded = browser.evaluate("[document.querySelector('details.digests').open, "
+                              "document.querySelector('details.digests').textContent]")
+    assert folded[0] is False and "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888" in folded[1]
+
+
+@pytest.fixture(scope="module")
+def lesson(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lesson's six schemes with two expectations (one seed, one epoch on 600 images): a
+    run whose settings hold long lines (schemes = [...], expect = [...])."""
+    out = tmp_path_factory.mktemp("html-lesson") / "lesson"
+    result = runner.invoke(app, ["compare", "--epochs", "1", "--train-samples", "600", "--data-dir", str(data_dir),
+                                 "--expect", "rule > zeros", "--expect", "default >= 0.3", "--out", str(out),
+                                 "--quiet", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+# Each line of the settings (a text rect of the pre's contents) against the column it is laid out in:
+# the columns' widths as CSS multi-column lays them out (column-width the least, gaps between).
+OVERFLOWING = """(() => {
+  const pre = document.querySelector('pre.settings'), style = getComputedStyle(pre), box = pre.getBoundingClientRect();
+  const left = box.left + parseFloat(style.paddingLeft) + parseFloat(style.borderLeftWidth);
+  const inner = pre.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const gap = parseFloat(style.columnGap), least = parseFloat(style.columnWidth);
+  const n = Math.max(1, Math.floor((inner + gap) / (least + gap))), width = (inner - (n - 1) * gap) / n;
+  const range = document.createRange();
+  range.selectNodeContents(pre);
+  return [n, Array.from(range.getClientRects()).filter(r => r.width > 0).filter(r => {
+    const column = Math.min(n - 1, Math.max(0, Math.floor((r.left - left + 1) / (width + gap))));
+    return r.right > left + column * (width + gap) + width + 1;
+  }).map(r => [r.left, r.right])];
+})()"""
+
+
+@pytest.mark.parametrize("width", [900, 1200, 1600])
+def test_long_settings_stay_in_their_column(browser: chromium.Browser, lesson: Path, width: int) -> None:
+    """schemes = [...] and expect = [...] ran over the next column of the Settings block at a
+    laptop's width: each line now wraps inside its own column."""
+    page = lesson / htmlreport.PAGE
+    assert trouble(visit(browser, page, width)) == []
+    columns, over = browser.evaluate(OVERFLOWING)
+    assert columns >= 2 and over == [], (columns, over)
+    shown = browser.evaluate("document.querySelector('pre.settings').innerText").splitlines()
+    assert shown == (lesson / "config.toml").read_text().splitlines()  # wrapped on screen, copied as written
+    assert 'schemes = ["zeros", "ones", "uniform", "rule", "normal", "default"]' in shown
+    assert 'expect = ["rule > zeros", "default >= 0.3"]' in shown
+
+
+def test_the_page_says_what_chance_is_and_why_constant_starts_stall(browser: chromium.Browser, lesson: Path) -> None:
+    """10% is chance (1 of 10 classes); which schemes stayed there; why a constant start cannot
+    learn: beside the table, above the pictures and the SHA-256 lines."""
+    assert trouble(visit(browser, lesson / htmlreport.PAGE, DESKTOP)) == []
+    said = " ".join(browser.evaluate("document.querySelector('.meaning').innerText").split())
+    assert "Chance is 10%: with 10 classes" in said
+    with open(lesson / "accuracy.csv", newline="") as file:
+        stalled = [row["scheme"] for row in csv.DictReader(file) if float(row["val_acc_mean"]) < 0.12]
+    assert {"zeros", "ones"} <= set(stalled)  # constant starts, at chance on any CPU
+    assert "stayed at chance (within 2 points of it)" in said and all(name in said for name in stalled)
+    assert "start every unit of a layer with the same weights" in said and "symmetry problem" in said
+    assert "ln 10 = 2.303" in said and "zeros ended there" in said  # zeros' loss: every class alike
+    order = browser.evaluate("Array.from(document.querySelectorAll('.listing, .meaning, .figures, details.digests'),"
+                             " e => e.className)")
+    assert order == ["listing", "meaning", "figures", "digests"], order
 
 
 def test_a_sweeps_page_in_a_browser(browser: chromium.Browser, swept: tuple[Path, str], tmp_path: Path) -> None:

@@ -118,6 +118,31 @@ def test_help_reads_well_at_80_columns(command: str | None) -> None:
     assert "<bool>" not in result.output and "[default: (" not in result.output and "…" not in result.output
 
 
+def test_top_level_help_gives_each_commands_line_whole_at_80_columns() -> None:
+    """Click cut each command's first sentence beside the names ("...into a resumable...")."""
+    import typer
+
+    text = runner.invoke(app, ["--help"], env={"COLUMNS": "80"}).output
+    commands = text.split("Commands:")[1]
+    assert "..." not in commands and max(len(line) for line in text.splitlines()) <= 80
+    flowing = " ".join(commands.split())
+    for name, command in typer.main.get_command(app).commands.items():
+        first = " ".join(command.help.split("\n\n")[0].split())
+        assert f"{name} {first}" in flowing, (name, first)
+
+
+@pytest.mark.parametrize(("command", "says", "never"), [
+    ("compare", "a test case per --expect condition", ["--fail-on", "diff", "cell"]),
+    ("sweep", "in each grid cell", ["--fail-on", "diff"]),
+    ("diff", "failing as --fail-on says", ["--expect"]),
+])
+def test_each_gates_junit_help_describes_its_own_test_cases(command: str, says: str, never: list[str]) -> None:
+    """compare --help described diff's JUnit output ("diff: per scheme, failing as --fail-on says")."""
+    text = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}).output.split())
+    junit = text[text.index("or junit:"):text.index("[default: table in a terminal")]
+    assert says in junit and not any(word in junit for word in never), junit
+
+
 def test_help_lists_choices_and_completion_is_on() -> None:
     help_text = runner.invoke(app, ["compare", "--help"], env={"COLUMNS": "80"}).output
     assert "<relu|tanh|sigmoid|gelu|selu|linear>" in help_text and "<auto|batched|sequential>" in help_text
@@ -128,7 +153,7 @@ def test_help_lists_choices_and_completion_is_on() -> None:
 
 def test_flags_take_no_value() -> None:
     """--track-stats is a flag: a word after it is a scheme, as it reads."""
-    result = runner.invoke(app, ["compare", "--track-stats", "true", "--epochs", "0"])
+    result = runner.invoke(app, ["compare", "--track-stats", "true"])
     assert result.exit_code == 2 and "Unknown scheme 'true'" in result.output
 
 
@@ -307,8 +332,8 @@ class Recorded:
                 super().stage(text, total)
                 self._record()
 
-            def advance(self, steps: int = 1, text: str | None = None) -> None:
-                super().advance(steps, text)
+            def advance(self, steps: int = 1, text: str | None = None, *kept: str) -> None:
+                super().advance(steps, text, *kept)
                 self._record()
 
         return Recording()
@@ -397,6 +422,41 @@ def test_the_time_left_stays_whole_and_the_description_gives_way(width: int) -> 
     assert training.endswith(" 20% eta 4:00") and len(training) <= width, training
     assert training.startswith("⠋ Training 7 models")  # shortened by its last parts, not cut in a word
     assert "…" not in training
+
+
+def test_a_training_line_keeps_its_loss_at_80_columns(data_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/cli.md promises the current loss: it went once the batch number had two digits
+    ("batch 20/60" then blank columns). Where the loss and the batch cannot both fit, the
+    batch goes first."""
+    import initbench.api as api
+
+    activity = Recorded(80)
+    monkeypatch.setattr(api, "_activity", lambda progress: activity)
+    api.compare(["kaiming_normal", "xavier_normal:2"], epochs=2, train_samples=2000, data_dir=data_dir,
+                out=tmp_path / "run", save_weights=False)
+    training = [line for line in progress_fits(activity.seen, 80) if "Training 2 models: epoch" in line]
+    assert training and all(re.search(r", loss \d+\.\d{3} ", line) for line in training), training
+    assert any(re.search(r"batch 1\d/20, loss", line) for line in training), training  # the batch too, at 80
+    narrow = Recorded(70)
+    with narrow.running():
+        narrow.stage("Training", total=1000)
+        narrow.advance(200, "Training 15 models (group 2 of 6): epoch 1/1, batch 20/120", ", loss 0.906")
+    assert narrow.seen[-1].startswith("⠋ Training 15 models: epoch 1/1, loss 0.906 "), narrow.seen[-1]
+
+
+def test_a_log_gets_a_line_per_epoch_with_the_time_left(data_dir: Path, tmp_path: Path) -> None:
+    """stderr not a terminal (a log, CI): each epoch's line says how much of the training is
+    done and the time left, so that a log shows progress."""
+    done = subprocess.run([sys.executable, "-m", "initbench", "compare", "kaiming_normal", "rule", "--epochs", "3",
+                           "--train-samples", "1000", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
+                           "--no-save-weights", "-f", "csv"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "Training 2 models: epoch 1/3" in lines, done.stderr
+    for epoch, share in ((2, "33%"), (3, "67%")):
+        assert any(re.fullmatch(rf"Training 2 models: epoch {epoch}/3 \({share} eta \d+:\d\d\)", line)
+                   for line in lines), done.stderr
 
 
 def test_the_time_left_counts_the_whole_stage_so_far() -> None:

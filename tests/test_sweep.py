@@ -3,6 +3,7 @@ one writer), and the report's paired statistics, on real data and a real SQLite 
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -363,6 +364,38 @@ def test_report_pairs_schemes_over_the_seeds_they_share(finished: tuple[Path, Pa
     assert result.exit_code == 0, result.output
     cells = pd.read_csv(pd.io.common.StringIO(result.stdout))
     assert len(cells) == 4 and sorted(cells["seeds"]) == [2, 2, 3, 3]
+
+
+def test_at_one_seed_the_verdict_is_the_point_difference_untested(data_dir: Path, tmp_path: Path) -> None:
+    """One seed has no interval: rule's 65.92% against zeros' 27.18% was "indistinguishable
+    at 1 seed". The verdict gives the point difference and says one seed cannot be tested."""
+    path = sweep_file(tmp_path, 'hidden = ["32", "32x2"]', schemes=["rule", "zeros"], seeds=1,
+                      data_dir=str(data_dir))
+    result = sweep(str(path), "--out", str(tmp_path / "one"), "--format", "markdown", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "indistinguishable" not in result.stdout
+    cells = pd.read_csv(tmp_path / "one" / "cells.csv", dtype={"hidden": str})
+    for row in cells[cells["scheme"] == "zeros"].itertuples():
+        assert row.seeds == 1 and row.diff_mean < 0
+        assert row.verdict == f"lower by {-100 * row.diff_mean:.2f} points; 1 seed cannot be tested", row.verdict
+        assert f"| {100 * row.diff_mean:+.2f} | {row.verdict} |" in result.stdout
+    assert "whether a difference is real cannot be tested" in " ".join(result.stdout.split())
+
+
+def test_the_plan_gives_its_time_as_a_range_of_the_timed_steps(finished: tuple[Path, Path]) -> None:
+    """The plan's estimate came from three steps' median: on a machine shared with other
+    work it said 71 minutes for a sweep of 75 s. Its steps are now timed several times, and
+    the plan line and sweep.json give the range their quartiles make."""
+    path, done = finished
+    figures = json.loads((done / "sweep.json").read_text())["figures"]
+    low, high = figures["estimated_seconds_range"]  # of the last run into it: nothing left to train is 0 s
+    assert low <= figures["estimated_seconds"] <= high and (low > 0 or figures["trained_now"] == 0), figures
+    result = sweep(str(path), "--out", str(done), "--set", "seeds=3", "--dry-run", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    unit = r"(s|min|h)"
+    assert re.search(rf"estimated (about [\d.]+ {unit}|[\d.]+( {unit})?-[\d.]+ {unit}) of training", said), said
+    assert "the middle half of their times" in said
 
 
 def test_a_store_is_kept_to_one_engine_and_device(finished: tuple[Path, Path], tmp_path: Path) -> None:

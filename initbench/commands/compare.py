@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import data, engines, executors, report, runfolder, schemes, store
+from initbench import data, engines, executors, report, runfolder, schemes, store, streams
 from initbench.commands import stamped
 from initbench.config import RunConfig
 from initbench.expect import accuracies, evaluate
@@ -85,6 +85,7 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
             **environment,
             "data": splits.sizes(),
             "data_identity": data.identity(train.data),
+            "random_streams": streams.VERSION,  # absent from earlier runs' run.json: version 1
             "started": started.isoformat(timespec="seconds"),
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "train_seconds": round(tally.train_seconds, 3),

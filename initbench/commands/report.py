@@ -13,15 +13,16 @@ from initbench import htmlreport, report, runfolder, sweep, views
 
 
 def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], None],
-                html: Path | None = None) -> report.Listing:
+                html: Path | None = None, all_versions: bool = False) -> report.Listing:
     """The table of finished compare runs (one table; a column names each row's run when
     there are several) and, with ``redraw``, their pictures and report.html written again
     in their folders (``note`` is told of each); with ``html``, one page of them at that
     path (of one run: its report.html; of several: the one table, then each run's
-    pictures, settings and provenance). A sweep folder is reported alone, from its store.
+    pictures, settings and provenance). A sweep folder is reported alone, from its store
+    (each scheme's current version, or with ``all_versions`` every version side by side).
     ``chosen`` is checked before torch loads (``runfolder.reported``)."""
     if chosen.sweep is not None:
-        return _report_sweep(chosen.sweep, redraw, note, html)
+        return _report_sweep(chosen.sweep, redraw, note, html, all_versions)
     runs = [_run(run.folder) for run in chosen.runs]
     summaries = [run.summary for run in runs]  # every run read before any is drawn
     if len(runs) > 1:
@@ -32,6 +33,14 @@ def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], 
                                       all(run.eval_dropout for run in runs))
     if len(epochs) > 1:
         listing.title = "Runs trained for different numbers of epochs"
+    by_streams: dict[int, list[str]] = {}
+    for run in runs:
+        by_streams.setdefault(run.info.get("random_streams", 1), []).append(run.folder.name)
+    if len(by_streams) > 1:  # not mixed unknowingly: their seeds' random numbers were drawn another way
+        listing.notes.append("These runs were trained under different random streams, so their numbers are not "
+                             "comparable seed by seed: " + "; ".join(
+                                 f"version {v}: {', '.join(names)}" for v, names in sorted(by_streams.items()))
+                             + " (version 1: each scheme drew its own initial weights and dropout masks).")
     if redraw:
         for run in runs:
             files = htmlreport.with_page(run.drawings(), run.page_part())
@@ -49,12 +58,15 @@ def _run(folder: Path) -> views.Run:
     return found if isinstance(found, views.Run) else views.Run(folder)
 
 
-def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None], html: Path | None) -> report.Listing:
+def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None], html: Path | None,
+                  all_versions: bool) -> report.Listing:
     """A sweep folder's report: every job its store holds (the union of every grid swept
-    into it), its views written again with ``redraw``, its page at ``html``."""
-    found = views.Sweep(folder)
-    if redraw:
-        sweep.write_views(folder, found.runs)
+    into it; of each scheme, its current version, or every version with ``all_versions``),
+    its views written again with ``redraw``, its page at ``html``."""
+    found = views.Sweep(folder, all_versions=all_versions)
+    if redraw:  # the folder's own views stay of the current versions
+        current = views.Sweep(folder) if all_versions else found
+        sweep.write_views(folder, current.runs, older=current.older)
         note(f"Views rewritten in {folder}: runs.csv, cells.csv, the pictures and {htmlreport.PAGE}.")
     if html is not None:
         htmlreport.write_page(html, [found.page_part()])

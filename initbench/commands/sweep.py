@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from initbench import data, engines, executors, report, results, runfolder, store, views
+import initbench
+from initbench import data, engines, executors, report, results, runfolder, schemes, store, views
 from initbench.config import RunConfig, SweepConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.executors import Executor
@@ -28,6 +29,15 @@ def duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     minutes = seconds / 60
     return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def durations(low: float, high: float) -> str:
+    """A range of times in words: "70-80 s", "50 s-2 min"; "about 3 min" where both say the same."""
+    a, b = duration(low), duration(high)
+    if a == b:
+        return f"about {a}"
+    (x, unit), (y, other) = a.split(" "), b.split(" ")
+    return f"{x}-{y} {unit}" if unit == other else f"{a}-{b}"
 
 
 def run(sweep: SweepConfig, name: str, activity: report.Activity,
@@ -73,11 +83,15 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                     st.check_in_place()  # the views are of this store, in this folder: not of one deleted meanwhile
                     activity.stage("Writing the views and drawing the pictures")
                     frame = st.frame(list(keys.values()))
+                    st.record_current({spec: schemes.get(spec).name for spec in config.schemes})
+                    older = st.versions()[1]
                     model_epochs = sum(job.settings.optim.epochs for job in planned.missing)
                     figures = {
                         "jobs": len(keys), "trained_now": len(planned.missing),
                         "in_store_before": len(keys) - len(planned.missing),
-                        "estimated_seconds": round(planned.seconds, 1), "estimated_peak_bytes": planned.peak_bytes,
+                        "estimated_seconds": round(planned.seconds, 1),
+                        "estimated_seconds_range": [round(planned.spread[0], 1), round(planned.spread[1], 1)],
+                        "estimated_peak_bytes": planned.peak_bytes,
                         "train_seconds": round(tally.train_seconds, 3), "chunk_seconds": round(tally.chunk_seconds, 3),
                         "model_epochs_per_second": round(model_epochs / tally.train_seconds, 3) if tally.train_seconds
                         else None,
@@ -91,11 +105,11 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                             "data_identity": _datasets(sweep)}
                     if config.expect:  # judged per cell, recorded in sweep.json; the command line tells them
                         info["expectations"] = [o.record() for o in expectations(frame, config.expect)]
-                    write_views(folder, frame, info)
+                    write_views(folder, frame, info, older)
     if dry_run:
         _tell_plan(sweep, planned, repeats, name, executor, activity, done)
         return views.SweepPlan(folder, _job_rows(keys, done.keys, sweep))
-    return views.Sweep(folder, frame)
+    return views.Sweep(folder, frame, older=older)
 
 
 def trained(result: views.Sweep) -> str:
@@ -117,7 +131,8 @@ def _done(st: store.Store, keys: dict[Job, str], config: RunConfig) -> store.Don
     """What of the grid is finished, as the run and its dry run both decide it, and which
     jobs are new because a user's scheme's code changed."""
     done = st.done(keys.values(), kept(config, config.save_weights))
-    done.code_changed = st.code_changed([job for job, key in keys.items() if key not in done.keys])
+    done.code_changed, done.restreamed = st.changed_versions([job for job, key in keys.items()
+                                                               if key not in done.keys])
     return done
 
 
@@ -197,10 +212,12 @@ def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str, execu
     largest = max((len(c) for c in planned.chunks), default=0)
     activity.say(f"In the store: {n - len(planned.missing):,}; to train: {len(planned.missing):,}"
                   + (f", in {report.plural(len(planned.chunks), 'chunk')} of up to {largest} models (one cell "
-                     f"each; {executor.description}); estimated {duration(planned.seconds)} of "
+                     f"each; {executor.description}); estimated {durations(*planned.spread)} of "
                      f"training and {planned.peak_bytes / 2**30:.1f} GiB of memory at most"
-                     + (" per task" if executor.slots > 1 else "") + " (from steps timed where they train)."
-                     if planned.missing else "."))
+                     + (" per task" if executor.slots > 1 else "") + " (from steps timed where they train: the "
+                     "middle half of their times)." if planned.missing else "."))
+    if planned.missing and (load := initbench.busy()) is not None:
+        activity.say(f"This machine is busy ({load}): training's times vary with the load.")
     for note in done.notes():  # rows the store holds that do not count as finished, and why
         activity.say(note)
 

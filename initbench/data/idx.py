@@ -21,7 +21,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -181,8 +181,7 @@ def dataset(argument: str) -> Dataset:
 def _file(folder: Path, name: str) -> Path:
     """The file ``name`` in ``folder``: itself, or else its .gz (torchvision keeps both)."""
     for path in (folder / name, folder / f"{name}.gz"):
-        why = paths.problem(path)
-        if why is None:
+        if os.path.lexists(path):  # a name there, even a link that leads nowhere: said as it is, not as missing
             why = paths.problem(path, "file")
             if why is not None:
                 raise UsageError(f"The IDX file {path} {why}. Replace it with the file itself.")
@@ -213,9 +212,32 @@ def _made(folder: Path, found: Folder) -> Dataset:
                f"its test labels go up to {int(test_y.max())}, but its training labels only to {classes - 1}")
         raise UsageError(f"The IDX folder {folder}'s labels are out of range ({why}). Give a folder whose training "
                          "set holds every class its test set does, at least two.")
+    import numpy as np
+
+    counts = np.bincount(train_y, minlength=classes)
+    if not counts.all():  # a stray label (255 among 0-9), or classes never used: outputs that no image trains
+        empty = np.flatnonzero(counts == 0)
+        raise UsageError(f"The IDX folder {folder}'s training labels are {_spans(np.flatnonzero(counts))}: as a label "
+                         f"is its class's number, they make {classes} classes, {len(empty)} of them without a "
+                         f"training image ({_spans(empty)}), which a network would have outputs for and never learn. "
+                         "Give a folder whose training labels number its classes from 0, without a gap.")
     return Dataset(f"{PREFIX}:{folder}", f"{PREFIX}:{folder}", tuple(map(str, range(classes))), rows * columns,
                    len(train_y), len(test_y), shas, partial(_read, folder, found, shas), scale=255.0,
                    image_shape=(rows, columns), keyed_as=PREFIX)
+
+
+def _spans(numbers: Iterable[int], most: int = 6) -> str:
+    """Sorted class numbers in words, runs as spans: "0-9 and 255" (the first ``most`` spans)."""
+    spans: list[list[int]] = []
+    for n in map(int, numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    words = [str(a) if a == b else f"{a}-{b}" for a, b in spans[:most]]
+    if len(spans) > most:
+        words.append(f"{len(spans) - most} more runs")
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _read(folder: Path, found: Folder, shas: Mapping[str, str], data_dir: Path,

@@ -21,6 +21,7 @@ from initbench.jobs import (
     NetworkSettings,
     OptimSettings,
     Progress,
+    StepTime,
     TrainSettings,
     check_batch_size,
 )
@@ -117,10 +118,10 @@ def train_chunks(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.de
     return batched.train(chunks, data, device, progress, keep)
 
 
-def step_seconds(settings: TrainSettings, device: torch.device) -> float:
-    """Seconds per model of one batched training step with ``settings``, timed here on as
-    many models as fit (at most a few: a network that fits once is timed alone); of a
-    network the batched engine does not write out, one sequential step."""
+def step_seconds(settings: TrainSettings, device: torch.device) -> StepTime:
+    """Seconds per model of one batched training step with ``settings``, timed here several
+    times on as many models as fit (at most a few: a network that fits once is timed
+    alone); of a network the batched engine does not write out, a sequential step."""
     from initbench.engines import batched, sequential
 
     if settings.network.network not in BATCHED_NETWORKS:

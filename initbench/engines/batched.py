@@ -9,7 +9,7 @@ into buffers made once, and gives Adam each model's slices. Nothing in the step
 mixes models, and on the CPU each rounding-sensitive operation is called per
 model (see Population), so every model's numbers are exactly those it gets
 alone, whichever models share its group. Initial weights, batch orders and
-dropout masks come from each model's own generators (see streams.py).
+dropout masks come from each seed's generators (see streams.py).
 
 What batching buys on the CPU is one step for all models: the batch gathered
 once, the dropout masks, the element-wise work that rounds alike in any kernel
@@ -41,6 +41,7 @@ from initbench.jobs import (
     JobResult,
     Keep,
     Progress,
+    StepTime,
     Tick,
     TrainSettings,
     batches_per_epoch,
@@ -52,7 +53,7 @@ from initbench.memory import MEMORY_SHARE, available
 from initbench.models import build, get as network_named
 from initbench.models.dropout import DRAWING_SCOPE, EVAL_CHUNK, MASK_BLOCK, DropoutMasks
 from initbench.models.mlp import MLP
-from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
+from initbench.streams import batch_orders, dropout_masks, evaluation_masks, initial_model
 
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
 aten = torch.ops.aten
@@ -423,25 +424,51 @@ def chunks(jobs: Sequence[Job], size: Callable[[TrainSettings], int]) -> list[li
     return found
 
 
-def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATION_MODELS) -> float:
-    """Seconds per model of one batched training step with these settings, measured here."""
-    return step_cost(s, device, models)[0] / models
+def step_seconds(s: TrainSettings, device: torch.device, models: int = CALIBRATION_MODELS) -> StepTime:
+    """Seconds per model of one batched training step with these settings, measured here
+    (``step_times``): the median and the quartiles."""
+    return StepTime.of([t / models for t in step_times(s, device, models)[0]])
 
 
-def step_cost(s: TrainSettings, device: torch.device, models: int, steps: int = 3) -> tuple[float, int]:
+def step_cost(s: TrainSettings, device: torch.device, models: int) -> tuple[float, int]:
     """Seconds of one batched training step of ``models`` models with these settings (the
-    median of ``steps`` after a warm-up one, with its share of drawing a block of dropout
-    masks), and the memory the models and their step take: CUDA's peak allocation, or on
-    the CPU the growth of the resident memory."""
+    median of ``step_times``), and the memory the models and their step take."""
+    times, used = step_times(s, device, models)
+    return statistics.median(times), used
+
+
+def step_times(s: TrainSettings, device: torch.device, models: int) -> tuple[list[float], int]:
+    """Seconds of each timed batched training step of ``models`` models with these settings
+    (``repeated``: several, after a warm-up), each with its share of drawing a block of
+    dropout masks; and the memory the models and their step take: CUDA's peak allocation,
+    or on the CPU the growth of the resident memory."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     before = _memory_in_use(device)
     step, dropout = sample_step(s, device, models)
     # A block of masks serves MASK_BLOCK steps: each step's share of drawing one.
     drawing = timed(lambda: dropout.at(0), device) / MASK_BLOCK if dropout is not None else 0.0
-    times = [timed(step, device) for _ in range(1 + steps)]
+    times = repeated(step, device)
     used = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _memory_in_use(device)) - before
-    return statistics.median(times[1:]) + drawing, used
+    return [t + drawing for t in times], used
+
+
+WARM_UP = 2  # steps run before any is timed: the first allocate what the later ones reuse
+TIMED = (5, 25)  # the fewest and the most steps timed ...
+TIMED_SECONDS = 1.0  # ... between which timing stops once this long has been timed
+
+
+def repeated(step: Callable[[], object], device: torch.device) -> list[float]:
+    """Seconds of each of several runs of ``step`` after WARM_UP untimed ones: at least
+    TIMED[0], then more until TIMED_SECONDS have been timed (at most TIMED[1]). One run
+    alone said little on a machine shared with other work, where a step now and then
+    waits for a CPU: a sweep's plan reads the median and the spread of them all."""
+    for _ in range(WARM_UP):
+        timed(step, device)
+    times: list[float] = []
+    while len(times) < TIMED[0] or (sum(times) < TIMED_SECONDS and len(times) < TIMED[1]):
+        times.append(timed(step, device))
+    return times
 
 
 def sample_step(s: TrainSettings, device: torch.device, models: int) -> tuple[Callable[[], None], DropoutMasks | None]:
@@ -458,8 +485,7 @@ def sample_step(s: TrainSettings, device: torch.device, models: int) -> tuple[Ca
     alive = torch.ones(models, dtype=torch.bool, device=device)
     dropout = masks = None
     if s.network.dropout:
-        dropout = DropoutMasks(s.network.dropout, s.network.hidden, n, MASK_BLOCK,
-                               [dropout_generator(job, device) for job in jobs], device)
+        dropout = dropout_masks(jobs, device, n, MASK_BLOCK)
         dropout.at(0)
         masks = dropout.at(1)
 
@@ -501,7 +527,7 @@ def train(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.device,
 def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progress: Progress, label: str,
                  keep: Keep) -> list[JobResult]:
     s, m = jobs[0].settings, len(jobs)
-    net, o = s.network, s.optim
+    o = s.optim
     progress(Tick("building", label))
     with record_function(SCOPES["building"]):
         models = [initial_model(job, data.x_train) for job in jobs]
@@ -510,8 +536,7 @@ def _train_chunk(jobs: Sequence[Job], data: Splits, device: torch.device, progre
         del models
     orders = [batch_orders(seed, len(data.y_train)) for seed in population.seeds]
     n_batches = batches_per_epoch(len(data.y_train), o.batch_size)
-    dropout = DropoutMasks(net.dropout, net.hidden, o.batch_size, n_batches,
-                           [dropout_generator(job, device) for job in jobs], device) if net.dropout else None
+    dropout = dropout_masks(jobs, device, o.batch_size, n_batches)
     eval_masks = evaluation_masks(jobs, device)
     losses = torch.full((m, o.epochs, n_batches), math.nan, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)

@@ -5,7 +5,6 @@ one after another, the way a person would write it. It trains any registered net
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from initbench.jobs import (
     Keep,
     OptimSettings,
     Progress,
+    StepTime,
     Tick,
     TrainSettings,
     batches_per_epoch,
@@ -29,7 +29,7 @@ from initbench.jobs import (
     state_dict,
 )
 from initbench.models.dropout import EVAL_CHUNK, DropoutMasks
-from initbench.streams import batch_orders, dropout_generator, evaluation_masks, initial_model
+from initbench.streams import batch_orders, dropout_masks, evaluation_masks, initial_model
 
 
 @torch.no_grad()
@@ -77,7 +77,7 @@ def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor
 
 def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress, label: str,
                keep: Keep) -> JobResult:
-    net, o = job.settings.network, job.settings.optim
+    o = job.settings.optim
     progress(Tick("building", label))
     model = initial_model(job, data.x_train)
     initial = state_dict(model) if keep.initial else None
@@ -91,8 +91,7 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     opt = optimizer(param_groups(model, range(o.freeze, len(model.layers)), o.lr, job.settings), o)
     orders = batch_orders(job.seed, len(data.y_train))
     n_batches = batches_per_epoch(len(data.y_train), o.batch_size)
-    dropout = (DropoutMasks(net.dropout, net.hidden, o.batch_size, n_batches, [dropout_generator(job, device)],
-                            device) if net.dropout else None)
+    dropout = dropout_masks([job], device, o.batch_size, n_batches)
     eval_masks = evaluation_masks([job], device)
     losses = torch.full((o.epochs, n_batches), math.nan, device=device)
     val_acc: list[float] = []
@@ -132,10 +131,10 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
                   state_dict(model) if keep.weights else None, initial, stats if keep.layer_stats else None)
 
 
-def step_seconds(s: TrainSettings, device: torch.device, steps: int = 3) -> float:
+def step_seconds(s: TrainSettings, device: torch.device) -> StepTime:
     """Seconds of one training step of one model with these settings, measured here on random
-    images (the median of ``steps`` after a warm-up one): what a sweep plans this engine by."""
-    from initbench.engines.batched import timed
+    images (``batched.repeated``: several, after a warm-up): what a sweep plans this engine by."""
+    from initbench.engines.batched import repeated
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(s.optim.batch_size, dataset_named(s.data.dataset).input_size, generator=gen).to(device)
@@ -148,4 +147,4 @@ def step_seconds(s: TrainSettings, device: torch.device, steps: int = 3) -> floa
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    return statistics.median([timed(step, device) for _ in range(1 + steps)][1:])
+    return StepTime.of(repeated(step, device))

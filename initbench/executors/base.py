@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from initbench.executors.raysettings import RaySettings
-from initbench.jobs import DataSettings, Job, JobResult, Keep, TrainSettings
+from initbench.jobs import DataSettings, Job, JobResult, Keep, StepTime, TrainSettings
 
 if TYPE_CHECKING:
     import torch
@@ -52,8 +52,8 @@ class Executor(Protocol):
         """Models per chunk that fit where chunks train, for each of ``settings``."""
         ...
 
-    def step_seconds(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, float]:
-        """Seconds per model of a batched step, timed where chunks train."""
+    def step_seconds(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, StepTime]:
+        """Seconds per model of a batched step, timed several times where chunks train."""
         ...
 
     def train(self, chunks: Mapping[DataKey, list[list[Job]]], load: Callable[[DataKey], Splits], keep: Keep,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from initbench import engines, store
 from initbench.executors.base import DataKey, Finished, Placement
-from initbench.jobs import Job, Keep, TrainSettings
+from initbench.jobs import Job, Keep, StepTime, TrainSettings
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +50,7 @@ class Local:
     def max_models(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, int]:
         return {s: engines.models_that_fit(s, self.data_device) for s in settings}
 
-    def step_seconds(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, float]:
+    def step_seconds(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, StepTime]:
         return {s: engines.step_seconds(s, self.data_device) for s in settings}
 
     def train(self, chunks: Mapping[DataKey, list[list[Job]]], load: Callable[[DataKey], Splits], keep: Keep,

@@ -41,9 +41,11 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import grpc
 import ray
 import torch
 from ray._private import services, utils as ray_utils
+from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
 
 from initbench import engines
 from initbench.data import Splits
@@ -52,16 +54,13 @@ from initbench.executors import raywatch
 from initbench.executors.base import DataKey, Finished, Placement
 from initbench.executors.local import machine
 from initbench.executors.raysettings import RAY_ADDRESS, ray_address
-from initbench.jobs import Job, JobResult, Keep, TrainSettings, batches_per_epoch
+from initbench.jobs import Job, JobResult, Keep, StepTime, TrainSettings, batches_per_epoch
 from initbench.report import Activity, plural
 from initbench.schemes import user
 
 MAX_RETRIES = 3  # runs of a chunk after its worker died
-CONNECT_SECONDS = 10  # to reach a cluster's address, and for it to answer there
-# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (a cluster's GCS, or its Ray
-# Client server) answers them at once with a SETTINGS frame (type 4) of its own.
-HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-SETTINGS = 4
+CONNECT_SECONDS = 5  # to reach a cluster's address, and for it to answer there (Ray itself retries for minutes)
+AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"  # Ray's own variables
 RUNTIME_ROOM = 16 * 2**20  # bytes free for a runtime's folder (its logs take a few hundred KB a run)
 RECORDED = "recorded"  # an address's source: the cluster `ray start` recorded on this machine
 ADVICE = {  # what else to do, by where the address came from
@@ -119,39 +118,116 @@ def _cluster(option: str | None) -> tuple[str | None, str, str]:
             named, source = f"{address} (the cluster `ray start` recorded on this machine)", RECORDED
         elif address != given:  # localhost: Ray goes to this machine's own address, which another server may not
             named += f", which Ray reaches as {address}"
-    why = _not_a_cluster(address)
-    if why:
-        raise _unreachable(named, why, source)
+    _check(address, named, source)
     return address, named, source
 
 
-def _not_a_cluster(address: str) -> str | None:
-    """Why nothing at ``address`` answers as a Ray cluster does; None if it does."""
+def _check(address: str, named: str, source: str) -> None:
+    """That ``address`` answers as a Ray cluster does, to this process: the first call a driver
+    makes (a GCS's cluster ID, a Ray Client server's ping), with a token where the cluster asks
+    for one (``_authenticate``)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as s:
-            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # the hello is not TLS: reaching it is all
-                return None
-            s.sendall(HTTP2_HELLO)
-            reply = b""
-            while len(reply) < 9 and (part := s.recv(9 - len(reply))):
-                reply += part
+    try:  # the socket's own words for what is wrong: refused, no route, nothing within the time
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
     except TimeoutError:
-        return f"nothing answered there within {CONNECT_SECONDS} s"
+        raise _unreachable(named, f"nothing answered there within {CONNECT_SECONDS} s", source) from None
     except OSError as e:
-        return (e.strerror or str(e)).rstrip(".")
-    if len(reply) < 9 or reply[3] != SETTINGS:
-        return ("something listens there, but it is not a Ray cluster (give the head's GCS port: 6379 unless "
-                "`ray start --port` chose another; the dashboard's 8265 is not it)")
-    return None
+        raise _unreachable(named, (e.strerror or str(e)).rstrip("."), source) from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # the probe's channel is not TLS: reaching it is
+        return  # all
+    answer = _call(address, {})
+    if answer == grpc.StatusCode.UNAUTHENTICATED:
+        _authenticate(address, named)
+    elif answer != grpc.StatusCode.OK:  # an HTTP server (the dashboard's), a proxy, a port that accepts and is silent
+        raise _unreachable(named, "something listens there, but it is not a Ray cluster (give the head's GCS port: "
+                           "6379 unless `ray start --port` chose another; the dashboard's 8265 is not it)", source)
+
+
+def _call(address: str, header: Mapping[str, str]) -> grpc.StatusCode:
+    """What the first call a driver makes gets at ``address``, sending ``header``: OK,
+    UNAUTHENTICATED (a cluster that asks for a token), or what else gRPC says."""
+    client = address.startswith("ray://")
+    # Ray's own channels go around an HTTP proxy unless RAY_grpc_enable_http_proxy says otherwise.
+    proxy = int(os.environ.get("RAY_grpc_enable_http_proxy", "0").lower() in ("1", "true"))
+    with grpc.insecure_channel(address.removeprefix("ray://"), options=[("grpc.enable_http_proxy", proxy)]) as channel:
+        try:
+            if client:
+                ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                    ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
+                    timeout=CONNECT_SECONDS, metadata=list(header.items()))
+            else:
+                gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                    gcs_service_pb2.GetClusterIdRequest(), timeout=CONNECT_SECONDS, metadata=list(header.items()))
+        except grpc.RpcError as e:
+            return e.code()
+    return grpc.StatusCode.OK
+
+
+def _authenticate(address: str, named: str) -> None:
+    """Token authentication for a cluster that asks for a token, settled before ``ray.init``,
+    which would try a missing or wrong token for 20 s, a warning a second. With RAY_AUTH_MODE
+    unset, a cluster on this machine gets this machine's token, as Ray's own `auto` gives it one
+    it finds here (`ray start` read the token from the same place); a cluster elsewhere gets one
+    only where RAY_AUTH_MODE=token says so, as with Ray itself, so a token is never sent to an
+    address it may not belong to. Otherwise one paragraph says what to set."""
+    mode = os.environ.get(AUTH_MODE)
+    try:  # token authentication came with Ray 2.52
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        from ray._raylet import AuthenticationTokenLoader
+    except ImportError:
+        why = f"Ray {ray.__version__} here cannot send one (token authentication came with Ray 2.52)"
+    else:
+        try:
+            header = AuthenticationTokenLoader.instance().get_token_for_http_header(ignore_auth_mode=True)
+        except ray.exceptions.AuthenticationError:  # RAY_AUTH_TOKEN_PATH names a file it cannot read
+            header = {}
+        where = _token_source()
+        if not header:
+            why = f"this machine has no token (none in {where})"
+        elif mode is not None and mode.lower() != "token":
+            why = f"{AUTH_MODE} is {mode!r} here"
+        elif mode is None and not _here(address):
+            why = (f"{AUTH_MODE} is not set here, and without it this machine's token ({where}) goes to a cluster on "
+                   "this machine only")
+        elif _call(address, header) != grpc.StatusCode.OK:
+            why = f"it refused the token in {where}"
+        else:
+            if mode is None:
+                _enable_token_auth()  # for this process and what it starts, as ray.init does for a cluster found here
+            return
+    raise InitbenchError(
+        f"Could not connect to the Ray cluster at {named}: it uses token authentication, and {why}. Set "
+        f"{AUTH_MODE}=token here and give the cluster's token: {AUTH_TOKEN}=<token> (`ray get-auth-token` on its head "
+        f"prints it), or a copy of the head's ~/.ray/auth_token in ~/.ray/auth_token here (or in the file "
+        f"{AUTH_TOKEN_PATH} names).")
+
+
+def _token_source() -> str:
+    """Where Ray reads its token, in words: RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH
+    names, else ~/.ray/auth_token (Ray's order)."""
+    if os.environ.get(AUTH_TOKEN):
+        return AUTH_TOKEN
+    if path := os.environ.get(AUTH_TOKEN_PATH):
+        return f"{path}, from {AUTH_TOKEN_PATH}"
+    return "~/.ray/auth_token"
+
+
+def _here(address: str) -> bool:
+    """Whether ``address``'s host is this machine: one of its own addresses can be bound."""
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    try:
+        with socket.socket() as s:
+            s.bind((host, 0))
+    except OSError:
+        return False
+    return True
 
 
 def _unreachable(named: str, why: str, source: str) -> InitbenchError:
     return InitbenchError(
         f"Could not connect to a Ray cluster at {named}: {why}. Start one with `ray start --head` on the head "
         "machine (and `ray start --address=HEAD:6379` on each other machine), then give --ray-address auto on the "
-        "head, or HEAD:6379 on another machine. A cluster with token authentication (Ray's default) also needs "
-        "RAY_AUTH_MODE=token and its token here (~/.ray/auth_token, or RAY_AUTH_TOKEN)." + ADVICE.get(source, ""))
+        "head, or HEAD:6379 on another machine." + ADVICE.get(source, ""))
 
 
 @contextmanager
@@ -283,7 +359,7 @@ class RayExecutor:
         fits, share = self._measure("fit", settings)
         return {s: max(1, int(n * share)) for s, n in fits.items()}
 
-    def step_seconds(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, float]:
+    def step_seconds(self, settings: Sequence[TrainSettings]) -> dict[TrainSettings, StepTime]:
         return self._measure("step", settings)[0]
 
     def train(self, chunks: Mapping[DataKey, list[list[Job]]], load: Callable[[DataKey], Splits], keep: Keep,

@@ -1,6 +1,6 @@
-"""Dropout masks for a group of models, each drawn from the model's own generator: both
-engines draw training masks, and --lesson-eval's evaluation masks, through them, and give
-them to the network's ``forward``."""
+"""Dropout masks for a group of models, each drawn from its seed's generator: both engines
+draw training masks, and --lesson-eval's evaluation masks, through them, and give them to
+the network's ``forward``."""
 
 from __future__ import annotations
 
@@ -16,22 +16,30 @@ EVAL_CHUNK = 2_000  # images per evaluation pass (both engines; --lesson-eval dr
 
 
 class DropoutMasks:
-    """Dropout masks for a group of models, drawn from each model's own generator.
+    """Dropout masks for a group of models, drawn from their seeds' generators.
 
-    Every MASK_BLOCK steps, each model refills its block of masks ([steps, batch,
-    units] per hidden layer, layer after layer) from its generator, so a model's
-    masks depend on nothing but its generator and settings: the same in either
-    engine and whatever models share its group. Values are 0 or 1/(1-p), like
+    Every MASK_BLOCK steps, each generator refills a block of masks ([steps, batch,
+    units] per hidden layer, layer after layer), so a model's masks depend on nothing
+    but its generator and settings: the same in either engine and whatever models share
+    its group. Models of one seed share its generator (``rows``: each model's generator),
+    so its masks are drawn once and copied to the others: every scheme of a seed drops
+    the same units at the same step. Values are 0 or 1/(1-p), like
     F.dropout's. Random draws are the cost here, so each 64-bit draw makes four
     masks from four 15-bit fields (random_() fills 63 bits): a unit is dropped
     when its field is below round(p * 2^15), so p is honoured to within 2^-16.
     """
 
     def __init__(self, p: float, hidden: tuple[int, ...], batch_size: int, n_batches: int,
-                 generators: list[torch.Generator], device: torch.device, block: int = MASK_BLOCK) -> None:
+                 generators: list[torch.Generator], device: torch.device, block: int = MASK_BLOCK,
+                 rows: list[int] | None = None) -> None:
         self.n_batches, self.generators, self.block = n_batches, generators, block
+        rows = list(range(len(generators))) if rows is None else rows
+        # Each generator draws into its first model's row; the other models of its seed copy that row.
+        self.first = [rows.index(g) for g in range(len(generators))]
+        copies = [(i, self.first[g]) for i, g in enumerate(rows) if i != self.first[g]]
+        self.copies = [torch.tensor(c, dtype=torch.long, device=device) for c in zip(*copies)] if copies else None
         self.threshold, self.scale = round(p * 2**15), 1.0 / (1.0 - p)
-        self.blocks = [torch.empty(len(generators), block, batch_size, units, device=device) for units in hidden]
+        self.blocks = [torch.empty(len(rows), block, batch_size, units, device=device) for units in hidden]
         self.bits = [torch.empty(-(-block[0].numel() // 4), dtype=torch.int64, device=device) for block in self.blocks]
 
     def at(self, step: int) -> list[Tensor]:
@@ -43,15 +51,19 @@ class DropoutMasks:
         return [block[:, t] for block in self.blocks]
 
     def _draw(self, steps: int) -> None:
-        for i, generator in enumerate(self.generators):
+        for i, generator in zip(self.first, self.generators):
             for block, bits in zip(self.blocks, self.bits):
                 out = block[i, :steps]
                 fields = bits.random_(generator=generator).view(torch.int16)[:out.numel()].view(out.shape)
                 torch.ge(fields.bitwise_and_(0x7FFF), self.threshold, out=out).mul_(self.scale)
+        if self.copies is not None:
+            to, source = self.copies
+            for block in self.blocks:
+                block[to, :steps] = block[source, :steps]
 
     @classmethod
     def for_evaluation(cls, p: float, hidden: tuple[int, ...], generators: list[torch.Generator],
-                       device: torch.device) -> DropoutMasks:
+                       device: torch.device, rows: list[int] | None = None) -> DropoutMasks:
         """Masks for evaluating with dropout left on (the lesson's way): ``at(0)`` draws a
         fresh mask of EVAL_CHUNK rows per call, so one is drawn for every chunk evaluated."""
-        return cls(p, hidden, EVAL_CHUNK, 1, generators, device, block=1)
+        return cls(p, hidden, EVAL_CHUNK, 1, generators, device, block=1, rows=rows)

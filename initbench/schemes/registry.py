@@ -101,24 +101,81 @@ KERAS_TRUNCATED_STD = 0.87962566103423978  # std of a standard normal cut at +-2
 
 
 @dataclass(frozen=True)
-class InitContext:
-    """What a scheme may use besides the model: its own random stream, the network's
-    activation and bias policy, real training images (for a data-dependent scheme), the
-    data the model is for (its dataset and classes), and the scheme of the layers a whole-model scheme does not
-    fill itself (pretrained's new output layer)."""
+class Layer:
+    """What a per-layer scheme may know of the layer it fills, beyond its tensors: a
+    function with a parameter called ``layer`` receives this record.
 
-    generator: torch.Generator
+    ``index`` counts the network's weighted layers from 0 (the input layer) to ``depth - 1``
+    (the output layer); ``fan_in`` and ``fan_out`` follow torch's rules (a convolution's kernel
+    counts its window); ``ends_branch``: the layer closes a residual branch (its output is
+    added to the branch's input, as the last layer of resmlp's blocks ``x + W2 φ(W1 x)``),
+    ``in_branch``: it lies inside one (W1 and W2 both), ``branches``: how many residual
+    branches the network has (0 for an MLP)."""
+
+    index: int = 0
+    depth: int = 1
+    fan_in: int = 1
+    fan_out: int = 1
+    kind: str = "linear"  # or "conv" (a convolution's kernel [out, in, k, k])
+    ends_branch: bool = False
+    in_branch: bool = False
+    branches: int = 0
+
+    @property
+    def role(self) -> str:
+        """"input" (the first layer, where the network has more than one), "output" (the
+        last: the logits) or "hidden"."""
+        return "output" if self.index == self.depth - 1 else "input" if self.index == 0 else "hidden"
+
+    @property
+    def name(self) -> str:
+        """How messages name it: its state dict's prefix."""
+        return f"layers.{self.index}"
+
+
+def layer_records(model: nn.Module) -> list[Layer]:
+    """Each weighted layer of ``model`` as a per-layer scheme sees it (``Layer``), read from
+    its ``layers`` and, where it has one, its ``wiring`` (which layers close a residual branch)."""
+    wiring = getattr(model, "wiring", ())
+    ends = {i: w.skip for i, w in enumerate(wiring) if w.skip is not None}
+    inside = {i for end, start in ends.items() for i in range(start, end + 1)}
+    depth = len(model.layers)
+    return [Layer(i, depth, fan_in(layer.weight), fan_out(layer.weight),
+                  "conv" if layer.weight.dim() > 2 else "linear", i in ends, i in inside, len(ends))
+            for i, layer in enumerate(model.layers)]
+
+
+@dataclass(frozen=True)
+class InitContext:
+    """What a scheme may use besides the model: the seed's random streams, the network's
+    activation and bias policy, real training images (for a data-dependent scheme), the
+    data the model is for (its dataset and classes), and the scheme of the layers a
+    whole-model scheme does not fill itself (pretrained's new output layer).
+
+    The streams are the seed's, not the scheme's: every scheme of a seed gets the same
+    ``generator`` and the same ``layer_generator(i)``, so two schemes differ by their rule
+    alone (common random numbers): ``normal`` at twice the std draws exactly twice the
+    weights, and one function under two names draws the same ones."""
+
+    generator: torch.Generator  # the seed's stream for a whole-model scheme's own draws
     activation: str = "relu"
     bias: str = "scheme"  # one of BIAS_POLICIES
     batch: Tensor | None = None
     data: DataSettings = DataSettings()
     head_init: str = "default"
+    layer_generators: Callable[[int], torch.Generator] | None = None  # streams.initialize gives the seed's
+
+    def layer_generator(self, index: int) -> torch.Generator:
+        """A generator at the start of layer ``index``'s stream: the numbers every scheme of
+        the seed draws that layer from, whatever it drew for the layers before (``generator``
+        itself where no per-layer streams were given)."""
+        return self.generator if self.layer_generators is None else self.layer_generators(index)
 
 
 @dataclass(frozen=True)
 class Scheme:
     name: str  # as it is keyed: "uniform", with its parameters "uniform:-0.1,0.1", "pretrained:<SHA-256>"
-    init: InitFn | None  # per layer: fn(weight, bias, generator, activation_gain), its own parameters bound
+    init: InitFn | None  # per layer: fn(weight, bias, generator, activation_gain, layer), its own parameters bound
     summary: str
     formula: str
     reference: str
@@ -140,23 +197,27 @@ class Scheme:
         """Fill ``model``'s weights in place; return, per layer, where its weights came from."""
         if self.init_model is not None:
             return self.init_model(model, context)
-        for i, layer in enumerate(model.layers):
-            self.init_layer(layer, context.generator, context.activation, context.bias, f"layers.{i}")
+        for record, layer in zip(layer_records(model), model.layers):
+            self.init_layer(layer, context.layer_generator(record.index), context.activation, context.bias, record)
         return [f"initialized by {self.name}"] * len(model.layers)
 
     def init_layer(self, layer: nn.Linear | nn.Conv2d, generator: torch.Generator | None, activation: str = "relu",
-                   bias: str = "scheme", where: str = "a layer") -> None:
-        """Initialize one layer (``where``: its name in an error); ``bias`` = "zeros" or
-        "default" (PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))) overrides the scheme's own bias."""
+                   bias: str = "scheme", record: Layer | None = None) -> None:
+        """Initialize one layer (``record``: what it is in its network; a lone layer when not
+        given); ``bias`` = "zeros" or "default" (PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
+        overrides the scheme's own bias."""
         import torch
 
         if self.init is None:
             raise UsageError(f"Scheme {self.name!r} initializes whole models, not single layers.")
+        if record is None:
+            record = Layer(0, 1, fan_in(layer.weight), fan_out(layer.weight),
+                           "conv" if layer.weight.dim() > 2 else "linear")
         with torch.no_grad():
-            self.init(layer.weight, layer.bias, generator, GAIN[activation])
+            self.init(layer.weight, layer.bias, generator, GAIN[activation], record)
         bias_policy_(layer, bias, generator)
         if self.check is not None:  # after the bias policy: a bias it replaces may be left unset
-            self.check(layer, where)
+            self.check(layer, record.name)
 
 
 def fan_in(weight: Tensor) -> int:
@@ -190,8 +251,10 @@ _WHOLE_MODEL: set[str] = set()  # names registered with whole_model=True
 # name -> the widest range (b - a) of the U[a, b) a per-layer scheme draws from, given its parameters
 _UNIFORM_WIDTHS: dict[str, Callable[..., float]] = {}
 TEXT_PARAM = "path"  # a scheme whose one parameter has this name takes the rest of its name as text
-# Parameters a name does not set: the activation's gain, and a file scheme's SHA-256 (read from the file).
-SET_BY_REGISTRY = ("activation_gain", "sha256")
+# Parameters a name does not set: those a per-layer function receives when it has them (the activation's
+# gain, the layer's record: ``Layer``), and a file scheme's SHA-256 (read from the file).
+SET_BY_CALLER = ("activation_gain", "layer")
+SET_BY_REGISTRY = (*SET_BY_CALLER, "sha256")
 
 
 def register(name: str, convention: str = "paper", data_dependent: bool = False, whole_model: bool = False,
@@ -239,7 +302,7 @@ def _bind(scheme: Scheme, key: str, **values: float | str) -> Scheme:
     if scheme.name.partition(":")[0] in _WHOLE_MODEL:
         return dataclasses.replace(scheme, name=key, init=None,
                                    init_model=lambda model, context: fn(model, context, **values))
-    return dataclasses.replace(scheme, name=key, init=_with_gain(fn, **values))
+    return dataclasses.replace(scheme, name=key, init=_layer_init(fn, **values))
 
 
 @dataclass(frozen=True)
@@ -267,12 +330,17 @@ def whole_model(name: str) -> bool:
     return name in _WHOLE_MODEL or any(e.whole_model(name) for e in _EXTENSIONS)
 
 
-def _with_gain(fn: InitFn, **params: float) -> InitFn:
-    """fn as (weight, bias, generator, activation_gain), whether or not it uses the gain."""
-    if "activation_gain" in inspect.signature(fn).parameters:
-        return lambda weight, bias, generator, activation_gain: fn(
-            weight, bias, generator, activation_gain=activation_gain, **params)
-    return lambda weight, bias, generator, activation_gain: fn(weight, bias, generator, **params)
+def _layer_init(fn: InitFn, **params: float) -> InitFn:
+    """fn as (weight, bias, generator, activation_gain, layer), whether or not it uses the
+    gain or the layer's record (parameters called ``activation_gain`` and ``layer``)."""
+    wants = inspect.signature(fn).parameters
+
+    def init(weight: Tensor, bias: Tensor, generator: torch.Generator | None, activation_gain: float,
+             layer: Layer | None = None) -> None:
+        given = {"activation_gain": activation_gain, "layer": layer}
+        fn(weight, bias, generator, **params, **{k: v for k, v in given.items() if k in wants})
+
+    return init
 
 
 def names() -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from initbench.errors import UsageError
-from initbench.schemes.registry import InitContext, get, register
+from initbench.schemes.registry import InitContext, get, layer_records, register
 
 if TYPE_CHECKING:
     from torch import nn
@@ -51,13 +51,13 @@ def _fill(model: nn.Module, context: InitContext, scheme: str, zero: dict[int, s
     import torch
 
     he, zeros, sources = get(HE), get(ZERO), []
-    for i, layer in enumerate(model.layers):
-        where = f"layers.{i}"
+    for record, layer in zip(layer_records(model), model.layers):
+        i, generator = record.index, context.layer_generator(record.index)
         if i in zero:
-            zeros.init_layer(layer, context.generator, context.activation, context.bias, where)
+            zeros.init_layer(layer, generator, context.activation, context.bias, record)
             sources.append(f"initialized by {scheme}: zero ({zero[i]})")
             continue
-        he.init_layer(layer, context.generator, context.activation, context.bias, where)
+        he.init_layer(layer, generator, context.activation, context.bias, record)
         if i in scale:
             with torch.no_grad():
                 layer.weight.mul_(scale[i])

@@ -26,10 +26,16 @@ scheme, of the function's source otherwise (``inspect.getsource``; its compiled 
 there is none). So editing the function trains its jobs anew, and a moved file does not.
 
 Careless code stays reproducible and checked: before it runs, torch's global generator is
-seeded from the model's own init stream (and restored after), so a function that ignores
-``generator`` still gives each model its own numbers, whatever is trained beside it; the
+seeded as the layer's own stream, the seed's (and restored after), so a function that ignores
+``generator`` still draws its seed's numbers, whatever is trained beside it; the
 tensors it gets hold NaN until it fills them, and a layer left NaN or infinite, of another
 shape or dtype, is refused. Errors in user code are one paragraph naming it.
+
+User code cannot end, hang or bend a run (``_user_code``, wherever it runs): SystemExit, a
+KeyboardInterrupt it raises itself and GeneratorExit are errors naming it too; a stop signal
+stays an interruption whatever it does with it (a second one ends a scheme that swallowed the
+first); torch's global settings (default dtype and device, threads, determinism, grad mode...)
+are set back after it, or it is refused; what it prints goes to stderr.
 
 Ray workers do not read the user's files: a task carries a ``Shipment`` (each file's
 content by SHA-256, registered functions, the canonical name each spec had here), and
@@ -42,6 +48,7 @@ import difflib
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import linecache
 import marshal
@@ -51,15 +58,25 @@ import sys
 import traceback
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout, suppress
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import paths
+from initbench import errors, paths
 from initbench.errors import InitbenchError, UsageError
-from initbench.schemes.registry import ALIASES, Extension, InitContext, Scheme, doc_fields, extend, names
+from initbench.schemes.registry import (
+    ALIASES,
+    SET_BY_CALLER,
+    Extension,
+    InitContext,
+    Layer,
+    Scheme,
+    doc_fields,
+    extend,
+    names,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -150,9 +167,8 @@ def stem(spec: str) -> str:
     """``spec`` as a file or folder name may hold it: a user's file or module scheme by its
     file's or module's last name and its function (``my_inits.scaled_normal_-0.5``); any
     other name as it is. Read from the text alone, nothing loaded."""
-    head, _, rest = spec.partition(":")
-    attr, _, args = rest.partition(":")
-    if head in names() or head in ALIASES or head in _REGISTERED or not attr.isidentifier() or not (
+    name, (head, attr, args) = spec.partition(":")[0], _parts(spec)  # a name of its own holds no colon
+    if name in names() or name in ALIASES or name in _REGISTERED or not attr.isidentifier() or not (
             _is_file(head) or _MODULE.fullmatch(head)):
         return spec
     base = Path(head).stem if _is_file(head) else head.rpartition(".")[2]
@@ -202,14 +218,24 @@ def _is_file(head: str) -> bool:
     return head.endswith(".py") or "/" in head or "\\" in head
 
 
+def _parts(spec: str) -> tuple[str, str, str]:
+    """``spec`` as (file or module, function, parameters): a file's name may hold colons
+    (``my:inits.py:f``), so a head that is a .py file runs to the first ".py:"; any other to
+    the first colon (a module's name, or a file's without .py, holds none)."""
+    found = spec.find(".py:")
+    head, _, rest = (spec[:found + 3], ":", spec[found + 4:]) if found >= 0 else spec.partition(":")
+    attr, _, args = rest.partition(":")
+    return head, attr, args
+
+
 def _code(spec: str) -> tuple[str, Code, str] | None:
     """(what errors call it, its code, the text of its parameters), or None."""
-    head, _, rest = spec.partition(":")
-    if head in _REGISTERED:
-        return head, _REGISTERED[head], rest
-    if head in _entry_points():
-        return head, _entry_code(head), rest
-    attr, _, args = rest.partition(":")
+    name, _, rest = spec.partition(":")  # registered names hold no colon
+    if name in _REGISTERED:
+        return name, _REGISTERED[name], rest
+    if name in _entry_points():
+        return name, _entry_code(name), rest
+    head, attr, args = _parts(spec)
     label = f"{head}:{attr}"
     if _is_file(head):
         if not attr.isidentifier():
@@ -257,28 +283,34 @@ def _run_file(digest: str, source: Source, spec: str) -> types.ModuleType:
     text = source.data.decode(errors="replace")
     linecache.cache[source.filename] = (len(text), None, text.splitlines(keepends=True), source.filename)
     try:
-        exec(compiled, module.__dict__)
-    except Exception as e:
+        with _user_code(f"the file {source.filename}", lambda e: UsageError(
+                f"Scheme {spec!r}: running {source.filename} failed: {_raised(e, source.filename)}. Fix the file "
+                "(its code runs when the scheme is named).")):
+            exec(compiled, module.__dict__)
+    except BaseException:
         del sys.modules[name]
-        raise UsageError(f"Scheme {spec!r}: running {source.filename} failed: {_raised(e, source.filename)}. "
-                         "Fix the file (its code runs when the scheme is named).") from e
+        raise
     _MODULES[digest, source.filename] = module
     return module
 
 
 def _module_code(module_name: str, attr: str, spec: str) -> Code:
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:
+    def failed(e: BaseException) -> UsageError:
         if isinstance(e, ModuleNotFoundError) and e.name and f"{module_name}.".startswith(f"{e.name}."):
             close = difflib.get_close_matches(module_name, [*names(), *ALIASES], n=1)
-            raise UsageError(f"Unknown scheme {spec!r}: no built-in scheme is called {module_name!r}"
-                             + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f", and Python cannot import a module {e.name!r} for module:function. "
-                             "`initbench schemes` lists the schemes; your own function in a file is "
-                             "path/to/file.py:function.") from None
-        raise UsageError(f"Scheme {spec!r}: importing {module_name} failed: {_raised(e)}. Fix the module (its code "
-                         "runs when the scheme is named).") from e
+            return UsageError(f"Unknown scheme {spec!r}: no built-in scheme is called {module_name!r}"
+                              + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f", and Python cannot import a module {e.name!r} for module:function. "
+                              "`initbench schemes` lists the schemes; your own function in a file is "
+                              "path/to/file.py:function.")
+        return UsageError(f"Scheme {spec!r}: importing {module_name} failed: {_raised(e)}. Fix the module (its code "
+                          "runs when the scheme is named).")
+
+    top = module_name.partition(".")[0]
+    if top not in sys.modules and importlib.util.find_spec(top) is None:  # a typo: said before torch loads
+        raise failed(ModuleNotFoundError(name=top))
+    with _user_code(f"the module {module_name}", failed):
+        module = importlib.import_module(module_name)
     fn = _attribute(module, attr, spec, f"the module {module_name}")
     return Code(fn, _source_digest(fn, spec), f"module {module_name}")
 
@@ -299,11 +331,10 @@ def _entry_origin(name: str) -> str:
 
 def _entry_code(name: str) -> Code:
     ep = _entry_points()[name]
-    try:
+    with _user_code(f"the package of scheme {name}", lambda e: UsageError(
+            f"Scheme {name!r} of {_entry_origin(name)} cannot be loaded: {_raised(e)}. Reinstall that package, or "
+            "fix it.")):
         fn = ep.load()
-    except Exception as e:
-        raise UsageError(f"Scheme {name!r} of {_entry_origin(name)} cannot be loaded: {_raised(e)}. Reinstall that "
-                         "package, or fix it.") from e
     if not callable(fn):
         raise UsageError(f"Scheme {name!r} of {_entry_origin(name)} is {type(fn).__name__}, not a function.")
     return Code(fn, _source_digest(fn, name), _entry_origin(name))
@@ -360,7 +391,7 @@ def _parameters(label: str, code: Code) -> tuple[list[inspect.Parameter], list[s
         raise UsageError(f"Scheme {label!r}: {_qualified(code.fn)}{signature} cannot be a scheme: a scheme is "
                          "fn(weight, bias, generator, ...), filling one layer in place, or fn(model, context, ...), "
                          "filling the whole model (its first parameter called model).")
-    own = [p for p in listed[taken:] if p.kind in _OWN_KINDS and p.name != "activation_gain"]
+    own = [p for p in listed[taken:] if p.kind in _OWN_KINDS and p.name not in SET_BY_CALLER]
     return own, [p.name for p in own if p.default is p.empty], whole
 
 
@@ -387,21 +418,22 @@ def _scheme(label: str, code: Code, args: str) -> Scheme:
     fields = doc_fields(doc)
     if whole:
         WHOLE_MODEL.add(base)
-    gain = "activation_gain" in inspect.signature(code.fn).parameters
+    wants = set(inspect.signature(code.fn).parameters) & set(SET_BY_CALLER)
     return Scheme(base + (":" + ",".join(map(repr, values.values())) if values else ""),
-                  None if whole else _per_layer(label, code, values, gain), doc.partition("\n")[0],
+                  None if whole else _per_layer(label, code, values, wants), doc.partition("\n")[0],
                   fields.get("Formula", ""), fields.get("Reference", ""), tuple(p.name for p in own), whole, CONVENTION,
                   _whole_model(label, code, values) if whole else None, code.origin,
                   lambda layer, where: _check_layer(label, layer, where))
 
 
-def _per_layer(label: str, code: Code, values: dict[str, float], gain: bool) -> Callable[..., None]:
-    def init(weight: Tensor, bias: Tensor, generator: torch.Generator | None, activation_gain: float) -> None:
+def _per_layer(label: str, code: Code, values: dict[str, float], wants: set[str]) -> Callable[..., None]:
+    def init(weight: Tensor, bias: Tensor, generator: torch.Generator | None, activation_gain: float,
+             layer: Layer | None = None) -> None:
         weight.fill_(math.nan)  # what it does not fill stays NaN, and is refused (Scheme.init_layer)
         bias.fill_(math.nan)
+        given = {"activation_gain": activation_gain, "layer": layer}
         with _seeded(generator):
-            _call(label, code, weight, bias, generator, **values, **(
-                {"activation_gain": activation_gain} if gain else {}))
+            _call(label, code, weight, bias, generator, **values, **{k: v for k, v in given.items() if k in wants})
     return init
 
 
@@ -429,25 +461,116 @@ def _whole_model(label: str, code: Code, values: dict[str, float]) -> Callable[[
 
 @contextmanager
 def _seeded(generator: torch.Generator | None) -> Iterator[None]:
-    """torch's global generator seeded from the model's own init stream while user code
-    runs, and as it was afterwards: a function that ignores ``generator`` still draws the
-    same numbers for the same model, whatever else is trained beside it."""
+    """torch's global generator seeded as ``generator`` (the layer's or the model's own
+    stream, of the seed, not the scheme) while user code runs, and as it was afterwards: a
+    function that ignores ``generator`` draws the numbers a function using it would, the same
+    for every scheme of a seed, whatever else is trained beside it."""
     import torch
 
-    seed = None if generator is None else int(torch.randint(2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+        if generator is not None:
+            torch.manual_seed(generator.initial_seed())
         yield
 
 
 def _call(label: str, code: Code, *args: Any, **kwargs: Any) -> Any:
-    try:
+    with _user_code(f"the scheme {label}", lambda e: InitbenchError(
+            f"The scheme {label} failed: {getattr(code.fn, '__qualname__', label)} raised "
+            f"{_raised(e, getattr(getattr(code.fn, '__code__', None), 'co_filename', None))}. Fix the function (run "
+            "again with --debug for the whole traceback).")):
         return code.fn(*args, **kwargs)
-    except Exception as e:
-        raise InitbenchError(f"The scheme {label} failed: {getattr(code.fn, '__qualname__', label)} raised "
-                             f"{_raised(e, getattr(getattr(code.fn, '__code__', None), 'co_filename', None))}. "
-                             "Fix the function (run again with --debug for the whole traceback).") from e
+
+
+@contextmanager
+def _user_code(what: str, failed: Callable[[BaseException], InitbenchError]) -> Iterator[None]:
+    """Where user code runs (a file executed, a module imported, a scheme called; ``what`` it
+    is, in words), it cannot end, hang or bend the command. Whatever it raises is ``failed(e)``,
+    one paragraph naming it: SystemExit, GeneratorExit and a KeyboardInterrupt of its own too,
+    which would otherwise end the command quietly (exit status 0, nothing written, an --expect
+    gate passed unjudged). A stop signal that arrives meanwhile stays an interruption, whatever
+    the code does with it (errors.foreign). What it prints goes to stderr: stdout holds the
+    command's table (-f csv > out.csv). torch's global settings are as they were (_torch_kept)."""
+    with errors.foreign(what), redirect_stdout(sys.stderr), _torch_kept(what):
+        try:
+            yield
+        except BaseException as e:
+            if errors.received() is not None:
+                raise  # errors.foreign makes it the interruption it is
+            raise failed(e) from e
+
+
+@cache
+def _torch_settings() -> dict[str, tuple[Callable[[], Any], Callable[[Any], Any] | None]]:
+    """torch's process-wide settings that change what a model computes, or how fast: each
+    name, how it is read, and how it is set back (None: it cannot be, once changed). The
+    global generator is _seeded's."""
+    import torch
+    from torch.backends import cudnn, mkldnn
+    from torch.utils import deterministic
+
+    def flushes_denormals() -> bool:  # set_flush_denormal has no getter: a subnormal float32 read back
+        return float(torch.tensor([1e-39], dtype=torch.float32, device="cpu").mul(1)) == 0
+
+    def set_deterministic(flags: tuple[bool, bool, bool]) -> None:
+        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        deterministic.fill_uninitialized_memory = flags[2]
+
+    def set_autocast(flags: tuple[bool, bool]) -> None:
+        for device, enabled in zip(("cpu", "cuda"), flags):
+            torch.set_autocast_enabled(device, enabled)
+
+    def set_backends(flags: tuple[bool, ...]) -> None:
+        cudnn.enabled, cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, mkldnn.enabled = flags
+
+    return {
+        "default dtype": (torch.get_default_dtype, torch.set_default_dtype),
+        # None, not "cpu": setting a default device makes every torch call slower
+        "default device": (torch.get_default_device,
+                           lambda d: torch.set_default_device(None if d == torch.device("cpu") else d)),
+        "number of threads": (torch.get_num_threads, torch.set_num_threads),
+        "number of inter-op threads": (torch.get_num_interop_threads, None),  # set once per process
+        "deterministic algorithms": (lambda: (torch.are_deterministic_algorithms_enabled(),
+                                              torch.is_deterministic_algorithms_warn_only_enabled(),
+                                              deterministic.fill_uninitialized_memory), set_deterministic),
+        "gradient mode": (torch.is_grad_enabled, torch.set_grad_enabled),
+        "inference mode": (torch.is_inference_mode_enabled, None),  # a with block's, entered and never left
+        "anomaly detection": (lambda: (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
+                              lambda flags: torch.set_anomaly_enabled(*flags)),
+        "autocast": (lambda: (torch.is_autocast_enabled("cpu"), torch.is_autocast_enabled("cuda")), set_autocast),
+        "float32 matmul precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+        "flushing of denormals": (flushes_denormals, torch.set_flush_denormal),
+        "cuDNN and oneDNN flags": (lambda: (cudnn.enabled, cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32,
+                                            mkldnn.enabled), set_backends),
+    }
+
+
+@contextmanager
+def _torch_kept(what: str) -> Iterator[None]:
+    """torch's global settings (_torch_settings) set back after user code as they were before
+    it: a scheme that sets the default dtype or device, the threads or determinism would
+    otherwise change every model trained after it in this process, or make training fail, and
+    in Python the caller's next call too. One that cannot be set back is refused, named."""
+    settings = _torch_settings()
+    before = {name: get() for name, (get, _) in settings.items()}
+    try:
+        yield
+    finally:
+        lost = [name for name, (get, put) in settings.items() if not _set_back(get, put, before[name])]
+    if lost:
+        raise InitbenchError(f"{what[0].upper()}{what[1:]} changed torch's {' and '.join(lost)} for the whole "
+                             "process, which initbench cannot set back. Fix it so that it leaves torch's global "
+                             "settings as they were (a with block that ends: with torch.device(...):, with "
+                             "torch.inference_mode():).")
+
+
+def _set_back(get: Callable[[], Any], put: Callable[[Any], Any] | None, value: Any) -> bool:
+    """Whether a setting holds ``value`` again (set back where it was changed)."""
+    if get() == value:
+        return True
+    if put is not None:
+        with suppress(RuntimeError):  # torch refuses some values once work has started
+            put(value)
+    return get() == value
 
 
 def _raised(e: BaseException, filename: str | None = None) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from initbench import data
-from initbench.schemes.registry import InitContext, bias_policy_, get, register
+from initbench.schemes.registry import InitContext, bias_policy_, get, layer_records, register
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -36,11 +36,12 @@ def lsuv(model: MLP, context: InitContext) -> list[str]:
 
     if context.batch is None:
         raise ValueError("lsuv needs a batch of training images (InitContext.batch)")
-    for layer in model.layers:
+    for i, layer in enumerate(model.layers):  # each from its layer's stream: orthogonal's own start
+        generator = context.layer_generator(i)
         with torch.no_grad():
-            init.orthogonal_(layer.weight, generator=context.generator)
+            init.orthogonal_(layer.weight, generator=generator)
             layer.bias.zero_()
-        bias_policy_(layer, context.bias, context.generator)
+        bias_policy_(layer, context.bias, generator)
     lsuv_(model, context.batch)
     return ["initialized by lsuv"] * len(model.layers)
 
@@ -98,7 +99,8 @@ def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> l
     model.load_layers_(weights.layers[:-1])
     sources = [f"loaded from {path}"] * (len(model.layers) - 1)
     scheme = get(context.head_init)
-    scheme.init_layer(head, context.generator, context.activation, context.bias, f"layers.{len(model.layers) - 1}")
+    record = layer_records(model)[-1]
+    scheme.init_layer(head, context.layer_generator(record.index), context.activation, context.bias, record)
     why = (f"is for other classes: {data.get(context.data.dataset).describe(weights.classes)}" if not same_classes
            else f"has {file_head[0].shape[0]} outputs")
     return [*sources, f"initialized by {scheme.name} (--head-init: the file's output layer {why})"]
