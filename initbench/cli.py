@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 import initbench
-from initbench import api, config as config_defaults, data, models, report
+from initbench import api, config as config_defaults, data, models, paths, report
 from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
 from initbench.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
 from initbench.engines import BATCHED_NETWORKS, ENGINE_CHOICES
@@ -238,7 +238,7 @@ def _shown_where(result: Any, fmt: str | None) -> None:
     if folder.path != folder.requested:
         err.print(f"{folder.requested} was taken by another run meanwhile.", markup=False)
     where = f"{folder.link} (a link to {folder.path})" if folder.link and folder.path == folder.requested else None
-    err.print(f"Results in {where or folder.path}", markup=False)
+    err.print(f"Results in {paths.shown(where or folder.path)}", markup=False)
 
 
 def _judged(outcomes: list[Any], quiet: bool) -> bool:
@@ -454,7 +454,7 @@ def sweep(
 
             err = Console(stderr=True)
             err.print(trained(result))
-            err.print(f"Results in {result.folder}")
+            err.print(f"Results in {paths.shown(result.folder)}", markup=False)
         failed = not dry_run and _judged(result.expectations, quiet)
     if failed:  # the sweep's views are written: only the gate failed
         raise typer.Exit(1)
@@ -737,21 +737,21 @@ def bench(
         from initbench import config as config_mod, runfolder
 
         given = {"data_dir": data_dir, "out": out, "device": device}
-        paths = config_mod.resolve(None, {k: v for k, v in given.items() if v is not None})
-        if paths.out is not None:
-            runfolder.check_file_destination(paths.out)
+        resolved = config_mod.resolve(None, {k: v for k, v in given.items() if v is not None})
+        if resolved.out is not None:
+            runfolder.check_file_destination(resolved.out)
         counts = config_mod.parse_counts(scaling, "--scaling") if scaling is not None else ()
         if counts and breakdown:
             raise UsageError("--scaling and --breakdown are two different measurements: give one of them.")
         from initbench.commands.bench import bench as run
 
         err = Console(stderr=True)
-        numbers, written = run(seeds, repeats, whole_process, paths.device, paths.data_dir, paths.out,
+        numbers, written = run(seeds, repeats, whole_process, resolved.device, resolved.data_dir, resolved.out,
                                report.Activity(err), counts, train_samples, breakdown)
         listing = (report.scaling_listing if counts else report.breakdown_listing if breakdown
                    else report.bench_listing)
         report.show(listing(numbers), _stdout_format(fmt), Console())
-        err.print(f"Results in {written}")
+        err.print(f"Results in {paths.shown(written)}", markup=False)
 
 
 # Click cuts a command's first sentence at the width left beside the commands' names

@@ -5,7 +5,10 @@ Jobs pair by what they are: the store's identity (scheme, seed, settings, data f
 less the settings in which B differs from A as a whole, those that hold one value in each
 folder and a different one in each (``lr 0.001 -> 0.5``): so a run pairs with its re-run
 after a code change, whose jobs have the same keys, and with its re-run under a changed
-setting. Settings that vary within a folder (a sweep's grid) name its cells.
+setting. The random streams' version counts as such a setting (``random_streams 1 -> 2``).
+A user's scheme whose code differs between the folders pairs by its name, and the change
+of its code is judged as any other (the rows name both digests). Settings that vary
+within a folder (a sweep's grid) name its cells.
 
 Per scheme (and cell): the change B - A in validation accuracy over the paired seeds, with
 the paired 95% t-interval over seeds (``stats.paired``: within a seed both see the same
@@ -19,6 +22,7 @@ Nothing here imports torch: a diff reads two stores and takes a second.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -48,7 +52,7 @@ STREAMS = "random_streams"
 
 @dataclass(frozen=True)
 class _Job:
-    scheme: str  # what pairs: the canonical name of a built-in, the name as given of a user's scheme
+    scheme: str  # what pairs: its canonical name, or the name as given of a user's edited scheme
     code: str  # the canonical name: a user's scheme's code by its SHA-256
     name: str  # as the folder's tables call it
     seed: int
@@ -74,11 +78,21 @@ def _read(folder: Path, side: str) -> list[_Job]:
         identity = json.loads(row.identity)
         settings = ADDED | identity["settings"] | {DATA_FILES: identity[DATA_FILES],
                                                    STREAMS: identity.get("streams", 1)}
-        scheme = identity["scheme"]
-        # A user's scheme (function@<SHA-256 of its code>) pairs by its name: its edited code is a change to judge.
-        jobs.append(_Job(row.name if "@" in scheme else scheme, scheme, row.name, identity["seed"],
+        jobs.append(_Job(identity["scheme"], identity["scheme"], row.name, identity["seed"],
                          {k: json.dumps(v, sort_keys=True) for k, v in settings.items()}, row.val_acc))
     return jobs
+
+
+def _paired_by(jobs: list[_Job], shared: set[str]) -> list[_Job]:
+    """``jobs`` paired by their code (an alias or a moved file pairs with itself), but by their
+    name where a name is of several codes in its folder (a transfer run's pretrained starts,
+    one file per seed), or a user's scheme (``function@<SHA-256 of its code>``) whose code the
+    other folder does not hold, so that its edited code is a change judged like any other."""
+    codes: dict[str, set[str]] = {}
+    for job in jobs:
+        codes.setdefault(job.name, set()).add(job.code)
+    return [dataclasses.replace(job, scheme=job.name)
+            if len(codes[job.name]) > 1 or ("@" in job.code and job.code not in shared) else job for job in jobs]
 
 
 def _values(jobs: Iterable[_Job], key: str) -> list[str | None]:
@@ -155,6 +169,8 @@ def diff(a: Path, b: Path) -> Diff:
     folders are not run or sweep folders, or share no job."""
     a, b = Path(a), Path(b)
     jobs_a, jobs_b = _read(a, "A"), _read(b, "B")
+    shared = {job.code for job in jobs_a} & {job.code for job in jobs_b}
+    jobs_a, jobs_b = _paired_by(jobs_a, shared), _paired_by(jobs_b, shared)
     changed = _changes(jobs_a, jobs_b)
     by_key_b = {_paired_key(job, changed): job for job in jobs_b}
     if not any(_paired_key(job, changed) in by_key_b for job in jobs_a):
@@ -196,8 +212,8 @@ def _row(cell: dict[str, str], a: dict[int, _Job], b: dict[int, _Job]) -> dict[s
 
 
 def _code(canonical: set[str]) -> str:
-    """A user's scheme's code as a diff names it: its SHA-256's first 8 digits."""
-    return ", ".join(sorted(c.partition("@")[2][:8] for c in canonical))
+    """A user's scheme's code as a diff names it: its SHA-256's first 8 digits (as ``store.Version``)."""
+    return ", ".join(sorted(store.Version("", c, 0).code for c in canonical))
 
 
 def _mean(values: list[float]) -> float:

@@ -54,11 +54,11 @@ def foreign(what: str) -> Iterator[None]:
     or swallows it and goes on (a second stop signal ends the process at once, exit status 128
     + that signal, with one line on stderr: the next run removes the staged folder, a sweep's
     store is committed a chunk at a time). A stop signal's handler it sets (SIG_IGN) is set back."""
-    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    main = threading.current_thread() is threading.main_thread()  # the only thread that sets handlers
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if main else {}
     # Through the Python API (a notebook, a script) Python's own handler turns Ctrl-C into a
     # KeyboardInterrupt, which the code could raise itself too: while it runs, a Ctrl-C is noted.
-    noting = (handlers[signal.SIGINT] is signal.default_int_handler
-              and threading.current_thread() is threading.main_thread())
+    noting = main and handlers[signal.SIGINT] is signal.default_int_handler
     if noting:
         _received.clear()
         signal.signal(signal.SIGINT, _noted)
@@ -73,7 +73,7 @@ def foreign(what: str) -> Iterator[None]:
         _foreign.pop()
         for signum, handler in handlers.items():
             if signal.getsignal(signum) is not handler and handler is not None:  # None: set outside Python
-                signal.signal(signum, handler)  # changed, so this is the main thread, the only one that can
+                signal.signal(signum, handler)
         stopped = received()
         if noting:
             _received.clear()  # the API's next call starts afresh

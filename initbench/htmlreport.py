@@ -73,7 +73,7 @@ def page(parts: list[Part], listings: list[report.Listing] | None = None, title:
 
 def writer(parts: list[Part], listings: list[report.Listing] | None = None) -> Writer:
     """A ``runfolder.write_files`` writer of the page."""
-    return lambda path: path.write_text(page(parts, listings), encoding="utf-8")
+    return lambda path: path.write_text(paths.shown(page(parts, listings)), encoding="utf-8")
 
 
 def with_page(writers: Mapping[str, Writer], part: Part) -> dict[str, Writer]:
@@ -90,7 +90,7 @@ def with_page(writers: Mapping[str, Writer], part: Part) -> dict[str, Writer]:
         return keep
 
     files = {name: keeping(name, write) if name.endswith(".png") else write for name, write in writers.items()}
-    files[PAGE] = lambda path: path.write_text(page([part], pictures=kept), encoding="utf-8")
+    files[PAGE] = lambda path: path.write_text(paths.shown(page([part], pictures=kept)), encoding="utf-8")
     return files
 
 

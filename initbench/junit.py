@@ -14,13 +14,12 @@ What a test case is, so that its failures are exactly what makes the command exi
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from initbench import diff as diffs
+from initbench import diff as diffs, paths
 from initbench.expect import Outcome
 
 if TYPE_CHECKING:
@@ -57,24 +56,10 @@ def document(suite: str, cases: Sequence[Case], seconds: float = 0.0, timestamp:
         if case.output:
             ET.SubElement(element, "system-out").text = case.output
     for element in root.iter():  # ElementTree writes any character, XML 1.0 holds only some
-        element.attrib.update({key: _legal(value) for key, value in element.attrib.items()})
-        element.text = element.text and _legal(element.text)
+        element.attrib.update({key: paths.shown(value) for key, value in element.attrib.items()})
+        element.text = element.text and paths.shown(element.text)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
-
-
-# What XML 1.0 cannot hold: control characters but tab, newline and carriage return, lone
-# surrogates (Python's stand-ins for a file name's bytes that are not UTF-8), U+FFFE and U+FFFF.
-ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _legal(text: str) -> str:
-    """``text`` with what XML cannot hold written as Python writes it (a folder named "a\\x1bb"
-    stays recognizable), a file name's undecodable byte as that byte (\\xff)."""
-    def escaped(found: re.Match[str]) -> str:
-        code = ord(found[0])
-        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else ascii(found[0])[1:-1]
-    return ILLEGAL.sub(escaped, text)
 
 
 def of(result: Run | Sweep | diffs.Diff, fail_on: str | None = None) -> str:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Literal
 
 Expected = Literal["file", "folder"]
+# What a page, an XML file or a terminal line must not carry raw: control characters (but tab,
+# newline and carriage return), DEL and the C1 controls, lone surrogates (Python's stand-ins for a
+# file name's bytes that are not UTF-8), U+FFFE and U+FFFF.
+_UNSHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -58,3 +63,13 @@ def _unreachable(path: Path, e: OSError, missing_ok: bool) -> str | None:
     if e.errno in (errno.EACCES, errno.EPERM):
         return "cannot be reached: a folder above it does not let you in (permission denied)"
     return f"cannot be used ({e.strerror})"
+
+
+def shown(text: str | os.PathLike[str]) -> str:
+    """``text`` (a path, or a page naming paths) as it can be shown or written as UTF-8: what
+    must not be carried raw written as Python writes it (a folder named "a\\x1bb" stays
+    recognizable), a file name's byte that is not UTF-8 as that byte (\\xff)."""
+    def escaped(found: re.Match[str]) -> str:
+        code = ord(found[0])
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else ascii(found[0])[1:-1]
+    return _UNSHOWN.sub(escaped, os.fspath(text))

@@ -30,7 +30,6 @@ to the file it opened: a folder deleted or replaced under a sweep stops it.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -63,8 +62,8 @@ FILE = "store.sqlite"
 VERSION = 2
 READS = ("1", "2")
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS info (       -- what the store is: 'version', 'kind' (run or sweep)
-    name TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS info (       -- what the store is: 'version', 'kind' (run or sweep),
+    name TEXT PRIMARY KEY,              -- and 'current': each scheme's canonical name as last swept (JSON)
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS jobs (       -- one row per finished job
@@ -313,29 +312,41 @@ class Store:
         return done
 
     def changed_versions(self, missing: Sequence[Job]) -> tuple[dict[str, int], int]:
-        """Of ``missing`` jobs, those the store holds rows of under the same name, seed and
-        settings but another version: how many per user's scheme (as given) are new because its
-        code changed, and how many are new because the store's rows of them were trained under
-        earlier random streams (``streams.VERSION``)."""
+        """Of ``missing`` jobs, those the store holds under another version: how many are new
+        because the store's row of the job was trained under earlier random streams (the same
+        identity less ``streams``: version 1's key), and per user's scheme (as given) how many
+        because its code changed (a row of the same name, seed and settings, of other code)."""
         names = sorted({job.scheme for job in missing})
         if not names:
             return {}, 0
         canonical = {spec: schemes.get(spec).name for spec in names}
-        earlier: dict[tuple[str, int, str], set[tuple[str, int]]] = {}
-        for part in (names[i:i + 500] for i in range(0, len(names), 500)):  # SQLite's limit of parameters
-            query = (f"SELECT name, seed, settings, scheme, identity FROM jobs WHERE name IN "
-                     f"({', '.join('?' * len(part))})", part)
-            for name, seed, settings, scheme, ident in self._sql(lambda: self.db.execute(*query).fetchall()):
-                earlier.setdefault((name, seed, settings), set()).add((scheme, json.loads(ident).get("streams", 1)))
-        code: dict[str, int] = {}
-        restreamed = 0
+        unversioned = {}
         for job in missing:
+            ident = identity(job)
+            del ident["streams"]
+            unversioned[_key(_encoded(ident))] = job
+        held = self._keys_held(list(unversioned))
+        restreamed = sum(key in held for key in unversioned)
+        earlier: dict[tuple[str, int, str], set[str]] = {}
+        for part in (names[i:i + 500] for i in range(0, len(names), 500)):  # SQLite's limit of parameters
+            query = (f"SELECT name, seed, settings, scheme FROM jobs WHERE name IN ({', '.join('?' * len(part))})",
+                     part)
+            for name, seed, settings, scheme in self._sql(lambda: self.db.execute(*query).fetchall()):
+                earlier.setdefault((name, seed, settings), set()).add(scheme)
+        code: dict[str, int] = {}
+        for key, job in unversioned.items():
             there = earlier.get((job.scheme, job.seed, json.dumps(job.settings.plain())), set())
-            if any(scheme != canonical[job.scheme] for scheme, _ in there):
+            if key not in held and there - {canonical[job.scheme]}:
                 code[job.scheme] = code.get(job.scheme, 0) + 1
-            elif any(version != streams.VERSION for _, version in there):
-                restreamed += 1
         return code, restreamed
+
+    def _keys_held(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` the store has rows of."""
+        found: set[str] = set()
+        for part in (keys[i:i + 500] for i in range(0, len(keys), 500)):
+            query = (f"SELECT key FROM jobs WHERE key IN ({', '.join('?' * len(part))})", part)
+            found.update(k for (k,) in self._sql(lambda: self.db.execute(*query).fetchall()))
+        return found
 
     def check_trained_by(self, engine: str, device: str) -> None:
         """Refuse to add to a store whose jobs another engine or kind of device trained: their
@@ -436,11 +447,12 @@ class Store:
 
     def record_current(self, scheme_code: Mapping[str, str]) -> None:
         """Record each scheme's canonical name (``scheme_code``: as given -> canonical) as this
-        sweep resolved it: the version of its rows a report shows (``versions``)."""
+        sweep resolved it: the version of its rows a report shows (``versions``); the schemes
+        of earlier sweeps into the store keep theirs."""
         def record() -> None:
             with self.db:
                 self.db.execute("INSERT OR REPLACE INTO info VALUES ('current', ?)",
-                                (json.dumps(dict(scheme_code), sort_keys=True),))
+                                (json.dumps(self.current() | dict(scheme_code), sort_keys=True),))
 
         self._sql(record)
 
@@ -512,84 +524,101 @@ class Store:
 
 @dataclass(frozen=True)
 class Version:
-    """One version of a scheme's rows in a store: what trained them beside its name, its
-    code (the canonical name: a user's is ``function@<SHA-256 of its code>``) and the random
-    streams' design (``streams.VERSION``), so that rows of one version never mix with
-    another's in a table."""
+    """One version of a scheme's rows in a store: its name, its code where the name has
+    several (``scheme``: the canonical name, a user's ``function@<SHA-256 of its code>``; ""
+    where the name has one code, or one per seed as a transfer run's pretrained starts), and
+    the random streams' design (``streams.VERSION``), so that rows of one version never mix
+    with another's in a table."""
 
     name: str  # as tables call the scheme
     scheme: str
     streams: int
     rows: int = 0
-    trained: str = ""  # when its latest row was committed (ISO 8601)
-    other_code: bool = False  # of a version not shown: its code is not the current version's
+    chunk: int = 0  # the store's latest transaction that wrote one of its rows
+    trained: str = ""  # when that was (ISO 8601)
 
     @property
     def code(self) -> str:
-        """Its code's digest, shortened (a user's scheme), or "" (a built-in)."""
-        return self.scheme.partition("@")[2][:8]
+        """Its code as messages name it: the first 8 digits of its SHA-256 (a user's scheme, a
+        file's by its content), else its canonical name."""
+        digest = self.scheme.partition("@")[2] or self.scheme.partition(":")[2]
+        return digest[:8] if re.fullmatch(r"[0-9a-f]{64}(:.*)?", digest) else self.scheme
 
     def tag(self, others: Sequence[Version]) -> str:
         """What tells it from ``others`` (the other versions of its name), in a few words."""
-        parts = ([f"code {self.code}"] if any(o.scheme != self.scheme for o in others) and self.code else []) + (
+        parts = ([f"code {self.code}"] if any(o.scheme != self.scheme for o in others) else []) + (
             [f"streams {self.streams}"] if any(o.streams != self.streams for o in others) else [])
-        return ", ".join(parts) or self.scheme
+        return ", ".join(parts)
 
 
-def described(older: Sequence[Version]) -> str:
-    """Versions a table leaves out, in words: each user scheme's earlier code by its digest,
-    and the schemes of earlier random streams together, with how many rows and when trained."""
+def described(older: Sequence[Version], shown_streams: int) -> str:
+    """Versions a table leaves out, in words: each scheme's other code by its digest, and the
+    schemes of other random streams together, with how many rows and when trained."""
     def when(versions: Sequence[Version]) -> str:
         trained = max(v.trained for v in versions)[:16].replace("T", " ")
         return f"{_rows(sum(v.rows for v in versions))}, trained {trained}"
 
-    parts = [f"{v.name}'s other code {v.code} ({when([v])}"
-             + (f", random streams version {v.streams}" if v.streams != streams.VERSION else "") + ")"
-             for v in older if v.other_code]
-    for version in sorted({v.streams for v in older if not v.other_code}):
-        same = [v for v in older if not v.other_code and v.streams == version]
-        parts.append(f"{', '.join(v.name for v in same)} under random streams version {version} ({when(same)}"
+    parts = [f"{v.name}'s other code {v.code} ({when([v])})" for v in older if v.streams == shown_streams]
+    for version in sorted({v.streams for v in older} - {shown_streams}):
+        same = [v for v in older if v.streams == version]
+        parts.append(f"{', '.join(dict.fromkeys(v.name for v in same))} under random streams version {version} "
+                     f"({when(same)}"
                      + ("; each scheme then drew its own initial weights and dropout masks" if version == 1 else "")
                      + ")")
     return "; ".join(parts)
 
 
-def _versions(frame: pd.DataFrame, current: Mapping[str, str] | None) -> dict[str, list[Version]]:
-    """Each name's versions in ``frame`` (store rows), the current one first: the one that
-    ``current`` names (name -> canonical scheme, as the last run of a sweep resolved it) under
-    this initbench's streams, else the latest streams' version trained last (a store whose
-    sweep recorded none: ``Store.record_current``)."""
+def _versions(frame: pd.DataFrame, current: Mapping[str, str]) -> tuple[list[str], dict[str, list[Version]]]:
+    """Each row's version, and each name's versions, the current one first. The current
+    version: of the newest random streams the store holds (one table, one streams version),
+    the code ``current`` names (as the last sweep resolved it), else the code trained last.
+    A name has several codes where it is a user's scheme (its canonical name keys its code)
+    or where one job (seed and settings) was trained under two canonical names (a file
+    scheme's file changed); else its rows are one version, whatever their canonical names
+    (a transfer run's pretrained starts: one file per seed)."""
+    jobs = [json.dumps({k: v for k, v in json.loads(i).items() if k not in ("scheme", "streams")}, sort_keys=True)
+            for i in frame["identity"]]
+    twice = frame.assign(job=jobs).groupby(["name", "job", "streams"])["scheme"].nunique()
+    coded = set(twice[twice > 1].index.get_level_values("name")) | {
+        name for name, scheme in zip(frame["name"], frame["scheme"]) if "@" in scheme}
+    keys = [f"{scheme if name in coded else ''}" for name, scheme in zip(frame["name"], frame["scheme"])]
     found: dict[str, list[Version]] = {}
-    for (name, scheme, version), rows in frame.groupby(["name", "scheme", "streams"], sort=False):
-        found.setdefault(name, []).append(Version(name, scheme, int(version), len(rows), max(rows["finished"])))
+    for (name, code, version), rows in frame.assign(code=keys).groupby(["name", "code", "streams"], sort=False):
+        latest = rows.loc[rows["chunk"].idxmax()]
+        found.setdefault(name, []).append(Version(name, code, int(version), len(rows), int(latest["chunk"]),
+                                                  str(latest["finished"])))
+    newest = int(frame["streams"].max()) if len(frame) else streams.VERSION
 
-    def rank(v: Version) -> tuple[bool, int, str]:
-        return (current or {}).get(v.name) == v.scheme and v.streams == streams.VERSION, v.streams, v.trained
+    def rank(v: Version) -> tuple[bool, bool, int]:
+        return v.streams == newest, current.get(v.name) == v.scheme, v.chunk
 
-    return {name: sorted(found_versions, key=rank, reverse=True) for name, found_versions in found.items()}
+    return keys, {name: sorted(versions, key=rank, reverse=True) for name, versions in found.items()}
 
 
 def current_rows(frame: pd.DataFrame, current: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, list[Version]]:
-    """The rows of each scheme's current version (see ``_versions``), and the other versions
-    the store holds (an edited user scheme's earlier code, rows of earlier random streams):
-    what a report shows by default, and what its note names."""
-    by_name = _versions(frame, current)
-    chosen = {(v[0].name, v[0].scheme, v[0].streams) for v in by_name.values()}
-    keep = [(n, s, v) in chosen for n, s, v in zip(frame["name"], frame["scheme"], frame["streams"])]
-    return frame[keep].reset_index(drop=True), [dataclasses.replace(v, other_code=v.scheme != versions[0].scheme)
-                                                for versions in by_name.values() for v in versions[1:]]
+    """The rows of the current version (see ``_versions``) and the other versions the store
+    keeps (a user scheme's other code, rows of other random streams): what a report shows by
+    default, and what its note names. A scheme with rows of older streams only is left out
+    and named: a table never mixes two streams' rows."""
+    keys, by_name = _versions(frame, current or {})
+    newest = max((v[0].streams for v in by_name.values()), default=streams.VERSION)
+    shown = {(v[0].name, v[0].scheme, v[0].streams) for v in by_name.values() if v[0].streams == newest}
+    keep = [(n, k, v) in shown for n, k, v in zip(frame["name"], keys, frame["streams"])]
+    older = [v for versions in by_name.values() for v in versions if (v.name, v.scheme, v.streams) not in shown]
+    return frame.loc[keep].reset_index(drop=True), older  # .loc: an empty list selects no row, not no column
 
 
 def all_versions_of(frame: pd.DataFrame, current: Mapping[str, str] | None = None) -> pd.DataFrame:
     """``frame`` (store rows) with what tells each version of a scheme that has several from
     the others (``version``: "code 1a2b3c4d", "streams 1, earlier"; "" for a scheme of one
-    version), the current version's first."""
+    version)."""
+    keys, by_name = _versions(frame, current or {})
     tags = {}
-    for versions in _versions(frame, current).values():
+    for versions in by_name.values():
         for i, v in enumerate(versions):
             others = versions[:i] + versions[i + 1:]
             tags[v.name, v.scheme, v.streams] = f"{v.tag(others)}{', earlier' if i else ''}" if others else ""
-    return frame.assign(version=[tags[key] for key in zip(frame["name"], frame["scheme"], frame["streams"])])
+    return frame.assign(version=[tags[key] for key in zip(frame["name"], keys, frame["streams"])])
 
 
 def _real(value: float) -> float | None:

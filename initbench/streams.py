@@ -8,7 +8,7 @@ std draws exactly twice the weights). So two schemes of a seed differ by their r
 the same function under two names trains to the same numbers, and paired comparisons over
 seeds compare starts and nothing else (the method of common random numbers). A model's
 numbers do not depend on which other models are trained beside it. A user's scheme that
-draws from torch's global generator finds it seeded as the layer's own stream
+draws from torch's global generator finds it seeded from the layer's own stream
 (``schemes.user``).
 
 ``VERSION`` names this design in every job's identity (``store.identity``): version 1 keyed
@@ -48,10 +48,11 @@ def generator(seed: int, purpose: str, device: torch.device | str = "cpu") -> to
     return torch.Generator(device=device).manual_seed(stream_seed(seed, purpose))
 
 
-def layer_generators(seed: int) -> Callable[[int], torch.Generator]:
-    """Layer ``i``'s initial draws, a fresh generator each time it is asked: what a scheme
-    drew for the layers before never shifts a later layer's numbers."""
-    return lambda i: generator(seed, f"init/layer-{i}")
+def layer_streams(seed: int) -> Callable[[int, str], torch.Generator]:
+    """Layer ``i``'s initial draws (``part`` "weights": the scheme's own, its bias after its
+    weight; "bias": --bias default's), a fresh generator each time it is asked: what a scheme
+    drew for the layers before, or for the weight, never shifts another's numbers."""
+    return lambda i, part: generator(seed, f"init/layer-{i}" + ("" if part == "weights" else f"/{part}"))
 
 
 def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
@@ -69,7 +70,7 @@ def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
         batch = x_train[rows.to(x_train.device)].cpu()
     model, net = models.build(s), s.network
     context = schemes.InitContext(generator(job.seed, "init"), net.activation, net.bias, batch, s.data,
-                                  net.head_init, layer_generators(job.seed))
+                                  net.head_init, layer_streams(job.seed))
     return model, parametrization.rescale_(model, s, scheme.initialize(model, context))
 
 

@@ -298,9 +298,10 @@ def listing(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
     shown_listing = report.sweep_listing(cells, varied, title)
     if older:
         shown_listing.notes.append(
-            "Not shown: rows the store keeps of other versions of these schemes (each scheme's rows above are of "
-            f"one version: its code as last swept, this initbench's random streams): {store.described(older)}. "
-            "`initbench report FOLDER --all-versions` shows every version side by side.")
+            "Not shown: rows the store keeps of other versions of these schemes (the rows above are of one "
+            "version of the random streams, the newest the store holds, and each scheme's of one code, as last "
+            f"swept): {store.described(older, int(frame['streams'].max()))}. `initbench report FOLDER "
+            "--all-versions` shows every version side by side.")
     return shown_listing
 
 called_as_api(__name__)  # ib.sweep(...): this module, called, is initbench.api.sweep

@@ -227,10 +227,13 @@ def name_runs(jobs: Sequence[Job]) -> None:
         sweep = own[0].source.kind == "sweep"
         varied[folder] = [k for k in TRAIN_KEYS
                           if sweep and len({shown(k, job.settings[k]) for job in own}) > 1]
+    # A user's file scheme by its file's name, but two files of one name by their paths.
+    short = {name: _safe(stem(name)) for name in dict.fromkeys(job.name for job in jobs)}
+    stems = {name: _safe(name) if list(short.values()).count(s) > 1 else s for name, s in short.items()}
     taken: set[str] = set()
     for job in jobs:
         cell = ",".join(f"{k}={shown(k, job.settings[k]).replace(',', '-')}" for k in varied[job.source.folder])
-        scheme = _safe(stem(job.name)) + (f"-{_safe(job.version)}" if job.version else "")  # a file's: its name
+        scheme = stems[job.name] + (f"-{_safe(job.version)}" if job.version else "")
         parts = [prefixes[job.source.folder], *([_safe(cell, "=,")] if cell else []), scheme]
         base, n = "/".join([*parts, f"seed-{job.seed}"]), 1
         while (run := base if n == 1 else f"{base}-{n}") in taken:

@@ -317,7 +317,12 @@ def in_percent(frame: pd.DataFrame) -> pd.DataFrame:
     keeps them unrounded, in fractions (a view's ``summary``, ``comparison``, ``rows``, ``cells``)."""
     scaled = [c for c in frame.columns if "acc" in c or c.startswith("diff_") or c == "chance"]
     losses = [c for c in frame.columns if "loss" in c]
-    return frame.assign(**{c: (frame[c] * 100).round(2) for c in scaled}, **{c: frame[c].round(3) for c in losses}
+
+    def rounded(column: pd.Series, digits: int) -> pd.Series:
+        # Python's round, as the table's format rounds (numpy's would give 9.48 for the 9.47 printed of 9.475).
+        return column.map(lambda v: round(v, digits), na_action="ignore").astype(float)
+
+    return frame.assign(**{c: rounded(frame[c] * 100, 2) for c in scaled}, **{c: rounded(frame[c], 3) for c in losses}
                         ).rename(columns={c: c.removesuffix("_mean") + "_pct" for c in scaled})
 
 

@@ -1,6 +1,7 @@
 """Defects of issue 31's section 4 that have no better home: a scheme file whose name holds a
 colon, a weights record missing a field (once shown as Python's raw ``<object object at
-0x...>``), and the Python API given what its functions do not take."""
+0x...>``), the Python API given what its functions do not take, and a run folder named with
+control characters or bytes that are not UTF-8."""
 
 import json
 import os
@@ -85,3 +86,17 @@ def test_lambdas_named_with_ib_scheme_train(data_dir: Path, tmp_path: Path) -> N
     run = ib.compare([first, second], epochs=1, train_samples=500, seeds=1, data_dir=data_dir,
                      out=tmp_path / "out", progress=False)
     assert set(run.table.index) == {"small", "large"}
+
+
+def test_a_folder_named_with_control_characters_or_bytes_that_are_not_utf8(data_dir: Path, tmp_path: Path) -> None:
+    """report.html is written (UTF-8, the name's odd characters escaped), and the line that says
+    where the results went shows them escaped, not raw to the terminal."""
+    out = os.fsencode(tmp_path) + b"/run-\x1b[31m-\xff"
+    done = subprocess.run([sys.executable, "-m", "initbench", "compare", "rule", "--seeds", "1", "--epochs", "1",
+                           "--train-samples", "300", "--hidden", "16", "--data-dir", str(data_dir), "--out", out],
+                          capture_output=True, env={**os.environ, "COLUMNS": "300"}, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"\x1b[31m" not in done.stderr and b"\xff" not in done.stderr
+    assert f"Results in {tmp_path}/run-\\x1b[31m-\\xff".encode() in done.stderr
+    page = (Path(os.fsdecode(out)) / "report.html").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "run-\\x1b[31m-\\xff" in page and "\x1b" not in page

@@ -151,14 +151,15 @@ def test_stream_seeds_are_stable_and_distinct() -> None:
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "selu", "linear"])
 def test_engines_agree_for_every_activation(small, activation: str, device: torch.device) -> None:
     """The batched engine's hand-written gradients of each activation match autograd's: the
-    losses of the first steps agree to rounding. Only the first few: the two round apart, and
-    a start near the edge of stability (kaiming_normal under SELU) grows a rounding
-    difference about tenfold per step."""
+    losses of the first 10 steps agree to rounding. The two round apart, and a start near the
+    edge of stability (kaiming_normal under SELU, gain 3/4) grows a rounding difference about
+    tenfold a step (9e-5 by step 10): of it, the first 4 steps."""
     settings = TrainSettings.of(epochs=1, dropout=0.0, activation=activation, hidden=(64, 64, 64))
     jobs = [Job(scheme, 0, settings) for scheme in ("kaiming_normal", "xavier_normal", "lsuv")]
     data = small.to(device)
     for b, s in zip(engines.train(jobs, data, device, "batched"), engines.train(jobs, data, device, "sequential")):
-        torch.testing.assert_close(b.losses[0, :4], s.losses[0, :4], rtol=1e-5, atol=0)
+        steps = 4 if (b.job.scheme, activation) == ("kaiming_normal", "selu") else 10
+        torch.testing.assert_close(b.losses[0, :steps], s.losses[0, :steps], rtol=1e-5, atol=0)
 
 
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu", "selu", "linear"]

@@ -160,7 +160,7 @@ def test_a_store_of_earlier_streams_is_reported_kept_apart_and_retrained(data_di
         every = st.versions(all_versions=True)[0]
     assert set(shown["streams"]) == {streams.VERSION} and len(shown) == 4 and len(every) == 8
     assert {(v.name, v.streams, v.rows) for v in older} == {("rule", 1, 2), ("normal", 1, 2)}
-    assert "under random streams version 1" in store.described(older)
+    assert "under random streams version 1" in store.described(older, 2)
 
     both = _report(folder, "--all-versions")
     assert both.returncode == 0, both.stderr
@@ -213,3 +213,32 @@ def test_a_per_layer_scheme_reads_its_layers_record(tmp_path: Path) -> None:
     for first, last in ((1, 2), (3, 4)):  # each block x + W2 relu(W1 x) starts as the identity
         block = model.layers[last](torch.relu(model.layers[first](x)))
         assert not block.any()
+
+
+def test_bias_default_draws_the_seeds_bias_whatever_the_scheme() -> None:
+    """--bias default draws each layer's bias from a stream of its own: the same for every scheme
+    of a seed, however many numbers the scheme drew for the weights (none: zeros; a weight and a
+    bias: default; a QR: orthogonal)."""
+    def biases(scheme: str) -> list[torch.Tensor]:
+        model = initial_model(Job(scheme, 4, TrainSettings.of(bias="default")), torch.zeros(600, 784))
+        return [layer.bias.detach() for layer in model.layers]
+
+    normal = biases("normal")
+    for scheme in ("zeros", "default", "orthogonal", "trunc_normal", "he_normal", "sparse"):
+        assert all(torch.equal(a, b) for a, b in zip(biases(scheme), normal)), scheme
+
+
+def test_a_table_never_mixes_two_streams_versions(data_dir: Path, tmp_path: Path) -> None:
+    """The version-1 store swept again with one of its two schemes: the report shows version
+    2's rule alone and names both schemes' version-1 rows, never normal's beside rule's."""
+    folder = tmp_path / "sweep"
+    shutil.copytree(FIXTURE, folder)
+    config = tmp_path / "rule.toml"
+    config.write_text(f'data_dir = "{data_dir}"\nschemes = ["rule"]\nseeds = 2\nepochs = 1\n'
+                      'train_samples = 300\nhidden = [32]\n\n[grid]\nlr = [0.001]\n')
+    assert _sweep(config, folder).returncode == 0
+    reported = _report(folder, "-f", "markdown")
+    assert reported.returncode == 0, reported.stderr
+    text = " ".join(reported.stdout.split())
+    assert "| rule |" in reported.stdout and "| normal |" not in reported.stdout
+    assert "rule, normal under random streams version 1 (4 rows" in text

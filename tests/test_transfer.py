@@ -359,3 +359,21 @@ def test_transfer_refuses_a_source_run_that_saw_task_b(source: Path, data_dir: P
                     "--out", str(out), "--data-dir", str(data_dir))
     assert_clean_error(result, "share classes", code=2)
     assert not out.exists()
+
+
+def test_a_transfer_runs_strategies_are_one_version_each(transferred) -> None:
+    """Each seed's pretrained start comes from its own file (another canonical name per seed),
+    yet a strategy's rows are one version: all shown, none named apart, and a diff of the run
+    with itself pairs every seed of every start."""
+    from initbench import diff, store
+
+    out, _ = transferred
+    with store.open_store(out, write=False) as st:
+        rows = st.frame()
+        shown, older = st.versions()
+        side_by_side = st.versions(all_versions=True)[0]
+    assert len(shown) == len(rows) and not older
+    assert sorted(side_by_side["name"]) == sorted(rows["name"])  # no version tags
+    paired = diff.diff(out, out)
+    assert {r["scheme"]: (r["seeds"], r["verdict"]) for r in paired.rows} == {
+        name: (2, "unchanged") for name in ("rule", "default", *STRATEGIES)}

@@ -53,7 +53,7 @@ def test_a_sweep_after_an_edit_reports_the_current_code_and_names_the_earlier(da
     with store.open_store(folder, write=False) as st:
         shown, older = st.versions()
         codes = {name: scheme for name, scheme in zip(shown["name"], shown["scheme"])}
-    assert [(v.name, v.rows, v.other_code) for v in older] == [(f"{scheme_file}:half", 2, True)]
+    assert [(v.name, v.rows, v.streams) for v in older] == [(f"{scheme_file}:half", 2, 2)]
     current, earlier = codes[f"{scheme_file}:half"].partition("@")[2][:8], older[0].code
     assert current != earlier
     noted = " ".join(_initbench("report", str(folder), "--no-pictures", "-f", "markdown").stdout.split())
@@ -82,7 +82,7 @@ def test_diff_pairs_a_users_scheme_across_an_edit_and_judges_it(data_dir: Path, 
     """A run and its re-run after the scheme got worse: paired by the scheme's name and seed,
     the code change named, and --fail-on worse fails."""
     scheme_file = tmp_path / "s.py"
-    common = ["rule", f"{scheme_file}:half", "--seeds", "3", "--epochs", "1", "--train-samples", "300",
+    common = ["rule", f"{scheme_file}:half", "--seeds", "3", "--epochs", "1", "--train-samples", "2000",
               "--hidden", "16", "--data-dir", str(data_dir)]
     scheme_file.write_text(HALF.format(scale=0.5))
     assert _initbench("compare", *common, "--out", str(tmp_path / "a")).returncode == 0
@@ -95,3 +95,17 @@ def test_diff_pairs_a_users_scheme_across_an_edit_and_judges_it(data_dir: Path, 
     assert f"| {scheme_file}:half | 3 |" in judged.stdout and "| rule | 3 |" in judged.stdout
     assert f"The code of {scheme_file}:half changed (" in text
     assert "worse" in " ".join(judged.stderr.split())
+
+
+def test_diff_pairs_a_moved_scheme_file_by_its_code(data_dir: Path, tmp_path: Path) -> None:
+    """The same file in another folder is the same code: its jobs pair with themselves, unchanged."""
+    common = ["--seeds", "1", "--epochs", "1", "--train-samples", "300", "--hidden", "16", "--data-dir", str(data_dir)]
+    for side in ("a", "b"):
+        (tmp_path / f"in-{side}").mkdir()
+        (tmp_path / f"in-{side}" / "s.py").write_text(HALF.format(scale=0.5))
+        assert _initbench("compare", f"{tmp_path}/in-{side}/s.py:half", *common,
+                          "--out", str(tmp_path / side)).returncode == 0
+    judged = _initbench("diff", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on", "change", "-f", "json")
+    assert judged.returncode == 0, judged.stdout + judged.stderr
+    [row] = json.loads(judged.stdout)
+    assert row["verdict"] == "unchanged" and not row["code_changed"]

@@ -78,8 +78,9 @@ def connect(placement: Placement, activity: Activity) -> Iterator[RayExecutor]:
     if ray.is_initialized():
         yield RayExecutor(placement, activity, shared=True)
         return
-    address, named, source = _cluster(placement.ray.ray_address)
     with ExitStack() as stack:
+        stack.callback(_auth_mode_set_back, os.environ.get(AUTH_MODE))
+        address, named, source = _cluster(placement.ray.ray_address)
         if address is None:
             activity.stage("Starting a Ray runtime for this run")
             folder = stack.enter_context(_runtime_folder())
@@ -200,6 +201,22 @@ def _authenticate(address: str, named: str) -> None:
         f"{AUTH_MODE}=token here and give the cluster's token: {AUTH_TOKEN}=<token> (`ray get-auth-token` on its head "
         f"prints it), or a copy of the head's ~/.ray/auth_token in ~/.ray/auth_token here (or in the file "
         f"{AUTH_TOKEN_PATH} names).")
+
+
+def _auth_mode_set_back(mode: str | None) -> None:
+    """RAY_AUTH_MODE as it was before a run that turned token authentication on for a cluster
+    on this machine (``_authenticate``): under the Python API a later run in the process may
+    go to a cluster elsewhere, which must not get this machine's token unasked."""
+    if os.environ.get(AUTH_MODE) == mode:
+        return
+    if mode is None:
+        os.environ.pop(AUTH_MODE, None)
+    else:
+        os.environ[AUTH_MODE] = mode
+    with suppress(ImportError):  # Ray caches the mode it read: read again, as _enable_token_auth does
+        from ray._raylet import Config
+
+        Config.initialize("")
 
 
 def _token_source() -> str:

@@ -16,7 +16,8 @@ high=0.1)``; a scheme whose one parameter is ``path`` takes the rest of its name
 as a file (``pretrained:runs/a/weights/rule-seed0.safetensors``). A parameter
 called ``activation_gain`` is not set that way: it receives the gain of the
 network's activation (``torch.nn.init.calculate_gain``; GELU, which it does not
-know, gets ReLU's).
+know, gets ReLU's); nor is one called ``layer``: it receives the layer's record
+(``Layer``: its place in the network, its fans, its residual wiring).
 
 Every name follows one convention (``Scheme.convention``): "lesson" (the
 lesson's own baselines), "torch" (``torch.nn.init``'s definition), "keras"
@@ -28,7 +29,8 @@ VarianceScaling); where Keras's initializer equals a scheme already here
 (``glorot_uniform`` is ``xavier_uniform``), its names are ``ALIASES``.
 
 All randomness comes from the ``generator`` argument, never from torch's
-global generator, so a model's initial weights depend only on its own seed.
+global generator: a fresh generator for each layer, the seed's (``streams.py``),
+so a model's initial weights depend only on its seed and its scheme's rule.
 
 A name that is no built-in scheme or alias may be a user's own function
 (``path/to/file.py:function``, ``module:function``, a name registered in Python or
@@ -45,9 +47,9 @@ import dataclasses
 import difflib
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from initbench.errors import UsageError
 from initbench.jobs import DataSettings
@@ -163,13 +165,14 @@ class InitContext:
     batch: Tensor | None = None
     data: DataSettings = DataSettings()
     head_init: str = "default"
-    layer_generators: Callable[[int], torch.Generator] | None = None  # streams.initialize gives the seed's
+    layer_streams: Callable[[int, str], torch.Generator] | None = None  # streams.initialize gives the seed's
 
-    def layer_generator(self, index: int) -> torch.Generator:
+    def layer_generator(self, index: int, part: str = "weights") -> torch.Generator:
         """A generator at the start of layer ``index``'s stream: the numbers every scheme of
-        the seed draws that layer from, whatever it drew for the layers before (``generator``
-        itself where no per-layer streams were given)."""
-        return self.generator if self.layer_generators is None else self.layer_generators(index)
+        the seed draws that layer from, whatever it drew for the layers before; ``part``
+        "bias": --bias default's stream, apart from what the scheme draws (``generator`` itself
+        where no per-layer streams were given)."""
+        return self.generator if self.layer_streams is None else self.layer_streams(index, part)
 
 
 @dataclass(frozen=True)
@@ -198,14 +201,17 @@ class Scheme:
         if self.init_model is not None:
             return self.init_model(model, context)
         for record, layer in zip(layer_records(model), model.layers):
-            self.init_layer(layer, context.layer_generator(record.index), context.activation, context.bias, record)
+            self.init_layer(layer, context.layer_generator(record.index), context.activation, context.bias, record,
+                            context.layer_generator(record.index, "bias"))
         return [f"initialized by {self.name}"] * len(model.layers)
 
     def init_layer(self, layer: nn.Linear | nn.Conv2d, generator: torch.Generator | None, activation: str = "relu",
-                   bias: str = "scheme", record: Layer | None = None) -> None:
+                   bias: str = "scheme", record: Layer | None = None,
+                   bias_generator: torch.Generator | None = None) -> None:
         """Initialize one layer (``record``: what it is in its network; a lone layer when not
-        given); ``bias`` = "zeros" or "default" (PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
-        overrides the scheme's own bias."""
+        given); ``bias`` = "zeros" or "default" (PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+        from ``bias_generator``, else after the scheme's draws from ``generator``) overrides the
+        scheme's own bias."""
         import torch
 
         if self.init is None:
@@ -215,7 +221,7 @@ class Scheme:
                            "conv" if layer.weight.dim() > 2 else "linear")
         with torch.no_grad():
             self.init(layer.weight, layer.bias, generator, GAIN[activation], record)
-        bias_policy_(layer, bias, generator)
+        bias_policy_(layer, bias, bias_generator or generator)
         if self.check is not None:  # after the bias policy: a bias it replaces may be left unset
             self.check(layer, record.name)
 
@@ -332,15 +338,19 @@ def whole_model(name: str) -> bool:
 
 def _layer_init(fn: InitFn, **params: float) -> InitFn:
     """fn as (weight, bias, generator, activation_gain, layer), whether or not it uses the
-    gain or the layer's record (parameters called ``activation_gain`` and ``layer``)."""
+    gain or the layer's record (``callers_values``)."""
     wants = inspect.signature(fn).parameters
 
     def init(weight: Tensor, bias: Tensor, generator: torch.Generator | None, activation_gain: float,
              layer: Layer | None = None) -> None:
-        given = {"activation_gain": activation_gain, "layer": layer}
-        fn(weight, bias, generator, **params, **{k: v for k, v in given.items() if k in wants})
+        fn(weight, bias, generator, **params, **callers_values(wants, activation_gain, layer))
 
     return init
+
+
+def callers_values(wants: Container[str], activation_gain: float, layer: Layer | None) -> dict[str, Any]:
+    """What a per-layer function receives of SET_BY_CALLER, those of its parameters it has."""
+    return {k: v for k, v in zip(SET_BY_CALLER, (activation_gain, layer)) if k in wants}
 
 
 def names() -> list[str]:

@@ -52,12 +52,14 @@ def _fill(model: nn.Module, context: InitContext, scheme: str, zero: dict[int, s
 
     he, zeros, sources = get(HE), get(ZERO), []
     for record, layer in zip(layer_records(model), model.layers):
-        i, generator = record.index, context.layer_generator(record.index)
+        i = record.index
+        drawn = (context.layer_generator(i), context.activation, context.bias, record,
+                 context.layer_generator(i, "bias"))
         if i in zero:
-            zeros.init_layer(layer, generator, context.activation, context.bias, record)
+            zeros.init_layer(layer, *drawn)
             sources.append(f"initialized by {scheme}: zero ({zero[i]})")
             continue
-        he.init_layer(layer, generator, context.activation, context.bias, record)
+        he.init_layer(layer, *drawn)
         if i in scale:
             with torch.no_grad():
                 layer.weight.mul_(scale[i])

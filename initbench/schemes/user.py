@@ -12,7 +12,8 @@ order (``my_inits.py:scaled_normal_:0.5``), as built-ins take theirs. Built-in n
 aliases come first; then registered names and entry points; then files and modules.
 
 The contract is the built-ins': ``fn(weight, bias, generator, ...)`` fills one layer in
-place (a parameter ``activation_gain`` receives the activation's gain), and a function
+place (a parameter ``activation_gain`` receives the activation's gain, one called
+``layer`` the layer's record, ``registry.Layer``: its place, fans, residual wiring), and a function
 whose first parameter is called ``model`` is ``fn(model, context, ...)``, fills the whole
 model (under ``torch.no_grad()``, with a batch of real images in ``context.batch``) and may
 return each layer's provenance. Its docstring's ``Formula:`` and ``Reference:`` lines are
@@ -20,13 +21,14 @@ shown when present.
 
 Importing user code runs it: a file or module is executed when its scheme is first named.
 
-Identity follows the code, not where it lies: the canonical name, which keys a job and
-seeds its streams, is ``function@<SHA-256>[:parameters]``, of the file's bytes for a file
-scheme, of the function's source otherwise (``inspect.getsource``; its compiled code when
-there is none). So editing the function trains its jobs anew, and a moved file does not.
+Identity follows the code, not where it lies: the canonical name, which keys a job (its
+random streams are its seed's alone), is ``function@<SHA-256>[:parameters]``, of the
+file's bytes for a file scheme, of the function's source otherwise (``inspect.getsource``;
+its compiled code when there is none). So editing the function trains its jobs anew, and
+a moved file does not.
 
 Careless code stays reproducible and checked: before it runs, torch's global generator is
-seeded as the layer's own stream, the seed's (and restored after), so a function that ignores
+seeded from the layer's own stream, the seed's (and restored after), so a function that ignores
 ``generator`` still draws its seed's numbers, whatever is trained beside it; the
 tensors it gets hold NaN until it fills them, and a layer left NaN or infinite, of another
 shape or dtype, is refused. Errors in user code are one paragraph naming it.
@@ -73,6 +75,7 @@ from initbench.schemes.registry import (
     InitContext,
     Layer,
     Scheme,
+    callers_values,
     doc_fields,
     extend,
     names,
@@ -431,9 +434,8 @@ def _per_layer(label: str, code: Code, values: dict[str, float], wants: set[str]
              layer: Layer | None = None) -> None:
         weight.fill_(math.nan)  # what it does not fill stays NaN, and is refused (Scheme.init_layer)
         bias.fill_(math.nan)
-        given = {"activation_gain": activation_gain, "layer": layer}
         with _seeded(generator):
-            _call(label, code, weight, bias, generator, **values, **{k: v for k, v in given.items() if k in wants})
+            _call(label, code, weight, bias, generator, **values, **callers_values(wants, activation_gain, layer))
     return init
 
 
@@ -461,15 +463,19 @@ def _whole_model(label: str, code: Code, values: dict[str, float]) -> Callable[[
 
 @contextmanager
 def _seeded(generator: torch.Generator | None) -> Iterator[None]:
-    """torch's global generator seeded as ``generator`` (the layer's or the model's own
-    stream, of the seed, not the scheme) while user code runs, and as it was afterwards: a
-    function that ignores ``generator`` draws the numbers a function using it would, the same
-    for every scheme of a seed, whatever else is trained beside it."""
+    """torch's global CPU generator seeded from ``generator`` (the layer's or the model's own
+    stream: the seed's, not the scheme's) while user code runs, and as it was afterwards: a
+    function that ignores ``generator`` draws the same numbers for every scheme of a seed,
+    whatever else is trained beside it. Seeded apart from ``generator`` itself (a digest of
+    its seed), so that a function drawing from both gets numbers independent of each other;
+    only the CPU's generator is seeded (``torch.manual_seed`` would reseed CUDA's too, which
+    ``fork_rng(devices=[])`` does not set back)."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
         if generator is not None:
-            torch.manual_seed(generator.initial_seed())
+            digest = hashlib.sha256(f"initbench/global/{generator.initial_seed()}".encode()).digest()
+            torch.default_generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
         yield
 
 

@@ -37,11 +37,10 @@ def lsuv(model: MLP, context: InitContext) -> list[str]:
     if context.batch is None:
         raise ValueError("lsuv needs a batch of training images (InitContext.batch)")
     for i, layer in enumerate(model.layers):  # each from its layer's stream: orthogonal's own start
-        generator = context.layer_generator(i)
         with torch.no_grad():
-            init.orthogonal_(layer.weight, generator=generator)
+            init.orthogonal_(layer.weight, generator=context.layer_generator(i))
             layer.bias.zero_()
-        bias_policy_(layer, context.bias, generator)
+        bias_policy_(layer, context.bias, context.layer_generator(i, "bias"))
     lsuv_(model, context.batch)
     return ["initialized by lsuv"] * len(model.layers)
 
@@ -100,7 +99,8 @@ def pretrained(model: MLP, context: InitContext, *, path: str, sha256: str) -> l
     sources = [f"loaded from {path}"] * (len(model.layers) - 1)
     scheme = get(context.head_init)
     record = layer_records(model)[-1]
-    scheme.init_layer(head, context.layer_generator(record.index), context.activation, context.bias, record)
+    scheme.init_layer(head, context.layer_generator(record.index), context.activation, context.bias, record,
+                      context.layer_generator(record.index, "bias"))
     why = (f"is for other classes: {data.get(context.data.dataset).describe(weights.classes)}" if not same_classes
            else f"has {file_head[0].shape[0]} outputs")
     return [*sources, f"initialized by {scheme.name} (--head-init: the file's output layer {why})"]
