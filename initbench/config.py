@@ -9,7 +9,8 @@ on the results, judged when the run or sweep is written (``initbench.expect``), 
 ``expect = ["rule > uniform", "default >= 0.80"]`` at the top of the file (before a
 sweep's ``[grid]``), or an ``[expect]`` table with ``conditions = [...]`` anywhere; given on
 the command line, it replaces the file's. The schemes it names are checked against the run's here, before
-any work.
+any work. A sweep's file may also hold a ``[claim]`` table, a paper's claim and the criterion it
+is judged by (``configs/papers/``, read by ``initbench.papers``), which the sweep leaves aside.
 """
 
 from __future__ import annotations
@@ -594,6 +595,10 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
     else:  # a copy (its grid is changed below), and what messages call it
         settings, config_file = copy.deepcopy(dict(config_file)), "the sweep's settings"
     grid_raw = settings.pop("grid", {})
+    # A papers' config states its claim in a [claim] table (initbench.papers reads it): not a setting.
+    if not isinstance(settings.pop("claim", {}), dict):
+        raise UsageError(f"'claim' in {config_file} must be a table ([claim]): a paper's claim, as initbench.papers "
+                         "reads it.")
     if not isinstance(grid_raw, dict):
         raise UsageError(f"'grid' in {config_file} must be a table ([grid]) of settings, each with a list of values.")
     where_file = lambda key: f"{key!r} in {config_file}"  # noqa: E731

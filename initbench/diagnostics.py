@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from initbench.models.mlp import MLP
 from initbench.streams import generator
@@ -34,13 +36,22 @@ def layer_stats(model: MLP, x: Tensor, y: Tensor) -> list[dict[str, float]]:
     """One forward and backward pass (no dropout) on ``x``; per layer: weight mean and std,
     output mean and std (as the next layer receives it: after the activation, or a residual
     block's sum, or a CNN's pooling; logits for the last layer), the share of units (a
-    convolution's: channels) that output 0 on every image, the weight gradient's norm, and
-    how many distinct units the layer has (identical units get identical gradients: they
-    never separate)."""
+    convolution's: channels) that output 0 on every image, the weight gradient's norm, the
+    std of the gradient back-propagated to the layer's own output (before its activation:
+    what Glorot & Bengio's Figure 7 draws), and how many distinct units the layer has
+    (identical units get identical gradients: they never separate)."""
     model = copy.deepcopy(model).cpu().requires_grad_(True)  # frozen layers too: what their gradient would be
     outputs: list[Tensor] = []
+    backprop: dict[int, Tensor] = {}
     # Each layer's output is what the next one is called with: read there, whatever the network does between them.
     hooks = [layer.register_forward_pre_hook(lambda _, args: outputs.append(args[0])) for layer in model.layers[1:]]
+
+    def keep_backprop(i: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, out: Tensor) -> None:  # None: the output is left as it is
+            out.register_hook(lambda grad: backprop.__setitem__(i, grad))
+        return hook
+
+    hooks += [layer.register_forward_hook(keep_backprop(i)) for i, layer in enumerate(model.layers)]
     logits = model(x)
     for hook in hooks:
         hook.remove()
@@ -62,6 +73,7 @@ def layer_stats(model: MLP, x: Tensor, y: Tensor) -> list[dict[str, float]]:
                 "act_std": out.std().item(),
                 "dead_fraction": (per_unit == 0).all(2).all(0).float().mean().item(),
                 "grad_norm": layer.weight.grad.norm().item() if layer.weight.grad is not None else 0.0,
+                "backprop_std": backprop[i].std().item() if i in backprop else 0.0,
                 "distinct_units": len(torch.unique(units, dim=0)),
             })
     return rows

@@ -1,22 +1,38 @@
-"""Five papers' claims about initialization, checked on real data.
+"""Five papers' claims about initialization, judged on real data.
 
-Each claim is a sweep config under ``configs/papers/`` and a measure that turns the
-sweep's store into the claim's numbers: what initbench measured per scheme (mean ±
-std over seeds), one paired difference over seeds (the same batches for every scheme
-of a seed) with its 95% t-interval, and whether the claim holds at this scale, with
-the criterion written in words. ``reproduce`` runs one (it resumes, as any sweep);
-``scripts/papers.py`` runs them all and writes the README's rows and pictures.
-A claim's ``smoke`` settings make a run of seconds through the same machinery (the
-test suite's check), whose verdict means nothing.
+Each claim is a sweep config under ``configs/papers/``, whose ``[claim]`` table states the
+claim, what differs from the paper's setup, and the criterion it is judged by, written
+before any run (its thresholds are fields of the table, read here; its words are checked
+against them by the tests). A measure turns the sweep's store into per-seed numbers and
+judges each part of the criterion (a ``Test``) on the 95% interval of their mean:
+
+- *holds* when the whole interval lies on the claim's side of the threshold, *fails* when
+  it lies wholly on the other side, and is *inconclusive* otherwise: an interval that holds
+  the threshold, one seed (no interval), or a measure that was capped (a time the run never
+  reached, a best learning rate at the edge of its grid): a capped value never counts as
+  evidence. Seeds that all give the same value (a network stuck at chance) give an
+  interval of zero width, which is said as such: no spread, not certainty.
+- A claim *reproduces* when every test holds, *does not reproduce* when any fails, and is
+  *inconclusive* otherwise.
+
+Divergence is a result and is named: a run whose loss became non-finite (the engine stops
+it) or grew to a thousand times its first batches' (``blew_up``: an unnormalized residual
+network's 1e10 is no training) counts as diverged in the verdicts and the pictures.
+
+``reproduce`` runs one claim (it resumes, as any sweep); ``scripts/papers.py`` runs them all
+and writes the README's rows and the pictures. A claim's ``smoke`` settings make a run of
+seconds through the same machinery (the test suite's check), whose verdict means nothing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,13 +44,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "papers"
+VERDICTS = ("reproduces", "does not reproduce", "inconclusive")
+BLOW_UP = 1000.0  # a loss this many times its first tenth of an epoch's: diverged
+WINDOW = 0.1  # of an epoch: losses are averaged over windows this long (a time to a loss, a final loss)
 
 
 @dataclass(frozen=True)
 class Trained:
     """A sweep's jobs as a claim reads them: ``frame`` one row per job (the store's
-    columns, ``depth`` and ``width`` of its hidden layers), ``results`` by key (losses
-    per batch, layer statistics)."""
+    columns, ``depth`` and ``width`` of its hidden layers, ``blew_up``), ``results`` by key
+    (losses per batch, layer statistics)."""
 
     frame: pd.DataFrame
     results: dict[str, JobResult]
@@ -46,40 +65,104 @@ class Trained:
         return rows
 
 
+# --- judging
+
+
+@dataclass(frozen=True)
+class Test:
+    """One part of a claim's criterion, judged: what it asks, "holds", "fails" or
+    "inconclusive", and the numbers it was judged on, in words."""
+
+    asks: str
+    result: str
+    measured: str
+
+    def __str__(self) -> str:
+        return f"{self.asks}: {self.result} ({self.measured})"
+
+
+def judged(asks: str, values: Sequence[float], side: str, threshold: float | tuple[float, float],
+           shown: Callable[[float], str] = lambda v: f"{v:.3g}", capped: Sequence[bool] = (),
+           why_capped: str = "") -> Test:
+    """``values`` (one per seed) judged on the 95% t-interval of their mean: ``side`` "above"
+    or "below" ``threshold``, or "within" a (low, high) range. ``capped``: which values are
+    bounds, not measurements (``why_capped`` says how): any makes the test inconclusive."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return Test(asks, "inconclusive", "no seed measured it")
+    p = stats.paired(values)
+    if n == 1:
+        numbers, low, high = f"{shown(p.mean)} (1 seed: no interval)", None, None
+    elif p.low == p.high:
+        numbers, low, high = f"all {n} seeds tied at {shown(p.mean)} (an interval of zero width: no spread, not " \
+                             "certainty)", p.mean, p.high
+    else:
+        numbers, low, high = f"{shown(p.mean)} [95% CI {shown(p.low)}, {shown(p.high)}] over {n} seeds", p.low, p.high
+    if any(capped):
+        return Test(asks, "inconclusive", f"{numbers}; {sum(map(bool, capped))} of {n} {why_capped}: a bound, "
+                                          "not a measurement")
+    if low is None or high is None:
+        return Test(asks, "inconclusive", numbers)
+    if side == "within":
+        a, b = threshold  # type: ignore[misc]
+        result = "holds" if a < low and high < b else "fails" if high < a or low > b else "inconclusive"
+    else:
+        t = float(threshold)  # type: ignore[arg-type]
+        on, off = (low > t, high < t) if side == "above" else (high < t, low > t)
+        result = "holds" if on else "fails" if off else "inconclusive"
+    return Test(asks, result, numbers)
+
+
+def verdict(tests: Sequence[Test]) -> str:
+    """reproduces (every test holds), does not reproduce (one fails), or inconclusive."""
+    results = {t.result for t in tests}
+    return "does not reproduce" if "fails" in results else "reproduces" if results == {"holds"} else "inconclusive"
+
+
 @dataclass(frozen=True)
 class Finding:
-    """What a claim's sweep measured, and whether the claim holds."""
+    """What a claim's sweep measured, and the verdict on its criterion."""
 
-    measured: str  # per scheme (and cell), mean ± std over seeds, in words
-    difference: str  # what ``paired`` is the difference of
-    paired: stats.Paired  # over seeds
-    holds: bool
-    why: str  # the criterion, and by how much it was met or missed
+    measured: str  # per scheme (and cell), mean ± std over seeds, in words (divergence named)
+    tests: tuple[Test, ...]
+    criterion: str  # the config's words
     figure: Figure | None = None
 
     @property
     def verdict(self) -> str:
-        interval = ("" if math.isnan(self.paired.low) else
-                    f" [95% CI {self.paired.low:+.3g}, {self.paired.high:+.3g}]")
-        return (f"{'reproduces' if self.holds else 'does not reproduce at this scale'}: {self.difference} "
-                f"{self.paired.mean:+.3g}{interval} over {stats_seeds(self.paired)}; {self.why}")
+        """One of VERDICTS."""
+        return verdict(self.tests)
 
-
-def stats_seeds(p: stats.Paired) -> str:
-    return f"{p.seeds} seed{'s' * (p.seeds != 1)}"
+    @property
+    def explained(self) -> str:
+        """The verdict and each test, in words."""
+        return f"{self.verdict}: " + "; ".join(map(str, self.tests))
 
 
 @dataclass(frozen=True)
 class Claim:
     name: str  # configs/papers/<name>.toml
-    paper: str
-    claim: str  # in one sentence
-    measure: Callable[[Trained], Finding]
+    measure: Callable[[Trained, Mapping[str, Any]], Finding]  # (the sweep, the config's [claim] table)
     smoke: tuple[str, ...]  # --set values for a seconds-long run of the same machinery
 
     @property
     def config(self) -> Path:
         return CONFIGS / f"{self.name}.toml"
+
+    @cached_property
+    def statement(self) -> dict[str, Any]:
+        """The config's [claim] table: paper, claim, setup (what differs from the paper's),
+        criterion (in words), and the criterion's thresholds."""
+        return tomllib.loads(self.config.read_text())["claim"]
+
+    @property
+    def paper(self) -> str:
+        return self.statement["paper"]
+
+    @property
+    def claim(self) -> str:
+        return self.statement["claim"]
 
 
 def spread(values: Sequence[float] | pd.Series, digits: int = 3) -> str:
@@ -89,145 +172,203 @@ def spread(values: Sequence[float] | pd.Series, digits: int = 3) -> str:
     return mean if len(values) < 2 else f"{mean} ± {values.std(ddof=1):.2g}"
 
 
-def paired_by_seed(a: pd.Series, b: pd.Series) -> stats.Paired:
-    """a - b over the seeds both have (Series indexed by seed), finite differences only."""
-    common = a.index.intersection(b.index)
-    differences = [float(a[s] - b[s]) for s in common if math.isfinite(float(a[s] - b[s]))]
-    return stats.paired(differences)
+def windows(losses: np.ndarray) -> np.ndarray:
+    """The training loss averaged over each window of WINDOW of an epoch, in order (NaN once
+    the run diverged)."""
+    window = max(1, round(losses.shape[1] * WINDOW))
+    flat = losses.reshape(-1)
+    usable = len(flat) // window * window
+    return flat[:usable].reshape(-1, window).mean(axis=1)
+
+
+def blew_up(losses: np.ndarray) -> bool:
+    """Whether a run diverged: a non-finite loss (the engine stopped it there), or a window's
+    loss BLOW_UP times its first window's or more."""
+    means = windows(losses)
+    return not np.isfinite(means).all() or bool(means.max() >= BLOW_UP * means[0])
+
+
+def final_loss(losses: np.ndarray) -> float:
+    """The training loss at the end: its mean over the last window (inf where it diverged)."""
+    means = windows(losses)
+    return float(means[-1]) if np.isfinite(means).all() else math.inf
 
 
 def read(folder: Path) -> Trained:
     """A sweep folder's jobs (each scheme's current version: ``Store.versions``), with their
-    losses and layer statistics."""
+    losses and layer statistics, and whether each diverged (``blew_up``)."""
     with store.open_store(folder, write=False) as st:
         frame = st.versions()[0]
         results = dict(zip(frame["key"], st.results(list(frame["key"]))))
-    frame = frame.assign(depth=[len(h) for h in frame["hidden"]], width=[h[0] for h in frame["hidden"]])
+    frame = frame.assign(depth=[len(h) for h in frame["hidden"]], width=[h[0] for h in frame["hidden"]],
+                         blew_up=[blew_up(results[k].losses.numpy()) for k in frame["key"]])
     return Trained(frame.drop(columns="scheme").rename(columns={"name": "scheme"}), results)  # as given
 
 
 def reproduce(claim: Claim, out: Path, sets: Sequence[str] = (), progress: bool | None = False) -> Finding:
-    """Run (or resume) ``claim``'s sweep into ``out`` and measure it."""
+    """Run (or resume) ``claim``'s sweep into ``out`` and judge it."""
     from initbench import api
 
     api.sweep(claim.config, sets=sets, out=str(out), progress=progress)
-    return claim.measure(read(out))
+    return claim.measure(read(out), claim.statement)
+
+
+def _diverged(rows: pd.DataFrame) -> str:
+    n = int(rows["blew_up"].sum())
+    return "" if not n else f", {n} of {len(rows)} diverged"
+
+
+def _labelled(trained: Trained, scheme: str) -> str:
+    """A scheme as a picture's legend names it: with how many of its seeds diverged."""
+    rows = trained.where(scheme=scheme)
+    n = int(rows["blew_up"].sum())
+    return scheme if not n else f"{scheme} ({n} of {len(rows)} seeds diverged)"
+
+
+def _percent(v: float) -> str:
+    return f"{v:.2f}%"
 
 
 # --- 1. Glorot & Bengio 2010 -------------------------------------------------------------
 
 
-def _activation_ratio(trained: Trained, scheme: str, epoch: int) -> pd.Series:
-    """Per seed: the last hidden layer's activation std over the first's, at ``epoch`` (0: init)."""
-    ratios = {}
+def _per_layer(trained: Trained, scheme: str, column: str, downwards: bool) -> pd.Series:
+    """Per seed, at init: the factor by which ``column`` changes from one hidden layer to the
+    next, the geometric mean over the hidden layers (upwards: activations; downwards:
+    back-propagated gradients, from the last hidden layer to the first)."""
+    factors = {}
     for _, row in trained.where(scheme=scheme).iterrows():
         layers = pd.DataFrame(trained.results[row["key"]].layer_stats)
-        hidden = layers[(layers["epoch"] == epoch) & (layers["layer"] < layers["layer"].max())]
-        ratios[row["seed"]] = hidden["act_std"].iloc[-1] / hidden["act_std"].iloc[0]
-    return pd.Series(ratios)
+        hidden = layers[(layers["epoch"] == 0) & (layers["layer"] < layers["layer"].max())][column].to_numpy()
+        first, last = (hidden[-1], hidden[0]) if downwards else (hidden[0], hidden[-1])
+        factors[row["seed"]] = (last / first) ** (1 / (len(hidden) - 1))
+    return pd.Series(factors)
 
 
-def _glorot(trained: Trained) -> Finding:
-    standard, normalized = "rule", "xavier_uniform"
-    at_init = {s: _activation_ratio(trained, s, 0) for s in (standard, normalized)}
-    trained_once = {s: _activation_ratio(trained, s, 1) for s in (standard, normalized)}
+def _glorot(trained: Trained, spec: Mapping[str, Any]) -> Finding:
+    standard, normalized = spec["standard"], spec["normalized"]
+    shrinks, keeps = spec["shrinks_below"], tuple(spec["keeps_within"])
+    measures = {("act_std", False): ("the activations' std", "a layer up"),
+                ("backprop_std", True): ("the back-propagated gradients' std", "a layer down")}
+    tests, measured = [], []
+    for (column, downwards), (quantity, direction) in measures.items():
+        for scheme in (standard, normalized):
+            factor = _per_layer(trained, scheme, column, downwards)
+            measured.append(f"{scheme}: {quantity} x{spread(factor)} {direction}")
+            if scheme == standard:
+                tests.append(judged(f"under {scheme} {quantity} shrinks {direction}: factor below {shrinks:g}",
+                                    factor, "below", shrinks))
+            else:
+                tests.append(judged(f"under {scheme} it keeps: factor within {keeps[0]:g} to {keeps[1]:g}", factor,
+                                    "within", keeps))
     depth = int(trained.frame["depth"].iloc[0])
-    measured = "; ".join(f"{s}: {spread(at_init[s])} at init, {spread(trained_once[s])} after an epoch"
-                         for s in (standard, normalized))
-    paired = paired_by_seed(at_init[normalized], at_init[standard])
-    holds = at_init[standard].mean() < 0.5 <= at_init[normalized].mean() and paired.low > 0
     stats_rows = pd.concat(
         [pd.DataFrame(trained.results[key].layer_stats).assign(scheme=scheme, seed=seed)
          for key, scheme, seed in trained.frame[["key", "scheme", "seed"]].itertuples(index=False)])
     figure = pictures.plot_layer_profile(
-        stats_rows, None, f"tanh, {depth} hidden layers: at init (dashed) and after an epoch (solid)")
-    return Finding(
-        f"std of layer {depth}'s activations over layer 1's: {measured}",
-        f"{normalized} - {standard} (that ratio, at init)", paired, holds,
-        "holds when the standard start's ratio is under 0.5 (shrinking) while the normalized start's is not, "
-        "and the interval excludes 0", figure)
+        stats_rows, None, f"tanh, {depth} hidden layers: at init (dashed) and after an epoch (solid)",
+        columns=("act_std", "backprop_std"))
+    return Finding(f"at init, per hidden layer (geometric mean of {depth - 1} steps): " + "; ".join(measured),
+                   tuple(tests), spec["criterion"], figure)
 
 
 # --- 2. Saxe, McClelland & Ganguli 2014 ------------------------------------------------------
 
-SAXE_LOSS = 0.6  # the training loss both starts reach at every depth (a linear model's is about 0.45)
-SAXE_WINDOW = 0.1  # of an epoch: losses are averaged over windows this long before the threshold is looked for
 
-
-def epochs_to_loss(losses: np.ndarray, threshold: float, window: int) -> float:
-    """Epochs of training until the mean loss of a window of ``window`` batches first falls under
-    ``threshold``; inf if it never does (or the model diverged first)."""
-    flat = losses.reshape(-1)
-    n_batches = losses.shape[1]
-    for end in range(window, len(flat) + 1, window):
-        part = flat[end - window:end]
-        if not np.isfinite(part).all():
+def epochs_to_loss(losses: np.ndarray, threshold: float) -> float:
+    """Epochs of training until the loss averaged over a window (``windows``) first falls
+    under ``threshold``; inf if it never does (or the model diverged first)."""
+    means = windows(losses)
+    per_epoch = len(means) / losses.shape[0]
+    for i, mean in enumerate(means):
+        if not math.isfinite(mean):
             return math.inf
-        if part.mean() < threshold:
-            return end / n_batches
+        if mean < threshold:
+            return (i + 1) / per_epoch
     return math.inf
 
 
-def _saxe_epochs(trained: Trained) -> pd.DataFrame:
-    rows = []
-    for key, scheme, seed, depth in trained.frame[["key", "scheme", "seed", "depth"]].itertuples(index=False):
-        losses = trained.results[key].losses.numpy()
-        window = max(1, round(losses.shape[1] * SAXE_WINDOW))
-        rows.append({"scheme": scheme, "seed": seed, "depth": depth,
-                     "epochs": epochs_to_loss(losses, SAXE_LOSS, window)})
-    return pd.DataFrame(rows)
+def best_lr(rows: pd.DataFrame, trained: Trained) -> tuple[float | None, str]:
+    """The rule fixed in advance for a learning rate suited to a depth: of the grid's rates,
+    the one whose final loss (``final_loss``), averaged over seeds, is lowest, among those at
+    which no seed diverged; None where every rate diverged. And the rates left out, in words."""
+    finals, out = {}, []
+    for lr, at in rows.groupby("lr"):
+        if at["blew_up"].any():
+            out.append(f"{lr:g} ({int(at['blew_up'].sum())} of {len(at)} seeds diverged)")
+            continue
+        finals[lr] = np.mean([final_loss(trained.results[k].losses.numpy()) for k in at["key"]])
+    return (min(finals, key=finals.get) if finals else None), ", ".join(out)
 
 
-def _saxe(trained: Trained) -> Finding:
-    orthogonal, gaussian = "orthogonal", "normal"
-    epochs = _saxe_epochs(trained)
-    most = int(trained.frame["epochs"].max())
-    depths = sorted(epochs["depth"].unique())
+def _saxe(trained: Trained, spec: Mapping[str, Any]) -> Finding:
+    orthogonal, gaussian, loss, most = spec["orthogonal"], spec["gaussian"], spec["loss"], spec["slowdown"]
+    epochs_trained = int(trained.frame["epochs"].max())
+    depths = sorted(trained.frame["depth"].unique())
     shallow, deep = depths[0], depths[-1]
+    times: dict[tuple[str, int], pd.Series] = {}
+    measured = []
+    for scheme in (orthogonal, gaussian):
+        parts = []
+        for depth in depths:
+            rows = trained.where(scheme=scheme, depth=depth)
+            lr, dropped = best_lr(rows, trained)
+            if lr is None:
+                times[scheme, depth] = pd.Series(dtype=float)
+                parts.append(f"depth {depth}: every rate diverged ({dropped})")
+                continue
+            at = rows[rows["lr"] == lr]
+            times[scheme, depth] = pd.Series({seed: epochs_to_loss(trained.results[k].losses.numpy(), loss)
+                                              for k, seed in zip(at["key"], at["seed"])})
+            t = times[scheme, depth]
+            reached = t[np.isfinite(t)]
+            parts.append(f"depth {depth} at lr {lr:g}: " + (f"{spread(reached, 2)} epochs" if len(reached) else "")
+                         + (f"{', ' if len(reached) else ''}{len(t) - len(reached)} of {len(t)} not within "
+                            f"{epochs_trained}" if len(reached) < len(t) else "")
+                         + (f"; diverged at {dropped}" if dropped else ""))
+        measured.append(f"{scheme}: " + "; ".join(parts))
 
-    def series(scheme: str, depth: int) -> pd.Series:
-        return epochs[(epochs["scheme"] == scheme) & (epochs["depth"] == depth)].set_index("seed")["epochs"]
+    def slowdown(scheme: str) -> tuple[pd.Series, list[bool]]:
+        """Per seed: its time at the deepest depth over its time at the shallowest; capped where
+        either was never reached (the ratio is then a bound)."""
+        a, b = times[scheme, deep], times[scheme, shallow]
+        common = a.index.intersection(b.index)
+        ratio = pd.Series({s: min(a[s], epochs_trained) / min(b[s], epochs_trained) for s in common})
+        return ratio, [not (math.isfinite(a[s]) and math.isfinite(b[s])) for s in common]
 
-    def shown(values: pd.Series) -> str:
-        reached = values[np.isfinite(values)]
-        missed = len(values) - len(reached)
-        return (spread(reached, 2) if len(reached) else "") + (
-            f"{', ' if len(reached) else ''}{missed} of {len(values)} not within {most}" if missed else "")
-
-    measured = "; ".join(f"{s}: " + ", ".join(f"depth {d} {shown(series(s, d))}" for d in depths)
-                         for s in (orthogonal, gaussian))
-    # A start that never reaches the loss is counted at the epochs trained: its slowness is understated.
-    capped = {s: series(s, deep).clip(upper=most) for s in (orthogonal, gaussian)}
-    paired = paired_by_seed(capped[gaussian], capped[orthogonal])
-    slowdown = {s: series(s, deep).clip(upper=most).mean() / series(s, shallow).clip(upper=most).mean()
-                for s in (orthogonal, gaussian)}
-    holds = slowdown[orthogonal] < 2 and slowdown[gaussian] > 2 * slowdown[orthogonal] and paired.low > 0
+    why = f"never reached the loss within {epochs_trained} epochs at one depth (counted at {epochs_trained})"
+    ortho_ratio, ortho_capped = slowdown(orthogonal)
+    gauss_ratio, gauss_capped = slowdown(gaussian)
+    common = ortho_ratio.index.intersection(gauss_ratio.index)
+    tests = (
+        judged(f"{orthogonal}'s time to a loss of {loss:g} grows less than {most:g} times from depth {shallow} to "
+               f"{deep}", ortho_ratio, "below", most, lambda v: f"x{v:.2f}", ortho_capped, why),
+        judged(f"{gaussian}'s grows more than {most:g} times", gauss_ratio, "above", most, lambda v: f"x{v:.2f}",
+               gauss_capped, why),
+        judged(f"{gaussian}'s grows more than {orthogonal}'s (difference of the factors)",
+               (gauss_ratio[common] - ortho_ratio[common]).tolist(), "above", 0.0, lambda v: f"{v:+.2f}",
+               [a or b for a, b in zip(gauss_capped, ortho_capped)], why))
     figure = pictures.plot_lines(
-        {"": {s: epochs[epochs["scheme"] == s].groupby("depth")["epochs"].apply(
-            lambda v: v.clip(upper=most).tolist()).to_dict() for s in (orthogonal, gaussian)}},
-        xlabel="Hidden layers (linear)", ylabel=f"Epochs to a training loss under {SAXE_LOSS:g} ({most}: never)",
-        title="Deep linear networks: how long each start takes to learn")
-    return Finding(
-        f"epochs until the training loss falls under {SAXE_LOSS:g}: {measured}",
-        f"{gaussian} - {orthogonal} (epochs, at depth {deep}, capped at {most})", paired, holds,
-        f"holds when orthogonal's time grows less than 2 times from depth {shallow} to {deep} (measured "
-        f"{slowdown[orthogonal]:.2f}x) and the Gaussian's grows more than twice as much ({slowdown[gaussian]:.2f}x), "
-        "and the interval excludes 0", figure)
+        {"": {s: {d: times[s, d].clip(upper=epochs_trained).tolist() for d in depths} for s in (orthogonal, gaussian)}},
+        xlabel="Hidden layers (linear)", ylabel=f"Epochs to a training loss under {loss:g} ({epochs_trained}: never)",
+        title="Deep linear nets, each depth's best rate")  # none diverged at it (the rule); at others, see measured
+    return Finding(f"epochs until the training loss falls under {loss:g}, at each depth's best rate "
+                   f"(lowest final loss, none diverged): " + " | ".join(measured), tests, spec["criterion"], figure)
 
 
 # --- 3. He, Zhang, Ren & Sun 2015; 4. Fixup / SkipInit: accuracy after training ------------
 
 
 def _loss_figure(trained: Trained, title: str) -> Figure:
-    """Training loss averaged over each tenth of an epoch, a line per scheme (each seed a dot)."""
+    """Training loss averaged over each tenth of an epoch, a line per scheme (each seed a dot),
+    diverged seeds named in the legend."""
     curves: dict[str, dict[float, list[float]]] = {}
     for key, scheme in trained.frame[["key", "scheme"]].itertuples(index=False):
         losses = trained.results[key].losses.numpy()
-        window = max(1, losses.shape[1] // 10)
-        flat = losses.reshape(-1)
-        for end in range(window, len(flat) + 1, window):
-            curves.setdefault(scheme, {}).setdefault(end / losses.shape[1], []).append(
-                float(flat[end - window:end].mean()))  # NaN once diverged: not drawn
+        means = windows(losses)
+        for i, mean in enumerate(means):  # NaN once diverged: not drawn
+            curves.setdefault(_labelled(trained, scheme), {}).setdefault((i + 1) * losses.shape[0] / len(means),
+                                                                        []).append(float(mean))
     return pictures.plot_lines({"": curves}, xlabel="Epoch", ylabel="Training loss (mean of a tenth of an epoch)",
                                title=title, logy=True)
 
@@ -236,89 +377,82 @@ def _accuracy(trained: Trained, scheme: str) -> pd.Series:
     return trained.where(scheme=scheme).set_index("seed")["val_acc"] * 100
 
 
-def _diverged(trained: Trained, scheme: str) -> str:
-    rows = trained.where(scheme=scheme)
-    n = int(rows["diverged_at"].notna().sum())
-    return f", {n} of {len(rows)} diverged" if n else ""
-
-
-def _accuracy_claim(trained: Trained, better: Sequence[str], usual: str, title: str) -> Finding:
+def _trains_and_stalls(trained: Trained, spec: Mapping[str, Any], title: str) -> Finding:
+    """Schemes that train (accuracy above ``trains_above``) and schemes that stall (every seed
+    diverged, or accuracy below ``stalls_below``), judged each on its own; every scheme the
+    sweep trained is measured."""
+    above, below = spec["trains_above"], spec["stalls_below"]
     schemes = list(dict.fromkeys(trained.frame["scheme"]))
-    measured = "; ".join(f"{s}: {spread(_accuracy(trained, s))}%{_diverged(trained, s)}" for s in schemes)
-    pairs = {s: paired_by_seed(_accuracy(trained, s), _accuracy(trained, usual)) for s in better}
-    worst = min(pairs, key=lambda s: pairs[s].low if not math.isnan(pairs[s].low) else -math.inf)
-    holds = all(p.low > 0 for p in pairs.values())
-    others = "".join(f"; {s} - {usual}: {p.mean:+.3g} [{p.low:+.3g}, {p.high:+.3g}]"
-                     for s, p in pairs.items() if s != worst)
-    return Finding(f"validation accuracy: {measured}", f"{worst} - {usual} (points of accuracy)", pairs[worst],
-                   holds, f"holds when every interval of {', '.join(better)} against {usual} is above 0{others}",
-                   _loss_figure(trained, title))
+    measured = "; ".join(f"{s}: {spread(_accuracy(trained, s))}%{_diverged(trained.where(scheme=s))}"
+                         for s in schemes)
+    tests = [judged(f"{s} trains: accuracy above {above:g}%", _accuracy(trained, s), "above", above, _percent)
+             for s in spec["trains"]]
+    for s in spec["stalls"]:
+        rows = trained.where(scheme=s)
+        asks = f"{s} stalls: diverged, or accuracy below {below:g}%"
+        tests.append(Test(asks, "holds", f"all {len(rows)} seeds diverged") if rows["blew_up"].all() and len(rows)
+                     else judged(asks, _accuracy(trained, s), "below", below, _percent))
+    return Finding(f"validation accuracy: {measured}", tuple(tests), spec["criterion"], _loss_figure(trained, title))
 
 
-def _he(trained: Trained) -> Finding:
+def _he(trained: Trained, spec: Mapping[str, Any]) -> Finding:
     depth = int(trained.frame["depth"].iloc[0])
-    return _accuracy_claim(trained, ["kaiming_normal"], "xavier_normal", f"{depth} ReLU layers: training loss")
+    return _trains_and_stalls(trained, spec, f"{depth} ReLU layers: training loss")
 
 
-def _fixup(trained: Trained) -> Finding:
+def _fixup(trained: Trained, spec: Mapping[str, Any]) -> Finding:
     blocks = int(trained.frame["depth"].iloc[0])
-    return _accuracy_claim(trained, ["fixup", "skipinit"], "kaiming_normal",
-                           f"Residual MLP of {blocks} blocks, no normalization: training loss")
+    return _trains_and_stalls(trained, spec, f"{blocks} residual blocks: training loss")
 
 
 # --- 5. Yang et al. 2022: the best learning rate across widths ------------------------------
 
 
-def _best_lr(rows: pd.DataFrame) -> pd.Series:
-    """Per seed, the learning rate whose last epoch's training loss is lowest (diverged: inf)."""
-    loss = rows["last_epoch_loss"].fillna(math.inf)
-    return rows.assign(loss=loss).sort_values("loss").groupby("seed")["lr"].first()
-
-
-def _mup(trained: Trained) -> Finding:
+def _mup(trained: Trained, spec: Mapping[str, Any]) -> Finding:
     frame = trained.frame
     widths = sorted(frame["width"].unique())
-    narrow, wide = widths[0], widths[-1]
-    shift, panels, measured = {}, {}, []
-    for p in ("sp", "mup"):
+    rates = sorted(frame["lr"].unique())
+    drift = spec["drift"]
+    tests, panels, measured = [], {}, []
+    for p, named in (("mup", "μP"), ("sp", "the standard parametrization")):
         rows = frame[frame["parametrization"] == p]
-        best = {w: _best_lr(rows[rows["width"] == w]) for w in widths}
-        shift[p] = np.log2(best[wide]) - np.log2(best[narrow])
-        measured.append(f"{p}: best lr " + ", ".join(
-            f"{spread(best[w], 2)} at width {w}" for w in widths))
-        panels["standard parametrization" if p == "sp" else "μP"] = {
-            f"width {w}": rows[rows["width"] == w].groupby("lr")["last_epoch_loss"].apply(list).to_dict()
-            for w in widths}
-    paired = paired_by_seed(shift["sp"].abs(), shift["mup"].abs())
-    holds = abs(shift["mup"].mean()) <= 1 < abs(shift["sp"].mean())
-    figure = pictures.plot_lines(panels, xlabel="Learning rate (Adam)", ylabel="Last epoch's training loss",
+        finals = rows.assign(final=[final_loss(trained.results[k].losses.numpy()) for k in rows["key"]])
+        best = finals.sort_values("final").groupby(["seed", "width"])["lr"].first().unstack("width")
+        edge = best.isin([rates[0], rates[-1]]).any(axis=1)  # the optimum may lie beyond the grid
+        slopes = pd.Series({seed: abs(np.polyfit(np.log2(widths), np.log2(best.loc[seed, widths].astype(float)), 1)[0])
+                            for seed in best.index})
+        measured.append(f"{named}: best lr " + ", ".join(f"{spread(best[w], 2)} at width {w}" for w in widths))
+        low, high = stats.bootstrap_mean(slopes.tolist())
+        side, asks = (("below", f"under {named} the best lr drifts by less than a factor 2^{drift:g} per width "
+                                "doubling") if p == "mup" else
+                      ("above", f"under {named} it drifts by more"))
+        tests.append(_bootstrapped(asks, slopes, low, high, side, drift, edge.tolist()))
+        panels[named] = {f"width {w}": finals[finals["width"] == w].groupby("lr")["final"].apply(list).to_dict()
+                         for w in widths}
+    figure = pictures.plot_lines(panels, xlabel="Learning rate (Adam)", ylabel="Final training loss",
                                  title="The best learning rate as width grows", logx=True, logy=True)
-    return Finding(
-        "; ".join(measured), f"|shift| under sp - |shift| under μP (log2 of the best lr, width {wide} vs {narrow})",
-        paired, holds,
-        f"holds when μP's best lr moves by at most a factor 2 from width {narrow} to {wide} (measured "
-        f"{2 ** abs(shift['mup'].mean()):.2g}x) while the standard parametrization's moves more "
-        f"({2 ** abs(shift['sp'].mean()):.2g}x)", figure)
+    return Finding("; ".join(measured), tuple(tests), spec["criterion"], figure)
+
+
+def _bootstrapped(asks: str, values: pd.Series, low: float, high: float, side: str, threshold: float,
+                  capped: list[bool]) -> Test:
+    """A test judged on a bootstrap interval of the mean (``stats.bootstrap_mean``)."""
+    n, mean = len(values), float(values.mean())
+    numbers = (f"all {n} seeds tied at {mean:.2f} (an interval of zero width: no spread, not certainty)"
+               if low == high else f"{mean:.2f} [95% bootstrap CI {low:.2f}, {high:.2f}] over {n} seeds")
+    if any(capped):
+        return Test(asks, "inconclusive", f"{numbers}; {sum(capped)} of {n} seeds had a best lr at the grid's edge "
+                                          "(the optimum may lie beyond it): a bound, not a measurement")
+    on, off = (high < threshold, low > threshold) if side == "below" else (low > threshold, high < threshold)
+    return Test(asks, "holds" if on else "fails" if off else "inconclusive", numbers)
 
 
 CLAIMS = {claim.name: claim for claim in (
-    Claim("glorot-2010", "Glorot & Bengio 2010",
-          "With tanh and 5 hidden layers, the standard U[-1/√n, 1/√n] start shrinks activations from layer to "
-          "layer; the normalized (Xavier) start keeps them.",
-          _glorot, ("seeds=2", "train_samples=1000", "classes=5,6")),
-    Claim("saxe-2014", "Saxe, McClelland & Ganguli 2014",
-          "In deep linear networks, orthogonal starts learn in a number of epochs nearly independent of depth, "
-          "while scaled Gaussian starts slow down with depth.",
-          _saxe, ("seeds=2", "train_samples=1000", "classes=5,6", "epochs=1", "grid.hidden=['32x2', '32x4']")),
-    Claim("he-2015", "He, Zhang, Ren & Sun 2015",
-          "A 30-layer ReLU network trains from Kaiming's start and stalls from Xavier's.",
-          _he, ("seeds=2", "train_samples=1000", "classes=5,6", "hidden=32x4")),
-    Claim("fixup-2019", "Zhang, Dauphin & Ma 2019 (Fixup); De & Smith 2020 (SkipInit)",
-          "A residual MLP of 50 blocks without normalization stalls or diverges from He's start at the usual "
-          "learning rate, and trains from Fixup's and zero-branch starts.",
-          _fixup, ("seeds=2", "train_samples=1000", "classes=5,6", "hidden=16x3")),
-    Claim("mup-2022", "Yang et al. 2022 (μP)",
-          "Under the standard parametrization the best learning rate shifts as width grows; under μP it stays put.",
-          _mup, ("seeds=2", "train_samples=1000", "classes=5,6", "grid.hidden=['16x2', '64x2']",
-                 "grid.lr=[0.001, 0.01]")),
+    Claim("glorot-2010", _glorot, ("seeds=2", "train_samples=1000", "classes=5,6")),
+    Claim("saxe-2014", _saxe, ("seeds=2", "train_samples=1000", "classes=5,6", "epochs=1",
+                               "grid.hidden=['32x2', '32x4']", "grid.lr=[0.001, 0.01]")),
+    Claim("he-2015", _he, ("seeds=2", "train_samples=1000", "classes=5,6", "hidden=32x4")),
+    Claim("fixup-2019", _fixup, ("seeds=2", "train_samples=1000", "classes=5,6", "hidden=16x3")),
+    Claim("mup-2022", _mup, ("seeds=2", "train_samples=1000", "classes=5,6", "grid.hidden=['16x2', '64x2']",
+                             "grid.lr=[0.001, 0.004, 0.016]")),
 )}

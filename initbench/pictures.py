@@ -315,22 +315,25 @@ def _spread(values: np.ndarray) -> str:
     return f"std {values.std():.2g}"
 
 
-PROFILE = {"act_std": "Output std", "grad_norm": "Weight-gradient norm"}  # column: what layer_profile draws
+# column: what layer_profile draws of it (the first two unless told otherwise)
+PROFILE = {"act_std": "Output std", "grad_norm": "Weight-gradient norm", "backprop_std": "Back-propagated gradient std"}
 
 
-def plot_layer_profile(stats: pd.DataFrame, path: Path | None, title: str) -> Figure:
-    """Output std and weight-gradient norm per layer, one line per scheme (mean over seeds);
-    with an ``epoch`` column, dashed at init and solid after the last epoch."""
+def plot_layer_profile(stats: pd.DataFrame, path: Path | None, title: str,
+                       columns: tuple[str, str] = ("act_std", "grad_norm")) -> Figure:
+    """Two statistics per layer (of PROFILE: by default output std and weight-gradient norm),
+    one line per scheme (mean over seeds); with an ``epoch`` column, dashed at init and solid
+    after the last epoch."""
     from matplotlib.lines import Line2D
 
     epochs = sorted(stats["epoch"].unique()) if "epoch" in stats else [None]
     shown = [epochs[0], epochs[-1]] if len(epochs) > 1 else epochs
     style = styles(stats["scheme"])
     fig, axes = _subplots(1, 2, figsize=(12, 4.8), layout="constrained")
-    for column, ax in zip(PROFILE, axes):
+    for column, ax in zip(columns, axes):
         _profile_panel(ax, stats, column, shown, style)
     # An overflowed layer is flagged by inspect's table, and named here rather than drawn.
-    overflowed = stats[~np.isfinite(stats[list(PROFILE)]).all(axis=1)].groupby("scheme")["layer"].unique()
+    overflowed = stats[~np.isfinite(stats[list(columns)]).all(axis=1)].groupby("scheme")["layer"].unique()
     handles = [Line2D([], [], color=style[s].color, marker=style[s].marker, markersize=4,
                       label=short(s) if s not in overflowed else
                       f"{short(s)} (non-finite, not drawn: layer{'s' * (len(overflowed[s]) > 1)} "

@@ -51,3 +51,22 @@ def test_statistics_match_a_hand_computation(small) -> None:
     assert rows[0]["dead_fraction"] == (first == 0).all(0).float().mean().item()
     assert rows[0]["weight_std"] == model.layers[0].weight.std().item()
     assert model.layers[0].weight.grad is None  # the model given is left untouched
+
+
+def test_backprop_std_is_the_gradient_at_each_layers_output(small) -> None:
+    """backprop_std: the std of dLoss/d(layer output, before its activation), as autograd gives
+    it for the same batch (Glorot & Bengio's Figure 7)."""
+    import torch.nn.functional as F
+
+    model = initial_model(Job("xavier_uniform", 0, TrainSettings.of(activation="tanh", dropout=0.0)), small.x_train)
+    x, y = diagnostics.stats_batch(small.x_val, small.y_val)
+    rows = diagnostics.layer_stats(model, x, y)
+    h, outputs = x, []
+    for i, layer in enumerate(model.layers):
+        z = layer(h)
+        z.retain_grad()
+        outputs.append(z)
+        h = torch.tanh(z) if i < len(model.layers) - 1 else z
+    F.cross_entropy(h, y).backward()
+    for row, z in zip(rows, outputs):
+        assert abs(row["backprop_std"] - z.grad.std().item()) <= 1e-6 * z.grad.std().item()
