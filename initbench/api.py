@@ -11,44 +11,126 @@ This module imports no torch: the command line calls it to check what was typed 
 
 from __future__ import annotations
 
-import dataclasses
 import inspect as pyinspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from rich.console import Console
 
-from initbench import config as configs, report, runfolder, store
-from initbench.commands import INSPECT_KEYS, stamped
+from initbench import config as configs
+from initbench.commands import stamped
 from initbench.errors import InitbenchError, UsageError
+from initbench.settings import EVALUATE_RUN, SWEEP_RUN, TRANSFER_RUN
+from initbench.storage import runfolder, store
+from initbench.views.progress import Activity, NotebookActivity
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from initbench.commands.export import Export
-    from initbench.diff import Diff
-    from initbench.views import Evaluation, Inspection, Run, Sweep, SweepPlan, TransferRun
+    from initbench.views.finished import Diff, Evaluation, Inspection, Run, Sweep, SweepPlan, TransferRun
 
 PathLike = str | os.PathLike[str]
 Scheme = str | Callable[..., Any]  # a scheme's name, or a function, registered as a scheme when named
 F = TypeVar("F", bound=Callable[..., Any])
 _REGISTERED: dict[Callable[..., Any], str] = {}  # functions registered here, with the name each was given
 
-INSPECT_OPTIONS = (*(k for k in INSPECT_KEYS if k not in ("schemes", "seeds")), "out", "overwrite")
-EVALUATE_OPTIONS = ("hidden", "activation", "classes", "split_seed", "device", "data_dir")
-EVALUATE_DEFAULTS = {"device": "cpu"}  # scores are checked to the bit, as they were recorded: on the CPU
-SWEEP_OPTIONS = ("out", "executor", "ray_address", "gpus_per_task", "cpus_per_task", "expect")  # the rest: the config's
+
+
+# The keywords each function takes, typed as a caller may give them, for type checkers and editors
+# (``**settings: Unpack[...]``); settings.py declares each, with its default and parser, which
+# check what is given. tests/test_settings.py holds these to the declarations.
+
+
+class InspectSettings(TypedDict, total=False):
+    """``inspect``'s settings: the network and the data, no training."""
+
+    dataset: str
+    classes: str | Sequence[int | str] | None
+    split_seed: int
+    network: str
+    hidden: str | Sequence[int]
+    activation: str
+    bias: str
+    head_init: str
+    parametrization: str
+    base_width: int
+    data_dir: PathLike
+    out: PathLike | None
+    overwrite: bool
+
+
+class EvaluateSettings(TypedDict, total=False):
+    """``evaluate``'s settings: what a plain state dict is, and where it is scored."""
+
+    hidden: str | Sequence[int]
+    activation: str
+    classes: str | Sequence[int | str] | None
+    split_seed: int
+    device: str
+    data_dir: PathLike
+
+
+class SweepSettings(TypedDict, total=False):
+    """``sweep``'s settings beside its config: where it goes and where it trains."""
+
+    out: PathLike | None
+    executor: str
+    ray_address: str | None
+    gpus_per_task: float | None
+    cpus_per_task: int
+    expect: Sequence[str]
+
+
+class Settings(InspectSettings, SweepSettings, total=False):
+    """``compare``'s settings: every setting of a run."""
+
+    train_samples: int | None
+    dropout: float
+    lesson_eval: bool
+    optimizer: str
+    lr: float
+    momentum: float
+    batch_size: int
+    epochs: int
+    freeze: int
+    unfreeze_after: int | None
+    unfreeze_lr: float | None
+    seeds: int | Sequence[int]
+    plot_batches: int
+    track_stats: bool
+    device: str
+    engine: str
+    max_batch_models: int | None
+    save_weights: bool
+    save_init: bool
+
+
+class TransferKeywords(Settings, total=False):
+    """``transfer``'s settings: task B's run (its schemes those trained from scratch), and the
+    transfer's own (``freeze`` and ``unfreeze_after`` are the transfer's: of its pretrained starts)."""
+
+    schemes: str | Sequence[str]
+    task_a: str | Sequence[int | str]
+    source_scheme: str
+    source_epochs: int
+    source_dir: PathLike | None
+
+
+INSPECT_OPTIONS = tuple(InspectSettings.__annotations__)
+EVALUATE_OPTIONS = tuple(EvaluateSettings.__annotations__)
+SWEEP_OPTIONS = tuple(SweepSettings.__annotations__)  # the rest: the config's
 
 
 def scheme(name: str | F | None = None) -> Callable[[F], F] | F:
     """Register a function as a scheme for this process (``@ib.scheme("name")``, or
     ``@ib.scheme`` to use its own name), to be named like any scheme. A per-layer scheme is
     ``fn(weight, bias, generator, ...)`` and fills one layer in place; a whole-model one is
-    ``fn(model, context, ...)`` (see ``initbench.schemes.user``)."""
+    ``fn(model, context, ...)`` (see ``initbench.initializers.user``)."""
     if callable(name):
         _register(name)
         return name
@@ -61,7 +143,7 @@ def scheme(name: str | F | None = None) -> Callable[[F], F] | F:
 
 
 def _register(fn: Callable[..., Any], name: str | None = None) -> str:
-    from initbench.schemes import user
+    from initbench.initializers import user
 
     _REGISTERED[fn] = user.register_function(fn, name)
     return _REGISTERED[fn]
@@ -101,10 +183,10 @@ def _in_notebook() -> bool:
     return ipython is not None and hasattr(ipython.get_ipython(), "kernel")
 
 
-def _activity(progress: bool | None) -> report.Activity:
+def _activity(progress: bool | None) -> Activity:
     if progress is None and _in_notebook():
-        return report.NotebookActivity()
-    return report.Activity(Console(stderr=True), quiet=not progress)
+        return NotebookActivity()
+    return Activity(Console(stderr=True), quiet=not progress)
 
 
 def _only(settings: Mapping[str, Any], allowed: Iterable[str], command: str) -> None:
@@ -123,14 +205,14 @@ def _run_config(config: PathLike | None, settings: Mapping[str, Any]) -> configs
 
 
 def compare(schemes: str | Sequence[Scheme] | None = None, *, config: PathLike | None = None,
-            progress: bool | None = None, **settings: Any) -> Run:
+            progress: bool | None = None, **settings: Unpack[Settings]) -> Run:
     """Train the network once per scheme and seed, and compare (``initbench compare``).
 
     ``schemes``: names (``"rule"``, ``"uniform:-0.1,0.1"``) or functions; by default the
     lesson's six. ``config``: a TOML file of settings, which keywords override. Writes the
     run folder (``out``, by default results/<timestamp>-<schemes>) and returns it, read.
     ``expect``: conditions such as ``["rule > uniform", "default >= 0.80"]`` (see
-    ``initbench.expect``), judged once the run is written: ``.expectations`` on the result
+    ``initbench.analysis.expect``), judged once the run is written: ``.expectations`` on the result
     says which held (nothing is raised when one fails; the command line exits 1)."""
     options = settings if schemes is None else {"schemes": _scheme_names(schemes, "compare"), **settings}
     resolved = _run_config(config, options)
@@ -140,7 +222,7 @@ def compare(schemes: str | Sequence[Scheme] | None = None, *, config: PathLike |
 
 
 def sweep(config: PathLike | Mapping[str, Any], *, sets: Sequence[str] = (), dry_run: bool = False,
-          progress: bool | None = None, **options: Any) -> Sweep | SweepPlan:
+          progress: bool | None = None, **options: Unpack[SweepSettings]) -> Sweep | SweepPlan:
     """Train a grid of settings x schemes x seeds into a resumable store (``initbench sweep``).
 
     ``config``: a TOML file, or its settings as a dict (a ``"grid"`` dict of settings, each
@@ -165,7 +247,8 @@ def sweep(config: PathLike | Mapping[str, Any], *, sets: Sequence[str] = (), dry
     return run(resolved, str(file) if file else "of the settings given", _activity(progress), dry_run)
 
 
-def transfer(*, config: PathLike | None = None, progress: bool | None = None, **settings: Any) -> TransferRun:
+def transfer(*, config: PathLike | None = None, progress: bool | None = None,
+             **settings: Unpack[TransferKeywords]) -> TransferRun:
     """Reuse networks trained on task A on task B, against training from scratch
     (``initbench transfer``); any compare setting sets task B's run."""
     resolved = configs.resolve_transfer(None if config is None else Path(config), settings)
@@ -181,7 +264,7 @@ def transfer(*, config: PathLike | None = None, progress: bool | None = None, **
 
 
 def inspect(schemes: str | Sequence[Scheme] | None = None, *, seed: int = 0, progress: bool | None = None,
-            **settings: Any) -> Inspection:
+            **settings: Unpack[InspectSettings]) -> Inspection:
     """Each scheme's network before any training, per layer, on 500 real images (``initbench inspect``)."""
     _only(settings, INSPECT_OPTIONS, "inspect")
     named = {} if schemes is None else {"schemes": _scheme_names(schemes, "inspect")}
@@ -192,7 +275,8 @@ def inspect(schemes: str | Sequence[Scheme] | None = None, *, seed: int = 0, pro
     return run(resolved, _activity(progress))
 
 
-def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None, **settings: Any) -> Evaluation:
+def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None,
+             **settings: Unpack[EvaluateSettings]) -> Evaluation:
     """Score weights files (or every file of run folders) again, against their record
     (``initbench evaluate``); ``check``: raise if any scores differ from those recorded in
     training. The settings describe plain state dicts, which have no record."""
@@ -200,7 +284,7 @@ def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None,
     if not paths:  # else an empty result, which check=True would pass
         raise UsageError("evaluate() needs what to score: weights files or run folders, as "
                          "evaluate(\"results/my-run\") or evaluate(\"a.safetensors\", \"b.safetensors\").")
-    resolved = _run_config(None, EVALUATE_DEFAULTS | settings)
+    resolved = _run_config(None, EVALUATE_RUN | dict(settings))
     files = runfolder.weights_files([Path(p) for p in paths])
     from initbench.commands.evaluate import evaluate as run
 
@@ -211,24 +295,36 @@ def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None,
 
 
 def export(*paths: PathLike, tensorboard: PathLike | None = None, overwrite: bool = False,
-           progress: bool | None = None) -> Export:
-    """Write finished runs and sweeps in another tool's format (``initbench export``); for now
-    TensorBoard's: ``tensorboard``, the log folder (made whole, or not at all; one that holds
-    files only with ``overwrite``, which replaces it). Each job of the run or sweep folders
-    ``paths`` becomes one TensorBoard run (``<folder>[/<cell>]/<scheme>/seed-<k>``): its loss
-    per batch, validation accuracy per epoch, test accuracy, and settings as HParams. Needs
-    ``pip install 'initbench[tensorboard]'``; nothing is trained."""
-    from initbench import tensorboard as tb
+           progress: bool | None = None, **formats: PathLike) -> Export:
+    """Write finished runs and sweeps in another tool's format (``initbench export``): one
+    keyword, the format's name, gives the folder to write (made whole, or not at all; one that
+    holds files only with ``overwrite``, which replaces it). ``tensorboard``: TensorBoard's
+    logs, each job of the run or sweep folders ``paths`` one TensorBoard run
+    (``<folder>[/<cell>]/<scheme>/seed-<k>``): its loss per batch, validation accuracy per
+    epoch, test accuracy, and settings as HParams (needs ``pip install
+    'initbench[tensorboard]'``). Another registered format (``initbench.exporters``) by its
+    name. Nothing is trained."""
+    from initbench import exporters
 
-    if tensorboard is None:
-        raise UsageError("export() needs tensorboard=LOGDIR, the folder to write TensorBoard's logs in (the one "
-                         "format it writes for now).")
-    tb.check_installed()
-    found = tb.sources(paths)
-    logdir = tb.check_logdir(tensorboard, overwrite, found)
+    given = {name: dest for name, dest in ({"tensorboard": tensorboard} | formats).items() if dest is not None}
+    unknown = sorted(set(given) - set(exporters.EXPORTERS))
+    if unknown:
+        raise UsageError(f"export() takes no format {', '.join(map(repr, unknown))}. Its formats: "
+                         f"{', '.join(exporters.EXPORTERS)} (e.g. export(\"results/run\", tensorboard=\"logs\")).")
+    if not given:
+        raise UsageError("export() needs tensorboard=LOGDIR, the folder to write TensorBoard's logs in, or another "
+                         f"format's keyword with its folder (the formats: {', '.join(exporters.EXPORTERS)}).")
+    if len(given) > 1:
+        raise UsageError(f"export() writes one format at a time; it was given {', '.join(given)}. Export each in a "
+                         "call of its own.")
+    (name, dest), = given.items()
+    exporter = exporters.EXPORTERS[name]
+    exporter.code.check_installed()
+    found = exporters.sources(paths)
+    folder = exporters.check_destination(exporter, dest, overwrite, found)
     from initbench.commands.export import export as run
 
-    return run(found, logdir, overwrite, _activity(progress))
+    return run(exporter, found, folder, overwrite, _activity(progress))
 
 
 def diff(a: PathLike, b: PathLike) -> Diff:
@@ -236,9 +332,10 @@ def diff(a: PathLike, b: PathLike) -> Diff:
     scheme (and grid cell), the change in validation accuracy over the paired seeds, its 95%
     interval and verdict (``.table``, ``.rows``; ``.failing("worse")`` or ``"change"``: the
     rows ``--fail-on`` fails). Reads the folders' stores; nothing is trained."""
-    from initbench import diff as diffs
+    from initbench.analysis import diff as diffs
+    from initbench.views import finished
 
-    return diffs.diff(Path(a), Path(b))
+    return finished.Diff(**vars(diffs.diff(Path(a), Path(b))))
 
 
 def schemes(pattern: str | None = None) -> pd.DataFrame:
@@ -256,7 +353,7 @@ def catalogue(pattern: str | None = None) -> list[dict[str, Any]]:
     (``orthogonal``, ``glorot``). A pattern that finds nothing is an error (exit 1, as grep's)."""
     from fnmatch import fnmatchcase
 
-    from initbench import schemes as registry
+    from initbench import initializers as registry
 
     rows = registry.catalogue()
     if pattern is None:
@@ -275,22 +372,22 @@ def catalogue(pattern: str | None = None) -> list[dict[str, Any]]:
     return matched
 
 
-def _keywords(fn: F, keys: Iterable[str], defaults: Mapping[str, Any]) -> F:
-    """``fn``'s ``**settings`` shown as the keywords they are, with the defaults config.py
-    gives them: for help() and completion (the parsers still check each value given)."""
+def _keywords(fn: F, keys: Iterable[str], run: Mapping[str, Any] | None = None, transfer: bool = False) -> F:
+    """``fn``'s ``**settings`` shown by help() as the keywords they are, in the order settings.py
+    declares them, with their declared defaults (``run``: this command's own, where they differ;
+    ``transfer``: the transfer's own settings over the run's of the same name)."""
+    declared = configs.DECLARED | configs.TRANSFER_DECLARED if transfer else configs.DECLARED
     signature = pyinspect.signature(fn)
     own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
-    given = [pyinspect.Parameter(k, pyinspect.Parameter.KEYWORD_ONLY, default=defaults.get(k))
-             for k in keys if k not in signature.parameters]
+    wanted = set(keys)
+    given = [pyinspect.Parameter(k, pyinspect.Parameter.KEYWORD_ONLY, default=(run or {}).get(k, d.default))
+             for k, d in declared.items() if k in wanted and k not in signature.parameters]
     fn.__signature__ = signature.replace(parameters=own + given)  # type: ignore[attr-defined]
     return fn
 
 
-_DEFAULTS = configs.RunConfig().to_dict()
-_TRANSFER_DEFAULTS = _DEFAULTS | configs.TRANSFER_DEFAULTS | {
-    f.name: f.default for f in dataclasses.fields(configs.TransferConfig) if f.default is not dataclasses.MISSING}
-_keywords(compare, (k for k in configs.PARSERS if k != "schemes"), _DEFAULTS)
-_keywords(inspect, INSPECT_OPTIONS, _DEFAULTS)
-_keywords(evaluate, EVALUATE_OPTIONS, _DEFAULTS | EVALUATE_DEFAULTS)
-_keywords(sweep, SWEEP_OPTIONS, _DEFAULTS)
-_keywords(transfer, dict.fromkeys([*configs.TRANSFER_PARSERS, *configs.PARSERS]), _TRANSFER_DEFAULTS)
+_keywords(compare, (key for key in configs.DECLARED if key != "schemes"))
+_keywords(inspect, INSPECT_OPTIONS)
+_keywords(evaluate, EVALUATE_OPTIONS, EVALUATE_RUN)
+_keywords(sweep, SWEEP_OPTIONS, SWEEP_RUN)
+_keywords(transfer, [*configs.DECLARED, *configs.TRANSFER_DECLARED], TRANSFER_RUN, transfer=True)

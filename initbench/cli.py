@@ -11,29 +11,26 @@ Errors are one paragraph on stderr, with no traceback unless --debug is given.
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Optional
+from typing import Annotated, Any, Literal, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-import initbench
-from initbench import api, config as config_defaults, data, models, paths, report
-from initbench.config import LESSON_SCHEMES, TRANSFER_DEFAULTS, RunConfig, TransferConfig
-from initbench.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
-from initbench.engines import BATCHED_NETWORKS, ENGINE_CHOICES
+from initbench import api, config as config_defaults, exporters, paths
+from initbench.analysis.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
-from initbench.executors import EXECUTORS
-from initbench.executors.raysettings import RaySettings
-from initbench.jobs import ACTIVATIONS, OPTIMIZERS, DataSettings, NetworkSettings, OptimSettings
-from initbench.parametrization import PARAMETRIZATIONS
-from initbench.schemes import BIAS_POLICIES
+from initbench.settings import EVALUATE_RUN, TRANSFER_RUN
+from initbench.version import VERSION
+from initbench.views import listings, progress, tables
+from initbench.words import plural
 
 app = typer.Typer(  # its help is _main's docstring
     no_args_is_help=True,
@@ -42,6 +39,7 @@ app = typer.Typer(  # its help is _main's docstring
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
+F = TypeVar("F", bound=Callable[..., Any])
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
 
@@ -75,7 +73,7 @@ def _interrupted(err: Console, e: KeyboardInterrupt) -> NoReturn:
     signum = getattr(e, "signum", signal.SIGINT)
     kept = getattr(e, "kept", 0)  # a sweep's store keeps its committed jobs (set by sweep._resumable)
     err.print(f"Interrupted by {signal.Signals(signum).name}: " + (
-        f"the store in {e.folder} keeps {report.plural(kept, 'job')}; the same command resumes from them."
+        f"the store in {e.folder} keeps {plural(kept, 'job')}; the same command resumes from them."
         if kept else "no result files were written."))
     raise typer.Exit(128 + signum) from None
 
@@ -92,7 +90,7 @@ def _quiet_pipes() -> None:
 
 def _version(value: bool) -> None:
     if value:
-        print(f"initbench {initbench.__version__}")
+        print(f"initbench {VERSION}")
         raise typer.Exit()
 
 
@@ -115,8 +113,8 @@ def _shown(value: Any) -> str:
 
 
 def _opt(*names: str, help: str, default: Any = None, metavar: str | None = None) -> Any:
-    """An option that defaults to None (so that a config file can set it), with its real
-    default, read from RunConfig or the settings' groups, at the end of its help."""
+    """An option of a command's own that defaults to None, with its real default (in words)
+    at the end of its help."""
     shown = "" if default is None else f" [default: {_shown(default)}]"
     return typer.Option(*names, help=help + shown, show_default=False, metavar=metavar)
 
@@ -130,15 +128,50 @@ def _flag(name: str, help: str) -> Any:
     return typer.Option(name, help=help, show_default=False)
 
 
+def _setting(key: str, help: str | None = None, shown: str | None = None, flags: tuple[str, ...] | None = None,
+             metavar: str | None = None, cli: type | None = None, transfer: bool = False) -> tuple[str, Any]:
+    """The option of a setting (``config.DECLARED``, or a transfer's), as its declaration says:
+    flags, type, metavar, help and the default at its end. A command that says it otherwise
+    gives ``help``, ``shown`` (its default in words), ``flags``, ``metavar`` or ``cli``; ``transfer``:
+    the transfer's own setting of that name (freeze)."""
+    d = (config_defaults.TRANSFER_DECLARED if transfer or key not in config_defaults.DECLARED
+         else config_defaults.DECLARED)[key]
+    kind = cli or d.cli
+    if key in config_defaults.CHOICES and kind is str:
+        annotation: Any = _choice(config_defaults.CHOICES[key])
+    else:
+        annotation = Optional[list[str]] if kind is list else Optional[kind]
+    unsaid = d.shown is None and (d.default is None or d.default is False or d.default == ())  # a flag off, none
+    default = shown if shown is not None else None if unsaid else d.default_text
+    return key, Annotated[annotation, typer.Option(
+        *(flags or d.flags), help=(help or config_defaults.described(d)) + (f" [default: {default}]" if default else ""),
+        show_default=False, metavar=metavar or d.metavar)]
+
+
+def _takes(*options: str | tuple[str, Any], before: str = "fmt") -> Callable[[F], F]:
+    """A command that takes these settings' options (a key, or ``_setting``'s pair where the
+    command words one its own way), in its ``**settings``, listed before its option ``before``."""
+    def take(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+                 for key, annotation in (_setting(o) if isinstance(o, str) else o for o in options)]
+        at = next(i for i, p in enumerate(own) if p.name == before)
+        command.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at] + added + own[at:]])
+        return command
+    return take
+
+
 FORMAT_HELP = "How to print the table: table (boxes) in a terminal, markdown when piped, or json or csv."
-FormatOption = Annotated[_choice(report.FORMATS), _opt(
+FormatOption = Annotated[_choice(tables.FORMATS), _opt(
     "--format", "-f", help=FORMAT_HELP, default="table in a terminal, markdown otherwise")]
 
 
 def _gate_format(cases: str) -> Any:
     """--format of compare, sweep and diff (the commands CI gates on), which also write JUnit
-    XML (initbench.junit): ``cases``, what its test cases are for this command."""
-    return Annotated[_choice((*report.FORMATS, "junit")), _opt(
+    XML (initbench.views.junit): ``cases``, what its test cases are for this command."""
+    return Annotated[_choice((*tables.FORMATS, "junit")), _opt(
         "--format", "-f", help=f"{FORMAT_HELP.removesuffix('.')}; or junit: JUnit XML for CI, {cases}.",
         default="table in a terminal, markdown otherwise")]
 
@@ -149,62 +182,13 @@ SweepFormatOption = _gate_format("a test case per --expect condition in each gri
                                  "(without --expect, a passing one per scheme and cell); not with --dry-run")
 DiffFormatOption = _gate_format("a test case per scheme (and cell), failing as --fail-on says; one in one folder "
                                 "only is skipped, unless --fail-on change fails it")
-ExpectOption = Annotated[Optional[list[str]], typer.Option(
-    "--expect", help='A condition on validation accuracy; when one fails, the command exits 1 once its results are '
-    'written: "rule > uniform", "default >= 0.80" (or 80%), "kaiming_normal ~ lsuv" (cannot be told apart). With '
-    "2+ seeds judged on the paired 95% t-interval over seeds: > and < need it clear of 0, >= and <= fail only when "
-    "it lies wholly on the wrong side; with 1 seed on the point values (~ needs 2+). Repeatable; replaces the "
-    "config's expect list.", show_default=False, metavar="CONDITION")]
-HiddenOption = Annotated[Optional[str], _opt(help='Hidden layer sizes, e.g. "256,128" or "256x10" (cnn: its fully '
-                                             'connected ones, 128 unless given).',
-                                             default=NetworkSettings.hidden, metavar="SIZES")]
-NetworkOption = Annotated[Optional[str], _opt(
-    "--network", "--model", help=f"The network trained: {', '.join(models.NETWORKS)} (one registered in "
-    "initbench.models).",
-    default=NetworkSettings.network, metavar="NAME")]
-ActivationOption = Annotated[_choice(ACTIVATIONS), _opt(help="Activation after each hidden layer.",
-                                                       default=NetworkSettings.activation)]
-ParametrizationOption = Annotated[_choice(PARAMETRIZATIONS), _opt(
-    help="sp: the scheme's weights and one learning rate; mup: μP (Tensor Programs V, Table 3) relative to "
-    "--base-width: the output layer's weights scaled and each layer's Adam or SGD learning rate set by its "
-    "width (mlp only).", default=NetworkSettings.parametrization)]
-BaseWidthOption = Annotated[Optional[int], _opt(
-    help="With --parametrization mup: the hidden width at which μP equals sp (where its lr is tuned).",
-    default=NetworkSettings.base_width, metavar="N")]
-BiasOption = Annotated[_choice(BIAS_POLICIES), _opt(
-    help="Biases: as the scheme sets them, zeros, or default (PyTorch's U(-1/sqrt(n), 1/sqrt(n))).",
-    default=NetworkSettings.bias)]
-ClassesOption = Annotated[Optional[str], _opt(
-    help='Train and score on these classes of the dataset only, by number or name, e.g. "5,6" or "sandal,shirt".',
-    default="all of the dataset's", metavar="CLASSES")]
-DatasetOption = Annotated[Optional[str], _opt(
-    "--dataset", "--data", help=f"The dataset trained on: {', '.join(data.DATASETS.choices)} (idx:DIR: a folder of "
-    "MNIST's four IDX files, .gz or not, as MNIST, KMNIST and EMNIST are published).",
-    default=DataSettings.dataset, metavar="NAME")]
-HeadInitOption = Annotated[Optional[str], _opt(
-    help="Scheme of an output layer that pretrained:FILE cannot load (other classes than the file's).",
-    default=NetworkSettings.head_init, metavar="SCHEME")]
-# Paths are taken as text, so that an empty one reaches the parser (and is refused)
-# rather than becoming the current folder.
-DataDirOption = Annotated[Optional[str], _opt(help="Where the datasets are kept.", metavar="DIR",
-                                              default="$INITBENCH_DATA_DIR or ~/.cache/initbench")]
-OverwriteOption = Annotated[Optional[bool], _flag(
-    "--overwrite", "Replace an --out folder that already holds files, whole.")]
-ExecutorOption = Annotated[_choice(EXECUTORS), _opt(
-    help="local: train here; ray: each chunk of models as a task on a Ray cluster (pip install 'initbench[ray]').",
-    default=RunConfig.executor)]
-RayAddressOption = Annotated[Optional[str], _opt(
-    help="With --executor ray: auto (the cluster started here with ray start), HOST:PORT, ray://HOST:PORT or local "
-    "(a new runtime for this run).", default="$RAY_ADDRESS, else a cluster started here, else a new runtime",
-    metavar="ADDRESS")]
-GpusPerTaskOption = Annotated[Optional[float], _opt(
-    help="With --executor ray: GPUs per task, at most 1; a fraction (0.25) lets tasks share a GPU.",
-    default="1 when training on CUDA, else 0", metavar="G")]
-CpusPerTaskOption = Annotated[Optional[int], _opt(help="With --executor ray: CPU cores (threads) per task.",
-                                                  default=RaySettings.cpus_per_task, metavar="N")]
 SchemesArgument = Annotated[Optional[list[str]], typer.Argument(
-    help=f"Initialization schemes (`initbench schemes` lists them). [default: {' '.join(LESSON_SCHEMES)}]",
+    help=f"{config_defaults.DECLARED['schemes'].help} [default: {config_defaults.DECLARED['schemes'].default_text}]",
     show_default=False, metavar="SCHEME")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
+                                           "failed expectations).")]
+RAY = ("executor", "ray_address", "gpus_per_task", "cpus_per_task")  # the executor's options
+ExpectOption = _setting("expect")[1]
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:
@@ -220,15 +204,15 @@ def _show(result: Any, fmt: str | None, fail_on: str | None = None) -> None:
     """A result's tables on stdout; in json or csv, one table of all their rows, for scripts;
     in junit (compare, sweep, diff: ``fail_on`` its --fail-on), JUnit XML instead."""
     if fmt == "junit":
-        from initbench import junit
+        from initbench.views import junit
 
         print(junit.of(result, fail_on))
         return
     listings = result.listings()
     if fmt in ("json", "csv") and len(listings) > 1:
-        listings = [report.Listing("", [], [r for listing in listings for r in listing.records])]
+        listings = [tables.Listing("", [], [r for listing in listings for r in listing.records])]
     for listing in listings:
-        report.show(listing, _stdout_format(fmt), Console())
+        tables.show(listing, _stdout_format(fmt), Console())
 
 
 def _shown_where(result: Any, fmt: str | None) -> None:
@@ -251,79 +235,26 @@ def _judged(outcomes: list[Any], quiet: bool) -> bool:
     return any(not outcome.held for outcome in outcomes)
 
 
+# compare's options in the order its help lists them; a setting declared since comes after these.
+COMPARE = ("epochs", "seeds", "seed_list", "lr", "optimizer", "momentum", "batch_size", "dataset", "network", "hidden",
+           "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
+           "plot_batches", "track_stats", "classes", "head_init", "freeze", "unfreeze_after", "unfreeze_lr",
+           "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *RAY, "data_dir", "out",
+           "overwrite", "expect")
+SEED_LIST = Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".', metavar="SEEDS")]
+
+
 @app.command()
+@_takes(*(("seed_list", SEED_LIST) if key == "seed_list" else key for key in COMPARE),
+        *(key for key in config_defaults.DECLARED if key not in (*COMPARE, "schemes")))
 def compare(
     schemes: SchemesArgument = None,
     config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below.",
                                            metavar="FILE")] = None,
-    epochs: Annotated[Optional[int], _opt(help="Training epochs per model.", default=OptimSettings.epochs,
-                                          metavar="N")] = None,
-    seeds: Annotated[Optional[int], _opt(help="Train each scheme with seeds 0..K-1.", default=len(RunConfig.seeds),
-                                         metavar="K")] = None,
-    seed_list: Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".', metavar="SEEDS")] = None,
-    lr: Annotated[Optional[float], _opt(help="Learning rate.", default=OptimSettings.lr, metavar="RATE")] = None,
-    optimizer: Annotated[_choice(OPTIMIZERS), _opt(
-        help="adam (torch.optim.Adam's defaults, as in the lesson) or sgd (with --momentum).",
-        default=OptimSettings.optimizer)] = None,
-    momentum: Annotated[Optional[float], _opt(help="SGD's momentum.", default=OptimSettings.momentum,
-                                              metavar="M")] = None,
-    batch_size: Annotated[Optional[int], _opt(help="Images per batch.", default=OptimSettings.batch_size,
-                                              metavar="N")] = None,
-    dataset: DatasetOption = None,
-    network: NetworkOption = None,
-    hidden: HiddenOption = None,
-    dropout: Annotated[Optional[float], _opt(help="Dropout after each hidden layer.",
-                                             default=NetworkSettings.dropout, metavar="P")] = None,
-    activation: ActivationOption = None,
-    parametrization: ParametrizationOption = None,
-    base_width: BaseWidthOption = None,
-    bias: BiasOption = None,
-    train_samples: Annotated[Optional[int], _opt(help="Train on a seeded subset of N training images.",
-                                                 default="all of the training split", metavar="N")] = None,
-    split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
-                                              default=DataSettings.split_seed, metavar="SEED")] = None,
-    plot_batches: Annotated[Optional[int], _opt(help="Batches shown in loss_curves.png.",
-                                                default=RunConfig.plot_batches, metavar="N")] = None,
-    track_stats: Annotated[Optional[bool], _flag(
-        "--track-stats", "Record per-layer statistics at init and after every epoch (layer_stats.csv).")] = None,
-    classes: ClassesOption = None,
-    head_init: HeadInitOption = None,
-    freeze: Annotated[Optional[int], _opt(help="Keep the N lowest layers as initialized (not trained).",
-                                          default=OptimSettings.freeze, metavar="N")] = None,
-    unfreeze_after: Annotated[Optional[int], _opt(
-        help="Train the frozen layers again after E epochs, with fresh Adam moments.", metavar="E")] = None,
-    unfreeze_lr: Annotated[Optional[float], _opt(help="Their learning rate then.", default="a tenth of --lr",
-                                                 metavar="RATE")] = None,
-    save_weights: Annotated[Optional[bool], typer.Option(
-        "--save-weights/--no-save-weights", help="Keep every model's final weights in weights/ "
-        "(safetensors, with what they are and the accuracy they scored). [default: on]", show_default=False)] = None,
-    save_init: Annotated[Optional[bool], _flag(
-        "--save-init", "Also keep every model's initial weights, in weights/init/.")] = None,
-    lesson_eval: Annotated[Optional[bool], _flag(
-        "--lesson-eval", "Score validation and test accuracy with dropout still on, as the lesson's "
-        "helper does (it never calls model.eval()); each model's masks come from its seed's stream.")] = None,
-    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default=RunConfig.device,
-                                          metavar="DEVICE")] = None,
-    engine: Annotated[_choice(ENGINE_CHOICES), _opt(
-        help="batched: all models in one step; sequential: one plain model after another; auto: batched where "
-             f"it writes out the network ({', '.join(BATCHED_NETWORKS)}), else sequential.",
-        default=RunConfig.engine)] = None,
-    max_batch_models: Annotated[Optional[int], _opt(
-        help="At most this many models per batched step; more are trained in chunks.",
-        default="what fits in half the free memory", metavar="N")] = None,
-    executor: ExecutorOption = None,
-    ray_address: RayAddressOption = None,
-    gpus_per_task: GpusPerTaskOption = None,
-    cpus_per_task: CpusPerTaskOption = None,
-    data_dir: DataDirOption = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.", metavar="DIR",
-                                       default="results/<timestamp>-<schemes>")] = None,
-    overwrite: OverwriteOption = None,
-    expect: ExpectOption = None,
     fmt: CompareFormatOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
-                                        "failed expectations).")] = False,
+    quiet: QuietOption = False,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Train the network once per scheme and seed, and compare.
 
@@ -335,21 +266,11 @@ def compare(
     status 1 if any failed.
     """
     with _errors_to_exit(debug):
-        if seeds is not None and seed_list is not None:
+        seed_list = settings.pop("seed_list")
+        if settings["seeds"] is not None and seed_list is not None:
             raise UsageError("Give either --seeds or --seed-list, not both.")
-        run = api.compare(schemes or None, config=config, progress=not quiet, **_given({
-            "epochs": epochs, "seeds": seed_list if seeds is None else seeds,
-            "lr": lr, "optimizer": optimizer, "momentum": momentum, "batch_size": batch_size, "hidden": hidden,
-            "dataset": dataset, "network": network, "dropout": dropout,
-            "activation": activation, "parametrization": parametrization, "base_width": base_width, "bias": bias,
-            "track_stats": track_stats, "lesson_eval": lesson_eval,
-            "classes": classes, "head_init": head_init, "freeze": freeze, "unfreeze_after": unfreeze_after,
-            "unfreeze_lr": unfreeze_lr, "save_weights": save_weights, "save_init": save_init,
-            "train_samples": train_samples, "split_seed": split_seed, "plot_batches": plot_batches,
-            "device": device, "engine": engine, "max_batch_models": max_batch_models, "executor": executor,
-            "ray_address": ray_address, "gpus_per_task": gpus_per_task, "cpus_per_task": cpus_per_task,
-            "data_dir": data_dir, "out": out, "overwrite": overwrite, "expect": expect or None,
-        }))
+        settings["seeds"] = settings["seeds"] if seed_list is None else seed_list
+        run = api.compare(schemes or None, config=config, progress=not quiet, **_given(settings))
         _shown_where(run, fmt)
         failed = _judged(run.expectations, quiet)
     if failed:  # the run is complete and in place: only the gate failed
@@ -391,10 +312,11 @@ def report_(
     several runs, their one table, then each run's pictures and settings.
     """
     with _errors_to_exit(debug):
-        from initbench import htmlreport, runfolder
+        from initbench.storage import runfolder
+        from initbench.views import htmlpage
 
         if html is not None:
-            htmlreport.check_destination(html)
+            htmlpage.check_destination(html)
         chosen = runfolder.reported(runs, pictures)
         err = Console(stderr=True)
         for why in chosen.skipped:
@@ -403,10 +325,12 @@ def report_(
 
         listing = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False), html,
                               all_versions)
-        report.show(listing, _stdout_format(fmt), Console())
+        tables.show(listing, _stdout_format(fmt), Console())
 
 
 @app.command()
+@_takes(_setting("out", help="The sweep's folder: run again, it resumes or extends.", shown="results/<CONFIG's name>"),
+        *RAY, before="dry_run")
 def sweep(
     config: Annotated[Path, typer.Argument(help="TOML file: compare's settings, and a [grid] table of settings to "
                                            "vary, each with a list of values.", show_default=False,
@@ -415,18 +339,12 @@ def sweep(
         "--set", "-s", help="KEY=VALUE: fix a setting (taking it out of the grid), e.g. seeds=5; "
         "grid.KEY=[...] to vary one, e.g. 'grid.lr=[0.001, 0.01]'. Repeatable.", show_default=False,
         metavar="KEY=VALUE")] = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="The sweep's folder: run again, it resumes or extends.",
-                                       metavar="DIR", default="results/<CONFIG's name>")] = None,
-    executor: ExecutorOption = None,
-    ray_address: RayAddressOption = None,
-    gpus_per_task: GpusPerTaskOption = None,
-    cpus_per_task: CpusPerTaskOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the jobs, train nothing.")] = False,
     expect: ExpectOption = None,
     fmt: SweepFormatOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
-                                        "failed expectations).")] = False,
+    quiet: QuietOption = False,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Train a grid of settings x schemes x seeds into a resumable store.
 
@@ -445,9 +363,8 @@ def sweep(
         if dry_run and fmt == "junit":
             raise UsageError("--format junit writes a sweep's results, and --dry-run trains nothing: give --dry-run "
                              "another --format (table, markdown, json or csv).")
-        result = api.sweep(config, sets=set_ or (), dry_run=dry_run, progress=not quiet, **_given({
-            "out": out, "executor": executor, "ray_address": ray_address, "gpus_per_task": gpus_per_task,
-            "cpus_per_task": cpus_per_task, "expect": expect or None}))
+        result = api.sweep(config, sets=set_ or (), dry_run=dry_run, progress=not quiet,
+                           **_given(settings | {"expect": expect or None}))
         _show(result, fmt)
         if not dry_run and not quiet:
             from initbench.commands.sweep import trained
@@ -517,29 +434,20 @@ def schemes(
         if names:
             print("\n".join(row["name"] for row in rows))
         else:
-            report.show(report.schemes_listing(rows), _stdout_format(fmt), Console())
+            tables.show(listings.schemes_listing(rows), _stdout_format(fmt), Console())
 
 
-@app.command()
-def inspect(
+@app.command("inspect")
+@_takes("network", "hidden", "activation", "parametrization", "base_width", "bias", "dataset", "classes", "head_init",
+        before="seed")
+@_takes("data_dir", _setting("out", shown="results/<timestamp>-inspect"), "overwrite")
+def inspect_(
     schemes: SchemesArgument = None,
-    network: NetworkOption = None,
-    hidden: HiddenOption = None,
-    activation: ActivationOption = None,
-    parametrization: ParametrizationOption = None,
-    base_width: BaseWidthOption = None,
-    bias: BiasOption = None,
-    dataset: DatasetOption = None,
-    classes: ClassesOption = None,
-    head_init: HeadInitOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights. [default: 0]", min=0, show_default=False,
                                       metavar="SEED")] = 0,
-    data_dir: DataDirOption = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder.", metavar="DIR",
-                                       default="results/<timestamp>-inspect")] = None,
-    overwrite: OverwriteOption = None,
     fmt: FormatOption = None,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Look at each scheme's network before any training.
 
@@ -551,57 +459,34 @@ def inspect(
     activations.png.
     """
     with _errors_to_exit(debug):
-        found = api.inspect(schemes or None, seed=seed, progress=True, **_given({
-            "network": network, "hidden": hidden, "activation": activation, "parametrization": parametrization,
-            "base_width": base_width, "bias": bias, "dataset": dataset, "classes": classes, "head_init": head_init,
-            "data_dir": data_dir, "out": out, "overwrite": overwrite}))
+        found = api.inspect(schemes or None, seed=seed, progress=True, **_given(settings))
         _shown_where(found, fmt)
 
 
+def _task_b(key: str, help: str) -> tuple[str, Any]:
+    """A setting of task B's run, with the transfer's default."""
+    value = TRANSFER_RUN[key]
+    return _setting(key, help=help, shown=",".join(map(str, value)) if isinstance(value, tuple) else str(value))
+
+
 @app.command()
+@_takes("source_dir", "dataset", _task_b("classes", "Task B's classes."), "task_a",
+        _task_b("train_samples", "Task B's training images."), _task_b("epochs", "Task B's epochs."),
+        _task_b("batch_size", "Task B's batch size."),
+        _task_b("seeds", "Seeds 0..K-1 (task B is small: the answer is a distribution)."),
+        _setting("schemes", help="Schemes trained from scratch on task B.", flags=("--scratch",), metavar="SCHEMES",
+                 shown=",".join(TRANSFER_RUN["schemes"])),
+        "source_scheme", "source_epochs", "network", "hidden", _setting("freeze", transfer=True),
+        _setting("unfreeze_after", transfer=True), "device", "data_dir",
+        _setting("out", help="Output folder (the sources go to DIR-source).", shown="results/<timestamp>-transfer"),
+        "overwrite")
 def transfer(
     config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below, and any "
                                            "compare setting of task B (lr, dropout...).", metavar="FILE")] = None,
-    source: Annotated[Optional[str], _opt(
-        help="A compare run of task A (one scheme, a network per seed) to take the source networks from, "
-        "instead of training them.", metavar="RUN_DIR")] = None,
-    dataset: DatasetOption = None,
-    classes: Annotated[Optional[str], _opt(help="Task B's classes.",
-                                           default=TRANSFER_DEFAULTS["classes"], metavar="CLASSES")] = None,
-    task_a: Annotated[Optional[str], _opt(help="Task A's classes.", default="the others", metavar="CLASSES")] = None,
-    train_samples: Annotated[Optional[int], _opt(help="Task B's training images.",
-                                                 default=TRANSFER_DEFAULTS["train_samples"], metavar="N")] = None,
-    epochs: Annotated[Optional[int], _opt(help="Task B's epochs.",
-                                          default=TRANSFER_DEFAULTS["epochs"], metavar="N")] = None,
-    batch_size: Annotated[Optional[int], _opt(help="Task B's batch size.",
-                                              default=TRANSFER_DEFAULTS["batch_size"], metavar="N")] = None,
-    seeds: Annotated[Optional[int], _opt(help="Seeds 0..K-1 (task B is small: the answer is a distribution).",
-                                         default=TRANSFER_DEFAULTS["seeds"], metavar="K")] = None,
-    scratch: Annotated[Optional[str], _opt(help="Schemes trained from scratch on task B.", metavar="SCHEMES",
-                                           default=",".join(config_defaults.TRANSFER_SCRATCH))] = None,
-    source_scheme: Annotated[Optional[str], _opt(help="Scheme of the source networks (without --source).",
-                                                 default=TransferConfig.source_scheme,
-                                                 metavar="SCHEME")] = None,
-    source_epochs: Annotated[Optional[int], _opt(help="Epochs of the source networks on task A (without --source).",
-                                                 default=TransferConfig.source_epochs,
-                                                 metavar="N")] = None,
-    network: NetworkOption = None,
-    hidden: HiddenOption = None,
-    freeze: Annotated[Optional[int], _opt(help="Reused layers kept frozen.", default="every layer below the output",
-                                          metavar="N")] = None,
-    unfreeze_after: Annotated[Optional[int], _opt(help="Epochs frozen before unfreezing, in the frozen-then-"
-                                                  "unfrozen start.",
-                                                  default=TransferConfig.unfreeze_after,
-                                                  metavar="E")] = None,
-    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default=RunConfig.device,
-                                          metavar="DEVICE")] = None,
-    data_dir: DataDirOption = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="Output folder (the sources go to DIR-source).",
-                                       metavar="DIR", default="results/<timestamp>-transfer")] = None,
-    overwrite: OverwriteOption = None,
     fmt: FormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the tables.")] = False,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Reuse a trained network on a new task, against training from scratch.
 
@@ -615,34 +500,21 @@ def transfer(
     and transfer.png.
     """
     with _errors_to_exit(debug):
-        run = api.transfer(config=config, progress=not quiet, **_given({
-            "source_dir": source, "dataset": dataset, "classes": classes, "task_a": task_a,
-            "train_samples": train_samples, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
-            "schemes": scratch,
-            "source_scheme": source_scheme, "source_epochs": source_epochs, "network": network, "hidden": hidden,
-            "freeze": freeze,
-            "unfreeze_after": unfreeze_after, "device": device, "data_dir": data_dir, "out": out,
-            "overwrite": overwrite}))
+        run = api.transfer(config=config, progress=not quiet, **_given(settings))
         if run.source is not None:  # the sources trained for it: a compare run of their own
             _shown_where(run.source, fmt)
         _shown_where(run, fmt)
 
 
 @app.command()
+@_takes("hidden", "activation", "classes", "split_seed", _setting("device", shown=EVALUATE_RUN["device"]), "data_dir")
 def evaluate(
     paths: Annotated[list[str], typer.Argument(
         help="Weights files (.safetensors from a run, or .pt/.pth state dicts) or run folders.", show_default=False,
         metavar="PATH")],
-    hidden: HiddenOption = None,
-    activation: ActivationOption = None,
-    classes: ClassesOption = None,
-    split_seed: Annotated[Optional[int], _opt(help="Seed of the train/validation split.",
-                                              default=DataSettings.split_seed, metavar="SEED")] = None,
-    device: Annotated[Optional[str], _opt(help="auto, cpu, cuda, cuda:N or mps.", default="cpu",
-                                          metavar="DEVICE")] = None,
-    data_dir: DataDirOption = None,
     fmt: FormatOption = None,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Score trained weights again, and check them against their record.
 
@@ -660,27 +532,25 @@ def evaluate(
     a file that would run code is refused and nothing in it runs.
     """
     with _errors_to_exit(debug):
-        scored = api.evaluate(*paths, check=False, progress=True, **_given({
-            "hidden": hidden, "activation": activation, "classes": classes, "split_seed": split_seed,
-            "device": device, "data_dir": data_dir}))
+        scored = api.evaluate(*paths, check=False, progress=True, **_given(settings))
         _show(scored, fmt)
         scored.check()
 
 
 @app.command()
+@_takes(*((e.name, Annotated[Optional[str], typer.Option(f"--{e.name}", help=e.help, show_default=False,
+                                                        metavar=e.metavar)]) for e in exporters.EXPORTERS.values()),
+        before="overwrite")
 def export(
     folders: Annotated[list[str], typer.Argument(
         help="Run folders written by initbench compare or transfer, and sweep folders.", show_default=False,
         metavar="DIR")],
-    tensorboard: Annotated[str, typer.Option(
-        "--tensorboard", help="Write TensorBoard's logs into this new folder: one TensorBoard run per job (needs "
-        "pip install 'initbench[tensorboard]'). Required: the one format for now.", show_default=False,
-        metavar="LOGDIR")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a LOGDIR that already holds files, whole.",
                                             show_default=False)] = False,
     fmt: FormatOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table.")] = False,
     debug: DebugOption = False,
+    **formats: Any,
 ) -> None:
     """Write finished runs and sweeps as TensorBoard logs, for its Scalars and HParams dashboards.
 
@@ -696,11 +566,18 @@ def export(
     Then: tensorboard --logdir LOGDIR.
     """
     with _errors_to_exit(debug):
-        exported = api.export(*folders, tensorboard=tensorboard, overwrite=overwrite, progress=not quiet)
+        given = {name: dest for name, dest in formats.items() if dest is not None}
+        if not given:
+            raise UsageError("Give the format to write and its folder: --tensorboard LOGDIR (the formats: "
+                             f"{', '.join(f'--{name}' for name in exporters.EXPORTERS)}).")
+        exported = api.export(*folders, overwrite=overwrite, progress=not quiet, **given)
         _shown_where(exported, fmt)
 
 
 @app.command()
+@_takes(_setting("train_samples", help="Time training on a seeded subset of N training images (a quick bench; per "
+                 "model-epoch figures are then of N images)."), "data_dir",
+        _setting("out", help="JSON file for the results.", metavar="FILE", shown="results/<timestamp>-bench.json"))
 def bench(
     seeds: Annotated[int, typer.Option(help="Batched engine: train the lesson's 6 schemes x K seeds. [default: 3]",
                                        min=1, metavar="K", show_default=False)] = 3,
@@ -718,14 +595,9 @@ def bench(
         "--breakdown", help="Instead, profile one epoch of the batched engine (torch.profiler, on the CPU): its "
         "time part by part (products, Adam, dropout, activations, loss...), each beside its floor.",
         show_default=False)] = False,
-    train_samples: Annotated[Optional[int], typer.Option(
-        help="Time training on a seeded subset of N training images (a quick bench; per model-epoch figures are "
-        "then of N images). [default: all 48,000]", min=1, metavar="N", show_default=False)] = None,
-    data_dir: DataDirOption = None,
-    out: Annotated[Optional[str], _opt("--out", "-o", help="JSON file for the results.", metavar="FILE",
-                                       default="results/<timestamp>-bench.json")] = None,
     fmt: FormatOption = None,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Time the engines against the lesson's pipeline.
 
@@ -734,10 +606,10 @@ def bench(
     prints the ratios and writes them to JSON.
     """
     with _errors_to_exit(debug):
-        from initbench import config as config_mod, runfolder
+        from initbench import config as config_mod
+        from initbench.storage import runfolder
 
-        given = {"data_dir": data_dir, "out": out, "device": device}
-        resolved = config_mod.resolve(None, {k: v for k, v in given.items() if v is not None})
+        resolved = config_mod.resolve(None, _given(settings | {"device": device}))
         if resolved.out is not None:
             runfolder.check_file_destination(resolved.out)
         counts = config_mod.parse_counts(scaling, "--scaling") if scaling is not None else ()
@@ -747,10 +619,10 @@ def bench(
 
         err = Console(stderr=True)
         numbers, written = run(seeds, repeats, whole_process, resolved.device, resolved.data_dir, resolved.out,
-                               report.Activity(err), counts, train_samples, breakdown)
-        listing = (report.scaling_listing if counts else report.breakdown_listing if breakdown
-                   else report.bench_listing)
-        report.show(listing(numbers), _stdout_format(fmt), Console())
+                               progress.Activity(err), counts, resolved.train.data.train_samples, breakdown)
+        listing = (listings.scaling_listing if counts else listings.breakdown_listing if breakdown
+                   else listings.bench_listing)
+        tables.show(listing(numbers), _stdout_format(fmt), Console())
         err.print(f"Results in {paths.shown(written)}", markup=False)
 
 

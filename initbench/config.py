@@ -5,7 +5,7 @@ through the same parsers, so a bad value gets the same message whether it was
 typed or read from a file; only the place named in the message differs.
 
 ``expect`` (``--expect``, repeatable; ``expect=`` in Python) is a list of conditions
-on the results, judged when the run or sweep is written (``initbench.expect``), e.g.
+on the results, judged when the run or sweep is written (``initbench.analysis.expect``), e.g.
 ``expect = ["rule > uniform", "default >= 0.80"]`` at the top of the file (before a
 sweep's ``[grid]``), or an ``[expect]`` table with ``conditions = [...]`` anywhere; given on
 the command line, it replaces the file's. The schemes it names are checked against the run's here, before
@@ -21,65 +21,49 @@ import difflib
 import itertools
 import json
 import math
-import re
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initbench import data, expect, models, parametrization, paths, schemes as scheme_registry
-from initbench.data import default_data_dir
-from initbench.engines import ENGINE_CHOICES, check_network, choose
+from initbench import data, initializers as scheme_registry, models, paths, settings
+from initbench.analysis import expect
 from initbench.errors import UsageError
 from initbench.executors import EXECUTORS, Placement, raysettings
 from initbench.executors.raysettings import RaySettings
-from initbench.jobs import (
+from initbench.initializers import BIAS_POLICIES, residual
+from initbench.jobs import Job, batches_per_epoch, check_batch_size
+from initbench.parsing import int_list, text, whole
+from initbench.settings import (
     ACTIVATIONS,
     FLAT,
     OPTIMIZERS,
+    SWEEP_RUN,
+    TRANSFER_RUN,
     DataSettings,
-    Job,
     NetworkSettings,
     OptimSettings,
+    RunSettings,
     TrainSettings,
-    batches_per_epoch,
-    check_batch_size,
+    TransferSettings,
 )
-from initbench.parsing import number, optional, whole
-from initbench.schemes import BIAS_POLICIES, residual
+from initbench.training import parametrization
+from initbench.training.engines import ENGINE_CHOICES, check_network, choose, trains
 
-LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")
-# Bounds on what is parsed, far beyond any real run, so that an absurd value is refused at once
-# rather than built (256x20000000 was 20 million layers) or allocated.
-MAX_HIDDEN_LAYERS = 1_000
-MAX_UNITS = 1_000_000  # in a hidden layer
-MAX_EPOCHS = 100_000  # a weights file records each epoch's accuracy in its header (checkpoint.MAX_HEADER)
 MAX_LOSSES = 10**8  # per model: one loss per batch, kept in memory and written to losses.csv
-MAX_SEEDS = 100_000
 MAX_SWEEP_JOBS = 200_000  # cells x schemes x seeds: planning takes about 0.3 ms a job (100,000 jobs: 6.7 s to 30 s)
 MAX_CONFIG_BYTES = 1 << 20  # a config file's size; one takes a few hundred bytes
 SHOWN_CHARS = 80  # of a value quoted in a message (a wrong value may be megabytes)
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    schemes: tuple[str, ...] = LESSON_SCHEMES
-    seeds: tuple[int, ...] = (0,)
-    expect: tuple[str, ...] = ()  # conditions on the results (expect.py), judged when the run is written
+class RunConfig(RunSettings):
+    """A run resolved: how it goes (``RunSettings``), its models' settings, and the Ray
+    executor's (read with --executor ray)."""
+
     train: TrainSettings = TrainSettings()
-    plot_batches: int = 100
-    track_stats: bool = False  # per-layer statistics after every epoch (layer_stats.csv)
-    device: str = "auto"
-    engine: str = "auto"  # auto: batched where it writes out the network, else sequential (engines.choose)
-    max_batch_models: int | None = None  # None: as many as fit in half the free memory
-    data_dir: Path = field(default_factory=default_data_dir)
-    out: Path | None = None  # None: results/<timestamp>-<schemes>
-    overwrite: bool = False  # replace an --out folder that already holds files, whole
-    save_weights: bool = True  # every model's final weights in weights/ (safetensors)
-    save_init: bool = False  # and its initial weights in weights/init/
-    executor: str = "local"  # local: this process trains; ray: chunks as tasks on a Ray cluster
-    ray: RaySettings = RaySettings()  # read with --executor ray
+    ray: RaySettings = RaySettings()
 
     @property
     def placement(self) -> Placement:
@@ -100,7 +84,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """The flat, JSON-ready form: the same keys a config file uses, the classes as the
         numbers trained on (what readers of run.json take)."""
-        return self._flat() | {"classes": list(self.train.data.class_numbers)}
+        return self._flat() | {"classes": list(data.class_numbers(self.train.data))}
 
     def _flat(self) -> dict[str, Any]:
         flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("train", "ray")}
@@ -114,64 +98,7 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
 
 
-# --- parsers: each takes a raw value (from TOML or the CLI) and returns it checked, or raises ValueError
-# (the generic ones, whole, number and optional, are initbench.parsing's)
-
-
-def _int_list(value: Any) -> list[Any]:
-    if isinstance(value, str):
-        try:
-            return [int(part) for part in value.split(",")]
-        except ValueError:
-            raise ValueError("must be whole numbers separated by commas") from None
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _seeds(value: Any) -> tuple[int, ...]:
-    """A count K (seeds 0..K-1) or an explicit list of seeds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(whole(1, MAX_SEEDS)(value)))
-    listed = _int_list(value)
-    if len(listed) > MAX_SEEDS:
-        raise ValueError(f"must list at most {MAX_SEEDS:,} seeds")
-    seeds = tuple(whole(0)(s) for s in listed)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError("must be a count, or a list of distinct seeds that are whole numbers ≥ 0")
-    return seeds
-
-
-def _hidden(value: Any) -> tuple[int, ...]:
-    """Hidden layer sizes: [256, 128], "256,128", or "256x10" for ten layers of 256."""
-    too_many = ValueError(f"must name at most {MAX_HIDDEN_LAYERS:,} hidden layers")
-    if isinstance(value, str):
-        sizes: list[Any] = []
-        for part in value.split(","):
-            size, _, count = part.strip().partition("x")
-            try:
-                width, repeats = int(size), int(count) if count else 1
-            except ValueError:
-                repeats = 0
-            if repeats < 1:
-                raise ValueError('must be sizes like "256,128" or "256x10"')
-            if len(sizes) + repeats > MAX_HIDDEN_LAYERS:  # before the list is made
-                raise too_many
-            sizes += [width] * repeats
-    else:
-        sizes = _int_list(value)
-    if not sizes:
-        raise ValueError("must name at least one hidden layer")
-    if len(sizes) > MAX_HIDDEN_LAYERS:
-        raise too_many
-    return tuple(whole(1, MAX_UNITS)(s) for s in sizes)
-
-
-def _schemes(value: Any) -> tuple[str, ...]:
-    """Scheme names, as written: what they stand for is looked up by check_schemes, last of
-    all, since a user's scheme runs its code then."""
-    names = value.split(",") if isinstance(value, str) else list(value)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise ValueError("must be a list of scheme names")
-    return tuple(names)
+# --- parsers of the settings whose values a registry knows (``settings`` declares the others' parsers)
 
 
 def _classes(value: Any, dataset: data.Dataset) -> tuple[int, ...]:
@@ -188,23 +115,17 @@ def _classes(value: Any, dataset: data.Dataset) -> tuple[int, ...]:
 
 def _layer_scheme(value: Any) -> str:
     """A scheme that initializes one layer (pretrained's new output layer)."""
-    name = _text(value)
+    name = text(value)
     base = scheme_registry.get(name).name.partition(":")[0]
     if scheme_registry.whole_model(base):
         raise ValueError(f"must be a scheme that initializes one layer ({base} initializes whole models)")
     return name
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError("must be a non-empty string")
-    return value
-
-
 def _dataset(value: Any) -> str:
     """A dataset's name as its entry has it: idx:DIR resolved (its files read and checked, the
     folder made absolute, so that the settings name it from anywhere)."""
-    if not data.DATASETS.holds(_text(value)):
+    if not data.DATASETS.holds(text(value)):
         raise ValueError(f"must be one of {', '.join(data.DATASETS.choices)}")
     return data.get(value).name
 
@@ -218,63 +139,33 @@ def _choice(choices: Collection[str]) -> Callable[[Any], str]:
     return parse
 
 
-def _device(value: Any) -> str:
-    """auto, cpu, mps, cuda or cuda:N (whether it is there is checked when the run starts)."""
-    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _path(value: Any) -> Path:
-    return Path(value if isinstance(value, Path) else _text(value)).expanduser()
-
-
-PARSERS: dict[str, Callable[..., Any]] = {
-    "schemes": _schemes,
-    "seeds": _seeds,
-    "expect": expect.parse_all,  # the schemes it names are checked against the run's: _run_config
-    "epochs": whole(1, MAX_EPOCHS),
-    "lr": number(1e-300, float("inf"), "greater than 0"),
-    "optimizer": _choice(OPTIMIZERS),
-    "momentum": number(0.0, 1.0, "from 0 up to (not including) 1"),
-    "batch_size": whole(1),
+# The settings that take one of a fixed list of words: the command line lists them in its help and
+# errors. (A network or a dataset is a name in a registry that a user's code may extend at start-up.)
+CHOICES: dict[str, tuple[str, ...]] = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS,
+                                       "parametrization": parametrization.PARAMETRIZATIONS, "bias": BIAS_POLICIES,
+                                       "engine": ENGINE_CHOICES, "executor": EXECUTORS}
+DECLARED = settings.declarations() | raysettings.DECLARED  # every setting of a run, by key
+TRANSFER_DECLARED = settings.declared(TransferSettings, "transfer")
+PARSERS: dict[str, Callable[..., Any]] = {key: d.parse for key, d in DECLARED.items() if d.parse is not None} | {
     "dataset": _dataset,
     "network": _choice(models.NETWORKS),
-    "parametrization": _choice(parametrization.PARAMETRIZATIONS),
-    "base_width": whole(1, MAX_UNITS),
-    "hidden": _hidden,
-    "dropout": number(0.0, 1.0, "from 0 up to (not including) 1"),
-    "train_samples": optional(whole(1)),  # at most the dataset's training split: check_settings
-    "split_seed": whole(0),
-    "plot_batches": whole(1),
-    "activation": _choice(ACTIVATIONS),
-    "bias": _choice(BIAS_POLICIES),
-    "track_stats": _flag,
-    "lesson_eval": _flag,
     "classes": _classes,  # given the dataset too (see _apply)
     "head_init": _layer_scheme,
-    "freeze": whole(0),
-    "unfreeze_after": optional(whole(1)),
-    "unfreeze_lr": optional(number(1e-300, float("inf"), "greater than 0")),
-    "device": _device,
-    "engine": _choice(ENGINE_CHOICES),
-    "max_batch_models": optional(whole(1)),
-    "data_dir": _path,
-    "out": optional(_path),
-    "overwrite": _flag,
-    "save_weights": _flag,
-    "save_init": _flag,
-    "executor": _choice(EXECUTORS),
-    **raysettings.PARSERS,
+    "expect": expect.parse_all,  # the schemes it names are checked against the run's: _run_config
+    **{key: _choice(CHOICES[key]) for key in ("parametrization", "bias", "engine", "executor")},
 }
+
+
+def described(declaration: settings.Declaration) -> str:
+    """A setting's help, with the names its registries hold now (the datasets, networks...)."""
+    return declaration.help.format(datasets=", ".join(data.DATASETS.choices), networks=", ".join(models.NETWORKS),
+                                   batched=", ".join(trains("batched")))
+
+
+TRANSFER_PARSERS: dict[str, Callable[..., Any]] = {
+    key: d.parse for key, d in TRANSFER_DECLARED.items() if d.parse is not None} | {
+    "task_a": _classes, "source_scheme": _layer_scheme}
 CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
-TRAIN_KEYS = tuple(FLAT)  # in their order
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -341,8 +232,8 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     network = models.get(values.get("network", NetworkSettings.network))
     if "hidden" not in values and network.hidden is not None:  # the network's own default (cnn: 128)
         values["hidden"] = network.hidden
-    train = TrainSettings.of(**{k: values.pop(k) for k in TRAIN_KEYS if k in values})
-    ray = RaySettings(**{k: values.pop(k) for k in raysettings.PARSERS if k in values})
+    train = TrainSettings.of(**{k: values.pop(k) for k in FLAT if k in values})
+    ray = RaySettings(**{k: values.pop(k) for k in raysettings.DECLARED if k in values})
     config = RunConfig(**values, train=train, ray=ray)
     check_settings(config.train, config.engine)
     expect.check(config.expect, config.schemes, len(config.seeds))
@@ -401,7 +292,7 @@ def check_schemes(names: Collection[str], s: TrainSettings) -> None:
 def check_freezing(s: TrainSettings) -> None:
     """--freeze leaves something to train; --unfreeze-after and --unfreeze-lr have a frozen
     layer to act on, within the run's epochs."""
-    o, layers = s.optim, s.network.layers
+    o, layers = s.optim, models.depth(s.network)
     if o.freeze >= layers:
         raise UsageError(f"--freeze {o.freeze} would freeze every layer of this {layers}-layer network, and "
                          f"nothing would train. Freeze at most {layers - 1} (the output layer always trains).")
@@ -418,22 +309,17 @@ def check_freezing(s: TrainSettings) -> None:
 
 
 @dataclass(frozen=True)
-class TransferConfig:
+class TransferConfig(TransferSettings):
     """Stage B (``run``: task B's classes, images, epochs, seeds and scratch schemes) and how
-    its pretrained starts are made: sources trained on ``task_a`` (or taken from the run
-    folder ``source_dir``), ``freeze`` lowest layers frozen, unfrozen after ``unfreeze_after``."""
+    its pretrained starts are made (``TransferSettings``): sources trained on ``task_a`` (or
+    taken from the run folder ``source_dir``), ``freeze`` lowest layers frozen, unfrozen after
+    ``unfreeze_after``."""
 
-    run: RunConfig
-    task_a: tuple[int, ...]
-    source_scheme: str = "default"
-    source_epochs: int = 2
-    source_dir: Path | None = None
-    freeze: int | None = None  # None: every hidden layer
-    unfreeze_after: int = 5
+    run: RunConfig = field(kw_only=True)
 
     @property
     def frozen_layers(self) -> int:
-        return self.run.train.network.layers - 1 if self.freeze is None else self.freeze
+        return models.depth(self.run.train.network) - 1 if self.freeze is None else self.freeze
 
     def source_run(self) -> RunConfig:
         """Stage A as a compare run: the source scheme, one network per seed, on task A's
@@ -451,28 +337,14 @@ class TransferConfig:
         settings, less the freezing its starts set themselves, then the transfer's own)."""
         run = "".join(line for line in self.run.to_toml().splitlines(keepends=True)
                       if line.partition(" = ")[0] not in TRANSFER_PARSERS)
-        extra = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "run"}
+        extra = {key: _plain(getattr(self, key)) for key in TRANSFER_DECLARED}
         return run + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items() if v is not None)
 
 
-TRANSFER_SCRATCH = ("rule", "default", "kaiming_normal", "xavier_normal", "lsuv")
-# The classic set-up: task B is two classes with 200 training images, task A the other eight.
-TRANSFER_DEFAULTS: dict[str, Any] = {"schemes": TRANSFER_SCRATCH, "classes": "sandal,shirt", "train_samples": 200,
-                                     "seeds": 10, "epochs": 20, "batch_size": 20}
-TRANSFER_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "task_a": _classes,
-    "source_scheme": _layer_scheme,
-    "source_epochs": whole(1, MAX_EPOCHS),
-    "source_dir": optional(_path),
-    "freeze": optional(whole(1)),
-    "unfreeze_after": whole(1),
-}
-
-
 def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any] | None = None) -> TransferConfig:
-    """TRANSFER_DEFAULTS, overridden by ``config_file``, overridden by command-line ``options``;
+    """TRANSFER_RUN, overridden by ``config_file``, overridden by command-line ``options``;
     the transfer keys (TRANSFER_PARSERS) set the experiment, the others stage B's run."""
-    layers: list[tuple[Mapping[str, Any], Callable[[str], str]]] = [(TRANSFER_DEFAULTS, lambda key: key)]
+    layers: list[tuple[Mapping[str, Any], Callable[[str], str]]] = [(TRANSFER_RUN, lambda key: key)]
     if config_file is not None:
         layers.append((read_toml(config_file), lambda key: f"{key!r} in {config_file}"))
     layers.append(({k: v for k, v in (options or {}).items() if v is not None}, _cli_name))
@@ -485,18 +357,18 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
         raise UsageError("'expect' is for compare and sweep: transfer does not judge expectations. Leave it out of "
                          "the transfer's config, or check its schemes with initbench compare --expect.")
     run = _run_config(run_values)
-    dataset, task_b = data.get(run.train.data.dataset), run.train.data.class_numbers
+    dataset, task_b = data.get(run.train.data.dataset), data.class_numbers(run.train.data)
     task_a = extra.pop("task_a", tuple(c for c in dataset.all_classes if c not in task_b))
     if len(task_a) < 2:  # derived from task B's classes: what is left of the dataset's
         raise UsageError(f"Task B takes {dataset.describe(task_b)} of {dataset.title}'s classes, which leaves "
                          f"{dataset.describe(task_a) if task_a else 'none'} for task A, and the source networks need "
                          "at least two classes to learn. Give task B fewer classes with --classes (e.g. sandal,shirt).")
-    config = TransferConfig(run, task_a, **extra)
+    config = TransferConfig(run=run, task_a=task_a, **extra)
     check_schemes((config.source_scheme,), run.train)
     if set(task_a) & set(task_b):
         raise UsageError(f"Task A ({dataset.describe(task_a)}) and task B ({dataset.describe(task_b)}) share classes: "
                          "the source networks would have seen task B. Give tasks without a class in common.")
-    hidden = run.train.network.layers - 1
+    hidden = models.depth(run.train.network) - 1
     if config.frozen_layers > hidden:
         raise UsageError(f"--freeze {config.freeze}: the network has {hidden} hidden layers to reuse "
                          "(the output layer is new for task B). Freeze at most that many.")
@@ -507,9 +379,6 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
 
 
 # --- sweeps: a grid of settings, every combination trained for every scheme and seed
-
-
-SWEEP_DEFAULTS: dict[str, Any] = {"save_weights": False}  # a grid's weights can fill a disk: keep them when asked
 
 
 @dataclass(frozen=True)
@@ -560,7 +429,7 @@ class SweepConfig:
 def parse_counts(text: str, option: str) -> tuple[int, ...]:
     """Counts like "6,60,600": whole numbers of at least 1, each once, in increasing order."""
     try:
-        counts = tuple(sorted(whole(1)(n) for n in _int_list(text)))
+        counts = tuple(sorted(whole(1)(n) for n in int_list(text)))
     except ValueError:
         counts = ()
     if not counts or len(set(counts)) != len(counts):
@@ -585,11 +454,11 @@ def parse_set(assignment: str) -> tuple[str, Any]:
 
 def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None = None,
                   options: Mapping[str, Any] | None = None, default_out: Path | None = None) -> SweepConfig:
-    """SWEEP_DEFAULTS, overridden by ``config_file`` (a TOML file, or its settings as a
+    """SWEEP_RUN, overridden by ``config_file`` (a TOML file, or its settings as a
     mapping), overridden by ``sets`` (--set KEY=VALUE fixes a setting, taking it out of the
     grid; grid.KEY=[...] makes it vary), overridden by command-line ``options`` (--out);
     ``default_out`` where none of them sets ``out``. Every cell is checked here, before any work."""
-    values = dict(SWEEP_DEFAULTS)
+    values = dict(SWEEP_RUN)
     if isinstance(config_file, Path):
         settings = read_toml(config_file)
     else:  # a copy (its grid is changed below), and what messages call it
@@ -613,7 +482,7 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
     try:
         _apply(values, fixed, lambda key: f"{key!r} ({config_file} or --set)")
     except UsageError as e:
-        lists = [k for k, v in fixed.items() if k in TRAIN_KEYS and isinstance(v, list)]
+        lists = [k for k, v in fixed.items() if k in FLAT and isinstance(v, list)]
         raise UsageError(f"{e} To try several values of a setting, list them under [grid] in the file (or "
                          "--set 'grid.KEY=[...]').") if lists else e from None
     _apply(values, options or {}, _cli_name)
@@ -624,8 +493,8 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
             raise UsageError(f"{where}: expect is not a grid setting. Write expect = [...] at the top of the file, "
                              "before [grid], or an [expect] table with conditions = [...]: each condition is judged "
                              "in every cell.")
-        if key not in TRAIN_KEYS:
-            allowed = "" if key in PARSERS else f" Valid keys: {', '.join(sorted(TRAIN_KEYS))}."
+        if key not in FLAT:
+            allowed = "" if key in PARSERS else f" Valid keys: {', '.join(sorted(FLAT))}."
             raise UsageError(f"{where} cannot vary in a sweep: a grid varies training settings (schemes and seeds "
                              f"are set at the top, and every cell trains them all).{allowed}")
         if not isinstance(alternatives, list) or not alternatives:

@@ -6,145 +6,16 @@ before any work); the results hold tensors, which only exist once training ran.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
-from initbench import data, models
 from initbench.errors import UsageError
+from initbench.settings import TrainSettings
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
-
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "selu", "linear")
-OPTIMIZERS = ("adam", "sgd")
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """What decides the images a model trains and is scored on."""
-
-    dataset: str = "fashion-mnist"  # a name in data.DATASETS
-    classes: tuple[int, ...] | None = None  # the dataset's classes the model tells apart, in output order; None: all
-    train_samples: int | None = None  # a seeded subset of the training split; None: all of it
-    split_seed: int = 0  # of the train/validation split
-
-    @property
-    def class_numbers(self) -> tuple[int, ...]:
-        """The classes, all of the dataset's when none were chosen."""
-        return data.get(self.dataset).all_classes if self.classes is None else self.classes
-
-
-@dataclass(frozen=True)
-class NetworkSettings:
-    """What decides the network: its architecture, and how a scheme's start and scoring apply
-    to it. ``bias`` and ``head_init`` are here because they say how the network's parts are
-    filled (the scheme decides the rest), ``lesson_eval`` because it is the network's dropout
-    left on when it is scored: each is read where the network is built, initialized or run."""
-
-    network: str = "mlp"  # a name in models.NETWORKS
-    hidden: tuple[int, ...] = (256, 128)
-    activation: str = "relu"
-    dropout: float = 0.2
-    bias: str = "scheme"  # the scheme's own bias, or "zeros", or "default" (PyTorch's)
-    head_init: str = "default"  # the scheme of an output layer that pretrained cannot load (other classes)
-    lesson_eval: bool = False  # score with dropout still on, as the lesson's helper does (no model.eval())
-    parametrization: str = "sp"  # "sp": the scheme's weights, one lr; "mup": μP (parametrization.py)
-    # μP's base: the width of every hidden layer of the network whose numbers μP keeps (there μP = SP).
-    # A fixed width rather than the network's own, so that one base serves a sweep over widths: the
-    # lr tuned at 64 units (cheap) is the one μP transfers to wider networks. Read under mup only.
-    base_width: int = 64
-
-    @property
-    def eval_dropout(self) -> bool:
-        """Whether models are scored with dropout on (--lesson-eval, and dropout to leave on)."""
-        return self.lesson_eval and self.dropout > 0
-
-    @property
-    def layers(self) -> int:
-        """How many weighted layers the network has (what --freeze counts)."""
-        return models.get(self.network).depth(self)
-
-
-@dataclass(frozen=True)
-class OptimSettings:
-    """What decides how a network is trained on its data."""
-
-    optimizer: str = "adam"  # Adam (torch.optim.Adam's defaults, as in the lesson) or SGD
-    lr: float = 1e-3
-    momentum: float = 0.9  # SGD's (Adam has its own moments and ignores this)
-    batch_size: int = 100
-    epochs: int = 2
-    freeze: int = 0  # the lowest layers kept as initialized
-    unfreeze_after: int | None = None  # train the frozen layers again after this many epochs
-    unfreeze_lr: float | None = None  # their learning rate then; None: lr / 10
-
-    def frozen(self, epoch: int) -> int:
-        """How many of the lowest layers are frozen in ``epoch`` (0-based)."""
-        return 0 if self.unfreeze_after is not None and epoch >= self.unfreeze_after else self.freeze
-
-    @property
-    def lr_unfrozen(self) -> float:
-        """The learning rate of layers trained after being frozen."""
-        return self.lr / 10 if self.unfreeze_lr is None else self.unfreeze_lr
-
-
-# Every flat key (config files, the command line, --set, grids, stored settings) and the group of
-# TrainSettings that holds it, in the order files and tables list them (the settings' order before
-# the groups; keys added since go last).
-FLAT = {"hidden": "network", "dropout": "network", "lr": "optim", "optimizer": "optim", "momentum": "optim",
-        "batch_size": "optim", "epochs": "optim", "activation": "network", "bias": "network",
-        "lesson_eval": "network", "classes": "data", "train_samples": "data", "split_seed": "data",
-        "head_init": "network", "freeze": "optim", "unfreeze_after": "optim", "unfreeze_lr": "optim",
-        "dataset": "data", "network": "network", "parametrization": "network", "base_width": "network"}
-# Settings added after stores were first written, with their defaults: stored (identity, rows, weights
-# files' records) only where they differ from them, so that every key and record written before stays valid.
-ADDED = {"dataset": DataSettings.dataset, "network": NetworkSettings.network,
-         "parametrization": NetworkSettings.parametrization, "base_width": NetworkSettings.base_width}
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything about a model and its training except its scheme and seed: the data, the
-    network, the optimization. Files, options and grids set them by flat keys (FLAT)."""
-
-    data: DataSettings = DataSettings()
-    network: NetworkSettings = NetworkSettings()
-    optim: OptimSettings = OptimSettings()
-
-    @classmethod
-    def of(cls, **flat: Any) -> TrainSettings:
-        """The default settings with ``flat`` keys (hidden=..., lr=...) changed."""
-        return cls().replace(**flat)
-
-    def replace(self, **flat: Any) -> TrainSettings:
-        """These settings with ``flat`` keys changed, each in its group."""
-        groups: dict[str, dict[str, Any]] = {}
-        for key, value in flat.items():
-            if key not in FLAT:
-                raise TypeError(f"{key!r} is not a setting")
-            groups.setdefault(FLAT[key], {})[key] = value
-        return dataclasses.replace(self, **{group: dataclasses.replace(getattr(self, group), **changes)
-                                            for group, changes in groups.items()})
-
-    def flat(self) -> dict[str, Any]:
-        """Every setting by its flat key, in FLAT's order."""
-        return {key: getattr(getattr(self, group), key) for key, group in FLAT.items()}
-
-    def plain(self) -> dict[str, Any]:
-        """The settings as stored: JSON-ready (tuples as lists, the classes as numbers), an
-        ADDED setting only where it is not its default."""
-        flat = self.flat() | {"classes": self.data.class_numbers}
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in flat.items()
-                if key not in ADDED or value != ADDED[key]}
-
-    @classmethod
-    def from_plain(cls, plain: dict[str, Any]) -> TrainSettings:
-        """Settings as ``plain`` stored them (a missing ADDED setting: its default)."""
-        return cls.of(**{key: tuple(value) if isinstance(value, list) else value for key, value in plain.items()})
-
 
 @dataclass(frozen=True)
 class Job:
@@ -179,6 +50,35 @@ class Tick:
 
 
 Progress = Callable[[Tick], None]
+
+
+class Activity(Protocol):
+    """What a long task tells the person waiting for it; ``views.progress.Activity`` shows it
+    on a terminal, ``NotebookActivity`` in a notebook. Executors and engines below the views
+    take any object with these methods, e.g. one that logs::
+
+        class Logged:
+            def stage(self, text, total=None): log.info(text)
+            def advance(self, steps=1, text=None, kept=""): ...
+            def note(self, text): log.warning(text)
+            def say(self, text): log.info(text)
+            def tick(self, tick): ...
+    """
+
+    def stage(self, text: str, total: int | None = None) -> None:
+        """A new stage begins (``total``: its steps, when counted)."""
+
+    def advance(self, steps: int = 1, text: str | None = None, kept: str = "") -> None:
+        """``steps`` more of the stage are done (``text``: what is happening now)."""
+
+    def note(self, text: str) -> None:
+        """Something the person should read, kept above the progress line."""
+
+    def say(self, text: str) -> None:
+        """A line of output, not a warning."""
+
+    def tick(self, tick: Tick) -> None:
+        """An engine's report (``Progress``)."""
 
 
 @dataclass(frozen=True)
@@ -221,18 +121,6 @@ def check_batch_size(batch_size: int, n_train: int) -> None:
 
 def batches_per_epoch(n_train: int, batch_size: int) -> int:
     return math.ceil(n_train / batch_size)
-
-
-def shown(key: str, value: Any) -> str:
-    """A setting's value as tables and pictures show it: hidden 256x30, classes 5,6."""
-    if key == "hidden":
-        sizes = list(value)
-        return f"{sizes[0]}x{len(sizes)}" if len(set(sizes)) == 1 and len(sizes) > 1 else ",".join(map(str, sizes))
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    if value is None or (isinstance(value, float) and math.isnan(value)):  # pandas reads None as NaN
-        return "all" if key == "train_samples" else "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def correct(logits: Tensor, y: Tensor) -> Tensor:

@@ -37,13 +37,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from initbench import pictures, stats, store
+from initbench.analysis import stats
 from initbench.jobs import JobResult
+from initbench.storage import store
+from initbench.views import pictures
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "papers"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "papers"
 VERDICTS = ("reproduces", "does not reproduce", "inconclusive")
 BLOW_UP = 1000.0  # a loss this many times its first tenth of an epoch's: diverged
 WINDOW = 0.1  # of an epoch: losses are averaged over windows this long (a time to a loss, a final loss)

@@ -161,7 +161,7 @@ def last_line(text: str) -> str:
 
 def cmd_env(args: argparse.Namespace) -> None:
     """What the measurements run on; one line and exit 3 if it cannot run them."""
-    from initbench.results import cpu_model  # the CPU's name as bench records it
+    from initbench.storage.machine import cpu_model  # the CPU's name as bench records it
     info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
                             "host": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count()}
     if args.device == "cuda":
@@ -173,8 +173,9 @@ def cmd_env(args: argparse.Namespace) -> None:
             info |= {"torch": version("torch"), "device": "cpu", "device_name": cpu_model()}
         except PackageNotFoundError:
             fail(f"python3 ({sys.executable}) has no torch installed")
-    from initbench.data import default_data_dir, fashion_mnist
+    from initbench.data import fashion_mnist
     from initbench.errors import InitbenchError
+    from initbench.settings import default_data_dir
 
     try:
         info["data"] = str(fashion_mnist.ensure(default_data_dir()))
@@ -340,9 +341,11 @@ def step_lesson(step: Step) -> None:
     warm-up (what engines.train does for compare: batched, validation each epoch, the test pass)."""
     import torch
 
-    from initbench import data, engines
-    from initbench.engines.batched import timed
-    from initbench.jobs import Job, TrainSettings
+    from initbench import data
+    from initbench.jobs import Job
+    from initbench.settings import TrainSettings, default_data_dir
+    from initbench.training import engines
+    from initbench.training.engines.batched import timed
 
     s = step.sizes
     device = torch.device(step.device)
@@ -351,7 +354,7 @@ def step_lesson(step: Step) -> None:
 
     def training() -> None:
         settings = TrainSettings.of(epochs=s.lesson_epochs, train_samples=s.train_samples)
-        splits = data.load(data.default_data_dir(), settings.data).to(device)
+        splits = data.load(default_data_dir(), settings.data).to(device)
         jobs = [Job(scheme, seed, settings) for seed in range(s.lesson_seeds) for scheme in LESSON_SCHEMES]
         results: list[Any] = []
 
@@ -499,8 +502,8 @@ def step_kernels(step: Step) -> None:
     sgemm (TF32 off), and a torch.profiler profile of a batched step."""
     import torch
 
-    from initbench import engines
-    from initbench.jobs import TrainSettings
+    from initbench.settings import TrainSettings
+    from initbench.training import engines
 
     s = step.sizes
     device = torch.device(step.device)
@@ -574,8 +577,8 @@ def profile_step(models: int, steps: int, device: Any) -> tuple[str, float]:
     batch, dropout masks drawn), and the seconds per step under the profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    from initbench.engines.batched import sample_step, timed
-    from initbench.jobs import TrainSettings
+    from initbench.settings import TrainSettings
+    from initbench.training.engines.batched import sample_step, timed
 
     train_step, _ = sample_step(TrainSettings(), device, models)
     for _ in range(2):

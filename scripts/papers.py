@@ -13,7 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
-from initbench import papers, results
+from initbench import papers
+from initbench.storage import machine
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - tic:.0f} s", flush=True)
         rows.append(f"| {claim.paper} | {claim.claim} | {claim.statement['setup']}; "
                     f"[`{claim.config.name}`](configs/papers/{claim.config.name}) "
-                    f"| {finding.measured} ({seeds} seeds, {results.cpu_model()}) | **{finding.verdict}**: "
+                    f"| {finding.measured} ({seeds} seeds, {machine.cpu_model()}) | **{finding.verdict}**: "
                     + "; ".join(map(str, finding.tests)) + " |")
     print("\n".join(rows))
 

@@ -8,7 +8,7 @@ import pytest
 
 from initbench import data
 from initbench.data import Splits, fashion_mnist
-from initbench.jobs import DataSettings
+from initbench.settings import DataSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 # A proxy on a closed local port: torchvision's download fails at once, as on a machine
@@ -53,7 +53,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def _forget_registered_schemes() -> Iterator[None]:
     """A function a test module registers as a scheme (``@ib.scheme``) is gone for the next
     module, whose scheme listings hold the built-ins alone."""
-    from initbench.schemes import user
+    from initbench.initializers import user
 
     before = dict(user._REGISTERED), set(user.WHOLE_MODEL)
     yield

@@ -170,22 +170,22 @@ def test_bench_breakdown_puts_the_epoch_into_parts_beside_their_floors(data_dir:
 
 
 def test_schemes_lists_every_scheme_and_alias() -> None:
-    from initbench import schemes
+    from initbench import initializers
 
     table = runner.invoke(app, ["schemes", "--format", "table"], env={"COLUMNS": "200"})
     assert table.exit_code == 0
-    for name in [*schemes.names(), *schemes.ALIASES]:
+    for name in [*initializers.names(), *initializers.ALIASES]:
         assert name in table.output
     assert "He et al. 2015" in table.output and "var = gain^2 * 2/(fan_in + fan_out)" in table.output
     listed = json.loads(runner.invoke(app, ["schemes", "--format", "json"]).output)
-    assert [row["name"] for row in listed] == schemes.names()
+    assert [row["name"] for row in listed] == initializers.names()
     assert next(r for r in listed if r["name"] == "lsuv")["data_dependent"]
 
 
 def test_schemes_finds_by_a_pattern_and_prints_names_alone() -> None:
     """177 lines at 80 columns with no way to narrow them: PATTERN (any part of a name, an
     alias or a summary, or a glob of a whole name) and --names (one a line, for scripts)."""
-    from initbench import schemes
+    from initbench import initializers
 
     found = runner.invoke(app, ["schemes", "orthogonal", "--names"])
     assert found.exit_code == 0 and found.stdout.split() == ["orthogonal", "lsuv"], found.output  # lsuv: its summary
@@ -195,19 +195,19 @@ def test_schemes_finds_by_a_pattern_and_prints_names_alone() -> None:
     by_alias = runner.invoke(app, ["schemes", "RANDOM_uniform", "--names"]).stdout.split()
     assert by_alias == ["uniform"]  # an alias (Keras's random_uniform), ignoring case
     everything = runner.invoke(app, ["schemes", "--names"]).stdout.split()
-    assert everything == [row["name"] for row in schemes.catalogue()]
+    assert everything == [row["name"] for row in initializers.catalogue()]
     assert_clean_error(runner.invoke(app, ["schemes", "no-such-thing"]), "No scheme's name, alias or summary matches "
                        "'no-such-thing'", code=1)
 
 
 def test_schemes_shows_each_names_convention_whole_at_80_columns() -> None:
-    from initbench import schemes
+    from initbench import initializers
 
     lines = runner.invoke(app, ["schemes", "--format", "table"], env={"COLUMNS": "80"}).output.splitlines()
     assert max(len(line) for line in lines) <= 80
     words = [line.replace("│", " ").split() for line in lines]  # the box's borders are not words
     cells = {tuple(w[:2]) for w in words if len(w) >= 2}
-    for row in schemes.catalogue():  # every name whole on a line, its convention beside it
+    for row in initializers.catalogue():  # every name whole on a line, its convention beside it
         assert (row["usage"], row["convention"]) in cells
         assert all((a["name"], "keras") in cells for a in row["aliases"])
     assert ("=", "uniform:-0.05,0.05") in cells and ("he_normal", "keras") in cells
@@ -295,10 +295,10 @@ HEAVY = ("torch", "pandas", "numpy", "matplotlib", "scipy", "safetensors")  # a 
 def test_a_runs_first_line_comes_before_the_heavy_imports(tmp_path: Path) -> None:
     """compare says what it is doing ("Loading FashionMNIST") before torch, pandas and the rest
     are imported: each is imported where it is used, after that line."""
-    code = ("import sys; from initbench import report; from initbench.cli import main\n"
+    code = ("import sys; from initbench.views import progress; from initbench.cli import main\n"
             "def stage(self, text, total=None):  # the run's first line: what is imported by then, and stop\n"
             f"    print(text, [m for m in {HEAVY} if m in sys.modules]); sys.exit(3)\n"
-            "report.Activity.stage = stage\n"
+            "progress.Activity.stage = stage\n"
             "sys.argv = ['initbench', 'compare', 'rule', '--out', sys.argv[1]]; main()")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True)
     assert done.returncode == 3 and done.stdout == "Loading FashionMNIST []\n", done.stdout + done.stderr

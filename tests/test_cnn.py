@@ -11,13 +11,15 @@ from safetensors.torch import load_file
 from torch import nn
 from typer.testing import CliRunner
 
-from initbench import config, data, models, schemes, streams
+from initbench import config, data, initializers, models
 from initbench.cli import app
 from initbench.data import Splits
 from initbench.errors import UsageError
-from initbench.jobs import Job, TrainSettings
+from initbench.initializers.registry import fan_in, fan_out
+from initbench.jobs import Job
 from initbench.models.cnn import CNN
-from initbench.schemes.registry import fan_in, fan_out
+from initbench.settings import TrainSettings
+from initbench.training import streams
 
 runner = CliRunner()
 SMALL = ("--model", "cnn",  # --model: the alias of --network
@@ -44,19 +46,19 @@ def test_every_scheme_fills_a_kernel_by_torch_fan_rules() -> None:
     torch.manual_seed(7)
     torch_default = nn.Conv2d(16, 32, 5)
     ours = nn.Conv2d(16, 32, 5)
-    schemes.get("default").init_layer(ours, torch.Generator().manual_seed(7))
+    initializers.get("default").init_layer(ours, torch.Generator().manual_seed(7))
     assert torch.equal(ours.weight, torch_default.weight) and torch.equal(ours.bias, torch_default.bias)
     inputs = 16 * 25
     for name, std in {"kaiming_normal": math.sqrt(2 / inputs), "lecun_uniform": math.sqrt(1 / inputs),
                       "xavier_normal": math.sqrt(2 / (inputs + 32 * 25)), "rule": 1 / math.sqrt(3 * inputs)}.items():
-        schemes.get(name).init_layer(ours, torch.Generator().manual_seed(0), bias="default")
+        initializers.get(name).init_layer(ours, torch.Generator().manual_seed(0), bias="default")
         assert ours.weight.std().item() == pytest.approx(std, rel=0.05), name
         assert ours.bias.abs().max() <= 1 / math.sqrt(inputs)
-    schemes.get("orthogonal").init_layer(ours, torch.Generator().manual_seed(0))
+    initializers.get("orthogonal").init_layer(ours, torch.Generator().manual_seed(0))
     rows = ours.weight.flatten(1)
     assert torch.allclose(rows @ rows.T, torch.eye(32), atol=1e-5)
     with pytest.raises(UsageError, match="not a convolution's kernel"):
-        schemes.get("sparse").init_layer(ours, torch.Generator())
+        initializers.get("sparse").init_layer(ours, torch.Generator())
 
 
 def test_settings_a_cnn_cannot_take_are_refused_in_words() -> None:
@@ -67,7 +69,7 @@ def test_settings_a_cnn_cannot_take_are_refused_in_words() -> None:
     with pytest.raises(UsageError, match="square single-channel images .* 3,072 values"):
         models.square_images(colour)
     cnn = config.resolve(None, {"network": "cnn"})
-    assert cnn.train.network.hidden == (128,) and cnn.train.network.layers == 4 and cnn.placement.engine == "sequential"
+    assert cnn.train.network.hidden == (128,) and models.depth(cnn.train.network) == 4 and cnn.placement.engine == "sequential"
     assert config.resolve(None, {}).placement.engine == "batched"  # the mlp's engine as before
     refused = invoke("compare", "default", *SMALL, "--engine", "batched")
     assert refused.exit_code == 2 and "--engine sequential" in " ".join(refused.output.split())
@@ -124,4 +126,4 @@ def test_pretrained_convolutions_start_another_task_frozen(run, data_dir: Path, 
     assert all(torch.equal(before[f"layers.{i}.{p}"], after[f"layers.{i}.{p}"]) for i in range(3)
                for p in ("weight", "bias"))
     assert after["layers.3.weight"].shape == (2, 128)
-    assert TrainSettings.of(network="cnn", hidden=(128,)).network.layers == 4
+    assert models.depth(TrainSettings.of(network="cnn", hidden=(128,)).network) == 4

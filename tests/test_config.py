@@ -7,7 +7,7 @@ import pytest
 
 from initbench import config
 from initbench.errors import InitbenchError
-from initbench.jobs import TrainSettings
+from initbench.settings import TrainSettings
 
 from .conftest import ROOT
 

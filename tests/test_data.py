@@ -9,7 +9,7 @@ import torch
 from initbench import data
 from initbench.data import fashion_mnist, idx
 from initbench.errors import InitbenchError
-from initbench.jobs import DataSettings
+from initbench.settings import DataSettings
 
 
 def test_system_copy_is_decompressed_and_verified(data_dir: Path) -> None:

@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from initbench import api, checkpoint, config, data, store
+from initbench import api, config, data
 from initbench.data import digits, fashion_mnist, idx
 from initbench.errors import InitbenchError, UsageError
-from initbench.jobs import DataSettings, Job, TrainSettings
+from initbench.jobs import Job
+from initbench.models import checkpoint
+from initbench.settings import DataSettings, TrainSettings
+from initbench.storage import store
 
 NAMES = list(idx.FILES)  # train images, train labels, test images, test labels
 

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 import initbench as ib
-from initbench import checkpoint
 from initbench.errors import UsageError
+from initbench.models import checkpoint
 
 SCHEME = '''
 def f(weight, bias, generator):

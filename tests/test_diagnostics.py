@@ -2,9 +2,10 @@
 
 import torch
 
-from initbench import diagnostics
-from initbench.jobs import Job, TrainSettings
-from initbench.streams import initial_model
+from initbench.jobs import Job
+from initbench.settings import TrainSettings
+from initbench.training import diagnostics
+from initbench.training.streams import initial_model
 
 
 def stats(small, scheme: str, **settings):

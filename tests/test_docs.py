@@ -482,9 +482,11 @@ def test_the_scheme_contracts_examples_do_what_the_page_says(data_dir: Path, tmp
     context.batch holds min(500, training images) images (all 300 under train_samples 300)."""
     import torch
 
-    from initbench import data, streams
-    from initbench.jobs import DataSettings, Job, TrainSettings
-    from initbench.schemes.registry import layer_records
+    from initbench import data
+    from initbench.initializers.registry import layer_records
+    from initbench.jobs import Job
+    from initbench.settings import DataSettings, TrainSettings
+    from initbench.training import streams
 
     _, blocks = prose_and_blocks((DOCS / "your-own-scheme.md").read_text(encoding="utf-8"))
     files = {}

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from initbench import engines
-from initbench.engines import batched, sequential
-from initbench.jobs import DataSettings, Job, Keep, TrainSettings
-from initbench.streams import initial_model, stream_seed
+from initbench.jobs import Job, Keep
+from initbench.settings import DataSettings, TrainSettings
+from initbench.training import engines
+from initbench.training.engines import batched, sequential
+from initbench.training.streams import initial_model, stream_seed
 
 CPU = torch.device("cpu")
 # The engine tests that hold on any device run on CUDA too where there is one (skipped
@@ -273,11 +274,11 @@ def test_layer_stats_are_returned_for_every_model_at_init_and_after_each_epoch(s
 
 
 def test_every_activation_has_a_function_a_gain_and_batched_ops() -> None:
-    """An activation named in jobs.ACTIVATIONS (what --activation accepts) exists everywhere it must."""
-    from initbench import jobs, schemes
+    """An activation named in settings.ACTIVATIONS (what --activation accepts) exists everywhere it must."""
+    from initbench import initializers, settings
     from initbench.models import mlp
 
-    assert set(jobs.ACTIVATIONS) == set(mlp.ACTIVATION_FNS) == set(schemes.GAIN) == set(batched.ACTIVATION_OPS)
+    assert set(settings.ACTIVATIONS) == set(mlp.ACTIVATION_FNS) == set(initializers.GAIN) == set(batched.ACTIVATION_OPS)
 
 
 FROZEN = TrainSettings.of(epochs=2, freeze=2, lr=0.01)  # the two hidden layers stay as initialized

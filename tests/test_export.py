@@ -16,9 +16,9 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from typer.testing import CliRunner
 
 import initbench as ib
-from initbench import tensorboard as tb
 from initbench.cli import app
 from initbench.errors import InitbenchError, UsageError
+from initbench.exporters import tensorboard as tb
 
 from .test_cli import assert_clean_error
 

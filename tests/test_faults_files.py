@@ -19,12 +19,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from initbench import checkpoint, schemes
+from initbench import data, initializers
 from initbench.cli import app
-from initbench.engines import batched
 from initbench.errors import UsageError
-from initbench.jobs import TrainSettings
+from initbench.models import checkpoint
 from initbench.models.mlp import MLP
+from initbench.settings import TrainSettings
+from initbench.training.engines import batched
 
 # Runs a command as its child, under an address-space limit and a timeout (a hang is exit
 # 124), and reports on stderr the child's peak resident memory and seconds.
@@ -111,7 +112,7 @@ def test_a_hostile_safetensors_header_is_one_usage_error(case: str, tmp_path: Pa
     assert result.exit_code == 2 and "Unexpected" not in result.output, result.output
     assert "is not a weights file" in " ".join(result.output.split()), result.output
     with pytest.raises(UsageError, match="is not a weights file"):  # what pretrained:PATH's parser raises
-        schemes.get(f"pretrained:{path}")
+        initializers.get(f"pretrained:{path}")
 
 
 def test_a_hostile_header_costs_neither_time_nor_memory(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def test_a_record_that_does_not_describe_its_tensors_is_refused(tmp_path: Path) 
     tensors': exit 1 (the file was changed), before a model of its sizes is built."""
     state = {"layers.0.weight": torch.ones(16, 784), "layers.0.bias": torch.zeros(16),
              "layers.1.weight": torch.ones(10, 16), "layers.1.bias": torch.zeros(10)}
-    settings = TrainSettings.of(hidden=(16,)).plain()
+    settings = data.stored(TrainSettings.of(hidden=(16,)))
     good = {"format": checkpoint.FORMAT, "weights": "final", "file": "w.safetensors",
             "architecture": {"classes": list(range(10))},
             "job": {"scheme": "rule", "seed": 0, "settings": settings},
@@ -314,9 +315,9 @@ def test_the_loss_record_is_in_the_memory_estimate() -> None:
 # resident memory while a sweep's plan times a step of it.
 TIMED_ON_WHAT_FITS = """
 import resource, sys, torch
-from initbench import engines
-from initbench.engines import batched
-from initbench.jobs import TrainSettings
+from initbench.training import engines
+from initbench.training.engines import batched
+from initbench.settings import TrainSettings
 settings = TrainSettings.of(hidden=(4096, 4096), dropout=0.0)
 budget = int(1.25 * batched.bytes_per_model(settings))
 batched.free_memory = lambda device: 2 * budget
@@ -356,7 +357,7 @@ def test_scheme_parameters_torch_cannot_draw_from_are_refused(spec: str) -> None
     float32's largest number) with a raw exception; xavier_uniform's range is its gain times
     up to 2 sqrt(3); uniform:5 is [5, 1), with the default high."""
     with pytest.raises(UsageError, match="Bad parameters"):
-        schemes.get(spec)
+        initializers.get(spec)
 
 
 @pytest.mark.parametrize("spec", ["uniform:-1.7e38,1.7e38", "uniform:-3.4e38", "xavier_uniform:9.8e37",
@@ -364,7 +365,7 @@ def test_scheme_parameters_torch_cannot_draw_from_are_refused(spec: str) -> None
 def test_the_widest_ranges_allowed_draw_finite_weights(spec: str) -> None:
     model = MLP(784, (1, 1, 300), "relu", 2)  # a 1 -> 1 layer: xavier's widest range
     generator = torch.Generator().manual_seed(0)
-    scheme = schemes.get(spec)
+    scheme = initializers.get(spec)
     for layer in model.layers:
         scheme.init_layer(layer, generator)
         assert torch.isfinite(layer.weight).all(), spec

@@ -21,7 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from initbench import checkpoint, runfolder
+from initbench.models import checkpoint
+from initbench.storage import runfolder
 
 SMALL = ("--epochs", "1", "--train-samples", "600", "--hidden", "16", "--seeds", "1")
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, PR_CAPBSET_DROP = 1, 2, 24

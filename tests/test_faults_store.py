@@ -20,8 +20,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from initbench import checkpoint, store
 from initbench.cli import app
+from initbench.models import checkpoint
+from initbench.storage import store
 
 from .test_cli import assert_clean_error
 from .test_sweep import sweep_file

@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 import initbench as ib
-from initbench import config, expect
+from initbench import config
+from initbench.analysis import expect
 from initbench.cli import app
 
 runner = CliRunner()

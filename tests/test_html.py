@@ -18,8 +18,10 @@ import pytest
 from PIL import Image  # matplotlib's own dependency
 from typer.testing import CliRunner
 
-from initbench import config, expect, htmlreport, report
+from initbench import config
+from initbench.analysis import expect
 from initbench.cli import app
+from initbench.views import htmlpage, tables
 
 from . import chromium
 
@@ -131,7 +133,7 @@ def test_a_compare_runs_page_in_a_browser(browser: chromium.Browser, compared: t
     assert [row[0] for row in rows] == ["rule", "default", "zeros"]
     texts = [cell for row in rows for cell in row] + ["initbench compare --config config.toml", 'schemes = ["rule", '
              '"zeros", "default"]', "FashionMNIST", "The data files' SHA-256"]
-    check_page(browser, out / htmlreport.PAGE, texts, pictures=2, shots=tmp_path)
+    check_page(browser, out / htmlpage.PAGE, texts, pictures=2, shots=tmp_path)
     # The data files' digests, folded below where it ran: there for a reader who checks a copy, not in the way.
     folded = browser.evaluate("[document.querySelector('details.digests').open, "
                               "document.querySelector('details.digests').textContent]")
@@ -171,7 +173,7 @@ OVERFLOWING = """(() => {
 def test_long_settings_stay_in_their_column(browser: chromium.Browser, lesson: Path, width: int) -> None:
     """schemes = [...] and expect = [...] ran over the next column of the Settings block at a
     laptop's width: each line now wraps inside its own column."""
-    page = lesson / htmlreport.PAGE
+    page = lesson / htmlpage.PAGE
     assert trouble(visit(browser, page, width)) == []
     columns, over = browser.evaluate(OVERFLOWING)
     assert columns >= 2 and over == [], (columns, over)
@@ -184,7 +186,7 @@ def test_long_settings_stay_in_their_column(browser: chromium.Browser, lesson: P
 def test_the_page_says_what_chance_is_and_why_constant_starts_stall(browser: chromium.Browser, lesson: Path) -> None:
     """10% is chance (1 of 10 classes); which schemes stayed there; why a constant start cannot
     learn: beside the table, above the pictures and the SHA-256 lines."""
-    assert trouble(visit(browser, lesson / htmlreport.PAGE, DESKTOP)) == []
+    assert trouble(visit(browser, lesson / htmlpage.PAGE, DESKTOP)) == []
     said = " ".join(browser.evaluate("document.querySelector('.meaning').innerText").split())
     assert "Chance is 10%: with 10 classes" in said
     with open(lesson / "accuracy.csv", newline="") as file:
@@ -203,7 +205,7 @@ def test_a_sweeps_page_in_a_browser(browser: chromium.Browser, swept: tuple[Path
     rows = printed_rows(printed)
     assert len(rows) == 4 and {row[-1] for row in rows} & {"the baseline"}
     texts = [cell for row in rows for cell in row] + ["initbench sweep sweep.toml", "lr = [0.001, 0.01]"]
-    check_page(browser, folder / htmlreport.PAGE, texts, pictures=2, shots=tmp_path)
+    check_page(browser, folder / htmlpage.PAGE, texts, pictures=2, shots=tmp_path)
 
 
 def test_report_writes_one_page_of_several_runs(compared: tuple[Path, str], tmp_path: Path) -> None:
@@ -212,7 +214,7 @@ def test_report_writes_one_page_of_several_runs(compared: tuple[Path, str], tmp_
     out, _ = compared
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    (copy / htmlreport.PAGE).unlink()
+    (copy / htmlpage.PAGE).unlink()
     page = tmp_path / "shared" / "both.html"
     page.parent.mkdir()
     result = runner.invoke(app, ["report", str(out), str(copy), "--html", str(page), "--no-pictures", "-f", "csv"])
@@ -220,10 +222,10 @@ def test_report_writes_one_page_of_several_runs(compared: tuple[Path, str], tmp_
     html = page.read_text(encoding="utf-8")
     assert "initbench report: 2 runs" in html and html.count("data:image/png;base64,") == 4
     assert html.count("<table>") == 1 and ">Run</th>" in html and "<h2>run</h2>" in html and "<h2>copy</h2>" in html
-    assert not (copy / htmlreport.PAGE).exists()  # --no-pictures writes nothing in the folders
+    assert not (copy / htmlpage.PAGE).exists()  # --no-pictures writes nothing in the folders
     result = runner.invoke(app, ["report", str(copy), "-f", "csv"])
     assert result.exit_code == 0, result.output
-    assert (copy / htmlreport.PAGE).read_text(encoding="utf-8").count("data:image/png;base64,") == 2
+    assert (copy / htmlpage.PAGE).read_text(encoding="utf-8").count("data:image/png;base64,") == 2
     assert not list(copy.glob(".*.tmp"))
     refused = runner.invoke(app, ["report", str(out), "--html", str(tmp_path)])
     assert refused.exit_code == 2 and "is a folder" in " ".join(refused.output.split())
@@ -231,26 +233,26 @@ def test_report_writes_one_page_of_several_runs(compared: tuple[Path, str], tmp_
 
 def test_a_sweep_folders_page_is_rewritten_by_report(swept: tuple[Path, str]) -> None:
     folder, _ = swept
-    (folder / htmlreport.PAGE).unlink()
+    (folder / htmlpage.PAGE).unlink()
     result = runner.invoke(app, ["report", str(folder), "-f", "csv"])
     assert result.exit_code == 0, result.output
-    html = (folder / htmlreport.PAGE).read_text(encoding="utf-8")
+    html = (folder / htmlpage.PAGE).read_text(encoding="utf-8")
     assert "initbench sweep: sweep" in html and "the baseline" in html and html.count("data:image/png") == 2
 
 
 def test_expectations_and_odd_text_are_shown_escaped(tmp_path: Path) -> None:
     """An ``expectations`` record, where run.json holds one, as a table with its outcomes; a
     name with markup in it is text on the page, never markup."""
-    listing = report.Listing("<b>title</b>", [report.Column("Scheme", ["<script>x</script>"], left=True)], [])
+    listing = tables.Listing("<b>title</b>", [tables.Column("Scheme", ["<script>x</script>"], left=True)], [])
     outcomes = [expect.Outcome("rule > zeros", True, 3, 0.6, 0.5, 0.7), expect.Outcome("zeros >= 50%", False, 3,
                                                                                       0.1, 0.1, 0.1, 0.5)]
     info = {"expectations": [o.record() for o in outcomes]}
-    html = htmlreport.page([htmlreport.Part(tmp_path, "run", "compare", info, [listing])])
+    html = htmlpage.page([htmlpage.Part(tmp_path, "run", "compare", info, [listing])])
     assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html and "&lt;b&gt;title" in html
     assert "1 of 2 expectations held." in html and html.index('pass">held<') < html.index('fail">failed<')
     assert "rule &gt; zeros: +60.00 points [+50.00, +70.00] over 3 seeds (better)" in html
     other = {"expectations": {"rule beats zeros": "met", "zeros learns": "missed"}}  # another layout: its keys shown
-    html = htmlreport.page([htmlreport.Part(tmp_path, "run", "compare", other, [listing])])
+    html = htmlpage.page([htmlpage.Part(tmp_path, "run", "compare", other, [listing])])
     assert 'pass">met<' in html and 'fail">missed<' in html and "rule beats zeros" in html
 
 

@@ -1,4 +1,4 @@
-"""How the code is laid out: imports run one way (no cycle among initbench's modules), the
+"""How the code is laid out: imports run one way (import-linter's contracts), the
 settings' groups and their flat keys agree, stored keys do not move, and a dataset or a
 network is one new module and a registry line."""
 
@@ -6,105 +6,66 @@ import ast
 import dataclasses
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from initbench import store
-from initbench.jobs import FLAT, Job, TrainSettings
+from initbench import data
+from initbench.jobs import Job
+from initbench.settings import FLAT, TrainSettings
+from initbench.storage import store
 
 from .conftest import NO_NETWORK, ROOT
 
 PACKAGE = ROOT / "initbench"
 
 
-def _modules() -> dict[str, Path]:
-    """initbench's modules by dotted name (a package by its own name, for its __init__.py)."""
-    found = {}
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    """import-linter's verdict on the contracts in ``root``'s pyproject.toml, for the package there."""
+    return subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                           "lint_imports_command()", "--no-cache"], cwd=root, capture_output=True, text=True,
+                          env=os.environ | {"PYTHONPATH": str(root)}, timeout=120)
+
+
+def test_imports_run_one_way() -> None:
+    """import-linter's contracts (pyproject.toml): the layers, from the command line down to
+    the settings, TYPE_CHECKING imports included, and no circle within any part."""
+    done = _lint(ROOT)
+    assert done.returncode == 0 and "2 kept, 0 broken" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_contracts_catch_an_import_up_and_a_circle(tmp_path: Path) -> None:
+    """A copy of the package where the settings import a view (under TYPE_CHECKING) and two
+    networks import each other: both contracts break, naming the imports."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    shutil.copytree(PACKAGE, copy / "initbench", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "initbench" / "settings.py", "a") as f:
+        f.write("\nif TYPE_CHECKING:\n    from initbench.views import tables\n")
+    with open(copy / "initbench" / "models" / "mlp.py", "a") as f:
+        f.write("\nfrom initbench.models import cnn\n")
+    done = _lint(copy)
+    assert done.returncode == 1 and "0 kept, 2 broken" in done.stdout, done.stdout + done.stderr
+    assert "initbench.settings -> initbench.views.tables" in done.stdout and ".mlp -> .cnn" in done.stdout
+
+
+def test_no_module_imports_the_package_itself() -> None:
+    """``import initbench`` or ``from initbench import __version__`` from inside the package
+    would tie every part to the package's front door (and its lazy API)."""
+    found = []
     for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return found
-
-
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The initbench modules ``name`` imports, at module level or in a function, leaving out
-    ``if TYPE_CHECKING:`` blocks (never run). Importing ``a.b.c`` runs ``a.b``'s __init__
-    first, so a module depends on the packages above what it imports, except its own
-    packages: those are initialized before it is imported at all."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    targets: set[str] = set()
-
-    class Visitor(ast.NodeVisitor):
-        def visit_If(self, node: ast.If) -> None:
-            test = node.test
-            if (test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)) == "TYPE_CHECKING":
-                for child in node.orelse:
-                    self.visit(child)
-            else:
-                self.generic_visit(node)
-
-        def visit_Import(self, node: ast.Import) -> None:
-            targets.update(alias.name for alias in node.names)
-
-        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-            base = node.module or ""
-            if node.level:  # relative: from the package, up level - 1 packages
-                above = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join([*above, base] if base else above)
-            # "from a import b": the module a.b when there is one, else a name in a's __init__.
-            targets.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                           for alias in node.names)
-
-    Visitor().visit(ast.parse(path.read_text()))
-    implied = {".".join(t.split(".")[:i]) for t in targets for i in range(1, t.count(".") + 1)}
-    own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)} | {package}
-    return {t for t in targets | (implied - own) if t in modules and t != name}
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan's algorithm)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for after in sorted(graph[node]):
-            if after not in index:
-                visit(after)
-                low[node] = min(low[node], low[after])
-            elif after in stack:
-                low[node] = min(low[node], index[after])
-        if low[node] == index[node]:
-            component = []
-            while (top := stack.pop()) != node:
-                component.append(top)
-            if component:
-                found.append(sorted([node, *component]))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_no_module_imports_itself_back() -> None:
-    """No import cycle among initbench's modules (an import inside a function counts: it
-    still needs the other module whole when it runs)."""
-    modules = _modules()
-    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    assert "initbench.executors" in graph["initbench.config"]  # the graph sees what it must
-    assert "initbench.data" in graph["initbench.models"] and "initbench.data" in graph["initbench.engines.batched"]
-    assert _cycles(graph) == [], "import cycles (each a set of modules that import one another)"
-
-
-def test_the_cycle_finder_finds_a_cycle() -> None:
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [f"initbench.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom)
+                     and node.module == "initbench" else [])
+            found += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                      if n == "initbench" or (n.startswith("initbench.") and not (PACKAGE / n.split(".")[1]).exists()
+                                              and not (PACKAGE / f"{n.split('.')[1]}.py").exists())]
+    assert found == []
 
 
 def test_every_setting_has_one_flat_key() -> None:
@@ -116,7 +77,7 @@ def test_every_setting_has_one_flat_key() -> None:
     changed = TrainSettings.of(hidden=(8,), lr=0.5, classes=(1, 2), network="mlp")
     assert changed.network.hidden == (8,) and changed.optim.lr == 0.5 and changed.data.classes == (1, 2)
     assert TrainSettings.of(**changed.flat()) == changed
-    assert TrainSettings.from_plain(changed.plain()) == changed
+    assert TrainSettings.from_plain(data.stored(changed)) == changed
 
 
 # Keys of version 2 of the random streams: a store's rows stay finished jobs only while these stay

@@ -8,12 +8,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from initbench import config, engines, parametrization, store
+from initbench import config, data
 from initbench.cli import app
-from initbench.engines import batched, sequential
 from initbench.errors import UsageError
-from initbench.jobs import Job, Keep, NetworkSettings, TrainSettings
-from initbench.streams import initial_model, initialize
+from initbench.jobs import Job, Keep
+from initbench.settings import NetworkSettings, TrainSettings
+from initbench.storage import store
+from initbench.training import engines, parametrization
+from initbench.training.engines import batched, sequential
+from initbench.training.streams import initial_model, initialize
 
 CPU = torch.device("cpu")
 WIDE = TrainSettings.of(epochs=1, hidden=(128, 128), parametrization="mup", dropout=0.0)  # twice the base's 64
@@ -110,15 +113,15 @@ def test_output_layer_variance_is_scaled_and_said(tiny) -> None:
 
 
 def test_sp_keys_and_records_are_unchanged() -> None:
-    """sp and the default base width are not stored (jobs.ADDED): the pinned key of the default job
+    """sp and the default base width are not stored (settings.ADDED): the pinned key of the default job
     holds; μP, and its base width, are part of a key."""
     default = Job("rule", 0, TrainSettings())
     assert store.key(default) == "3d3f045181f92e02af6255b0e860660e15c455146b9a9620710d7583552caf95"
-    assert TrainSettings.of(parametrization="sp", base_width=64).plain() == TrainSettings().plain()
+    assert data.stored(TrainSettings.of(parametrization="sp", base_width=64)) == data.stored(TrainSettings())
     mup = TrainSettings.of(parametrization="mup")
     keys = {store.key(Job("rule", 0, s)) for s in (TrainSettings(), mup, mup.replace(base_width=32))}
     assert len(keys) == 3
-    assert TrainSettings.from_plain(mup.replace(base_width=32).plain()).network == mup.replace(base_width=32).network
+    assert TrainSettings.from_plain(data.stored(mup.replace(base_width=32))).network == mup.replace(base_width=32).network
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

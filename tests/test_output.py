@@ -21,7 +21,7 @@ LONG_NAMES = ["kaiming_normal", "xavier_normal:1", "xavier_normal:2"]
 
 
 @pytest.fixture(scope="module")
-def finished(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One real compare run (three long names, two seeds, one epoch) and what it printed."""
     out = tmp_path_factory.mktemp("runs") / "long-names"
     result = runner.invoke(app, ["compare", *LONG_NAMES, "--seeds", "2", "--epochs", "1", "--train-samples",
@@ -31,8 +31,8 @@ def finished(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return out, result
 
 
-def test_names_and_numbers_are_never_cut_at_80_columns(finished) -> None:
-    out, result = finished
+def test_names_and_numbers_are_never_cut_at_80_columns(finished_run) -> None:
+    out, result = finished_run
     table = runner.invoke(app, ["report", str(out), "--format", "table", "--no-pictures"],
                           env={"COLUMNS": "80"}).stdout
     lines = table.splitlines()
@@ -46,8 +46,8 @@ def test_names_and_numbers_are_never_cut_at_80_columns(finished) -> None:
     assert all(name in narrow for name in LONG_NAMES)
 
 
-def test_piped_output_is_markdown_and_messages_go_to_stderr(finished) -> None:
-    _, result = finished
+def test_piped_output_is_markdown_and_messages_go_to_stderr(finished_run) -> None:
+    _, result = finished_run
     assert "┃" not in result.stdout and "│" not in result.stdout
     assert result.stdout.startswith("**After 1 epoch, mean ± std over 2 seeds**")
     header, rule, *rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
@@ -60,8 +60,8 @@ def test_piped_output_is_markdown_and_messages_go_to_stderr(finished) -> None:
         assert stage in result.stderr
 
 
-def test_json_and_csv_hold_the_numbers_of_accuracy_csv(finished) -> None:
-    out, _ = finished
+def test_json_and_csv_hold_the_numbers_of_accuracy_csv(finished_run) -> None:
+    out, _ = finished_run
     saved = pd.read_csv(out / "accuracy.csv")
     as_json = json.loads(runner.invoke(app, ["report", str(out), "-f", "json", "--no-pictures"]).stdout)
     assert [r["scheme"] for r in as_json] == list(saved["scheme"])
@@ -73,8 +73,8 @@ def test_json_and_csv_hold_the_numbers_of_accuracy_csv(finished) -> None:
         list(saved["last_batch_loss_mean"]), rel=1e-5)
 
 
-def test_report_redraws_pictures_and_puts_runs_in_one_table(finished, tmp_path: Path) -> None:
-    out, _ = finished
+def test_report_redraws_pictures_and_puts_runs_in_one_table(finished_run, tmp_path: Path) -> None:
+    out, _ = finished_run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     for png in ("loss_curves.png", "loss_full.png", "layer_stats.png"):
@@ -91,9 +91,9 @@ def test_report_redraws_pictures_and_puts_runs_in_one_table(finished, tmp_path: 
     assert "| Run | Scheme |" in joined
 
 
-def test_report_reads_a_run_without_torch(finished) -> None:
+def test_report_reads_a_run_without_torch(finished_run) -> None:
     """report reads CSVs: torch (seconds to import) is never imported, nor matplotlib without pictures."""
-    out, _ = finished
+    out, _ = finished_run
     code = ("import sys; from initbench.cli import main; sys.argv = ['initbench', 'report', '--no-pictures', "
             "sys.argv[1]]\ntry:\n    main()\nexcept SystemExit:\n"
             "    print([m for m in ('torch', 'matplotlib', 'safetensors') if m in sys.modules]); raise")
@@ -158,13 +158,13 @@ def test_flags_take_no_value() -> None:
 
 
 def test_schemes_table_never_splits_a_name_at_80_columns() -> None:
-    from initbench import schemes
+    from initbench import initializers
 
     text = runner.invoke(app, ["schemes", "-f", "table"], env={"COLUMNS": "80"}).stdout
     words = set(text.split())
-    assert all(row["usage"] in words for row in schemes.catalogue())
+    assert all(row["usage"] in words for row in initializers.catalogue())
     markdown = runner.invoke(app, ["schemes"]).stdout
-    assert markdown.count("\n| ") == len(schemes.catalogue()) + 2  # header, rule, a row per scheme
+    assert markdown.count("\n| ") == len(initializers.catalogue()) + 2  # header, rule, a row per scheme
 
 
 def test_inspect_json_lists_only_the_settings_that_apply(data_dir: Path, tmp_path: Path) -> None:
@@ -219,10 +219,10 @@ def left_out(text: str) -> str:
 def terminal(listing, width: int) -> str:
     from rich.console import Console
 
-    from initbench import report
+    from initbench.views import tables
 
     console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
-    report.show(listing, "table", console)
+    tables.show(listing, "table", console)
     return console.export_text()
 
 
@@ -233,37 +233,37 @@ def at(width: int, *args: str) -> str:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_compare_and_report_tables_fit(finished, width: int) -> None:
-    from initbench import views
+def test_compare_and_report_tables_fit(finished_run, width: int) -> None:
+    from initbench.views import finished
 
-    out, _ = finished
-    listing = views.Run(out).listings()[0]
+    out, _ = finished_run
+    listing = finished.Run(out).listings()[0]
     text = at(width, "report", str(out), "--no-pictures")
     shown_whole(listing, text, width)
     assert all(name in text for name in LONG_NAMES) and text.count("% ± ") >= 3  # each row's accuracy, whole
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_a_report_of_several_runs_names_each_by_its_folder(finished, tmp_path: Path, width: int) -> None:
+def test_a_report_of_several_runs_names_each_by_its_folder(finished_run, tmp_path: Path, width: int) -> None:
     """Not by its path (73 characters of it left no room for the accuracies): by its folder's
     name, with as much of its parents as tells two runs of one name apart."""
-    from initbench import report, views
+    from initbench.views import finished, listings
 
-    out, _ = finished
+    out, _ = finished_run
     twin = tmp_path / "a-long-folder-of-experiments-kept-for-later" / out.name
     shutil.copytree(out, twin, ignore=shutil.ignore_patterns("weights"))
     text = at(width, "report", str(out), str(twin), "--no-pictures")
-    summary = pd.concat([views.Run(f).summary.assign(run=str(f)) for f in (out, twin)], ignore_index=True)
-    shown_whole(report.accuracy_listing(summary, 1), text, width)
-    names = report.run_names([str(out), str(twin)])
+    summary = pd.concat([finished.Run(f).summary.assign(run=str(f)) for f in (out, twin)], ignore_index=True)
+    shown_whole(listings.accuracy_listing(summary, 1), text, width)
+    names = listings.run_names([str(out), str(twin)])
     assert names == {str(out): f"{out.parent.name}/{out.name}", str(twin): f"{twin.parent.name}/{out.name}"}
     assert str(out) not in text and text.count("% ± ") >= 6  # each row's accuracy, whole
 
 
 @pytest.fixture(scope="module")
-def scored_and_inspected(finished, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, Path]:
+def scored_and_inspected(finished_run, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, Path]:
     """The compare run's weights scored again (evaluate's rows), and an inspect run."""
-    out, _ = finished
+    out, _ = finished_run
     scored = runner.invoke(app, ["evaluate", str(out), "--data-dir", str(data_dir), "-f", "json"])
     inspected = tmp_path_factory.mktemp("inspect") / "two"
     assert runner.invoke(app, ["inspect", "kaiming_normal", "xavier_normal:2", "--data-dir", str(data_dir),
@@ -273,36 +273,38 @@ def scored_and_inspected(finished, data_dir: Path, tmp_path_factory: pytest.Temp
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_evaluate_inspect_and_schemes_tables_fit(scored_and_inspected, width: int) -> None:
-    """As the command line prints them (report.show on a console of that width)."""
-    from initbench import report, schemes, views
+    """As the command line prints them (tables.show on a console of that width)."""
+    from initbench import initializers
+    from initbench.views import finished, listings
 
     rows, inspected = scored_and_inspected
-    listing = report.evaluate_listing(rows)
+    listing = listings.evaluate_listing(rows)
     text = terminal(listing, width)
     shown_whole(listing, text, width)
     assert all(f"{s.replace(':', '_')}-seed{seed}.safetensors" in text for s in LONG_NAMES for seed in (0, 1))
-    for listing in views.Inspection(inspected).listings():
+    for listing in finished.Inspection(inspected).listings():
         shown_whole(listing, terminal(listing, width), width)
-    shown_whole(report.schemes_listing(schemes.catalogue()), at(width, "schemes"), width)
+    shown_whole(listings.schemes_listing(initializers.catalogue()), at(width, "schemes"), width)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_transfer_bench_and_scaling_tables_fit(finished, width: int) -> None:
+def test_transfer_bench_and_scaling_tables_fit(finished_run, width: int) -> None:
     """transfer's table from real runs renamed as its starts are; bench's from the numbers it
     writes (docs/bench-cpu*.json), without running the benchmark."""
-    from initbench import report, results, views
+    from initbench.analysis import frames
+    from initbench.views import finished, listings
 
-    out, _ = finished
+    out, _ = finished_run
     starts = {"kaiming_normal": "kaiming_normal", "xavier_normal:1": "pretrained, 2 layers frozen",
               "xavier_normal:2": "pretrained, frozen 1 epoch"}
-    runs = views.Run(out).runs.assign(scheme=lambda f: f["scheme"].map(starts))
-    title = views.transfer_title("fashion-mnist", (5, 6), 200, 20, (0, 1, 2, 3, 4, 7, 8, 9))
-    listing = report.transfer_listing(results.paired_frame(runs, "kaiming_normal"), title)
+    runs = finished.Run(out).runs.assign(scheme=lambda f: f["scheme"].map(starts))
+    title = finished.transfer_title("fashion-mnist", (5, 6), 200, 20, (0, 1, 2, 3, 4, 7, 8, 9))
+    listing = listings.transfer_listing(frames.paired_frame(runs, "kaiming_normal"), title)
     text = terminal(listing, width)
     shown_whole(listing, text, width)
     assert "Verdict" not in left_out(text)  # a verdict's words wrap: the interval is left out first
     docs = Path(__file__).resolve().parent.parent / "docs"
-    for make, numbers in ((report.bench_listing, "bench-cpu.json"), (report.scaling_listing, "bench-cpu-scaling.json")):
+    for make, numbers in ((listings.bench_listing, "bench-cpu.json"), (listings.scaling_listing, "bench-cpu-scaling.json")):
         listing = make(json.loads((docs / numbers).read_text()))
         text = terminal(listing, width)
         shown_whole(listing, text, width)
@@ -315,9 +317,9 @@ class Recorded:
     def __new__(cls, width: int):
         from rich.console import Console
 
-        from initbench import report
+        from initbench.views import progress
 
-        class Recording(report.Activity):
+        class Recording(progress.Activity):
             def __init__(self) -> None:
                 super().__init__(Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None))
                 self.seen: list[str] = []
@@ -371,17 +373,17 @@ def swept(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_sweep_and_dry_run_tables_fit(swept, width: int) -> None:
-    from initbench import report, views
+    from initbench.views import finished, listings
 
     folder, _ = swept
-    listing = views.Sweep(folder).listings()[0]
+    listing = finished.Sweep(folder).listings()[0]
     text = at(width, "report", str(folder), "--no-pictures")
     shown_whole(listing, text, width)
     assert text.count("% ± ") == 8  # every cell's schemes, accuracy whole
     planned = at(width, "sweep", str(folder / "sweep.toml"), "--dry-run", "--out", str(folder), "--quiet")
     jobs = json.loads(runner.invoke(app, ["sweep", str(folder / "sweep.toml"), "--dry-run", "--out", str(folder),
                                           "--quiet", "-f", "json"]).stdout)
-    shown_whole(report.jobs_listing(jobs), planned, width)
+    shown_whole(listings.jobs_listing(jobs), planned, width)
 
 
 def test_a_sweeps_progress_fits_and_says_what_it_times(swept) -> None:
@@ -461,7 +463,7 @@ def test_a_log_gets_a_line_per_epoch_with_the_time_left(data_dir: Path, tmp_path
 
 def test_the_time_left_counts_the_whole_stage_so_far() -> None:
     """The pace of the stage so far, its pauses to evaluate included: not of the last seconds."""
-    from initbench.report import counted
+    from initbench.views.progress import counted
 
     assert counted(50, 100, 30.0) == "50% eta 0:30"
     assert counted(1, 100, 120.0) == "1% eta 3:18:00"

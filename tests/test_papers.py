@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from initbench import config, papers, stats
+from initbench import config, papers
+from initbench.analysis import stats
 
 
 @pytest.mark.parametrize("name", list(papers.CLAIMS))

@@ -1,12 +1,14 @@
-"""bench's peers (initbench/peers.py): they start from the weights initbench's engines
+"""bench's peers (initbench/bench/peers.py): they start from the weights initbench's engines
 start from, see the same batches, and really train."""
 
 import pytest
 import torch
 
-from initbench import engines, peers
-from initbench.jobs import Job, TrainSettings
-from initbench.streams import initial_model
+from initbench.bench import peers
+from initbench.jobs import Job
+from initbench.settings import TrainSettings
+from initbench.training import engines
+from initbench.training.streams import initial_model
 
 DEVICES = [pytest.param(torch.device("cpu"), id="cpu"),
            pytest.param(torch.device("cuda"), id="cuda",

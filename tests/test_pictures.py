@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from initbench import pictures
+from initbench.views import pictures
 
 
 def losses_frame(schemes: list[str], seeds: int = 1, epochs: int = 1, batches: int = 30,

@@ -15,7 +15,7 @@ import pytest
 import ray
 import torch
 
-from initbench import store
+from initbench.storage import store
 
 from .test_cli import assert_clean_error
 from .test_sweep import NUMBERS, rows, sweep, sweep_file

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 import initbench as ib
 from initbench import models
 from initbench.cli import app
-from initbench.jobs import Job, TrainSettings
-from initbench.streams import initialize
+from initbench.jobs import Job
+from initbench.settings import TrainSettings
+from initbench.training.streams import initialize
 
 runner = CliRunner()
 RESMLP = TrainSettings.of(network="resmlp", hidden=(8, 4, 8))  # width 8; blocks of inner width 8, 4, 8
@@ -24,7 +25,7 @@ RESMLP = TrainSettings.of(network="resmlp", hidden=(8, 4, 8))  # width 8; blocks
 def test_resmlp_is_a_chain_of_linear_layers_keyed_as_the_mlps() -> None:
     model = models.build(RESMLP)
     assert model.sizes == (784, 8, 8, 8, 4, 8, 8, 8, 10)  # input, (W1, W2) per block, output
-    assert len(model.layers) == RESMLP.network.layers == 8
+    assert len(model.layers) == models.depth(RESMLP.network) == 8
     assert list(model.state_dict()) == [f"layers.{i}.{p}" for i in range(8) for p in ("weight", "bias")]
     assert [w.skip for w in model.wiring] == [None, None, 1, None, 3, None, 5, None]
 

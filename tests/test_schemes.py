@@ -6,18 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from initbench import schemes
+from initbench import initializers
 from initbench.errors import InitbenchError
-from initbench.schemes.layer import variance_scaling_
+from initbench.initializers.layer import variance_scaling_
 
 SHAPES = [(256, 784), (128, 256), (10, 128), (300, 20)]  # (fan_out, fan_in)
-LAYER_SCHEMES = [n for n in schemes.names() if not schemes.whole_model(n)]  # lsuv and pretrained fill whole models
+LAYER_SCHEMES = [n for n in initializers.names() if not initializers.whole_model(n)]  # lsuv and pretrained fill whole models
 
 
 def init(name: str, shape: tuple[int, int], seed: int = 0, activation: str = "relu",
          bias: str = "scheme") -> tuple[torch.Tensor, torch.Tensor]:
     layer = nn.Linear(shape[1], shape[0])
-    schemes.get(name).init_layer(layer, torch.Generator().manual_seed(seed), activation, bias)
+    initializers.get(name).init_layer(layer, torch.Generator().manual_seed(seed), activation, bias)
     return layer.weight.detach(), layer.bias.detach()
 
 
@@ -121,7 +121,7 @@ def test_every_scheme_draws_only_from_its_generator(name: str) -> None:
 ])
 def test_bad_names_and_parameters(spec: str, message: str) -> None:
     with pytest.raises(InitbenchError, match=message.replace("[", r"\[").replace("?", r"\?")):
-        schemes.get(spec)
+        initializers.get(spec)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -144,22 +144,22 @@ def test_same_generator_seed_same_weights_and_only_from_that_generator() -> None
 
 
 def test_every_scheme_has_summary_formula_and_reference() -> None:
-    assert set(schemes.names()) >= {"zeros", "ones", "uniform", "centered", "rule", "normal", "default",
+    assert set(initializers.names()) >= {"zeros", "ones", "uniform", "centered", "rule", "normal", "default",
                                      "xavier_uniform", "xavier_normal", "glorot_normal", "kaiming_uniform",
                                      "kaiming_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal",
                                      "orthogonal", "trunc_normal", "sparse", "lsuv"}
-    for row in schemes.catalogue():
+    for row in initializers.catalogue():
         assert row["summary"] and "W" in row["formula"] and row["reference"]
-        assert row["convention"] in schemes.CONVENTIONS
+        assert row["convention"] in initializers.CONVENTIONS
         for alias in row["aliases"]:
-            assert alias["convention"] == "keras" and schemes.get(alias["name"]).name == alias["equals"]
+            assert alias["convention"] == "keras" and initializers.get(alias["name"]).name == alias["equals"]
             assert alias["equals"].partition(":")[0] == row["name"]
-    listed_aliases = {a["name"] for row in schemes.catalogue() for a in row["aliases"]}
-    assert listed_aliases == set(schemes.ALIASES)
+    listed_aliases = {a["name"] for row in initializers.catalogue() for a in row["aliases"]}
+    assert listed_aliases == set(initializers.ALIASES)
 
 
 def test_conventions_and_keras_schemes_cite_keras() -> None:
-    rows = {row["name"]: row for row in schemes.catalogue()}
+    rows = {row["name"]: row for row in initializers.catalogue()}
     assert {n for n, r in rows.items() if r["convention"] == "lesson"} == {
         "zeros", "ones", "uniform", "centered", "rule", "normal"}
     assert {n for n, r in rows.items() if r["convention"] == "paper"} == {"trunc_normal", "lsuv", "pretrained",
@@ -177,10 +177,10 @@ def test_conventions_and_keras_schemes_cite_keras() -> None:
 
 def test_unknown_scheme_names_closest_match_and_valid_choices() -> None:
     with pytest.raises(InitbenchError) as err:
-        schemes.get("rul")
+        initializers.get("rul")
     message = str(err.value)
     assert "Unknown scheme 'rul'" in message and "Did you mean 'rule'?" in message
-    assert all(name in message for name in schemes.names())
+    assert all(name in message for name in initializers.names())
 
 
 def test_register_demands_formula_and_reference_in_docstring() -> None:
@@ -188,13 +188,14 @@ def test_register_demands_formula_and_reference_in_docstring() -> None:
         """Half: but no formula line."""
 
     with pytest.raises(ValueError, match="Formula"):
-        schemes.register("half")(half_)
-    assert "half" not in schemes.names()
+        initializers.register("half")(half_)
+    assert "half" not in initializers.names()
 
 
 def test_lsuv_gives_unit_variance_outputs_on_real_data(small) -> None:
-    from initbench.jobs import Job, TrainSettings
-    from initbench.streams import initial_model
+    from initbench.jobs import Job
+    from initbench.settings import TrainSettings
+    from initbench.training.streams import initial_model
 
     for activation in ("relu", "tanh"):
         model = initial_model(Job("lsuv", 0, TrainSettings.of(hidden=(128,) * 5, activation=activation)),
@@ -207,8 +208,9 @@ def test_lsuv_gives_unit_variance_outputs_on_real_data(small) -> None:
 
 
 def test_aliases_give_the_same_models_as_their_names(small) -> None:
-    from initbench.jobs import Job, TrainSettings
-    from initbench.streams import initial_model
+    from initbench.jobs import Job
+    from initbench.settings import TrainSettings
+    from initbench.training.streams import initial_model
 
     for alias, name in (("HeNormal", "he_normal"), ("glorot_uniform", "xavier_uniform"),
                         ("random_normal", "normal:0.05")):
@@ -323,7 +325,7 @@ def test_keras_constant_takes_a_value(name: str, value: float) -> None:
 
 @pytest.mark.parametrize("cls,name", list(KERAS_CLASSES.items()))
 def test_keras_class_names_give_the_weights_of_their_snake_names(cls: str, name: str) -> None:
-    assert schemes.get(cls).name == schemes.get(name).name  # the same random streams in a run, too
+    assert initializers.get(cls).name == initializers.get(name).name  # the same random streams in a run, too
     for activation in ACTIVATIONS:
         a, b = init(cls, (128, 256), seed=11, activation=activation), init(name, (128, 256), seed=11,
                                                                           activation=activation)
@@ -374,7 +376,7 @@ def test_variance_scaling_gives_scale_over_n_as_keras(mode: str, distribution: s
 ])
 def test_parameters_outside_their_range_are_refused_when_the_name_is_parsed(spec: str, words: str) -> None:
     with pytest.raises(InitbenchError, match="Bad parameter") as raised:
-        schemes.get(spec)
+        initializers.get(spec)
     assert words in str(raised.value) and repr(spec) in str(raised.value)
 
 
@@ -382,10 +384,10 @@ def test_parameters_outside_their_range_are_refused_when_the_name_is_parsed(spec
                                   "normal:1e-6", "xavier_normal:2", "RandomUniform"])
 def test_parameters_inside_their_range_are_accepted(spec: str) -> None:
     weight, bias = torch.empty(16, 32), torch.empty(16)
-    schemes.get(spec).init(weight, bias, torch.Generator().manual_seed(0), 1.0)
+    initializers.get(spec).init(weight, bias, torch.Generator().manual_seed(0), 1.0)
     assert torch.isfinite(weight).all()
 
 
 def test_a_name_in_the_wrong_case_gets_the_right_one_suggested() -> None:
     with pytest.raises(InitbenchError, match="Did you mean 'rule'"):
-        schemes.get("RULE")
+        initializers.get("RULE")

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from initbench import engines, store, streams
-from initbench.jobs import Job, TrainSettings
-from initbench.schemes import user
-from initbench.streams import initial_model
+from initbench.initializers import user
+from initbench.jobs import Job
+from initbench.settings import TrainSettings
+from initbench.storage import store
+from initbench.training import engines, streams
+from initbench.training.streams import initial_model
 
 from .conftest import ROOT
 

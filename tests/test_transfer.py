@@ -13,10 +13,12 @@ from safetensors.torch import load_file
 from scipy.stats import t
 from typer.testing import CliRunner
 
-from initbench import config, data, streams
+from initbench import config, data
 from initbench.cli import app
 from initbench.data import Splits
-from initbench.jobs import DataSettings, Job, TrainSettings
+from initbench.jobs import Job
+from initbench.settings import DataSettings, TrainSettings
+from initbench.training import streams
 
 runner = CliRunner()
 SANDAL, SHIRT = 5, 6
@@ -365,7 +367,8 @@ def test_a_transfer_runs_strategies_are_one_version_each(transferred) -> None:
     """Each seed's pretrained start comes from its own file (another canonical name per seed),
     yet a strategy's rows are one version: all shown, none named apart, and a diff of the run
     with itself pairs every seed of every start."""
-    from initbench import diff, store
+    from initbench.analysis import diff
+    from initbench.storage import store
 
     out, _ = transferred
     with store.open_store(out, write=False) as st:

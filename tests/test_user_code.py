@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import initbench as ib
-from initbench import expect
+from initbench.analysis import expect
 
 from .test_faults_cli import initbench, one_paragraph
 

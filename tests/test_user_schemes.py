@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from initbench import engines, schemes, store
+from initbench import initializers
 from initbench.errors import InitbenchError, UsageError
-from initbench.jobs import Job, TrainSettings
-from initbench.schemes import user
-from initbench.streams import initialize
+from initbench.initializers import user
+from initbench.jobs import Job
+from initbench.settings import TrainSettings
+from initbench.storage import store
+from initbench.training import engines
+from initbench.training.streams import initialize
 
 from .conftest import ROOT
 from .test_cli import assert_clean_error, compare
@@ -84,7 +87,7 @@ def test_parameters_identity_and_what_is_shown(tmp_path: Path) -> None:
     copy = tmp_path / "elsewhere" / "same.py"
     copy.parent.mkdir()
     shutil.copy(EXAMPLE, copy)
-    example = schemes.get(f"{EXAMPLE}:scaled_normal_")
+    example = initializers.get(f"{EXAMPLE}:scaled_normal_")
     assert example.params == ("scale",) and example.formula.startswith("W ~ N(0, (scale")
     assert "He et al. 2015" in example.reference and example.origin == f"file {EXAMPLE}"
     key = store.key(Job(f"{EXAMPLE}:scaled_normal_", 0, SMALL))
@@ -95,11 +98,11 @@ def test_parameters_identity_and_what_is_shown(tmp_path: Path) -> None:
     assert store.key(Job(f"{copy}:scaled_normal_", 0, SMALL)) != key
     # the same numbers as kaiming_normal's formula, drawn alike: scale=1 is its variance
     model, sources = initialize(Job(f"{EXAMPLE}:scaled_normal_:0.5", 0, SMALL), torch.empty(0, 784))
-    assert sources == [f"initialized by {schemes.get(f'{EXAMPLE}:scaled_normal_:0.5').name}"] * 2
+    assert sources == [f"initialized by {initializers.get(f'{EXAMPLE}:scaled_normal_:0.5').name}"] * 2
     std = model.layers[0].weight.std().item()
     assert abs(std - 0.5 * (2 / 784) ** 0.5) < 0.05 * std and not model.layers[0].bias.any()
-    assert schemes.stem(f"{EXAMPLE}:scaled_normal_:0.5,2") == "my_inits.scaled_normal_-0.5_2"
-    assert schemes.get("initbench.schemes.layer:rule_").origin == "module initbench.schemes.layer"
+    assert initializers.stem(f"{EXAMPLE}:scaled_normal_:0.5,2") == "my_inits.scaled_normal_-0.5_2"
+    assert initializers.get("initbench.initializers.layer:rule_").origin == "module initbench.initializers.layer"
 
 
 def test_careless_code_is_reproducible_alone_and_grouped(tiny, tmp_path: Path) -> None:
@@ -117,7 +120,7 @@ def test_careless_code_is_reproducible_alone_and_grouped(tiny, tmp_path: Path) -
             result.val_acc, result.test_acc)
     assert not torch.equal(together[1].losses, together[3].losses)
     layer, state = torch.nn.Linear(784, 32), torch.get_rng_state()
-    schemes.get(spec).init_layer(layer, torch.Generator().manual_seed(0))
+    initializers.get(spec).init_layer(layer, torch.Generator().manual_seed(0))
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -206,12 +209,12 @@ def test_registered_functions_and_whole_model_schemes(registered: None) -> None:
     with pytest.raises(UsageError, match="built-in scheme's name"):
         user.register_function(halved_, "rule")
     key = store.key(Job("halved_:0.25", 0, SMALL))
-    assert schemes.get("halved_:0.25").formula.startswith("W ~ N(0, (factor")
+    assert initializers.get("halved_:0.25").formula.startswith("W ~ N(0, (factor")
     model, sources = initialize(Job("whole:2", 3, SMALL), torch.randn(600, 784))
     assert sources == ["orthogonal x2", "orthogonal x2"]
     weight = model.layers[1].weight
     torch.testing.assert_close(weight @ weight.T, 4 * torch.eye(10))
-    listed = {row["name"]: row for row in schemes.catalogue()}
+    listed = {row["name"]: row for row in initializers.catalogue()}
     assert listed["halved_"]["usage"] == "halved_[:FACTOR]" and listed["whole"]["data_dependent"]
     assert listed["halved_"]["origin"].startswith("registered in Python (tests.test_user_schemes.")
 

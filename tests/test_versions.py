@@ -11,7 +11,7 @@ from pathlib import Path
 from tensorboard.backend.event_processing import event_multiplexer  # the test extra's: TensorBoard's own reader
 
 import initbench as ib
-from initbench import store
+from initbench.storage import store
 
 from .conftest import ROOT
 

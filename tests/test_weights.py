@@ -16,10 +16,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from initbench import checkpoint, schemes
+from initbench import data, initializers
 from initbench.cli import app
 from initbench.data import fashion_mnist
-from initbench.jobs import TrainSettings
+from initbench.models import checkpoint
+from initbench.settings import TrainSettings
 
 runner = CliRunner()
 SCHEMES = ("rule", "default")
@@ -100,7 +101,7 @@ def test_run_folder_keeps_every_model_with_its_record(run: Path) -> None:
                 [256, 128], "relu", list(range(10)), 10)
             job = meta["job"]
             assert (job["scheme"], job["seed"]) == (scheme, seed)
-            assert set(job["settings"]) == set(TrainSettings().plain())
+            assert set(job["settings"]) == set(data.stored(TrainSettings()))
             assert job["settings"]["epochs"] == 1 and job["settings"]["hidden"] == [256, 128]
             assert meta["data"]["files_sha256"] == fashion_mnist.SHA256
             assert (meta["data"]["split_seed"], meta["data"]["train_samples"], meta["data"]["classes"]) == (
@@ -254,9 +255,9 @@ def test_pretrained_is_keyed_by_content(run: Path, data_dir: Path, tmp_path: Pat
     missing file is refused before any training."""
     original = run / "weights" / "rule-seed0.safetensors"
     moved = Path(shutil.copy(original, tmp_path / "elsewhere.safetensors"))
-    key = schemes.get(f"pretrained:{original}").name
-    assert schemes.get(f"pretrained:{moved}").name == key
-    assert schemes.get(f"pretrained:{run / 'weights' / 'rule-seed1.safetensors'}").name != key
+    key = initializers.get(f"pretrained:{original}").name
+    assert initializers.get(f"pretrained:{moved}").name == key
+    assert initializers.get(f"pretrained:{run / 'weights' / 'rule-seed1.safetensors'}").name != key
 
     out = tmp_path / "out"
     result = runner.invoke(app, ["compare", f"pretrained:{tmp_path / 'missing.safetensors'}", "--epochs", "1",

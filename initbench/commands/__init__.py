@@ -1,6 +1,6 @@
 """The commands' work, one module per command: each takes a resolved configuration and
 a progress display (``report.Activity``), writes its files, and returns what it made as
-an object of ``initbench.views``. Nothing here prints: the API returns the object, the
+an object of ``initbench.views.finished``. Nothing here prints: the API returns the object, the
 command line renders it.
 
 This package's own module keeps to what the command line may import before torch loads.

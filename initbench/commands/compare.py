@@ -8,34 +8,38 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import data, engines, executors, report, runfolder, schemes, store, streams
+from initbench import data, executors, initializers
+from initbench.analysis.expect import accuracies, evaluate
 from initbench.commands import stamped
 from initbench.config import RunConfig
-from initbench.expect import accuracies, evaluate
 from initbench.jobs import Job, batches_per_epoch
+from initbench.storage import runfolder, store
+from initbench.training import engines, streams
+from initbench.views import progress
+from initbench.words import plural
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from initbench import views
+    from initbench.views import finished
 
 MAX_NAME_CHARS = 120  # of the scheme names in a default folder name (file systems allow 255 bytes)
 
 
-def compare(config: RunConfig, activity: report.Activity) -> views.Run:
+def compare(config: RunConfig, activity: progress.Activity) -> finished.Run:
     """Train every (scheme, seed) job of ``config`` and write the run's files."""
-    names = "-".join(map(schemes.stem, config.schemes))  # a file scheme by its file and function, no path
+    names = "-".join(map(initializers.stem, config.schemes))  # a file scheme by its file and function, no path
     names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
     folder = train_run(config, {job: job.scheme for job in config.jobs()}, names, activity)
-    from initbench import views  # imported by train_run, after the run's first line
+    from initbench.views import finished  # imported by train_run, after the run's first line
 
-    return views.Run(folder.path, folder)
+    return finished.Run(folder.path, folder)
 
 
 Finish = Callable[["pd.DataFrame", "pd.DataFrame"], dict[str, Callable[[Path], object]]]
 
 
-def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: report.Activity,
+def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: progress.Activity,
               finish: Finish | None = None, kind: str = "scheme",
               about: dict[str, Any] | None = None) -> runfolder.RunFolder:
     """Train ``jobs`` (each with the name its rows get: its scheme, or a transfer strategy)
@@ -46,20 +50,23 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
     train = config.train
     with runfolder.run_folder(config.out or stamped(started, name), config.overwrite, activity.note) as folder, \
             activity.running(), executors.connect(config.placement, activity) as executor:
-        dataset, classes = data.get(train.data.dataset), train.data.class_numbers
+        dataset, classes = data.get(train.data.dataset), data.class_numbers(train.data)
         activity.stage(f"Loading {dataset.title}")
         # What trains and writes the run is imported after its first line (above): pandas and torch take seconds.
         import pandas as pd
 
-        from initbench import htmlreport, results, sweep, views
+        from initbench.analysis import frames
+        from initbench.commands import training as plan
+        from initbench.storage import machine, weights
+        from initbench.views import finished, htmlpage
 
         device = executor.data_device  # torch is imported here (the local executor resolves its device when asked)
         splits = data.load(config.data_dir, train.data, activity.stage).to(device)
         n_batches = batches_per_epoch(len(splits.y_train), train.optim.batch_size)
         of_classes = "" if classes == dataset.all_classes else f" of classes {dataset.describe(classes)}"
-        activity.note(f"Training {report.plural(len(jobs), 'model')} ({report.plural(len(set(jobs.values())), kind)}"
-                      f" x {report.plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
-                      f"{of_classes}, {report.plural(train.optim.epochs, 'epoch')} of {n_batches:,} batches, "
+        activity.note(f"Training {plural(len(jobs), 'model')} ({plural(len(set(jobs.values())), kind)}"
+                      f" x {plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
+                      f"{of_classes}, {plural(train.optim.epochs, 'epoch')} of {n_batches:,} batches, "
                       f"{executor.description}")
         epochs = max(job.settings.optim.epochs for job in jobs)
         chosen = engines.choice_note(config.engine, {job.settings.network.network for job in jobs})
@@ -68,18 +75,18 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
         activity.stage("Training", total=len(jobs) * epochs * n_batches)
         keys = [store.key(job) for job in jobs]
         with store.open_store(folder.staging, "run") as st:
-            tally = sweep.train_into(st, jobs, sweep.chunked(list(jobs), executor, config.max_batch_models), executor,
-                                     sweep.kept(config, config.save_weights), config.data_dir, activity, folder.staging,
-                                     results.weights_names(jobs) if config.save_weights else None,
+            tally = plan.train_into(st, jobs, plan.chunked(list(jobs), executor, config.max_batch_models), executor,
+                                     plan.kept(config, config.save_weights), config.data_dir, activity, folder.staging,
+                                     weights.weights_names(jobs) if config.save_weights else None,
                                      {train.data: splits})
             # Everything below is a view of the store.
             stored = st.results(keys)
         activity.stage("Writing the results and drawing the pictures")
         names = {r.job: jobs[job] for r, job in zip(stored, jobs)}
-        runs = results.runs_frame(stored, names)
-        summary = results.summary_frame(runs)
-        losses = results.losses_frame(stored, names)
-        environment = results.environment(device) | {"executor": executor.description}
+        runs = frames.runs_frame(stored, names)
+        summary = frames.summary_frame(runs)
+        losses = frames.losses_frame(stored, names)
+        environment = machine.environment(device) | {"executor": executor.description}
         run_info = {
             "config": config.to_dict() | {"out": str(folder.path)},
             **environment,
@@ -97,20 +104,20 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: repo
         stats_frame = pd.DataFrame([{"scheme": names[r.job], "seed": r.job.seed, **row}
                                     for r in stored for row in r.layer_stats or []])
         stats_files = ({"layer_stats.csv": runfolder.csv_writer(stats_frame),
-                        "layer_stats.png": views.stats_picture(stats_frame)} if config.track_stats else {})
+                        "layer_stats.png": finished.stats_picture(stats_frame)} if config.track_stats else {})
         runfolder.write_files(folder.staging, {
             "accuracy.csv": runfolder.csv_writer(summary),
             "runs.csv": runfolder.csv_writer(runs),
             "losses.csv": runfolder.csv_writer(losses),
-            **views.loss_pictures(losses, config.plot_batches, n_batches, len(classes)),
+            **finished.loss_pictures(losses, config.plot_batches, n_batches, len(classes)),
             "run.json": runfolder.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
             **stats_files,
             **(finish(runs, summary) if finish else {}),
         })
         # The page is a view of the files just written (the folder is still staged: it goes into place with them).
-        written = views.open(folder.staging)
-        assert isinstance(written, views.Run)
-        page = htmlreport.writer([written.page_part(folder.path.name)])
-        runfolder.write_files(folder.staging, {htmlreport.PAGE: page})
+        written = finished.open(folder.staging)
+        assert isinstance(written, finished.Run)
+        page = htmlpage.writer([written.page_part(folder.path.name)])
+        runfolder.write_files(folder.staging, {htmlpage.PAGE: page})
     return folder

@@ -7,13 +7,18 @@ from pathlib import Path
 
 import torch
 
-from initbench import checkpoint, data, engines, models, report, store, views
+from initbench import data, models
 from initbench.config import RunConfig
 from initbench.errors import InitbenchError
-from initbench.jobs import Job, TrainSettings
+from initbench.jobs import Job
+from initbench.models import checkpoint
+from initbench.settings import TrainSettings
+from initbench.storage import store
+from initbench.training import engines
+from initbench.views import finished, progress
 
 
-def evaluate(files: list[tuple[Path, bool]], config: RunConfig, activity: report.Activity) -> views.Evaluation:
+def evaluate(files: list[tuple[Path, bool]], config: RunConfig, activity: progress.Activity) -> finished.Evaluation:
     """Score every weights file named (``runfolder.weights_files``: each with whether it is in
     a run folder's weights/) on the split it was trained on, against the scores recorded
     when it was trained. ``config`` describes plain state dicts (hidden, activation, classes,
@@ -50,12 +55,12 @@ def evaluate(files: list[tuple[Path, bool]], config: RunConfig, activity: report
                 wrong.append(f"{path}: recorded val {recorded[0]:.4%} and test {recorded[1]:.4%} in training, "
                              f"scored {val:.4%} and {test:.4%} now" + (f" ({why_not})" if why_not else ""))
             rows.append({"file": str(path), "scheme": job.scheme, "seed": job.seed if weights.meta else None,
-                         "classes": dataset.describe(key.class_numbers), "val_acc": val, "test_acc": test,
+                         "classes": dataset.describe(data.class_numbers(key)), "val_acc": val, "test_acc": test,
                          "recorded_val_acc": recorded[0] if recorded else None,
                          "recorded_test_acc": recorded[1] if recorded else None, "check": check,
                          "integrity": origin.checked})
             activity.advance(1)
-    return views.Evaluation(rows, wrong)
+    return finished.Evaluation(rows, wrong)
 
 
 def _evaluated_job(weights: checkpoint.Weights, config: RunConfig, in_run: bool,

@@ -1,6 +1,6 @@
-"""``initbench export``: finished runs and sweeps written in another tool's format, for now
-TensorBoard's (``initbench.tensorboard``). Nothing is trained: every job is read from its
-folder's store."""
+"""``initbench export``: finished runs and sweeps written in another tool's format (an
+exporter of ``initbench.exporters``: TensorBoard's, or one registered). Nothing is trained:
+every job is read from its folder's store."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from initbench import report, runfolder, tensorboard, views
+from initbench import exporters
+from initbench.storage import runfolder
+from initbench.views import finished, progress, tables
+from initbench.words import plural
 
 
 @dataclass(eq=False)
-class Export(views.Shown):
-    """An export: ``logdir`` (where the logs are: ``tensorboard --logdir`` it), ``runs`` one row
-    per TensorBoard run written (its path under ``logdir``, the folder and job it is, its steps
-    and final accuracies), ``table`` one row per folder exported."""
+class Export(finished.Shown):
+    """An export: ``logdir`` (where it went: ``tensorboard --logdir`` it), ``runs`` one row
+    per job written (where it went under ``logdir``, the folder and job it is, its steps and
+    final accuracies), ``table`` one row per folder exported; ``exporter``, its format."""
 
     logdir: Path
     runs: pd.DataFrame = field(repr=False)
     placed: runfolder.RunFolder | None = field(default=None, repr=False)
+    exporter: exporters.Exporter = exporters.EXPORTERS["tensorboard"]
 
     @property
     def table(self) -> pd.DataFrame:
@@ -30,29 +34,29 @@ class Export(views.Shown):
         return pd.DataFrame({
             "kind": grouped["kind"].first(),
             "jobs": grouped.size(),
-            "tensorboard_runs": grouped["run"].first().str.split("/").str[0] + "/...",
+            "runs": grouped["run"].first().str.split("/").str[0] + "/...",
             "steps": grouped["steps"].max(),
             "epochs": grouped["epochs"].max(),
         }).reset_index()
 
-    def listings(self) -> list[report.Listing]:
-        rows = self.table.to_dict("records")
-        columns = [report.Column("Folder", [r["folder"] for r in rows], left=True),
-                   report.Column("Kind", [r["kind"] for r in rows], left=True, drop=2),
-                   report.Column("Jobs", [f"{r['jobs']:,}" for r in rows]),
-                   report.Column("TensorBoard runs", [r["tensorboard_runs"] for r in rows], left=True),
-                   report.Column("Steps\nper job", [f"{r['steps']:,}" for r in rows], drop=1)]
-        notes = [f"Each job is a TensorBoard run, <folder>[/<cell>]/<scheme>/seed-<k>, with the scalars "
-                 f"{tensorboard.LOSS} (every batch), {tensorboard.VAL} (every epoch), {tensorboard.TEST} and "
-                 f"{tensorboard.LAST_EPOCH} (at the last step), and its settings as HParams. See them with: "
-                 f"tensorboard --logdir {shlex.quote(str(self.logdir))}"]
-        title = f"{report.plural(len(self.runs), 'job')} exported to TensorBoard in {self.logdir}"
-        return [report.Listing(title, columns, rows, notes)]
+    def listings(self) -> list[tables.Listing]:
+        rows, title = self.table.to_dict("records"), self.exporter.code.TITLE
+        columns = [tables.Column("Folder", [r["folder"] for r in rows], left=True),
+                   tables.Column("Kind", [r["kind"] for r in rows], left=True, drop=2),
+                   tables.Column("Jobs", [f"{r['jobs']:,}" for r in rows]),
+                   tables.Column(f"{title} runs", [r["runs"] for r in rows], left=True),
+                   tables.Column("Steps\nper job", [f"{r['steps']:,}" for r in rows], drop=1)]
+        notes = [self.exporter.code.NOTE.format(dest=shlex.quote(str(self.logdir)))]
+        return [tables.Listing(f"{plural(len(self.runs), 'job')} exported to {title} in {self.logdir}", columns, rows,
+                               notes)]
 
 
-def export(found: Sequence[tensorboard.Source], logdir: Path, overwrite: bool, activity: report.Activity) -> Export:
-    """Every job of ``found`` (checked: ``tensorboard.sources``) as a TensorBoard run in
+def export(exporter: exporters.Exporter, found: Sequence[exporters.Source], logdir: Path, overwrite: bool,
+           activity: progress.Activity) -> Export:
+    """Every job of ``found`` (checked: ``exporters.sources``) written by ``exporter`` into
     ``logdir``, which is written whole or not at all."""
     with runfolder.run_folder(logdir, overwrite, activity.note) as folder, activity.running():
-        runs = tensorboard.write(found, folder.staging, activity)
-    return Export(folder.path, runs, folder)
+        activity.stage("Reading the stores")
+        jobs = [job for source in found for job in exporters.read(source)]
+        runs = exporter.code.write(jobs, folder.staging, activity)
+    return Export(folder.path, runs, folder, exporter)

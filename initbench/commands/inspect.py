@@ -9,14 +9,17 @@ from datetime import datetime
 import pandas as pd
 import torch
 
-from initbench import data, diagnostics, engines, pictures, report, results, runfolder, views
+from initbench import data
 from initbench.commands import INSPECT_KEYS, stamped
 from initbench.config import RunConfig
 from initbench.jobs import Job
-from initbench.streams import initialize
+from initbench.storage import machine, runfolder
+from initbench.training import diagnostics, engines
+from initbench.training.streams import initialize
+from initbench.views import finished, pictures, progress
 
 
-def inspect(config: RunConfig, activity: report.Activity) -> views.Inspection:
+def inspect(config: RunConfig, activity: progress.Activity) -> finished.Inspection:
     """Build each scheme's model (seed ``config.seeds[0]``), run one forward and backward
     pass on real images, write its per-layer statistics, flags and pictures."""
     started = datetime.now().astimezone()
@@ -43,8 +46,8 @@ def inspect(config: RunConfig, activity: report.Activity) -> views.Inspection:
         runfolder.write_files(folder.staging, {
             "inspect.csv": runfolder.csv_writer(frame),
             "inspect.json": runfolder.json_writer({"config": applies | {"out": str(folder.path)}, "flags": found,
-                                                   **results.environment(torch.device("cpu"))}),
+                                                   **machine.environment(torch.device("cpu"))}),
             "weights_hist.png": lambda p: pictures.plot_weight_histograms(weights, p),
-            "activations.png": views.activations_picture(frame, config.train.network.activation),
+            "activations.png": finished.activations_picture(frame, config.train.network.activation),
         })
-    return views.Inspection(folder.path, folder)
+    return finished.Inspection(folder.path, folder)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from initbench import htmlreport, report, runfolder, sweep, views
+from initbench.storage import runfolder
+from initbench.views import finished, htmlpage, listings, sweep, tables
 
 
 def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], None],
-                html: Path | None = None, all_versions: bool = False) -> report.Listing:
+                html: Path | None = None, all_versions: bool = False) -> tables.Listing:
     """The table of finished compare runs (one table; a column names each row's run when
     there are several) and, with ``redraw``, their pictures and report.html written again
     in their folders (``note`` is told of each); with ``html``, one page of them at that
@@ -29,7 +30,7 @@ def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], 
         summaries = [summary.assign(run=str(run.folder))[["run", *summary.columns]]
                      for run, summary in zip(runs, summaries)]
     epochs = {run.config["epochs"] for run in runs}
-    listing = report.accuracy_listing(pd.concat(summaries, ignore_index=True), max(epochs),
+    listing = listings.accuracy_listing(pd.concat(summaries, ignore_index=True), max(epochs),
                                       all(run.eval_dropout for run in runs))
     if len(epochs) > 1:
         listing.title = "Runs trained for different numbers of epochs"
@@ -43,32 +44,32 @@ def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], 
                              + " (version 1: each scheme drew its own initial weights and dropout masks).")
     if redraw:
         for run in runs:
-            files = htmlreport.with_page(run.drawings(), run.page_part())
+            files = htmlpage.with_page(run.drawings(), run.page_part())
             runfolder.write_files(run.folder, files)
             note(f"Pictures and page written again in {run.folder}: {', '.join(files)}")
     if html is not None:
-        htmlreport.write_page(html, [run.page_part() for run in runs], [listing] if len(runs) > 1 else None)
+        htmlpage.write_page(html, [run.page_part() for run in runs], [listing] if len(runs) > 1 else None)
         note(f"Page written: {html}")
     return listing
 
 
-def _run(folder: Path) -> views.Run:
+def _run(folder: Path) -> finished.Run:
     """A compare run's view (a transfer run's, with its table and transfer.png, where it is one)."""
-    found = views.open(folder)
-    return found if isinstance(found, views.Run) else views.Run(folder)
+    found = finished.open(folder)
+    return found if isinstance(found, finished.Run) else finished.Run(folder)
 
 
 def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None], html: Path | None,
-                  all_versions: bool) -> report.Listing:
+                  all_versions: bool) -> tables.Listing:
     """A sweep folder's report: every job its store holds (the union of every grid swept
     into it; of each scheme, its current version, or every version with ``all_versions``),
     its views written again with ``redraw``, its page at ``html``."""
-    found = views.Sweep(folder, all_versions=all_versions)
+    found = finished.Sweep(folder, all_versions=all_versions)
     if redraw:  # the folder's own views stay of the current versions
-        current = views.Sweep(folder) if all_versions else found
+        current = finished.Sweep(folder) if all_versions else found
         sweep.write_views(folder, current.runs, older=current.older)
-        note(f"Views rewritten in {folder}: runs.csv, cells.csv, the pictures and {htmlreport.PAGE}.")
+        note(f"Views rewritten in {folder}: runs.csv, cells.csv, the pictures and {htmlpage.PAGE}.")
     if html is not None:
-        htmlreport.write_page(html, [found.page_part()])
+        htmlpage.write_page(html, [found.page_part()])
         note(f"Page written: {html}")
     return found.listings()[0]

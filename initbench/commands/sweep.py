@@ -15,13 +15,20 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import initbench
-from initbench import data, engines, executors, report, results, runfolder, schemes, store, views
+from initbench import data, executors, initializers
+from initbench.analysis.cells import expectations
+from initbench.commands.training import Plan, check_data, expand, images, kept, plan, train_into
 from initbench.config import RunConfig, SweepConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.executors import Executor
+from initbench.host import busy
 from initbench.jobs import Job, batches_per_epoch
-from initbench.sweep import Plan, check_data, expand, expectations, images, kept, plan, shown, train_into, write_views
+from initbench.settings import shown
+from initbench.storage import machine, runfolder, store
+from initbench.training import engines
+from initbench.views import finished, progress
+from initbench.views.sweep import write_views
+from initbench.words import plural
 
 
 def duration(seconds: float) -> str:
@@ -40,8 +47,8 @@ def durations(low: float, high: float) -> str:
     return f"{x}-{y} {unit}" if unit == other else f"{a}-{b}"
 
 
-def run(sweep: SweepConfig, name: str, activity: report.Activity,
-        dry_run: bool = False) -> views.Sweep | views.SweepPlan:
+def run(sweep: SweepConfig, name: str, activity: progress.Activity,
+        dry_run: bool = False) -> finished.Sweep | finished.SweepPlan:
     """Train what the sweep's store lacks, chunk by chunk, then write its views (runs.csv,
     cells.csv, pictures, sweep.toml, sweep.json): the grid's jobs, as a view of the store.
     With ``dry_run``, the plan and the jobs, and nothing written. ``name``: what the plan
@@ -50,7 +57,7 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
     assert folder is not None
     started = datetime.now().astimezone()
     with activity.running():
-        activity.stage(f"Keying the grid's {report.plural(sweep.size(), 'job')}")
+        activity.stage(f"Keying the grid's {plural(sweep.size(), 'job')}")
         tic = time.perf_counter()  # deciding what is left: the keys, and the store's answer
         keys, repeats = expand(sweep)
         expanding = time.perf_counter() - tic
@@ -83,7 +90,7 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                     st.check_in_place()  # the views are of this store, in this folder: not of one deleted meanwhile
                     activity.stage("Writing the views and drawing the pictures")
                     frame = st.frame(list(keys.values()))
-                    st.record_current({spec: schemes.get(spec).name for spec in config.schemes})
+                    st.record_current({spec: initializers.get(spec).name for spec in config.schemes})
                     older = st.versions()[1]
                     model_epochs = sum(job.settings.optim.epochs for job in planned.missing)
                     figures = {
@@ -99,7 +106,7 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                         "store_seconds_per_job": round(tally.store_seconds / tally.jobs, 6) if tally.jobs else None,
                         "resume_decision_seconds": round(decided, 6),
                     }
-                    info = {"config": sweep.to_toml(), **results.environment(device),
+                    info = {"config": sweep.to_toml(), **machine.environment(device),
                             "executor": executor.description, "started": started.isoformat(timespec="seconds"),
                             "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures,
                             "data_identity": _datasets(sweep)}
@@ -108,17 +115,17 @@ def run(sweep: SweepConfig, name: str, activity: report.Activity,
                     write_views(folder, frame, info, older)
     if dry_run:
         _tell_plan(sweep, planned, repeats, name, executor, activity, done)
-        return views.SweepPlan(folder, _job_rows(keys, done.keys, sweep))
-    return views.Sweep(folder, frame, older=older)
+        return finished.SweepPlan(folder, _job_rows(keys, done.keys, sweep))
+    return finished.Sweep(folder, frame, older=older)
 
 
-def trained(result: views.Sweep) -> str:
+def trained(result: finished.Sweep) -> str:
     """What the run of a sweep trained, in words (from its sweep.json)."""
     figures = result.info["figures"]
-    now = (f"Trained {report.plural(figures['trained_now'], 'job')} in {duration(figures['train_seconds'])} "
+    now = (f"Trained {plural(figures['trained_now'], 'job')} in {duration(figures['train_seconds'])} "
            f"({figures['model_epochs_per_second']:.2f} model-epochs/s)" if figures["trained_now"]
            else "Nothing to train")
-    return f"{now}; the store holds all {report.plural(figures['jobs'], 'job')} of this grid."
+    return f"{now}; the store holds all {plural(figures['jobs'], 'job')} of this grid."
 
 
 def _datasets(sweep: SweepConfig) -> list[dict]:
@@ -160,7 +167,7 @@ def _resumable(st: store.Store) -> Iterator[None]:
         held = _kept(st)
         if not held:
             raise
-        raise InitbenchError(f"{e} The store in {st.path.parent} keeps {report.plural(held, 'job')}: once that is "
+        raise InitbenchError(f"{e} The store in {st.path.parent} keeps {plural(held, 'job')}: once that is "
                              "put right, the same command resumes from them.") from e
 
 
@@ -200,23 +207,23 @@ def _holds_rows(folder: Path) -> bool:
 
 
 def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str, executor: Executor,
-               activity: report.Activity, done: store.Done) -> None:
+               activity: progress.Activity, done: store.Done) -> None:
     cells = len(sweep.cells())
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.grid)
     n = len(planned.keys)
-    activity.say(f"Sweep {name}: {report.plural(n, 'job')} = {report.plural(cells, 'cell')}"
+    activity.say(f"Sweep {name}: {plural(n, 'job')} = {plural(cells, 'cell')}"
                   + (f" ({axes})" if axes else "")
-                  + f" x {report.plural(len(sweep.run.schemes), 'scheme')} x "
-                  f"{report.plural(len(sweep.run.seeds), 'seed')}"
+                  + f" x {plural(len(sweep.run.schemes), 'scheme')} x "
+                  f"{plural(len(sweep.run.seeds), 'seed')}"
                   + (f" ({repeats} repeated jobs counted once)" if repeats else "") + ".")
     largest = max((len(c) for c in planned.chunks), default=0)
     activity.say(f"In the store: {n - len(planned.missing):,}; to train: {len(planned.missing):,}"
-                  + (f", in {report.plural(len(planned.chunks), 'chunk')} of up to {largest} models (one cell "
+                  + (f", in {plural(len(planned.chunks), 'chunk')} of up to {largest} models (one cell "
                      f"each; {executor.description}); estimated {durations(*planned.spread)} of "
                      f"training and {planned.peak_bytes / 2**30:.1f} GiB of memory at most"
                      + (" per task" if executor.slots > 1 else "") + " (from steps timed where they train: the "
                      "middle half of their times)." if planned.missing else "."))
-    if planned.missing and (load := initbench.busy()) is not None:
+    if planned.missing and (load := busy()) is not None:
         activity.say(f"This machine is busy ({load}): training's times vary with the load.")
     for note in done.notes():  # rows the store holds that do not count as finished, and why
         activity.say(note)

@@ -10,11 +10,10 @@ torch is imported inside the functions that use it: settings are checked before 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from initbench.data import digits, fashion_mnist, idx
 from initbench.data.registry import DATASETS, VALIDATION_FRACTION, Arrays, Dataset, get, register
@@ -24,16 +23,26 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from initbench.jobs import DataSettings
+    from initbench.settings import DataSettings, TrainSettings
 
-__all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "default_data_dir", "get", "identity",
-           "load", "register", "train_images"]
+__all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "class_numbers",
+           "get", "identity", "load", "register", "stored", "train_images"]
 
 register(fashion_mnist.FASHION_MNIST)
 register(digits.DIGITS)
 DATASETS.register_family(idx.PREFIX, "DIR", idx.dataset)  # idx:DIR: a folder of IDX files
 
-DATA_DIR_ENV = "INITBENCH_DATA_DIR"
+
+def class_numbers(settings: DataSettings) -> tuple[int, ...]:
+    """The classes a model tells apart: those ``settings`` name, all of its dataset's when none."""
+    return get(settings.dataset).all_classes if settings.classes is None else settings.classes
+
+
+def stored(settings: TrainSettings) -> dict[str, Any]:
+    """Settings as stores, run folders and weights files keep them (``TrainSettings.plain``),
+    the classes as numbers: all ten named are the default's, and the same key."""
+    return settings.plain(class_numbers(settings.data))
+
 
 
 @dataclass(frozen=True)
@@ -60,14 +69,7 @@ def identity(settings: DataSettings) -> dict:
     verified against these before use), the split, the training subset and the classes."""
     dataset = get(settings.dataset)
     return {"dataset": dataset.title, "files_sha256": dict(dataset.files_sha256), "split_seed": settings.split_seed,
-            "train_samples": settings.train_samples, "classes": list(settings.class_numbers)}
-
-
-def default_data_dir() -> Path:
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "initbench"
+            "train_samples": settings.train_samples, "classes": list(class_numbers(settings))}
 
 
 def _rows(arrays: Arrays, settings: DataSettings) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -79,7 +81,7 @@ def _rows(arrays: Arrays, settings: DataSettings) -> tuple[Tensor, Tensor, Tenso
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(settings.split_seed))
     n_val = int(len(y) * VALIDATION_FRACTION)
     val, train, test = order[:n_val], order[n_val:], torch.arange(len(y_test))
-    dataset, classes = get(settings.dataset), settings.class_numbers
+    dataset, classes = get(settings.dataset), class_numbers(settings)
     label = torch.arange(len(dataset.class_names))
     if classes != dataset.all_classes:
         wanted = torch.tensor(classes)
@@ -109,7 +111,7 @@ def load(data_dir: Path, settings: DataSettings, log: Callable[[str], None] = la
     train, val, test, label = _rows(arrays, settings)
     if settings.train_samples is not None:
         if settings.train_samples > len(train):
-            classes = settings.class_numbers
+            classes = class_numbers(settings)
             of = "" if classes == dataset.all_classes else f" of classes {dataset.describe(classes)}"
             raise InitbenchError(f"--train-samples is {settings.train_samples:,}, but the training split has only "
                                  f"{len(train):,} images{of}. Ask for fewer.")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from initbench.executors.base import DataKey, Executor, Finished, Placement
 
 if TYPE_CHECKING:
-    from initbench.report import Activity
+    from initbench.jobs import Activity
 
 __all__ = ["EXECUTORS", "DataKey", "Executor", "Finished", "Placement", "connect"]
 

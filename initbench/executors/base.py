@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from initbench.executors.raysettings import RaySettings
-from initbench.jobs import DataSettings, Job, JobResult, Keep, StepTime, TrainSettings
+from initbench.jobs import Job, JobResult, Keep, StepTime
+from initbench.settings import DataSettings, TrainSettings
 
 if TYPE_CHECKING:
     import torch
 
     from initbench.data import Splits
-    from initbench.report import Activity
-    from initbench.store import Machine
+    from initbench.jobs import Activity
+    from initbench.storage.store import Machine
 
 DataKey = DataSettings  # the images a job trains on
 

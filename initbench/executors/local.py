@@ -7,22 +7,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from initbench import engines, store
 from initbench.executors.base import DataKey, Finished, Placement
-from initbench.jobs import Job, Keep, StepTime, TrainSettings
+from initbench.jobs import Job, Keep, StepTime
+from initbench.settings import TrainSettings
+from initbench.storage import store
+from initbench.training import engines
 
 if TYPE_CHECKING:
     import torch
 
     from initbench.data import Splits
-    from initbench.report import Activity
+    from initbench.jobs import Activity
 
 
 def machine(engine: str, device: torch.device) -> store.Machine:
     """This process as the store records it: the engine, the device, the versions."""
-    from initbench import results  # with pandas: imported when training starts, not when a run connects
+    from initbench.storage import machine
 
-    env = results.environment(device)
+    env = machine.environment(device)
     return store.Machine(engine, str(device), env["device_name"], env["versions"]["initbench"],
                          env["versions"]["torch"])
 

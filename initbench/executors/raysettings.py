@@ -11,17 +11,9 @@ from typing import Any
 
 from initbench.errors import UsageError, require
 from initbench.parsing import number, optional, whole
+from initbench.settings import declared, setting
 
 RAY_ADDRESS = "RAY_ADDRESS"  # Ray's own variable
-
-
-@dataclass(frozen=True)
-class RaySettings:
-    """Field names are the config file's and the command line's keys."""
-
-    ray_address: str | None = None  # None: Ray's choice ($RAY_ADDRESS, a cluster started here, or a new one)
-    gpus_per_task: float | None = None  # None: 1 when tasks train on CUDA, else 0
-    cpus_per_task: int = 1
 
 
 def parse_address(value: Any) -> str:
@@ -34,13 +26,23 @@ def parse_address(value: Any) -> str:
     return value
 
 
-PARSERS = {
-    "ray_address": optional(parse_address),
+@dataclass(frozen=True)
+class RaySettings:
+    """Read with --executor ray; declared as every setting is (``settings.setting``)."""
+
+    ray_address: str | None = setting(  # None: Ray's choice ($RAY_ADDRESS, a cluster started here, or a new one)
+        None, "With --executor ray: auto (the cluster started here with ray start), HOST:PORT, ray://HOST:PORT or "
+        "local (a new runtime for this run).", parse=optional(parse_address),
+        shown="$RAY_ADDRESS, else a cluster started here, else a new runtime", metavar="ADDRESS", cli=str)
     # At most one GPU a task (a chunk trains on one device); a fraction lets tasks share one.
-    "gpus_per_task": optional(number(0.0, 1.0 + 1e-12, "from 0 to 1 (a task trains on one GPU; 0.25 lets four "
-                                                       "share one)")),
-    "cpus_per_task": whole(1),
-}
+    gpus_per_task: float | None = setting(
+        None, "With --executor ray: GPUs per task, at most 1; a fraction (0.25) lets tasks share a GPU.",
+        parse=optional(number(0.0, 1.0 + 1e-12, "from 0 to 1 (a task trains on one GPU; 0.25 lets four share one)")),
+        shown="1 when training on CUDA, else 0", metavar="G", cli=float)
+    cpus_per_task: int = setting(1, "With --executor ray: CPU cores (threads) per task.", parse=whole(1), metavar="N")
+
+
+DECLARED = declared(RaySettings, "ray")
 
 
 def ray_address(option: str | None) -> tuple[str | None, str]:

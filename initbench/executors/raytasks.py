@@ -47,16 +47,17 @@ import torch
 from ray._private import services, utils as ray_utils
 from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
 
-from initbench import engines
 from initbench.data import Splits
 from initbench.errors import InitbenchError
 from initbench.executors import raywatch
 from initbench.executors.base import DataKey, Finished, Placement
 from initbench.executors.local import machine
 from initbench.executors.raysettings import RAY_ADDRESS, ray_address
-from initbench.jobs import Job, JobResult, Keep, StepTime, TrainSettings, batches_per_epoch
-from initbench.report import Activity, plural
-from initbench.schemes import user
+from initbench.initializers import user
+from initbench.jobs import Activity, Job, JobResult, Keep, StepTime, batches_per_epoch
+from initbench.settings import TrainSettings
+from initbench.training import engines
+from initbench.words import plural
 
 MAX_RETRIES = 3  # runs of a chunk after its worker died
 CONNECT_SECONDS = 5  # to reach a cluster's address, and for it to answer there (Ray itself retries for minutes)

@@ -31,7 +31,7 @@ from initbench.errors import UsageError
 if TYPE_CHECKING:
     from torch import nn
 
-    from initbench.jobs import NetworkSettings, TrainSettings
+    from initbench.settings import NetworkSettings, TrainSettings
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Network:
     check: Callable[[data.Dataset], None] = lambda dataset: None  # refuses, before torch loads, a dataset it can't take
     kernels: bool = False  # some of its layers are convolutions (a scheme for matrices only cannot fill them)
     residual: bool = False  # it has residual branches (what fixup and skipinit start)
+    engines: tuple[str, ...] = ("sequential",)  # the engines that train it (training.engines), auto's choice first
+    parametrizations: tuple[str, ...] = ("sp",)  # those written for it (training.parametrization)
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
         module, _, function = self.builder.partition(":")
@@ -79,15 +81,21 @@ def residual_widths(s: NetworkSettings) -> tuple[int, ...]:
     return (s.hidden[0], *(width for inner in s.hidden for width in (inner, s.hidden[0])))
 
 
-register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidden) + 1))
+register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidden) + 1,
+                 engines=("batched", "sequential"), parametrizations=("sp", "mup")))
 register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CHANNELS) + len(s.hidden) + 1,
                  widths=lambda s: (*CNN_CHANNELS, *s.hidden), hidden=(128,), check=square_images, kernels=True))
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
-                 widths=residual_widths, residual=True))
+                 widths=residual_widths, residual=True, engines=("batched", "sequential")))
+
+
+def depth(settings: NetworkSettings) -> int:
+    """How many weighted layers the network ``settings`` describe has (what --freeze counts)."""
+    return get(settings.network).depth(settings)
 
 
 def build(settings: TrainSettings) -> nn.Module:
     """The network ``settings`` describe, for its dataset's inputs and classes, as its
     builder initialized it (a scheme fills it: ``streams.initialize``)."""
     return get(settings.network.network).build(settings.network, data.get(settings.data.dataset).input_size,
-                                               len(settings.data.class_numbers))
+                                               len(data.class_numbers(settings.data)))

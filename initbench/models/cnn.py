@@ -22,7 +22,7 @@ from initbench.models import CNN_CHANNELS
 from initbench.models.mlp import ACTIVATION_FNS, MLP
 
 if TYPE_CHECKING:
-    from initbench.jobs import NetworkSettings
+    from initbench.settings import NetworkSettings
 
 KERNEL = 5
 POOL = 2

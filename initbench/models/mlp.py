@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from initbench.jobs import NetworkSettings
+    from initbench.settings import NetworkSettings
 
 
 def identity(x: Tensor) -> Tensor:
@@ -83,3 +83,4 @@ class MLP(nn.Module):
 
 def build(settings: NetworkSettings, inputs: int, classes: int) -> MLP:
     return MLP(inputs, settings.hidden, settings.activation, classes)
+

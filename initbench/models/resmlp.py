@@ -21,7 +21,7 @@ from initbench.models import residual_widths
 from initbench.models.mlp import MLP, Wiring
 
 if TYPE_CHECKING:
-    from initbench.jobs import NetworkSettings
+    from initbench.settings import NetworkSettings
 
 
 class ResMLP(MLP):

@@ -1,0 +1,1 @@
+"""What the results say: paired statistics over seeds, expectations, diffs, the papers' claims."""

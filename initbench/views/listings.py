@@ -1,0 +1,365 @@
+"""Each command's table, as a ``tables.Listing``: what the compare, inspect, evaluate,
+transfer, sweep, bench and schemes commands print (and report.html and a notebook show)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
+
+from initbench.analysis import diff as diffs
+from initbench.analysis.expect import ONE_SEED
+from initbench.views.tables import Column, Listing
+from initbench.words import plural
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+
+def _pct(mean: float, std: float = math.nan) -> str:
+    return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+
+
+def _loss(value: float) -> str:
+    return "diverged" if not math.isfinite(value) else f"{value:,.3f}"
+
+
+def accuracy_listing(summary: pd.DataFrame, epochs: int, lesson_eval: bool = False) -> Listing:
+    """The lesson's "After 2 Epochs" table, best validation accuracy first; with a ``run``
+    column (``initbench report`` of several runs), a column naming each row's run."""
+    seeds = int(summary["seeds"].max())
+    title = (f"After {plural(epochs, 'epoch')}" + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
+             + (", scored with dropout on (--lesson-eval)" if lesson_eval else ""))
+    rows = list(summary.itertuples())
+    names = run_names(str(r.run) for r in rows) if "run" in summary else {}
+    columns = [Column("Run", [names[str(r.run)] for r in rows], left=True, path=True)] if names else []
+    columns += [
+        Column("Scheme", [r.scheme for r in rows], left=True),
+        Column("Validation\naccuracy", [_pct(r.val_acc_mean, r.val_acc_std) for r in rows]),
+        Column("Test\naccuracy", [_pct(r.test_acc_mean, r.test_acc_std) for r in rows], drop=3),
+        Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=2),
+        Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=4),
+    ]
+    if summary["diverged_seeds"].any():
+        columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows], drop=1))
+    notes = ["Loss: training cross-entropy on the last batch (the lesson's \"training loss\"), "
+             "and its mean over the last epoch."]
+    if names:
+        notes.append("Run: the run's folder (its whole path with --format json or csv).")
+    ends = tuple(i for i in range(len(rows) - 1) if names and rows[i].run != rows[i + 1].run)
+    return Listing(title, columns, summary.to_dict("records"), notes, ends)
+
+
+def run_names(paths: Iterable[str]) -> dict[str, str]:
+    """Each run folder's short name: its own name, with as many of its parents as tell it
+    apart from another run's (results/a/lesson and results/b/lesson: a/lesson, b/lesson)."""
+    parts = {path: PurePath(path).parts or (path,) for path in dict.fromkeys(paths)}
+    depth = dict.fromkeys(parts, 1)
+    while True:
+        names = {path: str(PurePath(*p[-depth[path]:])) for path, p in parts.items()}
+        taken = Counter(names.values())
+        longer = [path for path, name in names.items() if taken[name] > 1 and depth[path] < len(parts[path])]
+        if not longer:
+            return names
+        for path in longer:
+            depth[path] += 1
+
+
+def provenance(sources: list[str]) -> list[str]:
+    """Where each layer's weights came from, runs of equal layers joined: "Layers 1-2: loaded from FILE"."""
+    lines, start = [], 0
+    for i in range(1, len(sources) + 1):
+        if i == len(sources) or sources[i] != sources[start]:
+            layers = f"Layer {start + 1}" if i - start == 1 else f"Layers {start + 1}-{i}"
+            lines.append(f"{layers}: {sources[start]}")
+            start = i
+    return lines
+
+
+def inspect_listing(scheme: str, rows: list[dict[str, Any]], found: list[str]) -> Listing:
+    """One scheme's per-layer statistics at init (each row's ``source`` says where its
+    weights came from), with what was found under it."""
+    def g(key: str) -> list[str]:
+        return [f"{r[key]:.3g}" for r in rows]
+
+    n = len(rows)
+    columns = [
+        Column("Layer", [f"{r['layer']}" + (" (logits)" if r["layer"] == n else "") for r in rows], left=True),
+        Column("Units", [str(r["units"]) for r in rows], drop=5),
+        Column("Weight\nmean", g("weight_mean"), drop=1),  # ones' 1, beside its std of 0
+        Column("Weight\nstd", g("weight_std")),
+        Column("Output\nmean", g("act_mean"), drop=4),
+        Column("Output\nstd", g("act_std")),
+        Column("Dead\nunits", [f"{100 * r['dead_fraction']:.0f}%" for r in rows], drop=3),
+        Column("Gradient\nnorm", g("grad_norm")),
+        Column("Distinct\nunits", [str(r["distinct_units"]) for r in rows], drop=2),
+    ]
+    return Listing(f"{scheme} at init", columns, [{"scheme": scheme, **r} for r in rows],
+                   provenance([r["source"] for r in rows]) + (found or ["nothing wrong found"]))
+
+
+def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:
+    """Each weights file's accuracies now and as recorded in training, and the verdict."""
+    def pct(key: str) -> list[str]:
+        return ["" if r[key] is None else f"{100 * r[key]:.2f}%" for r in rows]
+
+    folders = {str(PurePath(r["file"]).parent) for r in rows}
+    shared = next(iter(folders)) if len(folders) == 1 else None  # then the files by name, and the folder in a note
+    columns = [
+        Column("File", [PurePath(r["file"]).name if shared else r["file"] for r in rows], left=True, path=True),
+        Column("Scheme", [r["scheme"] for r in rows], left=True, drop=2),
+        Column("Seed", ["" if r["seed"] is None else str(r["seed"]) for r in rows], drop=3),
+        Column("Classes", [r["classes"] for r in rows], left=True, wrap=True, drop=4),
+        Column("Val\nacc", pct("val_acc")),
+        Column("Test\nacc", pct("test_acc"), drop=1),
+        # What Check says already: the first columns left out.
+        Column("Recorded\nval acc", pct("recorded_val_acc"), drop=5),
+        Column("Recorded\ntest acc", pct("recorded_test_acc"), drop=6),
+        Column("Check", [r["check"] for r in rows], left=True, wrap=True),
+    ]
+    integrity = {r["integrity"] for r in rows}
+    if len(integrity) > 1:
+        columns.append(Column("File checked against", [r["integrity"] for r in rows], left=True, wrap=True))
+    reproduced = sum(r["check"] == "reproduced" for r in rows)
+    notes = [f"{reproduced} of {plural(len(rows), 'file')} scored exactly what was recorded in training."
+             if reproduced else "No file had a recorded accuracy to check."]
+    if shared not in (None, "."):
+        notes.insert(0, f"Files in {shared}")
+    if len(integrity) == 1:
+        notes.append(f"Every file: {next(iter(integrity))}.")
+    return Listing("Weights scored on the validation and test images of their split", columns, rows, notes)
+
+
+def transfer_listing(comparison: pd.DataFrame, title: str) -> Listing:
+    """Each start's validation accuracy and its paired difference to the best scratch scheme."""
+    rows = comparison.to_dict("records")
+    baseline = rows[0]["baseline"]
+    columns = [
+        Column("Start", [r["scheme"] for r in rows], left=True, wrap=True),  # "pretrained, frozen 2 epochs"
+        Column("Validation\naccuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
+        Column("Difference to\nbest scratch [95% CI]", [_difference(r) for r in rows], drop=2),
+        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
+    ]
+    seeds = int(comparison["seeds"].max())
+    notes = [f"Mean ± std over {plural(seeds, 'seed')}; differences in percentage points against {baseline} on the "
+             "same seeds (same batches), with a t-interval over seeds."]
+    return Listing(title, columns, rows, notes)
+
+
+def _difference(r: dict[str, Any]) -> str:
+    """A paired difference in points, with its 95% interval when there is one."""
+    if r["scheme"] == r["baseline"]:
+        return ""
+    interval = "" if math.isnan(r["diff_low"]) else f" [{100 * r['diff_low']:+.2f}, {100 * r['diff_high']:+.2f}]"
+    return f"{100 * r['diff_mean']:+.2f}{interval}"
+
+
+def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str) -> Listing:
+    """Per grid cell (its varied settings) and scheme: validation accuracy, and the paired
+    difference to the cell's best scheme with its verdict; a line between cells."""
+    rows = cells.to_dict("records")
+    columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True) for k in varied]
+    columns += [
+        Column("Scheme", [r["scheme"] for r in rows], left=True),
+        Column("Validation\naccuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
+        Column("Test\naccuracy", [_pct(r["test_acc_mean"]) for r in rows], drop=3),
+        Column("Difference to the\ncell's best [95% CI]", [_difference(r) for r in rows], drop=2),
+        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
+    ]
+    ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in varied)]
+    notes = ["Differences in percentage points against the best scheme of the same cell, paired by seed "
+             "(the same batches), with a t-interval over seeds; \"better\" or \"worse\" when the interval "
+             "excludes 0." if int(cells["seeds"].max()) > 1 else
+             "Differences in percentage points against the best scheme of the same cell, at one seed: point "
+             "values with no interval, so whether a difference is real cannot be tested. Train two or more "
+             "seeds (--set seeds=3) to test it."]
+    return Listing(title, columns, rows, notes, tuple(ends))
+
+
+def jobs_listing(rows: list[dict[str, Any]]) -> Listing:
+    """A sweep's jobs (``--dry-run``): varied settings, scheme, seed, key, and whether the
+    store already holds it."""
+    headers = [k for k in rows[0] if k not in ("scheme", "seed", "key", "status")] if rows else []
+    columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True) for k in headers]
+    columns += [Column("Scheme", [r["scheme"] for r in rows], left=True),
+                Column("Seed", [str(r["seed"]) for r in rows]),
+                Column("Key", [r["key"][:16] for r in rows], left=True, drop=1),
+                Column("Status", [r["status"] for r in rows], left=True)]
+    todo = sum(r["status"] == "to train" for r in rows)
+    return Listing(f"{plural(len(rows), 'job')}, {todo:,} to train", columns, rows,
+                   ["Key: the first 16 hex digits of the job's SHA-256 key (all 64 with --format json or csv)."])
+
+
+def _range(low_high: tuple[float, float], fmt: str) -> str:
+    return f"{fmt.format(low_high[0])}-{fmt.format(low_high[1])}"
+
+
+def bench_listing(numbers: dict) -> Listing:
+    """Seconds per model-epoch of each way of training, the spread over the repeats, and
+    the ratios the targets use."""
+    per, spread = numbers["seconds_per_model_epoch"], numbers["spread"]
+    notes = [f"Medians of {len(numbers['samples']['floor'])} interleaved repeats."]
+    models = numbers["models_in_batched_step"]
+    names = {"floor": "GEMM floor", "batched": f"batched, {models} models",
+             "batched_frozen": f"batched, {models} models, hidden layers frozen", "sequential": "sequential",
+             "vmap": f"torch.func vmap recipe, {models} models", "module_loop": f"loop over {models} nn.Modules",
+             "lesson": "lesson pipeline"}
+    rows = []
+    for key, label in names.items():
+        if key in per:
+            rows.append({"training": label, "seconds": f"{per[key]:.3f}", "min_max": _range(spread[key], "{:.3f}"),
+                         "x_floor": f"{per[key] / per['floor']:.2f}",
+                         "vs_lesson": f"{per['lesson'] / per[key]:.1f}x" if "lesson" in per else ""})
+    rules = (len(rows) - 1,)
+    if whole := numbers.get("whole_process"):
+        notes.append(f"Whole process: {whole['model_epochs']} model-epochs, start-up and data loading included.")
+        for name, speedup in (("compare", f"{whole['speedup']:.1f}x"), ("lesson", "1.0x")):
+            rows.append({"training": f"{name}, whole process", "seconds": f"{whole[name + '_seconds']:.1f} s",
+                         "min_max": _range(whole["spread"][name], "{:.1f}"), "x_floor": "", "vs_lesson": speedup})
+    headers = {"training": "Training", "seconds": "s/model-\nepoch", "min_max": "min-max", "x_floor": "x floor",
+               "vs_lesson": "vs\nlesson"}
+    drops = {"min_max": 2, "x_floor": 1}  # the spread, then the ratio to the floor, before the speed-up
+    columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0), wrap=k == "training", left=k == "training")
+               for k, h in headers.items()]
+    return Listing(f"Benchmark: one epoch, batch 100, {numbers['device_name']}", columns, rows, notes, rules)
+
+
+def breakdown_listing(numbers: dict) -> Listing:
+    """One batched model-epoch part by part (``initbench bench --breakdown``): each part's
+    seconds under the profiler, its share, its floor and how far above it."""
+    total = numbers["profiled_seconds"]
+    rows = [{"part": p["name"], "seconds": f"{p['seconds']:.3f}", "share": f"{p['seconds'] / total:.0%}",
+             "floor": "" if p["floor"] is None else f"{p['floor']:.3f}",
+             "x_floor": "" if not p["floor"] else f"{p['seconds'] / p['floor']:.1f}",
+             "what": p["what"]} for p in numbers["breakdown"]]
+    floors = sum(p["floor"] or 0.0 for p in numbers["breakdown"])
+    rows.append({"part": "total", "seconds": f"{total:.3f}", "share": "100%", "floor": f"{floors:.3f}",
+                 "x_floor": f"{total / floors:.1f}", "what": "under the profiler"})
+    headers = {"part": "Part", "seconds": "s/model-\nepoch", "share": "share", "floor": "floor",
+               "x_floor": "x floor", "what": "What it is"}
+    drops = {"what": 2, "share": 1}
+    columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0), wrap=k == "what", left=k in ("part", "what"))
+               for k, h in headers.items()]
+    notes = [f"One epoch of {numbers['models']} models in one batched group on {numbers['train_images']:,} images, "
+             f"profiled with torch.profiler: {total:.3f} s per model-epoch under the profiler, "
+             f"{numbers['unprofiled_seconds']:.3f} s without it (median of {numbers['repeats']}).",
+             "Floor: the part's work for all models in one call per step, no Python between (products and "
+             "evaluation: the GEMM floor's); medians."]
+    return Listing(f"Where a batched model-epoch goes, {numbers['device_name']}", columns, rows, notes,
+                   (len(rows) - 2,))
+
+
+def scaling_listing(numbers: dict) -> Listing:
+    """The batched step at each model count: seconds, model-epochs per second, memory."""
+    rows = [{"models": f"{r['models']:,}", "step": f"{r['seconds_per_step'] * 1000:,.1f}",
+             "min_max": _range([s * 1000 for s in r["spread"]], "{:,.1f}"),
+             "rate": f"{r['model_epochs_per_second']:,.2f}", "memory": f"{r['memory_bytes'] / 2**20:,.0f}",
+             "per_model": f"{r['bytes_per_model'] / 2**20:.1f}"} for r in numbers["scaling"]]
+    headers = {"models": "Models", "step": "ms/step", "min_max": "min-max", "rate": "model-\nepochs/s",
+               "memory": "MiB", "per_model": "MiB/\nmodel"}
+    drops = {"min_max": 3, "per_model": 2, "memory": 1}
+    columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0)) for k, h in headers.items()]
+    notes = [f"Medians of {numbers['repeats']} interleaved repeats of one training step of the lesson's network "
+             f"(batch 100); model-epochs/s = models / (step x {numbers['batches_per_epoch']} steps), evaluation "
+             "not included. Memory: the models, gradients, Adam's moments and a step's buffers "
+             + ("(CUDA's peak allocation)." if numbers["device"].startswith("cuda")
+                else "(growth of resident memory).")]
+    return Listing(f"Batched step by models per step, {numbers['device_name']}", columns, rows, notes)
+
+
+def schemes_listing(rows: list[dict]) -> Listing:
+    """One row per scheme: its name and, indented below it, its aliases (followed by "= what
+    they equal" where that is more than the scheme itself), each name's convention beside it,
+    and the formula over the reference. Names never wrap; the formulas take the width left."""
+    names, conventions = [], []
+    for row in rows:
+        lines, follows = [row["usage"]], [row["convention"]]
+        aliases = row["aliases"]
+        for i, alias in enumerate(aliases):
+            lines.append(f"  {alias['name']}")
+            follows.append(alias["convention"])
+            last_of_group = i + 1 == len(aliases) or aliases[i + 1]["equals"] != alias["equals"]
+            if alias["equals"] != row["name"] and last_of_group:
+                lines.append(f"    = {alias['equals']}")
+                follows.append("")
+        names.append("\n".join(lines))
+        conventions.append("\n".join(follows))
+    columns = [Column("Name", names, left=True), Column("Convention", conventions, left=True),
+               Column("Formula / reference", [_described(r) for r in rows], wrap=True, left=True)]
+    return Listing("Initialization schemes (aliases indented)", columns, rows)
+
+
+def _described(row: dict) -> str:
+    """The formula over the reference; a user's scheme (schemes.user) also says where it comes
+    from, after its summary where its docstring has no Formula:/Reference: lines."""
+    if row["origin"] == "initbench":
+        return f"{row['formula']}\n{row['reference']}"
+    return "\n".join([*([text for text in (row["formula"], row["reference"]) if text] or [row["summary"]]),
+                      f"from {row['origin']}"])
+
+
+# --- progress
+
+
+def diff(d: diffs.Pairing) -> Listing:
+    """The diff's table: per cell and scheme, A's and B's accuracy and the change with its verdict."""
+    rows = d.rows
+
+    def pct(key: str) -> list[str]:
+        return ["" if math.isnan(r[key]) else f"{100 * r[key]:.2f}%" for r in rows]
+
+    def change(r: dict[str, Any]) -> str:
+        if not r["seeds"]:
+            return ""
+        interval = "" if math.isnan(r["diff_low"]) else f" [{100 * r['diff_low']:+.2f}, {100 * r['diff_high']:+.2f}]"
+        return f"{100 * r['diff_mean']:+.2f}{interval}"
+
+    columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True)
+               for k in d.varied]
+    columns += [
+        Column("Scheme", [r["scheme"] for r in rows], left=True),
+        Column("Seeds", [str(r["seeds"]) if r["seeds"] else f"{len(r['only_in_a'] or r['only_in_b'])} "
+                                f"({'A' if r['only_in_a'] else 'B'} only)" for r in rows], drop=1),
+        Column("A", pct("a_val_acc_mean")),
+        Column("B", pct("b_val_acc_mean")),
+        Column("Change B - A\n[95% CI]", [change(r) for r in rows]),
+        Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
+    ]
+    notes = [f"A: {d.a}; B: {d.b}."]
+    if d.changed:
+        notes.append("B differs from A in " + ", ".join(f"{k} {va} -> {vb}" if k != diffs.DATA_FILES else "its data files"
+                                                        for k, (va, vb) in d.changed.items())
+                     + "; jobs are paired on everything else.")
+    notes.append("Validation accuracy (mean over the paired seeds), and its change in percentage points, paired by job "
+                 "(the same scheme, seed and settings: the same batches), with a 95% t-interval over seeds; "
+                 "\"unchanged\": every paired accuracy the same to the bit.")
+    if any(r["seeds"] == 1 for r in rows):
+        notes.append(f"{ONE_SEED} (\"better\" or \"worse\" by its sign).")
+    notes += [diffs.line(r, d.varied) for r in rows if r["seeds"] and (r["only_in_a"] or r["only_in_b"])]
+    notes += [f"The code of {diffs.name(r, d.varied)} changed ({r['code_changed']}): its jobs are paired by its name and "
+              "seed, and the change judged as any other." for r in rows if r["code_changed"]]
+    ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in d.varied)]
+    return Listing("Validation accuracy, B against A, paired by job", columns, rows, notes, tuple(ends))
+
+
+def settings_listing() -> Listing:
+    """Every setting as settings.py declares it (docs/configs.md holds this table): its key,
+    group, default, command-line option and what it does."""
+    from initbench import config
+
+    declared = [*config.DECLARED.values(), *config.TRANSFER_DECLARED.values()]
+    columns = [Column("Key", [f"`{d.key}`" for d in declared], left=True),
+               Column("Group", [d.group for d in declared], left=True),
+               Column("Default", [d.default_text for d in declared], left=True),
+               Column("Option", [" ".join(f"`{f}`" for f in d.flags) for d in declared], left=True),
+               Column("What", [config.described(d) for d in declared], left=True, wrap=True)]
+    records = [{"key": d.key, "group": d.group, "default": d.default_text, "option": " ".join(d.flags),
+                "what": config.described(d)} for d in declared]
+    return Listing("Every setting", columns, records, [
+        "Groups: data, network and optim decide what a model is and how it trains (a job's identity holds them); "
+        "run, how a run goes; ray, the Ray executor's; transfer, initbench transfer's own (its freeze and "
+        "unfreeze_after are those of its pretrained starts). Written from initbench/settings.py "
+        "(python scripts/settings_table.py)."])
