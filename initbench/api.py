@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 from rich.console import Console
 
 from initbench import config as configs
-from initbench.commands import stamped
+from initbench.commands import INSPECT_KEYS, stamped
 from initbench.errors import InitbenchError, UsageError
 from initbench.settings import EVALUATE_RUN, SWEEP_RUN, TRANSFER_RUN
 from initbench.storage import runfolder, store
@@ -121,7 +121,7 @@ class TransferKeywords(Settings, total=False):
     source_dir: PathLike | None
 
 
-INSPECT_OPTIONS = tuple(InspectSettings.__annotations__)
+INSPECT_OPTIONS = (*(k for k in INSPECT_KEYS if k not in ("schemes", "seeds")), "out", "overwrite")
 EVALUATE_OPTIONS = tuple(EvaluateSettings.__annotations__)
 SWEEP_OPTIONS = tuple(SweepSettings.__annotations__)  # the rest: the config's
 

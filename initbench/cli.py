@@ -138,14 +138,14 @@ def _setting(key: str, help: str | None = None, shown: str | None = None, flags:
          else config_defaults.DECLARED)[key]
     kind = cli or d.cli
     if key in config_defaults.CHOICES and kind is str:
-        annotation: Any = _choice(config_defaults.CHOICES[key])
+        annotation: Any = _choice(tuple(config_defaults.CHOICES[key]))
     else:
         annotation = Optional[list[str]] if kind is list else Optional[kind]
     unsaid = d.shown is None and (d.default is None or d.default is False or d.default == ())  # a flag off, none
     default = shown if shown is not None else None if unsaid else d.default_text
-    return key, Annotated[annotation, typer.Option(
-        *(flags or d.flags), help=(help or config_defaults.described(d)) + (f" [default: {default}]" if default else ""),
-        show_default=False, metavar=metavar or d.metavar)]
+    said = (help or config_defaults.described(d)) + (f" [default: {default}]" if default else "")
+    return key, Annotated[annotation, typer.Option(*(flags or d.flags), help=said, show_default=False,
+                                                   metavar=metavar or d.metavar)]
 
 
 def _takes(*options: str | tuple[str, Any], before: str = "fmt") -> Callable[[F], F]:
@@ -164,7 +164,7 @@ def _takes(*options: str | tuple[str, Any], before: str = "fmt") -> Callable[[F]
 
 
 FORMAT_HELP = "How to print the table: table (boxes) in a terminal, markdown when piped, or json or csv."
-FormatOption = Annotated[_choice(tables.FORMATS), _opt(
+FormatOption = Annotated[_choice(tuple(tables.FORMATS)), _opt(
     "--format", "-f", help=FORMAT_HELP, default="table in a terminal, markdown otherwise")]
 
 

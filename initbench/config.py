@@ -34,7 +34,7 @@ from initbench.executors import EXECUTORS, Placement, raysettings
 from initbench.executors.raysettings import RaySettings
 from initbench.initializers import BIAS_POLICIES, residual
 from initbench.jobs import Job, batches_per_epoch, check_batch_size
-from initbench.parsing import int_list, text, whole
+from initbench.parsing import choice, int_list, text, whole
 from initbench.settings import (
     ACTIVATIONS,
     FLAT,
@@ -130,29 +130,20 @@ def _dataset(value: Any) -> str:
     return data.get(value).name
 
 
-def _choice(choices: Collection[str]) -> Callable[[Any], str]:
-    """One of ``choices`` (looked in when parsing: a registry's, with what was registered since)."""
-    def parse(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return value
-    return parse
-
-
 # The settings that take one of a fixed list of words: the command line lists them in its help and
 # errors. (A network or a dataset is a name in a registry that a user's code may extend at start-up.)
-CHOICES: dict[str, tuple[str, ...]] = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS,
+CHOICES: dict[str, Collection[str]] = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS,
                                        "parametrization": parametrization.PARAMETRIZATIONS, "bias": BIAS_POLICIES,
                                        "engine": ENGINE_CHOICES, "executor": EXECUTORS}
 DECLARED = settings.declarations() | raysettings.DECLARED  # every setting of a run, by key
 TRANSFER_DECLARED = settings.declared(TransferSettings, "transfer")
 PARSERS: dict[str, Callable[..., Any]] = {key: d.parse for key, d in DECLARED.items() if d.parse is not None} | {
     "dataset": _dataset,
-    "network": _choice(models.NETWORKS),
+    "network": choice(models.NETWORKS),
     "classes": _classes,  # given the dataset too (see _apply)
     "head_init": _layer_scheme,
     "expect": expect.parse_all,  # the schemes it names are checked against the run's: _run_config
-    **{key: _choice(CHOICES[key]) for key in ("parametrization", "bias", "engine", "executor")},
+    **{key: choice(CHOICES[key]) for key in ("parametrization", "bias", "engine", "executor")},
 }
 
 
@@ -237,8 +228,7 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     config = RunConfig(**values, train=train, ray=ray)
     check_settings(config.train, config.engine)
     expect.check(config.expect, config.schemes, len(config.seeds))
-    if config.executor == "ray":
-        raysettings.check(config.ray, config.device)
+    EXECUTORS[config.executor].check(config.placement)
     check_schemes(config.schemes, config.train)  # last: resolving a user's scheme runs its code
     return config
 
@@ -521,6 +511,10 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
                          f" = {sweep.size():,} jobs; initbench plans at most {MAX_SWEEP_JOBS:,} "
                          "at once (planning takes about a minute per 200,000). Sweep the grid in parts into the same "
                          "--out (its store keeps every part), or give fewer values, schemes or seeds.")
+    found = {data.task(cell.data.dataset).name for cell in sweep.cells()}
+    if len(found) > 1:  # the cells' table ranks schemes by one metric
+        raise UsageError(f"The grid's datasets are of different tasks ({', '.join(sorted(found))}), scored by "
+                         "different metrics, which one sweep's table cannot hold. Sweep each task's datasets apart.")
     for cell in sweep.cells():
         try:
             check_settings(cell, sweep.run.engine)

@@ -5,7 +5,7 @@ value came from). Shared by ``settings``, ``config`` and the settings that live 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +61,12 @@ def text(value: Any) -> str:
 def path(value: Any) -> Path:
     """A path, ``~`` expanded (an empty one is refused rather than taken as the current folder)."""
     return Path(value if isinstance(value, Path) else text(value)).expanduser()
+
+
+def choice(choices: Collection[str]) -> Callable[[Any], str]:
+    """One of ``choices`` (a registry's: looked in when parsing, with what was registered since)."""
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+    return parse

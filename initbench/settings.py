@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initbench.parsing import flag, int_list, number, optional, path, whole
+from initbench.parsing import choice, flag, int_list, number, optional, path, whole
 
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")  # the lesson's six, compare's default
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "selu", "linear")
@@ -76,8 +76,9 @@ def setting(default: Any = None, help: str = "", *, factory: Callable[[], Any] |
             shown: str | None = None, cli: type | None = None) -> Any:
     """A field that declares a setting: its ``default`` (or ``factory``), ``help`` (a sentence;
     help adds the default), ``parse`` (None: a registry's, which config registers), its
-    command-line ``flags`` where they are not --key (aliases, or "--key/--no-key" for a switch), ``metavar``,
-    ``shown`` (the default in words) and ``cli``, the type typed (by default the default's)."""
+    command-line ``flags`` where they are not --key (aliases, or "--key/--no-key" for a
+    switch), ``metavar``, ``shown`` (the default in words) and ``cli``, the type typed (by
+    default the default's)."""
     meta = {"setting": {"help": help, "parse": parse, "flags": flags, "metavar": metavar, "shown": shown,
                         "cli": cli}}
     if factory is not None:
@@ -104,7 +105,7 @@ def declared(cls: type, group: str) -> dict[str, Declaration]:
 # --- parsers of the settings that need no registry
 
 
-def seeds(value: Any) -> tuple[int, ...]:
+def parse_seeds(value: Any) -> tuple[int, ...]:
     """A count K (seeds 0..K-1) or an explicit list of seeds."""
     if isinstance(value, int) and not isinstance(value, bool):
         return tuple(range(whole(1, MAX_SEEDS)(value)))
@@ -117,7 +118,7 @@ def seeds(value: Any) -> tuple[int, ...]:
     return found
 
 
-def hidden(value: Any) -> tuple[int, ...]:
+def parse_hidden(value: Any) -> tuple[int, ...]:
     """Hidden layer sizes: [256, 128], "256,128", or "256x10" for ten layers of 256."""
     too_many = ValueError(f"must name at most {MAX_HIDDEN_LAYERS:,} hidden layers")
     if isinstance(value, str):
@@ -142,7 +143,7 @@ def hidden(value: Any) -> tuple[int, ...]:
     return tuple(whole(1, MAX_UNITS)(s) for s in sizes)
 
 
-def schemes(value: Any) -> tuple[str, ...]:
+def parse_schemes(value: Any) -> tuple[str, ...]:
     """Scheme names, as written: what they stand for is looked up by config.check_schemes, last
     of all, since a user's scheme runs its code then."""
     names = value.split(",") if isinstance(value, str) else list(value)
@@ -151,16 +152,7 @@ def schemes(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    """One of ``choices``."""
-    def parse(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return value
-    return parse
-
-
-def device(value: Any) -> str:
+def parse_device(value: Any) -> str:
     """auto, cpu, mps, cuda or cuda:N (whether it is there is checked when the run starts)."""
     if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
         raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
@@ -209,7 +201,7 @@ class NetworkSettings:
                            flags=("--network", "--model"), metavar="NAME")
     hidden: tuple[int, ...] = setting(
         (256, 128), 'Hidden layer sizes, e.g. "256,128" or "256x10" (cnn: its fully connected ones, 128 unless '
-        'given).', parse=hidden, metavar="SIZES")
+        'given).', parse=parse_hidden, metavar="SIZES")
     activation: str = setting("relu", "Activation after each hidden layer.", parse=choice(ACTIVATIONS))
     dropout: float = setting(0.2, "Dropout after each hidden layer.", parse=FRACTION, metavar="P")
     bias: str = setting("scheme", "Biases: as the scheme sets them, zeros, or default (PyTorch's "
@@ -328,8 +320,8 @@ class RunSettings:
     executor's."""
 
     schemes: tuple[str, ...] = setting(LESSON_SCHEMES, "Initialization schemes (`initbench schemes` lists "
-                                       "them).", parse=schemes, metavar="SCHEME")
-    seeds: tuple[int, ...] = setting((0,), "Train each scheme with seeds 0..K-1.", parse=seeds, shown="1",
+                                       "them).", parse=parse_schemes, metavar="SCHEME")
+    seeds: tuple[int, ...] = setting((0,), "Train each scheme with seeds 0..K-1.", parse=parse_seeds, shown="1",
                                      metavar="K", cli=int)
     expect: tuple[str, ...] = setting(  # judged when the run is written (analysis.expect)
         (), 'A condition on validation accuracy; when one fails, the command exits 1 once its results are written: '
@@ -340,7 +332,7 @@ class RunSettings:
     plot_batches: int = setting(100, "Batches shown in loss_curves.png.", parse=whole(1), metavar="N")
     track_stats: bool = setting(False, "Record per-layer statistics at init and after every epoch "
                                 "(layer_stats.csv).", parse=flag)
-    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", parse=device, metavar="DEVICE")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.", parse=parse_device, metavar="DEVICE")
     engine: str = setting("auto", "batched: all models in one step; sequential: one plain model after another; "
                           "auto: batched where it writes out the network ({batched}), else sequential.")
     max_batch_models: int | None = setting(None, "At most this many models per batched step; more are trained in "

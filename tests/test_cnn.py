@@ -69,7 +69,8 @@ def test_settings_a_cnn_cannot_take_are_refused_in_words() -> None:
     with pytest.raises(UsageError, match="square single-channel images .* 3,072 values"):
         models.square_images(colour)
     cnn = config.resolve(None, {"network": "cnn"})
-    assert cnn.train.network.hidden == (128,) and models.depth(cnn.train.network) == 4 and cnn.placement.engine == "sequential"
+    assert cnn.train.network.hidden == (128,) and models.depth(cnn.train.network) == 4
+    assert cnn.placement.engine == "sequential"
     assert config.resolve(None, {}).placement.engine == "batched"  # the mlp's engine as before
     refused = invoke("compare", "default", *SMALL, "--engine", "batched")
     assert refused.exit_code == 2 and "--engine sequential" in " ".join(refused.output.split())

@@ -19,6 +19,7 @@ import initbench as ib
 from initbench.cli import app
 from initbench.errors import InitbenchError, UsageError
 from initbench.exporters import tensorboard as tb
+from initbench.tasks import CLASSIFICATION
 
 from .test_cli import assert_clean_error
 
@@ -86,7 +87,7 @@ def test_a_compare_run_is_one_tensorboard_run_per_job(run: ib.Run, tmp_path: Pat
         np.testing.assert_allclose(values, mine["loss"].to_numpy(np.float32), rtol=1e-5)  # the CSV's 6 digits
         np.testing.assert_array_equal(values, store[scheme, seed, 0.001][0])  # the store's float32, exactly
         row = runs[(runs.scheme == scheme) & (runs.seed == seed)].iloc[0]
-        for tag, column in ((tb.VAL, "val_acc"), (tb.TEST, "test_acc"),
+        for tag, column in ((CLASSIFICATION.validation.tag, "val_acc"), (CLASSIFICATION.test.tag, "test_acc"),
                             (tb.LAST_EPOCH, "last_epoch_loss")):
             steps, values = scalars(found, name, tag)
             assert steps == [10] and values[0] == pytest.approx(row[column], rel=1e-5), tag
@@ -103,7 +104,7 @@ def test_a_compare_run_is_one_tensorboard_run_per_job(run: ib.Run, tmp_path: Pat
     assert list(infos)[:4] == ["scheme", "seed", "dataset", "network"] and set(infos) == set(start)
     assert [v.string_value for v in infos["scheme"].domain_discrete.values] == sorted(SCHEMES)
     assert infos["lr"].type == api_pb2.DATA_TYPE_FLOAT64 and infos["scheme"].type == api_pb2.DATA_TYPE_STRING
-    assert [m.name.tag for m in experiment.metric_infos] == list(tb.METRICS)
+    assert [m.name.tag for m in experiment.metric_infos] == list(tb.metrics(CLASSIFICATION))
     assert experiment.metric_infos[0].dataset_type == api_pb2.DATASET_VALIDATION
     assert {name for name, info in infos.items() if info.differs} == {"scheme", "seed"}  # listed first by TensorBoard
 
@@ -120,7 +121,7 @@ def test_a_sweep_and_a_run_in_one_export(run: ib.Run, grid: ib.Sweep, tmp_path: 
         losses, per_epoch = store["rule", 0, lr]
         steps, values = scalars(found, name, tb.LOSS)
         assert steps == list(range(1, 11)) and (values == losses).all()  # 2 epochs of 5 batches
-        steps, values = scalars(found, name, tb.VAL)
+        steps, values = scalars(found, name, CLASSIFICATION.validation.tag)
         assert steps == [5, 10] and values.tolist() == np.float32(per_epoch).tolist()  # after each epoch
         start = plugin_data(found, name, metadata.SESSION_START_INFO_TAG).session_start_info.hparams
         assert start["lr"].number_value == lr and start["run"].string_value == "grid"

@@ -151,24 +151,79 @@ BLOCKS = '''
 
 
     BLOCKS = Dataset("blocks", "Blocks", tuple(CORNERS), input_size=64, train_images=400, test_images=100,
-                     files_sha256={"made by read": hashlib.sha256(b"blocks 1").hexdigest()}, read=read)
+                     files_sha256={"made by read": hashlib.sha256(b"blocks 1").hexdigest()}, read=read,
+                     task="corner-finding")
+'''
+CORNER_FINDING = '''
+    """Finding the corner: classification, its metrics named as its users name them."""
+    from initbench.tasks import Metric, Task
+
+    CORNER_FINDING = Task("corner-finding", "cross-entropy",
+                          Metric("val_acc", "validation hit rate", "Validation\\nhit rate", "hits/val"),
+                          Metric("test_acc", "test hit rate", "Test\\nhit rate", "hits/test"))
+'''
+LOGGED = '''
+    """An executor that trains here, and says so."""
+    from contextlib import contextmanager
+
+    from initbench.executors.local import Local
+
+
+    class Logged(Local):
+        @property
+        def description(self):
+            return "logged " + super().description
+
+
+    @contextmanager
+    def connect(placement, activity):
+        activity.note("training through the logged executor")
+        yield Logged(placement)
+'''
+LOSSFILES = '''
+    """Every job's losses as a CSV file of its own."""
+    TITLE, NOTE = "loss CSV", "Each job is a file <scheme>-seed-<k>.csv of its losses, in {dest}."
+
+
+    def check_installed():
+        pass
+
+
+    def held(folder):
+        return None
+
+
+    def write(jobs, folder, activity):
+        import pandas as pd
+
+        for job in jobs:
+            pd.Series(job.losses, name="loss").to_csv(folder / f"{job.name}-seed-{job.seed}.csv")
+        return pd.DataFrame([{"run": f"{job.name}-seed-{job.seed}", "folder": str(job.source.folder),
+                              "kind": job.source.label, "scheme": job.label, "seed": job.seed,
+                              "steps": len(job.losses), "epochs": len(job.val_acc)} for job in jobs])
 '''
 # One line each, through the registries' public functions; here run at start-up (sitecustomize).
 REGISTER = '''
-    from initbench import data, models
-    import blocks
+    from initbench import data, executors, exporters, models, tasks
+    import blocks, corner_finding
+    tasks.register(corner_finding.CORNER_FINDING)
     data.register(blocks.BLOCKS)
     models.register(models.Network("linear", "linear:build", depth=lambda settings: 1))
+    executors.register(executors.Backend("logged", "logged:connect"))
+    exporters.register(exporters.Exporter("lossfiles", "lossfiles", "Every job's losses as CSV files."))
 '''
 
 
-def test_a_dataset_and_a_network_are_a_module_and_a_line_each(tmp_path: Path) -> None:
-    """Three files outside initbench (a dataset module, a network module, and the two lines
-    that register them) and compare trains the new network on the new dataset, through the
-    real command line, with the sequential engine that auto picks; the batched one refuses the network."""
+def test_a_dataset_network_task_executor_and_exporter_are_a_module_and_a_line_each(tmp_path: Path) -> None:
+    """Files outside initbench (a dataset, a network, a task, an executor and an export format,
+    each a module, and the lines that register them) and compare trains the new network on the
+    new dataset through the new executor, through the real command line, with the sequential
+    engine that auto picks (the batched one refuses the network); its table names the task's
+    metrics; export writes the new format."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    for name, text in {"linear.py": LINEAR, "blocks.py": BLOCKS, "sitecustomize.py": REGISTER}.items():
+    for name, text in {"linear.py": LINEAR, "blocks.py": BLOCKS, "corner_finding.py": CORNER_FINDING,
+                       "logged.py": LOGGED, "lossfiles.py": LOSSFILES, "sitecustomize.py": REGISTER}.items():
         (plugins / name).write_text(textwrap.dedent(text))
     config = tmp_path / "run.toml"
     config.write_text('dataset = "blocks"\nnetwork = "linear"\nepochs = 3\nbatch_size = 20\nseeds = 2\n')
@@ -181,8 +236,10 @@ def test_a_dataset_and_a_network_are_a_module_and_a_line_each(tmp_path: Path) ->
     refused = compare("--engine", "batched", "--out", str(tmp_path / "batched"))
     assert refused.returncode == 2 and "--engine sequential" in " ".join(refused.stderr.split()), refused.stderr
     out = tmp_path / "run"
-    done = compare("--out", str(out))  # auto: the sequential engine, for a network the batched one does not write out
+    done = compare("--out", str(out), "--executor", "logged")  # auto: the sequential engine, for this network
     assert done.returncode == 0, done.stderr
+    assert "training through the logged executor" in done.stderr
+    assert "| Validation hit rate | Test hit rate |" in done.stdout and "accuracy" not in done.stdout
     info = json.loads((out / "run.json").read_text())
     assert (info["config"]["dataset"], info["config"]["network"], info["config"]["classes"]) == (
         "blocks", "linear", [0, 1, 2, 3])
@@ -193,3 +250,10 @@ def test_a_dataset_and_a_network_are_a_module_and_a_line_each(tmp_path: Path) ->
     for identity, _ in rows:  # a setting other than its default is in the key
         settings = json.loads(identity)["settings"]
         assert (settings["dataset"], settings["network"], settings["hidden"]) == ("blocks", "linear", [256, 128])
+    assert info["executor"].startswith("logged sequential engine on cpu")
+    exported = subprocess.run([sys.executable, "-m", "initbench", "export", str(out), "--lossfiles",
+                               str(tmp_path / "losses")], text=True, capture_output=True, env=env, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    assert "4 jobs exported to loss CSV in" in " ".join(exported.stdout.split())
+    assert sorted(p.name for p in (tmp_path / "losses").iterdir()) == [
+        f"{scheme}-seed-{seed}.csv" for scheme in ("default", "rule") for seed in (0, 1)]

@@ -121,7 +121,8 @@ def test_sp_keys_and_records_are_unchanged() -> None:
     mup = TrainSettings.of(parametrization="mup")
     keys = {store.key(Job("rule", 0, s)) for s in (TrainSettings(), mup, mup.replace(base_width=32))}
     assert len(keys) == 3
-    assert TrainSettings.from_plain(data.stored(mup.replace(base_width=32))).network == mup.replace(base_width=32).network
+    narrower = mup.replace(base_width=32)
+    assert TrainSettings.from_plain(data.stored(narrower)).network == narrower.network
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

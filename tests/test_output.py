@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from initbench.cli import app
+from initbench.tasks import CLASSIFICATION
 
 runner = CliRunner()
 LONG_NAMES = ["kaiming_normal", "xavier_normal:1", "xavier_normal:2"]
@@ -254,7 +255,7 @@ def test_a_report_of_several_runs_names_each_by_its_folder(finished_run, tmp_pat
     shutil.copytree(out, twin, ignore=shutil.ignore_patterns("weights"))
     text = at(width, "report", str(out), str(twin), "--no-pictures")
     summary = pd.concat([finished.Run(f).summary.assign(run=str(f)) for f in (out, twin)], ignore_index=True)
-    shown_whole(listings.accuracy_listing(summary, 1), text, width)
+    shown_whole(listings.accuracy_listing(summary, 1, CLASSIFICATION), text, width)
     names = listings.run_names([str(out), str(twin)])
     assert names == {str(out): f"{out.parent.name}/{out.name}", str(twin): f"{twin.parent.name}/{out.name}"}
     assert str(out) not in text and text.count("% ± ") >= 6  # each row's accuracy, whole
@@ -299,7 +300,7 @@ def test_transfer_bench_and_scaling_tables_fit(finished_run, width: int) -> None
               "xavier_normal:2": "pretrained, frozen 1 epoch"}
     runs = finished.Run(out).runs.assign(scheme=lambda f: f["scheme"].map(starts))
     title = finished.transfer_title("fashion-mnist", (5, 6), 200, 20, (0, 1, 2, 3, 4, 7, 8, 9))
-    listing = listings.transfer_listing(frames.paired_frame(runs, "kaiming_normal"), title)
+    listing = listings.transfer_listing(frames.paired_frame(runs, "kaiming_normal"), title, CLASSIFICATION)
     text = terminal(listing, width)
     shown_whole(listing, text, width)
     assert "Verdict" not in left_out(text)  # a verdict's words wrap: the interval is left out first

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from initbench.tasks import CLASSIFICATION
 from initbench.views import pictures
 
 
@@ -195,24 +196,26 @@ def cells_frame(setting: str, values: list[str], schemes: tuple[str, ...] = ("ru
 def test_categories_are_points_and_numbers_are_lines(tmp_path: Path) -> None:
     """Nothing lies between relu and tanh: no line joins them; learning rates lie on a line."""
     by_activation = pictures.plot_sweep_lines(cells_frame("activation", ["relu", "tanh", "sigmoid"]), "activation",
-                                              ["activation"], tmp_path / "a.png")
+                                              ["activation"], tmp_path / "a.png", CLASSIFICATION)
     ax = by_activation.axes[0]
     assert len(ax.containers) == 3  # an error bar per scheme
     assert all(line.get_linestyle() == "None" for line in ax.get_lines() if len(line.get_xdata()) > 2)
     xs = sorted(x for line in ax.get_lines() if line.get_marker() not in ("", "None", None) for x in line.get_xdata())
     assert len(set(np.round(xs, 6))) == 9  # the schemes side by side in each category
-    by_lr = pictures.plot_sweep_lines(cells_frame("lr", ["0.001", "0.01", "0.1"]), "lr", ["lr"], tmp_path / "b.png")
+    by_lr = pictures.plot_sweep_lines(cells_frame("lr", ["0.001", "0.01", "0.1"]), "lr", ["lr"], tmp_path / "b.png",
+                                      CLASSIFICATION)
     assert {line.get_linestyle() for line in by_lr.axes[0].get_lines() if len(line.get_xdata()) == 3} >= {"-", "--"}
 
 
 def test_a_sweep_of_one_cell_gets_a_chart_that_reads(tmp_path: Path) -> None:
     """One cell is no grid: a point per scheme on an accuracy axis, best at the top."""
     cells = cells_frame("activation", ["relu"], ("rule", "default", "lsuv", "xavier_normal"))
-    fig = pictures.plot_sweep_heatmap(cells.drop(columns="activation"), [], tmp_path / "h.png")
+    fig = pictures.plot_sweep_heatmap(cells.drop(columns="activation"), [], tmp_path / "h.png", CLASSIFICATION)
     ax = fig.axes[0]
     assert not ax.images and len(ax.containers) == 4
     assert labels(ax.get_yticklabels())[-1] == "xavier_normal"  # the best, at the top
-    grid = pictures.plot_sweep_heatmap(cells_frame("activation", ["relu", "tanh"]), ["activation"], tmp_path / "g.png")
+    grid = pictures.plot_sweep_heatmap(cells_frame("activation", ["relu", "tanh"]), ["activation"],
+                                       tmp_path / "g.png", CLASSIFICATION)
     assert grid.axes[0].images  # two cells: the heatmap
 
 

@@ -78,8 +78,9 @@ def test_the_apis_keywords_are_the_declarations() -> None:
     transfer = {p.name: p.default for p in inspect.signature(ib.transfer).parameters.values()}
     assert transfer["epochs"] == settings.TRANSFER_RUN["epochs"] and transfer["freeze"] is None  # the transfer's
     assert set(get_type_hints(api.Settings)) == set(config.DECLARED) - {"schemes"}
-    for typed in (api.InspectSettings, api.EvaluateSettings, api.SweepSettings):
-        assert set(get_type_hints(typed)) <= set(config.DECLARED)
+    for typed, keys in ((api.InspectSettings, api.INSPECT_OPTIONS), (api.EvaluateSettings, api.EVALUATE_OPTIONS),
+                        (api.SweepSettings, api.SWEEP_OPTIONS)):
+        assert set(get_type_hints(typed)) == set(keys) and set(keys) <= set(config.DECLARED)
     assert set(get_type_hints(api.TransferKeywords)) == set(config.DECLARED) | set(config.TRANSFER_DECLARED)
     assert "Unpack[Settings]" in str(inspect.get_annotations(api.compare.__wrapped__ if hasattr(
         api.compare, "__wrapped__") else api.compare)["settings"])

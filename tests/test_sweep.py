@@ -74,7 +74,8 @@ def test_job_key_is_a_sha256_of_everything_that_decides_the_numbers(tmp_path: Pa
 
 def test_job_key_is_the_same_in_another_process() -> None:
     """Never Python's hash(), which is salted per process."""
-    code = ("from initbench.storage import store; from initbench.jobs import Job, TrainSettings; "
+    code = ("from initbench.storage import store; from initbench.jobs import Job; "
+            "from initbench.settings import TrainSettings; "
             "print(store.key(Job('uniform:-0.1,0.1', 3, TrainSettings.of(hidden=(64, 64), classes=(5, 6)))))")
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env=os.environ | {"PYTHONHASHSEED": str(n)}).stdout.strip() for n in (1, 2)}

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from initbench import tasks
 from initbench.analysis import expect, frames
 from initbench.settings import FLAT, shown
 
@@ -21,10 +22,11 @@ def by_cell(frame: pd.DataFrame) -> tuple[list[str], list[tuple[dict[str, str], 
     return varied, [(dict(zip(varied, cell if isinstance(cell, tuple) else (cell,))), rows) for cell, rows in groups]
 
 
-def expectations(frame: pd.DataFrame, conditions: Sequence[str]) -> list[expect.Outcome]:
-    """Each condition judged in every cell of ``frame`` (store rows) that trains the schemes
-    it names, condition by condition (a grid of one cell: without a cell's name)."""
-    judged = [(cell or None, expect.accuracies(rows, "name")) for cell, rows in by_cell(frame)[1]]
+def expectations(frame: pd.DataFrame, conditions: Sequence[str], task: tasks.Task) -> list[expect.Outcome]:
+    """Each condition judged, on the task's validation metric, in every cell of ``frame``
+    (store rows) that trains the schemes it names, condition by condition (a grid of one
+    cell: without a cell's name)."""
+    judged = [(cell or None, expect.scores(rows, task.validation, "name")) for cell, rows in by_cell(frame)[1]]
     return [outcome for condition in conditions for cell, found in judged
             for outcome in expect.evaluate([condition], found, cell)]
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import paths
+from initbench import data, paths, tasks
 from initbench.analysis import stats
 from initbench.analysis.expect import ONE_SEED
 from initbench.errors import UsageError
@@ -126,14 +126,16 @@ def _paired_key(job: _Job, changed: Iterable[str]) -> tuple[Any, ...]:
 
 @dataclass(eq=False)
 class Pairing:
-    """B against A, job by job (``views.finished.Diff`` shows it): ``rows`` per cell and scheme (the change in validation
-    accuracy, fractions, with its interval and verdict), ``changed`` (the settings B changed,
-    as tables show them), ``varied`` (the settings that name cells); ``table``: the rows in
-    percent; ``failing(fail_on)``: the rows that fail ``--fail-on``."""
+    """B against A, job by job (``views.finished.Diff`` shows it): ``rows`` per cell and
+    scheme (the change in the task's validation metric, fractions, with its interval and
+    verdict), ``task``, ``changed`` (the settings B changed, as tables show them), ``varied``
+    (the settings that name cells); ``table``: the rows in percent; ``failing(fail_on)``:
+    the rows that fail ``--fail-on``."""
 
     a: Path
     b: Path
     rows: list[dict[str, Any]]
+    task: tasks.Task  # what the jobs learned: its validation metric is what is compared
     changed: dict[str, tuple[str, str]] = field(default_factory=dict)
     varied: list[str] = field(default_factory=list)
 
@@ -177,7 +179,12 @@ def diff(a: Path, b: Path) -> Pairing:
     order = {cell: i for i, cell in enumerate(dict.fromkeys(cell for cell, _ in groups))}  # A's cells first, then B's
     rows = [_row(dict(zip(varied, (_shown(k, v) for k, v in zip(varied, cell)))), found["a"], found["b"])
             for (cell, _), found in sorted(groups.items(), key=lambda item: order[item[0][0]])]
-    return Pairing(a, b, rows, {k: (_shown(k, va), _shown(k, vb)) for k, (va, vb) in changed.items()}, varied)
+    found = {data.task(json.loads(job.settings["dataset"])) for job in both}
+    if len(found) > 1:
+        raise UsageError(f"A ({a}) and B ({b}) hold jobs of different tasks ({', '.join(t.name for t in found)}), "
+                         "scored by different metrics: there is nothing to pair. Compare folders of one task.")
+    return Pairing(a, b, rows, found.pop(), {k: (_shown(k, va), _shown(k, vb)) for k, (va, vb) in changed.items()},
+                   varied)
 
 
 def _row(cell: dict[str, str], a: dict[int, _Job], b: dict[int, _Job]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from initbench import initializers as scheme_registry
+from initbench import initializers as scheme_registry, tasks
 from initbench.analysis import stats
 from initbench.errors import UsageError
 
@@ -228,9 +228,9 @@ class Outcome:
 
 def evaluate(conditions: Iterable[str], accuracies: Mapping[str, Mapping[int, float]],
              cell: dict[str, str] | None = None) -> list[Outcome]:
-    """Each condition judged on ``accuracies`` (validation accuracy by the run's scheme name,
-    then by seed); a condition naming a scheme that ``accuracies`` lacks (a sweep's cell
-    without it) is left out."""
+    """Each condition judged on ``accuracies`` (the validation metric by the run's scheme
+    name, then by seed: ``scores``); a condition naming a scheme that ``accuracies`` lacks (a
+    sweep's cell without it) is left out."""
     outcomes = []
     for text in conditions:
         condition = parse(text)
@@ -261,7 +261,8 @@ def _holds(op: str, d: stats.Paired) -> bool:
     return {">": low > 0, "<": high < 0, ">=": not high < 0, "<=": not low > 0, "~": low <= 0 <= high}[op]
 
 
-def accuracies(frame: Any, name: str = "scheme") -> dict[str, dict[int, float]]:
-    """Validation accuracy by scheme name (column ``name``) and seed, from a runs frame."""
-    return {scheme: dict(zip(rows["seed"].tolist(), rows["val_acc"].tolist()))
+def scores(frame: Any, metric: tasks.Metric, name: str = "scheme") -> dict[str, dict[int, float]]:
+    """The task's validation ``metric`` (the accuracy) by scheme name (column ``name``) and
+    seed, from a runs frame: what conditions are judged on."""
+    return {scheme: dict(zip(rows["seed"].tolist(), rows[metric.key].tolist()))
             for scheme, rows in frame.groupby(name, sort=False)}

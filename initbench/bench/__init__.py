@@ -1,1 +1,2 @@
-"""How fast initbench trains: its cases and their interleaved timing, the profile's breakdown, the peers, and the lesson's own pipeline."""
+"""How fast initbench trains: its cases and their interleaved timing, the profile's
+breakdown, the peers, and the lesson's own pipeline."""

@@ -1,5 +1,5 @@
 """The commands' work, one module per command: each takes a resolved configuration and
-a progress display (``report.Activity``), writes its files, and returns what it made as
+a progress display (``views.progress.Activity``), writes its files, and returns what it made as
 an object of ``initbench.views.finished``. Nothing here prints: the API returns the object, the
 command line renders it.
 

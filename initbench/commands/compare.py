@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from initbench import data, executors, initializers
-from initbench.analysis.expect import accuracies, evaluate
+from initbench.analysis.expect import evaluate, scores
 from initbench.commands import stamped
 from initbench.config import RunConfig
 from initbench.jobs import Job, batches_per_epoch
@@ -98,7 +98,8 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: prog
             "train_seconds": round(tally.train_seconds, 3),
             **(about or {}),
             # Judged here, so that run.json records them; the command line tells them once the folder is in place.
-            **({"expectations": [o.record() for o in evaluate(config.expect, accuracies(runs))]}
+            **({"expectations": [o.record() for o in evaluate(
+                config.expect, scores(runs, data.task(config.train.data.dataset).validation))]}
                if config.expect else {}),
         }
         stats_frame = pd.DataFrame([{"scheme": names[r.job], "seed": r.job.seed, **row}

@@ -27,7 +27,7 @@ from initbench.settings import shown
 from initbench.storage import machine, runfolder, store
 from initbench.training import engines
 from initbench.views import finished, progress
-from initbench.views.sweep import write_views
+from initbench.views.sweep import task_of, write_views
 from initbench.words import plural
 
 
@@ -111,7 +111,7 @@ def run(sweep: SweepConfig, name: str, activity: progress.Activity,
                             "finished": datetime.now().astimezone().isoformat(timespec="seconds"), "figures": figures,
                             "data_identity": _datasets(sweep)}
                     if config.expect:  # judged per cell, recorded in sweep.json; the command line tells them
-                        info["expectations"] = [o.record() for o in expectations(frame, config.expect)]
+                        info["expectations"] = [o.record() for o in expectations(frame, config.expect, task_of(frame))]
                     write_views(folder, frame, info, older)
     if dry_run:
         _tell_plan(sweep, planned, repeats, name, executor, activity, done)

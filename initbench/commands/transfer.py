@@ -55,7 +55,7 @@ def transfer(config: TransferConfig, activity: progress.Activity) -> finished.Tr
         best = summary[summary["scheme"].isin(run.schemes)].iloc[0]["scheme"]
         comparison = frames.paired_frame(runs, best)
         return {"transfer.csv": runfolder.csv_writer(comparison),
-                "transfer.png": lambda p: pictures.plot_transfer(runs, comparison, p, title)}
+                "transfer.png": lambda p: pictures.plot_transfer(runs, comparison, p, title, data.task(task_b.dataset))}
 
     about = {"transfer": {"task_a": list(task_a), "source_scheme": source_scheme, "source_dir": str(source_dir),
                           "config": config.to_toml()}}  # what `initbench transfer --config` repeats it from

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from initbench import tasks
 from initbench.data import digits, fashion_mnist, idx
 from initbench.data.registry import DATASETS, VALIDATION_FRACTION, Arrays, Dataset, get, register
 from initbench.errors import InitbenchError
@@ -26,16 +27,27 @@ if TYPE_CHECKING:
     from initbench.settings import DataSettings, TrainSettings
 
 __all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "class_numbers",
-           "get", "identity", "load", "register", "stored", "train_images"]
+           "get", "identity", "load", "register", "stored", "task", "train_images"]
 
 register(fashion_mnist.FASHION_MNIST)
 register(digits.DIGITS)
 DATASETS.register_family(idx.PREFIX, "DIR", idx.dataset)  # idx:DIR: a folder of IDX files
+FAMILY_TASKS = {idx.PREFIX: tasks.CLASSIFICATION.name}  # the task of every dataset of a family
 
 
 def class_numbers(settings: DataSettings) -> tuple[int, ...]:
     """The classes a model tells apart: those ``settings`` name, all of its dataset's when none."""
     return get(settings.dataset).all_classes if settings.classes is None else settings.classes
+
+
+def task(dataset: str) -> tasks.Task:
+    """The task of the dataset named ``dataset`` (what its models learn and are scored by),
+    known without reading its data: a registered dataset's own, else its family's (idx:DIR's:
+    classification), so that a run is shown after its data moved away."""
+    entry = DATASETS.get(dataset)
+    if entry is None and dataset.partition(":")[0] in FAMILY_TASKS:
+        return tasks.get(FAMILY_TASKS[dataset.partition(":")[0]])
+    return tasks.get(get(dataset).task)  # or the error naming the datasets
 
 
 def stored(settings: TrainSettings) -> dict[str, Any]:

@@ -5,7 +5,23 @@ jobs are keyed by, and ``read``, which gives its verified images and labels) and
 line that registers it (``register``: in ``data/__init__.py`` for initbench's own).
 What is the same for every dataset (the seeded split, class and training subsets)
 is ``data/__init__.py``'s. Nothing here imports torch: the command line checks a
-dataset's name and classes before any work.
+dataset's name and classes before any work. A dataset also names its task (``tasks``:
+what its models learn and are scored by; image classification unless it says otherwise).
+A dataset of one's own::
+
+    # blocks.py: 8x8 images of a bright block in one corner (the class)
+    def read(data_dir, log):
+        ...  # check the files against files_sha256, then
+        return Arrays(x_train, y_train, x_test, y_test)
+
+    BLOCKS = Dataset("blocks", "Blocks", ("top left", "top right", "bottom left", "bottom right"),
+                     input_size=64, train_images=400, test_images=100,
+                     files_sha256={"blocks.npz": "<its SHA-256>"}, read=read)
+
+    # at start-up
+    data.register(blocks.BLOCKS)
+
+Its jobs are keyed by ``files_sha256`` (never by a path), so moving the data keeps them.
 """
 
 from __future__ import annotations
@@ -55,6 +71,7 @@ class Dataset:
     # The name jobs are keyed by where it is not ``name``: idx:DIR's is "idx", its files' SHA-256
     # naming the data, so that moving or copying the folder keeps its keys.
     keyed_as: str | None = None
+    task: str = "classification"  # what a model learns from it and is scored by (tasks.TASKS)
 
     def __post_init__(self) -> None:
         if self.image_shape is not None and self.image_shape[0] * self.image_shape[1] != self.input_size:

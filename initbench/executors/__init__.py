@@ -1,47 +1,89 @@
 """Where chunks of jobs are trained: in this process (``local``), or as tasks on a Ray
-cluster (``ray``).
+cluster (``ray``), or by an executor of one's own, behind one contract.
 
 An executor measures what its workers can hold and how fast they step (so that the
 sweep can cut the jobs into chunks and estimate the time), then trains the chunks it
 is given and yields each one's results as it finishes, with the machine that trained
-it. It never writes: the caller commits every chunk to the store, in this process
+it (``base.Executor``: ``max_models``, ``step_seconds``, ``train``, and what it says of
+itself). It never writes: the caller commits every chunk to the store, in this process
 alone, so resuming is the same whichever executor trained the rows.
 
-Executors own their settings (``Placement``, in ``base`` with what every executor shares;
-Ray's in ``raysettings``): ``config`` reads them from files and options, and nothing here
-imports it.
+Each is registered as a ``Backend``: its name (what ``--executor`` takes), the context
+manager that connects to it (``connect(placement, activity)``, yielding the executor and
+closing what it opened), the check of its settings before any work, and the environment
+it needs before its module is imported. Executors own their settings (``Placement``, in
+``base``, with what every executor shares; Ray's in ``raysettings``): ``config`` reads
+them from files and options, and nothing here imports it. An executor of one's own::
+
+    # my_executor.py
+    from contextlib import contextmanager
+    from initbench.executors.local import Local
+
+    class Logged(Local):  # trains here, and says so
+        @property
+        def description(self):
+            return "logged " + super().description
+
+    @contextmanager
+    def connect(placement, activity):
+        yield Logged(placement)
+
+    from initbench import executors
+    executors.register(executors.Backend("logged", "my_executor:connect"))
+
+and ``initbench compare --executor logged``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from initbench.choices import Registry
+from initbench.executors import raysettings
 from initbench.executors.base import DataKey, Executor, Finished, Placement
 
 if TYPE_CHECKING:
     from initbench.jobs import Activity
 
-__all__ = ["EXECUTORS", "DataKey", "Executor", "Finished", "Placement", "connect"]
+__all__ = ["EXECUTORS", "Backend", "DataKey", "Executor", "Finished", "Placement", "connect", "register"]
 
-EXECUTORS = ("local", "ray")
+
+@dataclass(frozen=True)
+class Backend:
+    """An executor: its name, ``"module:function"`` of its ``connect(placement, activity)``
+    (a context manager yielding an ``Executor``), the check of a placement's settings before
+    any work, and environment variables set before its module is first imported."""
+
+    name: str
+    connector: str
+    check: Callable[[Placement], None] = lambda placement: None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    def connect(self, placement: Placement, activity: Activity) -> AbstractContextManager[Executor]:
+        for key, value in self.environment.items():
+            os.environ.setdefault(key, value)
+        module, _, function = self.connector.partition(":")
+        return getattr(importlib.import_module(module), function)(placement, activity)
+
+
+EXECUTORS: Registry[Backend] = Registry("executor")
+register = EXECUTORS.register
+register(Backend("local", "initbench.executors.local:connect"))
+# Ray's C++ core, once ray.init has started it here, catches SIGTERM with abseil's failure handler: a stack
+# dump, then an abort 3 s later whatever the shutdown is doing (exit 134). raytasks takes SIGTERM back after
+# ray.init, but not during it. Read when Ray is imported, for this process and the runtime it starts.
+register(Backend("ray", "initbench.executors.raytasks:connect",
+                 check=lambda placement: raysettings.check(placement.ray, placement.device),
+                 environment={"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}))
 
 
 @contextmanager
 def connect(placement: Placement, activity: Activity) -> Iterator[Executor]:
     """``placement``'s executor, ready to train (a Ray runtime started, or joined, for the run)."""
-    if placement.executor == "ray":
-        # Else Ray's C++ core, once ray.init has started it here, catches SIGTERM with abseil's failure handler: a
-        # stack dump, then an abort 3 s later whatever the shutdown is doing (exit 134). raytasks takes SIGTERM back
-        # after ray.init, but not during it. Read when Ray is imported, for this process and the runtime it starts.
-        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
-        from initbench.executors import raytasks
-
-        with raytasks.connect(placement, activity) as executor:
-            yield executor
-    else:
-        from initbench.executors.local import Local
-
-        yield Local(placement)
+    with EXECUTORS.find(placement.executor).connect(placement, activity) as executor:
+        yield executor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,12 @@ def machine(engine: str, device: torch.device) -> store.Machine:
     env = machine.environment(device)
     return store.Machine(engine, str(device), env["device_name"], env["versions"]["initbench"],
                          env["versions"]["torch"])
+
+
+@contextmanager
+def connect(placement: Placement, activity: Activity) -> Iterator[Local]:
+    """This process, as an executor: nothing to open or close."""
+    yield Local(placement)
 
 
 class Local:

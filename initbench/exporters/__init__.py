@@ -48,7 +48,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from initbench import data, paths
+from initbench import data, paths, tasks
 from initbench.choices import Registry
 from initbench.errors import UsageError
 from initbench.settings import ADDED
@@ -173,6 +173,11 @@ class Job:
     seconds: float  # its training time (its chunk's, shared among the chunk's models)
     run: str = ""  # its TensorBoard run: the path under the log folder
     version: str = ""  # what tells it from another version of its scheme in the store ("code 1a2b3c4d"), or ""
+
+    @property
+    def task(self) -> tasks.Task:
+        """What it learned: its val_acc and test_acc are its task's validation and test metrics."""
+        return data.task(self.settings["dataset"])
 
     @property
     def label(self) -> str:

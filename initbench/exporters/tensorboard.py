@@ -37,7 +37,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench.errors import InitbenchError, require
+from initbench import tasks
+from initbench.errors import InitbenchError, UsageError, require
 from initbench.exporters import Job
 from initbench.initializers import stem
 from initbench.settings import FLAT
@@ -49,15 +50,25 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'initbench[tensorboard]'"
 TITLE = "TensorBoard"  # what the export's table and messages call the format
-LOSS, VAL, TEST, LAST_EPOCH = "loss/train", "accuracy/val", "accuracy/test", "loss/last_epoch"
+LOSS, LAST_EPOCH = "loss/train", "loss/last_epoch"
 NOTE = (f"Each job is a TensorBoard run, <folder>[/<cell>]/<scheme>/seed-<k>, with the scalars {LOSS} (every "
-        f"batch), {VAL} (every epoch), {TEST} and {LAST_EPOCH} (at the last step), and its settings as HParams. See "
-        "them with: tensorboard --logdir {dest}")
-# Declared to the HParams dashboard (each run's last value of each): name, description, what data it is of.
-METRICS = {VAL: ("validation accuracy", "after the last epoch, 0 to 1", "DATASET_VALIDATION"),
-           TEST: ("test accuracy", "after the last epoch, 0 to 1", "DATASET_UNKNOWN"),
-           LOSS: ("last batch loss", "training cross-entropy of the last batch", "DATASET_TRAINING"),
-           LAST_EPOCH: ("last epoch loss", "mean training loss of the last epoch", "DATASET_TRAINING")}
+        "batch), its task's validation metric (every epoch; accuracy/val), its test metric (accuracy/test) and "
+        f"{LAST_EPOCH} (at the last step), and its settings as HParams. See them with: tensorboard --logdir {{dest}}")
+
+
+def metrics(task: tasks.Task) -> dict[str, tuple[str, str, str]]:
+    """What the HParams dashboard is told of each scalar (each run's last value): by tag, its
+    name, description and what data it is of; the task's metrics named as the task names them."""
+    def after(metric: tasks.Metric) -> str:
+        return "after the last epoch, " + ("0 to 1" if metric.unit == "%" else f"in {metric.unit}")
+
+    val, test = task.validation, task.test
+    return {val.tag: (val.name, after(val), "DATASET_VALIDATION"),
+            test.tag: (test.name, after(test), "DATASET_UNKNOWN"),
+            LOSS: ("last batch loss", f"training {task.loss} of the last batch", "DATASET_TRAINING"),
+            LAST_EPOCH: ("last epoch loss", "mean training loss of the last epoch", "DATASET_TRAINING")}
+
+
 # The settings every export shows as hparams (in this order, after the scheme and the seed); any other
 # setting is shown where it varies among the jobs exported, or where it is used (momentum under SGD, μP's base).
 SETTINGS = ("dataset", "network", "hidden", "activation", "dropout", "optimizer", "lr", "momentum", "batch_size",
@@ -162,7 +173,12 @@ def write(jobs: Sequence[Job], folder: Path, activity: Activity) -> pd.DataFrame
 
     name_runs(jobs)
     rows, domains = hparams(jobs)
-    experiment = _experiment(hparams_summaries(rows[0], dict.fromkeys(METRICS), domains)[0], rows)
+    found = {job.task for job in jobs}
+    if len(found) > 1:
+        raise UsageError(f"The folders hold jobs of different tasks ({', '.join(t.name for t in found)}), scored by "
+                         "different metrics, which one HParams table cannot hold. Export each task's apart.")
+    described = metrics(found.pop())
+    experiment = _experiment(hparams_summaries(rows[0], dict.fromkeys(described), domains)[0], rows, described)
     activity.stage(f"Writing {len(jobs):,} TensorBoard runs", total=len(jobs))
     written = []
     for job, hparam_row in zip(jobs, rows):
@@ -178,11 +194,12 @@ def write(jobs: Sequence[Job], folder: Path, activity: Activity) -> pd.DataFrame
                 for step, loss in enumerate(job.losses, 1):
                     writer.add_scalar(LOSS, loss, step, walltime=at(step))
                 for epoch, acc in enumerate(job.val_acc, 1):
-                    writer.add_scalar(VAL, acc, epoch * job.batches, walltime=at(epoch * job.batches))
-                writer.add_scalar(TEST, job.test_acc, last, walltime=at(last))
+                    writer.add_scalar(job.task.validation.tag, acc, epoch * job.batches,
+                                      walltime=at(epoch * job.batches))
+                writer.add_scalar(job.task.test.tag, job.test_acc, last, walltime=at(last))
                 if job.last_epoch_loss is not None:
                     writer.add_scalar(LAST_EPOCH, job.last_epoch_loss, last, walltime=at(last))
-                _, start_info, end_info = hparams_summaries(hparam_row, dict.fromkeys(METRICS), domains)
+                _, start_info, end_info = hparams_summaries(hparam_row, dict.fromkeys(described), domains)
                 for summary in (experiment, start_info, end_info):
                     writer.file_writer.add_summary(summary, walltime=start)
             finally:
@@ -197,7 +214,7 @@ def write(jobs: Sequence[Job], folder: Path, activity: Activity) -> pd.DataFrame
     return pd.DataFrame(written)
 
 
-def _experiment(summary: Any, rows: Sequence[dict[str, Any]]) -> Any:
+def _experiment(summary: Any, rows: Sequence[dict[str, Any]], described: dict[str, tuple[str, str, str]]) -> Any:
     """torch's experiment summary (every run carries the same), with which hparams differ among
     the jobs (TensorBoard lists those first) and the metrics described."""
     from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
@@ -207,7 +224,7 @@ def _experiment(summary: Any, rows: Sequence[dict[str, Any]]) -> Any:
     for info in content.experiment.hparam_infos:
         info.differs = len({row[info.name] for row in rows}) > 1
     for info in content.experiment.metric_infos:
-        name, description, dataset = METRICS[info.name.tag]
+        name, description, dataset = described[info.name.tag]
         info.display_name, info.description, info.dataset_type = name, description, api_pb2.DatasetType.Value(dataset)
     value.metadata.plugin_data.content = content.SerializeToString()
     return summary

@@ -192,7 +192,7 @@ class Scheme:
     residual_only: bool = False  # starts residual branches (fixup): a network without them is refused
     fn: Callable[..., Any] | None = None  # a registered scheme's function, whose own parameters a name binds
     whole_model: bool = False  # fn(model, context, ...) rather than fn(weight, bias, generator, ...)
-    uniform_width: Callable[..., float] | None = None  # of a scheme drawing U[a, b): the widest b - a, from its parameters
+    uniform_width: Callable[..., float] | None = None  # drawing U[a, b): the widest b - a, from its parameters
 
     @property
     def takes_file(self) -> bool:

@@ -14,6 +14,27 @@ connected hidden widths, the ones masks apply to. An MLP-shaped network also say
 layer's output is passed on (``wiring``: ``mlp.py``; resmlp's residual blocks), which the batched engine
 and the residual schemes read. The builder is named as ``module:function`` and imported when a
 network is built, so the registry, like the command line's checks, does not import torch.
+The entry also says what the network supports: the engines that train it (``engines``: the
+sequential one trains any; the batched one those it writes out) and the parametrizations
+written for it (μP: mlp). A network of one's own::
+
+    # linear.py
+    from torch import nn
+
+    class Linear(nn.Module):
+        def __init__(self, inputs, classes):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(inputs, classes)])
+            self.activation = nn.Identity()
+
+        def forward(self, x, masks=None):
+            return self.layers[0](x)
+
+    def build(settings, inputs, classes):
+        return Linear(inputs, classes)
+
+    # at start-up (a sitecustomize, a notebook's first cell)
+    models.register(models.Network("linear", "linear:build", depth=lambda settings: 1))
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from initbench.errors import InitbenchError, UsageError
 from initbench.models import checkpoint
 from initbench.settings import DataSettings
 from initbench.storage import store
+from initbench.words import spreadsheet_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 STAGED = re.compile(r"\..+\.(?:partial|replaced)-(?P<pid>\d+)-[0-9a-f]{8}")  # the names run_folder gives
 FLOCK = "hhqqi"  # struct flock: type, whence, start, length, pid
 LOCK_GRACE_SECONDS = 60.0  # a run locks its staging folder within microseconds of making it
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs such a cell (OWASP: CSV injection)
 
 
 @dataclass
@@ -264,14 +264,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def spreadsheet_safe(value: Any) -> Any:
-    """A text cell that a spreadsheet would run as a formula (one starting with = + - @, a tab
-    or a carriage return: a scheme name from an edited runs.csv, a file's name), behind a
-    single quote, as OWASP advises against CSV injection; anything else as it is. Reading
-    the cell back gives the quoted text: a name that was escaped stays visibly escaped."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
-
-
 def csv_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
     """Every CSV file initbench writes: numbers as numbers (-0.5 stays a number), text
     cells made safe for spreadsheets."""
@@ -474,8 +466,9 @@ def source_run(folder: Path, task_b: DataSettings) -> tuple[str, tuple[int, ...]
     if trained_on != dataset.name or max(task_a) >= len(dataset.class_names):
         raise UsageError(f"The source run {folder} trained on {trained_on!r}, task B is on {dataset.name!r}. Give a "
                          f"source run trained on {dataset.name}.")
-    if set(task_a) & set(data.class_numbers(task_b)):
+    task_b_classes = data.class_numbers(task_b)
+    if set(task_a) & set(task_b_classes):
         raise UsageError(f"The source run {folder} trained on classes {dataset.describe(task_a)}, which share "
-                         f"classes with task B ({dataset.describe(data.class_numbers(task_b))}): its networks have seen "
+                         f"classes with task B ({dataset.describe(task_b_classes)}): its networks have seen "
                          "task B. Give a source run trained on other classes.")
     return found[0], task_a

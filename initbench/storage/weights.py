@@ -44,7 +44,8 @@ def weights_names(jobs: Mapping[Job, str]) -> dict[Job, str]:
 
 
 def architecture(job: Job) -> dict[str, Any]:
-    dataset, classes, net = data.get(job.settings.data.dataset), data.class_numbers(job.settings.data), job.settings.network
+    dataset, net = data.get(job.settings.data.dataset), job.settings.network
+    classes = data.class_numbers(job.settings.data)
     return {"inputs": dataset.input_size, "hidden": list(net.hidden), "outputs": len(classes),
             "activation": net.activation, "classes": list(classes),
             "class_names": [dataset.class_names[c] for c in classes]}

@@ -1,1 +1,2 @@
-"""What trains: the engines, the random streams, μP's parametrization, per-layer diagnostics, and the plan (chunks of jobs into a store)."""
+"""What trains: the engines, the random streams, μP's parametrization and per-layer
+diagnostics."""

@@ -64,7 +64,8 @@ def check(network: NetworkSettings) -> None:
     """Refuse a parametrization a network's entry does not name (μP: its layers' roles are not known)."""
     if network.parametrization not in models.get(network.network).parametrizations:
         written = [name for name, entry in models.NETWORKS.items() if network.parametrization in entry.parametrizations]
-        raise UsageError(f"--parametrization {network.parametrization} is written for {', '.join(written)} networks only, not "
+        raise UsageError(f"--parametrization {network.parametrization} is written for {', '.join(written)} networks "
+                         "only, not "
                          f"{network.network!r}: μP scales each layer by whether it is an input, hidden or output "
                          "layer, and which of its dimensions grow with width, which initbench knows for those "
                          "alone. Give --parametrization sp for this network.")

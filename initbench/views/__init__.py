@@ -1,1 +1,2 @@
-"""What people see: tables, progress, pictures, the HTML page, JUnit, and the objects that read a finished run's folder."""
+"""What people see: tables, progress, pictures, the HTML page, JUnit, and the objects that
+read a finished run's folder."""

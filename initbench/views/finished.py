@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from initbench import data, paths
+from initbench import data, paths, tasks
 from initbench.analysis import diff as diffs, expect, frames
 from initbench.analysis.cells import cells_frame
 from initbench.errors import InitbenchError, UsageError
@@ -61,7 +61,7 @@ class Diff(diffs.Pairing, Shown):
     """B against A, job by job (``initbench diff``), shown as its table."""
 
     def listings(self) -> list[tables.Listing]:
-        return [listings.diff(self)]
+        return [listings.diff(self, self.task)]
 
 
 def open(path: str | os.PathLike[str],  # noqa: A001  (initbench.open)
@@ -134,8 +134,13 @@ class Run(Shown):
         """Whether it was scored with dropout on (--lesson-eval), which its table says."""
         return self.config.get("lesson_eval", False) and self.config["dropout"] > 0
 
+    @property
+    def task(self) -> tasks.Task:
+        """What its models learned, and are scored by (its dataset's task)."""
+        return data.task(self.config.get("dataset", DataSettings.dataset))
+
     def listings(self) -> list[tables.Listing]:
-        return [listings.accuracy_listing(self.summary, self.config["epochs"], self.eval_dropout)]
+        return [listings.accuracy_listing(self.summary, self.config["epochs"], self.task, self.eval_dropout)]
 
     def drawings(self) -> dict[str, Drawing]:
         """Its pictures, by file name."""
@@ -181,11 +186,11 @@ class TransferRun(Run):
                               config["epochs"], self.info["transfer"]["task_a"])
 
     def listings(self) -> list[tables.Listing]:
-        return [listings.transfer_listing(self.comparison, self.title)]
+        return [listings.transfer_listing(self.comparison, self.title, self.task)]
 
     def drawings(self) -> dict[str, Drawing]:
         return super().drawings() | {"transfer.png": lambda p: pictures.plot_transfer(self.runs, self.comparison, p,
-                                                                                      self.title)}
+                                                                                      self.title, self.task)}
 
 
 def transfer_title(dataset: str, classes: list[int] | tuple[int, ...], train_samples: int | None, epochs: int,
@@ -303,7 +308,8 @@ class Sweep(Shown):
         return [sweep.listing(self.runs, *self._cells, self.older)]
 
     def figures(self) -> dict[str, Figure]:
-        return {name.removesuffix(".png"): draw(None) for name, draw in sweep.pictures_of(*self._cells).items()}
+        return {name.removesuffix(".png"): draw(None) for name, draw in sweep.pictures_of(*self._cells,
+                                                                                    sweep.task_of(self.runs)).items()}
 
     def page_part(self) -> htmlpage.Part:
         """Its share of an HTML page (its report.html)."""

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from initbench import paths
+from initbench import paths, tasks
 from initbench.analysis import diff as diffs
 from initbench.analysis.expect import Outcome
+from initbench.words import plural
 
 if TYPE_CHECKING:
     from initbench.views.finished import Run, Sweep
@@ -77,9 +78,11 @@ def _expected(outcomes: Sequence[Outcome], classname: str) -> list[Case]:
             for o in outcomes]
 
 
-def _accuracy(row: Any) -> str:
-    spread = "" if row.seeds < 2 else f" ± {100 * row.val_acc_std:.2f}"
-    return (f"validation accuracy {100 * row.val_acc_mean:.2f}%{spread} over {row.seeds} seed{'s' * (row.seeds != 1)}"
+def _accuracy(row: Any, task: tasks.Task) -> str:
+    """A scheme's validation metric, as its test case's output: "validation accuracy 85.61% over 1 seed"."""
+    val = task.validation
+    spread = "" if row.seeds < 2 else f" ± {100 * getattr(row, f'{val.key}_std'):.2f}"
+    return (f"{val.name} {100 * getattr(row, f'{val.key}_mean'):.2f}%{spread} over {plural(row.seeds, 'seed')}"
             + (f"; diverged in {row.diverged_seeds} of them" if row.diverged_seeds else ""))
 
 
@@ -87,7 +90,7 @@ def of_run(run: Run) -> str:
     """A compare run: its expectations, or each scheme."""
     classname = "initbench.compare"
     cases = _expected(run.expectations, classname + ".expect") or [
-        Case(row.scheme, classname + ".scheme", output=_accuracy(row)) for row in run.summary.itertuples()]
+        Case(row.scheme, classname + ".scheme", output=_accuracy(row, run.task)) for row in run.summary.itertuples()]
     return document(f"initbench compare {run.folder}", cases, run.info.get("train_seconds", 0.0),
                     run.info.get("started"))
 
@@ -95,13 +98,14 @@ def of_run(run: Run) -> str:
 def of_sweep(result: Sweep) -> str:
     """A sweep: its expectations in each cell, or each scheme in each cell."""
     from initbench.analysis.cells import cells_frame
+    from initbench.views.sweep import task_of
 
     classname, info = "initbench.sweep", result.info or {}
     cases = _expected(result.expectations, classname + ".expect")
     if not cases:
         cells, varied = cells_frame(result.runs)
         cases = [Case(row.scheme + ("" if not varied else " at " + ", ".join(f"{k}={getattr(row, k)}" for k in varied)),
-                      classname + ".scheme", output=_accuracy(row)) for row in cells.itertuples()]
+                      classname + ".scheme", output=_accuracy(row, task_of(result.runs))) for row in cells.itertuples()]
     return document(f"initbench sweep {result.folder}", cases, info.get("figures", {}).get("train_seconds", 0.0),
                     info.get("started"))
 

@@ -17,6 +17,8 @@ from initbench.words import plural
 if TYPE_CHECKING:
     import pandas as pd
 
+    from initbench.tasks import Task
+
 
 
 def _pct(mean: float, std: float = math.nan) -> str:
@@ -27,9 +29,11 @@ def _loss(value: float) -> str:
     return "diverged" if not math.isfinite(value) else f"{value:,.3f}"
 
 
-def accuracy_listing(summary: pd.DataFrame, epochs: int, lesson_eval: bool = False) -> Listing:
-    """The lesson's "After 2 Epochs" table, best validation accuracy first; with a ``run``
-    column (``initbench report`` of several runs), a column naming each row's run."""
+def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval: bool = False) -> Listing:
+    """The lesson's "After 2 Epochs" table, best on the task's validation metric first (the
+    validation accuracy); with a ``run`` column (``initbench report`` of several runs), a
+    column naming each row's run."""
+    val, test = task.validation, task.test
     seeds = int(summary["seeds"].max())
     title = (f"After {plural(epochs, 'epoch')}" + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
              + (", scored with dropout on (--lesson-eval)" if lesson_eval else ""))
@@ -38,14 +42,15 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, lesson_eval: bool = Fal
     columns = [Column("Run", [names[str(r.run)] for r in rows], left=True, path=True)] if names else []
     columns += [
         Column("Scheme", [r.scheme for r in rows], left=True),
-        Column("Validation\naccuracy", [_pct(r.val_acc_mean, r.val_acc_std) for r in rows]),
-        Column("Test\naccuracy", [_pct(r.test_acc_mean, r.test_acc_std) for r in rows], drop=3),
+        Column(val.header, [_pct(getattr(r, f"{val.key}_mean"), getattr(r, f"{val.key}_std")) for r in rows]),
+        Column(test.header, [_pct(getattr(r, f"{test.key}_mean"), getattr(r, f"{test.key}_std")) for r in rows],
+               drop=3),
         Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=2),
         Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=4),
     ]
     if summary["diverged_seeds"].any():
         columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows], drop=1))
-    notes = ["Loss: training cross-entropy on the last batch (the lesson's \"training loss\"), "
+    notes = [f"Loss: training {task.loss} on the last batch (the lesson's \"training loss\"), "
              "and its mean over the last epoch."]
     if names:
         notes.append("Run: the run's folder (its whole path with --format json or csv).")
@@ -133,13 +138,13 @@ def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:
     return Listing("Weights scored on the validation and test images of their split", columns, rows, notes)
 
 
-def transfer_listing(comparison: pd.DataFrame, title: str) -> Listing:
-    """Each start's validation accuracy and its paired difference to the best scratch scheme."""
-    rows = comparison.to_dict("records")
+def transfer_listing(comparison: pd.DataFrame, title: str, task: Task) -> Listing:
+    """Each start's validation metric (accuracy) and its paired difference to the best scratch scheme."""
+    rows, val = comparison.to_dict("records"), task.validation
     baseline = rows[0]["baseline"]
     columns = [
         Column("Start", [r["scheme"] for r in rows], left=True, wrap=True),  # "pretrained, frozen 2 epochs"
-        Column("Validation\naccuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
+        Column(val.header, [_pct(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows]),
         Column("Difference to\nbest scratch [95% CI]", [_difference(r) for r in rows], drop=2),
         Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
     ]
@@ -157,15 +162,16 @@ def _difference(r: dict[str, Any]) -> str:
     return f"{100 * r['diff_mean']:+.2f}{interval}"
 
 
-def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str) -> Listing:
-    """Per grid cell (its varied settings) and scheme: validation accuracy, and the paired
-    difference to the cell's best scheme with its verdict; a line between cells."""
-    rows = cells.to_dict("records")
+def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str, task: Task) -> Listing:
+    """Per grid cell (its varied settings) and scheme: the task's metrics (validation and test
+    accuracy), and the paired difference to the cell's best scheme with its verdict; a line
+    between cells."""
+    rows, val, test = cells.to_dict("records"), task.validation, task.test
     columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True) for k in varied]
     columns += [
         Column("Scheme", [r["scheme"] for r in rows], left=True),
-        Column("Validation\naccuracy", [_pct(r["val_acc_mean"], r["val_acc_std"]) for r in rows]),
-        Column("Test\naccuracy", [_pct(r["test_acc_mean"]) for r in rows], drop=3),
+        Column(val.header, [_pct(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows]),
+        Column(test.header, [_pct(r[f"{test.key}_mean"]) for r in rows], drop=3),
         Column("Difference to the\ncell's best [95% CI]", [_difference(r) for r in rows], drop=2),
         Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
     ]
@@ -304,7 +310,7 @@ def _described(row: dict) -> str:
 # --- progress
 
 
-def diff(d: diffs.Pairing) -> Listing:
+def diff(d: diffs.Pairing, task: Task) -> Listing:
     """The diff's table: per cell and scheme, A's and B's accuracy and the change with its verdict."""
     rows = d.rows
 
@@ -323,26 +329,29 @@ def diff(d: diffs.Pairing) -> Listing:
         Column("Scheme", [r["scheme"] for r in rows], left=True),
         Column("Seeds", [str(r["seeds"]) if r["seeds"] else f"{len(r['only_in_a'] or r['only_in_b'])} "
                                 f"({'A' if r['only_in_a'] else 'B'} only)" for r in rows], drop=1),
-        Column("A", pct("a_val_acc_mean")),
-        Column("B", pct("b_val_acc_mean")),
+        Column("A", pct(f"a_{task.validation.key}_mean")),
+        Column("B", pct(f"b_{task.validation.key}_mean")),
         Column("Change B - A\n[95% CI]", [change(r) for r in rows]),
         Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True),
     ]
     notes = [f"A: {d.a}; B: {d.b}."]
     if d.changed:
-        notes.append("B differs from A in " + ", ".join(f"{k} {va} -> {vb}" if k != diffs.DATA_FILES else "its data files"
+        notes.append("B differs from A in " + ", ".join(f"{k} {va} -> {vb}" if k != diffs.DATA_FILES
+                                                        else "its data files"
                                                         for k, (va, vb) in d.changed.items())
                      + "; jobs are paired on everything else.")
-    notes.append("Validation accuracy (mean over the paired seeds), and its change in percentage points, paired by job "
+    notes.append(f"{task.validation.title} (mean over the paired seeds), and its change in percentage points, "
+                 "paired by job "
                  "(the same scheme, seed and settings: the same batches), with a 95% t-interval over seeds; "
-                 "\"unchanged\": every paired accuracy the same to the bit.")
+                 f"\"unchanged\": every paired {task.validation.name} the same to the bit.")
     if any(r["seeds"] == 1 for r in rows):
         notes.append(f"{ONE_SEED} (\"better\" or \"worse\" by its sign).")
     notes += [diffs.line(r, d.varied) for r in rows if r["seeds"] and (r["only_in_a"] or r["only_in_b"])]
-    notes += [f"The code of {diffs.name(r, d.varied)} changed ({r['code_changed']}): its jobs are paired by its name and "
+    notes += [f"The code of {diffs.name(r, d.varied)} changed ({r['code_changed']}): its jobs are paired by its "
+              "name and "
               "seed, and the change judged as any other." for r in rows if r["code_changed"]]
     ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in d.varied)]
-    return Listing("Validation accuracy, B against A, paired by job", columns, rows, notes, tuple(ends))
+    return Listing(f"{task.validation.title}, B against A, paired by job", columns, rows, notes, tuple(ends))
 
 
 def settings_listing() -> Listing:

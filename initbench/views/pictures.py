@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from matplotlib.axis import Axis
     from matplotlib.figure import Figure
 
+    from initbench.tasks import Task
+
 # Matplotlib's tab10, whose ten colours stay apart from each other (and for most colour-blind
 # readers), and black for PyTorch's default, the usual reference.
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -501,15 +503,17 @@ def _chance_line(ax: Axes, classes: int) -> None:
                 xytext=(-4, -3), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
 
 
-def plot_transfer(runs: pd.DataFrame, comparison: pd.DataFrame, path: Path | None, title: str) -> Figure:
-    """Left: each start's validation accuracy, a dot per seed and a bar at the mean; right:
-    its paired difference to the best scratch scheme, mean and 95% confidence interval."""
+def plot_transfer(runs: pd.DataFrame, comparison: pd.DataFrame, path: Path | None, title: str,
+                  task: Task) -> Figure:
+    """Left: each start's validation metric (accuracy), a dot per seed and a bar at the mean;
+    right: its paired difference to the best scratch scheme, mean and 95% confidence interval."""
+    val = task.validation
     order = list(comparison["scheme"])[::-1]  # best at the top
     style = styles(order)
     fig, (left, right) = _subplots(1, 2, figsize=(11, 0.55 * len(order) + 1.8), sharey=True,
                                       layout="constrained", width_ratios=(3, 2))
     for y, name in enumerate(order):
-        acc = 100 * runs.loc[runs["scheme"] == name, "val_acc"].to_numpy()
+        acc = 100 * runs.loc[runs["scheme"] == name, val.key].to_numpy()
         jitter = np.linspace(-0.18, 0.18, len(acc)) if len(acc) > 1 else np.zeros(1)
         left.scatter(acc, y + jitter, s=16, color=style[name].color, marker=style[name].marker, alpha=0.75,
                      linewidths=0)
@@ -522,7 +526,7 @@ def plot_transfer(runs: pd.DataFrame, comparison: pd.DataFrame, path: Path | Non
     baseline = comparison["baseline"].iloc[0]
     right.axvline(0, color="0.3", linewidth=0.9, linestyle=(0, (6, 3)))
     left.set(yticks=range(len(order)), yticklabels=order,
-             xlabel="Validation accuracy (%):\na dot per seed, a bar at the mean")
+             xlabel=f"{val.axis}:\na dot per seed, a bar at the mean")
     right.set(xlabel=f"Difference to {baseline} (points) on the same seeds:\nmean and 95% confidence interval")
     for ax in (left, right):
         ax.grid(alpha=0.3, axis="x")
@@ -544,8 +548,9 @@ def _numeric(values: Iterable[str]) -> bool:
     return True
 
 
-def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path: Path | None) -> Figure:
-    """Validation accuracy against one varied ``setting`` (its values in the sweep's order),
+def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path: Path | None,
+                     task: Task) -> Figure:
+    """The task's validation metric (accuracy) against one varied ``setting`` (its values in the sweep's order),
     each scheme at its mean over seeds with ± one std; a panel for each combination of the
     other varied settings; chance marked. A numeric setting (lr, dropout) joins a scheme's
     points with a line; categories (activation, hidden sizes) get points side by side in each
@@ -594,23 +599,23 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("Validation accuracy (%)")
+        ax.set_ylabel(task.validation.axis)
     spread = "line: mean over {} seeds\nband: ± one std" if numeric else "point: mean over {} seeds\nbar: ± one std"
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=9,
                title=spread.format(seeds) if seeds > 1 else None, title_fontsize=9, alignment="left")
-    fig.suptitle(f"Validation accuracy by {setting.replace('_', ' ')}", fontsize=11)
+    fig.suptitle(f"{task.validation.title} by {setting.replace('_', ' ')}", fontsize=11)
     return _save(fig, path)
 
 
-def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None) -> Figure:
-    """Scheme (rows, best on average first) x grid cell (columns): mean validation accuracy,
+def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None, task: Task) -> Figure:
+    """Scheme (rows, best on average first) x grid cell (columns): the mean validation metric (accuracy),
     written in each square, starred (and bold) where the scheme is the cell's best or
     indistinguishable from it. A sweep of one cell has no grid to colour: each scheme's
     mean and spread as a point on an axis instead (``_accuracy_dots``)."""
     labels = list(dict.fromkeys(_cell_label(row, varied).replace(", ", "\n") for _, row in cells.iterrows()))
     if len(labels) < 2:
-        return _accuracy_dots(cells, path)
+        return _accuracy_dots(cells, path, task)
     schemes_shown = list(cells.groupby("scheme")["val_acc_mean"].mean().sort_values(ascending=False).index)
     grid = np.full((len(schemes_shown), len(labels)), np.nan)
     top = np.zeros_like(grid, dtype=bool)
@@ -627,8 +632,9 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None
                     color="black" if value > 60 else "white", fontweight="bold" if top[i, j] else "normal")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(schemes_shown)), [short(s) for s in schemes_shown])
-    fig.colorbar(image, ax=ax, label="Validation accuracy (%)", shrink=0.9)
-    fig.suptitle("Mean validation accuracy (%)\n* the cell's best, or indistinguishable from it", fontsize=10)
+    fig.colorbar(image, ax=ax, label=task.validation.axis, shrink=0.9)
+    fig.suptitle(f"Mean {task.validation.name} ({task.validation.unit})\n* the cell's best, or indistinguishable "
+                 "from it", fontsize=10)
     return _save(fig, path)
 
 
@@ -638,8 +644,8 @@ def _at_the_top(verdict: str) -> bool:
     return verdict == "the baseline" or verdict.startswith("indistinguishable")
 
 
-def _accuracy_dots(cells: pd.DataFrame, path: Path | None) -> Figure:
-    """The schemes of a sweep's one cell, best at the top: mean validation accuracy with ± one
+def _accuracy_dots(cells: pd.DataFrame, path: Path | None, task: Task) -> Figure:
+    """The schemes of a sweep's one cell, best at the top: the mean validation metric with ± one
     std, filled (and starred) where the scheme is the best or indistinguishable from it."""
     rows = cells.sort_values("val_acc_mean", kind="stable").reset_index(drop=True)  # best last: at the top
     seeds = int(rows["seeds"].max())
@@ -660,9 +666,10 @@ def _accuracy_dots(cells: pd.DataFrame, path: Path | None) -> Figure:
                     xytext=(4, 4), textcoords="offset points", fontsize=8, color="0.3")
     ax.set_yticks(range(len(rows)), [short(s) for s in rows["scheme"]])
     ax.set_ylim(-0.6, len(rows) - 0.2)
-    ax.set_xlabel("Validation accuracy (%)" + (f": mean over {seeds} seeds, bar ± one std" if seeds > 1 else ""))
+    ax.set_xlabel(task.validation.axis + (f": mean over {seeds} seeds, bar ± one std" if seeds > 1 else ""))
     ax.grid(alpha=0.3, axis="x")
-    ax.set_title("Mean validation accuracy (%)\n* (filled) the best, or indistinguishable from it", fontsize=10)
+    ax.set_title(f"Mean {task.validation.name} ({task.validation.unit})\n* (filled) the best, or indistinguishable "
+                 "from it", fontsize=10)
     return _save(fig, path)
 
 

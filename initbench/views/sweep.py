@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from initbench import data, tasks
 from initbench.analysis.cells import cells_frame
+from initbench.errors import UsageError
 from initbench.settings import shown
 from initbench.storage import runfolder, store
 from initbench.views import htmlpage, listings, pictures, tables
@@ -29,7 +31,7 @@ def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None =
         "runs.csv": runfolder.csv_writer(frame.drop(columns=["identity", "layer_stats"]).assign(
             **{k: [shown(k, v) for v in frame[k]] for k in ("hidden", "classes")})),
         "cells.csv": runfolder.csv_writer(cells),
-        **pictures_of(cells, varied),
+        **pictures_of(cells, varied, task_of(frame)),
     }
     if info is not None:
         files["sweep.json"] = runfolder.json_writer(info)
@@ -42,16 +44,26 @@ def page_part(folder: Path, frame: pd.DataFrame, cells: pd.DataFrame, varied: li
     (sweep.json; read from the folder when not given)."""
     return htmlpage.Part(folder, htmlpage.folder_name(folder), "sweep",
                            htmlpage.read_info(folder / "sweep.json") if info is None else info,
-                           [listing(frame, cells, varied, older)], pictures_of(cells, varied))
+                           [listing(frame, cells, varied, older)], pictures_of(cells, varied, task_of(frame)))
 
 
-def pictures_of(cells: pd.DataFrame, varied: list[str]) -> dict[str, Callable[[Path | None], Figure]]:
-    """A sweep's pictures by file name: the heatmap, and accuracy along each varied setting."""
+def task_of(frame: pd.DataFrame) -> tasks.Task:
+    """The task of a sweep's jobs (one for every cell: ``config.resolve_sweep`` refuses a grid of several)."""
+    found = {data.task(name) for name in frame["dataset"].unique()}
+    if len(found) > 1:
+        raise UsageError(f"The sweep's store holds jobs of different tasks ({', '.join(t.name for t in found)}), "
+                         "scored by different metrics, which one table cannot hold.")
+    return found.pop()
+
+
+def pictures_of(cells: pd.DataFrame, varied: list[str], task: tasks.Task) -> dict[str, Callable[[Path | None], Figure]]:
+    """A sweep's pictures by file name: the heatmap, and the task's validation metric (its
+    accuracy) along each varied setting."""
     drawings: dict[str, Callable[[Path | None], Figure]] = {
-        "heatmap.png": lambda p: pictures.plot_sweep_heatmap(cells, varied, p)}
+        "heatmap.png": lambda p: pictures.plot_sweep_heatmap(cells, varied, p, task)}
     for setting in varied:
         drawings[f"accuracy_by_{setting}.png"] = (
-            lambda p, setting=setting: pictures.plot_sweep_lines(cells, setting, varied, p))
+            lambda p, setting=setting: pictures.plot_sweep_lines(cells, setting, varied, p, task))
     return drawings
 
 
@@ -59,12 +71,12 @@ def listing(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
             older: Sequence[store.Version] = ()) -> tables.Listing:
     """The cells' table; its notes name the versions of schemes the store keeps beside those
     shown (``older``: rows of a user's earlier code, or of earlier random streams)."""
-    seeds = int(cells["seeds"].max())
+    seeds, task = int(cells["seeds"].max()), task_of(frame)
     epochs = sorted(frame["epochs"].unique())
-    title = (f"Validation accuracy after {' or '.join(plural(int(e), 'epoch') for e in epochs)}"
+    title = (f"{task.validation.title} after {' or '.join(plural(int(e), 'epoch') for e in epochs)}"
              + (f", mean ± std over {plural(seeds, 'seed')}" if seeds > 1 else "")
              + f" ({plural(len(frame), 'job')})")
-    shown_listing = listings.sweep_listing(cells, varied, title)
+    shown_listing = listings.sweep_listing(cells, varied, title, task)
     if older:
         shown_listing.notes.append(
             "Not shown: rows the store keeps of other versions of these schemes (the rows above are of one "

@@ -2,7 +2,20 @@
 ``FORMATS``: a boxed table in a terminal (names and numbers never cut; when it is too wide,
 the least important columns are left out and the table says which), Markdown when the
 output is not a terminal (CI job summaries, logs), or JSON or CSV for scripts (the raw
-numbers, as the CSV files hold them), and HTML in a notebook or a page."""
+numbers, as the CSV files hold them), and HTML in a notebook or a page.
+
+An output format is a function ``(listing, console) -> None`` that prints a listing on
+stdout (``console`` is the terminal's, for its width), registered in ``FORMATS`` by the
+name ``--format`` takes; a format registered before the command line is imported (at
+start-up) is one of its choices::
+
+    def tsv(listing, console):
+        print("\t".join(c.header.replace("\n", " ") for c in listing.columns))
+        for row in zip(*(c.cells for c in listing.columns)):
+            print("\t".join(row))
+
+    tables.FORMATS["tsv"] = tsv
+"""
 
 from __future__ import annotations
 
@@ -11,10 +24,10 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich import box
 from rich.cells import cell_len
@@ -22,17 +35,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from initbench.storage.runfolder import spreadsheet_safe
-
-if TYPE_CHECKING:
-
-    pass
-
-
-FORMATS = ("table", "markdown", "json", "csv")
-
-
-# --- tables
+from initbench.words import spreadsheet_safe
 
 
 @dataclass
@@ -56,17 +59,18 @@ class Listing:
 
 def show(listing: Listing, fmt: str, console: Console) -> None:
     """Print ``listing`` in ``fmt`` (one of FORMATS) on ``console`` (stdout)."""
-    if fmt == "json":
-        print(json.dumps([_plain(r) for r in listing.records], indent=2))
-    elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(listing.records[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: spreadsheet_safe(json.dumps(v) if isinstance(v, (list, dict)) else v)
-                          for k, v in _plain(r).items()} for r in listing.records)
-    elif fmt == "markdown":
-        print(markdown(listing))
-    else:
-        console.print(fitted(listing, console.width))
+    FORMATS[fmt](listing, console)
+
+
+def _json(listing: Listing, console: Console) -> None:
+    print(json.dumps([_plain(r) for r in listing.records], indent=2))
+
+
+def _csv(listing: Listing, console: Console) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(listing.records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: spreadsheet_safe(json.dumps(v) if isinstance(v, (list, dict)) else v)
+                      for k, v in _plain(r).items()} for r in listing.records)
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:
@@ -231,3 +235,10 @@ def fitted(listing: Listing, width: int) -> RenderableType:
     return Group(*_records(listing, width), *(Text(note) for note in listing.notes))
 
 
+# The output formats by the name --format takes, each a function (listing, console) -> None.
+FORMATS: dict[str, Callable[[Listing, Console], None]] = {
+    "table": lambda listing, console: console.print(fitted(listing, console.width)),
+    "markdown": lambda listing, console: print(markdown(listing)),
+    "json": _json,
+    "csv": _csv,
+}

@@ -1,0 +1,72 @@
+"""What a job learns and how it is scored: its task. A dataset names its task
+(``data.Dataset.task``); tables, pictures, expectations, diffs, JUnit and TensorBoard take
+the names of what they show from it rather than from the word "accuracy".
+
+A task holds its loss (what training minimizes, and its value for a model that knows
+nothing: ``chance_loss``) and two metrics, each under the key stores and CSV files keep it
+by: ``validation`` (what ranks the schemes, and what ``--expect``, ``diff`` and the paired
+statistics judge) and ``test``. Image classification is the one task so far::
+
+    CLASSIFICATION = Task("classification", "cross-entropy",
+                          Metric("val_acc", "validation accuracy", "Validation\\naccuracy", "accuracy/val"),
+                          Metric("test_acc", "test accuracy", "Test\\naccuracy", "accuracy/test"))
+
+A new task is a record here (or registered from outside with ``register``) and the code
+that scores it: next-token prediction would be ``Task("next-token", "cross-entropy per
+token", Metric("val_loss", "validation loss", ..., "loss/val", unit="nats", higher_is_better=False),
+...)``. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from initbench.choices import Registry
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number a job is scored by."""
+
+    key: str  # as stores and CSV files keep it: "val_acc" (its mean over seeds: "val_acc_mean")
+    name: str  # as sentences say it: "validation accuracy"
+    header: str  # as a table's column says it (a line break keeps the column narrow)
+    tag: str  # as TensorBoard's scalars name it: "accuracy/val"
+    unit: str = "%"  # "%": a fraction shown as a percentage (differences in points); else the unit shown
+    higher_is_better: bool = True
+
+    @property
+    def title(self) -> str:
+        """As a picture's axis or a title begins with it: "Validation accuracy"."""
+        return self.name[:1].upper() + self.name[1:]
+
+    @property
+    def axis(self) -> str:
+        """As a picture's axis says it, with its unit: "Validation accuracy (%)"."""
+        return f"{self.title} ({self.unit})"
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: its name, its loss, and the metrics a job is scored by."""
+
+    name: str
+    loss: str  # what training minimizes, in words: "cross-entropy"
+    validation: Metric  # what ranks schemes, and what expectations, diffs and the paired statistics judge
+    test: Metric
+
+    def chance_loss(self, outputs: int) -> float:
+        """The loss of a model that spreads its guess evenly over its ``outputs`` (classes, or
+        tokens): ln(outputs), for a cross-entropy."""
+        return math.log(outputs)
+
+
+CLASSIFICATION = Task("classification", "cross-entropy",
+                      Metric("val_acc", "validation accuracy", "Validation\naccuracy", "accuracy/val"),
+                      Metric("test_acc", "test accuracy", "Test\naccuracy", "accuracy/test"))
+
+TASKS: Registry[Task] = Registry("task")
+register = TASKS.register
+get = TASKS.find
+register(CLASSIFICATION)
