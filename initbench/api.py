@@ -123,7 +123,7 @@ class TransferKeywords(Settings, total=False):
 
 INSPECT_OPTIONS = (*(k for k in INSPECT_KEYS if k not in ("schemes", "seeds")), "out", "overwrite")
 EVALUATE_OPTIONS = tuple(EvaluateSettings.__annotations__)
-SWEEP_OPTIONS = tuple(SweepSettings.__annotations__)  # the rest: the config's
+SWEEP_OPTIONS = ("out", "executor", *configs.EXECUTOR_DECLARED, "expect")  # the rest: the config's
 
 
 def scheme(name: str | F | None = None) -> Callable[[F], F] | F:

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from initbench import api, config as config_defaults, exporters, paths
+from initbench import api, config as configs, exporters, paths
 from initbench.analysis.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
 from initbench.settings import EVALUATE_RUN, TRANSFER_RUN
@@ -106,16 +106,10 @@ def _main(
     """
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(map(str, value)) if all(isinstance(v, int) for v in value) else " ".join(value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _opt(*names: str, help: str, default: Any = None, metavar: str | None = None) -> Any:
+def _opt(*names: str, help: str, default: str | None = None, metavar: str | None = None) -> Any:
     """An option of a command's own that defaults to None, with its real default (in words)
     at the end of its help."""
-    shown = "" if default is None else f" [default: {_shown(default)}]"
+    shown = "" if default is None else f" [default: {default}]"
     return typer.Option(*names, help=help + shown, show_default=False, metavar=metavar)
 
 
@@ -134,16 +128,16 @@ def _setting(key: str, help: str | None = None, shown: str | None = None, flags:
     flags, type, metavar, help and the default at its end. A command that says it otherwise
     gives ``help``, ``shown`` (its default in words), ``flags``, ``metavar`` or ``cli``; ``transfer``:
     the transfer's own setting of that name (freeze)."""
-    d = (config_defaults.TRANSFER_DECLARED if transfer or key not in config_defaults.DECLARED
-         else config_defaults.DECLARED)[key]
+    d = (configs.TRANSFER_DECLARED if transfer or key not in configs.DECLARED
+         else configs.DECLARED)[key]
     kind = cli or d.cli
-    if key in config_defaults.CHOICES and kind is str:
-        annotation: Any = _choice(tuple(config_defaults.CHOICES[key]))
+    if key in configs.CHOICES and kind is str:
+        annotation: Any = _choice(tuple(configs.CHOICES[key]))
     else:
         annotation = Optional[list[str]] if kind is list else Optional[kind]
     unsaid = d.shown is None and (d.default is None or d.default is False or d.default == ())  # a flag off, none
     default = shown if shown is not None else None if unsaid else d.default_text
-    said = (help or config_defaults.described(d)) + (f" [default: {default}]" if default else "")
+    said = (help or configs.described(d)) + (f" [default: {default}]" if default else "")
     return key, Annotated[annotation, typer.Option(*(flags or d.flags), help=said, show_default=False,
                                                    metavar=metavar or d.metavar)]
 
@@ -183,11 +177,11 @@ SweepFormatOption = _gate_format("a test case per --expect condition in each gri
 DiffFormatOption = _gate_format("a test case per scheme (and cell), failing as --fail-on says; one in one folder "
                                 "only is skipped, unless --fail-on change fails it")
 SchemesArgument = Annotated[Optional[list[str]], typer.Argument(
-    help=f"{config_defaults.DECLARED['schemes'].help} [default: {config_defaults.DECLARED['schemes'].default_text}]",
+    help=f"{configs.DECLARED['schemes'].help} [default: {configs.DECLARED['schemes'].default_text}]",
     show_default=False, metavar="SCHEME")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
                                            "failed expectations).")]
-RAY = ("executor", "ray_address", "gpus_per_task", "cpus_per_task")  # the executor's options
+RAY = ("executor", *configs.EXECUTOR_DECLARED)  # the executor, and each executor's own settings
 ExpectOption = _setting("expect")[1]
 
 
@@ -246,7 +240,7 @@ SEED_LIST = Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,
 
 @app.command()
 @_takes(*(("seed_list", SEED_LIST) if key == "seed_list" else key for key in COMPARE),
-        *(key for key in config_defaults.DECLARED if key not in (*COMPARE, "schemes")))
+        *(key for key in configs.DECLARED if key not in (*COMPARE, "schemes")))
 def compare(
     schemes: SchemesArgument = None,
     config: Annotated[Optional[Path], _opt("--config", "-c", help="TOML file setting any option below.",
@@ -606,13 +600,12 @@ def bench(
     prints the ratios and writes them to JSON.
     """
     with _errors_to_exit(debug):
-        from initbench import config as config_mod
         from initbench.storage import runfolder
 
-        resolved = config_mod.resolve(None, _given(settings | {"device": device}))
+        resolved = configs.resolve(None, _given(settings | {"device": device}))
         if resolved.out is not None:
             runfolder.check_file_destination(resolved.out)
-        counts = config_mod.parse_counts(scaling, "--scaling") if scaling is not None else ()
+        counts = configs.parse_counts(scaling, "--scaling") if scaling is not None else ()
         if counts and breakdown:
             raise UsageError("--scaling and --breakdown are two different measurements: give one of them.")
         from initbench.commands.bench import bench as run

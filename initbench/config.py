@@ -30,8 +30,7 @@ from typing import Any
 from initbench import data, initializers as scheme_registry, models, paths, settings
 from initbench.analysis import expect
 from initbench.errors import UsageError
-from initbench.executors import EXECUTORS, Placement, raysettings
-from initbench.executors.raysettings import RaySettings
+from initbench.executors import EXECUTORS, Placement
 from initbench.initializers import BIAS_POLICIES, residual
 from initbench.jobs import Job, batches_per_epoch, check_batch_size
 from initbench.parsing import choice, int_list, text, whole
@@ -63,12 +62,16 @@ class RunConfig(RunSettings):
     executor's (read with --executor ray)."""
 
     train: TrainSettings = TrainSettings()
-    ray: RaySettings = RaySettings()
+    # Every executor's own settings, by its name (those of executors that have any): each is kept,
+    # whichever executor runs, as config.toml and run.json have always written Ray's.
+    backends: tuple[tuple[str, Any], ...] = field(default_factory=lambda: tuple(
+        (backend.name, backend.settings()) for backend in EXECUTORS.values() if backend.settings is not None))
 
     @property
     def placement(self) -> Placement:
-        """Where and how the run's chunks train (what an executor is given)."""
-        return Placement(self.executor, choose(self.engine, [self.train.network.network]), self.device, self.ray)
+        """Where and how the run's chunks train (what an executor is given: its own settings)."""
+        return Placement(self.executor, choose(self.engine, [self.train.network.network]), self.device,
+                         dict(self.backends).get(self.executor))
 
     def jobs(self) -> list[Job]:
         """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
@@ -87,8 +90,9 @@ class RunConfig(RunSettings):
         return self._flat() | {"classes": list(data.class_numbers(self.train.data))}
 
     def _flat(self) -> dict[str, Any]:
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("train", "ray")}
-        flat.update(dataclasses.asdict(self.ray))
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("train", "backends")}
+        for _, own in self.backends:
+            flat.update(dataclasses.asdict(own))
         flat.update(self.train.flat())
         return {k: _plain(v) for k, v in flat.items()}
 
@@ -135,7 +139,10 @@ def _dataset(value: Any) -> str:
 CHOICES: dict[str, Collection[str]] = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS,
                                        "parametrization": parametrization.PARAMETRIZATIONS, "bias": BIAS_POLICIES,
                                        "engine": ENGINE_CHOICES, "executor": EXECUTORS}
-DECLARED = settings.declarations() | raysettings.DECLARED  # every setting of a run, by key
+# Every executor's own settings, by key (each executor's declared in its settings dataclass).
+EXECUTOR_DECLARED = {key: d for backend in EXECUTORS.values() if backend.settings is not None
+                     for key, d in settings.declared(backend.settings, backend.name).items()}
+DECLARED = settings.declarations() | EXECUTOR_DECLARED  # every setting of a run, by key
 TRANSFER_DECLARED = settings.declared(TransferSettings, "transfer")
 PARSERS: dict[str, Callable[..., Any]] = {key: d.parse for key, d in DECLARED.items() if d.parse is not None} | {
     "dataset": _dataset,
@@ -224,8 +231,9 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     if "hidden" not in values and network.hidden is not None:  # the network's own default (cnn: 128)
         values["hidden"] = network.hidden
     train = TrainSettings.of(**{k: values.pop(k) for k in FLAT if k in values})
-    ray = RaySettings(**{k: values.pop(k) for k in raysettings.DECLARED if k in values})
-    config = RunConfig(**values, train=train, ray=ray)
+    backends = tuple((backend.name, backend.settings(**{k: values.pop(k) for k in settings.declared(
+        backend.settings, backend.name) if k in values})) for backend in EXECUTORS.values() if backend.settings)
+    config = RunConfig(**values, train=train, backends=backends)
     check_settings(config.train, config.engine)
     expect.check(config.expect, config.schemes, len(config.seeds))
     EXECUTORS[config.executor].check(config.placement)

@@ -98,7 +98,7 @@ def test_compare_picks_the_sequential_engine_says_so_and_evaluate_reproduces_it(
 
 def test_lsuv_gives_each_layer_of_a_cnn_unit_variance(small: Splits) -> None:
     settings = config.resolve(None, {"network": "cnn"}).train
-    model, _ = streams.initialize(Job("lsuv", 0, settings), small.x_train)
+    model, _ = streams.start(Job("lsuv", 0, settings), small.x_train)
     outputs = []
     for layer in model.layers:
         layer.register_forward_hook(lambda module, inputs, output: outputs.append(output))
@@ -113,7 +113,7 @@ def test_a_users_scheme_that_leaves_a_kernel_unfilled_is_refused(tmp_path: Path,
                     "    bias.zero_()\n")
     settings = config.resolve(None, {"network": "cnn"}).train
     with pytest.raises(Exception, match=r"weight of layers.0 \(1 -> 16 channels, 5x5 kernel\) with NaN"):
-        streams.initialize(Job(f"{code}:lazy_", 0, settings), small.x_train)
+        streams.start(Job(f"{code}:lazy_", 0, settings), small.x_train)
 
 
 def test_pretrained_convolutions_start_another_task_frozen(run, data_dir: Path, tmp_path: Path) -> None:

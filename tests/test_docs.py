@@ -502,19 +502,19 @@ def test_the_scheme_contracts_examples_do_what_the_page_says(data_dir: Path, tmp
     x_train = data.load(data_dir, DataSettings(train_samples=300)).x_train
 
     resmlp = TrainSettings.of(network="resmlp", hidden=(64, 64), train_samples=300)
-    model, _ = streams.initialize(Job(f"{files['zero_']}:zero_", 0, resmlp), x_train)
+    model, _ = streams.start(Job(f"{files['zero_']}:zero_", 0, resmlp), x_train)
     ends = [record.ends_branch for record in layer_records(model)]
     assert ends == [False, False, True, False, True, False]  # input, two blocks of (W1, W2), output
     assert [bool((layer.weight == 0).all()) for layer in model.layers] == ends
 
     mlp = TrainSettings.of(train_samples=300)
     for spec, std in ((f"{files['calibrated']}:calibrated", 1.0), (f"{files['calibrated']}:calibrated:0.1", 0.1)):
-        model, provenance = streams.initialize(Job(spec, 0, mlp), x_train)
+        model, provenance = streams.start(Job(spec, 0, mlp), x_train)
         with torch.no_grad():
             assert float(model(x_train).std()) == pytest.approx(std, rel=1e-4)  # the batch is all 300 images
         assert provenance[-1] == f"He normal, logits scaled to std {std:g}"
-    assert streams.initialize(Job(f"{tmp_path / 'probe.py'}:probe", 0, mlp), x_train)[1][0] == "300 images"
-    assert streams.initialize(Job(f"{tmp_path / 'probe.py'}:probe", 0, TrainSettings.of(train_samples=600)),
+    assert streams.start(Job(f"{tmp_path / 'probe.py'}:probe", 0, mlp), x_train)[1][0] == "300 images"
+    assert streams.start(Job(f"{tmp_path / 'probe.py'}:probe", 0, TrainSettings.of(train_samples=600)),
                               data.load(data_dir, DataSettings(train_samples=600)).x_train)[1][0] == "500 images"
 
 

@@ -163,10 +163,18 @@ CORNER_FINDING = '''
                           Metric("test_acc", "test hit rate", "Test\\nhit rate", "hits/test"))
 '''
 LOGGED = '''
-    """An executor that trains here, and says so."""
+    """An executor that trains here, and says so: with a setting of its own."""
     from contextlib import contextmanager
+    from dataclasses import dataclass
 
     from initbench.executors.local import Local
+    from initbench.parsing import whole
+    from initbench.settings import setting
+
+
+    @dataclass(frozen=True)
+    class LoggedSettings:
+        log_every: int = setting(1, "With --executor logged: say every Nth chunk.", parse=whole(1), metavar="N")
 
 
     class Logged(Local):
@@ -177,7 +185,7 @@ LOGGED = '''
 
     @contextmanager
     def connect(placement, activity):
-        activity.note("training through the logged executor")
+        activity.note(f"training through the logged executor, saying every {placement.settings.log_every}")
         yield Logged(placement)
 '''
 LOSSFILES = '''
@@ -209,7 +217,8 @@ REGISTER = '''
     tasks.register(corner_finding.CORNER_FINDING)
     data.register(blocks.BLOCKS)
     models.register(models.Network("linear", "linear:build", depth=lambda settings: 1))
-    executors.register(executors.Backend("logged", "logged:connect"))
+    import logged
+    executors.register(executors.Backend("logged", "logged:connect", logged.LoggedSettings))
     exporters.register(exporters.Exporter("lossfiles", "lossfiles", "Every job's losses as CSV files."))
 '''
 
@@ -236,9 +245,11 @@ def test_a_dataset_network_task_executor_and_exporter_are_a_module_and_a_line_ea
     refused = compare("--engine", "batched", "--out", str(tmp_path / "batched"))
     assert refused.returncode == 2 and "--engine sequential" in " ".join(refused.stderr.split()), refused.stderr
     out = tmp_path / "run"
-    done = compare("--out", str(out), "--executor", "logged")  # auto: the sequential engine, for this network
+    refused = compare("--out", str(out), "--executor", "logged", "--log-every", "0")  # its setting, parsed
+    assert refused.returncode == 2 and "Invalid --log-every: must be at least 1" in refused.stderr, refused.stderr
+    done = compare("--out", str(out), "--executor", "logged", "--log-every", "2")  # auto: the sequential engine
     assert done.returncode == 0, done.stderr
-    assert "training through the logged executor" in done.stderr
+    assert "training through the logged executor, saying every 2" in done.stderr
     assert "| Validation hit rate | Test hit rate |" in done.stdout and "accuracy" not in done.stdout
     info = json.loads((out / "run.json").read_text())
     assert (info["config"]["dataset"], info["config"]["network"], info["config"]["classes"]) == (

@@ -16,7 +16,7 @@ from initbench.settings import NetworkSettings, TrainSettings
 from initbench.storage import store
 from initbench.training import engines, parametrization
 from initbench.training.engines import batched, sequential
-from initbench.training.streams import initial_model, initialize
+from initbench.training.streams import initial_model, start
 
 CPU = torch.device("cpu")
 WIDE = TrainSettings.of(epochs=1, hidden=(128, 128), parametrization="mup", dropout=0.0)  # twice the base's 64
@@ -102,8 +102,8 @@ def test_output_layer_variance_is_scaled_and_said(tiny) -> None:
     sqrt(base/fan_in), to 2/fan_in x 64/1024 (checked on its 10,240 weights), and says so; the
     other layers and every bias are the scheme's, bit for bit."""
     s = TrainSettings.of(hidden=(1024, 1024))
-    sp, sp_sources = initialize(Job("kaiming_normal", 0, s), tiny.x_train)
-    mup, sources = initialize(Job("kaiming_normal", 0, s.replace(parametrization="mup")), tiny.x_train)
+    sp, sp_sources = start(Job("kaiming_normal", 0, s), tiny.x_train)
+    mup, sources = start(Job("kaiming_normal", 0, s.replace(parametrization="mup")), tiny.x_train)
     head = mup.layers[2].weight.detach()
     assert torch.equal(head, sp.layers[2].weight.detach() * 0.25)  # sqrt(64/1024), a power of two: exact
     assert head.var().item() == pytest.approx(2 / 1024 * 64 / 1024, rel=0.05)

@@ -16,7 +16,7 @@ from initbench import models
 from initbench.cli import app
 from initbench.jobs import Job
 from initbench.settings import TrainSettings
-from initbench.training.streams import initialize
+from initbench.training.streams import start
 
 runner = CliRunner()
 RESMLP = TrainSettings.of(network="resmlp", hidden=(8, 4, 8))  # width 8; blocks of inner width 8, 4, 8
@@ -33,7 +33,7 @@ def test_resmlp_is_a_chain_of_linear_layers_keyed_as_the_mlps() -> None:
 @pytest.mark.parametrize("scheme", ["fixup", "skipinit"])
 def test_residual_schemes_start_every_block_as_the_identity(scheme: str) -> None:
     x = torch.rand(64, 784)
-    model, sources = initialize(Job(scheme, 0, RESMLP), x)
+    model, sources = start(Job(scheme, 0, RESMLP), x)
     branch_ends = [2, 4, 6]
     assert all(not model.layers[i].weight.any() for i in branch_ends)
     assert all("residual branch's last layer" in sources[i] for i in branch_ends)

@@ -130,7 +130,7 @@ def test_train_samples_beyond_the_classes_images_is_a_clear_error(data_dir: Path
 def test_pretrained_starts_as_the_file_bit_for_bit(source: Path, small: Splits) -> None:
     """Every layer of a pretrained:FILE model is the file's tensor, and each says it was loaded from FILE."""
     file = load_file(source)
-    model, sources = streams.initialize(Job(f"pretrained:{source}", 3, TrainSettings()), small.x_train)
+    model, sources = streams.start(Job(f"pretrained:{source}", 3, TrainSettings()), small.x_train)
     for i, layer in enumerate(model.layers):
         assert torch.equal(layer.weight, file[f"layers.{i}.weight"])
         assert torch.equal(layer.bias, file[f"layers.{i}.bias"])
@@ -143,7 +143,7 @@ def test_pretrained_for_other_classes_gets_a_new_output_layer(source: Path, smal
     file = load_file(source)
     for head_init in ("default", "xavier_normal"):
         settings = TrainSettings.of(classes=(SANDAL, SHIRT), head_init=head_init)
-        model, sources = streams.initialize(Job(f"pretrained:{source}", 3, settings), small.x_train)
+        model, sources = streams.start(Job(f"pretrained:{source}", 3, settings), small.x_train)
         for i in (0, 1):
             assert torch.equal(model.layers[i].weight, file[f"layers.{i}.weight"])
             assert torch.equal(model.layers[i].bias, file[f"layers.{i}.bias"])

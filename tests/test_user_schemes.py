@@ -22,7 +22,7 @@ from initbench.jobs import Job
 from initbench.settings import TrainSettings
 from initbench.storage import store
 from initbench.training import engines
-from initbench.training.streams import initialize
+from initbench.training.streams import start
 
 from .conftest import ROOT
 from .test_cli import assert_clean_error, compare
@@ -97,7 +97,7 @@ def test_parameters_identity_and_what_is_shown(tmp_path: Path) -> None:
     copy.write_text(EXAMPLE.read_text() + "\n# edited\n")
     assert store.key(Job(f"{copy}:scaled_normal_", 0, SMALL)) != key
     # the same numbers as kaiming_normal's formula, drawn alike: scale=1 is its variance
-    model, sources = initialize(Job(f"{EXAMPLE}:scaled_normal_:0.5", 0, SMALL), torch.empty(0, 784))
+    model, sources = start(Job(f"{EXAMPLE}:scaled_normal_:0.5", 0, SMALL), torch.empty(0, 784))
     assert sources == [f"initialized by {initializers.get(f'{EXAMPLE}:scaled_normal_:0.5').name}"] * 2
     std = model.layers[0].weight.std().item()
     assert abs(std - 0.5 * (2 / 784) ** 0.5) < 0.05 * std and not model.layers[0].bias.any()
@@ -173,7 +173,7 @@ def test_failing_user_code_names_function_line_and_layer(tmp_path: Path, case: s
     line, fragments = FAILING[case]
     spec = f"{written(tmp_path, f'import torch{os.linesep}def f(weight, bias, generator):{os.linesep}    {line}')}:f"
     with pytest.raises(InitbenchError) as raised:
-        initialize(Job(spec, 0, SMALL), torch.empty(0, 784))
+        start(Job(spec, 0, SMALL), torch.empty(0, 784))
     assert type(raised.value) is InitbenchError
     said = " ".join(str(raised.value).split())
     assert all(f in said for f in fragments), said
@@ -210,7 +210,7 @@ def test_registered_functions_and_whole_model_schemes(registered: None) -> None:
         user.register_function(halved_, "rule")
     key = store.key(Job("halved_:0.25", 0, SMALL))
     assert initializers.get("halved_:0.25").formula.startswith("W ~ N(0, (factor")
-    model, sources = initialize(Job("whole:2", 3, SMALL), torch.randn(600, 784))
+    model, sources = start(Job("whole:2", 3, SMALL), torch.randn(600, 784))
     assert sources == ["orthogonal x2", "orthogonal x2"]
     weight = model.layers[1].weight
     torch.testing.assert_close(weight @ weight.T, 4 * torch.eye(10))

@@ -15,7 +15,7 @@ from initbench.config import RunConfig
 from initbench.jobs import Job
 from initbench.storage import machine, runfolder
 from initbench.training import diagnostics, engines
-from initbench.training.streams import initialize
+from initbench.training.streams import start
 from initbench.views import finished, pictures, progress
 
 
@@ -33,7 +33,7 @@ def inspect(config: RunConfig, activity: progress.Activity) -> finished.Inspecti
         activity.stage("Inspecting", total=len(config.schemes))
         for i, scheme in enumerate(config.schemes):
             activity.advance(0, f"Inspecting {scheme} ({i + 1} of {len(config.schemes)})")
-            model, sources = initialize(Job(scheme, config.seeds[0], config.train), splits.x_train)
+            model, sources = start(Job(scheme, config.seeds[0], config.train), splits.x_train)
             layer_rows = [row | {"source": source}
                           for row, source in zip(diagnostics.layer_stats(model, x_stats, y_stats), sources)]
             found[scheme] = diagnostics.flags(layer_rows)

@@ -10,10 +10,11 @@ alone, so resuming is the same whichever executor trained the rows.
 
 Each is registered as a ``Backend``: its name (what ``--executor`` takes), the context
 manager that connects to it (``connect(placement, activity)``, yielding the executor and
-closing what it opened), the check of its settings before any work, and the environment
-it needs before its module is imported. Executors own their settings (``Placement``, in
-``base``, with what every executor shares; Ray's in ``raysettings``): ``config`` reads
-them from files and options, and nothing here imports it. An executor of one's own::
+closing what it opened), its own settings, the check of them before any work, and the
+environment it needs before its module is imported. Executors own their settings: a
+dataclass whose fields are declared as every setting is (``settings.setting``; Ray's in
+``raysettings``), which ``config`` reads from files and options and hands over as
+``placement.settings`` (nothing here imports ``config``). An executor of one's own::
 
     # my_executor.py
     from contextlib import contextmanager
@@ -24,14 +25,18 @@ them from files and options, and nothing here imports it. An executor of one's o
         def description(self):
             return "logged " + super().description
 
+    @dataclass(frozen=True)
+    class LoggedSettings:
+        log_every: int = setting(1, "With --executor logged: say every Nth chunk.", parse=whole(1), metavar="N")
+
     @contextmanager
     def connect(placement, activity):
-        yield Logged(placement)
+        yield Logged(placement)  # placement.settings: its LoggedSettings
 
     from initbench import executors
-    executors.register(executors.Backend("logged", "my_executor:connect"))
+    executors.register(executors.Backend("logged", "my_executor:connect", LoggedSettings))
 
-and ``initbench compare --executor logged``.
+and ``initbench compare --executor logged --log-every 2``.
 """
 
 from __future__ import annotations
@@ -56,11 +61,13 @@ __all__ = ["EXECUTORS", "Backend", "DataKey", "Executor", "Finished", "Placement
 @dataclass(frozen=True)
 class Backend:
     """An executor: its name, ``"module:function"`` of its ``connect(placement, activity)``
-    (a context manager yielding an ``Executor``), the check of a placement's settings before
-    any work, and environment variables set before its module is first imported."""
+    (a context manager yielding an ``Executor``), the dataclass of its own settings (None:
+    it has none), the check of a placement's settings before any work, and environment
+    variables set before its module is first imported."""
 
     name: str
     connector: str
+    settings: type | None = None
     check: Callable[[Placement], None] = lambda placement: None
     environment: Mapping[str, str] = field(default_factory=dict)
 
@@ -77,8 +84,8 @@ register(Backend("local", "initbench.executors.local:connect"))
 # Ray's C++ core, once ray.init has started it here, catches SIGTERM with abseil's failure handler: a stack
 # dump, then an abort 3 s later whatever the shutdown is doing (exit 134). raytasks takes SIGTERM back after
 # ray.init, but not during it. Read when Ray is imported, for this process and the runtime it starts.
-register(Backend("ray", "initbench.executors.raytasks:connect",
-                 check=lambda placement: raysettings.check(placement.ray, placement.device),
+register(Backend("ray", "initbench.executors.raytasks:connect", raysettings.RaySettings,
+                 check=lambda placement: raysettings.check(placement.settings, placement.device),
                  environment={"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}))
 
 

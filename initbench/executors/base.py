@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from initbench.executors.raysettings import RaySettings
 from initbench.jobs import Job, JobResult, Keep, StepTime
 from initbench.settings import DataSettings, TrainSettings
 
@@ -25,12 +24,13 @@ DataKey = DataSettings  # the images a job trains on
 @dataclass(frozen=True)
 class Placement:
     """Where and how chunks train: the executor, the engine and device each chunk trains
-    with, and Ray's settings (read with --executor ray)."""
+    with, and the executor's own settings (``Backend.settings``: Ray's for ray; None for
+    an executor without any)."""
 
     executor: str = "local"  # local: this process trains; ray: chunks as tasks on a Ray cluster
     engine: str = "batched"
     device: str = "auto"
-    ray: RaySettings = RaySettings()
+    settings: Any = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from initbench.errors import UsageError, require
 from initbench.parsing import number, optional, whole
-from initbench.settings import declared, setting
+from initbench.settings import setting
 
 RAY_ADDRESS = "RAY_ADDRESS"  # Ray's own variable
 
@@ -40,9 +40,6 @@ class RaySettings:
         parse=optional(number(0.0, 1.0 + 1e-12, "from 0 to 1 (a task trains on one GPU; 0.25 lets four share one)")),
         shown="1 when training on CUDA, else 0", metavar="G", cli=float)
     cpus_per_task: int = setting(1, "With --executor ray: CPU cores (threads) per task.", parse=whole(1), metavar="N")
-
-
-DECLARED = declared(RaySettings, "ray")
 
 
 def ray_address(option: str | None) -> tuple[str | None, str]:

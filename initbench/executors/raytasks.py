@@ -73,7 +73,7 @@ ADVICE = {  # what else to do, by where the address came from
 
 @contextmanager
 def connect(placement: Placement, activity: Activity) -> Iterator[RayExecutor]:
-    """The cluster at ``placement.ray.ray_address`` or $RAY_ADDRESS (auto: the one started on this
+    """The cluster at ``placement.settings.ray_address`` or $RAY_ADDRESS (auto: the one started on this
     machine; None: that one if there is one, else a runtime started for this run only, which
     ends with it, however it ends), or the runtime this process already joined (left running)."""
     if ray.is_initialized():
@@ -81,7 +81,7 @@ def connect(placement: Placement, activity: Activity) -> Iterator[RayExecutor]:
         return
     with ExitStack() as stack:
         stack.callback(_auth_mode_set_back, os.environ.get(AUTH_MODE))
-        address, named, source = _cluster(placement.ray.ray_address)
+        address, named, source = _cluster(placement.settings.ray_address)
         if address is None:
             activity.stage("Starting a Ray runtime for this run")
             folder = stack.enter_context(_runtime_folder())
@@ -334,11 +334,11 @@ class RayExecutor:
     data_device = torch.device("cpu")  # the images go to the object store from here
 
     def __init__(self, placement: Placement, activity: Activity, shared: bool) -> None:
-        device, cpus = placement.device, placement.ray.cpus_per_task
+        device, cpus = placement.device, placement.settings.cpus_per_task
         self.engine, self.threads, self.activity = placement.engine, cpus, activity
         self.shared = shared  # a runtime that outlives the run (joined, not started or connected to by it)
         resources = ray.cluster_resources()
-        gpus = placement.ray.gpus_per_task
+        gpus = placement.settings.gpus_per_task
         if gpus is None:  # a GPU a task when the run asks for CUDA, or may use it and the cluster has some
             gpus = 1.0 if device == "cuda" or (device == "auto" and resources.get("GPU")) else 0.0
         self.gpus = gpus

@@ -165,7 +165,7 @@ class InitContext:
     batch: Tensor | None = None
     data: DataSettings = DataSettings()
     head_init: str = "default"
-    layer_streams: Callable[[int, str], torch.Generator] | None = None  # streams.initialize gives the seed's
+    layer_streams: Callable[[int, str], torch.Generator] | None = None  # streams.start gives the seed's
 
     def layer_generator(self, index: int, part: str = "weights") -> torch.Generator:
         """A generator at the start of layer ``index``'s stream: the numbers every scheme of

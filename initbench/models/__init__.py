@@ -117,6 +117,6 @@ def depth(settings: NetworkSettings) -> int:
 
 def build(settings: TrainSettings) -> nn.Module:
     """The network ``settings`` describe, for its dataset's inputs and classes, as its
-    builder initialized it (a scheme fills it: ``streams.initialize``)."""
+    builder initialized it (a scheme fills it: ``streams.start``)."""
     return get(settings.network.network).build(settings.network, data.get(settings.data.dataset).input_size,
                                                len(data.class_numbers(settings.data)))

@@ -56,7 +56,7 @@ def layer_streams(seed: int) -> Callable[[int, str], torch.Generator]:
     return lambda i, part: generator(seed, f"init/layer-{i}" + ("" if part == "weights" else f"/{part}"))
 
 
-def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
+def start(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
     """The job's model as initialized, and where each layer's weights came from: its scheme
     (an alias gives the same numbers) drawing from the seed's streams; LSUV fitted on
     INIT_BATCH training images drawn from the seed; then, under μP, the drawn output layer
@@ -76,7 +76,7 @@ def initialize(job: Job, x_train: Tensor) -> tuple[nn.Module, list[str]]:
 
 
 def initial_model(job: Job, x_train: Tensor) -> nn.Module:
-    return initialize(job, x_train)[0]
+    return start(job, x_train)[0]
 
 
 def dropout_streams(jobs: Sequence[Job], device: torch.device,
