@@ -347,7 +347,7 @@ def schemes(pattern: str | None = None) -> pd.DataFrame:
 
 
 def catalogue(pattern: str | None = None) -> list[dict[str, Any]]:
-    """The schemes' rows (``schemes.catalogue``), or with ``pattern`` those whose name, usage,
+    """The schemes' rows (``initializers.catalogue``), or with ``pattern`` those whose name, usage,
     alias or summary it finds, ignoring case: a glob (``kaiming*``, ``*_uniform``) matches a
     whole name or alias, or any part of a summary; other text, any part of any of them
     (``orthogonal``, ``glorot``). A pattern that finds nothing is an error (exit 1, as grep's)."""

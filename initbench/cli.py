@@ -71,7 +71,7 @@ def _errors_to_exit(debug: bool) -> Iterator[None]:
 
 def _interrupted(err: Console, e: KeyboardInterrupt) -> NoReturn:
     signum = getattr(e, "signum", signal.SIGINT)
-    kept = getattr(e, "kept", 0)  # a sweep's store keeps its committed jobs (set by sweep._resumable)
+    kept = getattr(e, "kept", 0)  # a sweep's store keeps its committed jobs (set by commands.sweep._resumable)
     err.print(f"Interrupted by {signal.Signals(signum).name}: " + (
         f"the store in {e.folder} keeps {plural(kept, 'job')}; the same command resumes from them."
         if kept else "no result files were written."))
@@ -181,7 +181,7 @@ SchemesArgument = Annotated[Optional[list[str]], typer.Argument(
     show_default=False, metavar="SCHEME")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; only the table (and "
                                            "failed expectations).")]
-RAY = ("executor", *configs.EXECUTOR_DECLARED)  # the executor, and each executor's own settings
+EXECUTION = ("executor", *configs.EXECUTOR_DECLARED)  # the executor, and each executor's own settings
 ExpectOption = _setting("expect")[1]
 
 
@@ -233,7 +233,7 @@ def _judged(outcomes: list[Any], quiet: bool) -> bool:
 COMPARE = ("epochs", "seeds", "seed_list", "lr", "optimizer", "momentum", "batch_size", "dataset", "network", "hidden",
            "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
            "plot_batches", "track_stats", "classes", "head_init", "freeze", "unfreeze_after", "unfreeze_lr",
-           "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *RAY, "data_dir", "out",
+           "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *EXECUTION, "data_dir", "out",
            "overwrite", "expect")
 SEED_LIST = Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".', metavar="SEEDS")]
 
@@ -324,7 +324,7 @@ def report_(
 
 @app.command()
 @_takes(_setting("out", help="The sweep's folder: run again, it resumes or extends.", shown="results/<CONFIG's name>"),
-        *RAY, before="dry_run")
+        *EXECUTION, before="dry_run")
 def sweep(
     config: Annotated[Path, typer.Argument(help="TOML file: compare's settings, and a [grid] table of settings to "
                                            "vary, each with a list of values.", show_default=False,
@@ -432,8 +432,7 @@ def schemes(
 
 
 @app.command("inspect")
-@_takes("network", "hidden", "activation", "parametrization", "base_width", "bias", "dataset", "classes", "head_init",
-        before="seed")
+@_takes(*(key for key in api.INSPECT_OPTIONS if key not in ("data_dir", "out", "overwrite")), before="seed")
 @_takes("data_dir", _setting("out", shown="results/<timestamp>-inspect"), "overwrite")
 def inspect_(
     schemes: SchemesArgument = None,
@@ -501,7 +500,7 @@ def transfer(
 
 
 @app.command()
-@_takes("hidden", "activation", "classes", "split_seed", _setting("device", shown=EVALUATE_RUN["device"]), "data_dir")
+@_takes(*(_setting(key, shown=EVALUATE_RUN[key]) if key in EVALUATE_RUN else key for key in api.EVALUATE_OPTIONS))
 def evaluate(
     paths: Annotated[list[str], typer.Argument(
         help="Weights files (.safetensors from a run, or .pt/.pth state dicts) or run folders.", show_default=False,

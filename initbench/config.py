@@ -58,8 +58,8 @@ SHOWN_CHARS = 80  # of a value quoted in a message (a wrong value may be megabyt
 
 @dataclass(frozen=True)
 class RunConfig(RunSettings):
-    """A run resolved: how it goes (``RunSettings``), its models' settings, and the Ray
-    executor's (read with --executor ray)."""
+    """A run resolved: how it goes (``RunSettings``), its models' settings, and every
+    executor's own settings (the chosen one's go to ``placement.settings``)."""
 
     train: TrainSettings = TrainSettings()
     # Every executor's own settings, by its name (those of executors that have any): each is kept,
@@ -144,7 +144,7 @@ EXECUTOR_DECLARED = {key: d for backend in EXECUTORS.values() if backend.setting
                      for key, d in settings.declared(backend.settings, backend.name).items()}
 DECLARED = settings.declarations() | EXECUTOR_DECLARED  # every setting of a run, by key
 TRANSFER_DECLARED = settings.declared(TransferSettings, "transfer")
-PARSERS: dict[str, Callable[..., Any]] = {key: d.parse for key, d in DECLARED.items() if d.parse is not None} | {
+REGISTRIES: dict[str, Callable[..., Any]] = {  # the parsers of the settings whose values a registry knows
     "dataset": _dataset,
     "network": choice(models.NETWORKS),
     "classes": _classes,  # given the dataset too (see _apply)
@@ -152,6 +152,9 @@ PARSERS: dict[str, Callable[..., Any]] = {key: d.parse for key, d in DECLARED.it
     "expect": expect.parse_all,  # the schemes it names are checked against the run's: _run_config
     **{key: choice(CHOICES[key]) for key in ("parametrization", "bias", "engine", "executor")},
 }
+# Every setting's parser, in the order settings.py declares them (as "Valid keys" lists them).
+PARSERS: dict[str, Callable[..., Any]] = {key: REGISTRIES[key] if d.parse is None else d.parse
+                                          for key, d in DECLARED.items()}
 
 
 def described(declaration: settings.Declaration) -> str:
@@ -163,7 +166,7 @@ def described(declaration: settings.Declaration) -> str:
 TRANSFER_PARSERS: dict[str, Callable[..., Any]] = {
     key: d.parse for key, d in TRANSFER_DECLARED.items() if d.parse is not None} | {
     "task_a": _classes, "source_scheme": _layer_scheme}
-CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}
+CLI_NAMES = {"schemes": "SCHEMES", "seeds": "--seeds/--seed-list"}  # where the declared flag is not the name
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -220,7 +223,9 @@ def resolve(config_file: Path | None = None, options: Mapping[str, Any] | None =
 
 
 def _cli_name(key: str) -> str:
-    return CLI_NAMES.get(key, "--" + key.replace("_", "-"))
+    """What a message calls a setting given as an option: its declared flag (--source for source_dir)."""
+    declared = DECLARED.get(key) or TRANSFER_DECLARED.get(key)
+    return CLI_NAMES.get(key) or (declared.flags[0].partition("/")[0] if declared else "--" + key.replace("_", "-"))
 
 
 def _run_config(values: dict[str, Any]) -> RunConfig:

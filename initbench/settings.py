@@ -234,8 +234,7 @@ class OptimSettings:
     optimizer: str = setting("adam", "adam (torch.optim.Adam's defaults, as in the lesson) or sgd (with "
                              "--momentum).", parse=choice(OPTIMIZERS))
     lr: float = setting(1e-3, "Learning rate.", parse=POSITIVE, metavar="RATE")
-    momentum: float = setting(0.9, "SGD's momentum (Adam has its own moments and ignores it).", parse=FRACTION,
-                              metavar="M")
+    momentum: float = setting(0.9, "SGD's momentum.", parse=FRACTION, metavar="M")  # Adam has its own moments
     batch_size: int = setting(100, "Images per batch.", parse=whole(1), metavar="N")
     epochs: int = setting(2, "Training epochs per model.", parse=whole(1, MAX_EPOCHS), metavar="N")
     freeze: int = setting(0, "Keep the N lowest layers as initialized (not trained).", parse=whole(0), metavar="N")
@@ -380,8 +379,8 @@ EVALUATE_RUN: dict[str, Any] = {"device": "cpu"}  # scores are checked to the bi
 
 
 def declarations() -> dict[str, Declaration]:
-    """Every setting declared here, by key (a transfer's freeze and unfreeze_after under the
-    keys of the run's, which they replace in a transfer)."""
+    """Every setting of a run declared here, by key (the data, network, optimization and run
+    groups; the transfer's own are ``declared(TransferSettings, "transfer")``)."""
     found: dict[str, Declaration] = {}
     for group, cls in (*GROUPS.items(), ("run", RunSettings)):
         found |= declared(cls, group)

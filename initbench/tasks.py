@@ -11,10 +11,12 @@ statistics judge) and ``test``. Image classification is the one task so far::
                           Metric("val_acc", "validation accuracy", "Validation\\naccuracy", "accuracy/val"),
                           Metric("test_acc", "test accuracy", "Test\\naccuracy", "accuracy/test"))
 
-A new task is a record here (or registered from outside with ``register``) and the code
-that scores it: next-token prediction would be ``Task("next-token", "cross-entropy per
-token", Metric("val_loss", "validation loss", ..., "loss/val", unit="nats", higher_is_better=False),
-...)``. Nothing here imports torch.
+A task of one's own is such a record and a line, ``tasks.register(...)``, and a dataset that
+names it (``tests/test_layout.py`` registers one from outside the package). What the
+engines compute is still classification's, higher being better: the fraction right, in
+the stores' ``val_acc`` and ``test_acc`` columns, and the cross-entropy; a task scored
+otherwise (next-token prediction's loss in nats, lower better) brings its scoring, its
+columns and its direction with it. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ class Metric:
     """One number a job is scored by."""
 
     key: str  # as stores and CSV files keep it: "val_acc" (its mean over seeds: "val_acc_mean")
-    name: str  # as sentences say it: "validation accuracy"
+    name: str  # as sentences say it, the split then what is measured: "validation accuracy"
     header: str  # as a table's column says it (a line break keeps the column narrow)
     tag: str  # as TensorBoard's scalars name it: "accuracy/val"
     unit: str = "%"  # "%": a fraction shown as a percentage (differences in points); else the unit shown
-    higher_is_better: bool = True
+
+    @property
+    def quantity(self) -> str:
+        """What is measured, without the split: "accuracy"."""
+        return self.name.partition(" ")[2]
 
     @property
     def title(self) -> str:

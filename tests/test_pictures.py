@@ -38,9 +38,11 @@ def labels(ticks) -> list[str]:
 
 
 def test_a_scheme_keeps_its_colour_whatever_else_is_drawn(tmp_path: Path) -> None:
-    alone = lines(pictures.plot_losses(losses_frame(["rule"]), tmp_path / "a.png", 100))
-    among = lines(pictures.plot_losses(losses_frame(["zeros", "ones", "rule"]), tmp_path / "b.png", 100))
-    reversed_ = lines(pictures.plot_losses(losses_frame(["rule", "ones", "zeros"]), tmp_path / "c.png", None))
+    alone = lines(pictures.plot_losses(losses_frame(["rule"]), tmp_path / "a.png", 100, None, 10, CLASSIFICATION))
+    among = lines(pictures.plot_losses(losses_frame(["zeros", "ones", "rule"]), tmp_path / "b.png", 100,
+                                       None, 10, CLASSIFICATION))
+    reversed_ = lines(pictures.plot_losses(losses_frame(["rule", "ones", "zeros"]), tmp_path / "c.png", None,
+                                           None, 10, CLASSIFICATION))
     assert alone["rule"].get_color() == among["rule"].get_color() == reversed_["rule"].get_color()
     assert among["zeros"].get_color() == reversed_["zeros"].get_color() != among["rule"].get_color()
     assert pictures.colour("HeNormal") == pictures.colour("he_normal")  # an alias is its scheme
@@ -51,8 +53,8 @@ def test_a_scheme_keeps_its_colour_whatever_else_is_drawn(tmp_path: Path) -> Non
 
 def test_two_variants_of_one_scheme_share_its_colour_but_not_its_line(tmp_path: Path) -> None:
     names = ["xavier_normal:1", "xavier_normal:2", "rule"]
-    first = lines(pictures.plot_losses(losses_frame(names), tmp_path / "a.png", 100))
-    again = lines(pictures.plot_losses(losses_frame(names[::-1]), tmp_path / "b.png", 100))
+    first = lines(pictures.plot_losses(losses_frame(names), tmp_path / "a.png", 100, None, 10, CLASSIFICATION))
+    again = lines(pictures.plot_losses(losses_frame(names[::-1]), tmp_path / "b.png", 100, None, 10, CLASSIFICATION))
     one, two = first["xavier_normal:1"], first["xavier_normal:2"]
     assert one.get_color() == two.get_color() and one.get_linestyle() != two.get_linestyle()
     assert all(first[n].get_linestyle() == again[n].get_linestyle() for n in names)
@@ -66,13 +68,14 @@ def test_two_variants_of_one_scheme_share_its_colour_but_not_its_line(tmp_path: 
 ])
 def test_the_title_names_what_is_drawn(tmp_path: Path, epochs: int, batches: int, first: int | None,
                                        title: str) -> None:
-    fig = pictures.plot_losses(losses_frame(["rule"], epochs=epochs, batches=batches), tmp_path / "l.png", first)
+    fig = pictures.plot_losses(losses_frame(["rule"], epochs=epochs, batches=batches), tmp_path / "l.png", first,
+                               None, 10, CLASSIFICATION)
     assert fig.axes[0].get_title() == title
 
 
 @pytest.mark.parametrize("first", [100, None])
 def test_chance_is_marked_where_zeros_sits(tmp_path: Path, first: int | None) -> None:
-    fig = pictures.plot_losses(losses_frame(["zeros", "rule"]), tmp_path / "l.png", first)
+    fig = pictures.plot_losses(losses_frame(["zeros", "rule"]), tmp_path / "l.png", first, None, 10, CLASSIFICATION)
     ax = fig.axes[0]
     flat = [line for line in ax.get_lines() if len(set(line.get_ydata())) == 1 and line.get_label().startswith("_")]
     assert [line.get_ydata()[0] for line in flat] == [pytest.approx(math.log(10))]
@@ -80,16 +83,18 @@ def test_chance_is_marked_where_zeros_sits(tmp_path: Path, first: int | None) ->
 
 
 def test_the_band_is_explained_only_when_there_is_one(tmp_path: Path) -> None:
-    fig = pictures.plot_losses(losses_frame(["rule", "normal"], seeds=3), tmp_path / "a.png", 100)
+    fig = pictures.plot_losses(losses_frame(["rule", "normal"], seeds=3), tmp_path / "a.png", 100,
+                               None, 10, CLASSIFICATION)
     legend = fig.axes[0].get_legend()
     assert legend.get_title().get_text() == "line: mean over 3 seeds\nband: min to max"
     assert len(fig.axes[0].collections) == 2  # one band per scheme
-    fig = pictures.plot_losses(losses_frame(["rule", "normal"]), tmp_path / "b.png", 100)
+    fig = pictures.plot_losses(losses_frame(["rule", "normal"]), tmp_path / "b.png", 100, None, 10, CLASSIFICATION)
     assert fig.axes[0].get_legend().get_title().get_text() == "" and not fig.axes[0].collections
 
 
 def test_a_log_axis_under_a_decade_keeps_its_labels(tmp_path: Path) -> None:
-    fig = pictures.plot_losses(losses_frame(["rule"], start=0.9, end=0.3), tmp_path / "l.png", None)
+    fig = pictures.plot_losses(losses_frame(["rule"], start=0.9, end=0.3), tmp_path / "l.png", None,
+                               None, 10, CLASSIFICATION)
     assert len(labels(fig.axes[0].get_yticklabels(which="both"))) >= 3
 
 
@@ -120,7 +125,7 @@ def lesson_losses() -> pd.DataFrame:
 
 def test_a_scheme_that_stays_off_the_axis_is_drawn_above_with_its_peak(tmp_path: Path) -> None:
     losses = pd.concat([losses_frame(["rule"]), losses_frame(["ones"], start=2.3, end=5000)])
-    fig = pictures.plot_losses(losses, tmp_path / "l.png", 100)
+    fig = pictures.plot_losses(losses, tmp_path / "l.png", 100, None, 10, CLASSIFICATION)
     assert "ones (peak 5,000, above)" in lines(fig)
     main, above = fig.axes
     assert main.get_ylim()[1] < 3 and above.get_yscale() == "log"  # the linear axis keeps the lesson's view
@@ -131,7 +136,7 @@ def test_a_scheme_that_stays_off_the_axis_is_drawn_above_with_its_peak(tmp_path:
 @pytest.mark.parametrize("first", [100, None])
 def test_every_scheme_named_is_drawn_where_it_can_be_seen(tmp_path: Path, first: int | None) -> None:
     """centered never comes down to the others' scale: it used to be off the picture, unsaid."""
-    fig = pictures.plot_losses(lesson_losses(), tmp_path / "l.png", first)
+    fig = pictures.plot_losses(lesson_losses(), tmp_path / "l.png", first, None, 10, CLASSIFICATION)
     seen = drawn(fig)
     for scheme in ("zeros", "ones", "uniform", "rule", "normal", "default", "centered"):
         assert [label for label, shown in seen.items() if label.split(" ")[0] == scheme and shown], (scheme, seen)
@@ -140,7 +145,7 @@ def test_every_scheme_named_is_drawn_where_it_can_be_seen(tmp_path: Path, first:
 def test_curves_that_overlap_stay_visible(tmp_path: Path) -> None:
     """rule and default train alike: their curves differ by line and marker, the broken one over
     the solid one, and their markers at other batches."""
-    fig = pictures.plot_losses(lesson_losses(), tmp_path / "l.png", 100)
+    fig = pictures.plot_losses(lesson_losses(), tmp_path / "l.png", 100, None, 10, CLASSIFICATION)
     rule, default = lines(fig)["rule"], lines(fig)["default"]
     assert rule.get_linestyle() == "-" and default.get_linestyle() == "--" and default.get_zorder() > rule.get_zorder()
     assert rule.get_marker() != default.get_marker() and rule.get_markevery() != default.get_markevery()
@@ -177,7 +182,8 @@ def tick_texts(fig, axis) -> list[str]:
 def test_a_log_axis_labels_its_ticks_in_one_format(tmp_path: Path, start: float, end: float, notation: bool) -> None:
     """loss_full.png read 1e5 beside 10000: one format for a whole axis, powers of ten in
     e-notation only when the axis needs them."""
-    fig = pictures.plot_losses(losses_frame(["rule"], start=start, end=end), tmp_path / "l.png", None)
+    fig = pictures.plot_losses(losses_frame(["rule"], start=start, end=end), tmp_path / "l.png", None,
+                               None, 10, CLASSIFICATION)
     texts = tick_texts(fig, fig.axes[0].yaxis)
     assert len(texts) >= 3 and all(("e" in t) == notation for t in texts), texts
     if not notation:
@@ -221,7 +227,7 @@ def test_a_sweep_of_one_cell_gets_a_chart_that_reads(tmp_path: Path) -> None:
 
 def test_a_diverged_scheme_is_named_and_its_few_points_seen(tmp_path: Path) -> None:
     losses = pd.DataFrame({"scheme": ["rule", "rule"], "seed": 0, "epoch": 1, "batch": [1, 2], "loss": [2.3, np.nan]})
-    fig = pictures.plot_losses(losses, tmp_path / "l.png", 100)
+    fig = pictures.plot_losses(losses, tmp_path / "l.png", 100, None, 10, CLASSIFICATION)
     assert fig.axes[0].get_title() == "Training loss over the first 2 batches"  # not "all": the run was cut short
     assert lines(fig)["rule (diverged at batch 2)"].get_marker() == "o"
 

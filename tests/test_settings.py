@@ -95,7 +95,7 @@ def test_run_json_is_read_by_the_declared_parsers() -> None:
             assert problem(written[key]) is None, key
     epochs = runfolder.RUN_INFO[("config", "epochs")][0]
     assert epochs(0) == "must be at least 1" and epochs("2") == "must be a whole number"
-    assert runfolder.RUN_INFO[("config", "schemes")][0]("rule") == "is not as run.json has it"
+    assert runfolder.RUN_INFO[("config", "schemes")][0]("rule") == "must be a list"
 
 
 def test_docs_list_every_setting_as_declared() -> None:

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 # The settings inspect uses (and records in inspect.json): the network and the data, no training.
-INSPECT_KEYS = ("schemes", "seeds", "dataset", "network", "hidden", "activation", "bias", "classes", "head_init",
-                "split_seed", "data_dir", "parametrization", "base_width")
+INSPECT_KEYS = ("schemes", "seeds", "network", "hidden", "activation", "parametrization", "base_width", "bias",
+                "dataset", "classes", "head_init", "split_seed", "data_dir")
 
 
 def stamped(now: datetime, name: str) -> Path:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from initbench import exporters
+from initbench import exporters, tasks
+from initbench.errors import UsageError
 from initbench.storage import runfolder
 from initbench.views import finished, progress, tables
 from initbench.words import plural
@@ -25,8 +26,9 @@ class Export(finished.Shown):
 
     logdir: Path
     runs: pd.DataFrame = field(repr=False)
+    exporter: exporters.Exporter
+    task: tasks.Task  # what the jobs learned (one task an export)
     placed: runfolder.RunFolder | None = field(default=None, repr=False)
-    exporter: exporters.Exporter = exporters.EXPORTERS["tensorboard"]
 
     @property
     def table(self) -> pd.DataFrame:
@@ -46,7 +48,8 @@ class Export(finished.Shown):
                    tables.Column("Jobs", [f"{r['jobs']:,}" for r in rows]),
                    tables.Column(f"{title} runs", [r["runs"] for r in rows], left=True),
                    tables.Column("Steps\nper job", [f"{r['steps']:,}" for r in rows], drop=1)]
-        notes = [self.exporter.code.NOTE.format(dest=shlex.quote(str(self.logdir)))]
+        notes = [self.exporter.code.NOTE.format(dest=shlex.quote(str(self.logdir)), val=self.task.validation.tag,
+                                                test=self.task.test.tag)]
         return [tables.Listing(f"{plural(len(self.runs), 'job')} exported to {title} in {self.logdir}", columns, rows,
                                notes)]
 
@@ -58,5 +61,9 @@ def export(exporter: exporters.Exporter, found: Sequence[exporters.Source], logd
     with runfolder.run_folder(logdir, overwrite, activity.note) as folder, activity.running():
         activity.stage("Reading the stores")
         jobs = [job for source in found for job in exporters.read(source)]
+        found_tasks = {job.task for job in jobs}
+        if len(found_tasks) > 1:
+            raise UsageError(f"The folders hold jobs of different tasks ({', '.join(t.name for t in found_tasks)}), "
+                             "scored by different metrics: export each task's apart.")
         runs = exporter.code.write(jobs, folder.staging, activity)
-    return Export(folder.path, runs, folder, exporter)
+    return Export(folder.path, runs, exporter, found_tasks.pop(), folder)

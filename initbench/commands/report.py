@@ -1,6 +1,6 @@
 """``initbench report``: finished runs' table, and their pictures and report.html written
 again; with ``--html FILE``, one page of them all. Nothing is trained: each run is read as
-``views.open`` reads it (a sweep folder as ``views.Sweep``)."""
+``views.finished.open`` reads it (a sweep folder as ``views.finished.Sweep``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 chunk by chunk, and the views of the store written.
 
 A sweep killed at any moment resumes from its store: a row in the store means the job
-is finished and its files are there (``sweep.train_into``).
+is finished and its files are there (``commands.training.train_into``).
 """
 
 from __future__ import annotations

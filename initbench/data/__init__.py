@@ -42,12 +42,14 @@ def class_numbers(settings: DataSettings) -> tuple[int, ...]:
 
 def task(dataset: str) -> tasks.Task:
     """The task of the dataset named ``dataset`` (what its models learn and are scored by),
-    known without reading its data: a registered dataset's own, else its family's (idx:DIR's:
-    classification), so that a run is shown after its data moved away."""
+    known without reading its data: a registered dataset's own, else its family's (idx:DIR's),
+    so that a run is shown after its data moved away. A dataset not registered in this
+    process (a user's, whose code is not loaded here) is read as classification: the one
+    task whose scores the stores' columns hold."""
     entry = DATASETS.get(dataset)
-    if entry is None and dataset.partition(":")[0] in FAMILY_TASKS:
-        return tasks.get(FAMILY_TASKS[dataset.partition(":")[0]])
-    return tasks.get(get(dataset).task)  # or the error naming the datasets
+    if entry is not None:
+        return tasks.get(entry.task)
+    return tasks.get(FAMILY_TASKS.get(dataset.partition(":")[0], tasks.CLASSIFICATION.name))
 
 
 def stored(settings: TrainSettings) -> dict[str, Any]:

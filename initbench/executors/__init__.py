@@ -18,7 +18,11 @@ dataclass whose fields are declared as every setting is (``settings.setting``; R
 
     # my_executor.py
     from contextlib import contextmanager
+    from dataclasses import dataclass
+
     from initbench.executors.local import Local
+    from initbench.parsing import whole
+    from initbench.settings import setting
 
     class Logged(Local):  # trains here, and says so
         @property

@@ -9,7 +9,7 @@ This process, the driver, loads each data split once and puts it in Ray's object
 store (``ray.put``); the tasks read it there, without a copy on a worker's own node.
 Each task trains its chunk on its worker's device and returns the results: the driver
 alone writes the store, chunk by chunk, so a resumed sweep is the same as a local one.
-Users' own schemes travel with each task by content (``schemes.user.Shipment``): a
+Users' own schemes travel with each task by content (``initializers.user.Shipment``): a
 worker runs the code this process keyed, never a file of its own machine.
 A worker that dies (killed, out of memory, its node lost) has its chunk run again, up
 to MAX_RETRIES times, and the driver says so; a chunk that still fails is reported at

@@ -15,7 +15,8 @@ jobs read from each folder's store (``read``: one ``Job`` each). The module hold
 - ``write(jobs, folder, activity) -> pandas.DataFrame``: every job written into ``folder``
   (a staging folder, renamed into place when whole), one row per job with at least its
   ``run`` (where it went), ``folder``, ``kind``, ``scheme``, ``seed``, ``steps``, ``epochs``;
-- ``NOTE``: what each job became, for the export's table (``{dest}``: the destination).
+- ``NOTE``: what each job became, for the export's table (``{dest}``: the destination;
+  ``{val}`` and ``{test}``: the tags of the jobs' task's metrics).
 
 A format of one's own, e.g. a CSV of every batch's loss per job::
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from initbench import tasks
-from initbench.errors import InitbenchError, UsageError, require
+from initbench.errors import InitbenchError, require
 from initbench.exporters import Job
 from initbench.initializers import stem
 from initbench.settings import FLAT
@@ -52,8 +52,8 @@ INSTALL = "pip install 'initbench[tensorboard]'"
 TITLE = "TensorBoard"  # what the export's table and messages call the format
 LOSS, LAST_EPOCH = "loss/train", "loss/last_epoch"
 NOTE = (f"Each job is a TensorBoard run, <folder>[/<cell>]/<scheme>/seed-<k>, with the scalars {LOSS} (every "
-        "batch), its task's validation metric (every epoch; accuracy/val), its test metric (accuracy/test) and "
-        f"{LAST_EPOCH} (at the last step), and its settings as HParams. See them with: tensorboard --logdir {{dest}}")
+        "batch), {val} (every epoch), {test} and " f"{LAST_EPOCH} (at the last step), and its settings as HParams. "
+        "See them with: tensorboard --logdir {dest}")
 
 
 def metrics(task: tasks.Task) -> dict[str, tuple[str, str, str]]:
@@ -173,11 +173,7 @@ def write(jobs: Sequence[Job], folder: Path, activity: Activity) -> pd.DataFrame
 
     name_runs(jobs)
     rows, domains = hparams(jobs)
-    found = {job.task for job in jobs}
-    if len(found) > 1:
-        raise UsageError(f"The folders hold jobs of different tasks ({', '.join(t.name for t in found)}), scored by "
-                         "different metrics, which one HParams table cannot hold. Export each task's apart.")
-    described = metrics(found.pop())
+    described = metrics(jobs[0].task)  # one task an export (commands.export)
     experiment = _experiment(hparams_summaries(rows[0], dict.fromkeys(described), domains)[0], rows, described)
     activity.stage(f"Writing {len(jobs):,} TensorBoard runs", total=len(jobs))
     written = []

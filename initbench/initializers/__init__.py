@@ -10,18 +10,21 @@ given, and may ask, by keyword, for the activation's gain and the layer's record
 index, depth and fans: ``Layer``); its docstring's ``Formula:`` and ``Reference:`` lines
 are what ``initbench schemes`` shows::
 
+    from initbench.initializers.registry import fan_in, register
+
     @register("half_rule", convention="lesson")
-    def half_rule(weight, bias, generator, *, scale: float = 0.5):
+    def half_rule(weight, bias, generator, gain: float = 0.5):
         \"\"\"The general rule at a fraction of its range.
 
-        Formula: U(-scale/sqrt(n), scale/sqrt(n)), n = fan_in; bias 0
+        Formula: U(-gain/sqrt(n), gain/sqrt(n)), n = fan_in; bias 0
         Reference: the lesson's general rule
         \"\"\"
-        bound = scale / fan_in(weight) ** 0.5
+        bound = gain / fan_in(weight) ** 0.5
         weight.uniform_(-bound, bound, generator=generator)
         bias.zero_()
 
-(``half_rule:0.25`` then binds ``scale``). A whole-model scheme takes ``(model, context)``
+(``half_rule:0.25`` then binds ``gain``: a parameter is one of ``registry.PARAMETERS``).
+A whole-model scheme takes ``(model, context)``
 and returns each layer's provenance (``register(..., whole_model=True)``). Users write
 the same functions in a file or a package (``user``), keyed by their code.
 """

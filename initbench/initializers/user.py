@@ -6,7 +6,7 @@ A scheme is written as
   - ``package.module:scaled_normal_``: a function in a module Python can import;
   - a name given to ``register_function(fn, name)`` in this process (the API's
     ``@ib.scheme``), or by an installed package under the entry-point group
-    ``initbench.initializers`` (``initbench schemes`` lists those, with their package);
+    ``initbench.schemes`` (``initbench schemes`` lists those, with their package);
 each with numbers after a further colon for the function's own keyword parameters, in
 order (``my_inits.py:scaled_normal_:0.5``), as built-ins take theirs. Built-in names and
 aliases come first; then registered names and entry points; then files and modules.

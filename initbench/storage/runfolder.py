@@ -306,7 +306,10 @@ def _setting(key: str) -> Callable[[Any], str | None]:
             parsed = parse(value)
         except ValueError as e:
             return str(e)
-        return None if (list(parsed) if isinstance(parsed, tuple) else parsed) == value else "is not as run.json has it"
+        if isinstance(parsed, tuple) and not isinstance(value, list):
+            return "must be a list"
+        return None if (list(parsed) if isinstance(parsed, tuple) else parsed) == value else \
+            "is not as initbench writes it"
     return check
 
 

@@ -9,7 +9,7 @@ the same function under two names trains to the same numbers, and paired compari
 seeds compare starts and nothing else (the method of common random numbers). A model's
 numbers do not depend on which other models are trained beside it. A user's scheme that
 draws from torch's global generator finds it seeded from the layer's own stream
-(``schemes.user``).
+(``initializers.user``).
 
 ``VERSION`` names this design in every job's identity (``store.identity``): version 1 keyed
 the initial draws and dropout masks by (seed, scheme) as well, so its numbers differ, and a

@@ -147,7 +147,7 @@ class Run(Shown):
         config = self.config
         drawn = loss_pictures(self.losses, config["plot_batches"],
                               batches_per_epoch(self.info["data"]["train"], config["batch_size"]),
-                              len(config.get("classes", data.class_numbers(DataSettings()))))
+                              len(config["classes"]), self.task)
         if self.layer_stats is not None:
             drawn["layer_stats.png"] = stats_picture(self.layer_stats)
         return drawn
@@ -346,9 +346,10 @@ def in_percent(frame: pd.DataFrame) -> pd.DataFrame:
                         ).rename(columns={c: c.removesuffix("_mean") + "_pct" for c in scaled})
 
 
-def loss_pictures(losses: pd.DataFrame, plot_batches: int, n_batches: int, classes: int) -> dict[str, Drawing]:
-    return {"loss_curves.png": lambda p: pictures.plot_losses(losses, p, plot_batches, n_batches, classes),
-            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None, n_batches, classes)}
+def loss_pictures(losses: pd.DataFrame, plot_batches: int, n_batches: int, classes: int,
+                  task: tasks.Task) -> dict[str, Drawing]:
+    return {"loss_curves.png": lambda p: pictures.plot_losses(losses, p, plot_batches, n_batches, classes, task),
+            "loss_full.png": lambda p: pictures.plot_losses(losses, p, None, n_batches, classes, task)}
 
 
 def stats_picture(stats: pd.DataFrame) -> Drawing:

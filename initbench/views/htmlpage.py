@@ -11,7 +11,7 @@ where and with what it ran (versions, machine, the data files' SHA-256), and an
 width (tables scroll in their own box) and prints (nothing cut, figures kept whole).
 
 Rendered by Jinja2 (imported when a page is made) from ``templates/report.html.j2``, with
-autoescaping on. A ``Part`` is one folder's share of a page; ``views`` makes them.
+autoescaping on. A ``Part`` is one folder's share of a page; ``views.finished`` and ``views.sweep`` make them.
 """
 
 from __future__ import annotations

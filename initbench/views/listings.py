@@ -299,7 +299,7 @@ def schemes_listing(rows: list[dict]) -> Listing:
 
 
 def _described(row: dict) -> str:
-    """The formula over the reference; a user's scheme (schemes.user) also says where it comes
+    """The formula over the reference; a user's scheme (initializers.user) also says where it comes
     from, after its summary where its docstring has no Formula:/Reference: lines."""
     if row["origin"] == "initbench":
         return f"{row['formula']}\n{row['reference']}"
@@ -343,7 +343,7 @@ def diff(d: diffs.Pairing, task: Task) -> Listing:
     notes.append(f"{task.validation.title} (mean over the paired seeds), and its change in percentage points, "
                  "paired by job "
                  "(the same scheme, seed and settings: the same batches), with a 95% t-interval over seeds; "
-                 f"\"unchanged\": every paired {task.validation.name} the same to the bit.")
+                 f"\"unchanged\": every paired {task.validation.quantity} the same to the bit.")
     if any(r["seeds"] == 1 for r in rows):
         notes.append(f"{ONE_SEED} (\"better\" or \"worse\" by its sign).")
     notes += [diffs.line(r, d.varied) for r in rows if r["seeds"] and (r["only_in_a"] or r["only_in_b"])]

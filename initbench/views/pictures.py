@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from initbench import data, initializers
+from initbench import initializers
 from initbench.errors import InitbenchError
-from initbench.settings import DataSettings
 from initbench.words import plural
 
 if TYPE_CHECKING:
@@ -381,8 +380,8 @@ OFF_SCALE = 10.0  # a curve peaking this many times above the lowest peak is lef
 MARKS = 8  # markers along a curve: where curves overlap, each one's markers still show it
 
 
-def plot_losses(losses: pd.DataFrame, path: Path | None, first: int | None, n_batches: int | None = None,
-                classes: int = len(data.class_numbers(DataSettings()))) -> Figure:
+def plot_losses(losses: pd.DataFrame, path: Path | None, first: int | None, n_batches: int | None, outputs: int,
+                task: Task) -> Figure:
     """One line per scheme (mean over seeds, band from min to max when seeds > 1),
     and the loss of a uniform guess (chance), where a model that learns nothing sits.
 
@@ -393,7 +392,8 @@ def plot_losses(losses: pd.DataFrame, path: Path | None, first: int | None, n_ba
     is drawn. With ``first=None``, the whole run on a log axis with epoch
     boundaries marked. ``n_batches``: batches per epoch (by default the largest
     batch number drawn, which falls short only when every model diverged in the
-    first epoch). ``classes``: how many the models tell apart (chance is ln of that).
+    first epoch). ``outputs``: how many classes the models tell apart (the task's
+    ``chance_loss`` of that is where a model that learns nothing sits).
 
     Each scheme has its colour, line and markers (``styles``), so that curves that
     overlap (rule and default) stay visible; broken lines are drawn over solid ones.
@@ -445,7 +445,7 @@ def plot_losses(losses: pd.DataFrame, path: Path | None, first: int | None, n_ba
             above.plot(c["step"], c["mean"], **line_options)
             if seeds > 1:
                 above.fill_between(c["step"], c["min"], c["max"], color=look.color, alpha=0.2, linewidth=0)
-    _chance_line(ax, classes)
+    _chance_line(ax, outputs, task)
     if first is None:
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis, *ax.get_ylim())
@@ -453,10 +453,10 @@ def plot_losses(losses: pd.DataFrame, path: Path | None, first: int | None, n_ba
             ax.axvline(epoch_end + 0.5, color="grey", linestyle=":", linewidth=1)
     elif above is not None:
         on_scale = curves[curves["scheme"].isin(peaks.index[~off_scale])]
-        top = 1.05 * max(on_scale["max"].max(), math.log(classes))
+        top = 1.05 * max(on_scale["max"].max(), task.chance_loss(outputs))
         ax.set_ylim(0, top)
         _off_scale_panel(above, curves[curves["scheme"].isin(peaks.index[off_scale])], top)
-    ax.set(xlabel="Batch", ylabel="Training loss (cross-entropy)", xlim=(0, drawn + 1))
+    ax.set(xlabel="Batch", ylabel=f"Training loss ({task.loss})", xlim=(0, drawn + 1))
     (above or ax).set_title(title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # whole batches
     ax.grid(alpha=0.3)
@@ -495,11 +495,11 @@ def _diverged(losses: pd.DataFrame, n_batches: int) -> dict[str, str]:
     return notes
 
 
-def _chance_line(ax: Axes, classes: int) -> None:
+def _chance_line(ax: Axes, outputs: int, task: Task) -> None:
     """Where a model that learnt nothing sits (``zeros`` does, exactly): behind the curves."""
-    chance = math.log(classes)
+    chance = task.chance_loss(outputs)
     ax.axhline(chance, color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
-    ax.annotate(f"chance: ln {classes} = {chance:.3f}", (1, chance), xycoords=("axes fraction", "data"),
+    ax.annotate(f"chance: ln {outputs} = {chance:.3f}", (1, chance), xycoords=("axes fraction", "data"),
                 xytext=(-4, -3), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
 
 

@@ -29,7 +29,7 @@ and ``Network(..., engines=("mine", "sequential"))`` for the networks it trains.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -66,7 +66,22 @@ register = ENGINES.register
 register(Engine("batched", "initbench.training.engines.batched", "all models in one step"))
 register(Engine("sequential", "initbench.training.engines.sequential", "one plain model after another"))
 AUTO = "auto"  # the engine chosen by the networks trained (choose)
-ENGINE_CHOICES = (AUTO, *ENGINES)  # what settings may name (an engine registered later: its name)
+
+
+class _Choices(Collection[str]):
+    """What --engine may name: auto, and every engine registered (one registered since too)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name == AUTO or name in ENGINES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((AUTO, *ENGINES))
+
+    def __len__(self) -> int:
+        return 1 + len(ENGINES)
+
+
+ENGINE_CHOICES = _Choices()
 
 
 def trains(engine: str) -> list[str]:
