@@ -14,7 +14,8 @@ decide how a run goes (seeds, device, where it writes); ``TransferSettings`` the
 experiment's own. A backend's settings live with the backend and are declared the same way
 (``executors.raysettings``).
 
-Adding a setting: one field here, and the code that reads it.
+Adding a setting: one field here, and the code that reads it (and its type in ``api.Settings``,
+for editors: ``tests/test_settings.py`` holds the two together).
 """
 
 from __future__ import annotations
