@@ -1,11 +1,13 @@
-"""A registry of named entries of one kind (datasets, networks): each entry a choice of
-the setting of that name, registered once and looked up with an answer in words."""
+"""A registry of named entries of one kind (datasets, networks, engines...): each entry a
+choice of the setting of that name, registered once and looked up with an answer in words;
+an entry names its code (``loaded``), imported only when it is used."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from initbench.errors import UsageError
 
@@ -62,3 +64,12 @@ class Registry(dict[str, T]):
             raise UsageError(f"Unknown {self.kind} {name!r}." + (f" Did you mean {close[0]!r}?" if close else "")
                              + f" {self.kind.capitalize()}s: {', '.join(self.choices)}.")
         return self[name]
+
+
+def loaded(code: str) -> Any:
+    """What an entry's ``code`` names, imported now: a module ("package.module") or a name in
+    one ("package.module:function"). Entries name their code this way so that registering
+    them, and checking a command line, imports neither it nor torch."""
+    module, _, name = code.partition(":")
+    found = importlib.import_module(module)
+    return getattr(found, name) if name else found

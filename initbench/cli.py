@@ -233,8 +233,8 @@ def _judged(outcomes: list[Any], quiet: bool) -> bool:
 COMPARE = ("epochs", "seeds", "seed_list", "lr", "optimizer", "momentum", "batch_size", "dataset", "network", "hidden",
            "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
            "plot_batches", "track_stats", "classes", "head_init", "freeze", "unfreeze_after", "unfreeze_lr",
-           "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *EXECUTION, "data_dir", "out",
-           "overwrite", "expect")
+           "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *EXECUTION, "data_dir",
+           "out", "overwrite", "expect")
 SEED_LIST = Annotated[Optional[str], _opt(help='Explicit seeds instead, e.g. "0,7,42".', metavar="SEEDS")]
 
 

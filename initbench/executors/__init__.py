@@ -45,14 +45,13 @@ and ``initbench compare --executor logged --log-every 2``.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from initbench.choices import Registry
+from initbench.choices import Registry, loaded
 from initbench.executors import raysettings
 from initbench.executors.base import DataKey, Executor, Finished, Placement
 
@@ -78,8 +77,7 @@ class Backend:
     def connect(self, placement: Placement, activity: Activity) -> AbstractContextManager[Executor]:
         for key, value in self.environment.items():
             os.environ.setdefault(key, value)
-        module, _, function = self.connector.partition(":")
-        return getattr(importlib.import_module(module), function)(placement, activity)
+        return loaded(self.connector)(placement, activity)
 
 
 EXECUTORS: Registry[Backend] = Registry("executor")

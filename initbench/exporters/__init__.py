@@ -39,7 +39,6 @@ A format of one's own, e.g. a CSV of every batch's loss per job::
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Sequence
@@ -50,7 +49,7 @@ from types import ModuleType
 from typing import Any
 
 from initbench import data, paths, tasks
-from initbench.choices import Registry
+from initbench.choices import Registry, loaded
 from initbench.errors import UsageError
 from initbench.settings import ADDED
 from initbench.storage import runfolder, store
@@ -68,7 +67,7 @@ class Exporter:
 
     @property
     def code(self) -> ModuleType:
-        return importlib.import_module(self.module)
+        return loaded(self.module)
 
 
 EXPORTERS: Registry[Exporter] = Registry("export format")

@@ -39,14 +39,13 @@ written for it (μP: mlp). A network of one's own::
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from initbench import data
-from initbench.choices import Registry
+from initbench.choices import Registry, loaded
 from initbench.errors import UsageError
 
 if TYPE_CHECKING:
@@ -72,8 +71,7 @@ class Network:
     parametrizations: tuple[str, ...] = ("sp",)  # those written for it (training.parametrization)
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
-        module, _, function = self.builder.partition(":")
-        return getattr(importlib.import_module(module), function)(settings, inputs, classes)
+        return loaded(self.builder)(settings, inputs, classes)
 
 
 NETWORKS: Registry[Network] = Registry("network")

@@ -28,14 +28,13 @@ and ``Network(..., engines=("mine", "sequential"))`` for the networks it trains.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from initbench import data, models
-from initbench.choices import Registry
+from initbench.choices import Registry, loaded
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import Job, JobResult, Keep, Progress, StepTime, check_batch_size
 from initbench.settings import DataSettings, NetworkSettings, OptimSettings, TrainSettings
@@ -58,7 +57,7 @@ class Engine:
 
     @property
     def code(self) -> ModuleType:
-        return importlib.import_module(self.module)
+        return loaded(self.module)
 
 
 ENGINES: Registry[Engine] = Registry("engine")
