@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initbench import data, initializers as scheme_registry, models, paths, settings
+from initbench import data, initializers as scheme_registry, models, paths, settings, tasks
 from initbench.analysis import expect
 from initbench.errors import UsageError
 from initbench.executors import EXECUTORS, Placement
@@ -524,10 +524,9 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
                          f" = {sweep.size():,} jobs; initbench plans at most {MAX_SWEEP_JOBS:,} "
                          "at once (planning takes about a minute per 200,000). Sweep the grid in parts into the same "
                          "--out (its store keeps every part), or give fewer values, schemes or seeds.")
-    found = {data.task(cell.data.dataset).name for cell in sweep.cells()}
-    if len(found) > 1:  # the cells' table ranks schemes by one metric
-        raise UsageError(f"The grid's datasets are of different tasks ({', '.join(sorted(found))}), scored by "
-                         "different metrics, which one sweep's table cannot hold. Sweep each task's datasets apart.")
+    # The cells' table ranks schemes by one metric: the grid's datasets share a task.
+    tasks.one((data.task(cell.data.dataset) for cell in sweep.cells()), "The grid's cells would train",
+              "One sweep's table cannot hold them: sweep each task's datasets apart.")
     for cell in sweep.cells():
         try:
             check_settings(cell, sweep.run.engine)

@@ -22,9 +22,11 @@ columns and its direction with it. Nothing here imports torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from initbench.choices import Registry
+from initbench.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,14 @@ TASKS: Registry[Task] = Registry("task")
 register = TASKS.register
 get = TASKS.find
 register(CLASSIFICATION)
+
+
+def one(found: Iterable[Task], holding: str, advice: str) -> Task:
+    """The one task of ``found`` (the tasks of what a table, a pairing or an export holds);
+    several are refused: ``holding`` says what holds their jobs ("These runs hold"),
+    ``advice`` what to do instead."""
+    distinct = set(found)
+    if len(distinct) > 1:
+        raise UsageError(f"{holding} jobs of different tasks ({', '.join(sorted(t.name for t in distinct))}), scored "
+                         f"by different metrics. {advice}")
+    return distinct.pop()

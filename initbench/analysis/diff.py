@@ -179,11 +179,9 @@ def diff(a: Path, b: Path) -> Pairing:
     order = {cell: i for i, cell in enumerate(dict.fromkeys(cell for cell, _ in groups))}  # A's cells first, then B's
     rows = [_row(dict(zip(varied, (_shown(k, v) for k, v in zip(varied, cell)))), found["a"], found["b"])
             for (cell, _), found in sorted(groups.items(), key=lambda item: order[item[0][0]])]
-    found = {data.task(json.loads(job.settings["dataset"])) for job in both}
-    if len(found) > 1:
-        raise UsageError(f"A ({a}) and B ({b}) hold jobs of different tasks ({', '.join(t.name for t in found)}), "
-                         "scored by different metrics: there is nothing to pair. Compare folders of one task.")
-    return Pairing(a, b, rows, found.pop(), {k: (_shown(k, va), _shown(k, vb)) for k, (va, vb) in changed.items()},
+    task = tasks.one((data.task(json.loads(job.settings["dataset"])) for job in both), f"A ({a}) and B ({b}) hold",
+                     "There is nothing to pair: compare folders of one task.")
+    return Pairing(a, b, rows, task, {k: (_shown(k, va), _shown(k, vb)) for k, (va, vb) in changed.items()},
                    varied)
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from initbench import exporters, tasks
-from initbench.errors import UsageError
 from initbench.storage import runfolder
 from initbench.views import finished, progress, tables
 from initbench.words import plural
@@ -61,9 +60,6 @@ def export(exporter: exporters.Exporter, found: Sequence[exporters.Source], logd
     with runfolder.run_folder(logdir, overwrite, activity.note) as folder, activity.running():
         activity.stage("Reading the stores")
         jobs = [job for source in found for job in exporters.read(source)]
-        found_tasks = {job.task for job in jobs}
-        if len(found_tasks) > 1:
-            raise UsageError(f"The folders hold jobs of different tasks ({', '.join(t.name for t in found_tasks)}), "
-                             "scored by different metrics: export each task's apart.")
+        task = tasks.one((job.task for job in jobs), "The folders hold", "Export each task's apart.")
         runs = exporter.code.write(jobs, folder.staging, activity)
-    return Export(folder.path, runs, exporter, found_tasks.pop(), folder)
+    return Export(folder.path, runs, exporter, task, folder)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from initbench.errors import UsageError
+from initbench import tasks
 from initbench.storage import runfolder
 from initbench.views import finished, htmlpage, listings, sweep, tables
 
@@ -30,11 +30,10 @@ def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], 
     if len(runs) > 1:
         summaries = [summary.assign(run=str(run.folder))[["run", *summary.columns]]
                      for run, summary in zip(runs, summaries)]
-    epochs, found = {run.config["epochs"] for run in runs}, {run.task for run in runs}
-    if len(found) > 1:
-        raise UsageError(f"These runs are of different tasks ({', '.join(t.name for t in found)}), scored by different "
-                         "metrics, which one table cannot hold. Report the runs of each task apart.")
-    listing = listings.accuracy_listing(pd.concat(summaries, ignore_index=True), max(epochs), found.pop(),
+    epochs = {run.config["epochs"] for run in runs}
+    task = tasks.one((run.task for run in runs), "These runs hold",
+                     "One table cannot hold them: report the runs of each task apart.")
+    listing = listings.accuracy_listing(pd.concat(summaries, ignore_index=True), max(epochs), task,
                                         all(run.eval_dropout for run in runs))
     if len(epochs) > 1:
         listing.title = "Runs trained for different numbers of epochs"

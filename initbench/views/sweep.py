@@ -11,7 +11,6 @@ import pandas as pd
 
 from initbench import data, tasks
 from initbench.analysis.cells import cells_frame
-from initbench.errors import UsageError
 from initbench.settings import shown
 from initbench.storage import runfolder, store
 from initbench.views import htmlpage, listings, pictures, tables
@@ -49,11 +48,8 @@ def page_part(folder: Path, frame: pd.DataFrame, cells: pd.DataFrame, varied: li
 
 def task_of(frame: pd.DataFrame) -> tasks.Task:
     """The task of a sweep's jobs (one for every cell: ``config.resolve_sweep`` refuses a grid of several)."""
-    found = {data.task(name) for name in frame["dataset"].unique()}
-    if len(found) > 1:
-        raise UsageError(f"The sweep's store holds jobs of different tasks ({', '.join(t.name for t in found)}), "
-                         "scored by different metrics, which one table cannot hold.")
-    return found.pop()
+    return tasks.one((data.task(name) for name in frame["dataset"].unique()), "The sweep's store holds",
+                     "One table cannot hold them.")
 
 
 def pictures_of(cells: pd.DataFrame, varied: list[str], task: tasks.Task) -> dict[str, Callable[[Path | None], Figure]]:
