@@ -136,11 +136,6 @@ class Finding:
         """One of VERDICTS."""
         return verdict(self.tests)
 
-    @property
-    def explained(self) -> str:
-        """The verdict and each test, in words."""
-        return f"{self.verdict}: " + "; ".join(map(str, self.tests))
-
 
 @dataclass(frozen=True)
 class Claim:
