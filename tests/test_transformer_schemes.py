@@ -12,10 +12,27 @@ from initbench.models import gpt
 SHAPES = [(depth, width) for depth in (2, 6) for width in (64, 128)]
 
 
-def expected_std(scheme: str, role: str, depth: int, width: int, fan_in: int) -> float:
+def cut(std: float) -> float:
+    """The std of N(0, std) cut at 3 stds."""
+    phi, inside = math.exp(-4.5) / math.sqrt(2 * math.pi), math.erf(3 / math.sqrt(2))
+    return std * math.sqrt(1 - 2 * 3 * phi / inside)
+
+
+def expected_std(scheme: str, role: gpt.Role, depth: int, width: int, shape: tuple[int, ...]) -> float:
     """The formula each record states, written out again here."""
-    outputs = role in ("attention_output", "mlp_out")
-    default = 1.0 if role.endswith("embedding") else 1 / math.sqrt(3 * fan_in)  # N(0, 1); U(+-1/sqrt(fan_in))
+    name, fan_in = role.role, shape[-1]
+    outputs = name in ("attention_output", "mlp_out")
+    default = 1.0 if name.endswith("embedding") else 1 / math.sqrt(3 * fan_in)  # N(0, 1); U(+-1/sqrt(fan_in))
+    xavier = width ** -0.5 if name.endswith("embedding") else math.sqrt(2 / (shape[0] + shape[1]))
+    t_fixup = (6 * depth) ** -0.25 if name in ("token_embedding", "attention_value", "attention_output", "mlp_in",
+                                               "mlp_out") else 1.0
+    beta = (8 * depth) ** -0.25 if name in ("attention_value", "attention_output", "mlp_in", "mlp_out") else 1.0
+    if name == "attention_output" and scheme == "mitchell":
+        mitchell = 1 / math.sqrt(2 * width * (role.block + 1))
+    elif name == "mlp_out" and scheme == "mitchell":
+        mitchell = 1 / math.sqrt(2 * 4 * width * (role.block + 1))
+    else:
+        mitchell = 1 / math.sqrt(width)
     return {
         "default": default,
         "gpt2": 0.02 / math.sqrt(2 * depth) if outputs else 0.02,
@@ -24,8 +41,16 @@ def expected_std(scheme: str, role: str, depth: int, width: int, fan_in: int) ->
         "small_init": math.sqrt(2 / (5 * width)),
         "wang_init": 2 / (depth * math.sqrt(width)) if outputs else math.sqrt(2 / (5 * width)),
         "zero_proj": 0.0 if outputs else default,
-        "small_embedding": 1e-4 / math.sqrt(3) if role == "token_embedding" else default,
+        "small_embedding": 1e-4 / math.sqrt(3) if name == "token_embedding" else default,
+        "mitchell": cut(mitchell),
+        "full_megatron": cut(0.02 / math.sqrt(2 * depth) if outputs else width ** -0.5 if name == "head" else 0.02),
+        "t_fixup": xavier * t_fixup,
+        "deepnorm": xavier * beta,
+        "mimetic": 0.02 / math.sqrt(2 * depth) if outputs else 0.02,
     }[scheme]
+
+
+SHAPED = {"mimetic": ("attention_query", "attention_key", "attention_value", "attention_output")}  # not a std
 
 
 @pytest.mark.parametrize("scheme", sorted(transformer.SCHEMES))
@@ -36,8 +61,10 @@ def test_each_weight_has_its_formulas_std(scheme: str, depth: int, width: int) -
     tensors = dict(model.named_parameters())
     for role in gpt.roles(model):
         tensor = tensors[role.name].detach()
+        if role.role in SHAPED.get(scheme, ()):
+            continue  # test_mimetic_attention_starts_near_the_identity
         if role.role in transformer.MATRICES and role.part == "weight":
-            std = expected_std(scheme, role.role, depth, width, tensor.shape[-1])
+            std = expected_std(scheme, role, depth, width, tuple(tensor.shape))
             if std == 0:
                 assert not tensor.any(), role
             else:
@@ -59,3 +86,27 @@ def test_a_seed_gives_the_same_start() -> None:
     for model in (first, again):
         transformer.initialize_(model, "gpt2", torch.Generator().manual_seed(3))
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+
+
+@pytest.mark.parametrize("depth, width", SHAPES)
+def test_mimetic_attention_starts_near_the_identity(depth: int, width: int) -> None:
+    """Per head, W_q W_k^T = 0.7 Z + 0.7 I and W_v W_o = 0.4 Z - 0.4 I (in the paper's x W
+    convention: torch's Linear weights are the transposes)."""
+    heads = 4
+    model = gpt.GPT(gpt.Shape(vocab=65, context=64, width=width, depth=depth, heads=heads))
+    transformer.initialize_(model, "mimetic", torch.Generator().manual_seed(0))
+    size = width // heads
+    for block in model.blocks:
+        scores = block.query.weight.T @ block.key.weight  # W_q W_k^T
+        mixing = block.value.weight.T @ block.attention_output.weight.T  # W_v W_o
+        for h in range(heads):
+            part = slice(h * size, (h + 1) * size)
+            for product, (alpha, beta) in ((scores, (0.7, 0.7)), (mixing, (0.4, -0.4))):
+                head = product[part, part].detach()
+                assert abs(float(head.diagonal().mean()) - beta) < 4 * alpha / size
+                off = head - torch.diag(head.diagonal())
+                assert abs(float(off.std()) - alpha / math.sqrt(size)) < 0.25 * alpha / math.sqrt(size)
+        outside = scores.detach().clone()
+        for h in range(heads):
+            outside[h * size:(h + 1) * size, h * size:(h + 1) * size] = 0
+        assert not outside.any()  # heads do not mix
