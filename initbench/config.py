@@ -37,6 +37,7 @@ from initbench.parsing import choice, int_list, text, whole
 from initbench.settings import (
     ACTIVATIONS,
     FLAT,
+    MAX_LOSSES,
     OPTIMIZERS,
     SWEEP_RUN,
     TRANSFER_RUN,
@@ -50,7 +51,6 @@ from initbench.settings import (
 from initbench.training import parametrization
 from initbench.training.engines import ENGINE_CHOICES, check_network, choose, trains
 
-MAX_LOSSES = 10**8  # per model: one loss per batch, kept in memory and written to losses.csv
 MAX_SWEEP_JOBS = 200_000  # cells x schemes x seeds: planning takes about 0.3 ms a job (100,000 jobs: 6.7 s to 30 s)
 MAX_CONFIG_BYTES = 1 << 20  # a config file's size; one takes a few hundred bytes
 SHOWN_CHARS = 80  # of a value quoted in a message (a wrong value may be megabytes)
@@ -233,8 +233,8 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     if values.get("classes") == data.get(values.get("dataset", DataSettings.dataset)).all_classes:
         values["classes"] = None  # every class in order is the default: the same data (and keys), as run.json has it
     network = models.get(values.get("network", NetworkSettings.network))
-    if "hidden" not in values and network.hidden is not None:  # the network's own default (cnn: 128)
-        values["hidden"] = network.hidden
+    for key, value in network.defaults.items():  # the network's own defaults (cnn: hidden 128)
+        values.setdefault(key, value)
     train = TrainSettings.of(**{k: values.pop(k) for k in FLAT if k in values})
     backends = tuple((backend.name, backend.settings(**{k: values.pop(k) for k in settings.declared(
         backend.settings, backend.name) if k in values})) for backend in EXECUTORS.values() if backend.settings)
@@ -251,6 +251,15 @@ def check_settings(s: TrainSettings, engine: str) -> None:
     dataset, the batch against the training set, freezing, and the network against the engine
     and its parametrization."""
     dataset, o = data.get(s.data.dataset), s.optim
+    network = models.get(s.network.network)
+    if dataset.task != network.task:
+        takes = [name for name, n in models.NETWORKS.items() if n.task == dataset.task]
+        raise UsageError(f"The {network.name} network learns {network.task}, and {dataset.title} is data for "
+                         f"{dataset.task}. Give {dataset.title} the {' or '.join(takes)} network (--network "
+                         f"{takes[0]}), or train {network.name} on a dataset of its task.")
+    if dataset.corpus is not None:
+        check_text(s, dataset)
+        return
     if s.data.classes is not None and max(s.data.classes) >= len(dataset.class_names):  # a dataset set after them
         raise UsageError(f"--classes {','.join(map(str, s.data.classes))}: {dataset.title}'s classes are numbered 0 "
                          f"to {len(dataset.class_names) - 1}. Give classes of the dataset trained on.")
@@ -270,6 +279,31 @@ def check_settings(s: TrainSettings, engine: str) -> None:
     parametrization.check(s.network)
 
 
+def check_text(s: TrainSettings, dataset: data.Dataset) -> None:
+    """A text's settings: no classes or subsets of images; windows the text can give; a
+    gpt's heads that divide its width and blocks of one width; no layers frozen."""
+    from initbench.models.gpt import shape  # torch: a text's run trains a gpt, which loads it anyway
+
+    o, net = s.optim, s.network
+    for key, value in (("classes", s.data.classes), ("train_samples", s.data.train_samples),
+                       ("freeze", o.freeze or None)):
+        if value is not None:
+            raise UsageError(f"{_cli_name(key)} applies to images, not to a text ({dataset.title}): a gpt reads "
+                             "windows of the whole training text. Leave it out.")
+    shape(net, len(dataset.class_names)).check()
+    if net.context >= dataset.train_images:
+        raise UsageError(f"--context {net.context:,} is longer than {dataset.title}'s training text "
+                         f"({dataset.train_images:,} characters): no window fits in it. Give a context of at most "
+                         f"{max(1, dataset.train_images // 2):,}, or a longer text.")
+    if net.context >= dataset.test_images:  # the validation text's is checked when it is read (lm.score)
+        raise UsageError(f"--context {net.context:,} is longer than {dataset.title}'s test text "
+                         f"({dataset.test_images:,} characters), which it is scored on. Give a shorter context, or "
+                         "a longer text.")
+    if o.epochs * o.steps > MAX_LOSSES:
+        raise UsageError(f"{o.epochs:,} epochs of {o.steps:,} steps would record {o.epochs * o.steps:,} losses per "
+                         f"model; initbench records at most {MAX_LOSSES:,}. Train for fewer epochs or steps.")
+
+
 def check_schemes(names: Collection[str], s: TrainSettings) -> None:
     """Refuse an unknown scheme, one named twice (also as two names of one scheme), and one
     that cannot fill the network's layers: one for matrices only (sparse) on a network with
@@ -283,6 +317,15 @@ def check_schemes(names: Collection[str], s: TrainSettings) -> None:
             same = "twice" if first == name else f"twice ({first} and {name} are the same scheme)"
             raise UsageError(f"Invalid schemes: names a scheme {same}: {', '.join(names)}. Name each scheme once.")
         canonical[scheme.name] = name
+        if scheme.roles_only and not network.roles:
+            raise UsageError(f"Scheme {name!r} starts a transformer by its tensors' roles (attention outputs, "
+                             f"embeddings, blocks), and the {network.name} network has none. Train {name} with "
+                             "--network gpt, or give the network another scheme.")
+        if network.roles and scheme.whole_model and not scheme.roles_only:
+            raise UsageError(f"Scheme {name!r} has no rule for the {network.name} network's roles (token and "
+                             "position embeddings, attention query, key, value and output, MLP in and out, head): "
+                             "it starts a whole MLP. Give the gpt a transformer scheme (`initbench schemes` lists "
+                             "them) or a per-layer one, which fills each of its matrices.")
         if scheme.residual_only and not network.residual:
             raise residual.refusal(name, network.name)
         if scheme.matrices_only and network.kernels:

@@ -104,12 +104,14 @@ class StepTime:
 class JobResult:
     job: Job
     losses: Tensor  # [epochs, batches per epoch], float32 on the CPU; NaN where no batch was trained
-    val_acc: list[float]  # after each epoch
+    # The task's validation metric after each epoch, and its test metric (tasks: accuracy, or a text's loss).
+    val_acc: list[float]
     test_acc: float
     diverged_at: int | None  # 1-based number of the batch whose loss was NaN/inf, if any
     weights: dict[str, Tensor] | None = None  # the final state dict (on the CPU), when asked for
     initial: dict[str, Tensor] | None = None  # the state dict as initialized, when asked for
     layer_stats: list[dict[str, float]] | None = None  # diagnostics.layer_stats rows with their "epoch" (0: init)
+    sample: str | None = None  # next-token: what the trained model wrote (training.lm); not stored
 
 
 def check_batch_size(batch_size: int, n_train: int) -> None:

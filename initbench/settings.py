@@ -34,6 +34,8 @@ from initbench.parsing import choice, flag, int_list, number, optional, path, wh
 LESSON_SCHEMES = ("zeros", "ones", "uniform", "rule", "normal", "default")  # the lesson's six, compare's default
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "selu", "linear")
 OPTIMIZERS = ("adam", "sgd")
+NORMS = ("layernorm", "rmsnorm", "none")  # a gpt's
+NORM_POSITIONS = ("pre", "post")  # before each residual branch (GPT-2), or after each residual add (the original)
 DATA_DIR_ENV = "INITBENCH_DATA_DIR"
 # Bounds on what is parsed, far beyond any real run, so that an absurd value is refused at once
 # rather than built (256x20000000 was 20 million layers) or allocated.
@@ -41,6 +43,7 @@ MAX_HIDDEN_LAYERS = 1_000
 MAX_UNITS = 1_000_000  # in a hidden layer
 MAX_EPOCHS = 100_000  # a weights file records each epoch's accuracy in its header (checkpoint.MAX_HEADER)
 MAX_SEEDS = 100_000
+MAX_LOSSES = 10**8  # per model: one loss per batch, kept in memory and written to losses.csv
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,20 @@ class NetworkSettings:
     # lr tuned at 64 units (cheap) is the one μP transfers to wider networks. Read under mup only.
     base_width: int = setting(64, "With --parametrization mup: the hidden width at which μP equals sp (where its "
                               "lr is tuned).", parse=whole(1, MAX_UNITS), metavar="N")
+    # A gpt's own (models/gpt.py): its width and depth are ``hidden``'s (128x4: four blocks of width 128).
+    heads: int = setting(4, "gpt: attention heads per block (they divide the width).", parse=whole(1, MAX_UNITS),
+                         metavar="N")
+    context: int = setting(64, "gpt: the tokens it reads at once (a training window's length).",
+                           parse=whole(1, MAX_UNITS), metavar="N")
+    mlp_ratio: int = setting(4, "gpt: each block's MLP is this many times as wide as the block.",
+                             parse=whole(1, 64), metavar="N")
+    norm: str = setting("layernorm", "gpt: the norm of each residual branch.", parse=choice(NORMS))
+    norm_position: str = setting("pre", "gpt: pre (before each residual branch, as GPT-2) or post (after each "
+                                 "residual add, as the original transformer).", parse=choice(NORM_POSITIONS))
+    tied: bool = setting(False, "gpt: the head shares the token embedding's weights.", parse=flag)
+    residual_scale: float = setting(
+        1.0, "gpt: the residual stream is multiplied by this before each branch's output is added (DeepNorm's "
+        "alpha, (2L)^1/4 with L blocks).", parse=number(1e-6, 1e6, "from 1e-6 to 1e6"), metavar="ALPHA")
 
     @property
     def eval_dropout(self) -> bool:
@@ -238,6 +255,9 @@ class OptimSettings:
     momentum: float = setting(0.9, "SGD's momentum.", parse=FRACTION, metavar="M")  # Adam has its own moments
     batch_size: int = setting(100, "Images per batch.", parse=whole(1), metavar="N")
     epochs: int = setting(2, "Training epochs per model.", parse=whole(1, MAX_EPOCHS), metavar="N")
+    # Text has no passes: its windows are drawn at random, so an epoch of text is a number of steps.
+    steps: int = setting(100, "On text: the training steps of an epoch (each a batch of windows drawn at random; "
+                         "it is scored after each).", parse=whole(1, MAX_LOSSES), metavar="N")
     freeze: int = setting(0, "Keep the N lowest layers as initialized (not trained).", parse=whole(0), metavar="N")
     unfreeze_after: int | None = setting(
         None, "Train the frozen layers again after E epochs, with fresh Adam moments.", parse=optional(whole(1)),

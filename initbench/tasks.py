@@ -12,11 +12,12 @@ statistics judge) and ``test``. Image classification is the one task so far::
                           Metric("test_acc", "test accuracy", "Test\\naccuracy", "accuracy/test"))
 
 A task of one's own is such a record and a line, ``tasks.register(...)``, and a dataset that
-names it (``tests/test_layout.py`` registers one from outside the package). What the
-engines compute is still classification's, higher being better: the fraction right, in
-the stores' ``val_acc`` and ``test_acc`` columns, and the cross-entropy; a task scored
-otherwise (next-token prediction's loss in nats, lower better) brings its scoring, its
-columns and its direction with it. Nothing here imports torch.
+names it (``tests/test_layout.py`` registers one from outside the package). Next-token
+prediction (``NEXT_TOKEN``, a text's) is scored by its loss in nats per character, lower
+being better (``Metric.higher``). An engine returns a job's validation and test metrics in
+``JobResult.val_acc`` and ``test_acc`` whatever they are (the stores' columns of those names
+hold them: accuracy for classification, the loss for next-token); the frames, CSV files and
+tables name them by the task's keys. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Metric:
     header: str  # as a table's column says it (a line break keeps the column narrow)
     tag: str  # as TensorBoard's scalars name it: "accuracy/val"
     unit: str = "%"  # "%": a fraction shown as a percentage (differences in points); else the unit shown
+    higher: bool = True  # whether a higher value is better (accuracy), or a lower (a loss)
+    # The same number in another unit, as a table's extra column shows it: its header and factor
+    # (a loss in nats per character is also in bits: 1/ln 2).
+    also: tuple[str, str, float] | None = None  # (header, unit, factor)
 
     @property
     def quantity(self) -> str:
@@ -53,6 +58,31 @@ class Metric:
     def axis(self) -> str:
         """As a picture's axis says it, with its unit: "Validation accuracy (%)"."""
         return f"{self.title} ({self.unit})"
+
+    @property
+    def scale(self) -> float:
+        """What a value is multiplied by to be shown in its unit (a fraction as a percentage: 100)."""
+        return 100.0 if self.unit == "%" else 1.0
+
+    def shown(self, mean: float, std: float = math.nan) -> str:
+        """A value (and its std over seeds) as tables show it: "86.44% ± 0.12", "1.923 ± 0.004"."""
+        if self.unit == "%":
+            return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+        return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+
+    def difference(self, value: float) -> str:
+        """A difference of two values as tables show it: in points for a percentage (+1.23), else
+        in the unit (+0.012)."""
+        return f"{100 * value:+.2f}" if self.unit == "%" else f"{value:+.3f}"
+
+    @property
+    def difference_unit(self) -> str:
+        """What differences are in, in words: "percentage points", "nats"."""
+        return "percentage points" if self.unit == "%" else self.unit
+
+    def best(self, values: Iterable[float]) -> float:
+        """The best of ``values``: the highest, or the lowest of a loss."""
+        return max(values) if self.higher else min(values)
 
 
 @dataclass(frozen=True)
@@ -74,10 +104,17 @@ CLASSIFICATION = Task("classification", "cross-entropy",
                       Metric("val_acc", "validation accuracy", "Validation\naccuracy", "accuracy/val"),
                       Metric("test_acc", "test accuracy", "Test\naccuracy", "accuracy/test"))
 
+# Next-token prediction (a text, data.text): scored by the loss itself, in nats per character (lower is better).
+NEXT_TOKEN = Task("next-token", "cross-entropy",
+                  Metric("val_loss", "validation loss", "Validation\nloss (nats)", "loss/val", "nats", higher=False,
+                         also=("Validation\nbits/char", "bits per character", 1 / math.log(2))),
+                  Metric("test_loss", "test loss", "Test\nloss (nats)", "loss/test", "nats", higher=False))
+
 TASKS: Registry[Task] = Registry("task")
 register = TASKS.register
 get = TASKS.find
 register(CLASSIFICATION)
+register(NEXT_TOKEN)
 
 
 def one(found: Iterable[Task], holding: str, advice: str) -> Task:

@@ -12,25 +12,28 @@ import pandas as pd
 
 from initbench.analysis import stats
 from initbench.jobs import Job, JobResult
+from initbench.tasks import CLASSIFICATION, Task
 
 if TYPE_CHECKING:
     pass
 
 
 
-def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = None) -> pd.DataFrame:
-    """One row per (scheme, seed): accuracy after the last epoch, the training loss of the
-    last batch and its mean over the last epoch (NaN/inf for a run that diverged: its loss
-    is undefined), whether it diverged and at which batch. ``names``: what the scheme
-    column calls each job (a transfer strategy), when not its scheme."""
+def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = None,
+               task: Task = CLASSIFICATION) -> pd.DataFrame:
+    """One row per (scheme, seed): the task's validation and test metrics after the last
+    epoch (under its keys: val_acc and test_acc, or a text's val_loss and test_loss), the
+    training loss of the last batch and its mean over the last epoch (NaN/inf for a run that
+    diverged: its loss is undefined), whether it diverged and at which batch. ``names``: what
+    the scheme column calls each job (a transfer strategy), when not its scheme."""
     rows = []
     for r in results:
         last_epoch = r.losses[-1]
         rows.append({
             "scheme": _named(r.job, names),
             "seed": r.job.seed,
-            "val_acc": r.val_acc[-1],
-            "test_acc": r.test_acc,
+            task.validation.key: r.val_acc[-1],
+            task.test.key: r.test_acc,
             "last_batch_loss": float(last_epoch[-1]),
             "last_epoch_loss": float(last_epoch.mean()),
             "diverged": r.diverged_at is not None,
@@ -41,38 +44,59 @@ def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = N
     return runs
 
 
-def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per scheme, best validation accuracy first: means and sample stds over seeds
-    (std empty with one seed), and how many seeds diverged; a loss mean is NaN when any of
-    its runs diverged."""
+def summary_frame(runs: pd.DataFrame, task: Task = CLASSIFICATION) -> pd.DataFrame:
+    """One row per scheme, best on the task's validation metric first: means and sample stds
+    over seeds (std empty with one seed), and how many seeds diverged; a loss mean is NaN
+    when any of its runs diverged. With several seeds, each scheme's paired difference to the
+    best on the same seeds (``diff_mean``, its 95% t-interval ``diff_low``/``diff_high``, and
+    ``verdict``): schemes of a seed differ by their start alone."""
     def mean(s: pd.Series) -> float:
         return s.mean(skipna=False)
 
-    summary = runs.groupby("scheme", sort=False).agg(
-        seeds=("seed", "size"),
-        val_acc_mean=("val_acc", "mean"),
-        val_acc_std=("val_acc", "std"),
-        test_acc_mean=("test_acc", "mean"),
-        test_acc_std=("test_acc", "std"),
-        last_batch_loss_mean=("last_batch_loss", mean),
-        last_epoch_loss_mean=("last_epoch_loss", mean),
-        diverged_seeds=("diverged", "sum"),
-    )
-    return summary.sort_values("val_acc_mean", ascending=False, kind="stable").reset_index()
+    val, test = task.validation.key, task.test.key
+    summary = runs.groupby("scheme", sort=False).agg(**{
+        "seeds": ("seed", "size"),
+        f"{val}_mean": (val, "mean"),
+        f"{val}_std": (val, "std"),
+        f"{test}_mean": (test, "mean"),
+        f"{test}_std": (test, "std"),
+        "last_batch_loss_mean": ("last_batch_loss", mean),
+        "last_epoch_loss_mean": ("last_epoch_loss", mean),
+        "diverged_seeds": ("diverged", "sum"),
+    })
+    summary = _best_first(summary, task).reset_index()
+    if runs["seed"].nunique() > 1 and summary[f"{val}_mean"].notna().any():
+        paired = paired_frame(runs, str(summary["scheme"].iloc[0]), task).set_index("scheme")
+        summary = summary.join(paired[["diff_mean", "diff_low", "diff_high", "verdict"]], on="scheme")
+    return summary
 
 
-def paired_frame(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Per scheme (or strategy): validation accuracy over seeds, and its paired difference to
-    ``baseline`` on the same seeds (mean, 95% t-interval, verdict), best first."""
-    val = runs.pivot(index="seed", columns="scheme", values="val_acc")
+def _best_first(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """Rows best first on the task's validation metric (the highest, or the lowest loss; NaN last)."""
+    return frame.sort_values(f"{task.validation.key}_mean", ascending=not task.validation.higher, kind="stable",
+                             na_position="last")
+
+
+def paired_frame(runs: pd.DataFrame, baseline: str, task: Task = CLASSIFICATION) -> pd.DataFrame:
+    """Per scheme (or strategy): the task's validation metric over seeds, and its paired
+    difference to ``baseline`` on the same seeds (mean, 95% t-interval, verdict; a loss's
+    "better" is lower), best first."""
+    key = task.validation.key
+    val = runs.pivot(index="seed", columns="scheme", values=key)
     rows = []
     for name in val.columns:
         diff = stats.paired((val[name] - val[baseline]).dropna().tolist())
-        rows.append({"scheme": name, "seeds": int(val[name].notna().sum()), "val_acc_mean": val[name].mean(),
-                     "val_acc_std": val[name].std(), "baseline": baseline, "diff_mean": diff.mean,
+        verdict = diff.verdict if task.validation.higher else _reversed(diff.verdict)
+        rows.append({"scheme": name, "seeds": int(val[name].notna().sum()), f"{key}_mean": val[name].mean(),
+                     f"{key}_std": val[name].std(), "baseline": baseline, "diff_mean": diff.mean,
                      "diff_low": diff.low, "diff_high": diff.high,
-                     "verdict": "the baseline" if name == baseline else diff.verdict})
-    return pd.DataFrame(rows).sort_values("val_acc_mean", ascending=False, kind="stable").reset_index(drop=True)
+                     "verdict": "the baseline" if name == baseline else verdict})
+    return _best_first(pd.DataFrame(rows), task).reset_index(drop=True)
+
+
+def _reversed(verdict: str) -> str:
+    """A verdict on a difference of losses: a higher loss is worse."""
+    return {"better": "worse", "worse": "better"}.get(verdict, verdict)
 
 
 def _named(job: Job, names: Mapping[Job, str] | None) -> str:

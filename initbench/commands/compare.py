@@ -62,12 +62,16 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: prog
 
         device = executor.data_device  # torch is imported here (the local executor resolves its device when asked)
         splits = data.load(config.data_dir, train.data, activity.stage).to(device)
-        n_batches = batches_per_epoch(len(splits.y_train), train.optim.batch_size)
+        task = data.task(train.data.dataset)
+        text = dataset.corpus is not None
+        n_batches = train.optim.steps if text else batches_per_epoch(len(splits.y_train), train.optim.batch_size)
         of_classes = "" if classes == dataset.all_classes else f" of classes {dataset.describe(classes)}"
+        on = (f"{len(splits.y_train):,} characters, {plural(train.optim.epochs, 'epoch')} of {n_batches:,} steps of "
+              f"{train.optim.batch_size:,} windows" if text else
+              f"{len(splits.y_train):,} images{of_classes}, {plural(train.optim.epochs, 'epoch')} of "
+              f"{n_batches:,} batches")
         activity.note(f"Training {plural(len(jobs), 'model')} ({plural(len(set(jobs.values())), kind)}"
-                      f" x {plural(len(config.seeds), 'seed')}) on {len(splits.y_train):,} images"
-                      f"{of_classes}, {plural(train.optim.epochs, 'epoch')} of {n_batches:,} batches, "
-                      f"{executor.description}")
+                      f" x {plural(len(config.seeds), 'seed')}) on {on}, {executor.description}")
         epochs = max(job.settings.optim.epochs for job in jobs)
         chosen = engines.choice_note(config.engine, {job.settings.network.network for job in jobs})
         if chosen is not None:
@@ -83,8 +87,8 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: prog
             stored = st.results(keys)
         activity.stage("Writing the results and drawing the pictures")
         names = {r.job: jobs[job] for r, job in zip(stored, jobs)}
-        runs = frames.runs_frame(stored, names)
-        summary = frames.summary_frame(runs)
+        runs = frames.runs_frame(stored, names, task)
+        summary = frames.summary_frame(runs, task)
         losses = frames.losses_frame(stored, names)
         environment = machine.environment(device) | {"executor": executor.description}
         run_info = {
@@ -99,7 +103,7 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: prog
             **(about or {}),
             # Judged here, so that run.json records them; the command line tells them once the folder is in place.
             **({"expectations": [o.record() for o in evaluate(
-                config.expect, scores(runs, data.task(config.train.data.dataset).validation))]}
+                config.expect, scores(runs, task.validation))]}
                if config.expect else {}),
         }
         stats_frame = pd.DataFrame([{"scheme": names[r.job], "seed": r.job.seed, **row}
@@ -110,8 +114,10 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: prog
             "accuracy.csv": runfolder.csv_writer(summary),
             "runs.csv": runfolder.csv_writer(runs),
             "losses.csv": runfolder.csv_writer(losses),
-            **finished.loss_pictures(losses, config.plot_batches, n_batches, len(classes),
-                                     data.task(train.data.dataset)),
+            **finished.loss_pictures(losses, config.plot_batches, n_batches, len(classes), task),
+            **({finished.SAMPLES: runfolder.csv_writer(pd.DataFrame(
+                [{"scheme": names[r.job], "seed": r.job.seed, "sample": tally.samples.get(job, "")}
+                 for r, job in zip(stored, jobs)]))} if text else {}),
             "run.json": runfolder.json_writer(run_info),
             "config.toml": lambda p: p.write_text(config.to_toml()),
             **stats_files,

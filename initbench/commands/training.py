@@ -15,7 +15,7 @@ import heapq
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,7 @@ class Trained:
     chunk_seconds: float = 0.0
     store_seconds: float = 0.0
     jobs: int = 0
+    samples: dict[Job, str] = field(default_factory=dict)  # what each model trained on a text wrote (not stored)
 
 
 def train_into(st: store.Store, jobs: Mapping[Job, str], chunks: Sequence[Sequence[Job]], executor: Executor,
@@ -110,6 +111,7 @@ def train_into(st: store.Store, jobs: Mapping[Job, str], chunks: Sequence[Sequen
             # On disk (fsync) before the row that names them commits: a power cut cannot leave a row without its file.
             runfolder.write_files(folder, weights.weights_writers(done.results, jobs, about, weights_names), sync=True)
         st.add(done.results, jobs, done.seconds, done.machine, files)
+        tally.samples |= {r.job: r.sample for r in done.results if r.sample is not None}
         tally.chunk_seconds += done.seconds
         tally.store_seconds += time.perf_counter() - trained
         tally.jobs += len(done.results)

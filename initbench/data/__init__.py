@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from initbench import tasks
-from initbench.data import digits, fashion_mnist, idx
+from initbench.data import digits, fashion_mnist, idx, text
 from initbench.data.registry import DATASETS, VALIDATION_FRACTION, Arrays, Dataset, get, register
 from initbench.errors import InitbenchError
 
@@ -31,8 +31,10 @@ __all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "cl
 
 register(fashion_mnist.FASHION_MNIST)
 register(digits.DIGITS)
+register(text.SHAKESPEARE)
 DATASETS.register_family(idx.PREFIX, "DIR", idx.dataset)  # idx:DIR: a folder of IDX files
-FAMILY_TASKS = {idx.PREFIX: tasks.CLASSIFICATION.name}  # the task of every dataset of a family
+DATASETS.register_family(text.PREFIX, "FILE_OR_DIR", text.dataset)  # text:FILE_OR_DIR: any UTF-8 text
+FAMILY_TASKS = {idx.PREFIX: tasks.CLASSIFICATION.name, text.PREFIX: text.TASK}  # each family's datasets' task
 
 
 def class_numbers(settings: DataSettings) -> tuple[int, ...]:
@@ -121,6 +123,8 @@ def load(data_dir: Path, settings: DataSettings, log: Callable[[str], None] = la
     of the training part (the first N of the split's shuffled order).
     """
     dataset = get(settings.dataset)
+    if dataset.corpus is not None:
+        return _text(dataset, data_dir, log)
     arrays = dataset.read(data_dir, log)
     train, val, test, label = _rows(arrays, settings)
     if settings.train_samples is not None:
@@ -137,3 +141,14 @@ def load(data_dir: Path, settings: DataSettings, log: Callable[[str], None] = la
     y, y_test = arrays.y_train, arrays.y_test
     return Splits(values(arrays.x_train, train), label[y[train]], values(arrays.x_train, val), label[y[val]],
                   values(arrays.x_test, test), label[y_test[test]])
+
+
+def _text(dataset: Dataset, data_dir: Path, log: Callable[[str], None]) -> Splits:
+    """A text's splits: each part's characters as token numbers (int64), inputs and targets
+    alike (a model reads windows of them and predicts each next one)."""
+    import torch
+
+    log(f"Reading {dataset.title}")
+    corpus = dataset.corpus(data_dir)  # type: ignore[misc]  (a text's)
+    parts = [torch.tensor(corpus.encoded(part), dtype=torch.long) for part in ("train", "val", "test")]
+    return Splits(parts[0], parts[0], parts[1], parts[1], parts[2], parts[2])

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from initbench.choices import Registry
 
@@ -72,6 +72,9 @@ class Dataset:
     # naming the data, so that moving or copying the folder keeps its keys.
     keyed_as: str | None = None
     task: str = "classification"  # what a model learns from it and is scored by (tasks.TASKS)
+    # A text's (data.text): (data folder) -> its checked Corpus, read instead of ``read``'s images. Its
+    # "classes" are then its vocabulary's characters, its "images" its characters.
+    corpus: Callable[[Path], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.image_shape is not None and self.image_shape[0] * self.image_shape[1] != self.input_size:

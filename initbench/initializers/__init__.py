@@ -29,7 +29,7 @@ and returns each layer's provenance (``register(..., whole_model=True)``). Users
 the same functions in a file or a package (``user``), keyed by their code.
 """
 
-from initbench.initializers import layer, residual, user, whole  # noqa: F401  (importing them registers their schemes)
+from initbench.initializers import layer, residual, transformer, user, whole  # noqa: F401  (importing them registers their schemes)
 from initbench.initializers.registry import (
     ALIAS_CONVENTION,
     ALIASES,

@@ -9,7 +9,13 @@ import math
 from typing import TYPE_CHECKING
 
 from initbench.errors import UsageError
-from initbench.initializers.registry import KERAS_TRUNCATED_STD, fan_in as _fan_in, fan_out as _fan_out, register
+from initbench.initializers.registry import (
+    KERAS_TRUNCATED_STD,
+    Layer,
+    fan_in as _fan_in,
+    fan_out as _fan_out,
+    register,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -127,16 +133,22 @@ def normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = No
 
 
 @register("default", "torch")
-def default_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+def default_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+             layer: Layer | None = None) -> None:
     """PyTorch's own nn.Linear.reset_parameters(), drawn from the given generator.
 
     kaiming_uniform_ with a = sqrt(5) gives bound sqrt(6 / ((1 + a^2) fan_in)) =
-    1/sqrt(fan_in); unlike ``rule`` the bias is random too.
+    1/sqrt(fan_in); unlike ``rule`` the bias is random too. An embedding (a gpt's) is
+    drawn as nn.Embedding.reset_parameters draws it.
 
-    Formula: W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    Reference: torch.nn.Linear.reset_parameters (kaiming_uniform_ with a=sqrt(5))
+    Formula: W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); an embedding N(0, 1)
+    Reference: torch.nn.Linear.reset_parameters (kaiming_uniform_ with a=sqrt(5)); nn.Embedding's
     """
     from torch.nn import init
+
+    if layer is not None and layer.kind == "embedding":
+        init.normal_(weight, generator=generator)
+        return
 
     init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     bound = 1.0 / math.sqrt(_fan_in(weight))

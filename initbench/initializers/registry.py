@@ -112,16 +112,23 @@ class Layer:
     counts its window); ``ends_branch``: the layer closes a residual branch (its output is
     added to the branch's input, as the last layer of resmlp's blocks ``x + W2 φ(W1 x)``),
     ``in_branch``: it lies inside one (W1 and W2 both), ``branches``: how many residual
-    branches the network has (0 for an MLP)."""
+    branches the network has (0 for an MLP). In a transformer (gpt), ``part`` is the tensor's
+    role (``models.gpt.ROLES``: "token_embedding", "attention_query", "attention_output",
+    "mlp_out", "head"...), ``block`` its block (0-based; None outside the blocks) and
+    ``blocks`` the network's depth in blocks: what GPT-2's 1/sqrt(2L) or DeepNet's beta read;
+    each block's attention output and MLP out close a residual branch."""
 
     index: int = 0
     depth: int = 1
     fan_in: int = 1
     fan_out: int = 1
-    kind: str = "linear"  # or "conv" (a convolution's kernel [out, in, k, k])
+    kind: str = "linear"  # "conv" (a convolution's kernel [out, in, k, k]) or "embedding" ([tokens, width])
     ends_branch: bool = False
     in_branch: bool = False
     branches: int = 0
+    part: str = ""  # a transformer's tensor role; "" in a network without roles
+    block: int | None = None
+    blocks: int = 0
 
     @property
     def role(self) -> str:
@@ -142,9 +149,20 @@ def layer_records(model: nn.Module) -> list[Layer]:
     ends = {i: w.skip for i, w in enumerate(wiring) if w.skip is not None}
     inside = {i for end, start in ends.items() for i in range(start, end + 1)}
     depth = len(model.layers)
-    return [Layer(i, depth, fan_in(layer.weight), fan_out(layer.weight),
-                  "conv" if layer.weight.dim() > 2 else "linear", i in ends, i in inside, len(ends))
-            for i, layer in enumerate(model.layers)]
+    parts = getattr(model, "parts", None) or [("", None)] * depth  # a transformer's roles (models.gpt)
+    blocks = len({block for _, block in parts if block is not None})
+    if parts[0][0]:  # a transformer: each block's attention output and MLP out close a residual branch
+        ends = {i: i for i, (part, _) in enumerate(parts) if part in ("attention_output", "mlp_out")}
+        inside = {i for i, (_, block) in enumerate(parts) if block is not None}
+    return [Layer(i, depth, fan_in(layer.weight), fan_out(layer.weight), _kind(layer), i in ends, i in inside,
+                  len(ends), part, block, blocks)
+            for i, (layer, (part, block)) in enumerate(zip(model.layers, parts))]
+
+
+def _kind(layer: nn.Module) -> str:
+    from torch import nn
+
+    return "embedding" if isinstance(layer, nn.Embedding) else "conv" if layer.weight.dim() > 2 else "linear"
 
 
 @dataclass(frozen=True)
@@ -190,6 +208,7 @@ class Scheme:
     check: Callable[[nn.Linear | nn.Conv2d, str], None] | None = None  # a user's scheme: refuses a layer it left wrong
     matrices_only: bool = False  # fills [out, in] matrices, not convolutions' kernels (sparse)
     residual_only: bool = False  # starts residual branches (fixup): a network without them is refused
+    roles_only: bool = False  # fills a transformer by its tensors' roles (gpt2): a network without roles is refused
     fn: Callable[..., Any] | None = None  # a registered scheme's function, whose own parameters a name binds
     whole_model: bool = False  # fn(model, context, ...) rather than fn(weight, bias, generator, ...)
     uniform_width: Callable[..., float] | None = None  # drawing U[a, b): the widest b - a, from its parameters
@@ -220,11 +239,14 @@ class Scheme:
         if self.init is None:
             raise UsageError(f"Scheme {self.name!r} initializes whole models, not single layers.")
         if record is None:
-            record = Layer(0, 1, fan_in(layer.weight), fan_out(layer.weight),
-                           "conv" if layer.weight.dim() > 2 else "linear")
+            record = Layer(0, 1, fan_in(layer.weight), fan_out(layer.weight), _kind(layer))
+        # An embedding has no bias: the scheme gets an empty one, which it fills (or draws) nothing into.
+        own_bias = getattr(layer, "bias", None)
         with torch.no_grad():
-            self.init(layer.weight, layer.bias, generator, GAIN[activation], record)
-        bias_policy_(layer, bias, bias_generator or generator)
+            self.init(layer.weight, layer.weight.new_empty(0) if own_bias is None else own_bias, generator,
+                      GAIN[activation], record)
+        if own_bias is not None:
+            bias_policy_(layer, bias, bias_generator or generator)
         if self.check is not None:  # after the bias policy: a bias it replaces may be left unset
             self.check(layer, record.name)
 
@@ -264,12 +286,15 @@ SET_BY_REGISTRY = (*SET_BY_CALLER, "sha256")
 
 def register(name: str, convention: str = "paper", data_dependent: bool = False, whole_model: bool = False,
              uniform_width: Callable[..., float] | None = None,
-             matrices_only: bool = False, residual_only: bool = False) -> Callable[[InitFn], InitFn]:
+             matrices_only: bool = False, residual_only: bool = False,
+             roles_only: bool = False) -> Callable[[InitFn], InitFn]:
     """Add ``fn`` to the registry under ``name``, with its docstring's formula and reference
     and the convention (one of CONVENTIONS) whose definition it follows; ``whole_model``:
     ``fn(model, context, ...)`` rather than ``fn(weight, bias, generator, ...)``;
     ``matrices_only``: it fills Linear layers only, and a convolutional network is refused;
     ``residual_only``: it starts residual branches, and a network without them is refused;
+    ``roles_only``: it reads a transformer's tensor roles (``Layer.part``), and a network
+    without them is refused;
     ``uniform_width``: of a scheme that draws U[a, b), the widest b - a from its parameters
     (in any layer), which a name's parameters must keep finite."""
 
@@ -284,7 +309,7 @@ def register(name: str, convention: str = "paper", data_dependent: bool = False,
         params = tuple(p for p in own if p not in SET_BY_REGISTRY)
         _REGISTRY[name] = _bind(Scheme(name, None, doc.splitlines()[0], fields["Formula"], fields["Reference"],
                                        params, data_dependent, convention, matrices_only=matrices_only,
-                                       residual_only=residual_only, fn=fn, whole_model=whole_model,
+                                       residual_only=residual_only, roles_only=roles_only, fn=fn, whole_model=whole_model,
                                        uniform_width=uniform_width), name)
         return fn
 

@@ -1,217 +1,254 @@
-"""The initializations people use for transformers, per parameter role (``models.gpt.roles``).
+"""The initializations people use for transformers, per tensor role: per-layer schemes that
+read the ``Layer`` record a gpt's layers carry (``part``: the tensor's role, ``block``,
+``blocks``: L), so a user's own per-layer function can do what these do.
 
-Most are a rule: for a weight of a given role, in block l (0-based) of a network of L
-blocks and width d, the standard deviation of the normal it is drawn from (0: zeros; None:
-left as PyTorch built it), cut at three standard deviations where the source cuts it. A
-scheme of its own draws starts biases at zero and norm gains at one; one built on PyTorch's
-default (``default``, ``zero_proj``, ``small_embedding``) leaves them as built. T-Fixup,
-DeepNorm and mimetic initialization draw first and then scale or shape what they drew. Each
-record says where its formula comes from.
+Most are a rule: the standard deviation of the normal a weight of a given role is drawn
+from, in block l (0-based) of a network of L blocks and width d (cut at three standard
+deviations where the source cuts it); biases start at 0 and norm gains at 1 (as a gpt is
+built), except in those built on PyTorch's default (``zero_proj``, ``small_embedding``),
+which keep its biases. T-Fixup and DeepNorm scale Xavier's draws; mimetic initialization
+shapes each head's attention after drawing. Every docstring says where its formula comes
+from; ``tests/test_transformer_schemes.py`` measures each, role by role. They fill the gpt
+network only (``roles_only``): an MLP has no attention outputs to scale.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
+from initbench.initializers.layer import default_, xavier_normal_
+from initbench.initializers.registry import InitContext, Layer, register
 
-from initbench.models.gpt import GPT, Role, roles
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 RESIDUAL_OUTPUTS = ("attention_output", "mlp_out")  # the weights whose outputs are added to the residual stream
-MATRICES = ("token_embedding", "position_embedding", "attention_query", "attention_key", "attention_value",
-            "attention_output", "mlp_in", "mlp_out", "head")
 CUT = 3.0  # a truncated normal's bounds, in standard deviations (OLMo's)
+GPT2_STD = 0.02
 # Mimetic initialization's (alpha, beta): W_q W_k^T ~ a1 Z + b1 I, and W_v W_o ~ a2 Z - b2 I (the paper's values).
 MIMETIC = ((0.7, 0.7), (0.4, 0.4))
-
-Std = Callable[[Role, Tensor, GPT], float | None]  # a weight's std from its role, the tensor and the network
-
-
-@dataclass(frozen=True)
-class TransformerScheme:
-    """A transformer's start: its name, how it fills a GPT (``fill(model, generator)``), its
-    formula and its reference."""
-
-    name: str
-    fill: Callable[[GPT, torch.Generator], None]
-    formula: str
-    reference: str
-    on_default: bool = False  # built on PyTorch's default: biases and norms left as built
-
-
-def _rule(std: Std, cut: bool = False, on_default: bool = False,
-          embedding: Callable[[Tensor, torch.Generator], None] | None = None) -> Callable[[GPT, torch.Generator], None]:
-    """A scheme that draws each weight from N(0, std) (cut at CUT stds when ``cut``), in the
-    state dict's order; ``embedding``: the token embedding drawn otherwise."""
-    def fill(model: GPT, generator: torch.Generator) -> None:
-        tensors = dict(model.named_parameters())
-        with torch.no_grad():
-            for role in roles(model):
-                tensor = tensors[role.name]
-                if role.part == "bias" or role.role in ("norm_gain", "norm_bias"):
-                    if not on_default:
-                        tensor.fill_(1.0 if role.role == "norm_gain" else 0.0)
-                elif role.role == "token_embedding" and embedding is not None:
-                    embedding(tensor, generator)
-                else:
-                    drawn = std(role, tensor, model)
-                    if drawn == 0.0:
-                        tensor.zero_()
-                    elif drawn is not None and cut:
-                        nn.init.trunc_normal_(tensor, 0.0, drawn, -CUT * drawn, CUT * drawn, generator=generator)
-                    elif drawn is not None:
-                        tensor.normal_(0.0, drawn, generator=generator)
-    return fill
-
-
-def _width(model: GPT) -> int:
-    return model.shape.width
-
-
-def _gpt2(role: Role, tensor: Tensor, model: GPT) -> float:
-    return 0.02 / math.sqrt(2 * model.shape.depth) if role.role in RESIDUAL_OUTPUTS else 0.02
-
-
-def _small(role: Role, tensor: Tensor, model: GPT) -> float:
-    return math.sqrt(2 / (5 * _width(model)))
-
-
-def _wang(role: Role, tensor: Tensor, model: GPT) -> float:
-    if role.role in RESIDUAL_OUTPUTS:
-        return 2 / (model.shape.depth * math.sqrt(_width(model)))
-    return _small(role, tensor, model)
-
-
-def _mitchell(role: Role, tensor: Tensor, model: GPT) -> float:
-    """OLMo's: 1/sqrt(d) throughout, the attention output 1/sqrt(2 d (l+1)), the MLP's output
-    1/sqrt(2 d_ff (l+1)) (its fan-in, the MLP's hidden width)."""
-    if role.role in RESIDUAL_OUTPUTS:
-        return 1 / math.sqrt(2 * tensor.shape[1] * (role.block + 1))  # type: ignore[operator]  (a block's)
-    return 1 / math.sqrt(_width(model))
-
-
-def _full_megatron(role: Role, tensor: Tensor, model: GPT) -> float:
-    if role.role in RESIDUAL_OUTPUTS:
-        return 0.02 / math.sqrt(2 * model.shape.depth)
-    return _width(model) ** -0.5 if role.role == "head" else 0.02
-
-
-def _xavier(role: Role, tensor: Tensor, model: GPT) -> float:
-    """Xavier's normal std for a Linear weight [out, in]; an embedding's N(0, d^-1/2)."""
-    if role.role.endswith("embedding"):
-        return _width(model) ** -0.5
-    return math.sqrt(2 / (tensor.shape[0] + tensor.shape[1]))
-
-
-def _zero_proj(role: Role, tensor: Tensor, model: GPT) -> float | None:
-    return 0.0 if role.role in RESIDUAL_OUTPUTS else None
-
-
-def _small_embedding(tensor: Tensor, generator: torch.Generator) -> None:
-    tensor.uniform_(-1e-4, 1e-4, generator=generator)
-
-
-def t_fixup_scale(depth: int) -> float:
-    """T-Fixup's factor for a decoder of ``depth`` layers with self-attention only: (6L)^-1/4."""
-    return (6 * depth) ** -0.25
-
-
-def deepnorm_beta(depth: int) -> float:
-    """DeepNet's beta for a decoder of ``depth`` layers: (8L)^-1/4 (its alpha, on the network: (2L)^1/4)."""
-    return (8 * depth) ** -0.25
-
-
-def deepnorm_alpha(depth: int) -> float:
-    return (2 * depth) ** 0.25
-
-
-def _scaled(std: Std, roles_scaled: tuple[str, ...], factor: Callable[[int], float]) -> Std:
-    """``std``, times ``factor(L)`` for the weights of ``roles_scaled``."""
-    def scaled(role: Role, tensor: Tensor, model: GPT) -> float | None:
-        drawn = std(role, tensor, model)
-        return drawn * factor(model.shape.depth) if drawn and role.role in roles_scaled else drawn
-    return scaled
-
-
 T_FIXUP_SCALED = ("token_embedding", "attention_value", "attention_output", "mlp_in", "mlp_out")
 DEEPNORM_SCALED = ("attention_value", "attention_output", "mlp_in", "mlp_out")
 
 
-def _mimetic(model: GPT, generator: torch.Generator) -> None:
-    """gpt2's draws, then each block's query and key shaped so that, head by head,
-    W_q W_k^T = a1 Z + b1 I, and its value and output so that W_v W_o ~ a2 Z - b2 I, with Z
-    drawn N(0, 1/d_head) (each product factored by its SVD, half the singular values each side)."""
-    _rule(_gpt2)(model, generator)
-    heads = model.shape.heads
+def width(weight: Tensor, layer: Layer) -> int:
+    """The model's width d, read from one of its weights: every weight [out, in] but the MLP's
+    output (and the head's and embeddings' [tokens, d]) takes d inputs."""
+    return weight.shape[0] if layer.part == "mlp_out" else weight.shape[1]
+
+
+def _normal(weight: Tensor, bias: Tensor, generator: torch.Generator | None, std: float, cut: bool = False) -> None:
+    """``weight`` from N(0, std) (cut at CUT stds when ``cut``; std 0: zeros), ``bias`` 0."""
+    from torch.nn import init
+
+    if std == 0:
+        weight.zero_()
+    elif cut:
+        init.trunc_normal_(weight, 0.0, std, -CUT * std, CUT * std, generator=generator)
+    else:
+        weight.normal_(0.0, std, generator=generator)
+    bias.zero_()
+
+
+def gpt2_std(layer: Layer) -> float:
+    return GPT2_STD / math.sqrt(2 * layer.blocks) if layer.part in RESIDUAL_OUTPUTS else GPT2_STD
+
+
+@register("gpt2", "paper", roles_only=True)
+def gpt2_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """GPT-2's start, as nanoGPT writes it: small normals, residual projections scaled by depth.
+
+    Formula: N(0, 0.02); attention and MLP output projections N(0, 0.02/sqrt(2L)); biases 0
+    Reference: nanoGPT model.py (GPT._init_weights and the c_proj scaling), after Radford et al. 2019
+    """
+    _normal(weight, bias, generator, gpt2_std(layer))
+
+
+@register("scaled_normal", "paper", roles_only=True)
+def scaled_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """GPT-NeoX's name for gpt2's rule (the same numbers).
+
+    Formula: N(0, 0.02); output projections N(0, 0.02/sqrt(2L)); biases 0
+    Reference: GPT-NeoX megatron/model/init_functions.py (scaled_init_method_normal)
+    """
+    gpt2_(weight, bias, generator, layer=layer)
+
+
+@register("megatron_normal", "paper")
+def megatron_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
+    """Megatron-LM's and GPT-NeoX's plain normal, every weight alike.
+
+    Formula: N(0, 0.02) for every weight; biases 0
+    Reference: GPT-NeoX megatron/model/init_functions.py (init_method_normal)
+    """
+    _normal(weight, bias, generator, GPT2_STD)
+
+
+def small_std(weight: Tensor, layer: Layer) -> float:
+    return math.sqrt(2 / (5 * width(weight, layer)))
+
+
+@register("small_init", "paper", roles_only=True)
+def small_init_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """Nguyen and Salazar's small init: every weight's std set by the model's width.
+
+    Formula: N(0, sqrt(2/(5d))) for every weight; biases 0
+    Reference: Nguyen & Salazar 2019, Transformers without Tears; GPT-NeoX small_init_init_method
+    """
+    _normal(weight, bias, generator, small_std(weight, layer))
+
+
+@register("wang_init", "paper", roles_only=True)
+def wang_init_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """small_init, with the residual projections scaled by depth and width.
+
+    Formula: small_init, and output projections N(0, 2/(L sqrt(d))); biases 0
+    Reference: GPT-NeoX init_functions.py wang_init_method (after Ben Wang's Mesh Transformer JAX)
+    """
+    std = (2 / (layer.blocks * math.sqrt(width(weight, layer))) if layer.part in RESIDUAL_OUTPUTS
+           else small_std(weight, layer))
+    _normal(weight, bias, generator, std)
+
+
+@register("mitchell", "paper", roles_only=True)
+def mitchell_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """OLMo's mitchell init: 1/sqrt(d), the residual projections scaled by their block.
+
+    Formula: N(0, 1/sqrt(d)) cut at 3 stds; attention output 1/sqrt(2d(l+1)), MLP output 1/sqrt(2 d_ff (l+1)) in block l; biases 0
+    Reference: OLMo olmo/model.py (InitFnType.mitchell, after Mitchell Wortsman)
+    """
+    if layer.part in RESIDUAL_OUTPUTS:  # fan-in: d for the attention output, d_ff for the MLP's
+        std = 1 / math.sqrt(2 * weight.shape[1] * ((layer.block or 0) + 1))
+    else:
+        std = 1 / math.sqrt(width(weight, layer))
+    _normal(weight, bias, generator, std, cut=True)
+
+
+@register("full_megatron", "paper", roles_only=True)
+def full_megatron_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                   layer: Layer) -> None:
+    """OLMo's full_megatron: Megatron's normal, cut, with a scaled head.
+
+    Formula: N(0, 0.02) cut at 3 stds; output projections 0.02/sqrt(2L); the head d^-1/2; biases 0
+    Reference: OLMo olmo/model.py (InitFnType.full_megatron)
+    """
+    std = width(weight, layer) ** -0.5 if layer.part == "head" else gpt2_std(layer)
+    _normal(weight, bias, generator, std, cut=True)
+
+
+@register("zero_proj", "paper", roles_only=True)
+def zero_proj_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """PyTorch's default with every residual branch's output projection at zero: each block starts as the identity.
+
+    Formula: PyTorch's default, and attention and MLP output projections 0
+    Reference: modded-nanogpt train_gpt.py (output projections zero-initialized)
+    """
+    default_(weight, bias, generator, layer=layer)
+    if layer.part in RESIDUAL_OUTPUTS:
+        weight.zero_()
+
+
+@register("small_embedding", "paper", roles_only=True)
+def small_embedding_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *,
+                     layer: Layer) -> None:
+    """PyTorch's default with a tiny token embedding (SmallInitEmb).
+
+    Formula: PyTorch's default, and the token embedding U(-1e-4, 1e-4)
+    Reference: Peng et al. 2023, RWKV: Reinventing RNNs for the Transformer Era (SmallInitEmb)
+    """
+    if layer.part == "token_embedding":
+        weight.uniform_(-1e-4, 1e-4, generator=generator)
+    else:
+        default_(weight, bias, generator, layer=layer)
+
+
+def t_fixup_scale(blocks: int) -> float:
+    """T-Fixup's factor for a decoder of ``blocks`` layers with self-attention only: (6L)^-1/4."""
+    return (6 * blocks) ** -0.25
+
+
+def deepnorm_beta(blocks: int) -> float:
+    """DeepNet's beta for a decoder of ``blocks`` layers: (8L)^-1/4."""
+    return (8 * blocks) ** -0.25
+
+
+def deepnorm_alpha(blocks: int) -> float:
+    """DeepNet's alpha for a decoder (the network's --residual-scale): (2L)^1/4."""
+    return (2 * blocks) ** 0.25
+
+
+def _xavier_scaled(weight: Tensor, bias: Tensor, generator: torch.Generator | None, layer: Layer,
+                   factor: float) -> None:
+    """Xavier's normal (an embedding N(0, d^-1/2)), times ``factor``; biases 0."""
+    if layer.kind == "embedding":
+        _normal(weight, bias, generator, width(weight, layer) ** -0.5)
+    else:
+        xavier_normal_(weight, bias, generator)
+    weight.mul_(factor)
+
+
+@register("t_fixup", "paper", roles_only=True)
+def t_fixup_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """T-Fixup: Xavier, with the embedding, values, attention outputs and MLP scaled by depth (no warmup, no norm needed).
+
+    Formula: Xavier normal, embeddings N(0, d^-1/2); token embedding, value, attention output and MLP weights times (6L)^-1/4; biases 0
+    Reference: Huang et al. 2020, Improving Transformer Optimization Through Better Initialization (fairseq scale_init, self-attention only)
+    """
+    _xavier_scaled(weight, bias, generator, layer, t_fixup_scale(layer.blocks) if layer.part in T_FIXUP_SCALED else 1)
+
+
+@register("deepnorm", "paper", roles_only=True)
+def deepnorm_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
+    """DeepNorm's start: Xavier, with the values, attention outputs and MLP scaled by beta (with --residual-scale alpha, post-LN).
+
+    Formula: Xavier normal; value, attention output and MLP weights times beta = (8L)^-1/4 (the network's alpha: (2L)^1/4); biases 0
+    Reference: Wang et al. 2022, DeepNet: Scaling Transformers to 1,000 Layers (decoder-only)
+    """
+    _xavier_scaled(weight, bias, generator, layer, deepnorm_beta(layer.blocks) if layer.part in DEEPNORM_SCALED else 1)
+
+
+@register("mimetic", "paper", whole_model=True, roles_only=True)
+def mimetic(model: nn.Module, context: InitContext) -> list[str]:
+    """Mimetic initialization: gpt2's draws, then each head's attention shaped like a trained one's.
+
+    Per head W_q W_k^T = a1 Z + b1 I and W_v W_o = a2 Z - b2 I, with Z drawn N(0, 1/d_head) from the
+    seed's stream (each product factored by its SVD, half the singular values each side).
+
+    Formula: gpt2, then per head W_q W_k^T = 0.7 Z + 0.7 I and W_v W_o = 0.4 Z - 0.4 I, Z ~ N(0, 1/d_head)
+    Reference: Trockman & Kolter 2023, Mimetic Initialization of Self-Attention Layers
+    """
+    import torch
+
+    from initbench.initializers.registry import get, layer_records
+
+    gpt2 = get("gpt2")
+    for record, layer in zip(layer_records(model), model.layers):
+        gpt2.init_layer(layer, context.layer_generator(record.index), record=record)
+    heads, (a1, b1), (a2, b2) = model.shape.heads, *MIMETIC
     with torch.no_grad():
         for block in model.blocks:
-            (a1, b1), (a2, b2) = MIMETIC
-            q, k = _factor(a1, b1, model.shape.width, heads, generator)
+            q, k = _factor(a1, b1, model.shape.width, heads, context.generator)
             block.query.weight.copy_(q.T)  # Linear computes x W^T: the query's map is W^T
             block.key.weight.copy_(k.T)
-            v, o = _factor(a2, -b2, model.shape.width, heads, generator)
+            v, o = _factor(a2, -b2, model.shape.width, heads, context.generator)
             block.value.weight.copy_(v.T)
             block.attention_output.weight.copy_(o)
+    return ["initialized by mimetic"] * len(model.layers)
 
 
-def _factor(alpha: float, beta: float, width: int, heads: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """A, B [width, width], block by head (A's columns, B's rows), with A_h B_h^T = alpha Z + beta I."""
-    size = width // heads
-    first, second = torch.zeros(width, width), torch.zeros(width, width)
+def _factor(alpha: float, beta: float, size: int, heads: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A, B [size, size], block by head (A's columns, B's rows), with A_h B_h^T = alpha Z + beta I."""
+    import torch
+
+    part_size = size // heads
+    first, second = torch.zeros(size, size), torch.zeros(size, size)
     for h in range(heads):
-        target = alpha * torch.randn(size, size, generator=generator) / math.sqrt(size) + beta * torch.eye(size)
+        target = (alpha * torch.randn(part_size, part_size, generator=generator) / math.sqrt(part_size)
+                  + beta * torch.eye(part_size))
         u, s, vh = torch.linalg.svd(target)
-        part = slice(h * size, (h + 1) * size)
+        part = slice(h * part_size, (h + 1) * part_size)
         first[part, part] = u * s.sqrt()
         second[part, part] = vh.T * s.sqrt()
     return first, second
-
-
-SCHEMES = {s.name: s for s in (
-    TransformerScheme("default", lambda model, generator: None, "as PyTorch builds the modules: Linear "
-                      "U(-1/sqrt(fan_in), 1/sqrt(fan_in)), Embedding N(0, 1), norm gain 1",
-                      "torch.nn's reset_parameters", on_default=True),
-    TransformerScheme("gpt2", _rule(_gpt2), "N(0, 0.02); attention and MLP output projections N(0, 0.02/sqrt(2L)); "
-                      "biases 0", "nanoGPT model.py (GPT._init_weights and the c_proj scaling), after GPT-2"),
-    TransformerScheme("megatron_normal", _rule(lambda role, tensor, model: 0.02),
-                      "N(0, 0.02) for every weight; biases 0", "Megatron-LM / GPT-NeoX init_functions.py "
-                      "init_method_normal"),
-    TransformerScheme("small_init", _rule(_small), "N(0, sqrt(2/(5d))) for every weight; biases 0",
-                      "Nguyen & Salazar 2019, Transformers without Tears; GPT-NeoX small_init_init_method"),
-    TransformerScheme("wang_init", _rule(_wang), "small_init, and output projections N(0, 2/(L sqrt(d))); biases 0",
-                      "GPT-NeoX init_functions.py wang_init_method (after Ben Wang's Mesh Transformer JAX)"),
-    TransformerScheme("mitchell", _rule(_mitchell, cut=True), "N(0, 1/sqrt(d)) cut at 3 stds; attention output "
-                      "1/sqrt(2d(l+1)), MLP output 1/sqrt(2 d_ff (l+1)) in block l; biases 0",
-                      "OLMo model.py (InitFnType.mitchell, after Mitchell Wortsman)"),
-    TransformerScheme("full_megatron", _rule(_full_megatron, cut=True), "N(0, 0.02) cut at 3 stds; output "
-                      "projections 0.02/sqrt(2L); the head d^-1/2; biases 0",
-                      "OLMo model.py (InitFnType.full_megatron)"),
-    TransformerScheme("zero_proj", _rule(_zero_proj, on_default=True),
-                      "PyTorch's default, and attention and MLP output projections 0",
-                      "modded-nanogpt (output projections zero-initialized)", on_default=True),
-    TransformerScheme("small_embedding", _rule(lambda role, tensor, model: None, on_default=True,
-                                               embedding=_small_embedding),
-                      "PyTorch's default, and the token embedding U(-1e-4, 1e-4)",
-                      "Peng et al. 2023, RWKV (SmallInitEmb)", on_default=True),
-    TransformerScheme("t_fixup", _rule(_scaled(_xavier, T_FIXUP_SCALED, t_fixup_scale)),
-                      "Xavier normal, embeddings N(0, d^-1/2); token embedding, value, attention output and MLP "
-                      "weights times (6L)^-1/4 (a decoder with self-attention only); biases 0",
-                      "Huang et al. 2020, Improving Transformer Optimization Through Better Initialization "
-                      "(the authors' fairseq scale_init: (3 x attentions x L)^-1/4)"),
-    TransformerScheme("deepnorm", _rule(_scaled(_xavier, DEEPNORM_SCALED, deepnorm_beta)),
-                      "Xavier normal; value, attention output and MLP weights times beta = (8L)^-1/4, the network's "
-                      "residual alpha (2L)^1/4 (post-LN); biases 0",
-                      "Wang et al. 2022, DeepNet: Scaling Transformers to 1,000 Layers (decoder-only)"),
-    TransformerScheme("mimetic", _mimetic, "gpt2, then per head W_q W_k^T = 0.7 Z + 0.7 I and W_v W_o = "
-                      "0.4 Z - 0.4 I, Z ~ N(0, 1/d_head)",
-                      "Trockman & Kolter 2023, Mimetic Initialization of Self-Attention Layers"),
-)}
-SCHEMES["scaled_normal"] = SCHEMES["gpt2"]  # GPT-NeoX's name for the same rule (scaled_init_method_normal)
-
-
-def initialize_(model: GPT, scheme: str, generator: torch.Generator) -> None:
-    """Fill ``model`` by ``scheme`` from ``generator``, in the state dict's order."""
-    SCHEMES[scheme].fill(model, generator)

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from initbench import data
 from initbench.choices import Registry, loaded
@@ -63,12 +64,15 @@ class Network:
     depth: Callable[[NetworkSettings], int]  # its weighted layers with these settings (checked before torch loads)
     # The outputs (units, or channels) of its layers below the output layer: what a weights file's record is checked by.
     widths: Callable[[NetworkSettings], tuple[int, ...]] = lambda s: s.hidden
-    hidden: tuple[int, ...] | None = None  # its hidden widths where settings do not give them (None: NetworkSettings')
+    # Its own defaults of settings a run does not give (cnn: hidden 128; gpt: its blocks, batch and dropout).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[data.Dataset], None] = lambda dataset: None  # refuses, before torch loads, a dataset it can't take
     kernels: bool = False  # some of its layers are convolutions (a scheme for matrices only cannot fill them)
     residual: bool = False  # it has residual branches (what fixup and skipinit start)
     engines: tuple[str, ...] = ("sequential",)  # the engines that train it (training.engines), auto's choice first
     parametrizations: tuple[str, ...] = ("sp",)  # those written for it (training.parametrization)
+    task: str = "classification"  # what it learns (tasks): the datasets it takes are of this task
+    roles: bool = False  # its layers carry a transformer's tensor roles (Layer.part): what gpt2's rule reads
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
         return loaded(self.builder)(settings, inputs, classes)
@@ -80,7 +84,8 @@ get = NETWORKS.find
 
 
 CNN_CHANNELS = (16, 32)  # the cnn's two convolutions' output channels (models/cnn.py)
-MIN_IMAGE_SIDE = 4  # two 2x2 poolings of a smaller image would leave nothing
+MIN_IMAGE_SIDE = 4
+GPT_BLOCKS = (128,) * 4  # gpt's default: four blocks of width 128, which train in minutes on 2 cores  # two 2x2 poolings of a smaller image would leave nothing
 
 
 def square_images(dataset: data.Dataset) -> None:
@@ -100,10 +105,22 @@ def residual_widths(s: NetworkSettings) -> tuple[int, ...]:
     return (s.hidden[0], *(width for inner in s.hidden for width in (inner, s.hidden[0])))
 
 
+def gpt_widths(s: NetworkSettings) -> tuple[int, ...]:
+    """gpt's layers' outputs below its output layer (the head; tied: the last MLP out): the
+    embeddings', then each block's query, key, value, attention output, MLP in and MLP out."""
+    d = s.hidden[0]
+    outputs = (d, d, *(d, d, d, d, s.mlp_ratio * d, d) * len(s.hidden))
+    return outputs[:-1] if s.tied else outputs
+
+
 register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidden) + 1,
                  engines=("batched", "sequential"), parametrizations=("sp", "mup")))
 register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CHANNELS) + len(s.hidden) + 1,
-                 widths=lambda s: (*CNN_CHANNELS, *s.hidden), hidden=(128,), check=square_images, kernels=True))
+                 widths=lambda s: (*CNN_CHANNELS, *s.hidden), defaults={"hidden": (128,)}, check=square_images,
+                 kernels=True))
+register(Network("gpt", "initbench.models.gpt:build", depth=lambda s: 2 + 6 * len(s.hidden) + (not s.tied),
+                 widths=lambda s: gpt_widths(s),
+                 defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, task="next-token", roles=True))
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
                  widths=residual_widths, residual=True, engines=("batched", "sequential")))
 

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initbench.errors import UsageError
+from initbench.settings import NORM_POSITIONS as PLACEMENTS, NORMS, NetworkSettings
 
-NORMS = ("layernorm", "rmsnorm", "none")
-PLACEMENTS = ("pre", "post")
 ROLES = ("token_embedding", "position_embedding", "attention_query", "attention_key", "attention_value",
          "attention_output", "mlp_in", "mlp_out", "norm_gain", "norm_bias", "head")
+WEIGHTED = ("query", "key", "value", "attention_output", "mlp_in", "mlp_out")  # a block's, in its layers' order
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,26 @@ class GPT(nn.Module):
             self.head.weight = self.token_embedding.weight
         self.dropout = nn.Dropout(shape.dropout)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """Logits [batch, length, vocab] for tokens [batch, length] (length at most the context)."""
+    @property
+    def layers(self) -> list[nn.Module]:
+        """Its weighted layers in order, as schemes fill them and --freeze would count them:
+        the token and position embeddings, each block's query, key, value, attention output,
+        MLP in and MLP out, and the head (unless tied: then it is the token embedding)."""
+        blocks = [getattr(block, name) for block in self.blocks for name in WEIGHTED]
+        return [self.token_embedding, self.position_embedding, *blocks, *([] if self.shape.tied else [self.head])]
+
+    @property
+    def parts(self) -> list[tuple[str, int | None]]:
+        """Each of ``layers``' role (``ROLES``) and block (None outside the blocks): what a
+        scheme's ``Layer`` record tells it."""
+        blocks = [(f"attention_{name}" if name in ("query", "key", "value") else name, i)
+                  for i in range(self.shape.depth) for name in WEIGHTED]
+        return [("token_embedding", None), ("position_embedding", None), *blocks,
+                *([] if self.shape.tied else [("head", None)])]
+
+    def forward(self, tokens: Tensor, masks: object = None) -> Tensor:
+        """Logits [batch, length, vocab] for tokens [batch, length] (length at most the context);
+        ``masks`` is the networks' contract's, which a GPT does not take (its dropout is its own)."""
         length = tokens.shape[-1]
         if length > self.shape.context:
             raise ValueError(f"{length} tokens are more than the context of {self.shape.context}")
@@ -184,3 +202,19 @@ def roles(model: GPT) -> list[Role]:
 def bits_per_character(nats: float) -> float:
     """A loss per character in nats, in bits."""
     return nats / math.log(2)
+
+
+def shape(settings: NetworkSettings, vocab: int) -> Shape:
+    """The Shape ``settings`` describe: ``hidden``'s sizes are the blocks (128x4: four blocks
+    of width 128), which must be equal: the residual stream has one width."""
+    if len(set(settings.hidden)) != 1:
+        raise UsageError(f"--hidden {','.join(map(str, settings.hidden))}: a gpt's blocks share one width (the "
+                         "residual stream's). Give equal sizes, e.g. --hidden 128x4 for four blocks of width 128.")
+    return Shape(vocab, settings.context, settings.hidden[0], len(settings.hidden), settings.heads,
+                 settings.mlp_ratio, settings.norm_position, settings.norm, settings.tied, settings.dropout,
+                 settings.residual_scale)
+
+
+def build(settings: NetworkSettings, inputs: int, classes: int) -> GPT:
+    """The registry's builder: ``inputs`` and ``classes`` are both the vocabulary's size."""
+    return GPT(shape(settings, classes))

@@ -1,102 +1,142 @@
-"""Training a GPT for next-token prediction, one model at a time (the reference the batched
-engine will be held to): context windows drawn from the seed's stream, shared by every
-scheme of the seed, Adam, and what the lab reports of a run: the loss at step 0 (beside ln
-V), the training loss per step, the validation loss in nats and bits per character, the
-steps to a target loss, loss spikes (a step whose loss exceeds twice the running median of
-the steps before it) and divergence (a loss non-finite or a thousand times the first).
+"""Next-token prediction, one model at a time (the sequential engine's way with a text):
+context windows drawn from the seed's stream (every scheme of a seed reads the same windows
+at the same step), Adam or SGD, a score after every epoch (``--steps`` steps: windows are
+drawn, not passed over), and a sample of what the model learned to write.
+
+What a run reports of each model: every step's training loss (the first is the loss of the
+start, beside ln V), the validation and test loss in nats per character (``score``; in bits
+in the tables), divergence (a loss non-finite or BLOW_UP times the first: the model is kept
+as it stands), and ``spikes`` and ``steps_to`` read from the losses afterwards. A gpt's
+dropout (off by default) draws from torch's generator seeded by the seed's own stream, in a
+fork that leaves the caller's generator as it was.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from initbench.models.gpt import GPT, bits_per_character
+from initbench import data
+from initbench.errors import InitbenchError
+from initbench.jobs import Job, JobResult, Keep, Progress, Tick, result, state_dict
+from initbench.models.gpt import GPT
+from initbench.settings import OptimSettings
+from initbench.training import streams
 
 SPIKE = 2.0  # a step's loss over this many times the running median of the steps before it is a spike
 BLOW_UP = 1000.0  # a loss this many times the first is divergence
-EVAL_WINDOWS = 64  # validation windows, evenly spaced over the held-out text
+EVAL_WINDOWS = 256  # scored windows, evenly spaced over a held-out text (the same for every model)
+EVAL_CHUNK = 64  # windows per forward pass when scoring
+SAMPLE_CHARS = 200  # of each model's sample
+PROMPT_CHARS = 32  # the sample's prompt: the validation text's first characters
 
 
 def windows(tokens: Tensor, context: int, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """``batch`` windows of ``context`` tokens at offsets drawn from ``generator``, and the
     tokens that follow each position (the targets)."""
     starts = torch.randint(len(tokens) - context, (batch,), generator=generator)
-    rows = starts[:, None] + torch.arange(context + 1)
+    rows = (starts[:, None] + torch.arange(context + 1)).to(tokens.device)
     chunk = tokens[rows]
     return chunk[:, :-1], chunk[:, 1:]
 
 
-@dataclass(frozen=True)
-class Trained:
-    """What one model's run says."""
-
-    losses: list[float]  # per step, from step 0 (the loss of the model as it started); NaN after divergence
-    val_loss: float  # in nats per token, after the last step
-    diverged_at: int | None  # the step whose loss blew up (non-finite, or BLOW_UP times the first)
-    spikes: list[int]  # the steps whose loss exceeded SPIKE times the running median before them
-
-    @property
-    def val_bits(self) -> float:
-        return bits_per_character(self.val_loss)
-
-    def steps_to(self, target: float) -> int | None:
-        """The first step whose training loss is at or below ``target`` (None: never)."""
-        return next((step for step, loss in enumerate(self.losses) if loss <= target), None)
-
-
-def evaluate(model: GPT, tokens: Tensor) -> float:
-    """The mean loss per token, in nats, over EVAL_WINDOWS windows evenly spaced over ``tokens``."""
+@torch.no_grad()
+def score(model: GPT, tokens: Tensor) -> float:
+    """The mean loss per character, in nats, over EVAL_WINDOWS windows evenly spaced over
+    ``tokens`` (every position of each predicted); NaN for a model whose loss is not finite."""
     context = model.shape.context
+    if len(tokens) <= context:
+        raise InitbenchError(f"A held-out text of {len(tokens):,} characters is shorter than the gpt's context "
+                             f"({context:,}): no window fits in it. Give a shorter --context, or a longer text.")
     starts = torch.linspace(0, len(tokens) - context - 1, min(EVAL_WINDOWS, len(tokens) - context)).long()
-    rows = starts[:, None] + torch.arange(context + 1)
-    chunk = tokens[rows]
+    rows = (starts[:, None] + torch.arange(context + 1)).to(tokens.device)
+    was_training = model.training
     model.eval()
-    with torch.no_grad():
-        loss = float(model.loss(chunk[:, :-1], chunk[:, 1:]))
-    model.train()
-    return loss
+    total = 0.0
+    for i in range(0, len(rows), EVAL_CHUNK):
+        chunk = tokens[rows[i:i + EVAL_CHUNK]]
+        total += float(model.loss(chunk[:, :-1], chunk[:, 1:])) * len(chunk)
+    model.train(was_training)
+    return total / len(rows) if math.isfinite(total) else math.nan
 
 
-def train(model: GPT, train_tokens: Tensor, val_tokens: Tensor, steps: int, batch: int, lr: float,
-          generator: torch.Generator) -> Trained:
-    """Train ``model`` for ``steps`` steps of ``batch`` windows drawn from ``generator``
-    (the seed's: every scheme of a seed sees the same windows), with Adam at ``lr``."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses: list[float] = []
-    diverged_at = None
-    model.train()
-    for step in range(steps + 1):  # step 0 measures the start; steps 1..steps train
-        x, y = windows(train_tokens, model.shape.context, batch, generator)
-        loss = model.loss(x, y)
-        value = float(loss.detach())
-        if not math.isfinite(value) or (losses and value > BLOW_UP * losses[0]):
-            diverged_at = step
-            losses += [math.nan] * (steps + 1 - step)
-            break
-        losses.append(value)
-        if step < steps:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    spikes = [step for step in range(2, len(losses)) if math.isfinite(losses[step])
-              and losses[step] > SPIKE * statistics.median(losses[:step])]
-    val = math.nan if diverged_at is not None else evaluate(model, val_tokens)
-    return Trained(losses, val, diverged_at, spikes)
+def spikes(losses: Sequence[float]) -> list[int]:
+    """The steps (0-based) whose loss exceeded SPIKE times the median of the steps before them."""
+    return [step for step in range(2, len(losses)) if math.isfinite(losses[step])
+            and losses[step] > SPIKE * statistics.median(losses[:step])]
 
 
-def sample(model: GPT, prompt: list[int], length: int, generator: torch.Generator) -> list[int]:
-    """``length`` tokens drawn after ``prompt`` from the model's next-token distribution."""
-    tokens = torch.tensor([prompt], dtype=torch.long)
+def steps_to(losses: Sequence[float], target: float) -> int | None:
+    """The first step (0-based) whose training loss is at or below ``target`` (None: never)."""
+    return next((step for step, loss in enumerate(losses) if loss <= target), None)
+
+
+def optimizer(model: GPT, s: OptimSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
+    return torch.optim.Adam(model.parameters(), lr=s.lr)
+
+
+def train_job(job: Job, model: GPT, splits: data.Splits, device: torch.device, progress: Progress, label: str,
+              keep: Keep, initial: dict[str, Tensor] | None) -> JobResult:
+    """Train ``model`` (the job's, as initialized) on the text's windows; its result holds
+    the validation loss after each epoch in ``val_acc`` (the task's validation metric) and
+    the test loss in ``test_acc``, and a sample of its writing."""
+    o = job.settings.optim
+    model = model.to(device).train()
+    opt = optimizer(model, o)
+    windows_from = streams.generator(job.seed, "windows")
+    losses = torch.full((o.epochs, o.steps), math.nan)
+    val: list[float] = []
+    diverged_at, first = None, math.nan
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(streams.stream_seed(job.seed, "dropout"))  # a gpt's dropout: the seed's, as all else
+        for epoch in range(o.epochs):
+            for step in range(o.steps if diverged_at is None else 0):
+                x, y = windows(splits.x_train, model.shape.context, o.batch_size, windows_from)
+                loss = model.loss(x, y)
+                value = float(loss.detach())
+                first = value if math.isnan(first) else first
+                losses[epoch, step] = value
+                progress(Tick("training", label, epoch + 1, o.epochs, step + 1, o.steps, 1, loss.detach()))
+                if not math.isfinite(value) or value > BLOW_UP * first:
+                    diverged_at = epoch * o.steps + step + 1  # kept as it stands: divergence is a result
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            progress(Tick("evaluating", label, epoch + 1, o.epochs))
+            val.append(math.nan if diverged_at is not None else score(model, splits.x_val))
+    progress(Tick("testing", label, o.epochs, o.epochs))
+    test = math.nan if diverged_at is not None else score(model, splits.x_test)
+    found = result(job, losses, val, test, diverged_at, state_dict(model) if keep.weights else None, initial)
+    found.sample = None if diverged_at is not None else written(job, model, splits.x_val)
+    return found
+
+
+@torch.no_grad()
+def sample(model: GPT, prompt: Tensor, length: int, generator: torch.Generator) -> list[int]:
+    """``length`` tokens drawn after ``prompt`` from the model's next-token distribution
+    (``generator`` on the CPU: the same draws on any device)."""
+    was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for _ in range(length):
-            logits = model(tokens[:, -model.shape.context:])[0, -1]
-            following = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
-            tokens = torch.cat([tokens, following[None]], dim=1)
-    model.train()
+    tokens = prompt[None]
+    for _ in range(length):
+        logits = model(tokens[:, -model.shape.context:])[0, -1].float().cpu()
+        following = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
+        tokens = torch.cat([tokens, following[None].to(tokens.device)], dim=1)
+    model.train(was_training)
     return tokens[0, len(prompt):].tolist()
+
+
+def written(job: Job, model: GPT, held_out: Tensor) -> str:
+    """The job's sample: SAMPLE_CHARS characters after the held-out text's first PROMPT_CHARS,
+    drawn from the seed's stream (every scheme of a seed draws the same numbers)."""
+    vocabulary = data.get(job.settings.data.dataset).class_names
+    drawn = sample(model, held_out[:min(PROMPT_CHARS, model.shape.context)], SAMPLE_CHARS,
+                   streams.generator(job.seed, "sample"))
+    return "".join(vocabulary[t] for t in drawn)

@@ -27,7 +27,7 @@ from initbench.analysis import diff as diffs, expect, frames
 from initbench.analysis.cells import cells_frame
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import batches_per_epoch
-from initbench.settings import DataSettings
+from initbench.settings import DataSettings, OptimSettings
 from initbench.storage import runfolder, store
 from initbench.views import htmlpage, listings, pictures, sweep, tables
 from initbench.words import plural
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 Drawing = Callable[[Path | None], "Figure"]  # draws a picture, and saves it where a path is given
-RUNS_COLUMNS = {"scheme": False, "seed": True, "val_acc": True, "test_acc": True, "last_batch_loss": True,
-                "last_epoch_loss": True, "diverged": False}  # runs.csv's columns a view reads: numeric?
+SAMPLES = "samples.csv"  # a text's run: what each trained model wrote
+RUNS_COLUMNS = {"scheme": False, "seed": True, "last_batch_loss": True, "last_epoch_loss": True,
+                "diverged": False}  # runs.csv's columns a view reads (numeric?), and its task's two metrics
 
 
 class Shown:
@@ -104,7 +105,7 @@ class Run(Shown):
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        return runs_table(self.folder)
+        return runs_table(self.folder, self.task)
 
     @cached_property
     def losses(self) -> pd.DataFrame:
@@ -117,11 +118,27 @@ class Run(Shown):
 
     @cached_property
     def summary(self) -> pd.DataFrame:
-        return frames.summary_frame(self.runs)
+        return frames.summary_frame(self.runs, self.task)
 
     @property
     def table(self) -> pd.DataFrame:
-        return in_percent(self.summary.set_index("scheme"))
+        return in_percent(self.summary.set_index("scheme"), self.task)
+
+    @property
+    def steps(self) -> int | None:
+        """The training steps of an epoch on a text (None on images: an epoch is a pass over them)."""
+        return self.config.get("steps", OptimSettings.steps) if self.task.validation.unit != "%" else None
+
+    @property
+    def batches(self) -> int:
+        """Its batches (steps) per epoch."""
+        return self.steps or batches_per_epoch(self.info["data"]["train"], self.config["batch_size"])
+
+    @cached_property
+    def samples(self) -> pd.DataFrame | None:
+        """What each trained model wrote (samples.csv: a text's runs), None otherwise."""
+        path = self.folder / SAMPLES
+        return read_csv(path).fillna("") if os.path.lexists(path) else None
 
     @property
     def expectations(self) -> list[expect.Outcome]:
@@ -140,14 +157,13 @@ class Run(Shown):
         return data.task(self.config.get("dataset", DataSettings.dataset))
 
     def listings(self) -> list[tables.Listing]:
-        return [listings.accuracy_listing(self.summary, self.config["epochs"], self.task, self.eval_dropout)]
+        return [listings.accuracy_listing(self.summary, self.config["epochs"], self.task, self.eval_dropout,
+                                          self.steps)]
 
     def drawings(self) -> dict[str, Drawing]:
         """Its pictures, by file name."""
         config = self.config
-        drawn = loss_pictures(self.losses, config["plot_batches"],
-                              batches_per_epoch(self.info["data"]["train"], config["batch_size"]),
-                              len(config["classes"]), self.task)
+        drawn = loss_pictures(self.losses, config["plot_batches"], self.batches, len(config["classes"]), self.task)
         if self.layer_stats is not None:
             drawn["layer_stats.png"] = stats_picture(self.layer_stats)
         return drawn
@@ -331,12 +347,14 @@ class SweepPlan(Shown):
         return [listings.jobs_listing(self.rows)]
 
 
-def in_percent(frame: pd.DataFrame) -> pd.DataFrame:
+def in_percent(frame: pd.DataFrame, task: tasks.Task = tasks.CLASSIFICATION) -> pd.DataFrame:
     """The numbers as the printed table shows them: accuracies, their stds and differences in
-    percent (val_acc_mean -> val_acc_pct) rounded to 2 decimals, losses to 3. The frame given
-    keeps them unrounded, in fractions (a view's ``summary``, ``comparison``, ``rows``, ``cells``)."""
-    scaled = [c for c in frame.columns if "acc" in c or c.startswith("diff_") or c == "chance"]
-    losses = [c for c in frame.columns if "loss" in c]
+    percent (val_acc_mean -> val_acc_pct) rounded to 2 decimals, losses (a text's metrics and
+    their differences too) to 3. The frame given keeps them unrounded, in fractions (a view's
+    ``summary``, ``comparison``, ``rows``, ``cells``)."""
+    percent = task.validation.unit == "%"
+    scaled = [c for c in frame.columns if "acc" in c or (percent and c.startswith("diff_")) or c == "chance"]
+    losses = [c for c in frame.columns if "loss" in c or (not percent and c.startswith("diff_"))]
 
     def rounded(column: pd.Series, digits: int) -> pd.Series:
         # Python's round, as the table's format rounds (numpy's would give 9.48 for the 9.47 printed of 9.475).
@@ -364,11 +382,13 @@ def activations_picture(layers: pd.DataFrame, activation: str) -> Drawing:
     return lambda p: pictures.plot_layer_profile(layers, p, title)
 
 
-def runs_table(folder: Path) -> pd.DataFrame:
-    """A finished run's runs.csv, with the columns a view reads, numbers where numbers belong."""
+def runs_table(folder: Path, task: tasks.Task) -> pd.DataFrame:
+    """A finished run's runs.csv, with the columns a view reads (its ``task``'s metrics among
+    them), numbers where numbers belong."""
     runs = read_csv(folder / "runs.csv")
-    lacking = sorted(set(RUNS_COLUMNS) - set(runs.columns))
-    not_numbers = [c for c, numeric in RUNS_COLUMNS.items()
+    columns = RUNS_COLUMNS | {task.validation.key: True, task.test.key: True}
+    lacking = sorted(set(columns) - set(runs.columns))
+    not_numbers = [c for c, numeric in columns.items()
                    if numeric and c in runs.columns and not pd.api.types.is_numeric_dtype(runs[c])]
     if lacking or not_numbers:
         wrong = ([f"it lacks {', '.join(lacking)}"] if lacking else []) + (

@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from initbench.analysis import diff as diffs
 from initbench.analysis.expect import ONE_SEED
+from initbench.tasks import CLASSIFICATION, Metric, Task
 from initbench.views.tables import Column, Listing
 from initbench.words import plural
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from initbench.tasks import Task
-
 
 
 def _pct(mean: float, std: float = math.nan) -> str:
@@ -29,29 +27,47 @@ def _loss(value: float) -> str:
     return "diverged" if not math.isfinite(value) else f"{value:,.3f}"
 
 
-def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval: bool = False) -> Listing:
+def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval: bool = False,
+                     steps: int | None = None) -> Listing:
     """The lesson's "After 2 Epochs" table, best on the task's validation metric first (the
-    validation accuracy); with a ``run`` column (``initbench report`` of several runs), a
-    column naming each row's run."""
+    validation accuracy; a text's loss, with its bits per character, "After 200 steps" of
+    ``steps`` an epoch); with several seeds, each scheme's paired difference to the best; with
+    a ``run`` column (``initbench report`` of several runs), a column naming each row's run."""
     val, test = task.validation, task.test
     seeds = int(summary["seeds"].max())
-    title = (f"After {plural(epochs, 'epoch')}" + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
+    trained = plural(epochs, "epoch") if steps is None else plural(epochs * steps, "step")
+    title = (f"After {trained}" + (f", mean ± std over {seeds} seeds" if seeds > 1 else "")
              + (", scored with dropout on (--lesson-eval)" if lesson_eval else ""))
     rows = list(summary.itertuples())
     names = run_names(str(r.run) for r in rows) if "run" in summary else {}
     columns = [Column("Run", [names[str(r.run)] for r in rows], left=True, path=True)] if names else []
     columns += [
         Column("Scheme", [r.scheme for r in rows], left=True),
-        Column(val.header, [_pct(getattr(r, f"{val.key}_mean"), getattr(r, f"{val.key}_std")) for r in rows]),
-        Column(test.header, [_pct(getattr(r, f"{test.key}_mean"), getattr(r, f"{test.key}_std")) for r in rows],
-               drop=3),
+        Column(val.header, [val.shown(getattr(r, f"{val.key}_mean"), getattr(r, f"{val.key}_std")) for r in rows]),
+    ]
+    if val.also is not None:
+        header, _, factor = val.also
+        columns.append(Column(header, [f"{factor * getattr(r, f'{val.key}_mean'):.3f}" for r in rows], drop=5))
+    paired = "diff_mean" in summary and not names
+    if paired:
+        columns.append(Column("Difference to\nthe best [95% CI]", [_difference(r._asdict(), val) for r in rows],
+                              drop=6))
+    columns += [
+        Column(test.header, [test.shown(getattr(r, f"{test.key}_mean"), getattr(r, f"{test.key}_std"))
+                             for r in rows], drop=3),
         Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=2),
         Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=4),
     ]
     if summary["diverged_seeds"].any():
         columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows], drop=1))
+    epoch = "epoch" if steps is None else f"epoch ({plural(steps, 'step')})"
     notes = [f"Loss: training {task.loss} on the last batch (the lesson's \"training loss\"), "
-             "and its mean over the last epoch."]
+             f"and its mean over the last {epoch}."]
+    if val.also is not None:
+        notes.append(f"{val.title} in nats per character, and in {val.also[1]} (nats / ln 2).")
+    if paired:
+        notes.append(f"Difference: to {rows[0].scheme}, the best, in {val.difference_unit}, paired by seed (the same "
+                     "batches), with a t-interval over seeds.")
     if names:
         notes.append("Run: the run's folder (its whole path with --format json or csv).")
     ends = tuple(i for i in range(len(rows) - 1) if names and rows[i].run != rows[i + 1].run)
@@ -154,12 +170,14 @@ def transfer_listing(comparison: pd.DataFrame, title: str, task: Task) -> Listin
     return Listing(title, columns, rows, notes)
 
 
-def _difference(r: dict[str, Any]) -> str:
-    """A paired difference in points, with its 95% interval when there is one."""
-    if r["scheme"] == r["baseline"]:
+def _difference(r: dict[str, Any], metric: Metric = CLASSIFICATION.validation) -> str:
+    """A paired difference (in points of an accuracy, in its unit otherwise), with its 95%
+    interval when there is one; none for the baseline itself."""
+    if r["scheme"] == r.get("baseline") or r.get("verdict") == "the baseline" or math.isnan(r["diff_mean"]):
         return ""
-    interval = "" if math.isnan(r["diff_low"]) else f" [{100 * r['diff_low']:+.2f}, {100 * r['diff_high']:+.2f}]"
-    return f"{100 * r['diff_mean']:+.2f}{interval}"
+    interval = "" if math.isnan(r["diff_low"]) else f" [{metric.difference(r['diff_low'])}, " \
+                                                    f"{metric.difference(r['diff_high'])}]"
+    return f"{metric.difference(r['diff_mean'])}{interval}"
 
 
 def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str, task: Task) -> Listing:

@@ -1,6 +1,7 @@
 """The reference engine: one plain nn.Module and torch.optim.Adam per job, trained
 one after another, the way a person would write it. It trains any registered network
-(the batched engine, MLPs only)."""
+(the batched engine, MLPs only), on images or, for next-token prediction, on a text's
+windows (``training.lm``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initbench import data
+from initbench import data, tasks
 from initbench.data import Splits, get as dataset_named
 from initbench.jobs import (
     Job,
@@ -28,7 +29,7 @@ from initbench.jobs import (
 )
 from initbench.models.dropout import EVAL_CHUNK, DropoutMasks
 from initbench.settings import OptimSettings, TrainSettings
-from initbench.training import diagnostics, parametrization
+from initbench.training import diagnostics, lm, parametrization
 from initbench.training.streams import batch_orders, dropout_masks, evaluation_masks, initial_model
 
 
@@ -77,8 +78,14 @@ def param_groups(model: nn.Module, layers: range, lr: float, s: TrainSettings) -
 
 
 def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor, device: torch.device) -> list[float]:
-    """Each model's accuracy on (x, y), computed exactly as training computed it."""
-    return [accuracy(model.to(device), x, y) for model in models]
+    """Each model's validation metric on (x, y), computed exactly as training computed it:
+    its accuracy, or on a text its loss."""
+    return [lm.score(model.to(device), x) if _text(job) else accuracy(model.to(device), x, y)
+            for job, model in zip(jobs, models)]
+
+
+def _text(job: Job) -> bool:
+    return data.task(job.settings.data.dataset) is tasks.NEXT_TOKEN
 
 
 def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress, label: str,
@@ -87,6 +94,8 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     progress(Tick("building", label))
     model = initial_model(job, data.x_train)
     initial = state_dict(model) if keep.initial else None
+    if _text(job):
+        return lm.train_job(job, model, data, device, progress, label, keep, initial)
     model = model.to(device)
     # Frozen layers take no gradient; when they are unfrozen they join the optimizer as
     # param groups of their own, with fresh moments and their own learning rate (under μP,
@@ -143,14 +152,26 @@ def step_seconds(s: TrainSettings, device: torch.device) -> StepTime:
     from initbench.training.engines.batched import repeated
 
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(s.optim.batch_size, dataset_named(s.data.dataset).input_size, generator=gen).to(device)
-    y = torch.randint(len(data.class_numbers(s.data)), (s.optim.batch_size,), generator=gen).to(device)
-    model = initial_model(Job("default", 0, s), x).to(device).train()
+    classes = len(data.class_numbers(s.data))
+    if data.task(s.data.dataset) is tasks.NEXT_TOKEN:  # random characters, a batch of windows
+        x = torch.randint(classes, (s.optim.batch_size, s.network.context + 1), generator=gen).to(device)
+        model = initial_model(Job("default", 0, s), x).to(device).train()
+
+        def loss() -> Tensor:
+            return model.loss(x[:, :-1], x[:, 1:])
+    else:
+        x = torch.rand(s.optim.batch_size, dataset_named(s.data.dataset).input_size, generator=gen).to(device)
+        y = torch.randint(classes, (s.optim.batch_size,), generator=gen).to(device)
+        model = initial_model(Job("default", 0, s), x).to(device).train()
+
+        def loss() -> Tensor:
+            return F.cross_entropy(model(x), y)
+
     opt = optimizer(list(model.parameters()), s.optim)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        loss().backward()
         opt.step()
 
     return StepTime.of(repeated(step, device))
