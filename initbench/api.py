@@ -59,6 +59,13 @@ class InspectSettings(TypedDict, total=False):
     head_init: str
     parametrization: str
     base_width: int
+    heads: int
+    context: int
+    mlp_ratio: int
+    norm: str
+    norm_position: str
+    tied: bool
+    residual_scale: float
     data_dir: PathLike
     out: PathLike | None
     overwrite: bool
@@ -97,6 +104,7 @@ class Settings(InspectSettings, SweepSettings, total=False):
     momentum: float
     batch_size: int
     epochs: int
+    steps: int
     freeze: int
     unfreeze_after: int | None
     unfreeze_lr: float | None

@@ -1,50 +1,70 @@
-"""Training a GPT for next-token prediction (initbench.training.lm): it learns a text, its
-start sits at ln V, the windows are the seed's, and a blow-up is divergence."""
+"""Next-token prediction on the sequential engine (initbench.training.lm): a gpt learns a
+text from about ln V, every scheme of a seed reads the same windows, a blow-up is
+divergence, and the same job trains to the same numbers."""
 
 import math
 
+from pathlib import Path
+
 import torch
 
-from initbench.data import text
-from initbench.initializers import transformer
-from initbench.models import gpt
-from initbench.training import lm
+from initbench import data
+from initbench.jobs import Job, Keep
+from initbench.settings import TrainSettings
+from initbench.training import engines, lm
 
 
-def corpus(tmp_path) -> text.Corpus:
+def corpus_settings(tmp_path, **changes) -> TrainSettings:
     path = tmp_path / "rhyme.txt"
     path.write_text("".join(f"the cat sat on the mat {i % 7}\n" for i in range(400)))
-    return text.from_path(str(path))
+    return TrainSettings.of(**{"dataset": f"text:{path}", "network": "gpt", "hidden": (32, 32), "heads": 2,
+                               "context": 16, "batch_size": 16, "dropout": 0.0, "epochs": 2, "steps": 40,
+                               "lr": 3e-3, **changes})
 
 
-def model(vocab: int, scheme: str = "gpt2", seed: int = 0) -> gpt.GPT:
-    built = gpt.GPT(gpt.Shape(vocab=vocab, context=16, width=32, depth=2, heads=2))
-    transformer.initialize_(built, scheme, torch.Generator().manual_seed(seed))
-    return built
+tmp_path_unused = Path("/nonexistent")
+
+
+def trained(settings: TrainSettings, schemes=("gpt2",), seed: int = 0):
+    splits = data.load(tmp_path_unused, settings.data)  # a text:FILE reads no data folder
+    jobs = [Job(scheme, seed, settings) for scheme in schemes]
+    return engines.train(jobs, splits, torch.device("cpu"), "sequential"), splits
 
 
 def test_a_gpt_learns_a_text_from_ln_v(tmp_path) -> None:
-    found = corpus(tmp_path)
-    train, val = (torch.tensor(found.encoded(part)) for part in ("train", "val"))
-    vocab = len(found.vocabulary)
-    run = lm.train(model(vocab), train, val, steps=150, batch=16, lr=3e-3, generator=torch.Generator().manual_seed(1))
-    assert abs(run.losses[0] - math.log(vocab)) < 0.1  # a gpt2 start knows nothing: about ln V
-    assert run.diverged_at is None and run.val_loss < 0.5 * math.log(vocab) and run.val_bits < run.val_loss * 1.45
-    assert run.steps_to(1.0) is not None and len(run.losses) == 151
-    words = "".join(found.vocabulary[t] for t in lm.sample(model(vocab), [0], 20, torch.Generator().manual_seed(0)))
-    assert len(words) == 20
+    settings = corpus_settings(tmp_path)
+    [run], _ = trained(settings)
+    vocab = data.get(settings.data.dataset).input_size
+    first = float(run.losses[0, 0])
+    assert abs(first - math.log(vocab)) < 0.15  # gpt2's start knows nothing: about ln V
+    assert run.diverged_at is None and len(run.val_acc) == 2 and run.val_acc[-1] < 0.6 * math.log(vocab)
+    assert math.isfinite(run.test_acc) and run.losses.shape == (2, 40)
+    assert lm.steps_to(run.losses.flatten().tolist(), 1.5) is not None
+    assert len(run.sample) == lm.SAMPLE_CHARS and set(run.sample) <= set(data.get(settings.data.dataset).class_names)
 
 
 def test_every_scheme_of_a_seed_sees_the_same_windows(tmp_path) -> None:
-    tokens = torch.tensor(corpus(tmp_path).encoded("train"))
+    tokens = torch.arange(500)
     a = lm.windows(tokens, 16, 8, torch.Generator().manual_seed(5))
     b = lm.windows(tokens, 16, 8, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[0][:, 1:], a[1][:, :-1])
 
 
-def test_a_blow_up_is_divergence(tmp_path) -> None:
-    found = corpus(tmp_path)
-    train, val = (torch.tensor(found.encoded(part)) for part in ("train", "val"))
-    run = lm.train(model(len(found.vocabulary)), train, val, steps=20, batch=8, lr=1e4,
-                   generator=torch.Generator().manual_seed(1))
-    assert run.diverged_at is not None and math.isnan(run.val_loss) and math.isnan(run.losses[-1])
+def test_the_same_job_trains_to_the_same_numbers(tmp_path) -> None:
+    settings = corpus_settings(tmp_path, epochs=1, steps=10)
+    (first, other), _ = trained(settings, ("gpt2", "small_init"))
+    [again], _ = trained(settings)
+    assert torch.equal(first.losses, again.losses) and first.val_acc == again.val_acc and first.sample == again.sample
+    assert not torch.equal(first.losses, other.losses)  # the start alone differs, and it shows
+
+
+def test_a_blow_up_is_divergence_and_the_model_is_kept(tmp_path) -> None:
+    settings = corpus_settings(tmp_path, epochs=1, steps=30, lr=1e4)
+    [run], _ = trained(settings, ("default",))
+    assert run.diverged_at is not None and math.isnan(run.val_acc[-1]) and run.sample is None
+    assert math.isnan(float(run.losses.flatten()[run.diverged_at]))  # nothing recorded after it
+
+
+def test_spikes_are_steps_far_above_the_running_median() -> None:
+    assert lm.spikes([3.0, 2.9, 2.8, 6.0, 2.7, 2.6]) == [3]
+    assert lm.spikes([3.0, 2.0, 1.0]) == []

@@ -33,8 +33,9 @@ def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], 
     epochs = {run.config["epochs"] for run in runs}
     task = tasks.one((run.task for run in runs), "These runs hold",
                      "One table cannot hold them: report the runs of each task apart.")
+    steps = {run.steps for run in runs}
     listing = listings.accuracy_listing(pd.concat(summaries, ignore_index=True), max(epochs), task,
-                                        all(run.eval_dropout for run in runs))
+                                        all(run.eval_dropout for run in runs), max(steps) if None not in steps else None)
     if len(epochs) > 1:
         listing.title = "Runs trained for different numbers of epochs"
     by_streams: dict[int, list[str]] = {}

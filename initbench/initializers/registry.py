@@ -138,7 +138,9 @@ class Layer:
 
     @property
     def name(self) -> str:
-        """How messages name it: its state dict's prefix."""
+        """How messages name it: its state dict's prefix, or a transformer's role and block."""
+        if self.part:
+            return self.part + ("" if self.block is None else f" of block {self.block}")
         return f"layers.{self.index}"
 
 

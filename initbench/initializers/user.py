@@ -590,7 +590,7 @@ def _raised(e: BaseException, filename: str | None = None) -> str:
     return f"{type(e).__name__}{where}: {' '.join(str(e).split()) or '(no message)'}"
 
 
-def _check_layer(label: str, layer: nn.Linear | nn.Conv2d, where: str) -> None:
+def _check_layer(label: str, layer: nn.Linear | nn.Conv2d | nn.Embedding, where: str) -> None:
     """Refuse a layer the user's scheme left of another shape or dtype, or not finite."""
     import torch
     from torch import nn
@@ -598,10 +598,16 @@ def _check_layer(label: str, layer: nn.Linear | nn.Conv2d, where: str) -> None:
     if isinstance(layer, nn.Conv2d):
         weight_shape = (layer.out_channels, layer.in_channels // layer.groups, *layer.kernel_size)
         what = f"{layer.in_channels} -> {layer.out_channels} channels, {'x'.join(map(str, layer.kernel_size))} kernel"
+    elif isinstance(layer, nn.Embedding):  # a gpt's: no bias
+        weight_shape = (layer.num_embeddings, layer.embedding_dim)
+        what = f"{layer.num_embeddings} tokens x {layer.embedding_dim}"
     else:
         weight_shape = (layer.out_features, layer.in_features)
         what = f"{layer.in_features} -> {layer.out_features} units"
-    for part, tensor, shape in (("weight", layer.weight, weight_shape), ("bias", layer.bias, weight_shape[:1])):
+    for part, tensor, shape in (("weight", layer.weight, weight_shape),
+                                ("bias", getattr(layer, "bias", None), weight_shape[:1])):
+        if tensor is None:
+            continue
         if tuple(tensor.shape) != shape:
             wrong = f"of shape {list(tensor.shape)}, not {list(shape)}"
         elif tensor.dtype != torch.float32:

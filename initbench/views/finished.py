@@ -174,8 +174,11 @@ class Run(Shown):
 
     def page_part(self, name: str | None = None) -> htmlpage.Part:
         """Its share of an HTML page (its report.html): ``name``, what the page calls it (its folder's name)."""
+        shown = self.listings()
+        if self.samples is not None:
+            shown.append(listings.samples_listing(self.samples))
         return htmlpage.Part(self.folder, name or htmlpage.folder_name(self.folder), self.command, self.info,
-                               self.listings(), self.drawings())
+                             shown, self.drawings())
 
 
 @dataclass(eq=False)

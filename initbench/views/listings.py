@@ -74,6 +74,18 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval
     return Listing(title, columns, summary.to_dict("records"), notes, ends)
 
 
+def samples_listing(samples: pd.DataFrame) -> Listing:
+    """What each model trained on a text wrote after the same prompt (report.html shows it)."""
+    rows = samples.to_dict("records")
+    columns = [Column("Scheme", [str(r["scheme"]) for r in rows], left=True),
+               Column("Seed", [str(r["seed"]) for r in rows]),
+               Column("Sample", [str(r["sample"]) or "(diverged: no sample)" for r in rows], left=True, wrap=True)]
+    return Listing("What each model wrote", columns, rows,
+                   ["Each model continues the validation text's first characters, drawing each next character "
+                    "from its predicted distribution with its seed's random stream (the same numbers for every "
+                    "scheme of a seed)."])
+
+
 def run_names(paths: Iterable[str]) -> dict[str, str]:
     """Each run folder's short name: its own name, with as many of its parents as tell it
     apart from another run's (results/a/lesson and results/b/lesson: a/lesson, b/lesson)."""
