@@ -230,8 +230,9 @@ def _judged(outcomes: list[Any], quiet: bool) -> bool:
 
 
 # compare's options in the order its help lists them; a setting declared since comes after these.
-COMPARE = ("epochs", "seeds", "seed_list", "lr", "optimizer", "momentum", "batch_size", "dataset", "network", "hidden",
-           "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
+GPT = ("heads", "context", "mlp_ratio", "norm", "norm_position", "tied", "residual_scale")  # a gpt's own
+COMPARE = ("epochs", "steps", "seeds", "seed_list", "lr", "optimizer", "momentum", "batch_size", "dataset", "network",
+           "hidden", *GPT, "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
            "plot_batches", "track_stats", "classes", "head_init", "freeze", "unfreeze_after", "unfreeze_lr",
            "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *EXECUTION, "data_dir",
            "out", "overwrite", "expect")

@@ -38,6 +38,8 @@ from initbench.settings import (
     ACTIVATIONS,
     FLAT,
     MAX_LOSSES,
+    NORM_POSITIONS,
+    NORMS,
     OPTIMIZERS,
     SWEEP_RUN,
     TRANSFER_RUN,
@@ -138,7 +140,8 @@ def _dataset(value: Any) -> str:
 # errors. (A network or a dataset is a name in a registry that a user's code may extend at start-up.)
 CHOICES: dict[str, Collection[str]] = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS,
                                        "parametrization": parametrization.PARAMETRIZATIONS, "bias": BIAS_POLICIES,
-                                       "engine": ENGINE_CHOICES, "executor": EXECUTORS}
+                                       "engine": ENGINE_CHOICES, "executor": EXECUTORS, "norm": NORMS,
+                                       "norm_position": NORM_POSITIONS}
 # Every executor's own settings, by key (each executor's declared in its settings dataclass).
 EXECUTOR_DECLARED = {key: d for backend in EXECUTORS.values() if backend.settings is not None
                      for key, d in settings.declared(backend.settings, backend.name).items()}

@@ -13,7 +13,8 @@ from pathlib import Path
 
 # The settings inspect uses (and records in inspect.json): the network and the data, no training.
 INSPECT_KEYS = ("schemes", "seeds", "network", "hidden", "activation", "parametrization", "base_width", "bias",
-                "dataset", "classes", "head_init", "split_seed", "data_dir")
+                "dataset", "classes", "head_init", "split_seed", "data_dir", "heads", "context", "mlp_ratio", "norm",
+                "norm_position", "tied", "residual_scale")
 
 
 def stamped(now: datetime, name: str) -> Path:

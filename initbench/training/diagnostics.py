@@ -2,7 +2,8 @@
 a batch of real images, and plain-word flags for the ways a start goes wrong.
 
 Used by ``initbench inspect`` (at init) and ``initbench compare --track-stats``
-(at init and after every epoch).
+(at init and after every epoch); a gpt's (``gpt_stats``: per tensor, and the signal through
+its residual stream, forward and backward) by ``inspect`` at init.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from initbench.models.gpt import GPT
 from initbench.models.mlp import MLP
 from initbench.training.streams import generator
 
 STATS_BATCH = 500  # validation images the statistics are computed on
+STATS_WINDOWS = 32  # a gpt's: validation windows
 SHRINK = 0.1  # activation std of the last hidden layer below this share of the first's: vanishing
 GROW = 10.0  # ... above this multiple: exploding
 GRAD_RATIO = 100.0  # first layer's gradient norm this many times below/above the last's
@@ -118,4 +121,82 @@ def flags(rows: list[dict[str, float]]) -> list[str]:
     if dead:
         found.append("dead units: " + ", ".join(f"{100 * r['dead_fraction']:.0f}% of layer {r['layer']}"
                                                  for r in dead) + " output 0 for every image")
+    return found
+
+
+# --- a transformer's (gpt): per tensor, and the signal through its residual stream
+
+
+def windows_batch(tokens: Tensor, context: int, n: int = STATS_WINDOWS) -> tuple[Tensor, Tensor]:
+    """A fixed batch of ``n`` windows of a held-out text and their next tokens (the same for
+    every scheme and seed)."""
+    starts = torch.randint(len(tokens) - context, (n,), generator=generator(0, "stats-batch"))
+    chunk = tokens.cpu()[starts[:, None] + torch.arange(context + 1)]
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def gpt_stats(model: GPT, x: Tensor, y: Tensor) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+    """One forward and backward pass (no dropout) of a gpt on windows ``x`` (targets ``y``):
+    per weighted layer (``model.layers``, its role in ``part``), ``layer_stats``' columns (its
+    own output's mean and std; no unit is dead in a gpt's sense: 0); and per block, the signal's
+    propagation: the residual stream's std after it, its attention and MLP branches' output
+    std, and the std of the loss's gradient with respect to the stream after it (backward). A
+    start that forgets to scale its residual branches by depth shows a stream whose std grows
+    block after block."""
+    model = copy.deepcopy(model).cpu().eval().requires_grad_(True)
+    outputs: dict[int, Tensor] = {}
+    stream: list[Tensor] = []
+    hooks = [layer.register_forward_hook(lambda _, args, out, i=i: outputs.__setitem__(i, out))
+             for i, layer in enumerate(model.layers)]
+    branch: dict[tuple[int, str], Tensor] = {}
+    def keep_stream(module: nn.Module, args: Any, out: Tensor) -> None:  # None: the output is left as it is
+        out.retain_grad()
+        stream.append(out)
+
+    for b, block in enumerate(model.blocks):
+        hooks.append(block.register_forward_hook(keep_stream))
+        hooks.append(block.attention_output.register_forward_hook(
+            lambda _, args, out, b=b: branch.__setitem__((b, "attention"), out)))
+        hooks.append(block.mlp_out.register_forward_hook(lambda _, args, out, b=b: branch.__setitem__((b, "mlp"), out)))
+    loss = model.loss(x, y)
+    for hook in hooks:
+        hook.remove()
+    loss.backward()
+    layers = []
+    with torch.no_grad():
+        for i, ((part, block), layer) in enumerate(zip(model.parts, model.layers)):
+            out = outputs[i] if i in outputs else layer.weight  # an embedding's rows are its output
+            bias = getattr(layer, "bias", None)
+            units = layer.weight if bias is None else torch.cat([layer.weight, bias[:, None]], dim=1)
+            layers.append({
+                "layer": i + 1, "part": part + ("" if block is None else f".{block}"),
+                "units": layer.weight.shape[0],
+                "weight_mean": layer.weight.mean().item(), "weight_std": layer.weight.std().item(),
+                "act_mean": out.float().mean().item(), "act_std": out.float().std().item(),
+                "dead_fraction": 0.0,
+                "grad_norm": layer.weight.grad.norm().item() if layer.weight.grad is not None else 0.0,
+                "backprop_std": 0.0, "distinct_units": len(torch.unique(units, dim=0)),
+            })
+        blocks = [{"block": b + 1, "residual_std": s.std().item(),
+                   "attention_std": branch[b, "attention"].std().item(), "mlp_std": branch[b, "mlp"].std().item(),
+                   "grad_std": s.grad.std().item() if s.grad is not None else 0.0}
+                  for b, s in enumerate(stream)]
+    return layers, blocks
+
+
+def signal_flags(blocks: list[dict[str, float]]) -> list[str]:
+    """What a gpt's signal propagation says, in plain words (empty if nothing is wrong)."""
+    if len(blocks) < 2:
+        return []
+    first, last = blocks[0]["residual_std"], blocks[-1]["residual_std"]
+    found = []
+    if not all(math.isfinite(b[k]) for b in blocks for k in ("residual_std", "grad_std")):
+        found.append("non-finite values in the residual stream or its gradient: such a model cannot train")
+    elif first > 0 and last > GROW * first:
+        found.append(f"a growing residual stream: its std grows from {first:.3g} (block 1) to {last:.3g} (block "
+                     f"{blocks[-1]['block']}); branches not scaled by depth add up")
+    g_first, g_last = blocks[0]["grad_std"], blocks[-1]["grad_std"]
+    if g_last > 0 and g_first > GRAD_RATIO * g_last:
+        found.append(f"exploding gradients: the stream's gradient std grows from {g_last:.3g} (last block) to "
+                     f"{g_first:.3g} (first block)")
     return found

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Drawing = Callable[[Path | None], "Figure"]  # draws a picture, and saves it where a path is given
 SAMPLES = "samples.csv"  # a text's run: what each trained model wrote
+SIGNAL = "signal.csv"  # a gpt's inspection: its residual stream at init, block by block
 RUNS_COLUMNS = {"scheme": False, "seed": True, "last_batch_loss": True, "last_epoch_loss": True,
                 "diverged": False}  # runs.csv's columns a view reads (numeric?), and its task's two metrics
 
@@ -244,13 +245,28 @@ class Inspection(Shown):
     def flags(self) -> dict[str, list[str]]:
         return self.info["flags"]
 
+    @cached_property
+    def signal(self) -> pd.DataFrame | None:
+        """A gpt's signal propagation at init, per scheme and block (signal.csv); None for other networks."""
+        path = self.folder / SIGNAL
+        return read_csv(path) if os.path.lexists(path) else None
+
     def listings(self) -> list[tables.Listing]:
-        return [listings.inspect_listing(scheme, rows.drop(columns="scheme").to_dict("records"), self.flags[scheme])
-                for scheme, rows in self.table.groupby("scheme", sort=False)]
+        signal = dict(tuple(self.signal.groupby("scheme", sort=False))) if self.signal is not None else {}
+        shown = []
+        for scheme, rows in self.table.groupby("scheme", sort=False):
+            shown.append(listings.inspect_listing(scheme, rows.drop(columns="scheme").to_dict("records"),
+                                                  self.flags[scheme]))
+            if scheme in signal:
+                shown.append(listings.signal_listing(scheme, signal[scheme].to_dict("records")))
+        return shown
 
     def figures(self) -> dict[str, Figure]:
-        """The per-layer profile (activations); the weights' histograms are in weights_hist.png."""
-        return {"activations": activations_picture(self.table, self.info["config"]["activation"])(None)}
+        """The per-layer profile (activations), and a gpt's signal; the weights' histograms are in weights_hist.png."""
+        found = {"activations": activations_picture(self.table, self.info["config"].get("activation", "relu"))(None)}
+        if self.signal is not None:
+            found["signal"] = pictures.plot_signal(self.signal, None)
+        return found
 
 
 @dataclass(eq=False)

@@ -119,8 +119,10 @@ def inspect_listing(scheme: str, rows: list[dict[str, Any]], found: list[str]) -
         return [f"{r[key]:.3g}" for r in rows]
 
     n = len(rows)
+    named = "part" in rows[0] if rows else False  # a gpt's layers: by role and block
     columns = [
-        Column("Layer", [f"{r['layer']}" + (" (logits)" if r["layer"] == n else "") for r in rows], left=True),
+        Column("Layer", [f"{r['layer']} {r['part']}" if named else
+                         f"{r['layer']}" + (" (logits)" if r["layer"] == n else "") for r in rows], left=True),
         Column("Units", [str(r["units"]) for r in rows], drop=5),
         Column("Weight\nmean", g("weight_mean"), drop=1),  # ones' 1, beside its std of 0
         Column("Weight\nstd", g("weight_std")),
@@ -132,6 +134,22 @@ def inspect_listing(scheme: str, rows: list[dict[str, Any]], found: list[str]) -
     ]
     return Listing(f"{scheme} at init", columns, [{"scheme": scheme, **r} for r in rows],
                    provenance([r["source"] for r in rows]) + (found or ["nothing wrong found"]))
+
+
+def signal_listing(scheme: str, rows: list[dict[str, Any]]) -> Listing:
+    """A gpt's residual stream at init under ``scheme``, block by block: forward and backward."""
+    def g(key: str) -> list[str]:
+        return [f"{r[key]:.3g}" for r in rows]
+
+    columns = [Column("Block", [str(r["block"]) for r in rows]),
+               Column("Residual\nstream std", g("residual_std")),
+               Column("Attention\noutput std", g("attention_std"), drop=2),
+               Column("MLP\noutput std", g("mlp_std"), drop=1),
+               Column("Gradient std\n(backward)", g("grad_std"))]
+    return Listing(f"{scheme}: the signal through the blocks at init", columns, [{"scheme": scheme, **r} for r in rows],
+                   ["Residual stream: after each block, on validation windows; its gradient: of the loss with "
+                    "respect to it. A stream that grows block after block is a start whose residual branches are "
+                    "not scaled by depth."])
 
 
 def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:

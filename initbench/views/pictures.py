@@ -317,14 +317,22 @@ def _spread(values: np.ndarray) -> str:
 
 
 # column: what layer_profile draws of it (the first two unless told otherwise)
-PROFILE = {"act_std": "Output std", "grad_norm": "Weight-gradient norm", "backprop_std": "Back-propagated gradient std"}
+PROFILE = {"act_std": "Output std", "grad_norm": "Weight-gradient norm", "backprop_std": "Back-propagated gradient std",
+           "residual_std": "Residual stream std", "grad_std": "Its gradient's std (backward)"}
+
+
+def plot_signal(signal: pd.DataFrame, path: Path | None) -> Figure:
+    """A gpt's residual stream at init, block by block: its std forward and its gradient's backward."""
+    return plot_layer_profile(signal.rename(columns={"block": "layer"}), path,
+                              "A gpt's residual stream at init, after each block", ("residual_std", "grad_std"),
+                              along="Block")
 
 
 def plot_layer_profile(stats: pd.DataFrame, path: Path | None, title: str,
-                       columns: tuple[str, str] = ("act_std", "grad_norm")) -> Figure:
+                       columns: tuple[str, str] = ("act_std", "grad_norm"), along: str = "Layer") -> Figure:
     """Two statistics per layer (of PROFILE: by default output std and weight-gradient norm),
     one line per scheme (mean over seeds); with an ``epoch`` column, dashed at init and solid
-    after the last epoch."""
+    after the last epoch. ``along``: what the rows are (a gpt's blocks)."""
     from matplotlib.lines import Line2D
 
     epochs = sorted(stats["epoch"].unique()) if "epoch" in stats else [None]
@@ -332,7 +340,7 @@ def plot_layer_profile(stats: pd.DataFrame, path: Path | None, title: str,
     style = styles(stats["scheme"])
     fig, axes = _subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     for column, ax in zip(columns, axes):
-        _profile_panel(ax, stats, column, shown, style)
+        _profile_panel(ax, stats, column, shown, style, along)
     # An overflowed layer is flagged by inspect's table, and named here rather than drawn.
     overflowed = stats[~np.isfinite(stats[list(columns)]).all(axis=1)].groupby("scheme")["layer"].unique()
     handles = [Line2D([], [], color=style[s].color, marker=style[s].marker, markersize=4,
@@ -351,7 +359,7 @@ def plot_layer_profile(stats: pd.DataFrame, path: Path | None, title: str,
 
 
 def _profile_panel(ax: Axes, stats: pd.DataFrame, column: str, shown: list[int | None],
-                   style: dict[str, Style]) -> None:
+                   style: dict[str, Style], along: str = "Layer") -> None:
     """One statistic per layer, a line per scheme and shown epoch, on a log axis."""
     label = PROFILE[column]
     drawn = []
@@ -370,8 +378,8 @@ def _profile_panel(ax: Axes, stats: pd.DataFrame, column: str, shown: list[int |
             drawn.append(mean.values)
     zero_drawn = _log_scale(ax, np.concatenate(drawn))
     layers = sorted(stats["layer"].unique())
-    ax.set_xticks(layers, [f"{n}\n(logits)" if n == layers[-1] else str(n) for n in layers])
-    ax.set(xlabel="Layer", title=label,
+    ax.set_xticks(layers, [f"{n}\n(logits)" if n == layers[-1] and along == "Layer" else str(n) for n in layers])
+    ax.set(xlabel=along, title=label,
            ylabel=label + (" (log scale; exactly 0 at the bottom)" if zero_drawn else " (log scale)"))
     ax.grid(alpha=0.3)
 
