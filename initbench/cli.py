@@ -27,7 +27,7 @@ from rich.text import Text
 from initbench import api, config as configs, exporters, paths
 from initbench.analysis.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
-from initbench.settings import EVALUATE_RUN, TRANSFER_RUN
+from initbench.settings import EVALUATE_RUN, GPT_SETTINGS, TRANSFER_RUN
 from initbench.version import VERSION
 from initbench.views import listings, progress, tables
 from initbench.words import plural
@@ -230,9 +230,8 @@ def _judged(outcomes: list[Any], quiet: bool) -> bool:
 
 
 # compare's options in the order its help lists them; a setting declared since comes after these.
-GPT = ("heads", "context", "mlp_ratio", "norm", "norm_position", "tied", "residual_scale")  # a gpt's own
 COMPARE = ("epochs", "steps", "seeds", "seed_list", "lr", "optimizer", "momentum", "batch_size", "dataset", "network",
-           "hidden", *GPT, "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
+           "hidden", *GPT_SETTINGS, "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
            "plot_batches", "track_stats", "classes", "head_init", "freeze", "unfreeze_after", "unfreeze_lr",
            "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *EXECUTION, "data_dir",
            "out", "overwrite", "expect")
@@ -569,7 +568,10 @@ def export(
 
 
 @app.command()
-@_takes(_setting("train_samples", help="Time training on a seeded subset of N training images (a quick bench; per "
+@_takes(_setting("network", help="mlp: the lesson's network, as above; gpt: instead, the lab's gpt on Shakespeare "
+                 "(3 schemes x K seeds): tokens per second per model of the engine, a loop over nn.Modules and the "
+                 "torch.func vmap recipe, beside the step's GEMM floor (on the CPU).", metavar="mlp|gpt"),
+        _setting("train_samples", help="Time training on a seeded subset of N training images (a quick bench; per "
                  "model-epoch figures are then of N images)."), "data_dir",
         _setting("out", help="JSON file for the results.", metavar="FILE", shown="results/<timestamp>-bench.json"))
 def bench(
@@ -602,19 +604,27 @@ def bench(
     with _errors_to_exit(debug):
         from initbench.storage import runfolder
 
-        resolved = configs.resolve(None, _given(settings | {"device": device}))
+        text = {"dataset": "shakespeare"} if settings.get("network") == "gpt" else {}  # the lab's gpt reads Shakespeare
+        resolved = configs.resolve(None, _given(settings | {"device": device} | text))
         if resolved.out is not None:
             runfolder.check_file_destination(resolved.out)
         counts = configs.parse_counts(scaling, "--scaling") if scaling is not None else ()
         if counts and breakdown:
             raise UsageError("--scaling and --breakdown are two different measurements: give one of them.")
+        network = resolved.train.network.network
+        if network not in ("mlp", "gpt"):
+            raise UsageError(f"--network {network!r}: bench times the lesson's mlp or the lab's gpt. Give --network "
+                             "mlp or --network gpt.")
+        if network == "gpt" and (counts or breakdown or device != "cpu"):
+            raise UsageError("--network gpt times the lab's gpt on the CPU, alone: leave out --scaling, --breakdown "
+                             "and --device.")
         from initbench.commands.bench import bench as run
 
         err = Console(stderr=True)
         numbers, written = run(seeds, repeats, whole_process, resolved.device, resolved.data_dir, resolved.out,
-                               progress.Activity(err), counts, resolved.train.data.train_samples, breakdown)
-        listing = (listings.scaling_listing if counts else listings.breakdown_listing if breakdown
-                   else listings.bench_listing)
+                               progress.Activity(err), counts, resolved.train.data.train_samples, breakdown, network)
+        listing = (listings.lab_bench_listing if network == "gpt" else listings.scaling_listing if counts
+                   else listings.breakdown_listing if breakdown else listings.bench_listing)
         tables.show(listing(numbers), _stdout_format(fmt), Console())
         err.print(f"Results in {paths.shown(written)}", markup=False)
 

@@ -255,11 +255,11 @@ def check_settings(s: TrainSettings, engine: str) -> None:
     and its parametrization."""
     dataset, o = data.get(s.data.dataset), s.optim
     network = models.get(s.network.network)
-    if dataset.task != network.task:
-        takes = [name for name, n in models.NETWORKS.items() if n.task == dataset.task]
-        raise UsageError(f"The {network.name} network learns {network.task}, and {dataset.title} is data for "
-                         f"{dataset.task}. Give {dataset.title} the {' or '.join(takes)} network (--network "
-                         f"{takes[0]}), or train {network.name} on a dataset of its task.")
+    if dataset.kind != network.reads:
+        takes = [name for name, n in models.NETWORKS.items() if n.reads == dataset.kind]
+        raise UsageError(f"The {network.name} network reads {network.reads}, and {dataset.title} is {dataset.kind}. "
+                         f"Train {dataset.title} with --network {' or '.join(takes) or '(none registered)'}, or "
+                         f"give {network.name} a dataset of {network.reads}.")
     if dataset.corpus is not None:
         check_text(s, dataset)
         return

@@ -1,4 +1,5 @@
-"""Five papers' claims about initialization, judged on real data.
+"""The papers' claims about initialization, judged on real data: five on images, four on a
+text with the lab's gpt.
 
 Each claim is a sweep config under ``configs/papers/``, whose ``[claim]`` table states the
 claim, what differs from the paper's setup, and the criterion it is judged by, written
@@ -444,6 +445,98 @@ def _bootstrapped(asks: str, values: pd.Series, low: float, high: float, side: s
     return Test(asks, "holds" if on else "fails" if off else "inconclusive", numbers)
 
 
+# --- 6-9. Transformers on a text (the lab's gpt): validation loss and the first step ------
+
+
+def _val_loss(trained: Trained, scheme: str, residual_scale: float | None = None) -> pd.Series:
+    """Per seed, a scheme's validation loss in nats (the store's val_acc column holds a text's
+    task metric), inf where the run diverged; at ``residual_scale`` where given (DeepNorm's alpha)."""
+    rows = trained.where(scheme=scheme)
+    if residual_scale is not None:
+        rows = rows[np.isclose(rows["residual_scale"].astype(float), residual_scale)]
+    return rows.set_index("seed")["val_acc"].where(~rows.set_index("seed")["blew_up"], math.inf).astype(float)
+
+
+def _nats(v: float) -> str:
+    return f"{v:+.3f} nats"
+
+
+def _named_at(scheme: str, alphas: Mapping[str, float]) -> str:
+    return scheme + (f" (alpha {alphas[scheme]:g})" if scheme in alphas else "")
+
+
+def _lower_loss(trained: Trained, spec: Mapping[str, Any]) -> Finding:
+    """Each of ``better`` against ``baseline``: the paired difference of validation loss
+    (``better`` minus ``baseline``, seed by seed: the same windows) below 0. A run that
+    diverged counts as an infinite loss: a diverged baseline against a finite loss is a seed
+    the claim holds on, and the test is judged on the seeds where both are finite when any
+    remain (the diverged named)."""
+    alphas = dict(spec.get("residual_scale", {}))
+    baseline = spec["baseline"]
+    base = _val_loss(trained, baseline, alphas.get(baseline))
+    measured = [f"{_named_at(s, alphas)}: {spread(v[np.isfinite(v)])} nats"
+                + (f", {int((~np.isfinite(v)).sum())} of {len(v)} diverged" if not np.isfinite(v).all() else "")
+                for s in (baseline, *spec["better"]) for v in [_val_loss(trained, s, alphas.get(s))]]
+    tests = []
+    for s in spec["better"]:
+        v = _val_loss(trained, s, alphas.get(s))
+        common = v.index.intersection(base.index)
+        asks = f"{_named_at(s, alphas)}'s validation loss is lower than {_named_at(baseline, alphas)}'s (paired)"
+        finite = [seed for seed in common if np.isfinite(v[seed]) and np.isfinite(base[seed])]
+        if len(common) and not np.isfinite(base[common]).any() and np.isfinite(v[common]).all():
+            tests.append(Test(asks, "holds", f"{baseline} diverged on all {len(common)} seeds, {s} on none"))
+        else:
+            tests.append(judged(asks, (v[finite] - base[finite]).tolist(), "below", 0.0, _nats))
+    return Finding("validation loss: " + "; ".join(measured), tuple(tests), spec["criterion"],
+                   _loss_figure(trained, spec["title"]))
+
+
+def _step_zero(trained: Trained, spec: Mapping[str, Any]) -> Finding:
+    """The loss of each start on its first batch, before any step, against ln V (the loss of
+    an even guess over the V characters): within ``near`` nats of it for the schemes of
+    ``uniform``, more than ``above`` nats over it for those of ``confident``."""
+    vocab = len(trained.frame["classes"].iloc[0])
+    chance = math.log(vocab)
+    excess = {s: pd.Series({seed: float(trained.results[k].losses[0, 0]) - chance
+                            for k, seed in trained.where(scheme=s)[["key", "seed"]].itertuples(index=False)})
+              for s in dict.fromkeys(trained.frame["scheme"])}
+    near, above = spec["near"], spec["above"]
+    tests = [judged(f"{s} starts within {near:g} nats of ln {vocab}", excess[s], "within", (-near, near), _nats)
+             for s in spec["uniform"]]
+    tests += [judged(f"{s} starts more than {above:g} nats over ln {vocab}", excess[s], "above", above, _nats)
+              for s in spec["confident"]]
+    measured = "; ".join(f"{s}: {spread(v, 2)}" for s, v in excess.items())
+    figure = pictures.plot_lines({"": {s: {1.0: v.tolist()} for s, v in excess.items()}}, xlabel="",
+                                 ylabel=f"Loss of the first batch - ln {vocab} (nats)",
+                                 title="The start's loss over chance")
+    return Finding(f"loss at step 0 minus ln {vocab} = {chance:.3f}, in nats: {measured}", tuple(tests),
+                   spec["criterion"], figure)
+
+
+def _differs(trained: Trained, spec: Mapping[str, Any]) -> Finding:
+    """The llm.c question: does ``other`` give another validation loss than ``baseline``?
+    The paired difference over seeds, its 95% t-interval and the two-sided paired t-test's
+    p-value: it holds that they differ when the interval excludes 0, fails never (an interval
+    about 0 says only that this many seeds cannot tell them apart: inconclusive)."""
+    from scipy.stats import ttest_rel
+
+    baseline, other = spec["baseline"], spec["other"]
+    a, b = _val_loss(trained, baseline), _val_loss(trained, other)
+    common = [seed for seed in a.index.intersection(b.index) if np.isfinite(a[seed]) and np.isfinite(b[seed])]
+    diff = (b[common] - a[common]).tolist()
+    p = stats.paired(diff)
+    p_value = float(ttest_rel(b[common], a[common]).pvalue) if len(common) > 1 else math.nan
+    asks = f"{other}'s validation loss differs from {baseline}'s (paired)"
+    if len(common) < 2:
+        test = Test(asks, "inconclusive", f"{len(common)} seed(s) with both finite: no interval")
+    else:
+        numbers = (f"{_nats(p.mean)} [95% CI {_nats(p.low)}, {_nats(p.high)}], paired t-test p = {p_value:.3g}, "
+                   f"over {len(common)} seeds")
+        test = Test(asks, "holds" if p.low > 0 or p.high < 0 else "inconclusive", numbers)
+    measured = f"validation loss: {baseline}: {spread(a, 4)} nats; {other}: {spread(b, 4)} nats"
+    return Finding(measured, (test,), spec["criterion"], _loss_figure(trained, spec["title"]))
+
+
 CLAIMS = {claim.name: claim for claim in (
     Claim("glorot-2010", _glorot, ("seeds=2", "train_samples=1000", "classes=5,6")),
     Claim("saxe-2014", _saxe, ("seeds=2", "train_samples=1000", "classes=5,6", "epochs=1",
@@ -452,4 +545,8 @@ CLAIMS = {claim.name: claim for claim in (
     Claim("fixup-2019", _fixup, ("seeds=2", "train_samples=1000", "classes=5,6", "hidden=16x3")),
     Claim("mup-2022", _mup, ("seeds=2", "train_samples=1000", "classes=5,6", "grid.hidden=['16x2', '64x2']",
                              "grid.lr=[0.001, 0.004, 0.016]")),
+    Claim("gpt2-2019", _lower_loss, ("seeds=2", "hidden=32x2", "context=16", "steps=5", "epochs=1")),
+    Claim("deepnet-2022", _lower_loss, ("seeds=2", "hidden=32x2", "context=16", "steps=5", "epochs=1")),
+    Claim("step-zero", _step_zero, ("seeds=2", "hidden=32x2", "context=16")),
+    Claim("llmc-2025", _differs, ("seeds=2", "hidden=32x2", "context=16", "steps=5", "epochs=1")),
 )}

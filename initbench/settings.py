@@ -275,6 +275,7 @@ class OptimSettings:
         return self.lr / 10 if self.unfreeze_lr is None else self.unfreeze_lr
 
 
+GPT_SETTINGS = ("heads", "context", "mlp_ratio", "norm", "norm_position", "tied", "residual_scale")  # a gpt's own
 GROUPS = {"data": DataSettings, "network": NetworkSettings, "optim": OptimSettings}  # TrainSettings' fields
 # The keys every store has held since its first row, in the order files and tables list them (the
 # columns of files written before), then those added since, in the order they came.

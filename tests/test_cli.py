@@ -41,7 +41,9 @@ def test_smoke_run_end_to_end(data_dir: Path, tmp_path: Path) -> None:
 
     acc = pd.read_csv(out / "accuracy.csv").set_index("scheme")
     assert list(acc.columns) == ["seeds", "val_acc_mean", "val_acc_std", "test_acc_mean", "test_acc_std",
-                                 "last_batch_loss_mean", "last_epoch_loss_mean", "diverged_seeds"]
+                                 "last_batch_loss_mean", "last_epoch_loss_mean", "diverged_seeds", "diff_mean",
+                                 "diff_low", "diff_high", "verdict"]  # paired to the best: 2 seeds
+    assert acc["verdict"].iloc[0] == "the baseline" and (acc["diff_mean"].iloc[1:] <= 0).all()
     assert set(acc.index) == {"zeros", "ones", "uniform", "rule", "default"} and (acc["seeds"] == 2).all()
     assert acc.loc["rule", "val_acc_mean"] > acc.loc["zeros", "val_acc_mean"] + 0.4
     assert abs(acc.loc["zeros", "val_acc_mean"] - 0.1) < 0.03  # chance

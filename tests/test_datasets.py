@@ -179,7 +179,7 @@ def test_a_missing_folder_and_no_folder_are_usage_errors(tmp_path: Path) -> None
         data.get(f"idx:{tmp_path / 'nothing'}")
     with pytest.raises(UsageError, match="idx: needs a folder"):
         data.get("idx:")
-    with pytest.raises(UsageError, match=r"Invalid --dataset: must be one of fashion-mnist, digits, idx:DIR"):
+    with pytest.raises(UsageError, match=r"Invalid --dataset: must be one of fashion-mnist, digits, shakespeare, idx:DIR, text:FILE_OR_DIR"):
         config.resolve(options={"dataset": "mnist"})
 
 

@@ -110,9 +110,9 @@ def test_a_scheme_without_a_rule_for_a_role_and_a_mismatched_network_are_refused
                                                                                  data_dir: Path) -> None:
     cases = [(["lsuv", "--dataset", f"text:{corpus}", *SMALL], "has no rule for the gpt network's roles"),
              (["gpt2", "--data-dir", str(data_dir), "--quiet"], "starts a transformer by its tensors' roles"),
-             (["rule", "--dataset", f"text:{corpus}", "--quiet"], "The mlp network learns classification"),
+             (["rule", "--dataset", f"text:{corpus}", "--quiet"], "The mlp network reads images, and corpus0 is text"),
              (["rule", "--network", "gpt", "--data-dir", str(data_dir), "--quiet"],
-              "The gpt network learns next-token")]
+              "The gpt network reads text, and FashionMNIST is images. Train FashionMNIST with --network mlp or cnn or resmlp")]
     for args, fragment in cases:
         result = compare(*args)
         assert result.exit_code == 2 and fragment in " ".join(result.output.split()), result.output

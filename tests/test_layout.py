@@ -250,7 +250,8 @@ def test_a_dataset_network_task_executor_and_exporter_are_a_module_and_a_line_ea
     done = compare("--out", str(out), "--executor", "logged", "--log-every", "2")  # auto: the sequential engine
     assert done.returncode == 0, done.stderr
     assert "training through the logged executor, saying every 2" in done.stderr
-    assert "| Validation hit rate | Test hit rate |" in done.stdout and "accuracy" not in done.stdout
+    assert "| Validation hit rate | Difference to the best [95% CI] | Test hit rate |" in done.stdout
+    assert "accuracy" not in done.stdout
     info = json.loads((out / "run.json").read_text())
     assert (info["config"]["dataset"], info["config"]["network"], info["config"]["classes"]) == (
         "blocks", "linear", [0, 1, 2, 3])

@@ -43,7 +43,9 @@ def test_names_and_numbers_are_never_cut_at_80_columns(finished_run) -> None:
     assert all(re.search(r"\d+\.\d\d% ± \d+\.\d\d", row) for row in rows)
     narrow = runner.invoke(app, ["report", str(out), "-f", "table", "--no-pictures"], env={"COLUMNS": "50"}).stdout
     assert max(len(line) for line in narrow.splitlines()) <= 50 and "…" not in narrow
-    assert "Left out at this width: Test accuracy, Last epoch loss" in " ".join(narrow.split())
+    assert "Left out at this width: Difference to the best [95% CI], Test accuracy, Last epoch loss" in " ".join(
+        narrow.split())
+    assert re.search(r"-\d+\.\d\d \[-\d+\.\d\d, \+\d+\.\d\d\]", table)  # the paired difference, shown at 80
     assert all(name in narrow for name in LONG_NAMES)
 
 
@@ -52,8 +54,9 @@ def test_piped_output_is_markdown_and_messages_go_to_stderr(finished_run) -> Non
     assert "┃" not in result.stdout and "│" not in result.stdout
     assert result.stdout.startswith("**After 1 epoch, mean ± std over 2 seeds**")
     header, rule, *rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
-    assert header == "| Scheme | Validation accuracy | Test accuracy | Last batch loss | Last epoch loss |"
-    assert rule == "| :-- | --: | --: | --: | --: |" and len(rows) == 3
+    assert header == ("| Scheme | Validation accuracy | Difference to the best [95% CI] | Test accuracy | Last batch loss "
+                      "| Last epoch loss |")
+    assert rule == "| :-- | --: | --: | --: | --: | --: |" and len(rows) == 3
     assert "Results in" in result.stderr and "Results in" not in result.stdout
     # In a log, one line per stage: what happens, with the epoch.
     for stage in ("Loading FashionMNIST", "Training 6 models: epoch 1/1", "Evaluating 6 models after epoch 1/1",

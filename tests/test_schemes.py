@@ -11,7 +11,8 @@ from initbench.errors import InitbenchError
 from initbench.initializers.layer import variance_scaling_
 
 SHAPES = [(256, 784), (128, 256), (10, 128), (300, 20)]  # (fan_out, fan_in)
-LAYER_SCHEMES = [n for n in initializers.names() if not initializers.whole_model(n)]  # lsuv and pretrained fill whole models
+# lsuv and pretrained fill whole models; a transformer's schemes fill a gpt (tests/test_transformer_schemes.py)
+LAYER_SCHEMES = [n for n in initializers.names() if not initializers.whole_model(n) and not initializers.get(n).roles_only]
 
 
 def init(name: str, shape: tuple[int, int], seed: int = 0, activation: str = "relu",
@@ -158,12 +159,16 @@ def test_every_scheme_has_summary_formula_and_reference() -> None:
     assert listed_aliases == set(initializers.ALIASES)
 
 
+TRANSFORMER = ("gpt2", "scaled_normal", "megatron_normal", "small_init", "wang_init", "mitchell", "full_megatron",
+               "zero_proj", "small_embedding", "t_fixup", "deepnorm", "mimetic")  # initializers.transformer
+
+
 def test_conventions_and_keras_schemes_cite_keras() -> None:
     rows = {row["name"]: row for row in initializers.catalogue()}
     assert {n for n, r in rows.items() if r["convention"] == "lesson"} == {
         "zeros", "ones", "uniform", "centered", "rule", "normal"}
-    assert {n for n, r in rows.items() if r["convention"] == "paper"} == {"trunc_normal", "lsuv", "pretrained",
-                                                                             "fixup", "skipinit"}
+    assert {n for n, r in rows.items() if r["convention"] == "paper"} == {
+        "trunc_normal", "lsuv", "pretrained", "fixup", "skipinit", *TRANSFORMER}
     for name, cls in (("glorot_normal", "GlorotNormal"), ("he_uniform", "HeUniform"), ("he_normal", "HeNormal"),
                       ("lecun_uniform", "LecunUniform"), ("lecun_normal", "LecunNormal"), ("constant", "Constant")):
         assert rows[name]["convention"] == "keras" and f"keras.initializers.{cls}" in rows[name]["reference"]

@@ -55,7 +55,7 @@ def expected_std(scheme: str, role: gpt.Role, depth: int, width: int, shape: tup
         "megatron_normal": 0.02,
         "small_init": math.sqrt(2 / (5 * width)),
         "wang_init": 2 / (depth * math.sqrt(width)) if outputs else math.sqrt(2 / (5 * width)),
-        "zero_proj": 0.0 if outputs else default,
+        "zero_proj": 0.0 if outputs or name == "head" else default,
         "small_embedding": 1e-4 / math.sqrt(3) if name == "token_embedding" else default,
         "mitchell": cut(mitchell),
         "full_megatron": cut(0.02 / math.sqrt(2 * depth) if outputs else width ** -0.5 if name == "head" else 0.02),

@@ -31,21 +31,25 @@ def expectations(frame: pd.DataFrame, conditions: Sequence[str], task: tasks.Tas
             for outcome in expect.evaluate([condition], found, cell)]
 
 
-def cells_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def cells_frame(frame: pd.DataFrame, task: tasks.Task = tasks.CLASSIFICATION) -> tuple[pd.DataFrame, list[str]]:
     """Per cell (a combination of the settings that vary among the rows) and scheme: seeds,
-    mean and std of validation accuracy, and the paired difference to the best scheme of
-    the cell (mean, 95% t-interval over seeds, verdict). And the varied settings."""
+    mean and std of the task's validation metric (accuracy; a text's loss), and the paired
+    difference to the best scheme of the cell (mean, 95% t-interval over seeds, verdict),
+    ``chance`` (the metric of an even guess). And the varied settings. The store's val_acc and
+    test_acc columns hold the task's metrics, named here by its keys."""
     varied, groups = by_cell(frame)
+    val, test = task.validation.key, task.test.key
     parts = []
     for cell, rows in groups:
-        runs = rows[["name", "seed", "val_acc"]].rename(columns={"name": "scheme"})
-        best = runs.groupby("scheme", sort=False)["val_acc"].mean().idxmax()
-        paired = frames.paired_frame(runs, best)
+        runs = rows[["name", "seed", "val_acc"]].rename(columns={"name": "scheme", "val_acc": val})
+        means = runs.groupby("scheme", sort=False)[val].mean()
+        best = means.idxmax() if task.validation.higher else means.idxmin()
+        paired = frames.paired_frame(runs, best, task)
         for k, v in cell.items():
             paired.insert(varied.index(k), k, v)
-        paired.insert(len(varied) + 1, "test_acc_mean", paired["scheme"].map(
+        paired.insert(len(varied) + 1, f"{test}_mean", paired["scheme"].map(
             rows.groupby("name")["test_acc"].mean()))
         paired["diverged_seeds"] = paired["scheme"].map(rows.groupby("name")["diverged_at"].count())
-        paired["chance"] = 1 / len(frame.loc[rows.index[0], "classes"])
+        paired["chance"] = task.chance(len(frame.loc[rows.index[0], "classes"]))
         parts.append(paired)
     return pd.concat(parts, ignore_index=True), varied

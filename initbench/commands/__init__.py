@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from initbench.settings import GPT_SETTINGS
+
 # The settings inspect uses (and records in inspect.json): the network and the data, no training.
 INSPECT_KEYS = ("schemes", "seeds", "network", "hidden", "activation", "parametrization", "base_width", "bias",
-                "dataset", "classes", "head_init", "split_seed", "data_dir", "heads", "context", "mlp_ratio", "norm",
-                "norm_position", "tied", "residual_scale")
+                "dataset", "classes", "head_init", "split_seed", "data_dir", *GPT_SETTINGS)
 
 
 def stamped(now: datetime, name: str) -> Path:

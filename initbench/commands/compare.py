@@ -12,7 +12,7 @@ from initbench import data, executors, initializers
 from initbench.analysis.expect import evaluate, scores
 from initbench.commands import stamped
 from initbench.config import RunConfig
-from initbench.jobs import Job, batches_per_epoch
+from initbench.jobs import Job
 from initbench.storage import runfolder, store
 from initbench.training import engines, streams
 from initbench.views import progress
@@ -64,7 +64,7 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: prog
         splits = data.load(config.data_dir, train.data, activity.stage).to(device)
         task = data.task(train.data.dataset)
         text = dataset.corpus is not None
-        n_batches = train.optim.steps if text else batches_per_epoch(len(splits.y_train), train.optim.batch_size)
+        n_batches = data.batches(train, len(splits.y_train))
         of_classes = "" if classes == dataset.all_classes else f" of classes {dataset.describe(classes)}"
         on = (f"{len(splits.y_train):,} characters, {plural(train.optim.epochs, 'epoch')} of {n_batches:,} steps of "
               f"{train.optim.batch_size:,} windows" if text else

@@ -13,6 +13,7 @@ from initbench import data, models
 from initbench.commands import INSPECT_KEYS, stamped
 from initbench.config import RunConfig
 from initbench.jobs import Job
+from initbench.settings import GPT_SETTINGS
 from initbench.storage import machine, runfolder
 from initbench.training import diagnostics, engines
 from initbench.training.streams import start
@@ -48,7 +49,7 @@ def inspect(config: RunConfig, activity: progress.Activity) -> finished.Inspecti
             activity.advance(1)
         activity.stage("Drawing the pictures")
         frame = pd.DataFrame(rows)
-        applies = {k: v for k, v in config.to_dict().items() if k in INSPECT_KEYS}
+        applies = {k: v for k, v in config.to_dict().items() if k in INSPECT_KEYS and (text or k not in GPT_SETTINGS)}
         runfolder.write_files(folder.staging, {
             **({finished.SIGNAL: runfolder.csv_writer(pd.DataFrame(signal)),
                 "signal.png": lambda p: pictures.plot_signal(pd.DataFrame(signal), p)} if text else {}),

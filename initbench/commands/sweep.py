@@ -22,7 +22,7 @@ from initbench.config import RunConfig, SweepConfig
 from initbench.errors import InitbenchError, UsageError
 from initbench.executors import Executor
 from initbench.host import busy
-from initbench.jobs import Job, batches_per_epoch
+from initbench.jobs import Job
 from initbench.settings import shown
 from initbench.storage import machine, runfolder, store
 from initbench.training import engines
@@ -80,8 +80,7 @@ def run(sweep: SweepConfig, name: str, activity: progress.Activity,
                     _tell_plan(sweep, planned, repeats, name, executor, activity, done)
                     runfolder.write_files(folder, {"sweep.toml": lambda p: p.write_text(sweep.to_toml())})
                     activity.stage("Training", total=sum(
-                        len(c) * c[0].settings.optim.epochs * batches_per_epoch(images(c[0].settings)[0],
-                                                                                c[0].settings.optim.batch_size)
+                        len(c) * c[0].settings.optim.epochs * data.batches(c[0].settings, images(c[0].settings)[0])
                         for c in planned.chunks))
                     tally = train_into(st, {job: job.scheme for job in planned.missing}, planned.chunks, executor,
                                        kept(config, config.save_weights), config.data_dir, activity, folder,

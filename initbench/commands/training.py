@@ -23,7 +23,7 @@ from initbench import data
 from initbench.config import RunConfig, SweepConfig
 from initbench.errors import UsageError
 from initbench.executors import Executor
-from initbench.jobs import Job, Keep, StepTime, batches_per_epoch
+from initbench.jobs import Job, Keep, StepTime
 from initbench.settings import DataSettings, TrainSettings
 from initbench.storage import runfolder, store, weights
 from initbench.training import engines
@@ -164,6 +164,13 @@ def check_data(sweep: SweepConfig) -> None:
                              "most that (in the config, or with --set), or vary it with the classes.")
 
 
+def lm_eval_windows() -> int:
+    """The windows a text's model is scored on (training.lm: imported only when planned for)."""
+    from initbench.training import lm
+
+    return lm.EVAL_WINDOWS
+
+
 def images(s: TrainSettings) -> tuple[int, int, int]:
     """Training, validation and test images of a cell, without loading them (classes are
     near equal in size)."""
@@ -185,8 +192,12 @@ def plan(keys: dict[Job, str], done: set[str], executor: Executor, max_batch_mod
     for chunk in chunks:
         s, o = chunk[0].settings, chunk[0].settings.optim
         n_train, n_val, n_test = images(s)
-        steps = o.epochs * (batches_per_epoch(n_train, o.batch_size) + n_val / (3 * o.batch_size))
-        model_steps.append((per_step[s], len(chunk) * (steps + n_test / (3 * o.batch_size))))  # evaluation: a forward
+        if data.get(s.data.dataset).corpus is not None:  # a text: its steps, and its scoring's windows (a forward)
+            scoring = lm_eval_windows() / (3 * o.batch_size)
+            model_steps.append((per_step[s], len(chunk) * (o.epochs * (o.steps + scoring) + scoring)))
+        else:
+            steps = o.epochs * (data.batches(s, n_train) + n_val / (3 * o.batch_size))
+            model_steps.append((per_step[s], len(chunk) * (steps + n_test / (3 * o.batch_size))))  # evaluation: a forward
         data_bytes = (n_train + n_val + n_test) * data.get(s.data.dataset).input_size * 4
         peak = max(peak, len(chunk) * engines.bytes_per_model(s) + data_bytes)
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from initbench.settings import DataSettings, TrainSettings
 
-__all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "class_numbers",
+__all__ = ["DATASETS", "VALIDATION_FRACTION", "Arrays", "Dataset", "Splits", "batches", "class_numbers",
            "get", "identity", "load", "register", "stored", "task", "train_images"]
 
 register(fashion_mnist.FASHION_MNIST)
@@ -52,6 +52,16 @@ def task(dataset: str) -> tasks.Task:
     if entry is not None:
         return tasks.get(entry.task)
     return tasks.get(FAMILY_TASKS.get(dataset.partition(":")[0], tasks.CLASSIFICATION.name))
+
+
+def batches(settings: TrainSettings, n_train: int) -> int:
+    """The batches (steps) a job with ``settings`` trains per epoch on ``n_train`` training
+    images: a pass over them; on a text (whose windows are drawn, not passed over), ``steps``."""
+    from initbench.jobs import batches_per_epoch
+
+    if get(settings.data.dataset).corpus is not None:
+        return settings.optim.steps
+    return batches_per_epoch(n_train, settings.optim.batch_size)
 
 
 def stored(settings: TrainSettings) -> dict[str, Any]:

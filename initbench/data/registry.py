@@ -81,6 +81,11 @@ class Dataset:
             raise ValueError(f"{self.name}: images of {self.image_shape} are not {self.input_size} inputs")
 
     @property
+    def kind(self) -> str:
+        """What its examples are: "images" (rows of values), or "text" (a corpus's characters)."""
+        return "images" if self.corpus is None else "text"
+
+    @property
     def all_classes(self) -> tuple[int, ...]:
         return tuple(range(len(self.class_names)))
 

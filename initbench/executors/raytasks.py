@@ -47,6 +47,7 @@ import torch
 from ray._private import services, utils as ray_utils
 from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
 
+from initbench import data
 from initbench.data import Splits
 from initbench.errors import InitbenchError
 from initbench.executors import raywatch
@@ -54,7 +55,7 @@ from initbench.executors.base import DataKey, Finished, Placement
 from initbench.executors.local import machine
 from initbench.executors.raysettings import RAY_ADDRESS, ray_address
 from initbench.initializers import user
-from initbench.jobs import Activity, Job, JobResult, Keep, StepTime, batches_per_epoch
+from initbench.jobs import Activity, Job, JobResult, Keep, StepTime
 from initbench.settings import TrainSettings
 from initbench.training import engines
 from initbench.words import plural
@@ -392,7 +393,7 @@ class RayExecutor:
             images = ray.put(tuple(getattr(splits, f).numpy() for f in Splits.__dataclass_fields__))
             for chunk in group:
                 o = chunk[0].settings.optim
-                steps = len(chunk) * o.epochs * batches_per_epoch(len(splits.y_train), o.batch_size)
+                steps = len(chunk) * o.epochs * data.batches(chunk[0].settings, len(splits.y_train))
                 pending[task.remote(len(pending), chunk, images, self.engine, keep, self.device_type, self.threads,
                                     attempts, code)] = (len(pending), chunk, steps)
         n_chunks, n_jobs = len(pending), sum(len(chunk) for _, chunk, _ in pending.values())

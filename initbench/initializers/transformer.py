@@ -60,7 +60,7 @@ def gpt2_std(layer: Layer) -> float:
 def gpt2_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
     """GPT-2's start, as nanoGPT writes it: small normals, residual projections scaled by depth.
 
-    Formula: N(0, 0.02); attention and MLP output projections N(0, 0.02/sqrt(2L)); biases 0
+    Formula: W ~ N(0, 0.02); attention and MLP output projections W ~ N(0, 0.02/sqrt(2L)); b = 0
     Reference: nanoGPT model.py (GPT._init_weights and the c_proj scaling), after Radford et al. 2019
     """
     _normal(weight, bias, generator, gpt2_std(layer))
@@ -70,7 +70,7 @@ def gpt2_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None
 def scaled_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
     """GPT-NeoX's name for gpt2's rule (the same numbers).
 
-    Formula: N(0, 0.02); output projections N(0, 0.02/sqrt(2L)); biases 0
+    Formula: W ~ N(0, 0.02); output projections W ~ N(0, 0.02/sqrt(2L)); b = 0
     Reference: GPT-NeoX megatron/model/init_functions.py (scaled_init_method_normal)
     """
     gpt2_(weight, bias, generator, layer=layer)
@@ -80,7 +80,7 @@ def scaled_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | No
 def megatron_normal_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None) -> None:
     """Megatron-LM's and GPT-NeoX's plain normal, every weight alike.
 
-    Formula: N(0, 0.02) for every weight; biases 0
+    Formula: W ~ N(0, 0.02) for every weight; b = 0
     Reference: GPT-NeoX megatron/model/init_functions.py (init_method_normal)
     """
     _normal(weight, bias, generator, GPT2_STD)
@@ -94,7 +94,7 @@ def small_std(weight: Tensor, layer: Layer) -> float:
 def small_init_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
     """Nguyen and Salazar's small init: every weight's std set by the model's width.
 
-    Formula: N(0, sqrt(2/(5d))) for every weight; biases 0
+    Formula: W ~ N(0, sqrt(2/(5d))) for every weight (d: the model's width); b = 0
     Reference: Nguyen & Salazar 2019, Transformers without Tears; GPT-NeoX small_init_init_method
     """
     _normal(weight, bias, generator, small_std(weight, layer))
@@ -104,7 +104,7 @@ def small_init_(weight: Tensor, bias: Tensor, generator: torch.Generator | None 
 def wang_init_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
     """small_init, with the residual projections scaled by depth and width.
 
-    Formula: small_init, and output projections N(0, 2/(L sqrt(d))); biases 0
+    Formula: W ~ N(0, sqrt(2/(5d))); output projections W ~ N(0, 2/(L sqrt(d))); b = 0
     Reference: GPT-NeoX init_functions.py wang_init_method (after Ben Wang's Mesh Transformer JAX)
     """
     std = (2 / (layer.blocks * math.sqrt(width(weight, layer))) if layer.part in RESIDUAL_OUTPUTS
@@ -116,7 +116,7 @@ def wang_init_(weight: Tensor, bias: Tensor, generator: torch.Generator | None =
 def mitchell_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
     """OLMo's mitchell init: 1/sqrt(d), the residual projections scaled by their block.
 
-    Formula: N(0, 1/sqrt(d)) cut at 3 stds; attention output 1/sqrt(2d(l+1)), MLP output 1/sqrt(2 d_ff (l+1)) in block l; biases 0
+    Formula: W ~ N(0, 1/sqrt(d)) cut at 3 stds; attention output std 1/sqrt(2d(l+1)), MLP output 1/sqrt(2 d_ff (l+1)) in block l; b = 0
     Reference: OLMo olmo/model.py (InitFnType.mitchell, after Mitchell Wortsman)
     """
     if layer.part in RESIDUAL_OUTPUTS:  # fan-in: d for the attention output, d_ff for the MLP's
@@ -131,7 +131,7 @@ def full_megatron_(weight: Tensor, bias: Tensor, generator: torch.Generator | No
                    layer: Layer) -> None:
     """OLMo's full_megatron: Megatron's normal, cut, with a scaled head.
 
-    Formula: N(0, 0.02) cut at 3 stds; output projections 0.02/sqrt(2L); the head d^-1/2; biases 0
+    Formula: W ~ N(0, 0.02) cut at 3 stds; output projections std 0.02/sqrt(2L); the head d^-1/2; b = 0
     Reference: OLMo olmo/model.py (InitFnType.full_megatron)
     """
     std = width(weight, layer) ** -0.5 if layer.part == "head" else gpt2_std(layer)
@@ -140,13 +140,13 @@ def full_megatron_(weight: Tensor, bias: Tensor, generator: torch.Generator | No
 
 @register("zero_proj", "paper", roles_only=True)
 def zero_proj_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
-    """PyTorch's default with every residual branch's output projection at zero: each block starts as the identity.
+    """PyTorch's default with every residual branch's output projection and the head at zero: each block starts as the identity, and the first prediction is uniform.
 
-    Formula: PyTorch's default, and attention and MLP output projections 0
-    Reference: modded-nanogpt train_gpt.py (output projections zero-initialized)
+    Formula: PyTorch's default (W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), embeddings N(0, 1)); attention and MLP output projections and the head W = 0
+    Reference: modded-nanogpt train_gpt.py (c_proj and lm_head zero-initialized)
     """
     default_(weight, bias, generator, layer=layer)
-    if layer.part in RESIDUAL_OUTPUTS:
+    if layer.part in (*RESIDUAL_OUTPUTS, "head"):
         weight.zero_()
 
 
@@ -155,7 +155,7 @@ def small_embedding_(weight: Tensor, bias: Tensor, generator: torch.Generator | 
                      layer: Layer) -> None:
     """PyTorch's default with a tiny token embedding (SmallInitEmb).
 
-    Formula: PyTorch's default, and the token embedding U(-1e-4, 1e-4)
+    Formula: PyTorch's default (W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), embeddings N(0, 1)); the token embedding W ~ U(-1e-4, 1e-4)
     Reference: Peng et al. 2023, RWKV: Reinventing RNNs for the Transformer Era (SmallInitEmb)
     """
     if layer.part == "token_embedding":
@@ -193,7 +193,7 @@ def _xavier_scaled(weight: Tensor, bias: Tensor, generator: torch.Generator | No
 def t_fixup_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
     """T-Fixup: Xavier, with the embedding, values, attention outputs and MLP scaled by depth (no warmup, no norm needed).
 
-    Formula: Xavier normal, embeddings N(0, d^-1/2); token embedding, value, attention output and MLP weights times (6L)^-1/4; biases 0
+    Formula: W ~ N(0, 2/(fan_in + fan_out)) (Xavier), embeddings N(0, d^-1/2); token embedding, value, attention output and MLP weights times (6L)^-1/4; b = 0
     Reference: Huang et al. 2020, Improving Transformer Optimization Through Better Initialization (fairseq scale_init, self-attention only)
     """
     _xavier_scaled(weight, bias, generator, layer, t_fixup_scale(layer.blocks) if layer.part in T_FIXUP_SCALED else 1)
@@ -203,7 +203,7 @@ def t_fixup_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = N
 def deepnorm_(weight: Tensor, bias: Tensor, generator: torch.Generator | None = None, *, layer: Layer) -> None:
     """DeepNorm's start: Xavier, with the values, attention outputs and MLP scaled by beta (with --residual-scale alpha, post-LN).
 
-    Formula: Xavier normal; value, attention output and MLP weights times beta = (8L)^-1/4 (the network's alpha: (2L)^1/4); biases 0
+    Formula: W ~ N(0, 2/(fan_in + fan_out)) (Xavier), embeddings N(0, d^-1/2); value, attention output and MLP weights times beta = (8L)^-1/4 (the network's alpha: (2L)^1/4); b = 0
     Reference: Wang et al. 2022, DeepNet: Scaling Transformers to 1,000 Layers (decoder-only)
     """
     _xavier_scaled(weight, bias, generator, layer, deepnorm_beta(layer.blocks) if layer.part in DEEPNORM_SCALED else 1)

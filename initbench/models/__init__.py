@@ -71,7 +71,7 @@ class Network:
     residual: bool = False  # it has residual branches (what fixup and skipinit start)
     engines: tuple[str, ...] = ("sequential",)  # the engines that train it (training.engines), auto's choice first
     parametrizations: tuple[str, ...] = ("sp",)  # those written for it (training.parametrization)
-    task: str = "classification"  # what it learns (tasks): the datasets it takes are of this task
+    reads: str = "images"  # the data it takes: "images" (rows of values), or "text" (token windows: gpt)
     roles: bool = False  # its layers carry a transformer's tensor roles (Layer.part): what gpt2's rule reads
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
@@ -118,11 +118,11 @@ register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidd
 register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CHANNELS) + len(s.hidden) + 1,
                  widths=lambda s: (*CNN_CHANNELS, *s.hidden), defaults={"hidden": (128,)}, check=square_images,
                  kernels=True))
-register(Network("gpt", "initbench.models.gpt:build", depth=lambda s: 2 + 6 * len(s.hidden) + (not s.tied),
-                 widths=lambda s: gpt_widths(s),
-                 defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, task="next-token", roles=True))
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
                  widths=residual_widths, residual=True, engines=("batched", "sequential")))
+register(Network("gpt", "initbench.models.gpt:build", depth=lambda s: 2 + 6 * len(s.hidden) + (not s.tied),
+                 widths=lambda s: gpt_widths(s),
+                 defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, reads="text", roles=True))
 
 
 def depth(settings: NetworkSettings) -> int:

@@ -316,7 +316,12 @@ class Sweep(Shown):
 
     @cached_property
     def _cells(self) -> tuple[pd.DataFrame, list[str]]:
-        return cells_frame(self.runs)
+        return cells_frame(self.runs, self.task)
+
+    @property
+    def task(self) -> tasks.Task:
+        """What its jobs learned, and are scored by."""
+        return sweep.task_of(self.runs)
 
     @property
     def cells(self) -> pd.DataFrame:
@@ -325,7 +330,7 @@ class Sweep(Shown):
 
     @property
     def table(self) -> pd.DataFrame:
-        return in_percent(self.cells)
+        return in_percent(self.cells, self.task)
 
     @property
     def info(self) -> dict[str, Any] | None:

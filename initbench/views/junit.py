@@ -103,7 +103,7 @@ def of_sweep(result: Sweep) -> str:
     classname, info = "initbench.sweep", result.info or {}
     cases = _expected(result.expectations, classname + ".expect")
     if not cases:
-        cells, varied = cells_frame(result.runs)
+        cells, varied = cells_frame(result.runs, task_of(result.runs))
         cases = [Case(row.scheme + ("" if not varied else " at " + ", ".join(f"{k}={getattr(row, k)}" for k in varied)),
                       classname + ".scheme", output=_accuracy(row, task_of(result.runs))) for row in cells.itertuples()]
     return document(f"initbench sweep {result.folder}", cases, info.get("figures", {}).get("train_seconds", 0.0),

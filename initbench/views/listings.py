@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _pct(mean: float, std: float = math.nan) -> str:
-    return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
-
-
 def _loss(value: float) -> str:
     return "diverged" if not math.isfinite(value) else f"{value:,.3f}"
 
@@ -47,16 +43,16 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval
     ]
     if val.also is not None:
         header, _, factor = val.also
-        columns.append(Column(header, [f"{factor * getattr(r, f'{val.key}_mean'):.3f}" for r in rows], drop=5))
+        columns.append(Column(header, [f"{factor * getattr(r, f'{val.key}_mean'):.3f}" for r in rows], drop=3))
     paired = "diff_mean" in summary and not names
     if paired:
         columns.append(Column("Difference to\nthe best [95% CI]", [_difference(r._asdict(), val) for r in rows],
-                              drop=6))
+                              drop=2))  # the paired statistics: kept longer than the test metric and the losses
     columns += [
         Column(test.header, [test.shown(getattr(r, f"{test.key}_mean"), getattr(r, f"{test.key}_std"))
-                             for r in rows], drop=3),
-        Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=2),
-        Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=4),
+                             for r in rows], drop=5),
+        Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=4),
+        Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=6),
     ]
     if summary["diverged_seeds"].any():
         columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows], drop=1))
@@ -190,7 +186,7 @@ def transfer_listing(comparison: pd.DataFrame, title: str, task: Task) -> Listin
     baseline = rows[0]["baseline"]
     columns = [
         Column("Start", [r["scheme"] for r in rows], left=True, wrap=True),  # "pretrained, frozen 2 epochs"
-        Column(val.header, [_pct(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows]),
+        Column(val.header, [val.shown(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows]),
         Column("Difference to\nbest scratch [95% CI]", [_difference(r) for r in rows], drop=2),
         Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
     ]
@@ -218,16 +214,16 @@ def sweep_listing(cells: pd.DataFrame, varied: list[str], title: str, task: Task
     columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True) for k in varied]
     columns += [
         Column("Scheme", [r["scheme"] for r in rows], left=True),
-        Column(val.header, [_pct(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows]),
-        Column(test.header, [_pct(r[f"{test.key}_mean"]) for r in rows], drop=3),
-        Column("Difference to the\ncell's best [95% CI]", [_difference(r) for r in rows], drop=2),
+        Column(val.header, [val.shown(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows]),
+        Column(test.header, [test.shown(r[f"{test.key}_mean"]) for r in rows], drop=3),
+        Column("Difference to the\ncell's best [95% CI]", [_difference(r, val) for r in rows], drop=2),
         Column("Verdict", [r["verdict"] for r in rows], left=True, wrap=True, drop=1),
     ]
     ends = [i for i in range(len(rows) - 1) if any(rows[i][k] != rows[i + 1][k] for k in varied)]
-    notes = ["Differences in percentage points against the best scheme of the same cell, paired by seed "
+    notes = [f"Differences in {val.difference_unit} against the best scheme of the same cell, paired by seed "
              "(the same batches), with a t-interval over seeds; \"better\" or \"worse\" when the interval "
              "excludes 0." if int(cells["seeds"].max()) > 1 else
-             "Differences in percentage points against the best scheme of the same cell, at one seed: point "
+             f"Differences in {val.difference_unit} against the best scheme of the same cell, at one seed: point "
              "values with no interval, so whether a difference is real cannot be tested. Train two or more "
              "seeds (--set seeds=3) to test it."]
     return Listing(title, columns, rows, notes, tuple(ends))
@@ -279,6 +275,29 @@ def bench_listing(numbers: dict) -> Listing:
     columns = [Column(h, [r[k] for r in rows], drop=drops.get(k, 0), wrap=k == "training", left=k == "training")
                for k, h in headers.items()]
     return Listing(f"Benchmark: one epoch, batch 100, {numbers['device_name']}", columns, rows, notes, rules)
+
+
+def lab_bench_listing(numbers: dict) -> Listing:
+    """A gpt's training step, each way (``initbench bench --network gpt``): seconds and tokens
+    per second per model, the spread over the repeats, and how far above the floor."""
+    per, spread, models = numbers["seconds_per_model_step"], numbers["spread"], numbers["models"]
+    names = {"floor": "GEMM floor", "sequential": "sequential engine (one model after another)",
+             "vmap": f"torch.func vmap recipe, {models} models", "module_loop": f"loop over {models} nn.Modules"}
+    rows = [{"training": label, "seconds": f"{per[key] * 1000:,.1f}",
+             "min_max": _range([s * 1000 for s in spread[key]], "{:,.1f}"),
+             "tokens": f"{numbers['tokens_per_second_per_model'][key]:,.0f}",
+             "x_floor": f"{per[key] / per['floor']:.2f}"} for key, label in names.items() if key in per]
+    headers = {"training": "Training", "seconds": "ms/model-\nstep", "min_max": "min-max",
+               "tokens": "tokens/s\nper model", "x_floor": "x floor"}
+    columns = [Column(h, [r[k] for r in rows], drop={"min_max": 2, "x_floor": 1}.get(k, 0), wrap=k == "training",
+                      left=k == "training") for k, h in headers.items()]
+    s = numbers["settings"]
+    notes = [f"Medians of {len(numbers['samples']['floor'])} interleaved repeats; a step is {s['batch_size']} "
+             f"windows of {s['context']} characters ({numbers['tokens_per_step']:,} tokens), hidden "
+             f"{s['hidden'][0]}x{len(s['hidden'])}, {s['heads']} heads.",
+             "No batched row: the batched engine writes out the MLP's step by hand, not a gpt's attention, norms "
+             "and embeddings; compare trains a gpt on the sequential engine."]
+    return Listing(f"Benchmark: a gpt's training step, {numbers['device_name']}", columns, rows, notes)
 
 
 def breakdown_listing(numbers: dict) -> Listing:

@@ -564,6 +564,7 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
     points with a line; categories (activation, hidden sizes) get points side by side in each
     category, with no line, since nothing lies between them."""
     others = [k for k in varied if k != setting]
+    key, scale = task.validation.key, task.validation.scale
     panels = list(cells.groupby(others, sort=False)) if others else [((), cells)]
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
@@ -579,7 +580,7 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
         for scheme, line in panel.groupby("scheme", sort=False):
             look, at = style[scheme], names.index(scheme) - (len(names) - 1) / 2
             x = np.array([order.index(v) for v in line[setting]]) + dodge * at
-            mean, std = 100 * line["val_acc_mean"].to_numpy(), 100 * line["val_acc_std"].fillna(0).to_numpy()
+            mean, std = (scale * line[f"{key}_mean"].to_numpy(), scale * line[f"{key}_std"].fillna(0).to_numpy())
             if numeric:
                 ax.plot(x, mean, color=look.color, linestyle=look.dash, marker=look.marker, label=short(scheme),
                         markersize=5, linewidth=1.4, zorder=look.zorder)
@@ -590,8 +591,8 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
                             linestyle="none", markersize=6, capsize=3, elinewidth=1.2, label=short(scheme))
         chance = panel["chance"].unique()
         if len(chance) == 1:
-            ax.axhline(100 * chance[0], color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
-            ax.annotate(f"chance {100 * chance[0]:.0f}%", (0, 100 * chance[0]), xycoords=("axes fraction", "data"),
+            ax.axhline(scale * chance[0], color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
+            ax.annotate(f"chance {_chance(chance[0], task)}", (0, scale * chance[0]), xycoords=("axes fraction", "data"),
                         xytext=(4, 3), textcoords="offset points", ha="left", va="bottom", fontsize=8,
                         color="0.3")
         ax.set_xticks(range(len(order)), order)
@@ -624,26 +625,38 @@ def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None
     labels = list(dict.fromkeys(_cell_label(row, varied).replace(", ", "\n") for _, row in cells.iterrows()))
     if len(labels) < 2:
         return _accuracy_dots(cells, path, task)
-    schemes_shown = list(cells.groupby("scheme")["val_acc_mean"].mean().sort_values(ascending=False).index)
+    val = task.validation
+    means = cells.groupby("scheme")[f"{val.key}_mean"].mean()
+    schemes_shown = list(means.sort_values(ascending=not val.higher).index)
     grid = np.full((len(schemes_shown), len(labels)), np.nan)
     top = np.zeros_like(grid, dtype=bool)
     for _, row in cells.iterrows():
         i, j = schemes_shown.index(row["scheme"]), labels.index(_cell_label(row, varied).replace(", ", "\n"))
-        grid[i, j] = 100 * row["val_acc_mean"]
+        grid[i, j] = val.scale * row[f"{val.key}_mean"]
         top[i, j] = _at_the_top(row["verdict"])
     fig, ax = _subplots(figsize=(max(1.15 * len(labels) + 3.2, 5.5), 0.48 * len(schemes_shown) + 2.1),
                         layout="constrained")
-    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    finite = grid[np.isfinite(grid)]
+    low, high = (0, 100) if val.unit == "%" else (float(finite.min()), float(finite.max())) if len(finite) else (0, 1)
+    # Brighter is better: a loss's colours run the other way.
+    image = ax.imshow(grid, cmap="viridis" if val.higher else "viridis_r", vmin=low, vmax=high, aspect="auto")
+    digits = 1 if val.unit == "%" else 3
     for (i, j), value in np.ndenumerate(grid):
         if np.isfinite(value):
-            ax.text(j, i, f"{value:.1f}" + ("*" if top[i, j] else ""), ha="center", va="center", fontsize=9,
-                    color="black" if value > 60 else "white", fontweight="bold" if top[i, j] else "normal")
+            bright = (value - low) / ((high - low) or 1) > 0.6 if val.higher else (high - value) / ((high - low) or 1) > 0.6
+            ax.text(j, i, f"{value:.{digits}f}" + ("*" if top[i, j] else ""), ha="center", va="center", fontsize=9,
+                    color="black" if bright else "white", fontweight="bold" if top[i, j] else "normal")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(schemes_shown)), [short(s) for s in schemes_shown])
     fig.colorbar(image, ax=ax, label=task.validation.axis, shrink=0.9)
     fig.suptitle(f"Mean {task.validation.name} ({task.validation.unit})\n* the cell's best, or indistinguishable "
                  "from it", fontsize=10)
     return _save(fig, path)
+
+
+def _chance(value: float, task: Task) -> str:
+    """Chance as a picture marks it: "10%" of an accuracy, "4.431" of a loss (ln V)."""
+    return f"{100 * value:.0f}%" if task.validation.unit == "%" else f"{value:.3f}"
 
 
 def _at_the_top(verdict: str) -> bool:
@@ -655,22 +668,25 @@ def _at_the_top(verdict: str) -> bool:
 def _accuracy_dots(cells: pd.DataFrame, path: Path | None, task: Task) -> Figure:
     """The schemes of a sweep's one cell, best at the top: the mean validation metric with ± one
     std, filled (and starred) where the scheme is the best or indistinguishable from it."""
-    rows = cells.sort_values("val_acc_mean", kind="stable").reset_index(drop=True)  # best last: at the top
+    val = task.validation
+    rows = cells.sort_values(f"{val.key}_mean", ascending=val.higher, kind="stable").reset_index(drop=True)  # best last: at the top
     seeds = int(rows["seeds"].max())
     style = styles(rows["scheme"])
     fig, ax = _subplots(figsize=(8, 0.45 * len(rows) + 1.9), layout="constrained")
     for y, row in rows.iterrows():
-        look, mean = style[row["scheme"]], 100 * row["val_acc_mean"]
-        std = 100 * row["val_acc_std"] if seeds > 1 and np.isfinite(row["val_acc_std"]) else None
+        look, mean = style[row["scheme"]], val.scale * row[f"{val.key}_mean"]
+        spread = row[f"{val.key}_std"]
+        std = val.scale * spread if seeds > 1 and np.isfinite(spread) else None
         best = _at_the_top(row["verdict"])
         ax.errorbar(mean, y, xerr=std, color=look.color, marker=look.marker, markersize=8, capsize=3,
                     markerfacecolor=look.color if best else "white", linestyle="none")
-        ax.annotate(f"{mean:.1f}" + ("*" if best else ""), (mean, y), xytext=(0, 7), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=9, fontweight="bold" if best else "normal")
+        ax.annotate(f"{mean:.{1 if val.unit == '%' else 3}f}" + ("*" if best else ""), (mean, y), xytext=(0, 7),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=9,
+                    fontweight="bold" if best else "normal")
     chance = rows["chance"].unique()
     if len(chance) == 1:
-        ax.axvline(100 * chance[0], color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
-        ax.annotate(f"chance {100 * chance[0]:.0f}%", (100 * chance[0], 0), xycoords=("data", "axes fraction"),
+        ax.axvline(val.scale * chance[0], color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
+        ax.annotate(f"chance {_chance(chance[0], task)}", (val.scale * chance[0], 0), xycoords=("data", "axes fraction"),
                     xytext=(4, 4), textcoords="offset points", fontsize=8, color="0.3")
     ax.set_yticks(range(len(rows)), [short(s) for s in rows["scheme"]])
     ax.set_ylim(-0.6, len(rows) - 0.2)

@@ -25,7 +25,7 @@ def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None =
     """runs.csv, cells.csv, the pictures and report.html of ``frame`` (store rows) in
     ``folder``, and (with ``info``) sweep.json; all renamed into place together. ``older``:
     the versions of schemes the store keeps beside ``frame``'s, which the page names."""
-    cells, varied = cells_frame(frame)
+    cells, varied = cells_frame(frame, task_of(frame))
     files: dict[str, Callable[[Path], object]] = {
         "runs.csv": runfolder.csv_writer(frame.drop(columns=["identity", "layer_stats"]).assign(
             **{k: [shown(k, v) for v in frame[k]] for k in ("hidden", "classes")})),
