@@ -402,7 +402,7 @@ def diff(
         failing = found.failing(fail_on)
         err = Console(stderr=True)
         for row in failing:
-            err.print(f"Diff failed (--fail-on {fail_on}): {diff_line(row, found.varied)}", style="red",
+            err.print(f"Diff failed (--fail-on {fail_on}): {diff_line(row, found.varied, found.task.validation)}", style="red",
                       markup=False, highlight=False, soft_wrap=True)
     if failing:
         raise typer.Exit(1)

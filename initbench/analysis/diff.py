@@ -177,32 +177,36 @@ def diff(a: Path, b: Path) -> Pairing:
             cell = tuple(job.settings.get(k) for k in varied)
             groups.setdefault((cell, job.scheme), {"a": {}, "b": {}})[side][job.seed] = job
     order = {cell: i for i, cell in enumerate(dict.fromkeys(cell for cell, _ in groups))}  # A's cells first, then B's
-    rows = [_row(dict(zip(varied, (_shown(k, v) for k, v in zip(varied, cell)))), found["a"], found["b"])
-            for (cell, _), found in sorted(groups.items(), key=lambda item: order[item[0][0]])]
     task = tasks.one((data.task(json.loads(job.settings["dataset"])) for job in both), f"A ({a}) and B ({b}) hold",
                      "There is nothing to pair: compare folders of one task.")
+    rows = [_row(dict(zip(varied, (_shown(k, v) for k, v in zip(varied, cell)))), found["a"], found["b"], task)
+            for (cell, _), found in sorted(groups.items(), key=lambda item: order[item[0][0]])]
     return Pairing(a, b, rows, task, {k: (_shown(k, va), _shown(k, vb)) for k, (va, vb) in changed.items()},
                    varied)
 
 
-def _row(cell: dict[str, str], a: dict[int, _Job], b: dict[int, _Job]) -> dict[str, Any]:
+def _row(cell: dict[str, str], a: dict[int, _Job], b: dict[int, _Job], task: tasks.Task) -> dict[str, Any]:
+    """B against A for one scheme (in one cell): the task's validation metric (a job's
+    val_acc: accuracy, or a text's loss) paired by seed; "better" is higher, or a lower loss."""
     seeds = sorted(set(a) & set(b))
     differences = [b[s].val_acc - a[s].val_acc for s in seeds]
     d = stats.paired(differences)
+    up, down = ("better", "worse") if task.validation.higher else ("worse", "better")
     if not seeds:
         verdict = "only in A" if a else "only in B"
     elif all(x == 0 for x in differences):
         verdict = "unchanged"
     elif len(seeds) == 1:
-        verdict = "better" if d.mean > 0 else "worse"
+        verdict = up if d.mean > 0 else down
     else:
-        verdict = "better" if d.low > 0 else "worse" if d.high < 0 else "indistinguishable"
+        verdict = up if d.low > 0 else down if d.high < 0 else "indistinguishable"
+    key = task.validation.key
     name = next(iter((b or a).values())).name
     codes = [{job.code for job in side.values()} for side in (a, b)]
     code = (f"{_code(codes[0])} -> {_code(codes[1])}" if a and b and codes[0] != codes[1] else "")
     return {**cell, "scheme": name, "seeds": len(seeds), "code_changed": code,
-            "a_val_acc_mean": _mean([a[s].val_acc for s in seeds] or [j.val_acc for j in a.values()]),
-            "b_val_acc_mean": _mean([b[s].val_acc for s in seeds] or [j.val_acc for j in b.values()]),
+            f"a_{key}_mean": _mean([a[s].val_acc for s in seeds] or [j.val_acc for j in a.values()]),
+            f"b_{key}_mean": _mean([b[s].val_acc for s in seeds] or [j.val_acc for j in b.values()]),
             "diff_mean": d.mean, "diff_low": d.low, "diff_high": d.high, "verdict": verdict,
             "only_in_a": sorted(set(a) - set(b)), "only_in_b": sorted(set(b) - set(a))}
 
@@ -221,8 +225,9 @@ def name(row: dict[str, Any], varied: list[str]) -> str:
     return row["scheme"] + ("" if not varied else " at " + ", ".join(f"{k}={row[k]}" for k in varied))
 
 
-def line(row: dict[str, Any], varied: list[str]) -> str:
-    """A row in words: "rule at lr=0.1: -3.20 points [-4.00, -2.40] over 3 seeds (worse)"."""
+def line(row: dict[str, Any], varied: list[str], metric: tasks.Metric = tasks.CLASSIFICATION.validation) -> str:
+    """A row in words: "rule at lr=0.1: -3.20 points [-4.00, -2.40] over 3 seeds (worse)"
+    (of a loss: "+0.012 nats ...")."""
     where = name(row, varied)
     if not row["seeds"]:
         return f"{where}: only in {'A' if row['only_in_a'] else 'B'} ({_seeds(row['only_in_a'] or row['only_in_b'])})"
@@ -230,10 +235,11 @@ def line(row: dict[str, Any], varied: list[str]) -> str:
                     if row[key])
     if row["verdict"] == "unchanged":
         return f"{where}: unchanged over {plural(row['seeds'], 'seed')}{extra}"
+    unit = "points" if metric.unit == "%" else metric.unit
     if row["seeds"] == 1:
-        return f"{where}: {100 * row['diff_mean']:+.2f} points ({ONE_SEED}; {row['verdict']}{extra})"
-    return (f"{where}: {100 * row['diff_mean']:+.2f} points [{100 * row['diff_low']:+.2f}, "
-            f"{100 * row['diff_high']:+.2f}] over {row['seeds']} seeds ({row['verdict']}{extra})")
+        return f"{where}: {metric.difference(row['diff_mean'])} {unit} ({ONE_SEED}; {row['verdict']}{extra})"
+    return (f"{where}: {metric.difference(row['diff_mean'])} {unit} [{metric.difference(row['diff_low'])}, "
+            f"{metric.difference(row['diff_high'])}] over {row['seeds']} seeds ({row['verdict']}{extra})")
 
 
 def _seeds(seeds: list[int]) -> str:

@@ -194,6 +194,11 @@ def record(path: Path, header: dict[str, dict[str, Any]], metadata: dict[str, st
     if why is not None:
         raise _not_weights(path, f"its initbench record {why}")
     settings = TrainSettings.from_plain(meta["job"]["settings"])  # checked before a model of its sizes is built
+    if models.get(settings.network.network).reads != "images":
+        raise UsageError(f"{path} holds a {settings.network.network}'s weights (trained on a text). evaluate and "
+                         "pretrained:FILE read the image networks' weights only; load a gpt's with safetensors "
+                         "(safetensors.torch.load_file: its tensors by their state-dict names) into "
+                         "initbench.models.gpt.GPT.")
     outputs = [*models.get(settings.network.network).widths(settings.network), len(data.class_numbers(settings.data))]
     held = [header.get(f"layers.{i}.weight", {}).get("shape", [None])[0] for i in range(len(outputs) + 1)]
     if held != [*outputs, None]:

@@ -115,7 +115,7 @@ def of_diff(found: diffs.Pairing, fail_on: str | None) -> str:
     failing = {id(row) for row in found.failing(fail_on)}
     cases = []
     for row in found.rows:
-        said = diffs.line(row, found.varied)
+        said = diffs.line(row, found.varied, found.task.validation)
         cases.append(Case(diffs.name(row, found.varied), "initbench.diff", said if id(row) in failing else None,
                           fail_on or "", None if row["seeds"] else said, said))
     return document(f"initbench diff {found.a} {found.b}", cases)

@@ -378,17 +378,19 @@ def _described(row: dict) -> str:
 
 
 def diff(d: diffs.Pairing, task: Task) -> Listing:
-    """The diff's table: per cell and scheme, A's and B's accuracy and the change with its verdict."""
-    rows = d.rows
+    """The diff's table: per cell and scheme, A's and B's validation metric (accuracy, or a
+    text's loss) and the change with its verdict."""
+    rows, val = d.rows, task.validation
 
     def pct(key: str) -> list[str]:
-        return ["" if math.isnan(r[key]) else f"{100 * r[key]:.2f}%" for r in rows]
+        return ["" if math.isnan(r[key]) else val.shown(r[key]) for r in rows]
 
     def change(r: dict[str, Any]) -> str:
         if not r["seeds"]:
             return ""
-        interval = "" if math.isnan(r["diff_low"]) else f" [{100 * r['diff_low']:+.2f}, {100 * r['diff_high']:+.2f}]"
-        return f"{100 * r['diff_mean']:+.2f}{interval}"
+        interval = ("" if math.isnan(r["diff_low"]) else
+                    f" [{val.difference(r['diff_low'])}, {val.difference(r['diff_high'])}]")
+        return f"{val.difference(r['diff_mean'])}{interval}"
 
     columns = [Column(k.replace("_", " ").capitalize(), [str(r[k]) for r in rows], left=True)
                for k in d.varied]
@@ -407,13 +409,14 @@ def diff(d: diffs.Pairing, task: Task) -> Listing:
                                                         else "its data files"
                                                         for k, (va, vb) in d.changed.items())
                      + "; jobs are paired on everything else.")
-    notes.append(f"{task.validation.title} (mean over the paired seeds), and its change in percentage points, "
+    notes.append(f"{task.validation.title} (mean over the paired seeds), and its change in {val.difference_unit}, "
                  "paired by job "
                  "(the same scheme, seed and settings: the same batches), with a 95% t-interval over seeds; "
                  f"\"unchanged\": every paired {task.validation.quantity} the same to the bit.")
     if any(r["seeds"] == 1 for r in rows):
         notes.append(f"{ONE_SEED} (\"better\" or \"worse\" by its sign).")
-    notes += [diffs.line(r, d.varied) for r in rows if r["seeds"] and (r["only_in_a"] or r["only_in_b"])]
+    notes += [diffs.line(r, d.varied, task.validation) for r in rows
+              if r["seeds"] and (r["only_in_a"] or r["only_in_b"])]
     notes += [f"The code of {diffs.name(r, d.varied)} changed ({r['code_changed']}): its jobs are paired by its "
               "name and "
               "seed, and the change judged as any other." for r in rows if r["code_changed"]]
