@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from initbench import data
-from initbench.jobs import Job, Keep
+from initbench.jobs import Job
 from initbench.settings import TrainSettings
 from initbench.training import engines, lm
 
