@@ -243,6 +243,10 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
         backend.settings, backend.name) if k in values})) for backend in EXECUTORS.values() if backend.settings)
     config = RunConfig(**values, train=train, backends=backends)
     check_settings(config.train, config.engine)
+    if config.track_stats and data.get(config.train.data.dataset).corpus is not None:
+        raise UsageError("--track-stats records the image networks' per-layer statistics after every epoch, not a "
+                         "gpt's: `initbench inspect --network gpt` shows each of its tensors and the signal through "
+                         "its blocks at init. Leave --track-stats out.")
     expect.check(config.expect, config.schemes, len(config.seeds))
     EXECUTORS[config.executor].check(config.placement)
     check_schemes(config.schemes, config.train)  # last: resolving a user's scheme runs its code
@@ -262,6 +266,8 @@ def check_settings(s: TrainSettings, engine: str) -> None:
                          f"give {network.name} a dataset of {network.reads}.")
     if dataset.corpus is not None:
         check_text(s, dataset)
+        check_network(engine, s.network.network)
+        parametrization.check(s.network)
         return
     if s.data.classes is not None and max(s.data.classes) >= len(dataset.class_names):  # a dataset set after them
         raise UsageError(f"--classes {','.join(map(str, s.data.classes))}: {dataset.title}'s classes are numbered 0 "
@@ -289,10 +295,10 @@ def check_text(s: TrainSettings, dataset: data.Dataset) -> None:
 
     o, net = s.optim, s.network
     for key, value in (("classes", s.data.classes), ("train_samples", s.data.train_samples),
-                       ("freeze", o.freeze or None)):
+                       ("freeze", o.freeze or None), ("lesson_eval", net.lesson_eval or None)):
         if value is not None:
             raise UsageError(f"{_cli_name(key)} applies to images, not to a text ({dataset.title}): a gpt reads "
-                             "windows of the whole training text. Leave it out.")
+                             "windows of the whole training text, and is scored with its dropout off. Leave it out.")
     shape(net, len(dataset.class_names)).check()
     if net.context >= dataset.train_images:
         raise UsageError(f"--context {net.context:,} is longer than {dataset.title}'s training text "

@@ -266,6 +266,10 @@ SMALL: dict[str, list[str]] = {
     "transfer": ["--seeds", "2", "--epochs", "1", "--train-samples", "100", "--source-epochs", "1"],
     "bench": ["--no-whole-process", "--repeats", "1", "--seeds", "1"],
 }
+# A gpt's line (the transformer lab): its own small settings instead (a text has no images to subset).
+SMALL_TEXT: dict[str, list[str]] = {
+    "compare": ["--epochs", "1", "--steps", "5", "--hidden", "32x2", "--context", "16", "--seeds", "2"],
+}
 # A line that runs one of these configs is already small: it runs as written.
 AS_WRITTEN = ("configs/sweep-smoke.toml",)
 # python3 scripts/... lines that run (as written): script and arguments.
@@ -413,7 +417,7 @@ def _initbench(line: str, expected: int) -> Outcome:
     assert not any(w in ("|", ">", ">>", "&&", ";", "<") for w in words), f"shell syntax the test cannot run: {line}"
     args = words[1:]
     if args and not any(config in line for config in AS_WRITTEN):
-        args += SMALL.get(args[0], [])
+        args += (SMALL_TEXT if "--network gpt" in line else SMALL).get(args[0], [])
     result = CliRunner().invoke(app, args)
     if redirect is not None:
         with open(redirect[1], "a" if redirect[0] == ">>" else "w", encoding="utf-8") as file:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import initbench as ib
@@ -97,6 +98,9 @@ def test_a_users_per_layer_scheme_reads_the_role_record_and_is_keyed_by_its_code
     (["--context", "100000"], ["--context 100,000 is longer than"]),
     (["--hidden", "32,64"], ["a gpt's blocks share one width"]),
     (["--classes", "1,2"], ["--classes applies to images, not to a text"]),
+    (["--lesson-eval", "--dropout", "0.1"], ["--lesson-eval applies to images"]),
+    (["--track-stats"], ["`initbench inspect --network gpt` shows each of its tensors"]),
+    (["--parametrization", "mup"], ["Give --parametrization sp for this network"]),
 ])
 def test_bad_gpt_settings_are_one_paragraph_and_exit_2(corpus: Path, args: list[str], fragments: list[str]) -> None:
     result = compare("gpt2", "--dataset", f"text:{corpus}", *SMALL, *args)
@@ -123,3 +127,66 @@ def test_a_text_that_is_not_utf8_is_named_by_its_byte(tmp_path: Path) -> None:
     bad.write_bytes(b"fine so far\n" + b"\xff\xfe broken")
     result = compare("gpt2", "--dataset", f"text:{bad}", *SMALL)
     assert result.exit_code == 2 and "is not UTF-8 text: byte 12 (0xff)" in " ".join(result.output.split())
+
+
+def test_inspect_shows_each_tensor_by_role_and_the_signal_through_the_blocks(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inspect"
+    result = runner.invoke(app, ["inspect", "gpt2", "megatron_normal", "--network", "gpt", "--dataset",
+                                 f"text:{corpus}", "--hidden", "32x4", "--heads", "2", "--context", "16",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "gpt2: the signal through the blocks at init" in said and "attention_output.3" in said
+    signal = pd.read_csv(out / "signal.csv")
+    assert list(signal.groupby("scheme").size()) == [4, 4]
+    last = signal[signal["block"] == 4].set_index("scheme")["residual_std"]
+    assert last["megatron_normal"] > last["gpt2"]  # unscaled branches add more to the stream
+    assert (out / "signal.png").stat().st_size > 10_000
+    config = json.loads((out / "inspect.json").read_text())["config"]
+    assert config["heads"] == 2 and config["network"] == "gpt"
+
+
+def test_a_sweep_on_a_text_ranks_by_the_lowest_loss(corpus: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f'schemes = ["gpt2", "small_init"]\nnetwork = "gpt"\ndataset = "text:{corpus}"\n'
+                    'hidden = "32x2"\nheads = 2\ncontext = 16\nbatch_size = 8\nepochs = 1\nsteps = 6\nseeds = 2\n'
+                    "[grid]\nlr = [0.001, 0.003]\n")
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["sweep", str(grid), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Validation loss after 1 epoch" in result.output and "in nats against the best" in result.output
+    cells = pd.read_csv(out / "cells.csv")
+    for _, cell in cells.groupby("lr"):
+        assert cell["verdict"].iloc[0] == "the baseline" and cell["val_loss_mean"].is_monotonic_increasing
+    assert (out / "heatmap.png").is_file() and (out / "accuracy_by_lr.png").is_file()
+
+
+def test_bench_times_a_gpt_four_ways(corpus: Path) -> None:
+    from initbench.bench import lab
+    from initbench.settings import TrainSettings
+    from initbench.views import listings, progress, tables
+
+    s = TrainSettings.of(dataset=f"text:{corpus}", network="gpt", hidden=(32, 32), heads=2, context=16,
+                         batch_size=8, dropout=0.0)
+    numbers = lab.run(1, 1, None, progress.Activity(Console(stderr=True), quiet=True), s) | {"device_name": "this CPU"}
+    assert set(numbers["seconds_per_model_step"]) == {"floor", "sequential", "vmap", "module_loop"}
+    assert all(t > 0 for t in numbers["tokens_per_second_per_model"].values()) and numbers["models"] == 3
+    shown = tables.markdown(listings.lab_bench_listing(numbers))
+    assert "torch.func vmap recipe, 3 models" in shown and "No batched row" in shown
+    for args, words in ((["--network", "cnn"], "bench times the lesson's mlp or the lab's gpt"),
+                        (["--network", "gpt", "--scaling", "6"], "leave out --scaling")):
+        result = runner.invoke(app, ["bench", *args])
+        assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
+
+
+def test_diff_of_text_runs_calls_a_lower_loss_better_and_evaluate_refuses_a_gpt_in_words(corpus: Path,
+                                                                                         tmp_path: Path) -> None:
+    args = ["gpt2", "--dataset", f"text:{corpus}", *SMALL, "--seeds", "2", "--epochs", "1"]
+    for name, steps in (("short", "4"), ("long", "24")):
+        result = compare(*args, "--steps", steps, "--out", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+    found = runner.invoke(app, ["diff", str(tmp_path / "short"), str(tmp_path / "long")])
+    said = " ".join(found.output.split())
+    assert found.exit_code == 0 and "in nats" in said and "| better |" in said, found.output
+    refused = runner.invoke(app, ["evaluate", str(tmp_path / "long")])
+    assert refused.exit_code == 2 and "holds a gpt's weights" in " ".join(refused.output.split()), refused.output

@@ -155,11 +155,11 @@ def gemm_floor(s: TrainSettings, vocab: int) -> Callable[[], None]:
     return run
 
 
-def run(seeds: int, repeats: int, data_dir: Any, activity: Activity) -> dict[str, Any]:
+def run(seeds: int, repeats: int, data_dir: Any, activity: Activity, s: TrainSettings | None = None) -> dict[str, Any]:
     """Tokens per second per model of each way, with the spread over ``repeats`` interleaved
-    repeats, on Shakespeare's training text (its default gpt)."""
-    s = settings()
-    activity.stage("Loading Shakespeare")
+    repeats, on Shakespeare's training text with the lab's default gpt (or ``s``'s text and gpt)."""
+    s = s or settings()
+    activity.stage(f"Loading {data.get(s.data.dataset).title}")
     tokens = data.load(data_dir, s.data, activity.stage).x_train
     population = [Job(scheme, seed, s) for seed in range(seeds) for scheme in SCHEMES]
     vocab = data.get(s.data.dataset).input_size
