@@ -73,6 +73,7 @@ class Network:
     parametrizations: tuple[str, ...] = ("sp",)  # those written for it (training.parametrization)
     reads: str = "images"  # the data it takes: "images" (rows of values), or "text" (token windows: gpt)
     roles: bool = False  # its layers carry a transformer's tensor roles (Layer.part): what gpt2's rule reads
+    sequential_why: str = ""  # why no exact batched engine trains it, in words (said when auto chooses sequential)
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
         return loaded(self.builder)(settings, inputs, classes)
@@ -117,12 +118,16 @@ register(Network("mlp", "initbench.models.mlp:build", depth=lambda s: len(s.hidd
                  engines=("batched", "sequential"), parametrizations=("sp", "mup")))
 register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CHANNELS) + len(s.hidden) + 1,
                  widths=lambda s: (*CNN_CHANNELS, *s.hidden), defaults={"hidden": (128,)}, check=square_images,
-                 kernels=True))
+                 kernels=True, sequential_why="a grouped convolution over several models rounds otherwise than one "
+                 "model's"))
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
                  widths=residual_widths, residual=True, engines=("batched", "sequential")))
 register(Network("gpt", "initbench.models.gpt:build", depth=lambda s: 2 + 6 * len(s.hidden) + (not s.tied),
                  widths=lambda s: gpt_widths(s),
-                 defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, reads="text", roles=True))
+                 defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, reads="text", roles=True,
+                 sequential_why="on the CPU a batched product of several models' matrices, and an element-wise exp, "
+                 "GELU or rsqrt over several models, round otherwise than one model's; an exact batched step calls "
+                 "each per model, which is the sequential engine's work"))
 
 
 def depth(settings: NetworkSettings) -> int:

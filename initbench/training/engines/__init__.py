@@ -112,8 +112,9 @@ def choice_note(engine: str, networks: Iterable[str]) -> str | None:
     others = sorted(name for name in set(networks) if first not in models.get(name).engines)
     if engine != AUTO or not others:
         return None
+    why = "; ".join(f"{name}: {models.get(name).sequential_why}" for name in others if models.get(name).sequential_why)
     return (f"{', '.join(others)} trains with the {choose(engine, networks)} engine (the {first} engine is exact "
-            f"for {', '.join(trains(first))} only)")
+            f"for {', '.join(trains(first))} only{': ' + why if why else ''})")
 
 
 def resolve_device(name: str) -> torch.device:
