@@ -4,6 +4,8 @@ to a baseline over seeds."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -12,7 +14,7 @@ import pandas as pd
 
 from initbench.analysis import stats
 from initbench.jobs import Job, JobResult
-from initbench.tasks import CLASSIFICATION, Task
+from initbench.tasks import CLASSIFICATION, NEXT_TOKEN, Task
 
 if TYPE_CHECKING:
     pass
@@ -38,10 +40,27 @@ def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = N
             "last_epoch_loss": float(last_epoch.mean()),
             "diverged": r.diverged_at is not None,
             "diverged_at_batch": r.diverged_at,
+            **({"first_loss": float(r.losses[0, 0]), "spikes": len(spikes(r.losses.flatten().tolist()))}
+               if task.validation is NEXT_TOKEN.validation else {}),
         })
     runs = pd.DataFrame(rows)
     runs["diverged_at_batch"] = runs["diverged_at_batch"].astype("Int64")
     return runs
+
+
+SPIKE = 2.0  # a step's loss over this many times the median of the steps before it is a spike
+
+
+def spikes(losses: Sequence[float]) -> list[int]:
+    """The steps (0-based) whose training loss exceeded SPIKE times the median of the steps
+    before them (from the third on; a diverged run's NaN steps are none)."""
+    found, seen = [], []
+    for step, loss in enumerate(losses):
+        if step >= 2 and math.isfinite(loss) and loss > SPIKE * statistics.median(seen):
+            found.append(step)
+        if math.isfinite(loss):
+            seen.append(loss)
+    return found
 
 
 def summary_frame(runs: pd.DataFrame, task: Task = CLASSIFICATION) -> pd.DataFrame:
@@ -63,6 +82,8 @@ def summary_frame(runs: pd.DataFrame, task: Task = CLASSIFICATION) -> pd.DataFra
         "last_batch_loss_mean": ("last_batch_loss", mean),
         "last_epoch_loss_mean": ("last_epoch_loss", mean),
         "diverged_seeds": ("diverged", "sum"),
+        **({"first_loss_mean": ("first_loss", "mean"), "spikes_mean": ("spikes", "mean")}
+           if "first_loss" in runs else {}),
     })
     summary = _best_first(summary, task).reset_index()
     if runs["seed"].nunique() > 1 and summary[f"{val}_mean"].notna().any():

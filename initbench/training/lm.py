@@ -6,7 +6,7 @@ drawn, not passed over), and a sample of what the model learned to write.
 What a run reports of each model: every step's training loss (the first is the loss of the
 start, beside ln V), the validation and test loss in nats per character (``score``; in bits
 in the tables), divergence (a loss non-finite or BLOW_UP times the first: the model is kept
-as it stands), and ``spikes`` and ``steps_to`` read from the losses afterwards. A gpt's
+as it stands); ``analysis.frames`` reads the first loss and the spikes from the losses. A gpt's
 dropout (off by default) draws from torch's generator seeded by the seed's own stream, in a
 fork that leaves the caller's generator as it was.
 """
@@ -14,7 +14,6 @@ fork that leaves the caller's generator as it was.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 
 import torch
@@ -27,7 +26,6 @@ from initbench.models.gpt import GPT
 from initbench.settings import OptimSettings
 from initbench.training import streams
 
-SPIKE = 2.0  # a step's loss over this many times the running median of the steps before it is a spike
 BLOW_UP = 1000.0  # a loss this many times the first is divergence
 EVAL_WINDOWS = 256  # scored windows, evenly spaced over a held-out text (the same for every model)
 EVAL_CHUNK = 64  # windows per forward pass when scoring
@@ -62,17 +60,6 @@ def score(model: GPT, tokens: Tensor) -> float:
         total += float(model.loss(chunk[:, :-1], chunk[:, 1:])) * len(chunk)
     model.train(was_training)
     return total / len(rows) if math.isfinite(total) else math.nan
-
-
-def spikes(losses: Sequence[float]) -> list[int]:
-    """The steps (0-based) whose loss exceeded SPIKE times the median of the steps before them."""
-    return [step for step in range(2, len(losses)) if math.isfinite(losses[step])
-            and losses[step] > SPIKE * statistics.median(losses[:step])]
-
-
-def steps_to(losses: Sequence[float], target: float) -> int | None:
-    """The first step (0-based) whose training loss is at or below ``target`` (None: never)."""
-    return next((step for step, loss in enumerate(losses) if loss <= target), None)
 
 
 def optimizer(model: GPT, s: OptimSettings) -> torch.optim.Optimizer:

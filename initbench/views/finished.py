@@ -159,7 +159,7 @@ class Run(Shown):
 
     def listings(self) -> list[tables.Listing]:
         return [listings.accuracy_listing(self.summary, self.config["epochs"], self.task, self.eval_dropout,
-                                          self.steps)]
+                                          self.steps, len(self.config["classes"]))]
 
     def drawings(self) -> dict[str, Drawing]:
         """Its pictures, by file name."""

@@ -24,7 +24,7 @@ def _loss(value: float) -> str:
 
 
 def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval: bool = False,
-                     steps: int | None = None) -> Listing:
+                     steps: int | None = None, outputs: int | None = None) -> Listing:
     """The lesson's "After 2 Epochs" table, best on the task's validation metric first (the
     validation accuracy; a text's loss, with its bits per character, "After 200 steps" of
     ``steps`` an epoch); with several seeds, each scheme's paired difference to the best; with
@@ -54,6 +54,9 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval
         Column("Last batch\nloss", [_loss(r.last_batch_loss_mean) for r in rows], drop=4),
         Column("Last epoch\nloss", [_loss(r.last_epoch_loss_mean) for r in rows], drop=6),
     ]
+    if "first_loss_mean" in summary:  # a text's: where each start began, and its spikes
+        columns += [Column("Loss at\nstep 0", [_loss(r.first_loss_mean) for r in rows], drop=7),
+                    Column("Spikes", [f"{r.spikes_mean:g}" for r in rows], drop=8)]
     if summary["diverged_seeds"].any():
         columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows], drop=1))
     epoch = "epoch" if steps is None else f"epoch ({plural(steps, 'step')})"
@@ -61,6 +64,11 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval
              f"and its mean over the last {epoch}."]
     if val.also is not None:
         notes.append(f"{val.title} in nats per character, and in {val.also[1]} (nats / ln 2).")
+    if "first_loss_mean" in summary:
+        chance = "" if outputs is None else f" (an even guess over {outputs} characters: ln {outputs} = " \
+                                            f"{task.chance_loss(outputs):.3f})"
+        notes.append(f"Loss at step 0: of the first batch, before any step{chance}. Spikes: steps whose loss was "
+                     "over twice the median of the steps before (mean over seeds).")
     if paired:
         notes.append(f"Difference: to {rows[0].scheme}, the best, in {val.difference_unit}, paired by seed (the same "
                      "batches), with a t-interval over seeds.")
