@@ -52,6 +52,8 @@ def test_compare_trains_gpts_on_a_text_and_reports_loss_bits_pairs_and_samples(c
     assert len(samples) == 9 and samples["sample"].str.len().eq(200).all()
     page = (out / "report.html").read_text()
     assert "What each model wrote" in page and "Validation<br>bits/char" in page
+    assert "gpt 32x2 (2 heads, context 16) on corpus0" in page and "training characters, 24 steps" in page
+    assert "Chance is ln" in page and "nats per character" in page and "1 time in" not in page
     losses = pd.read_csv(out / "losses.csv")
     first = losses[(losses.epoch == 1) & (losses.batch == 1)]["loss"]
     vocab = len(ib.open(out).config["classes"])

@@ -28,10 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import paths
+from initbench import models, paths
 from initbench.analysis import expect
 from initbench.errors import UsageError
-from initbench.settings import NetworkSettings
+from initbench.settings import NetworkSettings, OptimSettings, shown
 from initbench.storage import runfolder
 from initbench.version import VERSION
 from initbench.views import tables
@@ -157,6 +157,7 @@ def _part(part: Part, own_tables: bool, pictures: Mapping[str, bytes]) -> dict[s
 
 CONSTANT_STARTS = ("zeros", "ones", "constant")  # built-ins whose every weight of a layer is the same
 NEAR_CHANCE = 0.02  # a validation accuracy this close to chance (a fraction): the model learned nothing
+NEAR_CHANCE_NATS = 0.1  # a text's validation loss this close to ln V, or above: the model learned next to nothing
 
 
 def _meaning(part: Part) -> list[str]:
@@ -171,6 +172,14 @@ def _meaning(part: Part) -> list[str]:
         return []
     k = len(classes)
     chance, guess = 1 / k, math.log(k)  # a uniform guess over k classes: its accuracy, its cross-entropy
+    losses = [r for listing in part.listings for r in listing.records if {"scheme", "val_loss_mean"} <= set(r)]
+    if losses:  # a text's: scored by the loss, which an even guess puts at ln k
+        near = [r["scheme"] for r in losses if not r["val_loss_mean"] < guess - NEAR_CHANCE_NATS]
+        said = [f"Chance is ln {k} = {guess:.3f} nats per character ({guess / math.log(2):.2f} bits): the loss of "
+                f"a model that gives each of the {k} characters the same probability."]
+        return said + ([f"{_and(near)} ended within {NEAR_CHANCE_NATS:g} nats of it, or above: "
+                        f"{'they' if len(near) > 1 else 'it'} learned next to nothing."] if near else
+                       ["Every scheme ended well below it: each learned something of the text."])
     rows = [r for listing in part.listings for r in listing.records if {"scheme", "val_acc_mean"} <= set(r)]
     stalled = {r["scheme"]: r.get("last_batch_loss_mean", math.nan) for r in rows
                if r["val_acc_mean"] < chance + NEAR_CHANCE}
@@ -212,18 +221,25 @@ def _summary(part: Part) -> str:
         return when
     sizes = info.get("data") if isinstance(info.get("data"), dict) else {}
     identity = info.get("data_identity") if isinstance(info.get("data_identity"), dict) else {}
-    hidden = ",".join(map(str, config["hidden"])) if isinstance(config.get("hidden"), list) else None
+    hidden = shown("hidden", config["hidden"]) if isinstance(config.get("hidden"), list) else None
     dataset, epochs = identity.get("dataset") or config.get("dataset"), config.get("epochs")
-    trained = " ".join(str(v) for v in (config.get("network", NetworkSettings.network), hidden,
-                                         config.get("activation") and f"({config['activation']})") if v)
+    network = models.NETWORKS.get(str(config.get("network", NetworkSettings.network)))
+    text = network is not None and network.reads == "text"
+    how = (f"({config.get('heads')} heads, context {config.get('context')})" if text else
+           config.get("activation") and f"({config['activation']})")
+    trained = " ".join(str(v) for v in (config.get("network", NetworkSettings.network), hidden, how) if v)
     trained += f" on {dataset}" if dataset else ""
-    trained += f", {sizes['train']:,} training images" if isinstance(sizes.get("train"), int) else ""
-    trained += f", {plural(epochs, 'epoch')}" if isinstance(epochs, int) else ""
-    models = ""
+    examples = "characters" if text else "images"
+    trained += f", {sizes['train']:,} training {examples}" if isinstance(sizes.get("train"), int) else ""
+    steps = config.get("steps", OptimSettings.steps)
+    if isinstance(epochs, int):
+        trained += f", {plural(epochs * steps, 'step')}" if text and isinstance(steps, int) else \
+            f", {plural(epochs, 'epoch')}"
+    counted = ""
     if part.kind == "compare" and isinstance(config.get("schemes"), list) and isinstance(config.get("seeds"), list):
-        models = (f"; {plural(len(config['schemes']), 'scheme')} x "
-                  f"{plural(len(config['seeds']), 'seed')}")
-    return f"{trained}{models}. {when}".strip()
+        counted = (f"; {plural(len(config['schemes']), 'scheme')} x "
+                   f"{plural(len(config['seeds']), 'seed')}")
+    return f"{trained}{counted}. {when}".strip()
 
 
 def _png(part: Part, name: str, pictures: Mapping[str, bytes]) -> bytes:
