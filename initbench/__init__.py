@@ -49,8 +49,8 @@ from initbench.version import VERSION as __version__  # noqa: F401  (initbench._
 if "OMP_WAIT_POLICY" not in os.environ and busy():
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-_API = ("compare", "sweep", "transfer", "inspect", "evaluate", "export", "diff", "schemes", "scheme")
-_VIEWS = ("open", "Run", "TransferRun", "Sweep", "SweepPlan", "Inspection", "Evaluation")
+_API = ("compare", "sweep", "transfer", "inspect", "coordcheck", "evaluate", "export", "diff", "schemes", "scheme")
+_VIEWS = ("open", "Run", "TransferRun", "Sweep", "SweepPlan", "Inspection", "CoordCheck", "Evaluation")
 __all__ = [*_API, *_VIEWS]
 
 

@@ -21,10 +21,18 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from rich.console import Console
 
-from initbench import config as configs
-from initbench.commands import INSPECT_KEYS, stamped
+from initbench import config as configs, data
+from initbench.commands import (
+    COORD_KEYS,
+    COORD_PARAMETRIZATIONS,
+    COORD_SEEDS,
+    COORD_STEPS,
+    COORD_WIDTHS,
+    INSPECT_KEYS,
+    stamped,
+)
 from initbench.errors import InitbenchError, UsageError
-from initbench.settings import EVALUATE_RUN, SWEEP_RUN, TRANSFER_RUN
+from initbench.settings import EVALUATE_RUN, MAX_UNITS, SWEEP_RUN, TRANSFER_RUN
 from initbench.storage import runfolder, store
 from initbench.views.progress import Activity, NotebookActivity
 
@@ -32,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from initbench.commands.export import Export
-    from initbench.views.finished import Diff, Evaluation, Inspection, Run, Sweep, SweepPlan, TransferRun
+    from initbench.views.finished import CoordCheck, Diff, Evaluation, Inspection, Run, Sweep, SweepPlan, TransferRun
 
 PathLike = str | os.PathLike[str]
 Scheme = str | Callable[..., Any]  # a scheme's name, or a function, registered as a scheme when named
@@ -281,6 +289,53 @@ def inspect(schemes: str | Sequence[Scheme] | None = None, *, seed: int = 0, pro
     from initbench.commands.inspect import inspect as run
 
     return run(resolved, _activity(progress))
+
+
+def coordcheck(scheme: str | Scheme = "default", *, widths: Sequence[int] = COORD_WIDTHS,
+               parametrizations: Sequence[str] = COORD_PARAMETRIZATIONS, steps: int = COORD_STEPS,
+               progress: bool | None = None, **settings: Any) -> CoordCheck:
+    """A coordinate check (``initbench coordcheck``): ``scheme``'s network with every hidden
+    layer at each of ``widths``, under each of ``parametrizations``, its first ``steps`` steps
+    (0: the start) over ``seeds`` seeds (5 unless given); each layer's output size and its
+    change since the start against width, and the layers whose change grows with width."""
+    _only(settings, COORD_KEYS, "coordcheck")
+    widths, parametrizations = coord_check(widths, parametrizations, steps)
+    options = {"seeds": COORD_SEEDS, **settings, "schemes": _scheme_names([scheme], "coordcheck")}
+    resolved = _run_config(None, options)
+    if data.get(resolved.train.data.dataset).kind != "images":
+        raise UsageError("coordcheck measures the image networks (mlp, resmlp, cnn); a gpt's coordinate check is "
+                         "not written yet. Give --network mlp or resmlp, on images.")
+    for p in parametrizations:
+        configs.check_settings(resolved.train.replace(parametrization=p), resolved.engine)
+    from initbench.commands.coordcheck import coordcheck as run
+
+    return run(resolved, widths, parametrizations, steps, _activity(progress))
+
+
+def coord_check(widths: Sequence[int] | str, parametrizations: Sequence[str] | str,
+                steps: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """A coordinate check's own options, checked in words (before torch loads): two widths or
+    more, each a whole number from 1, in rising order; known parametrizations; 2 to 100 steps."""
+    from initbench.parsing import int_list
+    from initbench.training.parametrization import PARAMETRIZATIONS
+
+    try:
+        found = tuple(int(w) for w in (int_list(widths) if isinstance(widths, str) else widths))
+    except (TypeError, ValueError):
+        found = ()
+    if len(found) < 2 or any(w < 1 or w > MAX_UNITS for w in found) or list(found) != sorted(set(found)):
+        raise UsageError(f"--widths {widths!r}: give two widths or more, rising, each a whole number from 1 to "
+                         f"{MAX_UNITS:,}, e.g. 64,128,256,512,1024 (a slope against width needs two).")
+    named = tuple(p.strip() for p in (parametrizations.split(",") if isinstance(parametrizations, str)
+                                      else parametrizations))
+    unknown = [p for p in named if p not in PARAMETRIZATIONS]
+    if not named or unknown or len(set(named)) != len(named):
+        raise UsageError(f"--parametrization {','.join(named)!r}: name each of {', '.join(PARAMETRIZATIONS)} at most "
+                         "once, e.g. sp,mup.")
+    if not isinstance(steps, int) or not 2 <= steps <= 100:
+        raise UsageError(f"--coord-steps {steps!r}: give 2 to 100 steps (step 0 is the start; a change needs a "
+                         "step after it).")
+    return found, named
 
 
 def evaluate(*paths: PathLike, check: bool = True, progress: bool | None = None,

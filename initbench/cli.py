@@ -27,6 +27,7 @@ from rich.text import Text
 from initbench import api, config as configs, exporters, paths
 from initbench.analysis.diff import FAIL_ON, FAIL_ON_HELP, line as diff_line
 from initbench.errors import InitbenchError, UsageError, handle_stop_signals, interruption
+from initbench.commands import COORD_PARAMETRIZATIONS, COORD_SEEDS, COORD_STEPS, COORD_WIDTHS
 from initbench.settings import EVALUATE_RUN, GPT_SETTINGS, TRANSFER_RUN
 from initbench.version import VERSION
 from initbench.views import listings, progress, tables
@@ -453,6 +454,41 @@ def inspect_(
     """
     with _errors_to_exit(debug):
         found = api.inspect(schemes or None, seed=seed, progress=True, **_given(settings))
+        _shown_where(found, fmt)
+
+
+@app.command()
+@_takes(_setting("seeds", shown=str(COORD_SEEDS)), "network", _setting("hidden", help="Hidden layers: their number "
+        "(each takes every width of --widths), e.g. 256,128 for two.", shown="the network's"), "activation",
+        "base_width", "bias", "optimizer", "lr", "momentum", "batch_size", "dataset", "classes", "split_seed",
+        "train_samples", "data_dir", _setting("out", shown="results/<timestamp>-coordcheck"), "overwrite",
+        before="fmt")
+def coordcheck(
+    scheme: Annotated[Optional[str], typer.Argument(help="The scheme that starts every network. [default: default]",
+                                                    show_default=False, metavar="SCHEME")] = None,
+    widths: Annotated[str, typer.Option(help="The widths every hidden layer takes in turn, rising. [default: "
+                                        f"{','.join(map(str, COORD_WIDTHS))}]", metavar="WIDTHS",
+                                        show_default=False)] = ",".join(map(str, COORD_WIDTHS)),
+    parametrizations: Annotated[str, typer.Option(
+        "--parametrization", help="The parametrizations compared. [default: " + ",".join(COORD_PARAMETRIZATIONS)
+        + "]", metavar="NAMES", show_default=False)] = ",".join(COORD_PARAMETRIZATIONS),
+    coord_steps: Annotated[int, typer.Option(help=f"Steps measured, the start included. [default: {COORD_STEPS}]",
+                                             metavar="N", show_default=False)] = COORD_STEPS,
+    fmt: FormatOption = None,
+    debug: DebugOption = False,
+    **settings: Any,
+) -> None:
+    """Check each layer's coordinates across width (μP's coordinate check).
+
+    Trains the scheme's network at every width, under each parametrization, for
+    its first steps, and reports how each layer's output and its change since
+    the start grow with width (a slope per width doubling, with its interval
+    over seeds); names the layers that grow. Writes coords.csv, slopes.csv,
+    coordcheck.json and a picture per parametrization.
+    """
+    with _errors_to_exit(debug):
+        found = api.coordcheck(scheme or "default", widths=widths, parametrizations=parametrizations,
+                               steps=coord_steps, progress=True, **_given(settings))
         _shown_where(found, fmt)
 
 

@@ -18,6 +18,17 @@ INSPECT_KEYS = ("schemes", "seeds", "network", "hidden", "activation", "parametr
                 "dataset", "classes", "head_init", "split_seed", "data_dir", *GPT_SETTINGS)
 
 
+# A coordinate check's own defaults (``initbench coordcheck``): the widths every hidden layer takes
+# (64 to 1,024, a factor 2 apart), the parametrizations compared, the steps measured (0: the start),
+# its seeds, and the settings it takes besides.
+COORD_WIDTHS = (64, 128, 256, 512, 1024)
+COORD_PARAMETRIZATIONS = ("sp", "mup")
+COORD_STEPS = 3
+COORD_SEEDS = 5
+COORD_KEYS = ("network", "hidden", "activation", "base_width", "bias", "dataset", "classes", "split_seed",
+              "train_samples", "optimizer", "lr", "momentum", "batch_size", "seeds", "data_dir", "out", "overwrite")
+
+
 def stamped(now: datetime, name: str) -> Path:
     """results/<timestamp>-<name>, e.g. results/20261123-181500-zeros-ones-rule: a run's default folder."""
     return Path("results") / f"{now:%Y%m%d-%H%M%S}-{name}"

@@ -67,7 +67,7 @@ class Diff(diffs.Pairing, Shown):
 
 
 def open(path: str | os.PathLike[str],  # noqa: A001  (initbench.open)
-         all_versions: bool = False) -> Run | TransferRun | Inspection | Sweep:
+         all_versions: bool = False) -> Run | TransferRun | Inspection | CoordCheck | Sweep:
     """The finished run in folder ``path``, of whichever command wrote it (a sweep's with
     ``all_versions``: every version of each scheme its store keeps, side by side)."""
     folder = Path(path)
@@ -76,6 +76,8 @@ def open(path: str | os.PathLike[str],  # noqa: A001  (initbench.open)
             return Sweep(folder, all_versions=all_versions)
         if os.path.lexists(folder / "inspect.json"):
             return Inspection(folder)
+        if os.path.lexists(folder / "coordcheck.json"):
+            return CoordCheck(folder)
         if os.path.lexists(folder / "transfer.csv"):
             return TransferRun(folder)
     return Run(folder)  # or the error that says why it is not one
@@ -267,6 +269,44 @@ class Inspection(Shown):
         if self.signal is not None:
             found["signal"] = pictures.plot_signal(self.signal, None)
         return found
+
+
+@dataclass(eq=False)
+class CoordCheck(Shown):
+    """A finished coordinate check (``initbench coordcheck``): ``coords`` per parametrization,
+    width, seed, step and layer (coords.csv), ``slopes`` each layer's growth with width
+    (slopes.csv), ``growing`` the layers whose change grows, per parametrization."""
+
+    folder: Path
+    placed: runfolder.RunFolder | None = field(default=None, repr=False)
+    info: dict[str, Any] = field(init=False, repr=False)  # coordcheck.json
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder)
+        self.info = _read_json(self.folder / "coordcheck.json")
+
+    @cached_property
+    def coords(self) -> pd.DataFrame:
+        return read_csv(self.folder / "coords.csv")
+
+    @cached_property
+    def slopes(self) -> pd.DataFrame:
+        return read_csv(self.folder / "slopes.csv")
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.slopes
+
+    @property
+    def growing(self) -> dict[str, list[int]]:
+        return self.info["growing"]
+
+    def listings(self) -> list[tables.Listing]:
+        return [listings.coordcheck_listing(self.slopes, self.growing)]
+
+    def figures(self) -> dict[str, Figure]:
+        return {f"coordcheck_{p}": pictures.plot_coords(self.coords, p, None)
+                for p in self.info["config"]["parametrizations"]}
 
 
 @dataclass(eq=False)

@@ -156,6 +156,36 @@ def signal_listing(scheme: str, rows: list[dict[str, Any]]) -> Listing:
                     "not scaled by depth."])
 
 
+def coordcheck_listing(slopes: pd.DataFrame, growing: dict[str, list[int]]) -> Listing:
+    """A coordinate check's verdicts at its last step: per parametrization and layer, the slope
+    of its output's size and of its change since step 0 against width (log-log), with the
+    change's 95% interval over seeds and its verdict."""
+    from initbench.analysis.coords import GROWS
+
+    last = slopes[slopes["step"] == slopes["step"].max()]
+    rows = last.to_dict("records")
+
+    def interval(r: dict[str, Any]) -> str:
+        shown = f"{r['change_slope']:+.2f}"
+        return shown if math.isnan(r["change_low"]) else f"{shown} [{r['change_low']:+.2f}, {r['change_high']:+.2f}]"
+
+    columns = [Column("Parametrization", [str(r["parametrization"]) for r in rows], left=True),
+               Column("Layer", [str(r["layer"]) for r in rows]),
+               Column("Output size\nslope", [f"{r['coord_slope']:+.2f}" for r in rows], drop=1),
+               Column("Change slope\n[95% CI]", [interval(r) for r in rows]),
+               Column("Verdict", [str(r["verdict"]) for r in rows], left=True, wrap=True)]
+    step, seeds = int(last["step"].max()), int(last["seeds"].max())
+    notes = [f"After {plural(step, 'step')}, over {plural(seeds, 'seed')}: each slope is log2 of the growth per width "
+             f"doubling (0: the same size at every width; 1: twice as big at twice the width); a layer grows with "
+             f"width when its change's 95% interval lies above {GROWS:g}."]
+    notes += [f"Under {p}, " + (f"layer {layers[0]} grows" if len(layers) == 1 else
+                                f"layers {', '.join(map(str, layers))} grow" if layers else "no layer grows")
+              + " with width." for p, layers in growing.items()]
+    ends = tuple(i for i in range(len(rows) - 1) if rows[i]["parametrization"] != rows[i + 1]["parametrization"])
+    return Listing("Coordinate check: how each layer's output and its change grow with width", columns, rows, notes,
+                   ends)
+
+
 def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:
     """Each weights file's accuracies now and as recorded in training, and the verdict."""
     def pct(key: str) -> list[str]:

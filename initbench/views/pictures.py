@@ -697,6 +697,21 @@ def _accuracy_dots(cells: pd.DataFrame, path: Path | None, task: Task) -> Figure
     return _save(fig, path)
 
 
+def plot_coords(coords: pd.DataFrame, parametrization: str, path: Path | None) -> Figure:
+    """A coordinate check under one parametrization, as the ``mup`` package draws it: a panel
+    per step, each layer's output size (mean absolute value) against width, log-log, a line per
+    layer (mean over seeds)."""
+    rows = coords[coords["parametrization"] == parametrization]
+    last = int(rows["layer"].max())
+    panels = {f"step {step}": {
+        f"layer {layer}" + (" (input)" if layer == 1 else " (output)" if layer == last else ""):
+            {float(w): g["coord"].tolist() for w, g in per_layer.groupby("width")}
+        for layer, per_layer in part.groupby("layer")} for step, part in rows.groupby("step")}
+    return plot_lines(panels, xlabel="Width (every hidden layer)", ylabel="Output size (mean |x|)",
+                      title=f"Coordinate check, {parametrization}: each layer's output against width, step by step",
+                      path=path, logx=True, logy=True)
+
+
 def plot_lines(panels: dict[str, dict[str, dict[float, list[float]]]], xlabel: str, ylabel: str, title: str,
                path: Path | None = None, logx: bool = False, logy: bool = False) -> Figure:
     """Panels (titled by their keys) of lines (labelled by theirs): each line x -> the values
