@@ -45,3 +45,59 @@ def test_bad_input_is_one_paragraph_and_exit_2(args: list[str], words: str, data
     result = runner.invoke(app, ["coordcheck", "--data-dir", str(data_dir), *args])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert words in " ".join(result.output.split()), result.output
+
+
+def test_mup_agrees_with_the_mup_package(data_dir: Path) -> None:
+    """The reference no one here wrote: the same MLPs, initial weights and batch through the
+    ``mup`` package's MuReadout, set_base_shapes, MuAdam and get_coord_data give each layer's
+    coordinates (its output's mean absolute value) as initbench's coordinate check does, step by
+    step, at every width, to a relative 1e-4 (the two differ by design only in where the output
+    layer's factor sits: initbench scales its initial weights, Tensor Programs V's Table 3;
+    MuReadout divides its input by the width ratio, with its weights scaled up to match, which
+    rounds otherwise and differs in Adam's eps)."""
+    import mup  # the test extra's: a missing reference fails, not skips
+    from mup.coord_check import get_coord_data
+    import torch
+    from torch import nn
+
+    from initbench import data
+    from initbench.settings import DataSettings, TrainSettings
+    from initbench.training import coordcheck, streams
+    from initbench.jobs import Job
+
+    splits = data.load(data_dir, DataSettings(train_samples=2000))
+    batch = coordcheck.measured_batch(splits)
+    widths, base, steps = (64, 128, 256), 64, 3
+
+    class MuMLP(nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(784, width), nn.Linear(width, width),
+                                         mup.MuReadout(width, 10, readout_zero_init=False)])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.layers[0](x))
+            return self.layers[2](torch.relu(self.layers[1](x)))
+
+    for width in widths:
+        settings = TrainSettings.of(hidden=(width, width), parametrization="mup", dropout=0.0, base_width=base)
+        ours = coordcheck.coordinates(settings, "default", [0], steps, splits, batch)
+
+        def lazy() -> nn.Module:
+            model = MuMLP(width)
+            mup.set_base_shapes(model, MuMLP(base), delta=MuMLP(2 * base))
+            started = streams.initial_model(Job("default", 0, settings), splits.x_train)
+            with torch.no_grad():
+                for mine, theirs in zip(model.layers, started.layers):
+                    mine.weight.copy_(theirs.weight)
+                    mine.bias.copy_(theirs.bias)
+                model.layers[2].weight.mul_(width / base)  # MuReadout divides its input by the width ratio
+            return model
+
+        found = get_coord_data({width: lazy}, [batch], optimizer="adam", lr=1e-3, nsteps=steps, cuda=False,
+                                   nseeds=1, show_progress=False,
+                                   filter_module_by_name=lambda name: name.startswith("layers."))
+        assert len(ours) == steps * 3
+        for row in ours:
+            theirs = found[(found["module"] == f"layers.{row['layer'] - 1}") & (found["t"] == row["step"] + 1)]
+            assert float(theirs["l1"].iloc[0]) == pytest.approx(row["coord"], rel=1e-4), (width, row)

@@ -4,12 +4,13 @@ first training steps, at several widths. Under a parametrization that transfers 
 (μP) neither grows with width; under the standard one, a layer trained by Adam at one
 learning rate moves more the wider it is.
 
-Every model of a seed starts from the seed's streams and trains on the seed's batches (as
-compare's engines: ``streams``), with the parametrization's per-layer learning rates
-(``parametrization.scales``, as the sequential engine applies them), dropout off. Its
-coordinates are measured on one fixed batch of training images (the same at every step,
-width and seed), so that the change since step 0 is a change of the network, not of the
-batch: step 0 is the start, step t the network after t updates.
+Every model of a seed starts from the seed's streams (as compare's: ``streams``) and trains,
+with its parametrization's per-layer learning rates (``parametrization.scales``, as the
+sequential engine applies them) and dropout off, on one fixed batch of training images, the
+same for every width, seed and step, on which its coordinates are measured in the same
+forward pass (the ``mup`` package's ``get_coord_data`` with its ``fix_data``): step 0 is the
+start, step t the network after t updates, and the change since step 0 is a change of the
+network, not of the batch.
 """
 
 from __future__ import annotations
@@ -24,53 +25,45 @@ from initbench.data import Splits
 from initbench.jobs import Job
 from initbench.settings import TrainSettings
 from initbench.training.engines.sequential import optimizer, param_groups
-from initbench.training.streams import batch_orders, generator, initial_model
+from initbench.training.streams import generator, initial_model
 
 BATCH = 256  # training images the coordinates are measured on
 
 
-def measured_batch(splits: Splits) -> torch.Tensor:
-    """The fixed batch the coordinates are measured on (the same for every model)."""
+def measured_batch(splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed batch every model trains on and is measured on: BATCH training images
+    (drawn once, the same for every model) and their labels."""
     rows = torch.randperm(len(splits.y_train), generator=generator(0, "coord-batch"))[:BATCH]
-    return splits.x_train[rows.to(splits.x_train.device)]
+    rows = rows.to(splits.x_train.device)
+    return splits.x_train[rows], splits.y_train[rows]
 
 
 def coordinates(settings: TrainSettings, scheme: str, seeds: Iterable[int], steps: int,
-                splits: Splits, batch: torch.Tensor) -> list[dict[str, Any]]:
+                splits: Splits, batch: tuple[torch.Tensor, torch.Tensor]) -> list[dict[str, Any]]:
     """Per seed, step (0..steps-1) and weighted layer (1-based): the mean absolute value of the
-    layer's output on ``batch`` (``coord``) and of its change since step 0 (``change``)."""
+    layer's output on ``batch`` (``coord``: what ``get_coord_data`` calls l1) and of its change
+    since step 0 (``change``), each step's forward pass then one update on that batch."""
     rows = []
-    o = settings.optim
+    o, (x, y) = settings.optim, batch
     for seed in seeds:
-        model = initial_model(Job(scheme, seed, settings), splits.x_train).to(batch.device)
+        model = initial_model(Job(scheme, seed, settings), splits.x_train).to(x.device).train()
         opt = optimizer(param_groups(model, range(len(model.layers)), o.lr, settings), o)
-        order = next(batch_orders(seed, len(splits.y_train))).to(batch.device)
         start: list[torch.Tensor] = []
         for step in range(steps):
-            outputs = _outputs(model, batch)
-            if step == 0:
-                start = outputs
+            found: dict[int, torch.Tensor] = {}
+            hooks = [layer.register_forward_hook(lambda _, args, out, i=i: found.__setitem__(i, out.detach().clone()))
+                     for i, layer in enumerate(model.layers)]
+            try:
+                loss = F.cross_entropy(model(x), y)  # no masks: dropout off
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            outputs = [found[i] for i in range(len(model.layers))]
+            start = start or outputs
             rows += [{"seed": seed, "step": step, "layer": i + 1, "coord": out.abs().mean().item(),
                       "change": (out - start[i]).abs().mean().item()} for i, out in enumerate(outputs)]
             if step < steps - 1:
-                idx = order[step * o.batch_size:(step + 1) * o.batch_size]
-                loss = F.cross_entropy(model(splits.x_train[idx]), splits.y_train[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
     return rows
-
-
-@torch.no_grad()
-def _outputs(model: torch.nn.Module, batch: torch.Tensor) -> list[torch.Tensor]:
-    """Each weighted layer's output on ``batch`` (before its activation), dropout off."""
-    found: dict[int, torch.Tensor] = {}
-    hooks = [layer.register_forward_hook(lambda _, args, out, i=i: found.__setitem__(i, out.detach().clone()))
-             for i, layer in enumerate(model.layers)]
-    try:
-        model.eval()(batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train()
-    return [found[i] for i in range(len(model.layers))]
