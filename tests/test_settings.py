@@ -38,9 +38,9 @@ def test_the_command_lines_options_come_from_the_declarations() -> None:
     """Each command's option of a setting has the declared flags, metavar and help, and its
     help ends with the declared default (or the command's own, where it has one)."""
     own_defaults = {"transfer": {k: v for k, v in settings.TRANSFER_RUN.items()},
-                    "evaluate": settings.EVALUATE_RUN}
+                    "evaluate": settings.EVALUATE_RUN, "coordcheck": {"seeds": 5, "hidden": "the network's"}}
     checked = 0
-    for command in ("compare", "inspect", "transfer", "evaluate", "sweep", "bench"):
+    for command in ("compare", "inspect", "coordcheck", "transfer", "evaluate", "sweep", "bench"):
         for name, option in _options(command).items():
             declared = config.DECLARED | (config.TRANSFER_DECLARED if command == "transfer" else {})
             d = declared.get(name)
