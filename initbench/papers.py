@@ -487,8 +487,14 @@ def _lower_loss(trained: Trained, spec: Mapping[str, Any]) -> Finding:
             tests.append(Test(asks, "holds", f"{baseline} diverged on all {len(common)} seeds, {s} on none"))
         else:
             tests.append(judged(asks, (v[finite] - base[finite]).tolist(), "below", 0.0, _nats))
+    cells = [(s, alphas.get(s)) for s in (baseline, *spec["better"])]
+    shown = [trained.where(scheme=s) if a is None else
+             trained.where(scheme=s)[np.isclose(trained.where(scheme=s)["residual_scale"].astype(float), a)]
+             for s, a in cells]  # each scheme in its cell: the curves of the pairs judged, no other cell's
+    picked = pd.concat(shown).assign(scheme=[_named_at(s, alphas) for (s, _), rows in zip(cells, shown)
+                                             for _ in range(len(rows))])
     return Finding("validation loss: " + "; ".join(measured), tuple(tests), spec["criterion"],
-                   _loss_figure(trained, spec["title"]))
+                   _loss_figure(Trained(picked, trained.results), spec["title"]))
 
 
 def _step_zero(trained: Trained, spec: Mapping[str, Any]) -> Finding:
@@ -506,9 +512,9 @@ def _step_zero(trained: Trained, spec: Mapping[str, Any]) -> Finding:
     tests += [judged(f"{s} starts more than {above:g} nats over ln {vocab}", excess[s], "above", above, _nats)
               for s in spec["confident"]]
     measured = "; ".join(f"{s}: {spread(v, 2)}" for s, v in excess.items())
-    figure = pictures.plot_lines({"": {s: {1.0: v.tolist()} for s, v in excess.items()}}, xlabel="",
+    figure = pictures.plot_strip({s: v.tolist() for s, v in excess.items()},
                                  ylabel=f"Loss of the first batch - ln {vocab} (nats)",
-                                 title="The start's loss over chance")
+                                 title="Each start's loss before any step, over chance", line=0.0)
     return Finding(f"loss at step 0 minus ln {vocab} = {chance:.3f}, in nats: {measured}", tuple(tests),
                    spec["criterion"], figure)
 

@@ -697,6 +697,30 @@ def _accuracy_dots(cells: pd.DataFrame, path: Path | None, task: Task) -> Figure
     return _save(fig, path)
 
 
+def plot_strip(groups: dict[str, list[float]], ylabel: str, title: str, path: Path | None = None,
+               line: float | None = None) -> Figure:
+    """One column per group (a scheme), each seed a dot, the mean ± one std a bar beside them;
+    ``line``: a reference drawn across (0, ln V...)."""
+    style = styles(groups)
+    fig, ax = _subplots(figsize=(1.6 * len(groups) + 3.0, 4.2), layout="constrained")
+    for x, (name, values) in enumerate(groups.items()):
+        v = np.asarray(values, dtype=float)
+        v = v[np.isfinite(v)]
+        look = style[name]
+        ax.plot(np.full(len(v), x - 0.08), v, ".", color=look.color, alpha=0.5, markersize=6)
+        if len(v):
+            ax.errorbar(x + 0.08, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else None, color=look.color,
+                        marker=look.marker, markersize=7, capsize=4, linestyle="none")
+    if line is not None:
+        ax.axhline(line, color="0.3", linestyle=(0, (6, 3)), linewidth=0.9, zorder=1)
+    ax.set_xticks(range(len(groups)), [short(name) for name in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    seeds = max((len(v) for v in groups.values()), default=0)
+    ax.set(ylabel=ylabel, title=title + (f"\n(dots: {seeds} seeds; bar: mean ± one std)" if seeds > 1 else ""))
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
 def plot_coords(coords: pd.DataFrame, parametrization: str, path: Path | None) -> Figure:
     """A coordinate check under one parametrization, as the ``mup`` package draws it: a panel
     per step, each layer's output size (mean absolute value) against width, log-log, a line per
