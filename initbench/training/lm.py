@@ -14,7 +14,6 @@ fork that leaves the caller's generator as it was.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
