@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from initbench import initializers
 from initbench.analysis import stats
 from initbench.jobs import JobResult
 from initbench.storage import store
@@ -540,7 +541,8 @@ def _differs(trained: Trained, spec: Mapping[str, Any]) -> Finding:
                    f"over {len(common)} seeds")
         test = Test(asks, "holds" if p.low > 0 or p.high < 0 else "inconclusive", numbers)
     measured = f"validation loss: {baseline}: {spread(a, 4)} nats; {other}: {spread(b, 4)} nats"
-    return Finding(measured, (test,), spec["criterion"], _loss_figure(trained, spec["title"]))
+    named = trained.frame.assign(scheme=[initializers.stem(s) for s in trained.frame["scheme"]])  # a file by its stem
+    return Finding(measured, (test,), spec["criterion"], _loss_figure(Trained(named, trained.results), spec["title"]))
 
 
 CLAIMS = {claim.name: claim for claim in (
