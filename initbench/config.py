@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from initbench import data, initializers as scheme_registry, models, paths, settings, tasks
+from initbench.models import gpt_shape
 from initbench.analysis import expect
 from initbench.errors import UsageError
 from initbench.executors import EXECUTORS, Placement
@@ -291,15 +292,13 @@ def check_settings(s: TrainSettings, engine: str) -> None:
 def check_text(s: TrainSettings, dataset: data.Dataset) -> None:
     """A text's settings: no classes or subsets of images; windows the text can give; a
     gpt's heads that divide its width and blocks of one width; no layers frozen."""
-    from initbench.models.gpt import shape  # torch: a text's run trains a gpt, which loads it anyway
-
     o, net = s.optim, s.network
     for key, value in (("classes", s.data.classes), ("train_samples", s.data.train_samples),
                        ("freeze", o.freeze or None), ("lesson_eval", net.lesson_eval or None)):
         if value is not None:
             raise UsageError(f"{_cli_name(key)} applies to images, not to a text ({dataset.title}): a gpt reads "
                              "windows of the whole training text, and is scored with its dropout off. Leave it out.")
-    shape(net, len(dataset.class_names)).check()
+    gpt_shape.shape(net, len(dataset.class_names)).check()
     if net.context >= dataset.train_images:
         raise UsageError(f"--context {net.context:,} is longer than {dataset.title}'s training text "
                          f"({dataset.train_images:,} characters): no window fits in it. Give a context of at most "

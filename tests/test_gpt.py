@@ -51,7 +51,7 @@ def test_a_model_that_knows_nothing_starts_near_ln_v() -> None:
 
 
 def test_heads_that_do_not_divide_the_width_are_refused() -> None:
-    with pytest.raises(UsageError, match=r"--heads 3 does not divide the width 32: .* \(e.g. 16\)"):
+    with pytest.raises(UsageError, match=r"--heads 3 does not divide the width 32: .* \(e.g. 4\)"):
         gpt.GPT(gpt.Shape(vocab=30, width=32, heads=3))
     with pytest.raises(ValueError, match="17 tokens are more than the context of 16"):
         gpt.GPT(SMALL)(torch.zeros(1, 17, dtype=torch.long))
