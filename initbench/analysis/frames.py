@@ -41,7 +41,7 @@ def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = N
             "diverged": r.diverged_at is not None,
             "diverged_at_batch": r.diverged_at,
             **({"first_loss": float(r.losses[0, 0]), "spikes": len(spikes(r.losses.flatten().tolist()))}
-               if task.validation is NEXT_TOKEN.validation else {}),
+               if task is NEXT_TOKEN else {}),
         })
     runs = pd.DataFrame(rows)
     runs["diverged_at_batch"] = runs["diverged_at_batch"].astype("Int64")

@@ -130,7 +130,7 @@ class Run(Shown):
     @property
     def steps(self) -> int | None:
         """The training steps of an epoch on a text (None on images: an epoch is a pass over them)."""
-        return self.config.get("steps", OptimSettings.steps) if self.task.validation.unit != "%" else None
+        return self.config.get("steps", OptimSettings.steps) if self.task is tasks.NEXT_TOKEN else None
 
     @property
     def batches(self) -> int:
