@@ -29,6 +29,7 @@ from initbench.bench.timing import interleaved, spread
 from initbench.jobs import Job
 from initbench.settings import TrainSettings
 from initbench.training import lm, streams
+from initbench.training.engines.sequential import optimizer
 from initbench.training.streams import initial_model
 from initbench.views.progress import Activity
 
@@ -59,7 +60,7 @@ def _windows(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callable[
 def sequential(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callable[[], None]:
     """STEPS steps of one model, as the engine trains it (``training.lm``)."""
     model = initial_model(jobs[0], tokens).train()
-    opt = lm.optimizer(model, s.optim)
+    opt = optimizer(list(model.parameters()), s.optim)
     draw = _windows(jobs[:1], tokens, s)
 
     def run() -> None:
@@ -76,7 +77,7 @@ def sequential(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callabl
 def module_loop(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callable[[], None]:
     """STEPS steps of every model, a Python loop over plain nn.Modules within each step."""
     models = [initial_model(job, tokens).train() for job in jobs]
-    opts = [lm.optimizer(model, s.optim) for model in models]
+    opts = [optimizer(list(model.parameters()), s.optim) for model in models]
     draw = _windows(jobs, tokens, s)
     seeds = sorted({job.seed for job in jobs})
     row = [seeds.index(job.seed) for job in jobs]

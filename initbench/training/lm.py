@@ -22,7 +22,6 @@ from initbench import data
 from initbench.errors import InitbenchError
 from initbench.jobs import Job, JobResult, Keep, Progress, Tick, result, state_dict
 from initbench.models.gpt import GPT
-from initbench.settings import OptimSettings
 from initbench.training import streams
 
 BLOW_UP = 1000.0  # a loss this many times the first is divergence
@@ -61,20 +60,14 @@ def score(model: GPT, tokens: Tensor) -> float:
     return total / len(rows) if math.isfinite(total) else math.nan
 
 
-def optimizer(model: GPT, s: OptimSettings) -> torch.optim.Optimizer:
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
-    return torch.optim.Adam(model.parameters(), lr=s.lr)
-
-
-def train_job(job: Job, model: GPT, splits: data.Splits, device: torch.device, progress: Progress, label: str,
-              keep: Keep, initial: dict[str, Tensor] | None) -> JobResult:
-    """Train ``model`` (the job's, as initialized) on the text's windows; its result holds
-    the validation loss after each epoch in ``val_acc`` (the task's validation metric) and
-    the test loss in ``test_acc``, and a sample of its writing."""
+def train_job(job: Job, model: GPT, opt: torch.optim.Optimizer, splits: data.Splits, device: torch.device,
+              progress: Progress, label: str, keep: Keep, initial: dict[str, Tensor] | None) -> JobResult:
+    """Train ``model`` (the job's, as initialized, on ``device``) with ``opt`` (the engine's
+    optimizer over its parameters) on the text's windows; its result holds the validation
+    loss after each epoch in ``val_acc`` (the task's validation metric) and the test loss in
+    ``test_acc``, and a sample of its writing."""
     o = job.settings.optim
-    model = model.to(device).train()
-    opt = optimizer(model, o)
+    model = model.train()
     windows_from = streams.generator(job.seed, "windows")
     losses = torch.full((o.epochs, o.steps), math.nan)
     val: list[float] = []

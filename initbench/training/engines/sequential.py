@@ -95,7 +95,9 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     model = initial_model(job, data.x_train)
     initial = state_dict(model) if keep.initial else None
     if _text(job):
-        return lm.train_job(job, model, data, device, progress, label, keep, initial)
+        model = model.to(device)
+        return lm.train_job(job, model, optimizer(list(model.parameters()), o), data, device, progress, label, keep,
+                            initial)
     model = model.to(device)
     # Frozen layers take no gradient; when they are unfrozen they join the optimizer as
     # param groups of their own, with fresh moments and their own learning rate (under μP,
