@@ -43,7 +43,7 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval
     ]
     if val.also is not None:
         header, _, factor = val.also
-        columns.append(Column(header, [f"{factor * getattr(r, f'{val.key}_mean'):.3f}" for r in rows], drop=3))
+        columns.append(Column(header, [_loss(factor * getattr(r, f"{val.key}_mean")) for r in rows], drop=3))
     paired = "diff_mean" in summary and not names
     if paired:
         columns.append(Column("Difference to\nthe best [95% CI]", [_difference(r._asdict(), val) for r in rows],
@@ -56,7 +56,7 @@ def accuracy_listing(summary: pd.DataFrame, epochs: int, task: Task, lesson_eval
     ]
     if "first_loss_mean" in summary:  # a text's: where each start began, and its spikes
         columns += [Column("Loss at\nstep 0", [_loss(r.first_loss_mean) for r in rows], drop=7),
-                    Column("Spikes", [f"{r.spikes_mean:g}" for r in rows], drop=8)]
+                    Column("Spikes", [f"{r.spikes_mean:.1f}".removesuffix(".0") for r in rows], drop=8)]
     if summary["diverged_seeds"].any():
         columns.append(Column("Diverged\nseeds", [f"{r.diverged_seeds}/{r.seeds}" for r in rows], drop=1))
     epoch = "epoch" if steps is None else f"epoch ({plural(steps, 'step')})"
