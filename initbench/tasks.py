@@ -65,7 +65,10 @@ class Metric:
         return 100.0 if self.unit == "%" else 1.0
 
     def shown(self, mean: float, std: float = math.nan) -> str:
-        """A value (and its std over seeds) as tables show it: "86.44% ± 0.12", "1.923 ± 0.004"."""
+        """A value (and its std over seeds) as tables show it: "86.44% ± 0.12", "1.923 ± 0.004";
+        a loss no seed scored (every one diverged): "diverged"."""
+        if not math.isfinite(mean):
+            return "diverged"
         if self.unit == "%":
             return f"{100 * mean:.2f}%" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
         return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")

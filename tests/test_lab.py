@@ -192,3 +192,14 @@ def test_diff_of_text_runs_calls_a_lower_loss_better_and_evaluate_refuses_a_gpt_
     assert found.exit_code == 0 and "in nats" in said and "| better |" in said, found.output
     refused = runner.invoke(app, ["evaluate", str(tmp_path / "long")])
     assert refused.exit_code == 2 and "holds a gpt's weights" in " ".join(refused.output.split()), refused.output
+
+
+def test_a_diverged_text_model_is_said_so_and_left_out_of_the_statistics(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "diverged"
+    result = compare("gpt2", "default", "--dataset", f"text:{corpus}", *SMALL, "--seeds", "2", "--lr", "10",
+                     "--out", str(out))
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(out / "runs.csv")
+    assert runs["diverged"].all() and runs["val_loss"].isna().all()  # the store's stand-in is no measurement
+    assert "| diverged |" in result.output and "2/2" in result.output
+    assert pd.read_csv(out / "samples.csv", keep_default_na=False)["sample"].eq("").all()

@@ -42,6 +42,8 @@ def cells_frame(frame: pd.DataFrame, task: tasks.Task = tasks.CLASSIFICATION) ->
     parts = []
     for cell, rows in groups:
         runs = rows[["name", "seed", "val_acc"]].rename(columns={"name": "scheme", "val_acc": val})
+        if not task.validation.higher:  # a diverged model's loss is a stand-in, no measurement: left out
+            runs[val] = runs[val].where(rows["diverged_at"].isna().to_numpy())
         means = runs.groupby("scheme", sort=False)[val].mean()
         best = means.idxmax() if task.validation.higher else means.idxmin()
         paired = frames.paired_frame(runs, best, task)

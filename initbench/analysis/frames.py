@@ -31,11 +31,13 @@ def runs_frame(results: Sequence[JobResult], names: Mapping[Job, str] | None = N
     rows = []
     for r in results:
         last_epoch = r.losses[-1]
+        # A loss of a diverged model is no measurement (the engine records a stand-in): left out, as NaN.
+        unscored = not task.validation.higher and r.diverged_at is not None
         rows.append({
             "scheme": _named(r.job, names),
             "seed": r.job.seed,
-            task.validation.key: r.val_acc[-1],
-            task.test.key: r.test_acc,
+            task.validation.key: math.nan if unscored else r.val_acc[-1],
+            task.test.key: math.nan if unscored else r.test_acc,
             "last_batch_loss": float(last_epoch[-1]),
             "last_epoch_loss": float(last_epoch.mean()),
             "diverged": r.diverged_at is not None,

@@ -25,6 +25,10 @@ from initbench.models.gpt import GPT
 from initbench.training import streams
 
 BLOW_UP = 1000.0  # a loss this many times the first is divergence
+# A diverged model's validation and test loss as recorded: the largest float32, worse than any
+# loss a model scores (a store keeps finite numbers only); its run says it diverged, and the
+# tables and paired statistics leave it out (analysis.frames).
+DIVERGED = 3.4028234663852886e38
 EVAL_WINDOWS = 256  # scored windows, evenly spaced over a held-out text (the same for every model)
 EVAL_CHUNK = 64  # windows per forward pass when scoring
 SAMPLE_CHARS = 200  # of each model's sample
@@ -43,7 +47,7 @@ def windows(tokens: Tensor, context: int, batch: int, generator: torch.Generator
 @torch.no_grad()
 def score(model: GPT, tokens: Tensor) -> float:
     """The mean loss per character, in nats, over EVAL_WINDOWS windows evenly spaced over
-    ``tokens`` (every position of each predicted); NaN for a model whose loss is not finite."""
+    ``tokens`` (every position of each predicted); DIVERGED for a model whose loss is not finite."""
     context = model.shape.context
     if len(tokens) <= context:
         raise InitbenchError(f"A held-out text of {len(tokens):,} characters is shorter than the gpt's context "
@@ -57,7 +61,7 @@ def score(model: GPT, tokens: Tensor) -> float:
         chunk = tokens[rows[i:i + EVAL_CHUNK]]
         total += float(model.loss(chunk[:, :-1], chunk[:, 1:])) * len(chunk)
     model.train(was_training)
-    return total / len(rows) if math.isfinite(total) else math.nan
+    return total / len(rows) if math.isfinite(total) else DIVERGED
 
 
 def train_job(job: Job, model: GPT, opt: torch.optim.Optimizer, splits: data.Splits, device: torch.device,
@@ -89,9 +93,9 @@ def train_job(job: Job, model: GPT, opt: torch.optim.Optimizer, splits: data.Spl
                 loss.backward()
                 opt.step()
             progress(Tick("evaluating", label, epoch + 1, o.epochs))
-            val.append(math.nan if diverged_at is not None else score(model, splits.x_val))
+            val.append(DIVERGED if diverged_at is not None else score(model, splits.x_val))
     progress(Tick("testing", label, o.epochs, o.epochs))
-    test = math.nan if diverged_at is not None else score(model, splits.x_test)
+    test = DIVERGED if diverged_at is not None else score(model, splits.x_test)
     found = result(job, losses, val, test, diverged_at, state_dict(model) if keep.weights else None, initial)
     found.sample = None if diverged_at is not None else written(job, model, splits.x_val)
     return found
