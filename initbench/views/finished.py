@@ -141,7 +141,10 @@ class Run(Shown):
     def samples(self) -> pd.DataFrame | None:
         """What each trained model wrote (samples.csv: a text's runs), None otherwise."""
         path = self.folder / SAMPLES
-        return read_csv(path).fillna("") if os.path.lexists(path) else None
+        if not os.path.lexists(path):
+            return None
+        samples = read_csv(path)  # a diverged model's sample is empty, which pandas reads as NaN
+        return samples.assign(sample=samples["sample"].astype(object).where(samples["sample"].notna(), ""))
 
     @property
     def expectations(self) -> list[expect.Outcome]:
