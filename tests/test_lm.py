@@ -62,7 +62,7 @@ def test_the_same_job_trains_to_the_same_numbers(tmp_path) -> None:
 def test_a_blow_up_is_divergence_and_the_model_is_kept(tmp_path) -> None:
     settings = corpus_settings(tmp_path, epochs=1, steps=30, lr=1e4)
     [run], _ = trained(settings, ("default",))
-    assert run.diverged_at is not None and math.isnan(run.val_acc[-1]) and run.sample is None
+    assert run.diverged_at is not None and run.val_acc[-1] == run.test_acc == lm.DIVERGED and run.sample is None
     assert math.isnan(float(run.losses.flatten()[run.diverged_at]))  # nothing recorded after it
 
 
