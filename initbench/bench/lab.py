@@ -44,9 +44,10 @@ def settings() -> TrainSettings:
     return TrainSettings.of(dataset="shakespeare", network="gpt", **models.get("gpt").defaults)
 
 
-def _windows(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callable[[], tuple[Tensor, Tensor]]:
-    """A call gives the next step's windows of every seed, [seeds, B, T] twice (inputs,
-    targets), and ``row`` which seed each job is."""
+def _windows(jobs: Sequence[Job], tokens: Tensor,
+             s: TrainSettings) -> tuple[Callable[[], tuple[Tensor, Tensor]], list[int]]:
+    """A call of the first gives the next step's windows of every seed, [seeds, B, T] twice
+    (inputs, targets); the second says which of those rows is each job's."""
     seeds = sorted({job.seed for job in jobs})
     streams_of = [streams.generator(seed, "windows") for seed in seeds]
 
@@ -54,14 +55,14 @@ def _windows(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callable[
         drawn = [lm.windows(tokens, s.network.context, s.optim.batch_size, g) for g in streams_of]
         return torch.stack([x for x, _ in drawn]), torch.stack([y for _, y in drawn])
 
-    return draw
+    return draw, [seeds.index(job.seed) for job in jobs]
 
 
 def sequential(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callable[[], None]:
     """STEPS steps of one model, as the engine trains it (``training.lm``)."""
     model = initial_model(jobs[0], tokens).train()
     opt = optimizer(list(model.parameters()), s.optim)
-    draw = _windows(jobs[:1], tokens, s)
+    draw, _ = _windows(jobs[:1], tokens, s)
 
     def run() -> None:
         for _ in range(STEPS):
@@ -78,9 +79,7 @@ def module_loop(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callab
     """STEPS steps of every model, a Python loop over plain nn.Modules within each step."""
     models = [initial_model(job, tokens).train() for job in jobs]
     opts = [optimizer(list(model.parameters()), s.optim) for model in models]
-    draw = _windows(jobs, tokens, s)
-    seeds = sorted({job.seed for job in jobs})
-    row = [seeds.index(job.seed) for job in jobs]
+    draw, row = _windows(jobs, tokens, s)
 
     def run() -> None:
         for _ in range(STEPS):
@@ -101,9 +100,8 @@ def vmap_recipe(jobs: Sequence[Job], tokens: Tensor, s: TrainSettings) -> Callab
     params, _ = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     opt = torch.optim.Adam(params.values(), lr=s.optim.lr)
-    draw = _windows(jobs, tokens, s)
-    seeds = sorted({job.seed for job in jobs})
-    row = torch.tensor([seeds.index(job.seed) for job in jobs])
+    draw, rows = _windows(jobs, tokens, s)
+    row = torch.tensor(rows)
 
     def loss(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         logits = functional_call(base, p, (x,))

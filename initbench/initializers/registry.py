@@ -311,8 +311,8 @@ def register(name: str, convention: str = "paper", data_dependent: bool = False,
         params = tuple(p for p in own if p not in SET_BY_REGISTRY)
         _REGISTRY[name] = _bind(Scheme(name, None, doc.splitlines()[0], fields["Formula"], fields["Reference"],
                                        params, data_dependent, convention, matrices_only=matrices_only,
-                                       residual_only=residual_only, roles_only=roles_only, fn=fn, whole_model=whole_model,
-                                       uniform_width=uniform_width), name)
+                                       residual_only=residual_only, roles_only=roles_only, fn=fn,
+                                       whole_model=whole_model, uniform_width=uniform_width), name)
         return fn
 
     return add

@@ -18,7 +18,7 @@ import math
 from typing import TYPE_CHECKING
 
 from initbench.initializers.layer import default_, xavier_normal_
-from initbench.initializers.registry import InitContext, Layer, register
+from initbench.initializers.registry import InitContext, Layer, get, register
 
 if TYPE_CHECKING:
     import torch
@@ -221,11 +221,7 @@ def mimetic(model: nn.Module, context: InitContext) -> list[str]:
     """
     import torch
 
-    from initbench.initializers.registry import get, layer_records
-
-    gpt2 = get("gpt2")
-    for record, layer in zip(layer_records(model), model.layers):
-        gpt2.init_layer(layer, context.layer_generator(record.index), record=record)
+    get("gpt2").initialize(model, context)  # every layer from its own stream, as gpt2 fills a gpt
     heads, (a1, b1), (a2, b2) = model.shape.heads, *MIMETIC
     with torch.no_grad():
         for block in model.blocks:

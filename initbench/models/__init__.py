@@ -40,8 +40,7 @@ written for it (μP: mlp). A network of one's own::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +84,8 @@ get = NETWORKS.find
 
 
 CNN_CHANNELS = (16, 32)  # the cnn's two convolutions' output channels (models/cnn.py)
-MIN_IMAGE_SIDE = 4
-GPT_BLOCKS = (128,) * 4  # gpt's default: four blocks of width 128, which train in minutes on 2 cores  # two 2x2 poolings of a smaller image would leave nothing
+MIN_IMAGE_SIDE = 4  # two 2x2 poolings of a smaller image would leave nothing
+GPT_BLOCKS = (128,) * 4  # gpt's default: four blocks of width 128, which train in minutes on 2 cores
 
 
 def square_images(dataset: data.Dataset) -> None:
@@ -123,7 +122,7 @@ register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CH
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
                  widths=residual_widths, residual=True, engines=("batched", "sequential")))
 register(Network("gpt", "initbench.models.gpt:build", depth=lambda s: 2 + 6 * len(s.hidden) + (not s.tied),
-                 widths=lambda s: gpt_widths(s),
+                 widths=gpt_widths,
                  defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, reads="text", roles=True,
                  sequential_why="on the CPU a batched product of several models' matrices, and an element-wise exp, "
                  "GELU or rsqrt over several models, round otherwise than one model's; an exact batched step calls "

@@ -149,6 +149,7 @@ def gpt_stats(model: GPT, x: Tensor, y: Tensor) -> tuple[list[dict[str, Any]], l
     hooks = [layer.register_forward_hook(lambda _, args, out, i=i: outputs.__setitem__(i, out))
              for i, layer in enumerate(model.layers)]
     branch: dict[tuple[int, str], Tensor] = {}
+
     def keep_stream(module: nn.Module, args: Any, out: Tensor) -> None:  # None: the output is left as it is
         out.retain_grad()
         stream.append(out)

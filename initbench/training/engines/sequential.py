@@ -94,11 +94,10 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     progress(Tick("building", label))
     model = initial_model(job, data.x_train)
     initial = state_dict(model) if keep.initial else None
+    model = model.to(device)
     if _text(job):
-        model = model.to(device)
         return lm.train_job(job, model, optimizer(list(model.parameters()), o), data, device, progress, label, keep,
                             initial)
-    model = model.to(device)
     # Frozen layers take no gradient; when they are unfrozen they join the optimizer as
     # param groups of their own, with fresh moments and their own learning rate (under μP,
     # times each tensor's factor, as the layers trained from the start).
