@@ -43,6 +43,7 @@ MAX_HIDDEN_LAYERS = 1_000
 MAX_UNITS = 1_000_000  # in a hidden layer
 MAX_EPOCHS = 100_000  # a weights file records each epoch's accuracy in its header (checkpoint.MAX_HEADER)
 MAX_SEEDS = 100_000
+MAX_RATES = 1_000  # learning rates a run trains each scheme and seed at
 MAX_LOSSES = 10**8  # per model: one loss per batch, kept in memory and written to losses.csv
 
 
@@ -69,7 +70,7 @@ class Declaration:
         if value == ():
             return "none"
         if isinstance(value, tuple):
-            return ",".join(map(str, value)) if all(isinstance(v, int) for v in value) else " ".join(value)
+            return ",".join(map(str, value)) if all(isinstance(v, (int, float)) for v in value) else " ".join(value)
         if isinstance(value, bool) or value is None:
             return {True: "on", False: "off", None: "none"}[value]
         return f"{value:g}" if isinstance(value, float) else str(value)
@@ -175,6 +176,35 @@ POSITIVE = number(1e-300, float("inf"), "greater than 0")
 FRACTION = number(0.0, 1.0, "from 0 up to (not including) 1")
 
 
+def parse_rates(value: Any) -> float | tuple[float, ...]:
+    """A learning rate, or several (a list, or "1e-3,2e-3"): a run trains each scheme and
+    seed at each of them, all in one population (``config`` makes them a grid)."""
+    listed = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    rates = []
+    for raw in listed:
+        try:
+            rates.append(POSITIVE(float(raw) if isinstance(raw, str) else raw))
+        except ValueError:
+            raise ValueError("must be a number greater than 0, or several separated by commas (1e-3,2e-3)") from None
+    if not rates or len(set(rates)) != len(rates):
+        raise ValueError("must be one learning rate or several different ones")
+    if len(rates) > MAX_RATES:
+        raise ValueError(f"must list at most {MAX_RATES} learning rates")
+    return rates[0] if len(rates) == 1 else tuple(rates)
+
+
+def parse_betas(value: Any) -> tuple[float, float]:
+    """Adam's two betas: [0.9, 0.999] or "0.9,0.999", each from 0 up to 1."""
+    listed = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    try:
+        betas = tuple(FRACTION(float(raw) if isinstance(raw, str) else raw) for raw in listed)
+    except ValueError:
+        betas = ()
+    if len(betas) != 2:
+        raise ValueError('must be two numbers from 0 up to (not including) 1, e.g. "0.9,0.999"')
+    return betas  # type: ignore[return-value]
+
+
 # --- the groups
 
 
@@ -251,7 +281,9 @@ class OptimSettings:
 
     optimizer: str = setting("adam", "adam (torch.optim.Adam's defaults, as in the lesson) or sgd (with "
                              "--momentum).", parse=choice(OPTIMIZERS))
-    lr: float = setting(1e-3, "Learning rate.", parse=POSITIVE, metavar="RATE")
+    # Several rates make a grid (config.RunConfig.lrs): a job's settings hold one.
+    lr: float = setting(1e-3, "Learning rate; several (1e-3,2e-3,4e-3) train each scheme and seed at each, in one "
+                        "population.", parse=parse_rates, metavar="RATES", cli=str)
     momentum: float = setting(0.9, "SGD's momentum.", parse=FRACTION, metavar="M")  # Adam has its own moments
     batch_size: int = setting(100, "Images per batch.", parse=whole(1), metavar="N")
     epochs: int = setting(2, "Training epochs per model.", parse=whole(1, MAX_EPOCHS), metavar="N")
@@ -265,6 +297,12 @@ class OptimSettings:
     unfreeze_lr: float | None = setting(None, "Their learning rate then.", parse=optional(POSITIVE),
                                         shown="a tenth of --lr", metavar="RATE", cli=float)
 
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam's betas: the decay of its two moments.",
+                                         parse=parse_betas, metavar="B1,B2", cli=str)
+    weight_decay: float = setting(0.0, "L2 weight decay, as torch.optim.Adam's and SGD's weight_decay (added to "
+                                  "the gradient).", parse=number(0.0, float("inf"), "of at least 0"),
+                                  metavar="WD")
+
     def frozen(self, epoch: int) -> int:
         """How many of the lowest layers are frozen in ``epoch`` (0-based)."""
         return 0 if self.unfreeze_after is not None and epoch >= self.unfreeze_after else self.freeze
@@ -275,6 +313,9 @@ class OptimSettings:
         return self.lr / 10 if self.unfreeze_lr is None else self.unfreeze_lr
 
 
+# What each model of a population may have of its own: models that differ only in these train in one
+# batched step (engines.batched), each with its own optimizer's numbers.
+HYPERPARAMETERS = ("lr", "momentum", "betas", "weight_decay", "unfreeze_lr")
 GPT_SETTINGS = ("heads", "context", "mlp_ratio", "norm", "norm_position", "tied", "residual_scale")  # a gpt's own
 GROUPS = {"data": DataSettings, "network": NetworkSettings, "optim": OptimSettings}  # TrainSettings' fields
 # The keys every store has held since its first row, in the order files and tables list them (the

@@ -112,8 +112,8 @@ T = TypeVar("T")
 def identity(job: Job) -> dict[str, Any]:
     """What decides a job's numbers, canonically: scheme names as the registry keys them
     (aliases and parameter spellings agree; a file by its SHA-256), the random streams'
-    design (``streams.VERSION``; rows written before it was recorded have none: version 1), and momentum only
-    where the optimizer uses it, head_init only for a file scheme, lesson_eval only with dropout,
+    design (``streams.VERSION``; rows written before it was recorded have none: version 1), momentum and betas only
+    where the optimizer uses them, head_init only for a file scheme, lesson_eval only with dropout,
     a dataset and network only where they are not the defaults (``TrainSettings.plain``; a dataset
     as ``Dataset.keyed_as`` names it)."""
     scheme, s, dataset = initializers.get(job.scheme), job.settings, data.get(job.settings.data.dataset)
@@ -123,6 +123,8 @@ def identity(job: Job) -> dict[str, Any]:
     settings["lesson_eval"] = s.network.eval_dropout  # without dropout, scoring is the same either way
     if s.optim.optimizer != "sgd":
         del settings["momentum"]
+    else:  # SGD has no moments to decay (stored only where not the default: ADDED)
+        settings.pop("betas", None)
     if scheme.takes_file:  # the output layer pretrained cannot load
         settings["head_init"] = initializers.get(s.network.head_init).name
     else:

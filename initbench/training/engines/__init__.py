@@ -37,7 +37,7 @@ from initbench import data, models
 from initbench.choices import Registry, loaded
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import Job, JobResult, Keep, Progress, StepTime, check_batch_size
-from initbench.settings import DataSettings, NetworkSettings, OptimSettings, TrainSettings
+from initbench.settings import HYPERPARAMETERS, DataSettings, NetworkSettings, OptimSettings, TrainSettings
 
 if TYPE_CHECKING:
     import torch
@@ -179,6 +179,12 @@ def step_shape(settings: TrainSettings) -> TrainSettings:
     return TrainSettings(DataSettings(settings.data.dataset, tuple(range(len(classes)))),
                          NetworkSettings(net.network, net.hidden, net.activation, net.dropout),
                          OptimSettings(o.optimizer, batch_size=o.batch_size, freeze=o.freeze))
+
+
+def shared(s: TrainSettings) -> TrainSettings:
+    """What the models of one batched population share: their settings but for the
+    HYPERPARAMETERS (put at their defaults), which each model may have of its own."""
+    return s.replace(**{key: getattr(OptimSettings, key) for key in HYPERPARAMETERS})
 
 
 def step_cost(settings: TrainSettings, device: torch.device, models: int) -> tuple[float, int]:

@@ -1,6 +1,7 @@
 """The batched engine: one step advances every model of a group at once.
 
-The parameters of M models (same settings, any schemes and seeds) are stacked
+The parameters of M models (any schemes and seeds; the same settings but for each
+model's learning rate and optimizer's numbers, ``shared``) are stacked
 along a leading model axis: weights [M, out, in] (nn.Linear's layout), biases
 [M, 1, out], each model's slice aligned as a tensor of its own would be. A step
 gathers each seed's batch once (models of one seed share it: with a single seed
@@ -25,6 +26,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
@@ -52,8 +54,9 @@ from initbench.memory import MEMORY_SHARE, available
 from initbench.models import build, get as network_named
 from initbench.models.dropout import DRAWING_SCOPE, EVAL_CHUNK, MASK_BLOCK, DropoutMasks
 from initbench.models.mlp import MLP
-from initbench.settings import TrainSettings
+from initbench.settings import OptimSettings, TrainSettings
 from initbench.training import diagnostics, parametrization
+from initbench.training.engines import shared
 from initbench.training.streams import batch_orders, dropout_masks, evaluation_masks, initial_model
 
 SELU = {"alpha": 1.6732632423543772, "scale": 1.0507009873554805, "input_scale": 1.0}
@@ -105,7 +108,8 @@ def stacked(m: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
 class Population:
     """M models' parameters stacked along a leading model axis, trained by hand-written
     forward and backward passes into buffers made once and reused every step (no
-    autograd), and Adam (torch.optim.Adam's defaults) over each model's slices.
+    autograd), and Adam or SGD over each model's slices, each model with its own learning
+    rate, betas, weight decay or momentum.
 
     How an operation is called decides whether it is exact. On the CPU, MKL and ATen
     pick kernels by a tensor's extent: a batched product of 6 matrices takes other
@@ -137,35 +141,50 @@ class Population:
         # (zeros: its first update, momentum * 0 + grad, is the gradient, as in torch.optim.SGD).
         self.moments = [tuple(self._zeros(p) for _ in range(2 if s.optim.optimizer == "adam" else 1))
                         for p in self.parameters()]
-        self.optim = s.optim
+        self.optims = [job.settings.optim for job in jobs]  # each model's learning rate and optimizer's numbers
         self.frozen = s.optim.freeze  # layers below this one are not trained: no gradients, no update
         # Each parameter's factor on the learning rate, in parameters()' order (all 1 under SP).
         scales = parametrization.scales(s)
         self.lr_scales = [scale.weight_lr for scale in scales] + [scale.bias_lr for scale in scales]
-        # The optimizer's groups: (tensor lists, step count, learning rate), one per distinct
-        # learning rate. Layers unfrozen later get groups of their own, with fresh state and
-        # step count, as new param groups would.
-        self._groups: list[tuple[list[list[Tensor]], Tensor, float]] = []
-        self._add_group(range(s.optim.freeze, len(layers)), s.optim.lr)
+        # The optimizer's groups: one call each, over the models that share a learning rate and the
+        # optimizer's other numbers, and the parameters of theirs that share a factor on it. Layers
+        # unfrozen later get groups of their own, with fresh state and step count, as new param groups
+        # would. A model that diverged leaves its groups (on the CPU, where seeing it costs nothing).
+        self._groups: list[_Group] = []
+        self.dead: set[int] = set()
+        self.decays = any(o.weight_decay for o in self.optims)  # then a dead model's zero gradient would still move it
+        self._add_group(range(s.optim.freeze, len(layers)), lambda o: o.lr)
         self._buffers: dict[tuple[str, int, tuple[int, ...]], Tensor] = {}
         self._view_cache: dict[int, tuple[Tensor, Sequence[Tensor]]] = {}
         self.transposed = [w.transpose(1, 2) for w in self.weights]  # what the forward products read
 
-    def _add_group(self, layers: range, lr: float) -> None:
+    def _add_group(self, layers: range, lr_of: Callable[[OptimSettings], float]) -> None:
+        """Groups for ``layers``' weights and biases, each model at the rate ``lr_of`` its settings."""
         n = len(self.weights)
         chosen = [i for i in range(2 * n) if i % n in layers]  # the layers' weights and biases
-        for rate, members in parametrization.by_rate([lr * self.lr_scales[i] for i in chosen]).items():
-            picked = [chosen[j] for j in members]
-            tensors = ([self.parameters()[i] for i in picked], [self.grads[i] for i in picked],
-                       *zip(*(self.moments[i] for i in picked)))
-            lists = [[piece for t in group for piece in _optimizer_pieces(t)] for group in tensors]
-            self._groups.append((lists, torch.zeros((), device=self.device), rate))
+        by_numbers: dict[tuple[object, ...], list[int]] = {}
+        for k, o in enumerate(self.optims):
+            by_numbers.setdefault((lr_of(o), *_numbers(o)), []).append(k)
+        for models in by_numbers.values():
+            lr = lr_of(self.optims[models[0]])
+            for rate, members in parametrization.by_rate([lr * self.lr_scales[i] for i in chosen]).items():
+                group = _Group([chosen[j] for j in members], models, rate, self.optims[models[0]],
+                               torch.zeros((), device=self.device))
+                self._fill(group)
+                self._groups.append(group)
+
+    def _fill(self, group: _Group) -> None:
+        """The tensors the optimizer's kernel is given for ``group``: its living models' pieces."""
+        living = [k for k in group.models if k not in self.dead]
+        tensors = ([self.parameters()[i] for i in group.params], [self.grads[i] for i in group.params],
+                   *zip(*(self.moments[i] for i in group.params)))
+        group.lists = [[piece for t in ts for piece in _optimizer_pieces(t, living)] for ts in tensors]
 
     def start_epoch(self, epoch: int) -> None:
         """Unfreeze the layers the settings train again from ``epoch`` (0-based) on."""
-        frozen = self.optim.frozen(epoch)
+        frozen = self.settings.optim.frozen(epoch)
         if frozen < self.frozen:
-            self._add_group(range(frozen, self.frozen), self.optim.lr_unfrozen)
+            self._add_group(range(frozen, self.frozen), lambda o: o.lr_unfrozen)
             self.frozen = frozen
 
     def _stack(self, tensors: list[Tensor]) -> Tensor:
@@ -291,28 +310,48 @@ class Population:
                     self._each(self.ops.backward, delta, *hidden[i - 1][:2], together=self.ops.rounds_alike)
         loss = loss.clone()
         alive &= torch.isfinite(loss)
-        # On the CPU a host check is free; on a GPU, mask every step rather than wait for the device.
-        if alive.device.type != "cpu" or not bool(alive.all()):
+        # On the CPU a host check is free: a model that diverged leaves its groups. On a GPU, rather
+        # than wait for the device, dead models' gradients and moments are masked every step, which
+        # leaves them as they are unless weight decay (added to the gradient) would move them.
+        if alive.device.type == "cpu" or self.decays:
+            if not bool(alive.all()):
+                self._drop(~alive)
+        else:
             self._freeze(~alive)
-        for lists, step, lr in self._groups:
-            self._update(lists, step, lr)
+        for group in self._groups:
+            self._update(group)
         return loss
 
-    def _update(self, lists: list[list[Tensor]], step: Tensor, lr: float) -> None:
-        """One optimizer step over per-model slices. Adam: the fused kernel that
+    def _update(self, group: _Group) -> None:
+        """One optimizer step over a group's pieces. Adam: the fused kernel that
         torch.optim.Adam(fused=True) runs, called directly (it spares the optimizer's
         per-step Python work and its import of torch._dynamo, a second of start-up). SGD:
-        torch.optim.SGD's own operations, buf = momentum * buf + grad, p -= lr * buf."""
-        if self.optim.optimizer == "adam":
-            params, grads, exp_avgs, exp_avg_sqs = lists
-            step += 1
-            torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [step] * len(params), lr=lr,
-                               beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+        torch.optim.SGD's own operations, grad += weight_decay * p, buf = momentum * buf +
+        grad, p -= lr * buf."""
+        if not group.lists[0]:  # every model of the group diverged
+            return
+        o = group.optim
+        if o.optimizer == "adam":
+            params, grads, exp_avgs, exp_avg_sqs = group.lists
+            group.step += 1
+            torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [group.step] * len(params), lr=group.lr,
+                               beta1=o.betas[0], beta2=o.betas[1], weight_decay=o.weight_decay, eps=1e-8,
+                               amsgrad=False, maximize=False)
         else:
-            params, grads, bufs = lists
-            torch._foreach_mul_(bufs, self.optim.momentum)
+            params, grads, bufs = group.lists
+            if o.weight_decay:
+                torch._foreach_add_(grads, params, alpha=o.weight_decay)
+            torch._foreach_mul_(bufs, o.momentum)
             torch._foreach_add_(bufs, grads)
-            torch._foreach_add_(params, bufs, alpha=-lr)
+            torch._foreach_add_(params, bufs, alpha=-group.lr)
+
+    def _drop(self, dead: Tensor) -> None:
+        """Take the models newly ``dead`` out of every group: they are left as they are."""
+        newly = set(dead.nonzero().flatten().tolist()) - self.dead
+        if newly:
+            self.dead |= newly
+            for group in self._groups:
+                self._fill(group)
 
     @torch.no_grad()
     def _freeze(self, dead: Tensor) -> None:
@@ -336,20 +375,57 @@ class Population:
         return hits.double() / len(y)
 
 
-def _optimizer_pieces(t: Tensor) -> list[Tensor]:
-    """The tensors the optimizer's kernel is given for the stacked ``t``: all models at
-    once where that computes each model's update exactly as alone, else each model's slice.
+@dataclass
+class _Group:
+    """One optimizer call: the parameters (positions in ``Population.parameters()``) of the
+    ``models`` that share a learning rate and the optimizer's other numbers (``optim``'s
+    betas, weight decay, momentum), at ``lr`` (times the parameters' common factor), with
+    its own step count; ``lists``: what the kernel is given (``Population._fill``)."""
+
+    params: list[int]
+    models: list[int]
+    lr: float
+    optim: OptimSettings
+    step: Tensor
+    lists: list[list[Tensor]] = field(default_factory=list)
+
+
+def _numbers(o: OptimSettings) -> tuple[object, ...]:
+    """The optimizer's numbers besides the learning rate, as they change its update."""
+    return (o.betas, o.weight_decay) if o.optimizer == "adam" else (o.momentum, o.weight_decay)
+
+
+def _optimizer_pieces(t: Tensor, models: Sequence[int]) -> list[Tensor]:
+    """The tensors the optimizer's kernel is given for ``models``' slices of the stacked
+    ``t``: each run of neighbouring models at once where that computes each model's update
+    exactly as alone, else each model's slice.
 
     The fused Adam kernel splits a tensor among threads at multiples of 16 floats (a cache
     line) and runs each share in vectors, leaving a scalar tail that rounds differently. A
     model's slice of a multiple of 16 floats, starting ALIGN-aligned, is then computed in
     vectors alone and in the stack alike (a vector is 16 floats at most, with AVX-512);
-    where slices follow one another without a gap, the stack is one tensor. Other slices
+    where slices follow one another without a gap, a run of them is one tensor. Other slices
     (the output layer's 10 biases) go one by one. One call instead of one per model spares
     a thread fork and join each."""
-    if t.is_contiguous() and t[0].numel() % 16 == 0:
-        return [t.view(-1)]
-    return list(t.unbind(0))
+    pieces: list[Tensor] = []
+    for first, last in _runs(models):
+        run = t[first:last + 1]
+        if run.is_contiguous() and t[0].numel() % 16 == 0:
+            pieces.append(run.view(-1))
+        else:
+            pieces += run.unbind(0)
+    return pieces
+
+
+def _runs(models: Sequence[int]) -> list[tuple[int, int]]:
+    """Increasing model numbers as runs of neighbours, (first, last): [0, 1, 2, 5] -> (0, 2), (5, 5)."""
+    runs: list[tuple[int, int]] = []
+    for k in models:
+        if runs and runs[-1][1] == k - 1:
+            runs[-1] = (runs[-1][0], k)
+        else:
+            runs.append((k, k))
+    return runs
 
 
 # The step's operations, each written once for one model's 2-D slices ([B, units]) or
@@ -413,14 +489,15 @@ def default_max_models(s: TrainSettings, device: torch.device) -> int:
 
 
 def chunks(jobs: Sequence[Job], size: Callable[[TrainSettings], int]) -> list[list[Job]]:
-    """``jobs`` in groups of equal settings (in order of first appearance), each split into
-    chunks of at most ``size(settings)`` models."""
+    """``jobs`` in groups of the settings they share (``shared``: whatever their learning
+    rates and optimizer's numbers), in order of first appearance, each split into chunks of
+    at most ``size(settings)`` models (the settings of the group's first job)."""
     by_settings: dict[TrainSettings, list[Job]] = {}
     for job in jobs:
-        by_settings.setdefault(job.settings, []).append(job)
+        by_settings.setdefault(shared(job.settings), []).append(job)
     found: list[list[Job]] = []
-    for settings, group in by_settings.items():
-        n = size(settings)
+    for group in by_settings.values():
+        n = size(group[0].settings)
         found += [group[start:start + n] for start in range(0, len(group), n)]
     return found
 

@@ -62,8 +62,8 @@ def train(chunks: Sequence[Sequence[Job]], data: Splits, device: torch.device, p
 def optimizer(params: list[Tensor] | list[dict[str, Any]], s: OptimSettings) -> torch.optim.Optimizer:
     """Adam or SGD over ``params``, or over param groups (``param_groups``), each at its own lr."""
     if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
-    return torch.optim.Adam(params, lr=s.lr)
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    return torch.optim.Adam(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
 
 
 def param_groups(model: nn.Module, layers: range, lr: float, s: TrainSettings) -> list[dict[str, Any]]:
