@@ -67,6 +67,7 @@ class InspectSettings(TypedDict, total=False):
     head_init: str
     parametrization: str
     base_width: int
+    base_depth: int
     heads: int
     context: int
     mlp_ratio: int
@@ -108,8 +109,10 @@ class Settings(InspectSettings, SweepSettings, total=False):
     dropout: float
     lesson_eval: bool
     optimizer: str
-    lr: float
+    lr: float | Sequence[float]
     momentum: float
+    betas: tuple[float, float] | Sequence[float]
+    weight_decay: float
     batch_size: int
     epochs: int
     steps: int
@@ -302,6 +305,7 @@ def coordcheck(scheme: str | Scheme = "default", *, widths: Sequence[int] = COOR
     widths, parametrizations = coord_check(widths, parametrizations, steps)
     options = {"seeds": COORD_SEEDS, **settings, "schemes": _scheme_names([scheme], "coordcheck")}
     resolved = _run_config(None, options)
+    configs.check_one_rate(resolved, "coordcheck")
     if data.get(resolved.train.data.dataset).kind != "images":
         raise UsageError("coordcheck measures the image networks (mlp, resmlp, cnn); a gpt's coordinate check is "
                          "not written yet. Give --network mlp or resmlp, on images.")

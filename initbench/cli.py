@@ -460,7 +460,9 @@ def inspect_(
 @app.command()
 @_takes(_setting("seeds", shown=str(COORD_SEEDS)), "network", _setting("hidden", help="Hidden layers: their number "
         "(each takes every width of --widths), e.g. 256,128 for two.", shown="the network's"), "activation",
-        "base_width", "bias", "optimizer", "lr", "momentum", "batch_size", "dataset", "classes", "split_seed",
+        "base_width", "base_depth", "bias", "optimizer",
+        _setting("lr", help="Learning rate (under mup, at the base width)."),
+        "momentum", "batch_size", "dataset", "classes", "split_seed",
         "train_samples", "data_dir", _setting("out", shown="results/<timestamp>-coordcheck"), "overwrite",
         before="fmt")
 def coordcheck(

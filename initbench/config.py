@@ -65,6 +65,9 @@ class RunConfig(RunSettings):
     executor's own settings (the chosen one's go to ``placement.settings``)."""
 
     train: TrainSettings = TrainSettings()
+    # Several learning rates (lr = [...], --lr 1e-3,2e-3): each scheme and seed trains at each, in one
+    # population (train.optim.lr is the first). Empty: train.optim.lr alone.
+    lrs: tuple[float, ...] = ()
     # Every executor's own settings, by its name (those of executors that have any): each is kept,
     # whichever executor runs, as config.toml and run.json have always written Ray's.
     backends: tuple[tuple[str, Any], ...] = field(default_factory=lambda: tuple(
@@ -77,8 +80,15 @@ class RunConfig(RunSettings):
                          dict(self.backends).get(self.executor))
 
     def jobs(self) -> list[Job]:
-        """One job per (scheme, seed), grouped by seed: the models that share a batch order."""
-        return [Job(scheme, seed, self.train) for seed in self.seeds for scheme in self.schemes]
+        """One job per (scheme, seed), and learning rate where there are several, grouped by
+        seed: the models that share a batch order."""
+        return [Job(scheme, seed, self.train.replace(lr=lr)) for seed in self.seeds for scheme in self.schemes
+                for lr in self.lrs or (self.train.optim.lr,)]
+
+    def names(self) -> dict[Job, str]:
+        """What tables call each job: its scheme, and its learning rate where there are several
+        ("rule lr=0.002")."""
+        return {job: f"{job.scheme} lr={job.settings.optim.lr:g}" if self.lrs else job.scheme for job in self.jobs()}
 
     def to_toml(self) -> str:
         """This configuration as a config file: ``compare --config RUN/config.toml`` repeats
@@ -93,10 +103,12 @@ class RunConfig(RunSettings):
         return self._flat() | {"classes": list(data.class_numbers(self.train.data))}
 
     def _flat(self) -> dict[str, Any]:
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("train", "backends")}
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("train", "backends", "lrs")}
         for _, own in self.backends:
             flat.update(dataclasses.asdict(own))
         flat.update(self.train.flat())
+        if self.lrs:
+            flat["lr"] = self.lrs
         return {k: _plain(v) for k, v in flat.items()}
 
 
@@ -239,19 +251,32 @@ def _run_config(values: dict[str, Any]) -> RunConfig:
     network = models.get(values.get("network", NetworkSettings.network))
     for key, value in network.defaults.items():  # the network's own defaults (cnn: hidden 128)
         values.setdefault(key, value)
+    lrs = values.get("lr")
+    if isinstance(lrs, tuple):  # several: a grid, trained from its first
+        values["lr"] = lrs[0]
+    else:
+        lrs = ()
     train = TrainSettings.of(**{k: values.pop(k) for k in FLAT if k in values})
     backends = tuple((backend.name, backend.settings(**{k: values.pop(k) for k in settings.declared(
         backend.settings, backend.name) if k in values})) for backend in EXECUTORS.values() if backend.settings)
-    config = RunConfig(**values, train=train, backends=backends)
+    config = RunConfig(**values, train=train, lrs=lrs, backends=backends)
     check_settings(config.train, config.engine)
     if config.track_stats and data.get(config.train.data.dataset).corpus is not None:
         raise UsageError("--track-stats records the image networks' per-layer statistics after every epoch, not a "
                          "gpt's: `initbench inspect --network gpt` shows each of its tensors and the signal through "
                          "its blocks at init. Leave --track-stats out.")
-    expect.check(config.expect, config.schemes, len(config.seeds))
+    expect.check(config.expect, list(dict.fromkeys(config.names().values())), len(config.seeds))
     EXECUTORS[config.executor].check(config.placement)
     check_schemes(config.schemes, config.train)  # last: resolving a user's scheme runs its code
     return config
+
+
+def check_one_rate(config: RunConfig, command: str) -> None:
+    """Refuse several learning rates where a command trains at one."""
+    if config.lrs:
+        raise UsageError(f"{command} trains at one learning rate, and lr names {len(config.lrs)} "
+                         f"({','.join(f'{lr:g}' for lr in config.lrs)}). Give one; compare trains each scheme and "
+                         "seed at several (--lr 1e-3,2e-3), and a sweep's grid varies lr with other settings.")
 
 
 def check_settings(s: TrainSettings, engine: str) -> None:
@@ -268,7 +293,7 @@ def check_settings(s: TrainSettings, engine: str) -> None:
     if dataset.corpus is not None:
         check_text(s, dataset)
         check_network(engine, s.network.network)
-        parametrization.check(s.network)
+        parametrization.check(s.network, s.optim.optimizer)
         return
     if s.data.classes is not None and max(s.data.classes) >= len(dataset.class_names):  # a dataset set after them
         raise UsageError(f"--classes {','.join(map(str, s.data.classes))}: {dataset.title}'s classes are numbered 0 "
@@ -286,7 +311,7 @@ def check_settings(s: TrainSettings, engine: str) -> None:
     check_freezing(s)
     check_network(engine, s.network.network)
     models.get(s.network.network).check(dataset)
-    parametrization.check(s.network)
+    parametrization.check(s.network, s.optim.optimizer)
 
 
 def check_text(s: TrainSettings, dataset: data.Dataset) -> None:
@@ -411,6 +436,7 @@ def resolve_transfer(config_file: Path | None = None, options: Mapping[str, Any]
         raise UsageError("'expect' is for compare and sweep: transfer does not judge expectations. Leave it out of "
                          "the transfer's config, or check its schemes with initbench compare --expect.")
     run = _run_config(run_values)
+    check_one_rate(run, "transfer")
     dataset, task_b = data.get(run.train.data.dataset), data.class_numbers(run.train.data)
     task_a = extra.pop("task_a", tuple(c for c in dataset.all_classes if c not in task_b))
     if len(task_a) < 2:  # derived from task B's classes: what is left of the dataset's
@@ -535,6 +561,8 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
             grid_raw.pop(name, None)
     try:
         _apply(values, fixed, lambda key: f"{key!r} ({config_file} or --set)")
+        if isinstance(values.get("lr"), tuple):  # several rates at the top: the grid's (one population per cell)
+            grid_raw["lr"] = list(values.pop("lr"))
     except UsageError as e:
         lists = [k for k, v in fixed.items() if k in FLAT and isinstance(v, list)]
         raise UsageError(f"{e} To try several values of a setting, list them under [grid] in the file (or "
@@ -558,6 +586,8 @@ def resolve_sweep(config_file: Path | Mapping[str, Any], sets: list[str] | None 
         for raw in alternatives:
             one: dict[str, Any] = {}
             _apply(one, {key: raw}, lambda k: where, known=values)
+            if key == "lr" and isinstance(one[key], tuple):
+                raise UsageError(f"Invalid {where}: each of its values is one learning rate; got {raw!r}.")
             if one[key] in parsed:
                 raise UsageError(f"Invalid {where}: {raw!r} is given twice.")
             parsed.append(one[key])

@@ -248,12 +248,18 @@ class NetworkSettings:
     parametrization: str = setting(
         "sp", "sp: the scheme's weights and one learning rate; mup: μP (Tensor Programs V, Table 3) relative to "
         "--base-width: the output layer's weights scaled and each layer's Adam or SGD learning rate set by its "
-        "width (mlp only).")
+        "width (mlp, resmlp); depth-mup, completep: μP and each residual branch times (base depth / depth)^alpha, "
+        "alpha 1/2 (depth-μP) or 1 (CompleteP), each block's Adam rate times (depth / base depth)^(alpha - 1) "
+        "(resmlp).")
     # μP's base: the width of every hidden layer of the network whose numbers μP keeps (there μP = SP).
     # A fixed width rather than the network's own, so that one base serves a sweep over widths: the
     # lr tuned at 64 units (cheap) is the one μP transfers to wider networks. Read under mup only.
     base_width: int = setting(64, "With --parametrization mup: the hidden width at which μP equals sp (where its "
                               "lr is tuned).", parse=whole(1, MAX_UNITS), metavar="N")
+    # The depth parametrizations' base, as base_width is μP's: a resmlp of this many blocks keeps μP's numbers.
+    base_depth: int = setting(2, "With --parametrization depth-mup or completep: the blocks at which each residual "
+                              "branch's multiplier is 1 (where lr is tuned).", parse=whole(1, MAX_HIDDEN_LAYERS),
+                              metavar="N")
     # A gpt's own (models/gpt.py): its width and depth are ``hidden``'s (128x4: four blocks of width 128).
     heads: int = setting(4, "gpt: attention heads per block (they divide the width).", parse=whole(1, MAX_UNITS),
                          metavar="N")

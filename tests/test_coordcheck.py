@@ -37,9 +37,9 @@ def test_sp_grows_the_output_layer_with_width_and_mup_grows_none(data_dir: Path,
     (["--widths", "64"], "give two widths or more, rising"),
     (["--widths", "128,64"], "give two widths or more, rising"),
     (["--widths", "0,64"], "give two widths or more, rising"),
-    (["--parametrization", "sp,muP"], "name each of sp, mup at most once"),
+    (["--parametrization", "sp,muP"], "name each of sp, mup, depth-mup, completep at most once"),
     (["--coord-steps", "1"], "give 2 to 100 steps"),
-    (["--network", "cnn"], "--parametrization mup is written for mlp networks only"),
+    (["--network", "cnn"], "--parametrization mup is written for mlp, resmlp networks only"),
 ])
 def test_bad_input_is_one_paragraph_and_exit_2(args: list[str], words: str, data_dir: Path) -> None:
     result = runner.invoke(app, ["coordcheck", "--data-dir", str(data_dir), *args])

@@ -65,3 +65,72 @@ def test_the_engines_agree_on_betas_and_weight_decay(tiny, optimizer: str) -> No
         torch.testing.assert_close(b.losses, q.losses, rtol=1e-4, atol=0)
     plain = engines.train([Job("rule", 0, s.replace(weight_decay=0.0))], tiny, CPU, "batched")[0]
     assert not torch.equal(plain.losses, engines.train(jobs[:1], tiny, CPU, "batched")[0].losses)
+
+
+# --- compare --lr: a grid of learning rates, each scheme and seed at each, in one population
+
+
+def test_compare_trains_an_lr_grid_in_one_population_and_tables_the_best_rate(data_dir, tmp_path) -> None:
+    """Two schemes x three rates x three seeds: one chunk of 18 models; each row of the
+    table is a scheme at a rate, paired by seed; best_lr.csv holds each scheme's best rate,
+    the one its table row is best at, with an interval of the grid's rates."""
+    import pandas as pd
+
+    import initbench as ib
+    from initbench.config import resolve
+
+    config = resolve(None, {"schemes": ["rule", "default"], "lr": "1e-3,4e-3,2e-2", "seeds": 3, "epochs": 1,
+                            "train_samples": 1200, "hidden": [64, 32], "data_dir": data_dir})
+    assert config.lrs == (1e-3, 4e-3, 2e-2) and len(config.jobs()) == 18
+    assert len(engines.plan(config.jobs(), "batched", lambda s: 1_000)) == 1
+    run = ib.compare(["rule", "default"], lr=[1e-3, 4e-3, 2e-2], seeds=3, epochs=1, train_samples=1200,
+                     hidden=[64, 32], data_dir=data_dir, out=tmp_path / "run", progress=False)
+    assert sorted(run.summary["scheme"]) == sorted(f"{s} lr={lr:g}" for s in ("rule", "default")
+                                                   for lr in (1e-3, 4e-3, 2e-2))
+    assert "diff_mean" in run.summary  # paired by seed across schemes and rates
+    best = pd.read_csv(tmp_path / "run" / "best_lr.csv").set_index("scheme")
+    for scheme in ("rule", "default"):
+        rows = run.summary[run.summary["scheme"].str.startswith(scheme + " ")]
+        top = rows.loc[rows["val_acc_mean"].idxmax(), "scheme"]
+        assert top == f"{scheme} lr={best.loc[scheme, 'best_lr']:g}"
+        assert best.loc[scheme, "low"] <= best.loc[scheme, "best_lr"] <= best.loc[scheme, "high"]
+        assert 0 < best.loc[scheme, "picked"] <= 1 and best.loc[scheme, "seeds"] == 3
+    assert [listing.title for listing in run.listings()][1] == "Best learning rate per scheme"
+    again = resolve(tmp_path / "run" / "config.toml")
+    assert again.lrs == config.lrs and [j.settings.optim.lr for j in again.jobs()[:3]] == list(config.lrs)
+
+
+def test_a_sweeps_top_level_rates_are_its_grid(tmp_path) -> None:
+    from initbench.config import resolve_sweep
+
+    sweep = resolve_sweep({"schemes": ["rule"], "lr": [1e-3, 2e-3], "grid": {"hidden": ["64", "128"]}})
+    assert dict(sweep.grid)["lr"] == (1e-3, 2e-3) and sweep.size() == 4 and not sweep.run.lrs
+    assert len(engines.plan(sweep.jobs(), "batched", lambda s: 1_000)) == 2  # a population per width
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--lr", "0,1e-3"], "Invalid --lr: must be a number greater than 0"),
+    (["--lr", "1e-3,1e-3"], "several different ones"),
+    (["--lr", "1e-3,x"], "Invalid --lr"),
+    (["--lr", "1e-3,2e-3", "--expect", "rule > default"], "trains rule lr=0.001, rule lr=0.002"),
+    (["--betas", "0.9"], "Invalid --betas: must be two numbers"),
+    (["--betas", "0.9,1.0"], "Invalid --betas"),
+    (["--weight-decay", "-1"], "Invalid --weight-decay"),
+])
+def test_bad_rates_and_optimizer_numbers_get_one_paragraph(tmp_path, args: list[str], said: str) -> None:
+    from .test_faults_cli import initbench, one_paragraph
+
+    one_paragraph(initbench("compare", "rule", *args, "--out", str(tmp_path / "r")), 2, said)
+    assert not (tmp_path / "r").exists()
+
+
+def test_commands_that_train_at_one_rate_refuse_several(tmp_path) -> None:
+    from .test_faults_cli import initbench, one_paragraph
+
+    config = tmp_path / "t.toml"
+    config.write_text("lr = [0.001, 0.002]\n")
+    one_paragraph(initbench("transfer", "--config", str(config), "--out", str(tmp_path / "t")), 2,
+                  "transfer trains at one learning rate")
+    one_paragraph(initbench("coordcheck", "--lr", "1e-3,2e-3", "--out", str(tmp_path / "c")), 2,
+                  "coordcheck trains at one learning rate")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()

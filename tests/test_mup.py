@@ -59,7 +59,7 @@ def rates_by_tensor(population: batched.Population) -> dict[str, float]:
     n = len(population.weights)
     names = [f"layers.{i}.weight" for i in range(n)] + [f"layers.{i}.bias" for i in range(n)]
     where = {p[0].data_ptr(): name for p, name in zip(population.parameters(), names)}
-    return {where[t.data_ptr()]: rate for lists, _, rate in population._groups for t in lists[0]
+    return {where[t.data_ptr()]: group.lr for group in population._groups for t in group.lists[0]
             if t.data_ptr() in where}
 
 
@@ -139,10 +139,15 @@ def test_bad_values_are_refused_with_exit_2(tmp_path, args: list[str], fragment:
 
 
 def test_mup_is_refused_for_a_network_it_is_not_written_for() -> None:
-    for name in ("resmlp", "cnn"):
-        with pytest.raises(UsageError, match=f"mlp networks only, not '{name}'.*--parametrization sp") as e:
+    for name in ("gpt", "cnn"):
+        with pytest.raises(UsageError, match=f"mlp, resmlp networks only, not '{name}'.*--parametrization sp") as e:
             parametrization.check(NetworkSettings(network=name, parametrization="mup"))
         assert e.value.exit_code == 2
+    for name in ("mlp", "cnn"):
+        with pytest.raises(UsageError, match=f"resmlp networks only, not '{name}': it scales each residual branch"):
+            parametrization.check(NetworkSettings(network=name, parametrization="completep"))
+    with pytest.raises(UsageError, match="written for Adam"):
+        parametrization.check(NetworkSettings(network="resmlp", parametrization="depth-mup"), "sgd")
     parametrization.check(NetworkSettings(network="cnn"))  # sp: any network
     resolved = config.resolve(options={"parametrization": "mup", "base_width": 32, "hidden": "128x2"})
     assert resolved.train.network == NetworkSettings(hidden=(128, 128), parametrization="mup", base_width=32)

@@ -14,7 +14,8 @@ from pathlib import Path
 from initbench.settings import GPT_SETTINGS
 
 # The settings inspect uses (and records in inspect.json): the network and the data, no training.
-INSPECT_KEYS = ("schemes", "seeds", "network", "hidden", "activation", "parametrization", "base_width", "bias",
+INSPECT_KEYS = ("schemes", "seeds", "network", "hidden", "activation", "parametrization", "base_width", "base_depth",
+                "bias",
                 "dataset", "classes", "head_init", "split_seed", "data_dir", *GPT_SETTINGS)
 
 
@@ -25,7 +26,7 @@ COORD_WIDTHS = (64, 128, 256, 512, 1024)
 COORD_PARAMETRIZATIONS = ("sp", "mup")
 COORD_STEPS = 3
 COORD_SEEDS = 5
-COORD_KEYS = ("network", "hidden", "activation", "base_width", "bias", "dataset", "classes", "split_seed",
+COORD_KEYS = ("network", "hidden", "activation", "base_width", "base_depth", "bias", "dataset", "classes", "split_seed",
               "train_samples", "optimizer", "lr", "momentum", "batch_size", "seeds", "data_dir", "out", "overwrite")
 
 

@@ -30,13 +30,27 @@ def compare(config: RunConfig, activity: progress.Activity) -> finished.Run:
     """Train every (scheme, seed) job of ``config`` and write the run's files."""
     names = "-".join(map(initializers.stem, config.schemes))  # a file scheme by its file and function, no path
     names = names if len(names) <= MAX_NAME_CHARS else names[:MAX_NAME_CHARS].rsplit("-", 1)[0] + "-etc"
-    folder = train_run(config, {job: job.scheme for job in config.jobs()}, names, activity)
+    folder = train_run(config, config.names(), names, activity, finish=_best_rates(config) if config.lrs else None)
     from initbench.views import finished  # imported by train_run, after the run's first line
 
     return finished.Run(folder.path, folder)
 
 
 Finish = Callable[["pd.DataFrame", "pd.DataFrame"], dict[str, Callable[[Path], object]]]
+
+
+def _best_rates(config: RunConfig) -> Finish:
+    """best_lr.csv: each scheme's best learning rate of the run's grid, with its interval over seeds."""
+    named = {name: job for job, name in config.names().items()}
+
+    def finish(runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Callable[[Path], object]]:
+        from initbench.analysis import rates
+
+        frame = runs.assign(lr=[named[n].settings.optim.lr for n in runs["scheme"]],
+                            scheme=[named[n].scheme for n in runs["scheme"]])
+        best = rates.best_rates(frame, data.task(config.train.data.dataset), ["scheme"])
+        return {rates.BEST_FILE: runfolder.csv_writer(best)}
+    return finish
 
 
 def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: progress.Activity,
@@ -70,8 +84,10 @@ def train_run(config: RunConfig, jobs: dict[Job, str], name: str, activity: prog
               f"{train.optim.batch_size:,} windows" if text else
               f"{len(splits.y_train):,} images{of_classes}, {plural(train.optim.epochs, 'epoch')} of "
               f"{n_batches:,} batches")
-        activity.note(f"Training {plural(len(jobs), 'model')} ({plural(len(set(jobs.values())), kind)}"
-                      f" x {plural(len(config.seeds), 'seed')}) on {on}, {executor.description}")
+        kinds = (f"{plural(len(config.schemes), kind)} x {plural(len(config.lrs), 'learning rate')}" if config.lrs
+                 else plural(len(set(jobs.values())), kind))
+        activity.note(f"Training {plural(len(jobs), 'model')} ({kinds} x {plural(len(config.seeds), 'seed')}) on "
+                      f"{on}, {executor.description}")
         epochs = max(job.settings.optim.epochs for job in jobs)
         chosen = engines.choice_note(config.engine, {job.settings.network.network for job in jobs})
         if chosen is not None:

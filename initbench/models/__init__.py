@@ -105,6 +105,12 @@ def residual_widths(s: NetworkSettings) -> tuple[int, ...]:
     return (s.hidden[0], *(width for inner in s.hidden for width in (inner, s.hidden[0])))
 
 
+def residual_blocks(s: NetworkSettings) -> list[tuple[int, int]]:
+    """resmlp's blocks as their first and last layers (W1 and W2; the input layer is layer 0):
+    the last is the residual branch's end, which adds the block's input."""
+    return [(1 + 2 * k, 2 + 2 * k) for k in range(len(s.hidden))]
+
+
 def gpt_widths(s: NetworkSettings) -> tuple[int, ...]:
     """gpt's layers' outputs below its output layer (the head; tied: the last MLP out): the
     embeddings', then each block's query, key, value, attention output, MLP in and MLP out."""
@@ -120,7 +126,8 @@ register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CH
                  kernels=True, sequential_why="a grouped convolution over several models rounds otherwise than one "
                  "model's"))
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
-                 widths=residual_widths, residual=True, engines=("batched", "sequential")))
+                 widths=residual_widths, residual=True, engines=("batched", "sequential"),
+                 parametrizations=("sp", "mup", "depth-mup", "completep")))
 register(Network("gpt", "initbench.models.gpt:build", depth=lambda s: 2 + 6 * len(s.hidden) + (not s.tied),
                  widths=gpt_widths,
                  defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, reads="text", roles=True,

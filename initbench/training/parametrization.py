@@ -25,8 +25,20 @@ weights scaled up to match): the same functions and updates (up to Adam's eps), 
 they are. Biases keep whatever the scheme (or --bias) gave them. In the formula, b is the base
 width and a finite dimension (the inputs, the classes) counts as b.
 
+The depth parametrizations (resmlp: blocks x + W2 φ(W1 x)) add to μP a multiplier on each
+residual branch, (L0/L)^alpha with L blocks and a base of L0 (``base_depth``), and set each
+block's Adam rates × (L/L0)^(alpha - 1): alpha 1/2 is depth-μP (Tensor Programs VI, Yang et
+al. 2023: multiplier 1/sqrt(L), Adam's rate 1/sqrt(L)), alpha 1 CompleteP (Dey et al. 2025:
+multiplier 1/L, rate unchanged). The multiplier is written as Table 3 writes μP's output
+multiplier: the branch's last layer (W2) draws its weights and bias times it and takes an
+Adam rate times it, which is the same function and the same updates (up to Adam's eps) as
+multiplying its output. At the base depth every factor is 1: the numbers are μP's.
+
 Formula: W_out *= sqrt(b/n_in); Adam: lr_W *= b/n_in, lr_b *= 1; SGD: lr_W *= (n_out/b)/(n_in/b), lr_b *= n_out/b
+Formula: depth: W2, b2 *= (L0/L)^a; Adam lr of W1 x (L/L0)^(a-1), of W2 x (L0/L)^a (L/L0)^(a-1), of b2 x (L0/L)^a
 Reference: Yang et al. 2022, "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot HP Transfer", Table 3
+Reference: Yang et al. 2023, "Tensor Programs VI: Feature Learning in Infinite-Depth Neural Networks"
+Reference: Dey et al. 2025, "Don't be lazy: CompleteP enables compute-efficient deep transformers"
 
 No torch here at module level: the command line checks these settings before torch loads.
 """
@@ -46,29 +58,39 @@ if TYPE_CHECKING:
 
     from initbench.settings import NetworkSettings, TrainSettings
 
-PARAMETRIZATIONS = ("sp", "mup")
+PARAMETRIZATIONS = ("sp", "mup", "depth-mup", "completep")
+# The depth parametrizations: μP in width, and each residual branch times (base_depth / L)^alpha.
+DEPTH_ALPHA = {"depth-mup": 0.5, "completep": 1.0}
 LOADED = "loaded from"  # how a layer's provenance begins when pretrained copied it from a file
 
 
 @dataclass(frozen=True)
 class LayerScale:
-    """One weighted layer's factors: on the weights its scheme drew, and on the learning rate
-    of its weight and of its bias."""
+    """One weighted layer's factors: on the weights (and biases) its scheme drew, and on the
+    learning rate of its weight and of its bias."""
 
     init: float = 1.0
     weight_lr: float = 1.0
     bias_lr: float = 1.0
+    bias_init: float = 1.0
 
 
-def check(network: NetworkSettings) -> None:
-    """Refuse a parametrization a network's entry does not name (μP: its layers' roles are not known)."""
+def check(network: NetworkSettings, optimizer: str = "adam") -> None:
+    """Refuse a parametrization a network's entry does not name (μP: its layers' roles are
+    not known; a depth parametrization: it has no residual blocks), and a depth
+    parametrization under SGD (written for Adam, as CompleteP's table is)."""
     if network.parametrization not in models.get(network.network).parametrizations:
         written = [name for name, entry in models.NETWORKS.items() if network.parametrization in entry.parametrizations]
+        why = ("scales each residual branch by the network's depth, and needs its blocks"
+               if network.parametrization in DEPTH_ALPHA else
+               "scales each layer by whether it is an input, hidden or output layer, and which of its dimensions "
+               "grow with width, which initbench knows for those alone")
         raise UsageError(f"--parametrization {network.parametrization} is written for {', '.join(written)} networks "
-                         "only, not "
-                         f"{network.network!r}: μP scales each layer by whether it is an input, hidden or output "
-                         "layer, and which of its dimensions grow with width, which initbench knows for those "
-                         "alone. Give --parametrization sp for this network.")
+                         f"only, not {network.network!r}: it {why}. Give --parametrization sp for this network.")
+    if network.parametrization in DEPTH_ALPHA and optimizer != "adam":
+        raise UsageError(f"--parametrization {network.parametrization} is written for Adam (its learning rates per "
+                         "depth are Adam's, as in CompleteP's table). Give --optimizer adam, or --parametrization mup "
+                         "for SGD.")
 
 
 def scales(settings: TrainSettings) -> list[LayerScale]:
@@ -79,7 +101,7 @@ def scales(settings: TrainSettings) -> list[LayerScale]:
         return [LayerScale()] * layers
     base = network.base_width
     # How much wider than the base each layer boundary is: the inputs and classes are finite.
-    wider = [1.0, *(width / base for width in network.hidden), 1.0]
+    wider = [1.0, *(width / base for width in models.get(network.network).widths(network)), 1.0]
     found = []
     for i in range(layers):
         fan_in, fan_out = wider[i], wider[i + 1]
@@ -88,6 +110,20 @@ def scales(settings: TrainSettings) -> list[LayerScale]:
             found.append(LayerScale(init, 1 / fan_in, 1.0))
         else:
             found.append(LayerScale(init, fan_out / fan_in, fan_out))
+    alpha = DEPTH_ALPHA.get(network.parametrization)
+    if alpha is None:
+        return found
+    # Deeper than the base by ``deeper``: every block's layers' Adam rate x deeper^(alpha - 1), and each
+    # branch's end times the multiplier deeper^-alpha, written as Table 3 writes μP's output multiplier:
+    # its weights and bias drawn times it and their Adam rate times it (the same function and updates,
+    # up to Adam's eps, as a multiplier in the forward pass).
+    deeper = len(network.hidden) / network.base_depth
+    branch = deeper ** -alpha
+    for first, last in models.residual_blocks(network):
+        for i in range(first, last + 1):
+            f = found[i]
+            m = branch if i == last else 1.0
+            found[i] = LayerScale(f.init * m, f.weight_lr * m * deeper ** (alpha - 1), f.bias_lr * m, m)
     return found
 
 
@@ -99,11 +135,16 @@ def rescale_(model: nn.Module, settings: TrainSettings, sources: list[str]) -> l
     network, found = settings.network, []
     if network.parametrization == "sp":  # whatever the network's layers (μP's are an MLP's: check)
         return sources
-    for layer, scale, source in zip(model.layers, scales(settings), sources):
+    for i, (layer, scale, source) in enumerate(zip(model.layers, scales(settings), sources)):
         if scale.init != 1.0 and not source.startswith(LOADED):
             with torch.no_grad():
                 layer.weight.mul_(scale.init)
-            source += f"; weights × {scale.init:.4g} (μP output layer, base width {network.base_width})"
+                layer.bias.mul_(scale.bias_init)
+            if i == len(model.layers) - 1:
+                source += f"; weights × {scale.init:.4g} (μP output layer, base width {network.base_width})"
+            else:
+                source += (f"; weights and bias × {scale.init:.4g} (the residual branch's multiplier, base depth "
+                           f"{network.base_depth})")
         found.append(source)
     return found
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from initbench import data, paths, tasks
-from initbench.analysis import diff as diffs, expect, frames
+from initbench.analysis import diff as diffs, expect, frames, rates
 from initbench.analysis.cells import cells_frame
 from initbench.errors import InitbenchError, UsageError
 from initbench.jobs import batches_per_epoch
@@ -162,9 +162,18 @@ class Run(Shown):
         """What its models learned, and are scored by (its dataset's task)."""
         return data.task(self.config.get("dataset", DataSettings.dataset))
 
+    @cached_property
+    def best_rates(self) -> pd.DataFrame | None:
+        """Each scheme's best learning rate of the run's grid (best_lr.csv), None without a grid."""
+        path = self.folder / rates.BEST_FILE
+        return read_csv(path) if os.path.lexists(path) else None
+
     def listings(self) -> list[tables.Listing]:
-        return [listings.accuracy_listing(self.summary, self.config["epochs"], self.task, self.eval_dropout,
-                                          self.steps, len(self.config["classes"]))]
+        found = [listings.accuracy_listing(self.summary, self.config["epochs"], self.task, self.eval_dropout,
+                                           self.steps, len(self.config["classes"]))]
+        if self.best_rates is not None:
+            found.append(listings.best_rate_listing(self.best_rates, ["scheme"], self.task))
+        return found
 
     def drawings(self) -> dict[str, Drawing]:
         """Its pictures, by file name."""

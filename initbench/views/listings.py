@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from initbench.analysis import diff as diffs
 from initbench.analysis.expect import ONE_SEED
+from initbench.settings import shown
 from initbench.tasks import CLASSIFICATION, Metric, Task
 from initbench.views.tables import Column, Listing
 from initbench.words import plural
@@ -480,3 +481,41 @@ def settings_listing() -> Listing:
         "run, how a run goes; ray, the Ray executor's; transfer, initbench transfer's own (its freeze and "
         "unfreeze_after are those of its pretrained starts). Written from initbench/settings.py "
         "(python scripts/settings_table.py)."])
+
+
+def best_rate_listing(best: pd.DataFrame, groups: list[str], task: Task, drift: pd.DataFrame | None = None) -> Listing:
+    """Per group (a scheme; a sweep's width or depth and parametrization): the best learning
+    rate of the grid, its 95% bootstrap interval over seeds, how often the resamples picked
+    it, and the validation metric there; with ``drift``, how the best rate moves per
+    doubling of the width or depth (analysis.rates)."""
+    from initbench.analysis.rates import RESAMPLES  # numpy and pandas: after a run's first line
+
+    rows, val = best.to_dict("records"), task.validation
+    columns = [Column(_header(k), [shown(k, r[k]) for r in rows], left=True) for k in groups]
+    columns += [
+        Column("Best lr", [f"{r['best_lr']:g}" + (" (edge)" if r["edge"] else "") for r in rows]),
+        Column("95% CI\n(bootstrap)", [f"{r['low']:g} to {r['high']:g}" if r["seeds"] > 1 else "" for r in rows]),
+        Column("Picked", [f"{r['picked']:.0%}" if r["seeds"] > 1 else "" for r in rows], drop=2),
+        Column(f"{val.header}\nat the best", [val.shown(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows],
+               drop=1),
+    ]
+    seeds = int(best["seeds"].max())
+    notes = [f"Best lr: the grid's rate of the best mean {val.name} over {plural(seeds, 'seed')}"
+             + (f"; its interval and how often it was picked, from {RESAMPLES:,} resamples of the seeds."
+                if seeds > 1 else ".")]
+    if best["edge"].any():
+        notes.append("(edge): the best rate is the grid's smallest or largest; the best may lie beyond it. Widen "
+                     "the grid.")
+    for r in (drift.to_dict("records") if drift is not None else []):
+        where = ", ".join(f"{k} {shown(k, r[k])}" for k in r if k not in DRIFT_KEYS)
+        notes.append(f"{(where + ': ') if where else ''}the best lr {r['verdict']} with {r['along']} "
+                     f"({r['from']} to {r['to']}): x{2 ** r['slope']:.2f} per doubling, slope {r['slope']:+.2f} "
+                     f"[{r['low']:+.2f}, {r['high']:+.2f}] in log2 units.")
+    return Listing(f"Best learning rate per {' and '.join(_header(k).lower() for k in groups)}", columns, rows, notes)
+
+
+DRIFT_KEYS = ("along", "from", "to", "slope", "low", "high", "verdict")
+
+
+def _header(key: str) -> str:
+    return key.replace("_", " ").capitalize()
