@@ -1,4 +1,4 @@
-"""The papers' claims about initialization, judged on real data: five on images, four on a
+"""The papers' claims about initialization, judged on real data: six on images, four on a
 text with the lab's gpt.
 
 Each claim is a sweep config under ``configs/papers/``, whose ``[claim]`` table states the
@@ -407,29 +407,38 @@ def _fixup(trained: Trained, spec: Mapping[str, Any]) -> Finding:
 # --- 5. Yang et al. 2022: the best learning rate across widths ------------------------------
 
 
-def _mup(trained: Trained, spec: Mapping[str, Any]) -> Finding:
-    frame = trained.frame
-    widths = sorted(frame["width"].unique())
+PARAMETRIZATION_NAMES = {"sp": "the standard parametrization", "mup": "μP", "depth-mup": "depth-μP",
+                         "completep": "CompleteP"}
+
+
+def _transfer(trained: Trained, spec: Mapping[str, Any]) -> Finding:
+    """The best learning rate along ``spec["along"]`` (width, by default, or depth): per seed
+    and size, the rate of the lowest final training loss, and the slope of log2(best rate)
+    over log2(size); its absolute value's bootstrap interval lies below ``drift`` for each of
+    ``spec["transfers"]`` (μP), above it for each of ``spec["shifts"]`` (sp)."""
+    frame, along = trained.frame, spec.get("along", "width")
+    sizes = sorted(frame[along].unique())
     rates = sorted(frame["lr"].unique())
     drift = spec["drift"]
     tests, panels, measured = [], {}, []
-    for p, named in (("mup", "μP"), ("sp", "the standard parametrization")):
+    for p, side in [*((p, "below") for p in spec.get("transfers", ["mup"])),
+                    *((p, "above") for p in spec.get("shifts", ["sp"]))]:
+        named = PARAMETRIZATION_NAMES[p]
         rows = frame[frame["parametrization"] == p]
         finals = rows.assign(final=[final_loss(trained.results[k].losses.numpy()) for k in rows["key"]])
-        best = finals.sort_values("final").groupby(["seed", "width"])["lr"].first().unstack("width")
+        best = finals.sort_values("final").groupby(["seed", along])["lr"].first().unstack(along)
         edge = best.isin([rates[0], rates[-1]]).any(axis=1)  # the optimum may lie beyond the grid
-        slopes = pd.Series({seed: abs(np.polyfit(np.log2(widths), np.log2(best.loc[seed, widths].astype(float)), 1)[0])
+        slopes = pd.Series({seed: abs(np.polyfit(np.log2(sizes), np.log2(best.loc[seed, sizes].astype(float)), 1)[0])
                             for seed in best.index})
-        measured.append(f"{named}: best lr " + ", ".join(f"{spread(best[w], 2)} at width {w}" for w in widths))
+        measured.append(f"{named}: best lr " + ", ".join(f"{spread(best[w], 2)} at {along} {w}" for w in sizes))
         low, high = stats.bootstrap_mean(slopes.tolist())
-        side, asks = (("below", f"under {named} the best lr drifts by less than a factor 2^{drift:g} per width "
-                                "doubling") if p == "mup" else
-                      ("above", f"under {named} it drifts by more"))
+        asks = (f"under {named} the best lr drifts by less than a factor 2^{drift:g} per {along} doubling"
+                if side == "below" else f"under {named} it drifts by more")
         tests.append(_bootstrapped(asks, slopes, low, high, side, drift, edge.tolist()))
-        panels[named] = {f"width {w}": finals[finals["width"] == w].groupby("lr")["final"].apply(list).to_dict()
-                         for w in widths}
+        panels[named] = {f"{along} {w}": finals[finals[along] == w].groupby("lr")["final"].apply(list).to_dict()
+                         for w in sizes}
     figure = pictures.plot_lines(panels, xlabel="Learning rate (Adam)", ylabel="Final training loss",
-                                 title="The best learning rate as width grows", logx=True, logy=True)
+                                 title=f"The best learning rate as {along} grows", logx=True, logy=True)
     return Finding("; ".join(measured), tuple(tests), spec["criterion"], figure)
 
 
@@ -551,8 +560,10 @@ CLAIMS = {claim.name: claim for claim in (
                                "grid.hidden=['32x2', '32x4']", "grid.lr=[0.001, 0.01]")),
     Claim("he-2015", _he, ("seeds=2", "train_samples=1000", "classes=5,6", "hidden=32x4")),
     Claim("fixup-2019", _fixup, ("seeds=2", "train_samples=1000", "classes=5,6", "hidden=16x3")),
-    Claim("mup-2022", _mup, ("seeds=2", "train_samples=1000", "classes=5,6", "grid.hidden=['16x2', '64x2']",
-                             "grid.lr=[0.001, 0.004, 0.016]")),
+    Claim("mup-2022", _transfer, ("seeds=2", "train_samples=1000", "classes=5,6", "grid.hidden=['16x2', '64x2']",
+                                  "grid.lr=[0.001, 0.004, 0.016]")),
+    Claim("depth-2023", _transfer, ("seeds=2", "train_samples=1000", "classes=5,6", "grid.hidden=['16x2', '16x4']",
+                                    "grid.lr=[0.001, 0.004, 0.016]")),
     Claim("gpt2-2019", _lower_loss, ("seeds=2", "hidden=32x2", "context=16", "steps=5", "epochs=1")),
     Claim("deepnet-2022", _lower_loss, ("seeds=2", "hidden=32x2", "context=16", "steps=5", "epochs=1")),
     Claim("step-zero", _step_zero, ("seeds=2", "hidden=32x2", "context=16")),

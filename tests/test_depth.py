@@ -1,0 +1,83 @@
+"""The depth parametrizations (depth-μP, CompleteP) of the residual MLP: μP at the base
+depth, and deeper, the multiplier on each residual branch that the papers write, trained by
+Adam at the rates they give."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from initbench.jobs import Job
+from initbench.settings import TrainSettings
+from initbench.training import engines, parametrization
+from initbench.training.streams import batch_orders, initial_model
+
+CPU = torch.device("cpu")
+BASE = TrainSettings.of(network="resmlp", hidden=(64, 64), dropout=0.0, epochs=1)
+
+
+@pytest.mark.parametrize("name", ["depth-mup", "completep"])
+def test_at_the_base_depth_each_is_mup_bit_for_bit(tiny, name: str) -> None:
+    mup, depth = (engines.train([Job("kaiming_normal", 0, BASE.replace(parametrization=p))], tiny, CPU)[0]
+                  for p in ("mup", name))
+    assert torch.equal(mup.losses, depth.losses) and mup.val_acc == depth.val_acc
+
+
+@pytest.mark.parametrize(("name", "alpha"), [("depth-mup", 0.5), ("completep", 1.0)])
+def test_the_factors_are_the_papers(name: str, alpha: float) -> None:
+    """8 blocks over a base of 2: each branch's end x 4^-alpha (weights, bias and Adam rate),
+    every block layer's Adam rate x 4^(alpha - 1); the input and output layers are μP's."""
+    s = BASE.replace(hidden=(128,) * 8, parametrization=name)
+    mup = parametrization.scales(s.replace(parametrization="mup"))
+    found = parametrization.scales(s)
+    m, lr = 4 ** -alpha, 4 ** (alpha - 1)
+    assert found[0] == mup[0] and found[-1] == mup[-1]
+    for k in range(8):
+        w1, w2 = 1 + 2 * k, 2 + 2 * k
+        assert found[w1] == parametrization.LayerScale(1.0, mup[w1].weight_lr * lr, 1.0)
+        assert math.isclose(found[w2].init, m) and math.isclose(found[w2].bias_init, m)
+        assert math.isclose(found[w2].weight_lr, mup[w2].weight_lr * m * lr)
+        assert math.isclose(found[w2].bias_lr, m)
+
+
+@pytest.mark.parametrize("name", ["depth-mup", "completep"])
+def test_a_deep_network_trains_as_one_with_the_multiplier_in_its_forward_pass(tiny, name: str) -> None:
+    """The reference: μP's network of 8 blocks as drawn, each branch's output multiplied by
+    (2/8)^alpha in the forward pass, torch.optim.Adam at μP's rates times (8/2)^(alpha - 1) in
+    the blocks. initbench's form (the multiplier folded into W2's start and rate) trains to the
+    same losses over every batch, up to Adam's eps and rounding."""
+    alpha = parametrization.DEPTH_ALPHA[name]
+    s = BASE.replace(hidden=(64,) * 8, parametrization=name, lr=1e-3)
+    ours = engines.train([Job("kaiming_normal", 0, s)], tiny, CPU, "sequential")[0]
+
+    mup = s.replace(parametrization="mup")
+    model = initial_model(Job("kaiming_normal", 0, mup), tiny.x_train)
+    m, deeper = 0.25 ** alpha, 4.0
+    scales = parametrization.scales(mup)
+    groups = []
+    for i, layer in enumerate(model.layers):
+        in_block = 0 < i < len(model.layers) - 1
+        factor = deeper ** (alpha - 1) if in_block else 1.0
+        groups += [{"params": [layer.weight], "lr": s.optim.lr * scales[i].weight_lr * factor},
+                   {"params": [layer.bias], "lr": s.optim.lr * scales[i].bias_lr}]
+    opt = torch.optim.Adam(groups)
+    act = model.activation
+
+    def forward(x):
+        x = act(model.layers[0](x))
+        for k in range(8):
+            x = x + m * model.layers[2 + 2 * k](act(model.layers[1 + 2 * k](x)))
+        return model.layers[-1](x)
+
+    order = next(batch_orders(0, len(tiny.y_train)))
+    batch = s.optim.batch_size
+    losses = []
+    for b in range(ours.losses.shape[1]):
+        idx = order[b * batch:(b + 1) * batch]
+        loss = F.cross_entropy(forward(tiny.x_train[idx]), tiny.y_train[idx])
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(ours.losses[0], torch.tensor(losses), rtol=2e-4, atol=0)
