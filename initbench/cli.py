@@ -204,8 +204,10 @@ def _show(result: Any, fmt: str | None, fail_on: str | None = None) -> None:
         print(junit.of(result, fail_on))
         return
     listings = result.listings()
-    if fmt in ("json", "csv") and len(listings) > 1:
-        listings = [tables.Listing("", [], [r for listing in listings for r in listing.records])]
+    if fmt in ("json", "csv") and len(listings) > 1:  # the main table's rows (a best-lr table's are best_lr.csv's)
+        keys = [list(r) for r in listings[0].records[:1]]
+        listings = [tables.Listing("", [], [r for listing in listings if [list(r) for r in listing.records[:1]] == keys
+                                            for r in listing.records])]
     for listing in listings:
         tables.show(listing, _stdout_format(fmt), Console())
 

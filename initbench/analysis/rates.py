@@ -110,3 +110,27 @@ def verdict(low: float, high: float) -> str:
     if low > 0:
         return "rises"
     return "holds"
+
+
+def of_sweep(frame: pd.DataFrame, varied: Sequence[str], task: Task) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """A sweep whose grid varies lr (``frame``: its store rows): each model's row (the other
+    varied settings as tables show them, ``width`` and ``depth`` of its hidden layers), the
+    best rate per combination of the other varied settings and scheme, and those groups."""
+    from initbench.settings import shown
+
+    val = task.validation.key
+    runs = frame.drop(columns=["scheme"]).rename(columns={"name": "scheme", "val_acc": val})
+    if not task.validation.higher:  # a diverged model's loss is a stand-in: the worst (NaN), as the cells have it
+        runs[val] = runs[val].where(frame["diverged_at"].isna())
+    runs = runs.assign(width=[h[0] for h in frame["hidden"]], depth=[len(h) for h in frame["hidden"]],
+                       **{k: [shown(k, v) for v in frame[k]] for k in varied if k != "lr"})
+    groups = [*(k for k in varied if k != "lr"), "scheme"]
+    return runs, best_rates(runs, task, groups), groups
+
+
+def along(runs: pd.DataFrame, varied: Sequence[str]) -> str | None:
+    """What a sweep's hidden sizes vary, where they vary one thing: "width" or "depth" (None otherwise)."""
+    if "hidden" not in varied:
+        return None
+    widths, depths = runs["width"].nunique(), runs["depth"].nunique()
+    return "width" if depths == 1 and widths > 1 else "depth" if widths == 1 and depths > 1 else None

@@ -76,4 +76,4 @@ def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None], html:
     if html is not None:
         htmlpage.write_page(html, [found.page_part()])
         note(f"Page written: {html}")
-    return found.listings()[0]
+    return found.listings()[0]  # the cells' table (a grid over lr: its best rates are in best_lr.csv and the page)

@@ -217,8 +217,8 @@ def _tell_plan(sweep: SweepConfig, planned: Plan, repeats: int, name: str, execu
                   + (f" ({repeats} repeated jobs counted once)" if repeats else "") + ".")
     largest = max((len(c) for c in planned.chunks), default=0)
     activity.say(f"In the store: {n - len(planned.missing):,}; to train: {len(planned.missing):,}"
-                  + (f", in {plural(len(planned.chunks), 'chunk')} of up to {largest} models (one cell "
-                     f"each; {executor.description}); estimated {durations(*planned.spread)} of "
+                  + (f", in {plural(len(planned.chunks), 'chunk')} of up to {largest} models (cells that "
+                     f"differ only in lr, betas, weight decay or momentum share one; {executor.description}); estimated {durations(*planned.spread)} of "
                      f"training and {planned.peak_bytes / 2**30:.1f} GiB of memory at most"
                      + (" per task" if executor.slots > 1 else "") + " (from steps timed where they train: the "
                      "middle half of their times)." if planned.missing else "."))

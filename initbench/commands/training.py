@@ -48,7 +48,8 @@ def kept(config: RunConfig, weights: bool) -> Keep:
 
 
 def chunked(jobs: Sequence[Job], executor: Executor, max_batch_models: int | None) -> list[list[Job]]:
-    """The chunks ``jobs`` train in: one data split and one cell each, as many models as fit
+    """The chunks ``jobs`` train in: one data split each, and jobs that differ only in their
+    optimizer's numbers (engines.shared: cells of an lr grid train together), as many models as fit
     where they train (and ``max_batch_models`` allows); with several task slots, no more than
     spreads the jobs over all of them."""
     if not jobs:

@@ -397,11 +397,11 @@ class Sweep(Shown):
         return [expect.Outcome.from_record(r) for r in (self.info or {}).get("expectations", [])]
 
     def listings(self) -> list[tables.Listing]:
-        return [sweep.listing(self.runs, *self._cells, self.older)]
+        return sweep.listings_of(self.runs, *self._cells, self.older)
 
     def figures(self) -> dict[str, Figure]:
-        return {name.removesuffix(".png"): draw(None) for name, draw in sweep.pictures_of(*self._cells,
-                                                                                    sweep.task_of(self.runs)).items()}
+        return {name.removesuffix(".png"): draw(None) for name, draw in sweep.pictures_of(
+            *self._cells, sweep.task_of(self.runs), self.runs).items()}
 
     def page_part(self) -> htmlpage.Part:
         """Its share of an HTML page (its report.html)."""

@@ -491,27 +491,30 @@ def best_rate_listing(best: pd.DataFrame, groups: list[str], task: Task, drift: 
     from initbench.analysis.rates import RESAMPLES  # numpy and pandas: after a run's first line
 
     rows, val = best.to_dict("records"), task.validation
-    columns = [Column(_header(k), [shown(k, r[k]) for r in rows], left=True) for k in groups]
+    columns = [Column(_header(k), [str(r[k]) for r in rows], left=True) for k in groups]
     columns += [
-        Column("Best lr", [f"{r['best_lr']:g}" + (" (edge)" if r["edge"] else "") for r in rows]),
-        Column("95% CI\n(bootstrap)", [f"{r['low']:g} to {r['high']:g}" if r["seeds"] > 1 else "" for r in rows]),
+        Column("Best lr", [f"{r['best_lr']:.3g}" + (" (edge)" if r["edge"] else "") for r in rows]),
+        Column("95% CI\n(bootstrap)", [f"{r['low']:.3g} to {r['high']:.3g}" if r["seeds"] > 1 else "" for r in rows]),
         Column("Picked", [f"{r['picked']:.0%}" if r["seeds"] > 1 else "" for r in rows], drop=2),
         Column(f"{val.header}\nat the best", [val.shown(r[f"{val.key}_mean"], r[f"{val.key}_std"]) for r in rows],
                drop=1),
     ]
     seeds = int(best["seeds"].max())
     notes = [f"Best lr: the grid's rate of the best mean {val.name} over {plural(seeds, 'seed')}"
-             + (f"; its interval and how often it was picked, from {RESAMPLES:,} resamples of the seeds."
+             + (f"; its interval, and how often it was picked, from {RESAMPLES:,} resamples of the seeds."
                 if seeds > 1 else ".")]
     if best["edge"].any():
         notes.append("(edge): the best rate is the grid's smallest or largest; the best may lie beyond it. Widen "
                      "the grid.")
     for r in (drift.to_dict("records") if drift is not None else []):
-        where = ", ".join(f"{k} {shown(k, r[k])}" for k in r if k not in DRIFT_KEYS)
+        where = ", ".join(f"{k} {r[k]}" for k in r if k not in DRIFT_KEYS)
+        slope, low, high = (round(r[k], 2) + 0.0 for k in ("slope", "low", "high"))  # no "-0.00"
         notes.append(f"{(where + ': ') if where else ''}the best lr {r['verdict']} with {r['along']} "
-                     f"({r['from']} to {r['to']}): x{2 ** r['slope']:.2f} per doubling, slope {r['slope']:+.2f} "
-                     f"[{r['low']:+.2f}, {r['high']:+.2f}] in log2 units.")
-    return Listing(f"Best learning rate per {' and '.join(_header(k).lower() for k in groups)}", columns, rows, notes)
+                     f"({r['from']} to {r['to']}): x{2 ** r['slope']:.2f} per doubling (slope of log2 lr "
+                     f"{slope:+.2f}, 95% CI [{low:+.2f}, {high:+.2f}]).")
+    named = [_header(k).lower() if k != "hidden" else "hidden sizes" for k in groups]
+    return Listing(f"Best learning rate by {', '.join(named[:-1]) + ' and ' if len(named) > 1 else ''}{named[-1]}",
+                   columns, rows, notes)
 
 
 DRIFT_KEYS = ("along", "from", "to", "slope", "low", "high", "verdict")

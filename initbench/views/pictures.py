@@ -617,6 +617,52 @@ def plot_sweep_lines(cells: pd.DataFrame, setting: str, varied: list[str], path:
     return _save(fig, path)
 
 
+def plot_lr_curves(runs: pd.DataFrame, curve: str, panels_by: list[str], path: Path | None, task: Task) -> Figure:
+    """The task's validation metric against the learning rate (log scale), one curve per value
+    of ``curve`` (a width or depth: darker is larger), each point a mean over seeds and each
+    curve's best circled; a panel for each combination of ``panels_by`` (a parametrization,
+    a scheme), sharing the axes, as Tensor Programs V's figure 1 draws μP against SP."""
+    import matplotlib as mpl
+
+    key, scale = task.validation.key, task.validation.scale
+    panels = list(runs.groupby(panels_by, sort=False)) if panels_by else [((), runs)]
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    fig, axes = _subplots(rows, columns, figsize=(4.4 * columns + 1.8, 3.6 * rows + 0.7), squeeze=False,
+                          sharey=True, sharex=True, layout="constrained")
+    values = sorted(runs[curve].unique())
+    colors = mpl.colormaps["viridis"](np.linspace(0.85, 0.05, len(values)))
+    seeds = int(runs.groupby([*panels_by, curve, "lr"])["seed"].nunique().max()) if panels_by else \
+        int(runs.groupby([curve, "lr"])["seed"].nunique().max())
+    for ax, (name, panel) in zip(axes.flat, panels):
+        for value, color in zip(values, colors):
+            line = panel[panel[curve] == value].groupby("lr")[key].mean().sort_index()
+            if line.empty:
+                continue
+            ax.plot(line.index, scale * line.to_numpy(), color=color, marker="o", markersize=3.5, linewidth=1.4,
+                    label=f"{curve} {value}")
+            finite = line.dropna()
+            if not finite.empty:
+                best = finite.idxmax() if task.validation.higher else finite.idxmin()
+                ax.plot([best], [scale * finite[best]], marker="o", markersize=10, markerfacecolor="none",
+                        markeredgecolor=color, markeredgewidth=1.6)
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.set(xlabel="learning rate")
+        if panels_by:
+            ax.set_title(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in
+                                   zip(panels_by, name if isinstance(name, tuple) else (name,))), fontsize=10)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(task.validation.axis)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=9, title_fontsize=9, alignment="left",
+               title=f"mean over {plural(seeds, 'seed')}\ncircled: each {curve}'s best")
+    fig.suptitle(f"{task.validation.title} against the learning rate, per {curve}", fontsize=11)
+    return _save(fig, path)
+
+
 def plot_sweep_heatmap(cells: pd.DataFrame, varied: list[str], path: Path | None, task: Task) -> Figure:
     """Scheme (rows, best on average first) x grid cell (columns): the mean validation metric (accuracy),
     written in each square, starred (and bold) where the scheme is the cell's best or

@@ -1,15 +1,19 @@
 """A sweep folder's views of its store: runs.csv, cells.csv, the heatmap and the lines
-along each varied setting, report.html, and the table the command line prints."""
+along each varied setting, report.html, and the table the command line prints; where the
+grid varies lr, best_lr.csv (each cell's best rate, and how it drifts along the grid's
+widths or depths: lr_drift.csv) and lr_curves.png."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from initbench import data, tasks
+from initbench.analysis import rates
 from initbench.analysis.cells import cells_frame
 from initbench.settings import shown
 from initbench.storage import runfolder, store
@@ -30,8 +34,13 @@ def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None =
         "runs.csv": runfolder.csv_writer(frame.drop(columns=["identity", "layer_stats"]).assign(
             **{k: [shown(k, v) for v in frame[k]] for k in ("hidden", "classes")})),
         "cells.csv": runfolder.csv_writer(cells),
-        **pictures_of(cells, varied, task_of(frame)),
+        **pictures_of(cells, varied, task_of(frame), frame),
     }
+    found = rate_frames(frame, varied)
+    if found is not None:
+        files[rates.BEST_FILE] = runfolder.csv_writer(found.best)
+        if found.drift is not None:
+            files[DRIFT_FILE] = runfolder.csv_writer(found.drift)
     if info is not None:
         files["sweep.json"] = runfolder.json_writer(info)
     runfolder.write_files(folder, htmlpage.with_page(files, page_part(folder, frame, cells, varied, info, older)))
@@ -43,7 +52,7 @@ def page_part(folder: Path, frame: pd.DataFrame, cells: pd.DataFrame, varied: li
     (sweep.json; read from the folder when not given)."""
     return htmlpage.Part(folder, htmlpage.folder_name(folder), "sweep",
                            htmlpage.read_info(folder / "sweep.json") if info is None else info,
-                           [listing(frame, cells, varied, older)], pictures_of(cells, varied, task_of(frame)))
+                           listings_of(frame, cells, varied, older), pictures_of(cells, varied, task_of(frame), frame))
 
 
 def task_of(frame: pd.DataFrame) -> tasks.Task:
@@ -52,15 +61,60 @@ def task_of(frame: pd.DataFrame) -> tasks.Task:
                      "One table cannot hold them.")
 
 
-def pictures_of(cells: pd.DataFrame, varied: list[str], task: tasks.Task) -> dict[str, Callable[[Path | None], Figure]]:
+DRIFT_FILE = "lr_drift.csv"
+
+
+@dataclass(frozen=True)
+class RateViews:
+    """What a grid over lr says (analysis.rates): each model's row, the best rate per group (the
+    other varied settings and the scheme), and its drift along the widths or depths (or None)."""
+
+    runs: pd.DataFrame
+    best: pd.DataFrame
+    groups: list[str]
+    along: str | None
+    drift: pd.DataFrame | None
+
+
+def rate_frames(frame: pd.DataFrame, varied: list[str]) -> RateViews | None:
+    """A sweep's rate views, where its grid varies lr (None otherwise)."""
+    if "lr" not in varied:
+        return None
+    task = task_of(frame)
+    runs, best, groups = rates.of_sweep(frame, varied, task)
+    along = rates.along(runs, varied)
+    drift = None
+    if along is not None:
+        drift = rates.drift(runs, task, along, [g for g in groups if g != "hidden"])
+    return RateViews(runs, best, groups, along, drift)
+
+
+def pictures_of(cells: pd.DataFrame, varied: list[str], task: tasks.Task,
+                frame: pd.DataFrame | None = None) -> dict[str, Callable[[Path | None], Figure]]:
     """A sweep's pictures by file name: the heatmap, and the task's validation metric (its
-    accuracy) along each varied setting."""
+    accuracy) along each varied setting; with its rows (``frame``) and a grid over lr, the
+    metric against the rate, a curve per width or depth (or per other varied setting)."""
     drawings: dict[str, Callable[[Path | None], Figure]] = {
         "heatmap.png": lambda p: pictures.plot_sweep_heatmap(cells, varied, p, task)}
     for setting in varied:
         drawings[f"accuracy_by_{setting}.png"] = (
             lambda p, setting=setting: pictures.plot_sweep_lines(cells, setting, varied, p, task))
+    found = rate_frames(frame, varied) if frame is not None else None
+    if found is not None:
+        curve = found.along or next((g for g in found.groups if g != "scheme"), "scheme")
+        by = [g for g in found.groups if g not in (curve, "hidden") and found.runs[g].nunique() > 1]
+        drawings["lr_curves.png"] = lambda p: pictures.plot_lr_curves(found.runs, curve, by, p, task)
     return drawings
+
+
+def listings_of(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
+                older: Sequence[store.Version] = ()) -> list[tables.Listing]:
+    """The cells' table; with a grid over lr, the best rate's too."""
+    found = [listing(frame, cells, varied, older)]
+    rated = rate_frames(frame, varied)
+    if rated is not None:
+        found.append(listings.best_rate_listing(rated.best, rated.groups, task_of(frame), rated.drift))
+    return found
 
 
 def listing(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
