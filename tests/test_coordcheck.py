@@ -47,8 +47,9 @@ def test_bad_input_is_one_paragraph_and_exit_2(args: list[str], words: str, data
     assert words in " ".join(result.output.split()), result.output
 
 
-def test_mup_agrees_with_the_mup_package(data_dir: Path) -> None:
-    """The reference no one here wrote: the same MLPs, initial weights and batch through the
+@pytest.mark.parametrize("network", ["mlp", "resmlp"])
+def test_mup_agrees_with_the_mup_package(data_dir: Path, network: str) -> None:
+    """The reference no one here wrote: the same MLPs (and residual MLPs of 2 blocks), initial weights and batch through the
     ``mup`` package's MuReadout, set_base_shapes, MuAdam and get_coord_data give each layer's
     coordinates (its output's mean absolute value) as initbench's coordinate check does, step by
     step, at every width, to a relative 1e-4 (the two differ by design only in where the output
@@ -69,18 +70,27 @@ def test_mup_agrees_with_the_mup_package(data_dir: Path) -> None:
     batch = coordcheck.measured_batch(splits)
     widths, base, steps = (64, 128, 256), 64, 3
 
+    residual = network == "resmlp"
+    inner = 4 if residual else 1  # hidden Linear layers: two blocks of two, or one
+
     class MuMLP(nn.Module):
         def __init__(self, width: int) -> None:
             super().__init__()
-            self.layers = nn.ModuleList([nn.Linear(784, width), nn.Linear(width, width),
+            self.layers = nn.ModuleList([nn.Linear(784, width), *(nn.Linear(width, width) for _ in range(inner)),
                                          mup.MuReadout(width, 10, readout_zero_init=False)])
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = torch.relu(self.layers[0](x))
-            return self.layers[2](torch.relu(self.layers[1](x)))
+            if residual:  # blocks x + W2 relu(W1 x)
+                for k in range(2):
+                    x = x + self.layers[2 + 2 * k](torch.relu(self.layers[1 + 2 * k](x)))
+            else:
+                x = torch.relu(self.layers[1](x))
+            return self.layers[-1](x)
 
     for width in widths:
-        settings = TrainSettings.of(hidden=(width, width), parametrization="mup", dropout=0.0, base_width=base)
+        settings = TrainSettings.of(network=network, hidden=(width, width), parametrization="mup", dropout=0.0,
+                                    base_width=base)
         ours = coordcheck.coordinates(settings, "default", [0], steps, splits, batch)
 
         def lazy() -> nn.Module:
@@ -91,13 +101,13 @@ def test_mup_agrees_with_the_mup_package(data_dir: Path) -> None:
                 for mine, theirs in zip(model.layers, started.layers):
                     mine.weight.copy_(theirs.weight)
                     mine.bias.copy_(theirs.bias)
-                model.layers[2].weight.mul_(width / base)  # MuReadout divides its input by the width ratio
+                model.layers[-1].weight.mul_(width / base)  # MuReadout divides its input by the width ratio
             return model
 
         found = get_coord_data({width: lazy}, [batch], optimizer="adam", lr=1e-3, nsteps=steps, cuda=False,
                                    nseeds=1, show_progress=False,
                                    filter_module_by_name=lambda name: name.startswith("layers."))
-        assert len(ours) == steps * 3
+        assert len(ours) == steps * (inner + 2)
         for row in ours:
             theirs = found[(found["module"] == f"layers.{row['layer'] - 1}") & (found["t"] == row["step"] + 1)]
             assert float(theirs["l1"].iloc[0]) == pytest.approx(row["coord"], rel=1e-4), (width, row)

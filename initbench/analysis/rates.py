@@ -93,9 +93,10 @@ def drift(frame: pd.DataFrame, task: Task, along: str, groups: Sequence[str] = (
             rates = np.log2(np.asarray(scores.columns, dtype=float))
             best.append(rates[int(_nan_argmax(scores.mean().to_numpy()[None])[0])])
             fits.append(rates[_resampled_best(scores, rng)])
-        slope = float(np.polyfit(x, best, 1)[0])
+        # Rounded: the rates are powers of a grid, and a fit's rounding (-1e-16) is no fall.
+        slope = round(float(np.polyfit(x, best, 1)[0]), 9)
         drawn = np.stack(fits, axis=1)  # resamples x sizes
-        slopes = np.polyfit(x, drawn.T, 1)[0]
+        slopes = np.round(np.polyfit(x, drawn.T, 1)[0], 9)
         low, high = np.quantile(slopes, [LOW, HIGH])
         rows.append({**dict(zip(groups, name if isinstance(name, tuple) else (name,))), "along": along,
                      "from": sizes[0], "to": sizes[-1], "slope": slope, "low": float(low), "high": float(high),
