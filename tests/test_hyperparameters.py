@@ -95,7 +95,7 @@ def test_compare_trains_an_lr_grid_in_one_population_and_tables_the_best_rate(da
         assert top == f"{scheme} lr={best.loc[scheme, 'best_lr']:g}"
         assert best.loc[scheme, "low"] <= best.loc[scheme, "best_lr"] <= best.loc[scheme, "high"]
         assert 0 < best.loc[scheme, "picked"] <= 1 and best.loc[scheme, "seeds"] == 3
-    assert [listing.title for listing in run.listings()][1] == "Best learning rate per scheme"
+    assert [listing.title for listing in run.listings()][1] == "Best learning rate by scheme"
     again = resolve(tmp_path / "run" / "config.toml")
     assert again.lrs == config.lrs and [j.settings.optim.lr for j in again.jobs()[:3]] == list(config.lrs)
 

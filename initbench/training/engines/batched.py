@@ -395,6 +395,11 @@ def _numbers(o: OptimSettings) -> tuple[object, ...]:
     return (o.betas, o.weight_decay) if o.optimizer == "adam" else (o.momentum, o.weight_decay)
 
 
+def _order(o: OptimSettings) -> tuple[float, ...]:
+    """Where a model's optimizer numbers sort it in its chunk (the same numbers, neighbours)."""
+    return (o.lr, *o.betas, o.weight_decay, o.momentum, o.lr_unfrozen)
+
+
 def _optimizer_pieces(t: Tensor, models: Sequence[int]) -> list[Tensor]:
     """The tensors the optimizer's kernel is given for ``models``' slices of the stacked
     ``t``: each run of neighbouring models at once where that computes each model's update
@@ -497,6 +502,8 @@ def chunks(jobs: Sequence[Job], size: Callable[[TrainSettings], int]) -> list[li
         by_settings.setdefault(shared(job.settings), []).append(job)
     found: list[list[Job]] = []
     for group in by_settings.values():
+        # Models of equal optimizer numbers side by side: the optimizer takes each set's slices as one tensor.
+        group = sorted(group, key=lambda job: _order(job.settings.optim))
         n = size(group[0].settings)
         found += [group[start:start + n] for start in range(0, len(group), n)]
     return found
