@@ -233,8 +233,9 @@ def _judged(outcomes: list[Any], quiet: bool) -> bool:
 
 
 # compare's options in the order its help lists them; a setting declared since comes after these.
-COMPARE = ("epochs", "steps", "seeds", "seed_list", "lr", "optimizer", "momentum", "batch_size", "dataset", "network",
-           "hidden", *GPT_SETTINGS, "dropout", "activation", "parametrization", "base_width", "bias", "train_samples", "split_seed",
+COMPARE = ("epochs", "steps", "seeds", "seed_list", "lr", "optimizer", "momentum", "betas", "weight_decay", "batch_size",
+           "dataset", "network", "hidden", *GPT_SETTINGS, "dropout", "activation", "parametrization", "base_width",
+           "base_depth", "bias", "train_samples", "split_seed",
            "plot_batches", "track_stats", "classes", "head_init", "freeze", "unfreeze_after", "unfreeze_lr",
            "save_weights", "save_init", "lesson_eval", "device", "engine", "max_batch_models", *EXECUTION, "data_dir",
            "out", "overwrite", "expect")
