@@ -1,6 +1,6 @@
 """Judge the papers' claims (configs/papers/*.toml) and print the README's table.
 
-    python scripts/papers.py                  # all nine, into results/papers/<name> (resumes)
+    python scripts/papers.py                  # all ten, into results/papers/<name> (resumes)
     python scripts/papers.py he-2015 --smoke  # one, in seconds (the machinery, not the verdict)
 
 Each claim's picture goes into its sweep's folder as claim.png (--pictures DIR: there
