@@ -157,7 +157,7 @@ def test_sweep_from_a_dict_resumes(tmp_path: Path, data_dir: Path) -> None:
     assert len(done.runs) == 8 and len(done.table) == 4 and done.table["val_acc_pct"].between(0, 100).all()
     for shown, whole in (("val_acc_pct", "val_acc_mean"), ("diff_pct", "diff_mean")):  # as printed; .cells whole
         pd.testing.assert_series_equal(done.table[shown], (100 * done.cells[whole]).round(2), check_names=False)
-    assert done.info["figures"]["trained_now"] == 8 and set(done.figures()) == {"heatmap", "accuracy_by_lr"}
+    assert done.info["figures"]["trained_now"] == 8 and set(done.figures()) == {"heatmap", "accuracy_by_lr", "lr_curves"}
     again = ib.sweep(grid, out=tmp_path / "s")
     assert again.info["figures"]["trained_now"] == 0
     pd.testing.assert_frame_equal(again.table, done.table)

@@ -177,7 +177,7 @@ def test_inspect_json_lists_only_the_settings_that_apply(data_dir: Path, tmp_pat
     assert result.exit_code == 0, result.output
     config = json.loads((out / "inspect.json").read_text())["config"]
     assert set(config) == {"schemes", "seeds", "dataset", "network", "hidden", "activation", "bias", "classes",
-                           "head_init", "split_seed", "data_dir", "parametrization", "base_width", "out"}
+                           "head_init", "split_seed", "data_dir", "parametrization", "base_width", "base_depth", "out"}
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["layer"] for r in rows] == ["1", "2", "3"] and rows[0]["scheme"] == "rule"
 
