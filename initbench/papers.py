@@ -407,6 +407,7 @@ def _fixup(trained: Trained, spec: Mapping[str, Any]) -> Finding:
 # --- 5. Yang et al. 2022: the best learning rate across widths ------------------------------
 
 
+LOSS_AXIS_TOP = 10.0  # a transfer picture's loss axis: above it a rate only diverges (up to 1e32 at 32 blocks)
 PARAMETRIZATION_NAMES = {"sp": "the standard parametrization", "mup": "μP", "depth-mup": "depth-μP",
                          "completep": "CompleteP"}
 
@@ -438,7 +439,8 @@ def _transfer(trained: Trained, spec: Mapping[str, Any]) -> Finding:
         panels[named] = {f"{along} {w}": finals[finals[along] == w].groupby("lr")["final"].apply(list).to_dict()
                          for w in sizes}
     figure = pictures.plot_lines(panels, xlabel="Learning rate (Adam)", ylabel="Final training loss",
-                                 title=f"The best learning rate as {along} grows", logx=True, logy=True)
+                                 title=f"The best learning rate as {along} grows", logx=True, logy=True,
+                                 top=LOSS_AXIS_TOP)
     return Finding("; ".join(measured), tuple(tests), spec["criterion"], figure)
 
 

@@ -279,7 +279,7 @@ SKIP: list[tuple[str, str]] = [
     ("bash scripts/setup.sh", "installs system and pip packages; this session is set up already"),
     ("python3 -m pytest", "the test suite, which this test is part of"),
     ("bash .ci/run", "CI's whole run: set-up and the test suite"),
-    ("python3 scripts/papers.py", "all ten claims, about 1.5 hours in all; the --smoke line runs the same machinery"),
+    ("python3 scripts/papers.py", "all ten claims, about two hours in all; the --smoke line runs the same machinery"),
     ("pip install", "installs packages"),
     ("ray ", "starts or stops a Ray cluster"),
     ("tensorboard ", "starts TensorBoard's server"),

@@ -783,11 +783,12 @@ def plot_coords(coords: pd.DataFrame, parametrization: str, path: Path | None) -
 
 
 def plot_lines(panels: dict[str, dict[str, dict[float, list[float]]]], xlabel: str, ylabel: str, title: str,
-               path: Path | None = None, logx: bool = False, logy: bool = False) -> Figure:
+               path: Path | None = None, logx: bool = False, logy: bool = False, top: float | None = None) -> Figure:
     """Panels (titled by their keys) of lines (labelled by theirs): each line x -> the values
     of its seeds, drawn at their mean with a band of ± one std and each seed a faint dot;
     a line named by a scheme takes its colour. Non-finite values are left out (an x with
-    none is not drawn)."""
+    none is not drawn). ``top``: the y axis ends there (what lies above is cut off, and the
+    title says so), where a few values in the billions would flatten the rest."""
     fig, axes = _subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.2, 4.2), squeeze=False, sharey=True,
                           layout="constrained")
     palette = iter(PALETTE)
@@ -816,9 +817,15 @@ def plot_lines(panels: dict[str, dict[str, dict[float, list[float]]]], xlabel: s
     values = np.array([v for lines in panels.values() for points in lines.values() for vs in points.values()
                        for v in vs], dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
+    cut = top is not None and len(values) and values.max() > top
+    if cut:
+        values = values[values <= top]
     if logy and len(values):  # once, for the shared axis: each panel's own range would relabel it
         axes[0, 0].set_yscale("log")
         _plain_log_ticks(axes[0, 0].yaxis, values.min(), values.max())
+    if cut:  # the bands of the values cut off would reach below the rest: the axis holds the values kept
+        axes[0, 0].set_ylim(values.min() / 1.25 if logy else None, top)
+        title += f" (the axis ends at {top:g})"
     axes[0, 0].set_ylabel(ylabel)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     band = f"line: mean over {seeds} seeds\nband: ± one std; dots: seeds" if seeds > 1 else None
