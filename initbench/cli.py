@@ -196,15 +196,20 @@ def _stdout_format(fmt: str | None) -> str:
 
 
 def _show(result: Any, fmt: str | None, fail_on: str | None = None) -> None:
-    """A result's tables on stdout; in json or csv, one table of all their rows, for scripts;
+    """A result's tables on stdout (in json or csv, for scripts, one table: ``_show_listings``);
     in junit (compare, sweep, diff: ``fail_on`` its --fail-on), JUnit XML instead."""
     if fmt == "junit":
         from initbench.views import junit
 
         print(junit.of(result, fail_on))
         return
-    listings = result.listings()
-    if fmt in ("json", "csv") and len(listings) > 1:  # the main table's rows (a best-lr table's are best_lr.csv's)
+    _show_listings(result.listings(), fmt)
+
+
+def _show_listings(listings: list[tables.Listing], fmt: str | None) -> None:
+    """Tables on stdout; in json or csv, one table of the first's rows and those of the same
+    columns (a best-lr table's rows, of other columns, are best_lr.csv's)."""
+    if fmt in ("json", "csv") and len(listings) > 1:
         keys = [list(r) for r in listings[0].records[:1]]
         listings = [tables.Listing("", [], [r for listing in listings if [list(r) for r in listing.records[:1]] == keys
                                             for r in listing.records])]
@@ -321,9 +326,9 @@ def report_(
             err.print(f"Not reported: {why}.", style="dim", markup=False)
         from initbench.commands.report import report_runs
 
-        listing = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False), html,
-                              all_versions)
-        tables.show(listing, _stdout_format(fmt), Console())
+        found = report_runs(chosen, pictures, lambda text: err.print(text, style="dim", markup=False), html,
+                            all_versions)
+        _show_listings(found, fmt)
 
 
 @app.command()

@@ -202,10 +202,13 @@ def test_the_page_says_what_chance_is_and_why_constant_starts_stall(browser: chr
 
 def test_a_sweeps_page_in_a_browser(browser: chromium.Browser, swept: tuple[Path, str], tmp_path: Path) -> None:
     folder, printed = swept
-    rows = printed_rows(printed)
+    cells, best = printed.split("**Best learning rate by scheme**")  # a grid over lr: its best rate's table too
+    rows = printed_rows(cells)
     assert len(rows) == 4 and {row[-1] for row in rows} & {"the baseline"}
-    texts = [cell for row in rows for cell in row] + ["initbench sweep sweep.toml", "lr = [0.001, 0.01]"]
-    check_page(browser, folder / htmlpage.PAGE, texts, pictures=2, shots=tmp_path)
+    assert {row[0] for row in printed_rows(best)} == {"rule", "default"}
+    texts = [cell for row in rows + printed_rows(best) for cell in row] + ["initbench sweep sweep.toml",
+                                                                           "lr = [0.001, 0.01]"]
+    check_page(browser, folder / htmlpage.PAGE, texts, pictures=3, shots=tmp_path)
 
 
 def test_report_writes_one_page_of_several_runs(compared: tuple[Path, str], tmp_path: Path) -> None:
@@ -237,7 +240,7 @@ def test_a_sweep_folders_page_is_rewritten_by_report(swept: tuple[Path, str]) ->
     result = runner.invoke(app, ["report", str(folder), "-f", "csv"])
     assert result.exit_code == 0, result.output
     html = (folder / htmlpage.PAGE).read_text(encoding="utf-8")
-    assert "initbench sweep: sweep" in html and "the baseline" in html and html.count("data:image/png") == 2
+    assert "initbench sweep: sweep" in html and "the baseline" in html and html.count("data:image/png") == 3
 
 
 def test_expectations_and_odd_text_are_shown_escaped(tmp_path: Path) -> None:

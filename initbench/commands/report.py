@@ -15,9 +15,9 @@ from initbench.views import finished, htmlpage, listings, sweep, tables
 
 
 def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], None],
-                html: Path | None = None, all_versions: bool = False) -> tables.Listing:
+                html: Path | None = None, all_versions: bool = False) -> list[tables.Listing]:
     """The table of finished compare runs (one table; a column names each row's run when
-    there are several) and, with ``redraw``, their pictures and report.html written again
+    there are several; of one run with an lr grid, its best rates' table after it) and, with ``redraw``, their pictures and report.html written again
     in their folders (``note`` is told of each); with ``html``, one page of them at that
     path (of one run: its report.html; of several: the one table, then each run's
     pictures, settings and provenance). A sweep folder is reported alone, from its store
@@ -54,7 +54,7 @@ def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], 
     if html is not None:
         htmlpage.write_page(html, [run.page_part() for run in runs], [listing] if len(runs) > 1 else None)
         note(f"Page written: {html}")
-    return listing
+    return [listing] if len(runs) > 1 else [listing, *runs[0].listings()[1:]]
 
 
 def _run(folder: Path) -> finished.Run:
@@ -64,7 +64,7 @@ def _run(folder: Path) -> finished.Run:
 
 
 def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None], html: Path | None,
-                  all_versions: bool) -> tables.Listing:
+                  all_versions: bool) -> list[tables.Listing]:
     """A sweep folder's report: every job its store holds (the union of every grid swept
     into it; of each scheme, its current version, or every version with ``all_versions``),
     its views written again with ``redraw``, its page at ``html``."""
@@ -76,4 +76,4 @@ def _report_sweep(folder: Path, redraw: bool, note: Callable[[str], None], html:
     if html is not None:
         htmlpage.write_page(html, [found.page_part()])
         note(f"Page written: {html}")
-    return found.listings()[0]  # the cells' table (a grid over lr: its best rates are in best_lr.csv and the page)
+    return found.listings()
