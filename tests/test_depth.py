@@ -46,7 +46,8 @@ def test_a_deep_network_trains_as_one_with_the_multiplier_in_its_forward_pass(ti
     """The reference: μP's network of 8 blocks as drawn, each branch's output multiplied by
     (2/8)^alpha in the forward pass, torch.optim.Adam at μP's rates times (8/2)^(alpha - 1) in
     the blocks. initbench's form (the multiplier folded into W2's start and rate) trains to the
-    same losses over every batch, up to Adam's eps and rounding."""
+    same losses over every batch, up to Adam's eps and rounding: 2e-6 on the AVX-512 path, 3e-4
+    on the AVX2 one (at the last batch, of one image); a 20% change of the block rates is 5e-3 to 7%."""
     alpha = parametrization.DEPTH_ALPHA[name]
     s = BASE.replace(hidden=(64,) * 8, parametrization=name, lr=1e-3)
     ours = engines.train([Job("kaiming_normal", 0, s)], tiny, CPU, "sequential")[0]
@@ -80,4 +81,4 @@ def test_a_deep_network_trains_as_one_with_the_multiplier_in_its_forward_pass(ti
         opt.zero_grad()
         loss.backward()
         opt.step()
-    torch.testing.assert_close(ours.losses[0], torch.tensor(losses), rtol=2e-4, atol=0)
+    torch.testing.assert_close(ours.losses[0], torch.tensor(losses), rtol=1e-3, atol=0)
