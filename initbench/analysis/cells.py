@@ -22,6 +22,17 @@ def by_cell(frame: pd.DataFrame) -> tuple[list[str], list[tuple[dict[str, str], 
     return varied, [(dict(zip(varied, cell if isinstance(cell, tuple) else (cell,))), rows) for cell, rows in groups]
 
 
+def scored(rows: pd.DataFrame, task: tasks.Task) -> pd.DataFrame:
+    """Store rows as the frames read them: ``scheme`` the name tables give each job, the task's
+    validation metric under its key, and a diverged model's loss (a stand-in, no measurement)
+    left out, as NaN."""
+    val = task.validation.key
+    runs = rows.drop(columns=["scheme"]).rename(columns={"name": "scheme", "val_acc": val})
+    if not task.validation.higher:
+        runs[val] = runs[val].where(rows["diverged_at"].isna().to_numpy())
+    return runs
+
+
 def expectations(frame: pd.DataFrame, conditions: Sequence[str], task: tasks.Task) -> list[expect.Outcome]:
     """Each condition judged, on the task's validation metric, in every cell of ``frame``
     (store rows) that trains the schemes it names, condition by condition (a grid of one
@@ -41,9 +52,7 @@ def cells_frame(frame: pd.DataFrame, task: tasks.Task = tasks.CLASSIFICATION) ->
     val, test = task.validation.key, task.test.key
     parts = []
     for cell, rows in groups:
-        runs = rows[["name", "seed", "val_acc"]].rename(columns={"name": "scheme", "val_acc": val})
-        if not task.validation.higher:  # a diverged model's loss is a stand-in, no measurement: left out
-            runs[val] = runs[val].where(rows["diverged_at"].isna().to_numpy())
+        runs = scored(rows, task)[["scheme", "seed", val]]
         means = runs.groupby("scheme", sort=False)[val].mean()
         best = means.idxmax() if task.validation.higher else means.idxmin()
         paired = frames.paired_frame(runs, best, task)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from initbench.analysis.cells import scored
 from initbench.analysis.stats import LEVEL
 from initbench.tasks import Task
 
@@ -46,6 +47,11 @@ def _resampled_best(scores: pd.DataFrame, rng: np.random.Generator) -> np.ndarra
     return _nan_argmax(values[picks].mean(axis=1))
 
 
+def _best(scores: pd.DataFrame) -> int:
+    """The index of the rate of the best mean over all the seeds."""
+    return int(_nan_argmax(scores.mean().to_numpy()[None])[0])
+
+
 def _nan_argmax(means: np.ndarray) -> np.ndarray:
     """The best column of each row, -inf (a rate that diverged in the resample) never picked over a finite one."""
     means = np.where(np.isnan(means), -np.inf, means)
@@ -63,8 +69,7 @@ def best_rates(frame: pd.DataFrame, task: Task, groups: Sequence[str], rate: str
     for name, group in frame.groupby(list(groups), sort=False):
         scores = _scores(group, task, rate)
         rates = [float(r) for r in scores.columns]
-        means = scores.mean().to_numpy()
-        best = int(_nan_argmax(means[None])[0])
+        best = _best(scores)
         found = _resampled_best(scores, rng)
         low, high = np.quantile(found, [LOW, HIGH], method="inverted_cdf")
         at_best = group[group[rate] == rates[best]][key]
@@ -91,7 +96,7 @@ def drift(frame: pd.DataFrame, task: Task, along: str, groups: Sequence[str] = (
         for size in sizes:
             scores = _scores(group[group[along] == size], task, rate)
             rates = np.log2(np.asarray(scores.columns, dtype=float))
-            best.append(rates[int(_nan_argmax(scores.mean().to_numpy()[None])[0])])
+            best.append(rates[_best(scores)])
             fits.append(rates[_resampled_best(scores, rng)])
         # Rounded: the rates are powers of a grid, and a fit's rounding (-1e-16) is no fall.
         slope = round(float(np.polyfit(x, best, 1)[0]), 9)
@@ -119,11 +124,7 @@ def of_sweep(frame: pd.DataFrame, varied: Sequence[str], task: Task) -> tuple[pd
     best rate per combination of the other varied settings and scheme, and those groups."""
     from initbench.settings import shown
 
-    val = task.validation.key
-    runs = frame.drop(columns=["scheme"]).rename(columns={"name": "scheme", "val_acc": val})
-    if not task.validation.higher:  # a diverged model's loss is a stand-in: the worst (NaN), as the cells have it
-        runs[val] = runs[val].where(frame["diverged_at"].isna())
-    runs = runs.assign(width=[h[0] for h in frame["hidden"]], depth=[len(h) for h in frame["hidden"]],
+    runs = scored(frame, task).assign(width=[h[0] for h in frame["hidden"]], depth=[len(h) for h in frame["hidden"]],
                        **{k: [shown(k, v) for v in frame[k]] for k in varied if k != "lr"})
     groups = [*(k for k in varied if k != "lr"), "scheme"]
     return runs, best_rates(runs, task, groups), groups

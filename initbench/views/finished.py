@@ -370,6 +370,11 @@ class Sweep(Shown):
     def _cells(self) -> tuple[pd.DataFrame, list[str]]:
         return cells_frame(self.runs, self.task)
 
+    @cached_property
+    def _rated(self) -> sweep.RateViews | None:
+        """What its grid over lr says (None without one), worked out once for its tables, pictures and page."""
+        return sweep.rate_frames(self.runs, self._cells[1])
+
     @property
     def task(self) -> tasks.Task:
         """What its jobs learned, and are scored by."""
@@ -397,15 +402,15 @@ class Sweep(Shown):
         return [expect.Outcome.from_record(r) for r in (self.info or {}).get("expectations", [])]
 
     def listings(self) -> list[tables.Listing]:
-        return sweep.listings_of(self.runs, *self._cells, self.older)
+        return sweep.listings_of(self.runs, *self._cells, self._rated, self.older)
 
     def figures(self) -> dict[str, Figure]:
         return {name.removesuffix(".png"): draw(None) for name, draw in sweep.pictures_of(
-            *self._cells, sweep.task_of(self.runs), self.runs).items()}
+            *self._cells, sweep.task_of(self.runs), self._rated).items()}
 
     def page_part(self) -> htmlpage.Part:
         """Its share of an HTML page (its report.html)."""
-        return sweep.page_part(self.folder, self.runs, *self._cells, older=self.older)
+        return sweep.page_part(self.folder, self.runs, *self._cells, self._rated, older=self.older)
 
 
 @dataclass(eq=False)

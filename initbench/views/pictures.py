@@ -632,8 +632,7 @@ def plot_lr_curves(runs: pd.DataFrame, curve: str, panels_by: list[str], path: P
                           sharey=True, sharex=True, layout="constrained")
     values = sorted(runs[curve].unique())
     colors = mpl.colormaps["viridis"](np.linspace(0.85, 0.05, len(values)))
-    seeds = int(runs.groupby([*panels_by, curve, "lr"])["seed"].nunique().max()) if panels_by else \
-        int(runs.groupby([curve, "lr"])["seed"].nunique().max())
+    seeds = int(runs.groupby([*panels_by, curve, "lr"])["seed"].nunique().max())
     for ax, (name, panel) in zip(axes.flat, panels):
         for value, color in zip(values, colors):
             line = panel[panel[curve] == value].groupby("lr")[key].mean().sort_index()

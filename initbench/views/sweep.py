@@ -30,29 +30,29 @@ def write_views(folder: Path, frame: pd.DataFrame, info: dict[str, Any] | None =
     ``folder``, and (with ``info``) sweep.json; all renamed into place together. ``older``:
     the versions of schemes the store keeps beside ``frame``'s, which the page names."""
     cells, varied = cells_frame(frame, task_of(frame))
+    rated = rate_frames(frame, varied)  # once: its bootstrap serves the files, the pictures and the page
     files: dict[str, Callable[[Path], object]] = {
         "runs.csv": runfolder.csv_writer(frame.drop(columns=["identity", "layer_stats"]).assign(
             **{k: [shown(k, v) for v in frame[k]] for k in ("hidden", "classes")})),
         "cells.csv": runfolder.csv_writer(cells),
-        **pictures_of(cells, varied, task_of(frame), frame),
+        **pictures_of(cells, varied, task_of(frame), rated),
     }
-    found = rate_frames(frame, varied)
-    if found is not None:
-        files[rates.BEST_FILE] = runfolder.csv_writer(found.best)
-        if found.drift is not None:
-            files[DRIFT_FILE] = runfolder.csv_writer(found.drift)
+    if rated is not None:
+        files[rates.BEST_FILE] = runfolder.csv_writer(rated.best)
+        if rated.drift is not None:
+            files[DRIFT_FILE] = runfolder.csv_writer(rated.drift)
     if info is not None:
         files["sweep.json"] = runfolder.json_writer(info)
-    runfolder.write_files(folder, htmlpage.with_page(files, page_part(folder, frame, cells, varied, info, older)))
+    runfolder.write_files(folder, htmlpage.with_page(files, page_part(folder, frame, cells, varied, rated, info, older)))
 
 
-def page_part(folder: Path, frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
+def page_part(folder: Path, frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str], rated: RateViews | None,
               info: dict[str, Any] | None = None, older: Sequence[store.Version] = ()) -> htmlpage.Part:
     """A sweep folder's share of an HTML page: its cells' table and pictures, and ``info``
     (sweep.json; read from the folder when not given)."""
     return htmlpage.Part(folder, htmlpage.folder_name(folder), "sweep",
                            htmlpage.read_info(folder / "sweep.json") if info is None else info,
-                           listings_of(frame, cells, varied, older), pictures_of(cells, varied, task_of(frame), frame))
+                           listings_of(frame, cells, varied, rated, older), pictures_of(cells, varied, task_of(frame), rated))
 
 
 def task_of(frame: pd.DataFrame) -> tasks.Task:
@@ -90,28 +90,26 @@ def rate_frames(frame: pd.DataFrame, varied: list[str]) -> RateViews | None:
 
 
 def pictures_of(cells: pd.DataFrame, varied: list[str], task: tasks.Task,
-                frame: pd.DataFrame | None = None) -> dict[str, Callable[[Path | None], Figure]]:
+                rated: RateViews | None) -> dict[str, Callable[[Path | None], Figure]]:
     """A sweep's pictures by file name: the heatmap, and the task's validation metric (its
-    accuracy) along each varied setting; with its rows (``frame``) and a grid over lr, the
-    metric against the rate, a curve per width or depth (or per other varied setting)."""
+    accuracy) along each varied setting; with a grid over lr (``rated``), the metric against
+    the rate, a curve per width or depth (or per other varied setting)."""
     drawings: dict[str, Callable[[Path | None], Figure]] = {
         "heatmap.png": lambda p: pictures.plot_sweep_heatmap(cells, varied, p, task)}
     for setting in varied:
         drawings[f"accuracy_by_{setting}.png"] = (
             lambda p, setting=setting: pictures.plot_sweep_lines(cells, setting, varied, p, task))
-    found = rate_frames(frame, varied) if frame is not None else None
-    if found is not None:
-        curve = found.along or next((g for g in found.groups if g != "scheme"), "scheme")
-        by = [g for g in found.groups if g not in (curve, "hidden") and found.runs[g].nunique() > 1]
-        drawings["lr_curves.png"] = lambda p: pictures.plot_lr_curves(found.runs, curve, by, p, task)
+    if rated is not None:
+        curve = rated.along or next((g for g in rated.groups if g != "scheme"), "scheme")
+        by = [g for g in rated.groups if g not in (curve, "hidden") and rated.runs[g].nunique() > 1]
+        drawings["lr_curves.png"] = lambda p: pictures.plot_lr_curves(rated.runs, curve, by, p, task)
     return drawings
 
 
-def listings_of(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str],
+def listings_of(frame: pd.DataFrame, cells: pd.DataFrame, varied: list[str], rated: RateViews | None,
                 older: Sequence[store.Version] = ()) -> list[tables.Listing]:
-    """The cells' table; with a grid over lr, the best rate's too."""
+    """The cells' table; with a grid over lr (``rated``), the best rate's too."""
     found = [listing(frame, cells, varied, older)]
-    rated = rate_frames(frame, varied)
     if rated is not None:
         found.append(listings.best_rate_listing(rated.best, rated.groups, task_of(frame), rated.drift))
     return found
