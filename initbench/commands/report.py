@@ -17,8 +17,9 @@ from initbench.views import finished, htmlpage, listings, sweep, tables
 def report_runs(chosen: runfolder.Reported, redraw: bool, note: Callable[[str], None],
                 html: Path | None = None, all_versions: bool = False) -> list[tables.Listing]:
     """The table of finished compare runs (one table; a column names each row's run when
-    there are several; of one run with an lr grid, its best rates' table after it) and, with ``redraw``, their pictures and report.html written again
-    in their folders (``note`` is told of each); with ``html``, one page of them at that
+    there are several; of one run with an lr grid, its best rates' table after it) and, with
+    ``redraw``, their pictures and report.html written again in their folders (``note`` is
+    told of each); with ``html``, one page of them at that
     path (of one run: its report.html; of several: the one table, then each run's
     pictures, settings and provenance). A sweep folder is reported alone, from its store
     (each scheme's current version, or with ``all_versions`` every version side by side).
