@@ -306,11 +306,10 @@ def coordcheck(scheme: str | Scheme = "default", *, widths: Sequence[int] = COOR
     options = {"seeds": COORD_SEEDS, **settings, "schemes": _scheme_names([scheme], "coordcheck")}
     resolved = _run_config(None, options)
     configs.check_one_rate(resolved, "coordcheck")
-    if data.get(resolved.train.data.dataset).kind != "images":
-        raise UsageError("coordcheck measures the image networks (mlp, resmlp, cnn); a gpt's coordinate check is "
-                         "not written yet. Give --network mlp or resmlp, on images.")
-    for p in parametrizations:
-        configs.check_settings(resolved.train.replace(parametrization=p), resolved.engine)
+    for p in parametrizations:  # every width's network, as it will be built (a gpt's heads divide each)
+        for width in widths:
+            configs.check_settings(resolved.train.replace(parametrization=p, hidden=(width,) * len(
+                resolved.train.network.hidden)), resolved.engine)
     from initbench.commands.coordcheck import coordcheck as run
 
     return run(resolved, widths, parametrizations, steps, _activity(progress))

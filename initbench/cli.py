@@ -468,7 +468,7 @@ def inspect_(
 @app.command()
 @_takes(_setting("seeds", shown=str(COORD_SEEDS)), "network", _setting("hidden", help="Hidden layers: their number "
         "(each takes every width of --widths), e.g. 256,128 for two.", shown="the network's"), "activation",
-        "base_width", "base_depth", "bias", "optimizer",
+        "base_width", "base_depth", "bias", *GPT_SETTINGS, "optimizer",
         _setting("lr", help="Learning rate (under mup, at the base width)."),
         "momentum", "batch_size", "dataset", "classes", "split_seed",
         "train_samples", "data_dir", _setting("out", shown="results/<timestamp>-coordcheck"), "overwrite",

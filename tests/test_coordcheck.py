@@ -39,7 +39,12 @@ def test_sp_grows_the_output_layer_with_width_and_mup_grows_none(data_dir: Path,
     (["--widths", "0,64"], "give two widths or more, rising"),
     (["--parametrization", "sp,muP"], "name each of sp, mup, depth-mup, completep at most once"),
     (["--coord-steps", "1"], "give 2 to 100 steps"),
-    (["--network", "cnn"], "--parametrization mup is written for mlp, resmlp networks only"),
+    (["--network", "cnn"], "--parametrization mup is written for mlp, resmlp, gpt networks only"),
+    # a gpt: a width below the base width's head count; a base width its heads do not split; a tied head
+    (["--dataset", "shakespeare", "--network", "gpt", "--widths", "2,64"], "--heads 4 does not divide the width 2"),
+    (["--dataset", "shakespeare", "--network", "gpt", "--base-width", "30"],
+     "--base-width 30 is not split evenly by --heads 4"),
+    (["--dataset", "shakespeare", "--network", "gpt", "--tied"], "--tied with μP"),
 ])
 def test_bad_input_is_one_paragraph_and_exit_2(args: list[str], words: str, data_dir: Path) -> None:
     result = runner.invoke(app, ["coordcheck", "--data-dir", str(data_dir), *args])
@@ -67,7 +72,7 @@ def test_mup_agrees_with_the_mup_package(data_dir: Path, network: str) -> None:
     from initbench.jobs import Job
 
     splits = data.load(data_dir, DataSettings(train_samples=2000))
-    batch = coordcheck.measured_batch(splits)
+    batch = coordcheck.measured_batch(splits, TrainSettings())
     widths, base, steps = (64, 128, 256), 64, 3
 
     residual = network == "resmlp"
@@ -111,3 +116,54 @@ def test_mup_agrees_with_the_mup_package(data_dir: Path, network: str) -> None:
         for row in ours:
             theirs = found[(found["module"] == f"layers.{row['layer'] - 1}") & (found["t"] == row["step"] + 1)]
             assert float(theirs["l1"].iloc[0]) == pytest.approx(row["coord"], rel=1e-4), (width, row)
+
+
+def test_a_gpts_mup_agrees_with_the_mup_package(data_dir: Path) -> None:
+    """The transformer's μP against the reference: the same gpts (2 blocks, widths 32 to 128 over
+    a base of 32), started from initbench's weights (query and readout at zero) and trained on
+    the same Shakespeare windows by the ``mup`` package's MuReadout, set_base_shapes (from base
+    and delta models), MuAdam (every role's rate: embeddings, norms and biases as vectors,
+    the blocks' matrices by their width) and get_coord_data, give every layer's coordinates as
+    initbench's check does, step by step, to a relative 1e-4. The attention is the model's:
+    μP's q·k/d_head (times the base's sqrt(d_head)), mup's convention, checked here by value."""
+    import mup
+    from mup.coord_check import get_coord_data
+    import torch
+
+    from initbench import data
+    from initbench.jobs import Job
+    from initbench.models.gpt import GPT
+    from initbench.models.gpt_shape import Shape
+    from initbench.settings import DataSettings, TrainSettings
+    from initbench.training import coordcheck, streams
+
+    splits = data.load(data_dir, DataSettings(dataset="shakespeare"))
+    vocab, base, heads, context, steps = len(data.get("shakespeare").class_names), 32, 4, 16, 3
+
+    def reference(width: int) -> GPT:
+        model = GPT(Shape(vocab, context, width, 2, heads, base_width=base))
+        model.head = mup.MuReadout(width, vocab, bias=False, readout_zero_init=True)
+        return model
+
+    for width in (32, 64, 128):
+        settings = TrainSettings.of(dataset="shakespeare", network="gpt", hidden=(width, width), heads=heads,
+                                    context=context, dropout=0.0, parametrization="mup", base_width=base)
+        x, y = batch = coordcheck.measured_batch(splits, settings)
+        ours = coordcheck.coordinates(settings, "default", [0], steps, splits, batch)
+        model = reference(width)
+        assert model.shape.attention_scale == pytest.approx((base / heads) ** 0.5 / (width / heads), rel=1e-15)
+
+        def lazy() -> GPT:
+            mup.set_base_shapes(model, reference(base), delta=reference(2 * base))
+            model.load_state_dict(streams.initial_model(Job("default", 0, settings), splits.x_train).state_dict())
+            return model
+
+        found = get_coord_data({width: lazy}, [(x, y.reshape(-1))], optimizer="adam", lr=settings.optim.lr,
+                               nsteps=steps, cuda=False, nseeds=1, show_progress=False, flatten_output=True)
+        names = {id(module): name for name, module in model.named_modules()}
+        weighted = [row for row in ours if row["role"] != "attention_logits"]
+        assert len(weighted) == steps * len(model.layers) and {row["step"] for row in ours} == {0, 1, 2}
+        for row in weighted:
+            module = names[id(model.layers[row["layer"] - 1])]
+            theirs = found[(found["module"] == module) & (found["t"] == row["step"] + 1)]
+            assert float(theirs["l1"].iloc[0]) == pytest.approx(row["coord"], rel=1e-4, abs=1e-12), (width, row)

@@ -24,8 +24,10 @@ def slopes(coords: pd.DataFrame) -> pd.DataFrame:
     (``*_low``, ``*_high``) and a verdict on the change: grows, shrinks, keeps (the interval
     within ±GROWS) or inconclusive."""
     rows = []
+    named = [key for key in ("role", "block") if key in coords]  # what the layer is (a check since issue 35)
     for (p, step, layer), part in coords.groupby(["parametrization", "step", "layer"], sort=False):
-        row: dict[str, object] = {"parametrization": p, "step": step, "layer": layer}
+        row: dict[str, object] = {"parametrization": p, "step": step, "layer": layer,
+                                  **{key: part[key].iloc[0] for key in named}}
         for measure in ("coord", "change"):
             per_seed = [_slope(s["width"], s[measure]) for _, s in part.groupby("seed")]
             d = stats.paired([v for v in per_seed if math.isfinite(v)])

@@ -27,7 +27,8 @@ COORD_PARAMETRIZATIONS = ("sp", "mup")
 COORD_STEPS = 3
 COORD_SEEDS = 5
 COORD_KEYS = ("network", "hidden", "activation", "base_width", "base_depth", "bias", "dataset", "classes", "split_seed",
-              "train_samples", "optimizer", "lr", "momentum", "batch_size", "seeds", "data_dir", "out", "overwrite")
+              "train_samples", "optimizer", "lr", "momentum", "batch_size", "seeds", "data_dir", "out", "overwrite",
+              *GPT_SETTINGS)
 
 
 def stamped(now: datetime, name: str) -> Path:

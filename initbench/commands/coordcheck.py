@@ -31,7 +31,7 @@ def coordcheck(config: RunConfig, widths: Sequence[int], parametrizations: Seque
             activity.running():
         activity.stage(f"Loading {data.get(train.data.dataset).title}")
         splits = data.load(config.data_dir, train.data, activity.stage)
-        batch = measure.measured_batch(splits)
+        batch = measure.measured_batch(splits, train)
         rows: list[dict] = []
         activity.stage(f"Measuring {plural(len(widths) * len(parametrizations) * len(config.seeds), 'model')} "
                        f"over {plural(steps, 'step')}", total=len(widths) * len(parametrizations))

@@ -16,7 +16,10 @@ and the residual schemes read. The builder is named as ``module:function`` and i
 network is built, so the registry, like the command line's checks, does not import torch.
 The entry also says what the network supports: the engines that train it (``engines``: the
 sequential one trains any; the batched one those it writes out) and the parametrizations
-written for it (μP: mlp). A network of one's own::
+written for it (μP: mlp, resmlp, gpt), with what they read: each weighted layer's fan-in and
+fan-out (``fans``: None where a dimension does not grow with width, as the inputs and the
+classes), its residual branches (``branches``) and the layers μP starts at zero (``zeroed``).
+A network of one's own::
 
     # linear.py
     from torch import nn
@@ -54,6 +57,9 @@ if TYPE_CHECKING:
     from initbench.settings import NetworkSettings, TrainSettings
 
 
+Fans = tuple[int | None, int | None]  # a weighted layer's fan-in and fan-out; None: does not grow with width
+
+
 @dataclass(frozen=True)
 class Network:
     """A network: how to build it, and how many weighted layers it has (known before torch loads)."""
@@ -72,10 +78,23 @@ class Network:
     parametrizations: tuple[str, ...] = ("sp",)  # those written for it (training.parametrization)
     reads: str = "images"  # the data it takes: "images" (rows of values), or "text" (token windows: gpt)
     roles: bool = False  # its layers carry a transformer's tensor roles (Layer.part): what gpt2's rule reads
+    # Each weighted layer's (fan_in, fan_out), None for a dimension that does not grow with width (the
+    # inputs, the classes, a text's positions): what μP reads; unset, a chain (each layer reads the last).
+    fans: Callable[[NetworkSettings], list[Fans]] | None = None
+    # Its residual branches, each as its first and last weighted layer: what the depth parametrizations scale.
+    branches: Callable[[NetworkSettings], list[tuple[int, int]]] = lambda s: []
+    zeroed: Callable[[NetworkSettings], tuple[int, ...]] = lambda s: ()  # layers μP starts at zero (gpt's query, head)
     sequential_why: str = ""  # why no exact batched engine trains it, in words (said when auto chooses sequential)
 
     def build(self, settings: NetworkSettings, inputs: int, classes: int) -> nn.Module:
         return loaded(self.builder)(settings, inputs, classes)
+
+    def layer_fans(self, settings: NetworkSettings) -> list[Fans]:
+        """Each weighted layer's fan-in and fan-out (``fans``; a chain of ``widths`` by default)."""
+        if self.fans is not None:
+            return self.fans(settings)
+        ends = [None, *self.widths(settings), None]
+        return list(zip(ends[:-1], ends[1:]))
 
 
 NETWORKS: Registry[Network] = Registry("network")
@@ -111,6 +130,34 @@ def residual_blocks(s: NetworkSettings) -> list[tuple[int, int]]:
     return [(1 + 2 * k, 2 + 2 * k) for k in range(len(s.hidden))]
 
 
+GPT_BLOCK = 6  # a gpt block's weighted layers: query, key, value, attention output, MLP in, MLP out
+
+
+def gpt_fans(s: NetworkSettings) -> list[Fans]:
+    """gpt's layers' fan-in and fan-out (``gpt_widths``' order): the embeddings read a token or a
+    position (which do not grow with width), the head writes the vocabulary's logits."""
+    d, inner = s.hidden[0], s.mlp_ratio * s.hidden[0]
+    block = [(d, d)] * 4 + [(d, inner), (inner, d)]
+    return [(None, d), (None, d), *block * len(s.hidden), *([] if s.tied else [(d, None)])]
+
+
+def gpt_branches(s: NetworkSettings) -> list[tuple[int, int]]:
+    """gpt's residual branches: per block, attention (query to its output) and the MLP (in to out)."""
+    first = [2 + GPT_BLOCK * k for k in range(len(s.hidden))]
+    return [branch for f in first for branch in ((f, f + 3), (f + 4, f + 5))]
+
+
+def gpt_zeroed(s: NetworkSettings) -> tuple[int, ...]:
+    """The layers gpt's μP starts at zero (Tensor Programs V, appendix D.2): each block's query
+    (the attention starts uniform, whatever the width) and the head (the readout: its logits start
+    at zero, and grow by training alone)."""
+    return (*(2 + GPT_BLOCK * k for k in range(len(s.hidden))), *([] if s.tied else [gpt_depth(s) - 1]))
+
+
+def gpt_depth(s: NetworkSettings) -> int:
+    return 2 + GPT_BLOCK * len(s.hidden) + (not s.tied)
+
+
 def gpt_widths(s: NetworkSettings) -> tuple[int, ...]:
     """gpt's layers' outputs below its output layer (the head; tied: the last MLP out): the
     embeddings', then each block's query, key, value, attention output, MLP in and MLP out."""
@@ -127,9 +174,9 @@ register(Network("cnn", "initbench.models.cnn:build", depth=lambda s: len(CNN_CH
                  "model's"))
 register(Network("resmlp", "initbench.models.resmlp:build", depth=lambda s: len(residual_widths(s)) + 1,
                  widths=residual_widths, residual=True, engines=("batched", "sequential"),
-                 parametrizations=("sp", "mup", "depth-mup", "completep")))
-register(Network("gpt", "initbench.models.gpt:build", depth=lambda s: 2 + 6 * len(s.hidden) + (not s.tied),
-                 widths=gpt_widths,
+                 parametrizations=("sp", "mup", "depth-mup", "completep"), branches=residual_blocks))
+register(Network("gpt", "initbench.models.gpt:build", depth=gpt_depth, widths=gpt_widths, fans=gpt_fans,
+                 parametrizations=("sp", "mup", "depth-mup", "completep"), branches=gpt_branches, zeroed=gpt_zeroed,
                  defaults={"hidden": GPT_BLOCKS, "batch_size": 32, "dropout": 0.0}, reads="text", roles=True,
                  sequential_why="on the CPU a batched product of several models' matrices, and an element-wise exp, "
                  "GELU or rsqrt over several models, round otherwise than one model's; an exact batched step calls "

@@ -81,7 +81,7 @@ class Block(nn.Module):
             return t.view(batch, length, heads, width // heads).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)),
-                                             is_causal=True)
+                                             is_causal=True, scale=self.shape.attention_scale)
         return self.dropout(self.attention_output(out.transpose(1, 2).reshape(batch, length, width)))
 
     def feed(self, x: Tensor) -> Tensor:

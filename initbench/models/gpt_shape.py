@@ -4,6 +4,7 @@ torch loads (``config.check_text``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from initbench.errors import UsageError
@@ -25,12 +26,31 @@ class Shape:
     tied: bool = False
     dropout: float = 0.0
     alpha: float = 1.0  # DeepNorm's: the residual stream's factor before each branch is added
+    base_width: int | None = None  # under μP (and the depth parametrizations), its base width; None under sp
+
+    @property
+    def attention_scale(self) -> float | None:
+        """What the attention's logits q·k are multiplied by: under sp None, torch's 1/sqrt(d_head)
+        (d_head = width / heads); under μP 1/d_head (Tensor Programs V, section 3: q and k grow
+        correlated in training, so their product grows as d_head), times sqrt of the base's d_head,
+        so that at the base width it is sp's."""
+        if self.base_width is None:
+            return None
+        return math.sqrt(self.base_width / self.heads) / (self.width / self.heads)
 
     def check(self) -> None:
         """Refuse, in words, a shape that cannot be built."""
         if self.heads < 1 or self.width % self.heads:
             raise UsageError(f"--heads {self.heads} does not divide the width {self.width}: each head takes an equal "
                              f"share of it. Give heads that divide {self.width} (e.g. {_divisor(self.width, self.heads)}).")
+        if self.base_width is not None and self.base_width % self.heads:
+            raise UsageError(f"--base-width {self.base_width} is not split evenly by --heads {self.heads}: under μP "
+                             "each head's size grows with the width from the base's (base width / heads), which must "
+                             f"be a whole number. Give a base width of a multiple of {self.heads} (e.g. "
+                             f"{self.heads * max(1, round(self.base_width / self.heads))}), or fewer heads.")
+        if self.base_width is not None and self.tied:
+            raise UsageError("--tied with μP: μP scales the head (the readout) otherwise than the token embedding, "
+                             "so the two cannot share one tensor. Leave --tied out, or give --parametrization sp.")
         if self.norm not in NORMS or self.placement not in PLACEMENTS:
             raise UsageError(f"A GPT's norm is one of {', '.join(NORMS)} and its placement one of "
                              f"{', '.join(PLACEMENTS)}; got {self.norm!r} and {self.placement!r}.")
@@ -49,4 +69,4 @@ def shape(settings: NetworkSettings, vocab: int) -> Shape:
                          "residual stream's). Give equal sizes, e.g. --hidden 128x4 for four blocks of width 128.")
     return Shape(vocab, settings.context, settings.hidden[0], len(settings.hidden), settings.heads,
                  settings.mlp_ratio, settings.norm_position, settings.norm, settings.tied, settings.dropout,
-                 settings.residual_scale)
+                 settings.residual_scale, None if settings.parametrization == "sp" else settings.base_width)

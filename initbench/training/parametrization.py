@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from initbench import models
@@ -73,6 +73,7 @@ class LayerScale:
     weight_lr: float = 1.0
     bias_lr: float = 1.0
     bias_init: float = 1.0
+    why: str = field(default="", compare=False)  # what a layer's provenance says of its init factor
 
 
 def check(network: NetworkSettings, optimizer: str = "adam") -> None:
@@ -99,32 +100,53 @@ def scales(settings: TrainSettings) -> list[LayerScale]:
     layers = models.depth(network)
     if network.parametrization == "sp":  # any network's layers, as its registry line counts them
         return [LayerScale()] * layers
-    base = network.base_width
-    # How much wider than the base each layer boundary is: the inputs and classes are finite.
-    wider = [1.0, *(width / base for width in models.get(network.network).widths(network)), 1.0]
-    found = []
-    for i in range(layers):
-        fan_in, fan_out = wider[i], wider[i + 1]
-        init = 1 / math.sqrt(fan_in) if i == layers - 1 else 1.0  # the output layer's alone
+    entry = models.get(network.network)
+    # How much wider than the base network's (every block or hidden layer base_width wide) each
+    # layer's fan-in and fan-out are, as the mup package's base shapes say: 1 where it is finite.
+    base = replace(network, hidden=(network.base_width,) * len(network.hidden))
+    fans = entry.layer_fans(network)
+    ratios = [[1.0 if n is None else n / b for n, b in zip(layer, base_layer)]
+              for layer, base_layer in zip(fans, entry.layer_fans(base))]
+    zeroed, found = entry.zeroed(network), []
+    for i, (fan_in, fan_out) in enumerate(ratios):
+        readout = fans[i][1] is None  # it writes the classes (or a vocabulary's logits)
+        init, why = 1.0, ""
+        if i in zeroed:
+            init, why = 0.0, "weights × 0 (μP starts the query and the readout at zero)"
+        elif readout and fan_in != 1.0:
+            init, why = 1 / math.sqrt(fan_in), f"weights × {1 / math.sqrt(fan_in):.4g} (μP output layer, base width " \
+                                               f"{network.base_width})"
         if settings.optim.optimizer == "adam":
-            found.append(LayerScale(init, 1 / fan_in, 1.0))
+            found.append(LayerScale(init, 1 / fan_in, 1.0, why=why))
         else:
-            found.append(LayerScale(init, fan_out / fan_in, fan_out))
+            found.append(LayerScale(init, fan_out / fan_in, fan_out, why=why))
     alpha = DEPTH_ALPHA.get(network.parametrization)
     if alpha is None:
         return found
-    # Deeper than the base by ``deeper``: every block's layers' Adam rate x deeper^(alpha - 1), and each
+    # Deeper than the base by ``deeper``: every branch's layers' Adam rate x deeper^(alpha - 1), and each
     # branch's end times the multiplier deeper^-alpha, written as Table 3 writes μP's output multiplier:
     # its weights and bias drawn times it and their Adam rate times it (the same function and updates,
     # up to Adam's eps, as a multiplier in the forward pass).
     deeper = len(network.hidden) / network.base_depth
     branch = deeper ** -alpha
-    for first, last in models.residual_blocks(network):
+    for first, last in entry.branches(network):
         for i in range(first, last + 1):
             f = found[i]
             m = branch if i == last else 1.0
-            found[i] = LayerScale(f.init * m, f.weight_lr * m * deeper ** (alpha - 1), f.bias_lr * m, m)
+            why = f.why or (f"weights and bias × {m:.4g} (the residual branch's multiplier, base depth "
+                            f"{network.base_depth})" if m != 1.0 else "")
+            found[i] = LayerScale(f.init * m, f.weight_lr * m * deeper ** (alpha - 1), f.bias_lr * m, m, why)
     return found
+
+
+def others_lr(settings: TrainSettings) -> float:
+    """The learning-rate factor of a parameter outside the weighted layers (a gpt's norms' gains
+    and biases: vectors as wide as its residual stream): 1 under Adam (as a bias's), the stream's
+    width over the base's under SGD (``mup.MuSGD``'s for a vector)."""
+    network = settings.network
+    if network.parametrization == "sp" or settings.optim.optimizer == "adam":
+        return 1.0
+    return network.hidden[0] / network.base_width
 
 
 def rescale_(model: nn.Module, settings: TrainSettings, sources: list[str]) -> list[str]:
@@ -132,19 +154,16 @@ def rescale_(model: nn.Module, settings: TrainSettings, sources: list[str]) -> l
     return each layer's provenance (``sources``) with what was scaled said."""
     import torch
 
-    network, found = settings.network, []
-    if network.parametrization == "sp":  # whatever the network's layers (μP's are an MLP's: check)
+    if settings.network.parametrization == "sp":  # whatever the network's layers
         return sources
-    for i, (layer, scale, source) in enumerate(zip(model.layers, scales(settings), sources)):
+    found = []
+    for layer, scale, source in zip(model.layers, scales(settings), sources):
         if scale.init != 1.0 and not source.startswith(LOADED):
             with torch.no_grad():
                 layer.weight.mul_(scale.init)
-                layer.bias.mul_(scale.bias_init)
-            if i == len(model.layers) - 1:
-                source += f"; weights × {scale.init:.4g} (μP output layer, base width {network.base_width})"
-            else:
-                source += (f"; weights and bias × {scale.init:.4g} (the residual branch's multiplier, base depth "
-                           f"{network.base_depth})")
+                if getattr(layer, "bias", None) is not None:
+                    layer.bias.mul_(scale.bias_init)
+            source += f"; {scale.why}"
         found.append(source)
     return found
 

@@ -171,7 +171,7 @@ def coordcheck_listing(slopes: pd.DataFrame, growing: dict[str, list[int]]) -> L
         return shown if math.isnan(r["change_low"]) else f"{shown} [{r['change_low']:+.2f}, {r['change_high']:+.2f}]"
 
     columns = [Column("Parametrization", [str(r["parametrization"]) for r in rows], left=True),
-               Column("Layer", [str(r["layer"]) for r in rows]),
+               Column("Layer", [_layer(r) for r in rows], left=True),
                Column("Output size\nslope", [f"{r['coord_slope']:+.2f}" for r in rows], drop=1),
                Column("Change slope\n[95% CI]", [interval(r) for r in rows]),
                Column("Verdict", [str(r["verdict"]) for r in rows], left=True, wrap=True)]
@@ -185,6 +185,14 @@ def coordcheck_listing(slopes: pd.DataFrame, growing: dict[str, list[int]]) -> L
     ends = tuple(i for i in range(len(rows) - 1) if rows[i]["parametrization"] != rows[i + 1]["parametrization"])
     return Listing("Coordinate check: how each layer's output and its change grow with width", columns, rows, notes,
                    ends)
+
+
+def _layer(row: dict[str, Any]) -> str:
+    """A coordinate check's layer: its number, and its role (and block) where it was measured."""
+    role, block = row.get("role"), row.get("block")
+    if not isinstance(role, str):  # a check written before roles were
+        return str(row["layer"])
+    return f"{row['layer']} {role}" + ("" if block is None or math.isnan(block) else f" {int(block)}")
 
 
 def evaluate_listing(rows: list[dict[str, Any]]) -> Listing:

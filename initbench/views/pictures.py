@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -769,13 +770,19 @@ def plot_strip(groups: dict[str, list[float]], ylabel: str, title: str, path: Pa
 def plot_coords(coords: pd.DataFrame, parametrization: str, path: Path | None) -> Figure:
     """A coordinate check under one parametrization, as the ``mup`` package draws it: a panel
     per step, each layer's output size (mean absolute value) against width, log-log, a line per
-    layer (mean over seeds)."""
+    layer (mean over seeds); a network of blocks (a gpt), a line per role, its blocks' mean."""
     rows = coords[coords["parametrization"] == parametrization]
-    last = int(rows["layer"].max())
-    panels = {f"step {step}": {
-        f"layer {layer}" + (" (input)" if layer == 1 else " (output)" if layer == last else ""):
-            {float(w): g["coord"].tolist() for w, g in per_layer.groupby("width")}
-        for layer, per_layer in part.groupby("layer")} for step, part in rows.groupby("step")}
+    if "block" in rows and rows["block"].notna().any():
+        per_role = rows.groupby(["step", "role", "seed", "width"], sort=False)["coord"].mean().reset_index()
+        panels = {f"step {step}": {str(role): {float(w): g["coord"].tolist() for w, g in per.groupby("width")}
+                                   for role, per in part.groupby("role", sort=False)}
+                  for step, part in per_role.groupby("step")}
+    else:
+        last = int(rows["layer"].max())
+        panels = {f"step {step}": {
+            f"layer {layer}" + (" (input)" if layer == 1 else " (output)" if layer == last else ""):
+                {float(w): g["coord"].tolist() for w, g in per_layer.groupby("width")}
+            for layer, per_layer in part.groupby("layer")} for step, part in rows.groupby("step")}
     return plot_lines(panels, xlabel="Width (every hidden layer)", ylabel="Output size (mean |x|)",
                       title=f"Coordinate check, {parametrization}: each layer's output against width, step by step",
                       path=path, logx=True, logy=True)
@@ -790,7 +797,7 @@ def plot_lines(panels: dict[str, dict[str, dict[float, list[float]]]], xlabel: s
     title says so), where a few values in the billions would flatten the rest."""
     fig, axes = _subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.2, 4.2), squeeze=False, sharey=True,
                           layout="constrained")
-    palette = iter(PALETTE)
+    palette = itertools.cycle(PALETTE)  # more lines than colours (a deep network's layers) share them
     colours: dict[str, str] = {}
     seeds = 1
     for ax, (panel, lines) in zip(axes.flat, panels.items()):

@@ -66,13 +66,18 @@ def optimizer(params: list[Tensor] | list[dict[str, Any]], s: OptimSettings) -> 
     return torch.optim.Adam(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
 
 
-def param_groups(model: nn.Module, layers: range, lr: float, s: TrainSettings) -> list[dict[str, Any]]:
-    """The weights and biases of ``model``'s ``layers`` as param groups, one per distinct
-    learning rate: ``lr`` times each tensor's factor (``parametrization.scales``; under SP one
+def param_groups(model: nn.Module, layers: range, lr: float, s: TrainSettings,
+                 others: bool = False) -> list[dict[str, Any]]:
+    """The weights and biases of ``model``'s ``layers`` (with ``others``, and every parameter
+    outside its weighted layers: a gpt's norms) as param groups, one per distinct learning rate:
+    ``lr`` times each tensor's factor (``parametrization.scales``, ``others_lr``; under SP one
     group, every parameter at ``lr``, in the layers' order)."""
     scales = parametrization.scales(s)
     params = [(p, scales[i].weight_lr if p is model.layers[i].weight else scales[i].bias_lr)
               for i in layers for p in model.layers[i].parameters()]
+    if others:
+        weighted = {id(p) for layer in model.layers for p in layer.parameters()}
+        params += [(p, parametrization.others_lr(s)) for p in model.parameters() if id(p) not in weighted]
     return [{"params": [params[j][0] for j in members], "lr": rate}
             for rate, members in parametrization.by_rate([lr * scale for _, scale in params]).items()]
 
@@ -96,8 +101,8 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     initial = state_dict(model) if keep.initial else None
     model = model.to(device)
     if _text(job):
-        return lm.train_job(job, model, optimizer(list(model.parameters()), o), data, device, progress, label, keep,
-                            initial)
+        opt = optimizer(param_groups(model, range(len(model.layers)), o.lr, job.settings, others=True), o)
+        return lm.train_job(job, model, opt, data, device, progress, label, keep, initial)
     # Frozen layers take no gradient; when they are unfrozen they join the optimizer as
     # param groups of their own, with fresh moments and their own learning rate (under μP,
     # times each tensor's factor, as the layers trained from the start).
