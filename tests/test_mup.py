@@ -151,3 +151,57 @@ def test_mup_is_refused_for_a_network_it_is_not_written_for() -> None:
     resolved = config.resolve(options={"parametrization": "mup", "base_width": 32, "hidden": "128x2"})
     assert resolved.train.network == NetworkSettings(hidden=(128, 128), parametrization="mup", base_width=32)
     assert math.isclose(parametrization.scales(resolved.train)[-1].init, math.sqrt(32 / 128))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_gpts_rates_are_the_mup_packages_by_role(optimizer: str) -> None:
+    """Every parameter of a gpt at 4x its base width (embeddings, each block's matrices, biases and
+    norms) takes the rate mup.MuAdam or mup.MuSGD gives it after set_base_shapes; the head, by
+    design in Table 3's form (no output multiplier), takes theirs over the width ratio under
+    Adam, over its square under SGD (MuReadout divides its input by the ratio instead)."""
+    import mup
+
+    from initbench.models.gpt import GPT
+    from initbench.models.gpt_shape import Shape
+    from initbench.training.engines import sequential
+
+    def reference(width: int) -> GPT:
+        model = GPT(Shape(65, 16, width, 2, 4, base_width=32))
+        model.head = mup.MuReadout(width, 65, bias=False)
+        return model
+
+    s = TrainSettings.of(dataset="shakespeare", network="gpt", hidden=(128, 128), context=16, parametrization="mup",
+                         base_width=32, optimizer=optimizer, lr=0.01)
+    theirs = reference(128)
+    mup.set_base_shapes(theirs, reference(32), delta=reference(64))
+    kind = mup.MuAdam if optimizer == "adam" else mup.MuSGD
+    expected = sequential_rates(theirs, kind(theirs.parameters(), lr=0.01).param_groups)
+    ours = GPT(Shape(65, 16, 128, 2, 4, base_width=32))
+    found = sequential_rates(ours, sequential.param_groups(ours, range(len(ours.layers)), 0.01, s, others=True))
+    assert found.keys() == expected.keys() and len(found) == 2 + 2 * 16 + 2 + 1
+    head = found.pop("head.weight") * (4 if optimizer == "adam" else 16)
+    assert head == pytest.approx(expected.pop("head.weight"), rel=1e-12)
+    assert found == pytest.approx(expected, rel=1e-12)
+    assert len(set(found.values())) == 2  # μP's two rates: the vectors' and the matrices' (x 1/4)
+
+
+def test_a_gpt_at_its_base_width_is_sp_but_for_its_zero_query_and_readout(tmp_path) -> None:
+    """At the base width every rate factor is 1 and the attention's scale is sp's 1/sqrt(d_head);
+    what differs is μP's start: each query's weights and the head at zero (their provenance says
+    so), every other tensor the scheme's, bit for bit. Wider, the attention is q·k/d_head times
+    the base's sqrt(d_head)."""
+    path = tmp_path / "rhyme.txt"
+    path.write_text("the cat sat on the mat\n" * 50)
+    s = TrainSettings.of(dataset=f"text:{path}", network="gpt", hidden=(64, 64), context=16)
+    tokens = data.load(tmp_path, s.data).x_train
+    sp, _ = start(Job("gpt2", 0, s), tokens)
+    mup, sources = start(Job("gpt2", 0, s.replace(parametrization="mup")), tokens)
+    zeroed = {"head.weight", *(f"blocks.{k}.query.weight" for k in range(2))}
+    for (name, a), b in zip(sp.state_dict().items(), mup.state_dict().values()):
+        assert torch.equal(b, torch.zeros_like(a)) if name in zeroed else torch.equal(a, b), name
+    assert sum("μP starts the query and the readout at zero" in source for source in sources) == 3
+    assert mup.shape.attention_scale == 1 / math.sqrt(16) and sp.shape.attention_scale is None
+    groups = sequential.param_groups(mup, range(len(mup.layers)), 0.01, s.replace(parametrization="mup"), others=True)
+    assert [g["lr"] for g in groups] == [0.01] and len(groups[0]["params"]) == len(list(mup.parameters()))
+    wide = start(Job("gpt2", 0, s.replace(parametrization="mup", hidden=(256, 256))), tokens)[0]
+    assert wide.shape.attention_scale == pytest.approx(4 / 64)  # sqrt(64 / 4) / (256 / 4)
