@@ -248,14 +248,15 @@ class NetworkSettings:
     parametrization: str = setting(
         "sp", "sp: the scheme's weights and one learning rate; mup: μP (Tensor Programs V, Table 3) relative to "
         "--base-width: the output layer's weights scaled and each layer's Adam or SGD learning rate set by its "
-        "width (mlp, resmlp); depth-mup, completep: μP and each residual branch times (base depth / depth)^alpha, "
-        "alpha 1/2 (depth-μP) or 1 (CompleteP), each block's Adam rate times (depth / base depth)^(alpha - 1) "
-        "(resmlp).")
+        "width (mlp, resmlp; gpt: also q·k/d_head, its query and readout started at zero); depth-mup, completep: "
+        "μP and each residual branch times (base depth / depth)^alpha, alpha 1/2 (depth-μP) or 1 (CompleteP), each "
+        "block's Adam rate times (depth / base depth)^(alpha - 1) (resmlp, gpt).")
     # μP's base: the width of every hidden layer of the network whose numbers μP keeps (there μP = SP).
     # A fixed width rather than the network's own, so that one base serves a sweep over widths: the
     # lr tuned at 64 units (cheap) is the one μP transfers to wider networks. Read under mup only.
-    base_width: int = setting(64, "With --parametrization mup: the hidden width at which μP equals sp (where its "
-                              "lr is tuned).", parse=whole(1, MAX_UNITS), metavar="N")
+    base_width: int = setting(64, "With --parametrization mup: the hidden width at which μP's factors are 1 "
+                              "(where its lr is tuned): sp's numbers, but for a gpt's zero query and readout.",
+                              parse=whole(1, MAX_UNITS), metavar="N")
     # The depth parametrizations' base, as base_width is μP's: a resmlp of this many blocks keeps μP's numbers.
     base_depth: int = setting(2, "With --parametrization depth-mup or completep: the blocks at which each residual "
                               "branch's multiplier is 1 (where lr is tuned).", parse=whole(1, MAX_HIDDEN_LAYERS),

@@ -33,6 +33,23 @@ def test_sp_grows_the_output_layer_with_width_and_mup_grows_none(data_dir: Path,
     assert isinstance(reopened, ib.CoordCheck) and "no layer grows" in str(reopened)
 
 
+def test_a_gpts_layers_grow_with_width_under_sp_and_none_under_mup(data_dir: Path, tmp_path: Path) -> None:
+    """The transformer on Shakespeare: under sp every block's matrices, the head and the attention
+    logits move more the wider the gpt is; under μP (q·k/d_head, zero query and readout, the
+    rates by role) no layer does. The table names each layer's role and block."""
+    found = ib.coordcheck("default", widths=(32, 64, 128, 256), seeds=3, dataset="shakespeare", network="gpt",
+                          hidden="32x2", context=16, base_width=32, data_dir=data_dir, out=tmp_path / "cc",
+                          progress=False)
+    coords = pd.read_csv(tmp_path / "cc" / "coords.csv")
+    roles = coords.drop_duplicates("layer").set_index("layer")["role"]
+    assert len(roles) == 2 + 6 * 2 + 1 + 2 and roles[15] == "head" and roles[16] == "attention_logits"
+    assert {3, 6, 8, 15, 16, 17} <= set(found.growing["sp"]) and found.growing["mup"] == []
+    zero = coords[(coords["parametrization"] == "mup") & (coords["step"] == 0) & (coords["role"] == "head")]
+    assert (zero["coord"] == 0).all()  # μP's readout starts at zero
+    shown = str(found)
+    assert "15 head" in shown and "16 attn logits 1" in shown and "Under mup, no layer grows" in shown
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["--widths", "64"], "give two widths or more, rising"),
     (["--widths", "128,64"], "give two widths or more, rising"),

@@ -3,10 +3,12 @@ parametrization ("sp": the scheme's weights, one learning rate) or μP ("mup"), 
 base width, the one place both are written.
 
 μP is taken in the form of Tensor Programs V's Table 3 (initial variances and per-layer
-learning rates; no output multiplier), relative to a base network whose hidden layers are all
-``base_width`` wide, as the ``mup`` package's base shapes make it: a dimension is "infinite"
-(it grows with width) if it is a hidden layer's width, finite if it is the inputs or the
-classes, and each factor is a ratio of fan-ins or fan-outs to the base's. At the base width
+learning rates; no output multiplier), relative to a base network whose hidden layers (or
+blocks) are all ``base_width`` wide, as the ``mup`` package's base shapes make it: each
+weighted layer's fan-in and fan-out come from the network's entry (``Network.layer_fans``); a
+dimension is "infinite" (it grows with width) if it is a hidden layer's width, finite if it
+is the inputs, the classes, a vocabulary or a text's positions, and each factor is a ratio of
+fan-ins or fan-outs to the base network's. At the base width
 every factor is exactly 1, so μP's numbers there are SP's, bit for bit. The scheme still draws
 its usual weights; μP then scales the output layer's (a layer loaded from a file, as
 ``pretrained`` loads one, is left as loaded) and sets each tensor's learning rate:
@@ -25,14 +27,25 @@ weights scaled up to match): the same functions and updates (up to Adam's eps), 
 they are. Biases keep whatever the scheme (or --bias) gave them. In the formula, b is the base
 width and a finite dimension (the inputs, the classes) counts as b.
 
-The depth parametrizations (resmlp: blocks x + W2 φ(W1 x)) add to μP a multiplier on each
-residual branch, (L0/L)^alpha with L blocks and a base of L0 (``base_depth``), and set each
-block's Adam rates × (L/L0)^(alpha - 1): alpha 1/2 is depth-μP (Tensor Programs VI, Yang et
-al. 2023: multiplier 1/sqrt(L), Adam's rate 1/sqrt(L)), alpha 1 CompleteP (Dey et al. 2025:
+The transformer (gpt) is μP as Tensor Programs V writes it for attention, and as the ``mup``
+package's transformer example starts it: its embeddings are input layers (Adam × 1), each
+block's six matrices hidden ones (Adam × base / fan_in), the head the output layer; its
+norms' gains and biases are vectors, as biases are (``others_lr``); the attention's logits are
+q·k/d_head rather than q·k/sqrt(d_head), times sqrt of the base's d_head so that the base width
+keeps sp's scale (``models.gpt_shape.Shape.attention_scale``); and each block's query and the
+head start at zero (``Network.zeroed``: the attention starts uniform and the logits at zero at
+every width; appendix D.2). So at its base width a gpt's μP is sp but for those zeros.
+
+The depth parametrizations (resmlp: blocks x + W2 φ(W1 x); gpt: an attention and an MLP
+branch per block, ``Network.branches``) add to μP a multiplier on each residual branch,
+(L0/L)^alpha with L blocks and a base of L0 (``base_depth``), and set the Adam rates of each
+branch's weights × (L/L0)^(alpha - 1): alpha 1/2 is depth-μP (Tensor Programs VI, Yang et al.
+2023: multiplier 1/sqrt(L), Adam's rate 1/sqrt(L)), alpha 1 CompleteP (Dey et al. 2025:
 multiplier 1/L, rate unchanged). The multiplier is written as Table 3 writes μP's output
-multiplier: the branch's last layer (W2) draws its weights and bias times it and takes an
-Adam rate times it, which is the same function and the same updates (up to Adam's eps) as
-multiplying its output. At the base depth every factor is 1: the numbers are μP's.
+multiplier: the branch's last layer (W2; a gpt's attention output and MLP out) draws its
+weights and bias times it and takes an Adam rate times it, which is the same function and the
+same updates (up to Adam's eps) as multiplying its output. At the base depth every factor is
+1: the numbers are μP's.
 
 Formula: W_out *= sqrt(b/n_in); Adam: lr_W *= b/n_in, lr_b *= 1; SGD: lr_W *= (n_out/b)/(n_in/b), lr_b *= n_out/b
 Formula: depth: W2, b2 *= (L0/L)^a; Adam lr of W1 x (L/L0)^(a-1), of W2 x (L0/L)^a (L/L0)^(a-1), of b2 x (L0/L)^a

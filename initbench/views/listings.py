@@ -192,6 +192,9 @@ def _layer(row: dict[str, Any]) -> str:
     role, block = row.get("role"), row.get("block")
     if not isinstance(role, str):  # a check written before roles were
         return str(row["layer"])
+    short = {"attention_query": "query", "attention_key": "key", "attention_value": "value",
+             "token_embedding": "token emb.", "position_embedding": "position emb."}  # the table fits 80 columns
+    role = short.get(role, role.replace("attention_", "attn ").replace("_", " "))
     return f"{row['layer']} {role}" + ("" if block is None or math.isnan(block) else f" {int(block)}")
 
 
