@@ -24,7 +24,7 @@ def slopes(coords: pd.DataFrame) -> pd.DataFrame:
     (``*_low``, ``*_high``) and a verdict on the change: grows, shrinks, keeps (the interval
     within ±GROWS) or inconclusive."""
     rows = []
-    named = [key for key in ("role", "block") if key in coords]  # what the layer is (a check since issue 35)
+    named = [key for key in ("role", "block") if key in coords]  # what the layer is, where the check recorded it
     for (p, step, layer), part in coords.groupby(["parametrization", "step", "layer"], sort=False):
         row: dict[str, object] = {"parametrization": p, "step": step, "layer": layer,
                                   **{key: part[key].iloc[0] for key in named}}

@@ -23,13 +23,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from initbench import data
 from initbench.data import Splits
 from initbench.jobs import Job
 from initbench.settings import TrainSettings
-from initbench.tasks import NEXT_TOKEN
 from initbench.training import lm
-from initbench.training.engines.sequential import optimizer, param_groups
+from initbench.training.engines.sequential import optimizer, param_groups, reads_text
 from initbench.training.streams import generator, initial_model
 
 BATCH = 256  # training images the coordinates are measured on
@@ -40,15 +38,11 @@ def measured_batch(splits: Splits, settings: TrainSettings) -> tuple[torch.Tenso
     """The fixed batch every model trains on and is measured on, drawn once (the same for every
     model): BATCH training images and their labels, or WINDOWS windows of a text and the tokens
     that follow each position."""
-    if _text(settings):
+    if reads_text(settings):
         return lm.windows(splits.x_train, settings.network.context, WINDOWS, generator(0, "coord-batch"))
     rows = torch.randperm(len(splits.y_train), generator=generator(0, "coord-batch"))[:BATCH]
     rows = rows.to(splits.x_train.device)
     return splits.x_train[rows], splits.y_train[rows]
-
-
-def _text(settings: TrainSettings) -> bool:
-    return data.task(settings.data.dataset) is NEXT_TOKEN
 
 
 def names(model: torch.nn.Module) -> list[tuple[str, int | None]]:
@@ -82,7 +76,7 @@ def coordinates(settings: TrainSettings, scheme: str, seeds: Iterable[int], step
     step 0 (``change``), each step's forward pass then one update on that batch."""
     rows = []
     o, (x, y) = settings.optim, batch
-    text = _text(settings)
+    text = reads_text(settings)
     for seed in seeds:
         model = initial_model(Job(scheme, seed, settings), splits.x_train).to(x.device).train()
         opt = optimizer(param_groups(model, range(len(model.layers)), o.lr, settings, others=True), o)

@@ -85,12 +85,13 @@ def param_groups(model: nn.Module, layers: range, lr: float, s: TrainSettings,
 def score(jobs: Sequence[Job], models: Sequence[nn.Module], x: Tensor, y: Tensor, device: torch.device) -> list[float]:
     """Each model's validation metric on (x, y), computed exactly as training computed it:
     its accuracy, or on a text its loss."""
-    return [lm.score(model.to(device), x) if _text(job) else accuracy(model.to(device), x, y)
+    return [lm.score(model.to(device), x) if reads_text(job.settings) else accuracy(model.to(device), x, y)
             for job, model in zip(jobs, models)]
 
 
-def _text(job: Job) -> bool:
-    return data.task(job.settings.data.dataset) is tasks.NEXT_TOKEN
+def reads_text(s: TrainSettings) -> bool:
+    """Whether these settings' task is next-token prediction on a text (a gpt's)."""
+    return data.task(s.data.dataset) is tasks.NEXT_TOKEN
 
 
 def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress, label: str,
@@ -100,7 +101,7 @@ def _train_one(job: Job, data: Splits, device: torch.device, progress: Progress,
     model = initial_model(job, data.x_train)
     initial = state_dict(model) if keep.initial else None
     model = model.to(device)
-    if _text(job):
+    if reads_text(job.settings):
         opt = optimizer(param_groups(model, range(len(model.layers)), o.lr, job.settings, others=True), o)
         return lm.train_job(job, model, opt, data, device, progress, label, keep, initial)
     # Frozen layers take no gradient; when they are unfrozen they join the optimizer as
@@ -159,7 +160,7 @@ def step_seconds(s: TrainSettings, device: torch.device) -> StepTime:
 
     gen = torch.Generator().manual_seed(0)
     classes = len(data.class_numbers(s.data))
-    if data.task(s.data.dataset) is tasks.NEXT_TOKEN:  # random characters, a batch of windows
+    if reads_text(s):  # random characters, a batch of windows
         x = torch.randint(classes, (s.optim.batch_size, s.network.context + 1), generator=gen).to(device)
         model = initial_model(Job("default", 0, s), x).to(device).train()
 
