@@ -102,7 +102,8 @@ def test_a_users_per_layer_scheme_reads_the_role_record_and_is_keyed_by_its_code
     (["--classes", "1,2"], ["--classes applies to images, not to a text"]),
     (["--lesson-eval", "--dropout", "0.1"], ["--lesson-eval applies to images"]),
     (["--track-stats"], ["`initbench inspect --network gpt` shows each of its tensors"]),
-    (["--parametrization", "mup"], ["Give --parametrization sp for this network"]),
+    (["--parametrization", "mup", "--tied"], ["--tied with μP", "Leave --tied out"]),
+    (["--parametrization", "mup", "--base-width", "31"], ["--base-width 31 is not split evenly by --heads 2"]),
 ])
 def test_bad_gpt_settings_are_one_paragraph_and_exit_2(corpus: Path, args: list[str], fragments: list[str]) -> None:
     result = compare("gpt2", "--dataset", f"text:{corpus}", *SMALL, *args)
