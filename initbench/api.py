@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from rich.console import Console
 
-from initbench import config as configs, data
+from initbench import config as configs
 from initbench.commands import (
     COORD_KEYS,
     COORD_PARAMETRIZATIONS,

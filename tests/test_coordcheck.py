@@ -145,7 +145,6 @@ def test_a_gpts_mup_agrees_with_the_mup_package(data_dir: Path) -> None:
     μP's q·k/d_head (times the base's sqrt(d_head)), mup's convention, checked here by value."""
     import mup
     from mup.coord_check import get_coord_data
-    import torch
 
     from initbench import data
     from initbench.jobs import Job

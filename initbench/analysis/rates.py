@@ -125,7 +125,7 @@ def of_sweep(frame: pd.DataFrame, varied: Sequence[str], task: Task) -> tuple[pd
     from initbench.settings import shown
 
     runs = scored(frame, task).assign(width=[h[0] for h in frame["hidden"]], depth=[len(h) for h in frame["hidden"]],
-                       **{k: [shown(k, v) for v in frame[k]] for k in varied if k != "lr"})
+                                      **{k: [shown(k, v) for v in frame[k]] for k in varied if k != "lr"})
     groups = [*(k for k in varied if k != "lr"), "scheme"]
     return runs, best_rates(runs, task, groups), groups
 

@@ -38,6 +38,12 @@ class Shape:
             return None
         return math.sqrt(self.base_width / self.heads) / (self.width / self.heads)
 
+    @property
+    def logits_scale(self) -> float:
+        """The factor the logits q·k are multiplied by, as a number under any parametrization
+        (sp's is torch's default, 1/sqrt(d_head)): what a measurement of the logits uses."""
+        return self.attention_scale or (self.width / self.heads) ** -0.5
+
     def check(self) -> None:
         """Refuse, in words, a shape that cannot be built."""
         if self.heads < 1 or self.width % self.heads:

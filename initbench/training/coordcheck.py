@@ -62,7 +62,7 @@ def attention_logits(model: torch.nn.Module, outputs: list[torch.Tensor]) -> lis
     for block in range(shape.depth):
         q, k = (outputs[model.parts.index((f"attention_{r}", block))].unflatten(-1, (shape.heads, -1)).transpose(1, 2)
                 for r in ("query", "key"))
-        logits = q @ k.transpose(-1, -2) * (shape.attention_scale or q.shape[-1] ** -0.5)
+        logits = q @ k.transpose(-1, -2) * shape.logits_scale
         rows, columns = torch.tril_indices(*logits.shape[-2:], device=logits.device)
         found.append(logits[..., rows, columns])
     return found

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from initbench.analysis import diff as diffs
 from initbench.analysis.expect import ONE_SEED
-from initbench.settings import shown
 from initbench.tasks import CLASSIFICATION, Metric, Task
 from initbench.views.tables import Column, Listing
 from initbench.words import plural
